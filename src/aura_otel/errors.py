@@ -1,0 +1,31 @@
+"""The error hierarchy: one base class, so a host can catch everything aura-otel raises."""
+
+from __future__ import annotations
+
+
+class AuraOtelError(Exception):
+    """Base of every error aura-otel raises on purpose."""
+
+
+class ConfigurationError(AuraOtelError, ValueError):
+    """Bad settings, found at start-up rather than at the first span."""
+
+
+class InvalidJobIdError(AuraOtelError, ValueError):
+    """A job id that is not a safe single path segment; nothing is written for it."""
+
+
+class TelemetryNotFoundError(AuraOtelError, LookupError):
+    """No telemetry file exists for the job."""
+
+
+class CorruptTelemetryError(AuraOtelError):
+    """A telemetry file exists but is not valid v1 (partial, hand-edited, wrong types)."""
+
+
+class JobValidationError(AuraOtelError):
+    """Raise this (or a subclass) from a job to record it as ``VALIDATION_ERROR``.
+
+    The legacy pipeline told input-validation failures apart from generation failures; a host
+    marks the former by raising this, or by calling ``JobHandle.fail_validation``.
+    """

@@ -1,0 +1,246 @@
+"""The SpanExporter that folds spans into one v1 file per job.
+
+``export`` only folds (microseconds per span) and files the units under their job; a writer
+thread turns dirty jobs into files, at most every ``write_interval`` seconds, so the
+application never waits on the disk and a burst of stages costs one atomic replace per job.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from . import conventions as c
+from .errors import ConfigurationError, InvalidJobIdError
+from .fold import ROOT, Pricer, Unit, assemble, fold_span, trace_ids
+from .schema import EnumCase, dumps, validate_job_id
+from .store import JobStore
+
+logger = logging.getLogger("aura_otel")
+
+DEFAULT_WRITE_INTERVAL = 0.25
+_LOG_FIRST = 20
+
+
+def default_jobs_dir() -> str:
+    return os.environ.get(c.ENV_JOBS_DIR) or "./jobs"
+
+
+def resolve_enum_case(enum_case: str | None) -> EnumCase:
+    value = (enum_case or os.environ.get(c.ENV_ENUM_CASE) or "lower").strip().lower()
+    if value not in ("lower", "pascal"):
+        raise ConfigurationError(
+            f"enum case must be 'lower' or 'pascal' (from {c.ENV_ENUM_CASE} or enum_case=), "
+            f"not {value!r}"
+        )
+    return value  # type: ignore[return-value]
+
+
+@dataclass
+class _Job:
+    units: dict[str, Unit] = field(default_factory=dict)
+    dirty: bool = False
+    finalized: bool = False
+    signature: tuple[int, int] | None = None  # the merge state as this process last wrote it
+    synced: bool = False  # units already hold everything the state file had
+
+
+class ExporterStats:
+    """Counters a host can read (and that shutdown logs): nothing is dropped silently."""
+
+    _names = (
+        "spans_received",
+        "spans_folded",
+        "spans_without_job",
+        "spans_rejected_job_id",
+        "fold_errors",
+        "files_written",
+        "write_errors",
+        "jobs_finalized",
+        "downstream_errors",
+    )
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = dict.fromkeys(self._names, 0)
+
+    def add(self, name: str, amount: int = 1) -> int:
+        with self._lock:
+            self._counts[name] += amount
+            return self._counts[name]
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+
+class RunTelemetryExporter(SpanExporter):
+    """Writes ``<jobs_dir>/<job_id>/telemetry.json`` for every job whose spans it receives.
+
+    ``downstream`` is any other exporter (e.g. ``OTLPSpanExporter``): every span received is
+    also forwarded to it through its own batch queue, so a slow or dead backend never delays
+    the v1 files.
+    """
+
+    def __init__(
+        self,
+        jobs_dir: str | os.PathLike[str] | None = None,
+        *,
+        downstream: SpanExporter | None = None,
+        enum_case: str | None = None,
+        pricer: Pricer | None = None,
+        write_interval: float = DEFAULT_WRITE_INTERVAL,
+    ) -> None:
+        self.store = JobStore(jobs_dir if jobs_dir is not None else default_jobs_dir())
+        self.enum_case = resolve_enum_case(enum_case)
+        self.pricer = pricer
+        self.stats = ExporterStats()
+        self._write_interval = max(0.0, float(write_interval))
+        self._jobs: dict[str, _Job] = {}
+        self._lock = threading.Lock()  # guards _jobs
+        self._write_lock = threading.Lock()  # one writer at a time (thread or force_flush)
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._downstream = BatchSpanProcessor(downstream) if downstream is not None else None
+        self._writer = threading.Thread(target=self._run, name="aura-otel-writer", daemon=True)
+        self._writer.start()
+
+    # -- SpanExporter ----------------------------------------------------------------------------
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self._stopped.is_set():
+            return SpanExportResult.FAILURE
+        self.stats.add("spans_received", len(spans))
+        if self._downstream is not None:
+            for span in spans:
+                try:
+                    self._downstream.on_end(span)
+                except Exception:  # a downstream bug must not cost us the v1 file
+                    self._count_error("downstream_errors", "forwarding a span downstream failed")
+        folded = []
+        for span in spans:
+            try:
+                item = fold_span(span)
+            except Exception:
+                self._count_error("fold_errors", "folding a span failed; it is left out of v1")
+                continue
+            if item is None:
+                self.stats.add("spans_without_job")
+                continue
+            try:
+                validate_job_id(item.job_id)
+            except InvalidJobIdError as exc:
+                count = self.stats.add("spans_rejected_job_id")
+                if count <= _LOG_FIRST or count % 1000 == 0:
+                    logger.error("aura-otel: span rejected, nothing written: %s", exc)
+                continue
+            folded.append(item)
+        if folded:
+            with self._lock:
+                for item in folded:
+                    job = self._jobs.get(item.job_id)
+                    if job is None:
+                        job = self._jobs[item.job_id] = _Job()
+                    job.units[item.span_id] = item.unit
+                    job.dirty = True
+                    if item.unit.get("k") == ROOT:
+                        job.finalized = True
+            self.stats.add("spans_folded", len(folded))
+            self._wake.set()
+        return SpanExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        ok = True
+        if self._downstream is not None:
+            ok = self._downstream.force_flush(timeout_millis)
+        self._write_dirty()
+        return ok
+
+    def shutdown(self) -> None:
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self._wake.set()
+        self._writer.join(timeout=10)
+        self._write_dirty()
+        if self._downstream is not None:
+            self._downstream.shutdown()
+        stats = self.stats.snapshot()
+        logger.info("aura-otel: v1 exporter stopped: %s", stats)
+
+    # -- introspection ---------------------------------------------------------------------------
+    def pending_jobs(self) -> int:
+        """Jobs held in memory (running, or finished but not yet written)."""
+        with self._lock:
+            return len(self._jobs)
+
+    # -- writing ---------------------------------------------------------------------------------
+    def _count_error(self, name: str, message: str) -> None:
+        count = self.stats.add(name)
+        if count <= _LOG_FIRST or count % 1000 == 0:
+            logger.exception("aura-otel: %s (%s #%d)", message, name, count)
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            self._wake.wait()
+            if self._stopped.is_set():
+                return
+            # Coalesce: let the burst that woke us finish, then write each dirty job once.
+            self._stopped.wait(self._write_interval)
+            self._wake.clear()
+            self._write_dirty()
+
+    def _write_dirty(self) -> None:
+        with self._write_lock:
+            with self._lock:
+                dirty = [(job_id, job) for job_id, job in self._jobs.items() if job.dirty]
+                for _, job in dirty:
+                    job.dirty = False
+            for job_id, job in dirty:
+                try:
+                    self._write_job(job_id, job)
+                except Exception:
+                    with self._lock:
+                        job.dirty = True  # try again on the next round
+                    self._count_error("write_errors", f"writing telemetry for job {job_id!r} failed")
+                    continue
+                with self._lock:
+                    if job.finalized and not job.dirty:
+                        del self._jobs[job_id]  # a finished job's state is released
+                        self.stats.add("jobs_finalized")
+
+    def _write_job(self, job_id: str, job: _Job) -> None:
+        store = self.store
+        with store.locked(job_id):
+            with self._lock:
+                units = dict(job.units)
+            signature = store.state_signature(job_id)
+            if signature is not None and (not job.synced or signature != job.signature):
+                # Another exporter (a process sharing this folder, or an earlier life of this
+                # one) wrote since we last did: merge its units. Span ids make this a union.
+                theirs = store.read_state(job_id).get("units", {})
+                if isinstance(theirs, dict):
+                    units = {**theirs, **units}
+                    with self._lock:
+                        for span_id, unit in theirs.items():
+                            job.units.setdefault(span_id, unit)
+            doc = assemble(job_id, units, pricer=self.pricer)
+            state = orjson.dumps({"job_id": job_id, "trace_ids": trace_ids(units), "units": units})
+            store.write_job(job_id, dumps(doc, enum_case=self.enum_case), state)
+            job.signature = store.state_signature(job_id)
+            job.synced = True
+            self.stats.add("files_written")
+
+
+def job_trace_ids(store: JobStore, job_id: str) -> list[str]:
+    """Trace ids recorded for a job (empty when unknown): for links to a trace backend."""
+    value: Any = store.read_state(job_id).get("trace_ids", [])
+    return [t for t in value if isinstance(t, str)] if isinstance(value, list) else []

@@ -1,0 +1,438 @@
+"""Spans -> v1 records. Pure functions: no I/O, no clocks, no globals.
+
+The fold has two steps so that spans of one job may arrive in any order, in any number of
+batches, from any number of processes:
+
+1. :func:`fold_span` turns one finished span into a small JSON-able *unit* keyed by its span
+   id. Units from different exporters (or hosts) merge by dict union: nothing is counted twice.
+2. :func:`assemble` turns a job's units into the v1 collection: stage records, GenAI child
+   spans folded into their stage, the job-level failure record, the summary.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+from . import conventions as c
+from .schema import (
+    STAGES,
+    DEFAULT_CURRENCY,
+    MAX_INT,
+    RESULT_STATUSES,
+    SELECTION_SOURCES,
+    collection_dict,
+    finite_number,
+    format_timestamp_ns,
+    record_dict,
+    summarize,
+    sum_money,
+)
+
+Unit = dict[str, Any]
+
+ROOT, STAGE, CHILD, LINK = "root", "stage", "child", "link"
+_STAGE_SET = frozenset(STAGES)
+_STATUS_SET = frozenset(RESULT_STATUSES)
+_SELECTION_SET = frozenset(SELECTION_SOURCES)
+_MAX_PARENT_HOPS = 64
+#: Usage keys a unit may carry; they drive pricing and (for stages) land in metadata.
+USAGE_METADATA = {
+    "characters": c.USAGE_CHARACTERS,
+    "images": c.USAGE_IMAGES,
+    "image_size": c.USAGE_IMAGE_SIZE,
+    "image_quality": c.USAGE_IMAGE_QUALITY,
+    "duration_seconds": c.USAGE_OUTPUT_SECONDS,
+}
+CACHED_TOKENS_METADATA = "cached_input_tokens"
+UNPRICED_METADATA = "pricing"
+UNPRICED_VALUE = "unpriced"
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """A price for one operation's usage."""
+
+    amount: float
+    currency: str
+    version: str
+
+
+class Pricer(Protocol):
+    """Prices usage at fold time (see :mod:`aura_otel.pricing`). None means unknown: unpriced."""
+
+    def quote(
+        self, *, stage: str, provider: str | None, model: str | None, usage: Mapping[str, Any]
+    ) -> Quote | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FoldedSpan:
+    job_id: str
+    span_id: str
+    unit: Unit
+
+
+# -- step 1: one span -> one unit ----------------------------------------------------------------
+def _first_str(attrs: Mapping[str, Any], keys: Iterable[str]) -> str | None:
+    for key in keys:
+        value = attrs.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _count(value: Any) -> int | None:
+    """A non-negative whole number, or None for anything else (NaN, negatives, strings, bools)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 0 <= value <= MAX_INT else None
+    number = finite_number(value)
+    if number is not None and number >= 0 and number.is_integer() and number <= MAX_INT:
+        return int(number)
+    return None
+
+
+def _first_count(attrs: Mapping[str, Any], keys: Iterable[str]) -> int | None:
+    for key in keys:
+        if key in attrs:
+            value = _count(attrs[key])
+            if value is not None:
+                return value
+    return None
+
+
+def _money(attrs: Mapping[str, Any], keys: Iterable[str]) -> float | None:
+    for key in keys:
+        if key in attrs:
+            number = finite_number(attrs[key])
+            if number is not None and number >= 0:
+                return number
+    return None
+
+
+def _metadata(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    for key, value in attrs.items():
+        if key.startswith(c.META_PREFIX):
+            meta[key[len(c.META_PREFIX) :]] = list(value) if isinstance(value, tuple) else value
+        elif key.startswith(c.META_JSON_PREFIX) and isinstance(value, str):
+            try:
+                meta[key[len(c.META_JSON_PREFIX) :]] = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                meta[key[len(c.META_JSON_PREFIX) :]] = value  # keep what was sent, undecoded
+    return meta
+
+
+def _usage(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    usage: dict[str, Any] = {}
+    for name, key in USAGE_METADATA.items():
+        value = attrs.get(key)
+        if value is None:
+            continue
+        if name in ("image_size", "image_quality"):
+            if isinstance(value, str):
+                usage[name] = value
+        elif name == "duration_seconds":
+            number = finite_number(value)
+            if number is not None and number >= 0:
+                usage[name] = number
+        else:
+            count = _count(value)
+            if count is not None:
+                usage[name] = count
+    cached = _first_count(attrs, c.CACHED_INPUT_TOKEN_KEYS)
+    if cached is not None:
+        usage[CACHED_TOKENS_METADATA] = cached
+    return usage
+
+
+def _exception_event(span: Any) -> Mapping[str, Any] | None:
+    last = None
+    for event in span.events or ():
+        if event.name == "exception":
+            last = event.attributes or {}
+    return last
+
+
+def _message(span: Any, attrs: Mapping[str, Any]) -> str | None:
+    message = attrs.get(c.RESULT_MESSAGE)
+    if isinstance(message, str) and message:
+        return message
+    description = span.status.description if span.status is not None else None
+    if description:
+        return description
+    event = _exception_event(span)
+    if event is not None:
+        text = event.get("exception.message")
+        if isinstance(text, str) and text:
+            return text
+    return None
+
+
+def _is_error(span: Any) -> bool:
+    return span.status is not None and span.status.status_code.name == "ERROR"
+
+
+def _error_code(span: Any, attrs: Mapping[str, Any]) -> str | None:
+    code = attrs.get(c.ERROR_TYPE)
+    if isinstance(code, str) and code:
+        return code
+    if _is_error(span):
+        event = _exception_event(span)
+        if event is not None and isinstance(event.get("exception.type"), str):
+            return event["exception.type"].rsplit(".", 1)[-1]
+    return None
+
+
+def _stage_of(span: Any, attrs: Mapping[str, Any]) -> str | None:
+    stage = attrs.get(c.STAGE)
+    if isinstance(stage, str):
+        stage = stage.lower()
+        return stage if stage in _STAGE_SET else None
+    return None
+
+
+def fold_span(span: Any) -> FoldedSpan | None:
+    """One finished span as a unit, or None when it carries no job id (not part of any job).
+
+    ``span`` is any object shaped like ``opentelemetry.sdk.trace.ReadableSpan``.
+    """
+    attrs: Mapping[str, Any] = span.attributes or {}
+    job_id = attrs.get(c.JOB_ID)
+    if not isinstance(job_id, str) or not job_id:
+        return None
+    ctx = span.context
+    span_id = f"{ctx.span_id:016x}"
+    parent = span.parent
+    start = span.start_time or 0
+    end = span.end_time or start
+    unit: Unit = {"s": start, "e": end}
+    if parent is not None:
+        unit["p"] = f"{parent.span_id:016x}"
+    correlation_id = attrs.get(c.CORRELATION_ID)
+    if isinstance(correlation_id, str) and correlation_id:
+        unit["corr"] = correlation_id
+    project_id = attrs.get(c.PROJECT_ID)
+    if isinstance(project_id, str) and project_id:
+        unit["proj"] = project_id
+
+    if span.name == c.JOB_SPAN_NAME:
+        unit["k"] = ROOT
+        unit["t"] = f"{ctx.trace_id:032x}"
+        if _is_error(span):
+            unit["err"] = _error_code(span, attrs) or "GENERATION_ERROR"
+            message = _message(span, attrs)
+            if message:
+                unit["msg"] = message
+        return FoldedSpan(job_id, span_id, unit)
+
+    stage = _stage_of(span, attrs)
+    provider = _first_str(attrs, c.PROVIDER_KEYS)
+    model = _first_str(attrs, c.MODEL_KEYS)
+    tokens_in = _first_count(attrs, c.INPUT_TOKEN_KEYS)
+    tokens_out = _first_count(attrs, c.OUTPUT_TOKEN_KEYS)
+    cost = _money(attrs, c.COST_KEYS)
+    usage = _usage(attrs)
+
+    if stage is None:
+        if tokens_in is None and tokens_out is None and cost is None and not usage:
+            unit["k"] = LINK
+            return FoldedSpan(job_id, span_id, unit)
+        unit["k"] = CHILD
+        for key, value in (
+            ("provider", provider),
+            ("model", model),
+            ("tin", tokens_in),
+            ("tout", tokens_out),
+            ("cost", cost),
+        ):
+            if value is not None:
+                unit[key] = value
+        if usage:
+            unit["usage"] = usage
+        return FoldedSpan(job_id, span_id, unit)
+
+    status = attrs.get(c.RESULT_STATUS)
+    status = status.lower() if isinstance(status, str) else None
+    if status not in _STATUS_SET:
+        status = "error" if _is_error(span) else "ok"
+    selection = attrs.get(c.SELECTION_SOURCE)
+    selection = selection.lower() if isinstance(selection, str) else None
+    currency = attrs.get(c.COST_CURRENCY)
+    pricing_version = attrs.get(c.PRICING_VERSION)
+    fallback = attrs.get(c.FALLBACK_REASON)
+    cache_hit = attrs.get(c.CACHE_HIT)
+    metadata = _metadata(attrs)
+    metadata.update(usage)
+    unit["k"] = STAGE
+    unit["r"] = record_dict(
+        job_id=job_id,
+        correlation_id=correlation_id if isinstance(correlation_id, str) else None,
+        project_id=project_id if isinstance(project_id, str) else None,
+        stage=stage,
+        scene_index=_count(attrs.get(c.SCENE_INDEX)),
+        model_id=model,
+        provider=provider,
+        selection_source=selection if selection in _SELECTION_SET else None,
+        fallback_reason=fallback if isinstance(fallback, str) else None,
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        cache_hit=cache_hit if isinstance(cache_hit, bool) else None,
+        retries=_count(attrs.get(c.RETRY_COUNT)) or 0,
+        latency_ms=max(0, (end - start) // 1_000_000),
+        cost_estimate=cost,
+        currency=currency if isinstance(currency, str) and currency else DEFAULT_CURRENCY,
+        pricing_version=pricing_version if isinstance(pricing_version, str) else None,
+        result_status=status,
+        error_code=_error_code(span, attrs),
+        message=_message(span, attrs),
+        started_at=format_timestamp_ns(start),
+        ended_at=format_timestamp_ns(end),
+        metadata=metadata or None,
+    )
+    if usage:
+        unit["usage"] = usage
+    return FoldedSpan(job_id, span_id, unit)
+
+
+# -- step 2: a job's units -> the collection -----------------------------------------------------
+def _stage_ancestor(span_id: str, units: Mapping[str, Unit]) -> str | None:
+    """The nearest stage span above ``span_id`` (a child may sit under HTTP or SDK spans)."""
+    current = units.get(span_id, {}).get("p")
+    for _ in range(_MAX_PARENT_HOPS):
+        if current is None:
+            return None
+        unit = units.get(current)
+        if unit is None:
+            return None
+        kind = unit.get("k")
+        if kind == STAGE:
+            return current
+        if kind == ROOT:
+            return None
+        current = unit.get("p")
+    return None
+
+
+def _has_usage(rec: Mapping[str, Any], usage: Mapping[str, Any]) -> bool:
+    return rec.get("tokens_in") is not None or rec.get("tokens_out") is not None or any(
+        k in usage for k in ("characters", "images", "duration_seconds")
+    )
+
+
+def _build_record(unit: Unit, children: list[Unit], pricer: Pricer | None) -> dict[str, Any]:
+    rec = dict(unit["r"])
+    usage = dict(unit.get("usage") or {})
+    own_tokens = rec.get("tokens_in") is not None or rec.get("tokens_out") is not None
+    own_cost = rec.get("cost_estimate") is not None
+    if children:
+        if not own_tokens:
+            tin = [ch["tin"] for ch in children if "tin" in ch]
+            tout = [ch["tout"] for ch in children if "tout" in ch]
+            if tin:
+                rec["tokens_in"] = sum(tin)
+            if tout:
+                rec["tokens_out"] = sum(tout)
+            cached = [ch["usage"][CACHED_TOKENS_METADATA] for ch in children
+                      if CACHED_TOKENS_METADATA in ch.get("usage", {})]
+            if cached and CACHED_TOKENS_METADATA not in usage:
+                usage[CACHED_TOKENS_METADATA] = sum(cached)
+        if not own_cost:
+            child_costs = [ch["cost"] for ch in children if "cost" in ch]
+            if child_costs:
+                rec["cost_estimate"] = sum_money(child_costs)
+                own_cost = True
+        if rec.get("provider") is None:
+            rec["provider"] = next((ch["provider"] for ch in children if "provider" in ch), None)
+        if rec.get("model_id") is None:
+            rec["model_id"] = next((ch["model"] for ch in children if "model" in ch), None)
+    if not own_cost and pricer is not None and _has_usage(rec, usage):
+        priced_usage = {**usage, "tokens_in": rec.get("tokens_in"), "tokens_out": rec.get("tokens_out")}
+        quote = pricer.quote(
+            stage=rec["stage"], provider=rec.get("provider"), model=rec.get("model_id"),
+            usage=priced_usage,
+        )
+        if quote is None:
+            rec["metadata"] = {**(rec.get("metadata") or {}), UNPRICED_METADATA: UNPRICED_VALUE}
+        else:
+            rec["cost_estimate"] = quote.amount
+            rec["currency"] = quote.currency
+            rec["pricing_version"] = quote.version
+    if usage.get(CACHED_TOKENS_METADATA) is not None:
+        rec["metadata"] = {**(rec.get("metadata") or {}), CACHED_TOKENS_METADATA: usage[CACHED_TOKENS_METADATA]}
+    return record_dict(**rec)
+
+
+def _stable_correlation_id(job_id: str) -> str:
+    # Only used when no span of the job carried one: stable across rewrites of the file.
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"aura-otel:{job_id}"))
+
+
+def assemble(job_id: str, units: Mapping[str, Unit], *, pricer: Pricer | None = None) -> dict[str, Any]:
+    """The v1 collection dict for one job, from all of its units seen so far.
+
+    A job whose root span has not ended yet gets no ``collection_ended_at`` and no summary: a
+    file for a running (or dead) job never claims the job finished.
+    """
+    root: Unit | None = None
+    correlation_id = project_id = None
+    stages: list[tuple[str, Unit]] = []
+    children: dict[str, list[Unit]] = {}
+    for span_id, unit in units.items():
+        kind = unit.get("k")
+        if kind == ROOT and (root is None or unit["s"] < root["s"]):
+            root = unit
+        elif kind == STAGE:
+            stages.append((span_id, unit))
+        elif kind == CHILD:
+            owner = _stage_ancestor(span_id, units)
+            if owner is not None:
+                children.setdefault(owner, []).append(unit)
+    for unit in ([root] if root else []) + [u for _, u in stages]:
+        correlation_id = correlation_id or unit.get("corr")
+        project_id = project_id or unit.get("proj")
+    correlation_id = correlation_id or _stable_correlation_id(job_id)
+
+    stages.sort(key=lambda item: (item[1]["s"], item[1]["e"], item[0]))
+    records = []
+    for span_id, unit in stages:
+        rec = _build_record(unit, children.get(span_id, []), pricer)
+        if "correlation_id" not in rec or "project_id" not in rec:
+            rec = record_dict(**{**rec, "correlation_id": rec.get("correlation_id") or correlation_id,
+                                 "project_id": rec.get("project_id") or project_id})
+        records.append(rec)
+
+    started = root["s"] if root else min((u["s"] for u in units.values()), default=0)
+    if root is not None and "err" in root:
+        message = root.get("msg")
+        already = any(r["result_status"] == "error" and r.get("message") == message for r in records)
+        if not already:
+            code = "VALIDATION_ERROR" if root["err"] == "VALIDATION_ERROR" else "GENERATION_ERROR"
+            records.append(record_dict(
+                job_id=job_id, correlation_id=correlation_id, project_id=project_id,
+                stage="post", latency_ms=0, result_status="error", error_code=code,
+                message=message, started_at=format_timestamp_ns(root["e"]),
+                ended_at=format_timestamp_ns(root["e"]),
+            ))
+    return collection_dict(
+        job_id=job_id,
+        correlation_id=correlation_id,
+        collection_started_at=format_timestamp_ns(started),
+        collection_ended_at=format_timestamp_ns(root["e"]) if root else None,
+        records=records,
+        summary=summarize(records) if root else None,
+    )
+
+
+def trace_ids(units: Mapping[str, Unit]) -> list[str]:
+    """The trace ids of a job's root spans (for links to a trace backend)."""
+    return sorted({u["t"] for u in units.values() if u.get("k") == ROOT and "t" in u})
+
+
+FoldFn = Callable[[Any], FoldedSpan | None]

@@ -1,0 +1,386 @@
+"""RunTelemetry v1: the one definition of the legacy file format in the code.
+
+The pydantic models validate files (strictly: a file is either v1 or it is reported), generate
+the JSON Schema, and fix field order. The hot path (fold -> file) never builds models: it
+builds plain dicts in the models' field order through :func:`record_dict` and serialises them
+with orjson, because a pydantic round trip per span would cost more than the span itself.
+"""
+
+from __future__ import annotations
+
+import calendar
+import math
+import re
+import time
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+)
+
+from .errors import CorruptTelemetryError, InvalidJobIdError
+
+SCHEMA_VERSION = "1.0"
+DEFAULT_CURRENCY = "USD"
+JOB_ID_MAX_LENGTH = 128
+MAX_INT = 2**63 - 1  # the legacy C# consumers read counts as long
+
+
+class Stage(StrEnum):
+    BRIEF = "brief"
+    PLAN = "plan"
+    SCRIPT = "script"
+    SSML = "ssml"
+    TTS = "tts"
+    VISUALS = "visuals"
+    RENDER = "render"
+    POST = "post"
+
+
+class ResultStatus(StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    ERROR = "error"
+
+
+class SelectionSource(StrEnum):
+    DEFAULT = "default"
+    PINNED = "pinned"
+    CLI = "cli"
+    FALLBACK = "fallback"
+
+
+EnumCase = Literal["lower", "pascal"]
+STAGES: tuple[str, ...] = tuple(s.value for s in Stage)
+RESULT_STATUSES: tuple[str, ...] = tuple(s.value for s in ResultStatus)
+SELECTION_SOURCES: tuple[str, ...] = tuple(s.value for s in SelectionSource)
+
+# -- job ids -------------------------------------------------------------------------------------
+_UNSAFE_ID = re.compile(r"[/\\\x00-\x1f\x7f]|\.\.")
+
+
+def validate_job_id(job_id: object) -> str:
+    """Return ``job_id`` if it is a safe single path segment, else raise InvalidJobIdError.
+
+    Job ids become folder names, so this is the only gate between a host's string and the
+    file system: no separators, no ``..``, no control characters, at most 128 characters.
+    """
+    if not isinstance(job_id, str):
+        raise InvalidJobIdError(f"job id must be a string, got {type(job_id).__name__}")
+    if not job_id or not job_id.strip():
+        raise InvalidJobIdError("job id is empty")
+    if len(job_id) > JOB_ID_MAX_LENGTH:
+        raise InvalidJobIdError(
+            f"job id is {len(job_id)} characters long; the limit is {JOB_ID_MAX_LENGTH}"
+        )
+    if job_id != job_id.strip():
+        raise InvalidJobIdError(f"job id {job_id!r} has leading or trailing white space")
+    if job_id in (".", "..") or _UNSAFE_ID.search(job_id):
+        raise InvalidJobIdError(
+            f"job id {job_id!r} is not a safe single path segment "
+            "(no '/', '\\', '..', NUL or control characters)"
+        )
+    return job_id
+
+
+def is_safe_job_id(job_id: object) -> bool:
+    try:
+        validate_job_id(job_id)
+    except InvalidJobIdError:
+        return False
+    return True
+
+
+# -- timestamps ----------------------------------------------------------------------------------
+def format_timestamp(value: datetime) -> str:
+    """ISO 8601, UTC, six fractional digits and a ``Z``: the one spelling v1 writes."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    value = value.astimezone(timezone.utc)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def format_timestamp_ns(epoch_ns: int) -> str:
+    """Format nanoseconds since the epoch (OpenTelemetry's clock) without building a datetime."""
+    seconds, rest = divmod(int(epoch_ns), 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{rest // 1000:06d}Z"
+
+
+def parse_timestamp_ns(text: str) -> int:
+    """Inverse of :func:`format_timestamp_ns` for any ISO 8601 string (naive means UTC)."""
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return calendar.timegm(value.utctimetuple()) * 1_000_000_000 + value.microsecond * 1000
+
+
+def _to_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _lower_keys(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {(k.lower() if isinstance(k, str) else k): v for k, v in value.items()}
+    return value
+
+
+# -- money ---------------------------------------------------------------------------------------
+def sum_money(values: Iterable[float | int | None]) -> float:
+    """Sum amounts as decimals so 0.1 + 0.2 is written 0.3, not 0.30000000000000004.
+
+    Each float is taken at its shortest repr (what the file says), summed exactly, and turned
+    back into the float whose repr is that exact decimal.
+    """
+    total = Decimal(0)
+    for value in values:
+        if value is not None:
+            total += Decimal(repr(float(value)))
+    return float(total)
+
+
+Timestamp = Annotated[
+    datetime,
+    AfterValidator(_to_utc),
+    PlainSerializer(format_timestamp, return_type=str, when_used="json"),
+]
+Count = Annotated[int, Field(ge=0, le=MAX_INT)]
+Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+JobId = Annotated[str, AfterValidator(validate_job_id)]
+StageField = Annotated[Stage, BeforeValidator(_lower)]
+StatusField = Annotated[ResultStatus, BeforeValidator(_lower)]
+SelectionField = Annotated[SelectionSource, BeforeValidator(_lower)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+class Record(_Model):
+    """One stage operation."""
+
+    version: Literal["1.0"] = SCHEMA_VERSION
+    job_id: JobId
+    correlation_id: str
+    project_id: str | None = None
+    stage: StageField
+    scene_index: Count | None = None
+    model_id: str | None = None
+    provider: str | None = None
+    selection_source: SelectionField | None = None
+    fallback_reason: str | None = None
+    tokens_in: Count | None = None
+    tokens_out: Count | None = None
+    cache_hit: bool | None = None
+    retries: Count = 0
+    latency_ms: Count
+    cost_estimate: Money | None = None
+    currency: str = DEFAULT_CURRENCY
+    pricing_version: str | None = None
+    result_status: StatusField
+    error_code: str | None = None
+    message: str | None = None
+    started_at: Timestamp
+    ended_at: Timestamp
+    metadata: dict[str, Any] | None = None
+
+
+class Summary(_Model):
+    """Totals over a job's records; a view never recomputes what this states."""
+
+    total_operations: Count
+    successful_operations: Count
+    failed_operations: Count
+    total_cost: Money
+    currency: str = DEFAULT_CURRENCY
+    total_latency_ms: Count
+    total_tokens_in: Count
+    total_tokens_out: Count
+    cache_hits: Count
+    total_retries: Count
+    cost_by_stage: Annotated[dict[Stage, Money], BeforeValidator(_lower_keys)]
+    operations_by_provider: dict[str, Count]
+
+
+class Collection(_Model):
+    """One job's file."""
+
+    version: Literal["1.0"] = SCHEMA_VERSION
+    job_id: JobId
+    correlation_id: str
+    collection_started_at: Timestamp
+    collection_ended_at: Timestamp | None = None
+    records: list[Record]
+    summary: Summary | None = None
+
+
+RECORD_FIELDS: tuple[str, ...] = tuple(Record.model_fields)
+SUMMARY_FIELDS: tuple[str, ...] = tuple(Summary.model_fields)
+COLLECTION_FIELDS: tuple[str, ...] = tuple(Collection.model_fields)
+_RECORD_ENUM_FIELDS = ("stage", "result_status", "selection_source")
+
+
+def record_dict(**fields: Any) -> dict[str, Any]:
+    """A record as a plain dict in v1 field order, absent fields left out, defaults filled."""
+    fields.setdefault("version", SCHEMA_VERSION)
+    fields.setdefault("retries", 0)
+    fields.setdefault("currency", DEFAULT_CURRENCY)
+    return {name: fields[name] for name in RECORD_FIELDS if fields.get(name) is not None}
+
+
+def collection_dict(**fields: Any) -> dict[str, Any]:
+    """A collection as a plain dict in v1 field order, absent fields left out."""
+    fields.setdefault("version", SCHEMA_VERSION)
+    return {name: fields[name] for name in COLLECTION_FIELDS if fields.get(name) is not None}
+
+
+def summarize(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The v1 summary of record dicts (lowercase or PascalCase enums alike)."""
+    total = ok = failed = latency = tokens_in = tokens_out = hits = retries = 0
+    costs: list[Any] = []
+    stage_costs: dict[str, list[Any]] = {}
+    providers: dict[str, int] = {}
+    for rec in records:
+        total += 1
+        status = str(rec.get("result_status", "")).lower()
+        ok += status == "ok"
+        failed += status == "error"
+        latency += rec.get("latency_ms") or 0
+        tokens_in += rec.get("tokens_in") or 0
+        tokens_out += rec.get("tokens_out") or 0
+        hits += rec.get("cache_hit") is True
+        retries += rec.get("retries") or 0
+        cost = rec.get("cost_estimate")
+        costs.append(cost)
+        stage_costs.setdefault(str(rec.get("stage", "")).lower(), []).append(cost)
+        provider = rec.get("provider")
+        if provider is not None:
+            providers[provider] = providers.get(provider, 0) + 1
+    return {
+        "total_operations": total,
+        "successful_operations": ok,
+        "failed_operations": failed,
+        "total_cost": sum_money(costs),
+        "currency": DEFAULT_CURRENCY,
+        "total_latency_ms": latency,
+        "total_tokens_in": tokens_in,
+        "total_tokens_out": tokens_out,
+        "cache_hits": hits,
+        "total_retries": retries,
+        "cost_by_stage": {stage: sum_money(values) for stage, values in stage_costs.items()},
+        "operations_by_provider": providers,
+    }
+
+
+def success_rate(summary: Mapping[str, Any]) -> float:
+    """successful / total * 100, 0 with no operations (never stored, always derived)."""
+    total = summary.get("total_operations") or 0
+    return (summary.get("successful_operations") or 0) / total * 100 if total else 0.0
+
+
+# -- (de)serialisation ---------------------------------------------------------------------------
+def _pascal(value: str) -> str:
+    return value[:1].upper() + value[1:]
+
+
+def apply_enum_case(doc: dict[str, Any], enum_case: EnumCase) -> dict[str, Any]:
+    """Spell the records' enum values in ``enum_case`` (summary keys stay lowercase, as the old
+    writer left them)."""
+    if enum_case == "lower":
+        return doc
+    if enum_case != "pascal":
+        raise ValueError(f"enum_case must be 'lower' or 'pascal', not {enum_case!r}")
+    records = []
+    for rec in doc.get("records", ()):
+        rec = dict(rec)
+        for name in _RECORD_ENUM_FIELDS:
+            if isinstance(rec.get(name), str):
+                rec[name] = _pascal(rec[name])
+        records.append(rec)
+    return {**doc, "records": records}
+
+
+def dumps(doc: Mapping[str, Any], *, enum_case: EnumCase = "lower", indent: bool = True) -> bytes:
+    """Serialise a collection dict as the v1 file: UTF-8, indented, enums in ``enum_case``."""
+    out = apply_enum_case(dict(doc), enum_case)
+    option = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE if indent else 0
+    return orjson.dumps(out, option=option | orjson.OPT_NON_STR_KEYS)
+
+
+def _json_path(loc: tuple[int | str, ...]) -> str:
+    path = "$"
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def validation_errors(data: bytes | str) -> list[tuple[str, str]]:
+    """Every way ``data`` breaks v1, as (JSON path, message) pairs; empty when it is valid."""
+    try:
+        Collection.model_validate_json(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+            problems.append((_json_path(loc), err["msg"]))
+        return problems
+    return []
+
+
+def load_collection(data: bytes | str) -> Collection:
+    """Parse and validate a v1 file (either enum spelling); CorruptTelemetryError otherwise."""
+    try:
+        return Collection.model_validate_json(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        raise CorruptTelemetryError(
+            f"not a valid RunTelemetry v1 document: {exc.error_count()} problem(s), first at "
+            f"{_json_path(tuple(first['loc']))}: {first['msg']}"
+        ) from None
+
+
+def to_dict(collection: Collection) -> dict[str, Any]:
+    """A validated collection as the file's dict: absent optional fields left out, lowercase.
+
+    Only record- and collection-level ``None`` means absent; a ``null`` inside metadata is data.
+    """
+    doc = collection.model_dump(mode="json")
+    doc["records"] = [{k: v for k, v in rec.items() if v is not None} for rec in doc["records"]]
+    return {k: v for k, v in doc.items() if v is not None}
+
+
+def to_http(collection: Collection) -> dict[str, Any]:
+    """The HTTP shape: every optional field present, absent ones as explicit ``null``."""
+    return collection.model_dump(mode="json")
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of the v1 collection, generated from the models."""
+    schema = Collection.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "RunTelemetry v1"
+    return schema
+
+
+def finite_number(value: Any) -> float | None:
+    """``value`` as a finite float, or None for NaN, infinities, bools and non-numbers."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
