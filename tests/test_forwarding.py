@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 from aura_otel import conventions as c
 from aura_otel.exporter import RunTelemetryExporter
 from aura_otel.forwarding import ForwardingSpanProcessor, ForwardingStats, max_queue_size_from_env
-from otlp_receivers import black_hole, grpc_receiver, http_receiver, refusing_endpoint
+from .otlp_receivers import black_hole, grpc_receiver, http_receiver, refusing_endpoint
 
 STAGES = ("brief", "plan", "script", "tts")
 

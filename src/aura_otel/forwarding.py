@@ -159,7 +159,7 @@ class CountingSpanExporter(SpanExporter):
             logger.exception("aura-otel: OTLP exporter shutdown raised")
 
 
-def _run_bounded(target: Any, timeout_millis: float, name: str) -> bool:
+def run_bounded(target: Any, timeout_millis: float, name: str) -> bool:
     """Run ``target`` on a daemon thread; True if it returned a truthy value in time."""
     outcome: list[Any] = []
 
@@ -257,14 +257,14 @@ class ForwardingSpanProcessor(SpanProcessor):
         if self._closed.is_set():
             return False
         budget = min(float(timeout_millis), self._shutdown_timeout_millis)
-        return _run_bounded(lambda: self._batch.force_flush(int(budget)), budget, "otlp-flush")
+        return run_bounded(lambda: self._batch.force_flush(int(budget)), budget, "otlp-flush")
 
     def shutdown(self) -> None:
         with self._lock:
             if self._closed.is_set():
                 return
             self._closed.set()
-        finished = _run_bounded(
+        finished = run_bounded(
             lambda: self._batch.shutdown() is None or True,
             self._shutdown_timeout_millis,
             "otlp-shutdown",
