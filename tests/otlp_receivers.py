@@ -50,6 +50,7 @@ class Received:
     spans: list[ReceivedSpan] = field(default_factory=list)
     metrics: dict[str, list[Any]] = field(default_factory=dict)  # name -> data points
     requests: int = 0
+    headers: list[dict[str, str]] = field(default_factory=list)  # per HTTP request, lower-case keys
     lock: threading.Lock = field(default_factory=threading.Lock)
     arrived: threading.Condition = field(init=False)
 
@@ -113,6 +114,8 @@ def http_receiver() -> Iterator[tuple[str, Received]]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+            with received.lock:
+                received.headers.append({k.lower(): v for k, v in self.headers.items()})
             length = int(self.headers.get("Content-Length") or 0)
             body = _decode_body(self.rfile.read(length), self.headers.get("Content-Encoding"))
             if self.path == "/v1/traces":

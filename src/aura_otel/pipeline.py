@@ -172,6 +172,7 @@ def configure(
     propagate_threads: bool = True,
     write_interval: float | None = None,
     metrics: bool | None = None,
+    otlp_shutdown_timeout: float | None = None,
 ) -> Telemetry:
     """Set up aura-otel and return its handle.
 
@@ -183,6 +184,8 @@ def configure(
     OTLP forwarding and metrics are on when ``otlp_endpoint`` is given or the standard
     ``OTEL_EXPORTER_OTLP_*`` variables name an endpoint, and off (no error, no waiting)
     otherwise; ``metrics=False`` or ``OTEL_METRICS_EXPORTER=none`` keeps metrics off.
+    ``otlp_shutdown_timeout`` (seconds, default 5) bounds how long flushing and exiting may
+    wait for the backend.
     """
     if _env_flag("OTEL_SDK_DISABLED"):
         logger.info("aura-otel: OTEL_SDK_DISABLED is set; telemetry is off")
@@ -206,8 +209,13 @@ def configure(
             provider = TracerProvider(resource=Resource.create(attrs))
             install_global = set_global
 
+    bounded: dict[str, Any] = (
+        {"shutdown_timeout_millis": otlp_shutdown_timeout * 1000}
+        if otlp_shutdown_timeout is not None
+        else {}
+    )
     job_metrics = (
-        MetricsPipeline(metric_exporter, resource=provider.resource)
+        MetricsPipeline(metric_exporter, resource=provider.resource, **bounded)
         if metric_exporter is not None
         else None
     )
@@ -221,7 +229,7 @@ def configure(
     targets: list[SpanProcessor] = [
         BatchSpanProcessor(exporter, schedule_delay_millis=V1_SCHEDULE_DELAY_MS)
     ]
-    forwarding = ForwardingSpanProcessor(otlp) if otlp is not None else None
+    forwarding = ForwardingSpanProcessor(otlp, **bounded) if otlp is not None else None
     if forwarding is not None:
         targets.append(forwarding)
     stamping = JobContextProcessor()
