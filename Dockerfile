@@ -14,6 +14,6 @@ RUN pip install . && useradd --system --uid 10001 --home-dir /nonexistent aura \
 
 USER aura
 WORKDIR /jobs
-EXPOSE 8000
+EXPOSE 8765
 # Binding every interface needs AURA_OTEL_ACCESS_TOKEN (the server refuses otherwise).
-CMD ["aura-otel", "serve", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["aura-otel", "serve", "--host", "0.0.0.0", "--port", "8765"]

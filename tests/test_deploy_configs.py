@@ -175,7 +175,7 @@ def test_every_published_port_binds_loopback_by_default(tmp_path: Path) -> None:
     for name, port in published:
         assert port.get("host_ip") == "127.0.0.1", f"{name} publishes {port} beyond loopback"
     ports = {int(port["published"]) for _, port in published}
-    assert {4317, 4318, 16686, 3000, 9090, 8000} <= ports
+    assert {4317, 4318, 16686, 3000, 9090, 8765} <= ports
 
 
 def test_bind_address_can_be_overridden_deliberately(tmp_path: Path) -> None:
@@ -330,7 +330,11 @@ def _redaction() -> dict[str, Any]:
 
 def _all_patterns() -> list[str]:
     rules = _redaction()
-    return [*rules.get("blocked_key_patterns", []), *rules.get("blocked_values", [])]
+    return [
+        *rules.get("blocked_key_patterns", []),
+        *rules.get("blocked_values", []),
+        *rules.get("allowed_values", []),
+    ]
 
 
 @pytest.mark.parametrize("pattern", _all_patterns())
@@ -342,8 +346,9 @@ def test_redaction_rules_compile_as_regular_expressions(pattern: str) -> None:
 class _CollectorRedaction:
     """The redaction processor's documented behaviour for string attributes, with RE2.
 
-    Ignored keys pass untouched; a key matching a blocked key pattern has its whole value
-    masked; otherwise every blocked value match inside the string is masked.
+    Ignored keys pass untouched; a value matching an allowed value pattern passes untouched;
+    a key matching a blocked key pattern has its whole value masked; otherwise every blocked
+    value match inside the string is masked.
     """
 
     MASK = "****"
@@ -352,10 +357,11 @@ class _CollectorRedaction:
         self.ignored = set(rules.get("ignored_keys", []))
         self.keys = [re2.compile(p) for p in rules.get("blocked_key_patterns", [])]
         self.values = [re2.compile(p) for p in rules.get("blocked_values", [])]
+        self.allowed = [re2.compile(p) for p in rules.get("allowed_values", [])]
         assert rules.get("allow_all_keys") is True, "attributes must not be dropped wholesale"
 
     def apply(self, key: str, value: str) -> str:
-        if key in self.ignored:
+        if key in self.ignored or any(p.search(value) for p in self.allowed):
             return value
         if any(p.search(key) for p in self.keys):
             return self.MASK
@@ -381,6 +387,16 @@ SECRETS = [
     ("aura.meta.client_secret", "abc", "abc"),
     ("aura.meta.refresh-token", "opaque", "opaque"),
     ("aura.meta.aws", "AKIAIOSFODNN7EXAMPLE", "AKIAIOSFODNN7EXAMPLE"),
+    ("aura.meta.accessToken", "opaque-value", "opaque-value"),
+    ("aura.meta.APIKey", "opaque-value", "opaque-value"),
+    ("aura.meta.secretValue", "opaque-value", "opaque-value"),
+    ("http.request.header.cookie", "session=abc123; theme=dark", "abc123"),
+    ("aura.result.message", "Set-Cookie: sid=s3cr3t-sid; Path=/", "s3cr3t-sid"),
+    ("aura.meta.db", "postgres://app:hunter2@db.internal:5432/studio", "hunter2"),
+    ("aura.result.message", "mail the report to jane.doe@example.com", "jane.doe@example.com"),
+    ("aura.meta.gh", "token ghp_abcdefghijklmnopqrstuvwxyz0123", "ghp_abcdefghijklmnopqrstuvwxyz0123"),
+    ("exception.stacktrace", "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----", "MIIEow"),
+    ("aura.result.message", 'config {"api_key": "quoted secret value"}', "quoted secret value"),
 ]
 
 #: (attribute key, value) that must pass unchanged: counts and ids are not secrets.
@@ -394,6 +410,10 @@ HARMLESS = [
     ("gen_ai.request.model", "gpt-4o-mini"),
     ("aura.stage", "script"),
     ("aura.meta.resolution", "1920x1080"),
+    ("aura.meta.monkey_count", "3"),
+    ("aura.meta.keyframes", "12"),
+    ("http.request.header.traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+    ("aura.result.message", "Script generated: 1200 characters"),
 ]
 
 

@@ -26,7 +26,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry import metrics as metrics_api
 from opentelemetry import trace
+from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -248,6 +250,11 @@ def configure(
         forwarding=forwarding,
         metrics=job_metrics,
     )
+    if job_metrics is not None and set_global:
+        # Instrumentations (LLM SDKs, HTTP clients) record their own metrics on the global
+        # provider: export them with ours unless the host installed a provider of its own.
+        if not isinstance(metrics_api.get_meter_provider(), SdkMeterProvider):
+            metrics_api.set_meter_provider(job_metrics.meter_provider)
     if job_metrics is not None:
         # Runs before the TracerProvider's own exit hook: files first, then the last metrics.
         atexit.register(telemetry.shutdown)
