@@ -51,7 +51,7 @@ def test_every_received_span_is_forwarded_and_written(tmp_path: Path) -> None:
 
 def test_a_dead_downstream_costs_nothing_but_counted_spans(tmp_path: Path) -> None:
     with black_hole() as hole:
-        downstream = OTLPSpanExporter(endpoint=f"{hole.endpoint}/v1/traces", timeout=60)
+        downstream = OTLPSpanExporter(endpoint=f"{hole.endpoint}/v1/traces", timeout=600)
         exporter = RunTelemetryExporter(tmp_path, downstream=downstream)
         provider = _provider(exporter)
         _job(provider, "job-dead-backend")

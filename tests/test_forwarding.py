@@ -109,7 +109,7 @@ def test_a_black_holed_endpoint_never_holds_up_the_job_or_the_files(
 ) -> None:
     """The job ends and its file is complete while the backend has not answered anything."""
     with black_hole() as hole:
-        exporter = HttpSpanExporter(endpoint=f"{hole.endpoint}/v1/traces", timeout=30)
+        exporter = HttpSpanExporter(endpoint=f"{hole.endpoint}/v1/traces", timeout=600)
         forwarding = ForwardingSpanProcessor(
             exporter, schedule_delay_millis=10, shutdown_timeout_millis=300
         )
@@ -133,7 +133,7 @@ def test_a_black_holed_endpoint_never_holds_up_the_job_or_the_files(
 
 def test_a_full_queue_drops_new_spans_and_counts_each(jobs_dir: Path) -> None:
     with black_hole() as hole:
-        exporter = HttpSpanExporter(endpoint=f"{hole.endpoint}/v1/traces", timeout=30)
+        exporter = HttpSpanExporter(endpoint=f"{hole.endpoint}/v1/traces", timeout=600)
         forwarding = ForwardingSpanProcessor(
             exporter, max_queue_size=4, schedule_delay_millis=60_000, shutdown_timeout_millis=200
         )

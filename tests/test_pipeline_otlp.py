@@ -244,7 +244,8 @@ def test_a_black_holed_endpoint_never_holds_up_the_job(
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", hole.endpoint)
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
-        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "60")
+        # The exporter would wait 10 minutes: an unbounded flush or shutdown hits pytest's timeout.
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "600")
         monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "10")
         telemetry = _configure(tmp_path, telemetries, otlp_shutdown_timeout=0.3)
         for n in range(5):
@@ -258,3 +259,11 @@ def test_a_black_holed_endpoint_never_holds_up_the_job(
     assert stats["spans_exported"] == 0
     total = 5 * len(SPAN_NAMES)
     assert stats["spans_dropped"] + stats["spans_in_flight"] + stats["spans_failed"] == total
+
+
+@pytest.mark.parametrize("bad", [-1, float("nan")])
+def test_a_negative_shutdown_budget_is_a_configuration_error(tmp_path: Path, telemetries: list, bad: float) -> None:
+    from aura_otel.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="otlp_shutdown_timeout"):
+        _configure(tmp_path, telemetries, otlp_endpoint="http://127.0.0.1:9", otlp_shutdown_timeout=bad)

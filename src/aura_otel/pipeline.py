@@ -193,6 +193,10 @@ def configure(
         logger.info("aura-otel: OTEL_SDK_DISABLED is set; telemetry is off")
         return Telemetry(tracer_provider=None, exporter=None, enabled=False)
 
+    if otlp_shutdown_timeout is not None and not otlp_shutdown_timeout >= 0:
+        raise ConfigurationError(
+            f"otlp_shutdown_timeout must be a number of seconds >= 0, not {otlp_shutdown_timeout!r}"
+        )
     rules = masking if masking is not None else MaskingRules.from_env()
     pricer = _load_pricer(prices_file) if pricing else None
     otlp = make_otlp_exporter(otlp_endpoint, otlp_protocol)
