@@ -125,12 +125,16 @@ class JobStore:
         atomic_write(folder / TELEMETRY_FILE, telemetry)
 
     # -- listing ---------------------------------------------------------------------------------
-    def job_ids(self) -> list[str]:
-        """Ids of the jobs that have a telemetry file, newest file first."""
-        found: list[tuple[int, str]] = []
+    def job_entries(self) -> list[tuple[str, int, int]]:
+        """(job id, mtime_ns, size) of every job's telemetry file, newest file first.
+
+        One scandir plus one stat per job: a listing can tell from (mtime_ns, size) which files
+        changed since it last read them, without opening any.
+        """
+        found: list[tuple[int, str, int]] = []
         try:
             entries = os.scandir(self.root)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return []
         with entries:
             for entry in entries:
@@ -140,6 +144,10 @@ class JobStore:
                     st = os.stat(os.path.join(entry.path, TELEMETRY_FILE))
                 except OSError:
                     continue
-                found.append((st.st_mtime_ns, entry.name))
-        found.sort(reverse=True)
-        return [name for _, name in found]
+                found.append((st.st_mtime_ns, entry.name, st.st_size))
+        found.sort(key=lambda item: (-item[0], item[1]))
+        return [(name, mtime_ns, size) for mtime_ns, name, size in found]
+
+    def job_ids(self) -> list[str]:
+        """Ids of the jobs that have a telemetry file, newest file first."""
+        return [name for name, _, _ in self.job_entries()]
