@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -144,7 +145,8 @@ class JobStore:
                     st = os.stat(os.path.join(entry.path, TELEMETRY_FILE))
                 except OSError:
                     continue
-                found.append((st.st_mtime_ns, entry.name, st.st_size))
+                if stat.S_ISREG(st.st_mode):
+                    found.append((st.st_mtime_ns, entry.name, st.st_size))
         found.sort(key=lambda item: (-item[0], item[1]))
         return [(name, mtime_ns, size) for mtime_ns, name, size in found]
 

@@ -48,7 +48,7 @@ from . import views
 from .joblist import DEFAULT_PAGE_SIZE, JobIndex
 from .openapi import openapi_document
 from .problems import NOT_FOUND_GUIDANCE, correlation_id, problem
-from .security import LoopbackHostGate, SecurityHeaders, TokenGate
+from .security import ControlCharacterGate, LoopbackHostGate, SecurityHeaders, TokenGate
 
 logger = logging.getLogger("aura_otel.server")
 
@@ -281,6 +281,7 @@ def create_app(
         middleware.append(Middleware(TokenGate, token=access_token))
     else:
         middleware.append(Middleware(LoopbackHostGate))
+    middleware.append(Middleware(ControlCharacterGate))
     return Starlette(
         routes=routes,
         middleware=middleware,

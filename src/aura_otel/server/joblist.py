@@ -115,8 +115,11 @@ class JobIndex:
             data = path.read_bytes()
         except AuraOtelError:  # a folder name that is not a valid job id: not a job
             return None
-        except OSError:  # vanished between the listing and the read
+        except FileNotFoundError:  # vanished between the listing and the read
             return None
+        except OSError as exc:  # e.g. no permission: listed, but as unreadable
+            logger.warning("job %s: cannot read telemetry.json: %s", job_id, exc)
+            data = b""
         self.parses += 1
         row = job_row(job_id, data, mtime_ns)
         with self._lock:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import re
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -19,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..errors import ConfigurationError
 from .problems import problem
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 TOKEN_COOKIE = "aura_otel_token"
 TOKEN_QUERY = "token"
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
@@ -139,6 +141,33 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class ControlCharacterGate:
+    """ASGI middleware: a decoded path holding control characters (``%0A``, ``%00``) is a 400.
+
+    Route patterns do not match across a newline, so without this such a path would fall
+    through to a misleading 404 instead of the "unsafe id" answer the spec asks for.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _CONTROL.search(scope.get("path", "")):
+            request = Request(scope)
+            if request.url.path.startswith("/api/"):
+                response: Response = problem(request, 400, "Invalid job id: the path holds "
+                                             "control characters, which no job id may contain.")
+            else:
+                response = HTMLResponse("<!doctype html><html lang=en><meta charset=utf-8>"
+                                        "<title>Invalid request</title><h1>Invalid request</h1>"
+                                        "<p>The address holds control characters.</p>"
+                                        "<p><a href=\"/jobs\">Back to the job list</a></p></html>",
+                                        status_code=400)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def host_name(host_header: str) -> str:
