@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from .errors import CorruptTelemetryError, InvalidJobIdError, TelemetryNotFoundError
-from .schema import Collection, load_collection, validate_job_id
+from .schema import Collection, is_safe_job_id, load_collection, validate_job_id
 
 TELEMETRY_FILE = "telemetry.json"
 STATE_FILE = ".aura-state.json"
@@ -139,7 +139,7 @@ class JobStore:
             return []
         with entries:
             for entry in entries:
-                if not entry.is_dir(follow_symlinks=False):
+                if not entry.is_dir(follow_symlinks=False) or not is_safe_job_id(entry.name):
                     continue
                 try:
                     st = os.stat(os.path.join(entry.path, TELEMETRY_FILE))
