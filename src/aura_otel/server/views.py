@@ -221,12 +221,14 @@ def _rows(records: Sequence[Mapping[str, Any]]) -> list[StageRow]:
 
 
 def sort_rows(rows: list[StageRow], column: str | None, direction: str) -> list[StageRow]:
-    """Rows sorted by ``column``; rows without a value (N/A, unpriced) always go last."""
+    """Rows sorted by ``column``; rows without a value (N/A, unpriced) always go last, and rows
+    with equal values keep the file's order (the page's script sorts the same way)."""
     if column not in SORT_COLUMNS:
         return rows
     present = [r for r in rows if r.sort_key(column) is not None]
     missing = [r for r in rows if r.sort_key(column) is None]
-    present.sort(key=lambda r: (r.sort_key(column), r.position), reverse=direction == "desc")
+    # Python's sort is stable even when reversed: ties keep the file's order both ways.
+    present.sort(key=lambda r: r.sort_key(column), reverse=direction == "desc")
     return present + missing
 
 

@@ -25,8 +25,8 @@
     var present = keyed.filter(function (k) { return k.value !== null; });
     var missing = keyed.filter(function (k) { return k.value === null; });
     present.sort(function (x, y) {
-      var order = compare(x.value, y.value) || x.position - y.position;
-      return direction === "desc" ? -order : order;
+      var order = compare(x.value, y.value);
+      return (direction === "desc" ? -order : order) || x.position - y.position;
     });
     missing.sort(function (x, y) { return x.position - y.position; });
     present.concat(missing).forEach(function (k) { body.appendChild(k.row); });
