@@ -196,6 +196,19 @@ def test_unpriced_operations_are_counted_never_zero(http: httpx.Client) -> None:
     assert 'id="unpriced-note"' in html
     assert "Caching" in html and "$0.0750" in html  # no cache hits: 30% of 0.25
     assert "fallback model" in re.search(r'<table id="issues-table">.*?</table>', html, flags=re.S).group(0)
+    bars = dict(re.findall(r'<li class="cost-bar" data-stage="(\w+)">.*?<span class="cost-amount">([^<]+)</span>',
+                           html, flags=re.S))
+    assert bars == {"script": "$0.2500", "render": "$0.0000", "tts": "unpriced", "visuals": "unpriced"}
+
+
+def test_a_job_without_any_price_is_not_shown_as_free(tmp_path: Path) -> None:
+    write_doc(tmp_path, collection("free?", [
+        record("free?", "tts", 0, 100, metadata={"pricing": "unpriced"}),
+        record("free?", "render", 1, 100, metadata={"pricing": "unpriced"})], finished_s=2))
+    with live_server(tmp_path) as base:
+        html = httpx.get(f"{base}/jobs/free%3F/telemetry").text
+    assert cards(html)["Total Cost"] == "unpriced"
+    assert "$0.0000" not in html
 
 
 def test_running_job_says_so_and_refreshes(http: httpx.Client) -> None:

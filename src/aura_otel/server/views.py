@@ -141,10 +141,12 @@ class CostBar:
     cost: float
     share: float
     unpriced: int
+    priced: int
 
     @property
     def cost_text(self) -> str:
-        return money(self.cost)
+        """A stage whose every operation lacks a price shows "unpriced", never $0.0000."""
+        return UNPRICED if self.unpriced and not self.priced else money(self.cost)
 
 
 @dataclass(frozen=True)
@@ -284,8 +286,9 @@ def _cost_bars(summary: Mapping[str, Any], rows: Sequence[StageRow]) -> list[Cos
         stage = str(stage).lower()
         cost = float(cost or 0)
         unpriced = sum(1 for r in rows if r.stage == stage and r.cost is None)
+        priced = sum(1 for r in rows if r.stage == stage and r.cost is not None)
         bars.append(CostBar(stage=stage, cost=cost, share=cost / total * 100 if total else 0.0,
-                            unpriced=unpriced))
+                            unpriced=unpriced, priced=priced))
     bars.sort(key=lambda b: (-b.cost, STAGES.index(b.stage) if b.stage in STAGES else 99))
     return bars
 
@@ -303,11 +306,13 @@ def _cards(summary: Mapping[str, Any], unpriced: int) -> list[Card]:
     tokens_in = int(summary.get("total_tokens_in") or 0)
     tokens_out = int(summary.get("total_tokens_out") or 0)
     cost_note = f"{unpriced} unpriced operation{'s' if unpriced != 1 else ''} not included" if unpriced else ""
+    # With no priced operation at all, a $0.0000 total would claim the job was free.
+    cost_value = UNPRICED if unpriced and unpriced == ops else money(float(summary.get("total_cost") or 0))
     return [
         Card("Total Operations", count(ops), key="operations"),
         Card("Success Rate", percent(success_rate(summary)),
              f"{summary.get('successful_operations') or 0} of {ops} succeeded", key="success"),
-        Card("Total Cost", money(float(summary.get("total_cost") or 0)), cost_note, key="cost"),
+        Card("Total Cost", cost_value, cost_note, key="cost"),
         Card("Total Latency", seconds(int(summary.get("total_latency_ms") or 0), 1), key="latency"),
         Card("Total Tokens", count(tokens_in + tokens_out),
              f"{count(tokens_in)} in · {count(tokens_out)} out", key="tokens"),
@@ -326,6 +331,7 @@ def run_details(
     summary = legacy.effective_summary(doc)
     rows = _rows(doc.get("records") or [])
     unpriced = sum(1 for r in rows if r.cost is None)
+    all_unpriced = bool(rows) and unpriced == len(rows)
     direction = "desc" if direction == "desc" else "asc"
     sort = sort if sort in SORT_COLUMNS else None
     bars, total_seconds = _timeline(doc, rows)
@@ -342,10 +348,10 @@ def run_details(
         rows=sort_rows(rows, sort, direction),
         headers=_headers(doc["job_id"], sort, direction),
         timeline=bars,
-        timeline_total=f"{total_seconds:,.1f} s",
+        timeline_total=f"{total_seconds:,.1f} s" if total_seconds >= 10 else f"{total_seconds:.2f} s",
         cost_bars=_cost_bars(summary, rows),
         providers=providers,
-        suggestions=[{**s, "savings": money(s["estimatedSavings"])}
+        suggestions=[{**s, "savings": "unknown (no prices)" if all_unpriced else money(s["estimatedSavings"])}
                      for s in legacy.optimization_suggestions(doc)],
         issues=_issues(legacy.diagnostics_summary(doc)),
         unpriced=unpriced,
