@@ -13,6 +13,7 @@ ever be written outside the jobs folder.
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import stat
 import tempfile
@@ -49,6 +50,10 @@ def atomic_write(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+# Listing checks every folder name on every call; names rarely change, so remember verdicts.
+_safe_folder_name = functools.lru_cache(maxsize=1 << 17)(is_safe_job_id)
 
 
 class JobStore:
@@ -139,10 +144,10 @@ class JobStore:
             return []
         with entries:
             for entry in entries:
-                if not entry.is_dir(follow_symlinks=False) or not is_safe_job_id(entry.name):
+                if not entry.is_dir(follow_symlinks=False) or not _safe_folder_name(entry.name):
                     continue
                 try:
-                    st = os.stat(os.path.join(entry.path, TELEMETRY_FILE))
+                    st = os.stat(f"{entry.path}/{TELEMETRY_FILE}")
                 except OSError:
                     continue
                 if stat.S_ISREG(st.st_mode):
