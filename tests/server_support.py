@@ -20,7 +20,8 @@ import uvicorn
 
 from aura_otel.schema import collection_dict, dumps, record_dict, summarize
 from aura_otel.server import create_app
-from aura_otel.store import STATE_FILE, JobStore
+from aura_otel.fold import ROOT
+from aura_otel.store import JobStore
 
 DATA = Path(__file__).parent / "data" / "examples"
 REFERENCE = DATA / "reference-job.json"
@@ -54,9 +55,11 @@ def write_doc(jobs_dir: Path, doc: dict[str, Any], *, mtime: float | None = None
 
 
 def write_trace_ids(jobs_dir: Path, job_id: str, trace_ids: list[str]) -> None:
-    """The exporter's sidecar, holding what the Jaeger link needs."""
-    state = {"job_id": job_id, "trace_ids": trace_ids, "units": {}}
-    (JobStore(jobs_dir).job_dir(job_id) / STATE_FILE).write_bytes(orjson.dumps(state))
+    """Root-span units in the job's journal, as the exporter leaves them: what the Jaeger link
+    reads (through ``exporter.job_trace_ids``)."""
+    units = {f"root{n}": {"k": ROOT, "t": trace_id, "s": 0, "e": 1} for n, trace_id in enumerate(trace_ids)}
+    with JobStore(jobs_dir).journal(job_id) as journal:
+        journal.append(units)
 
 
 def record(job_id: str, stage: str, start_s: float, latency_ms: int, **fields: Any) -> dict[str, Any]:
