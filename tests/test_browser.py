@@ -16,6 +16,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from aura_otel.exporter import job_trace_ids
+from aura_otel.store import JobStore
+
 from tests.server_support import (
     ADAPTER_CASE,
     REFERENCE,
@@ -185,6 +188,10 @@ def test_demo_job_in_the_browser(page: Page, base_url: str, jobs_dir: Path) -> N
     assert page.locator("#stage-table tbody tr").count() == len(doc["records"])
     assert page.locator("#timeline li").count() == len(doc["records"])
     assert page.locator("#cost-bars li").count() == len(doc["summary"]["cost_by_stage"])
+    trace_ids = job_trace_ids(JobStore(jobs_dir), DEMO_JOB)  # written by the real exporter
+    assert len(trace_ids) == 1
+    link = page.get_by_role("link", name="Open trace in Jaeger")
+    assert link.get_attribute("href") == f"{JAEGER}/trace/{trace_ids[0]}"
     screenshot(page, "run-details-demo.png")
 
 
