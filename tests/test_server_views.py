@@ -79,3 +79,16 @@ def test_zero_length_operations_stay_visible() -> None:
     bars = views.run_details(doc).timeline
     assert all(b.width >= views.MIN_BAR_PERCENT for b in bars)
     assert all(0 <= b.left and b.left + b.width <= 100 for b in bars)
+
+
+def test_cost_bars_put_unpriced_stages_after_priced_ones() -> None:
+    doc = collection("u", [
+        record("u", "brief", 0, 10, metadata={"pricing": "unpriced"}),
+        record("u", "tts", 1, 10, cost_estimate=0.0),
+        record("u", "script", 2, 10, cost_estimate=0.2),
+        record("u", "script", 3, 10, metadata={"pricing": "unpriced"}),
+    ], finished_s=4)
+    bars = views.run_details(doc).cost_bars
+    assert [(b.stage, b.cost_text, b.unpriced, b.priced) for b in bars] == [
+        ("script", "$0.2000", 1, 1), ("tts", "$0.0000", 0, 1), ("brief", "unpriced", 1, 0)]
+    assert views.run_details(doc).cards[2].note == "2 unpriced operations not included"

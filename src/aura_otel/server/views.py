@@ -289,7 +289,8 @@ def _cost_bars(summary: Mapping[str, Any], rows: Sequence[StageRow]) -> list[Cos
         priced = sum(1 for r in rows if r.stage == stage and r.cost is not None)
         bars.append(CostBar(stage=stage, cost=cost, share=cost / total * 100 if total else 0.0,
                             unpriced=unpriced, priced=priced))
-    bars.sort(key=lambda b: (-b.cost, STAGES.index(b.stage) if b.stage in STAGES else 99))
+    # Largest first; among equal costs, stages with no price at all go after priced ones.
+    bars.sort(key=lambda b: (-b.cost, b.priced == 0, STAGES.index(b.stage) if b.stage in STAGES else 99))
     return bars
 
 
