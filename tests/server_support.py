@@ -18,9 +18,9 @@ from typing import Any
 import orjson
 import uvicorn
 
+from aura_otel.fold import ROOT
 from aura_otel.schema import collection_dict, dumps, record_dict, summarize
 from aura_otel.server import create_app
-from aura_otel.fold import ROOT
 from aura_otel.store import JobStore
 
 DATA = Path(__file__).parent / "data" / "examples"

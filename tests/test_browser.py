@@ -18,7 +18,6 @@ import pytest
 
 from aura_otel.exporter import job_trace_ids
 from aura_otel.store import JobStore
-
 from tests.server_support import (
     ADAPTER_CASE,
     REFERENCE,

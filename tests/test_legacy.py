@@ -31,7 +31,7 @@ def assert_same(actual: Any, expected: Any, path: str = "$") -> None:
             assert_same(actual[key], expected[key], f"{path}.{key}")
     elif isinstance(expected, list):
         assert isinstance(actual, list) and len(actual) == len(expected), path
-        for i, (a, e) in enumerate(zip(actual, expected)):
+        for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
             assert_same(a, e, f"{path}[{i}]")
     elif isinstance(expected, bool) or expected is None or isinstance(expected, str):
         assert actual == expected and type(actual) is type(expected), f"{path}: {actual!r} != {expected!r}"

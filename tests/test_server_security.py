@@ -139,7 +139,7 @@ def test_run_serves_with_a_token(jobs_dir: Path) -> None:
                 break
             except httpx.TransportError:
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    raise AssertionError(proc.stdout.read().decode() if proc.stdout else "no output")
+                    raise AssertionError(proc.stdout.read().decode() if proc.stdout else "no output") from None
                 time.sleep(0.1)
         assert response.status_code == 401
         ok = httpx.get(f"{base}/api/jobs", headers={"Authorization": f"Bearer {TOKEN}"})

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from .schema import DEFAULT_CURRENCY, Collection, summarize, sum_money, to_dict
+from .schema import DEFAULT_CURRENCY, Collection, sum_money, summarize, to_dict
 
 #: The old collector's optimisation rules: a fraction of the run's cost a change would save.
 CACHING_SAVINGS = Decimal("0.30")
@@ -129,8 +129,9 @@ def job_status(collection: CollectionLike) -> str:
     if not doc.get("collection_ended_at"):
         return STATUS_RUNNING
     records = _records(doc)
-    summary = doc.get("summary") if isinstance(doc.get("summary"), Mapping) else {}
-    if any(_status(r) == "error" for r in records) or (summary.get("failed_operations") or 0) > 0:
+    summary = doc.get("summary")
+    failed = summary.get("failed_operations") or 0 if isinstance(summary, Mapping) else 0
+    if any(_status(r) == "error" for r in records) or failed > 0:
         return STATUS_FAILED
     if any(_status(r) == "warn" for r in records):
         return STATUS_WARN

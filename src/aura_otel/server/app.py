@@ -26,7 +26,6 @@ from starlette.staticfiles import StaticFiles
 
 from .. import legacy
 from ..errors import (
-    AuraOtelError,
     ConfigurationError,
     CorruptTelemetryError,
     InvalidJobIdError,
