@@ -284,3 +284,17 @@ def test_openapi_document(client: httpx.Client) -> None:
     assert set(schemas["Collection"]["properties"]) == set(to_http(load_collection(REFERENCE.read_bytes())))
     assert client.get("/openapi.json").json() == doc
 
+
+
+def test_links_out_of_the_jobs_folder_are_not_followed(tmp_path: Path) -> None:
+    jobs, outside = tmp_path / "jobs", tmp_path / "outside"
+    put_example(outside, REFERENCE, "secret")
+    put_example(jobs, ADAPTER_CASE, "job-cost1")
+    (jobs / "linked").symlink_to(outside / "secret", target_is_directory=True)
+    (jobs / "file-link").mkdir()
+    (jobs / "file-link" / "telemetry.json").symlink_to(outside / "secret" / "telemetry.json")
+    with live_server(jobs) as base, httpx.Client(base_url=base) as http:
+        for job_id in ("linked", "file-link"):
+            assert_problem(http.get(f"/api/telemetry/{job_id}"), 404, "Telemetry Not Found")
+        assert [i["jobId"] for i in http.get("/api/jobs").json()["items"]] == ["job-cost1"]
+        assert http.get("/jobs/linked/telemetry").status_code == 404

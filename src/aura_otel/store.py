@@ -199,7 +199,7 @@ class JobStore:
                 if not entry.is_dir(follow_symlinks=False) or not _safe_folder_name(entry.name):
                     continue
                 try:
-                    st = os.stat(f"{entry.path}/{TELEMETRY_FILE}")
+                    st = os.lstat(f"{entry.path}/{TELEMETRY_FILE}")  # a link is not a job file
                 except OSError:
                     continue
                 if stat.S_ISREG(st.st_mode):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,17 @@ class TelemetryApp:
 
     # -- shared ----------------------------------------------------------------------------------
     def read(self, job_id: str) -> Collection:
+        """The job's collection, refusing files that resolve outside the jobs folder.
+
+        The id validator already keeps ids to one path segment; a symbolic link planted inside
+        the folder could still point elsewhere, so the resolved path is checked too (the list
+        skips such links as well).
+        """
+        path = self.store.telemetry_path(job_id)
+        root = os.path.realpath(self.store.root)
+        if os.path.commonpath([root, os.path.realpath(path)]) != root:
+            logger.warning("job %r: telemetry path leaves the jobs folder; refused", job_id)
+            raise TelemetryNotFoundError(f"no telemetry for job {job_id!r}")
         return self.store.read(job_id)
 
     def render(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
