@@ -332,12 +332,7 @@ class PriceTable:
             )
         providers = dict(self.providers)
         for raw in override.providers:
-            base = self.provider(raw.name)
-            if base is None:
-                for alias in raw.aliases:
-                    base = self.provider(alias)
-                    if base is not None:
-                        break
+            base = self.provider(raw.name)  # by any of its names: "OpenAI", "gcp.gemini"
             if base is None:
                 providers[raw.name] = ProviderPrices(
                     name=raw.name, models=dict(raw.models), aliases=raw.aliases,
@@ -853,8 +848,14 @@ def load_price_table(
 # -- views --------------------------------------------------------------------------------------
 def format_decimal(value: Decimal) -> str:
     """Plain notation, no trailing zeros: 0.00025, 2.5, 10."""
-    text = format(value.normalize(), "f")
-    return text
+    return format(value.normalize(), "f")
+
+
+def format_money(value: Decimal) -> str:
+    """At least two decimals, never fewer digits than the exact value: 2.50, 0.00025, 10.00."""
+    if value == value.quantize(Decimal("0.01")):
+        return format(value.quantize(Decimal("0.01")), "f")
+    return format_decimal(value)
 
 
 def describe_rates(entry: ModelPrice) -> list[str]:
@@ -862,23 +863,23 @@ def describe_rates(entry: ModelPrice) -> list[str]:
     out = []
     if entry.prices_tokens:
         assert entry.input_per_1m is not None and entry.output_per_1m is not None
-        cached = (format_decimal(entry.cached_input_per_1m) if entry.cached_input_per_1m is not None
+        cached = (format_money(entry.cached_input_per_1m) if entry.cached_input_per_1m is not None
                   else "= input")
-        out.append(f"in {format_decimal(entry.input_per_1m)} / cached {cached} / "
-                   f"out {format_decimal(entry.output_per_1m)} per 1M tokens")
+        out.append(f"in {format_money(entry.input_per_1m)} / cached {cached} / "
+                   f"out {format_money(entry.output_per_1m)} per 1M tokens")
     if entry.per_1k_characters is not None:
-        out.append(f"{format_decimal(entry.per_1k_characters)} per 1k characters")
+        out.append(f"{format_money(entry.per_1k_characters)} per 1k characters")
     if isinstance(entry.per_image, Decimal):
-        out.append(f"{format_decimal(entry.per_image)} per image")
+        out.append(f"{format_money(entry.per_image)} per image")
     elif isinstance(entry.per_image, dict):
         for size, by_size in entry.per_image.items():
             if isinstance(by_size, dict):
-                qualities = ", ".join(f"{q} {format_decimal(r)}" for q, r in by_size.items())
+                qualities = ", ".join(f"{q} {format_money(r)}" for q, r in by_size.items())
                 out.append(f"{size}: {qualities} per image")
             else:
-                out.append(f"{size}: {format_decimal(by_size)} per image")
+                out.append(f"{size}: {format_money(by_size)} per image")
     if entry.per_second is not None:
-        out.append(f"{format_decimal(entry.per_second)} per second of output")
+        out.append(f"{format_money(entry.per_second)} per second of output")
     return out
 
 
