@@ -651,3 +651,34 @@ def test_failed_stage_with_usage_is_still_priced(
     rec = doc["records"][0]
     assert rec["result_status"] == "error"
     assert rec["cost_estimate"] == 0.001  # 500 x 2/1M: failed calls are billed too
+
+
+# -- the documentation's examples are real ------------------------------------------------------------
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "pricing.md"
+
+
+def _blocks(language: str) -> list[str]:
+    text = DOCS.read_text(encoding="utf-8")
+    return [part.split("```", 1)[0] for part in text.split(f"```{language}\n")[1:]]
+
+
+def test_the_documented_override_examples_load(tmp_path: Path) -> None:
+    json_file = write(tmp_path, "doc.json", _blocks("json")[0])
+    toml_file = write(tmp_path, "doc.toml", _blocks("toml")[0])
+    from_json, from_toml = load_price_table(json_file), load_price_table(toml_file)
+    assert from_json.version == from_toml.version == f"{SHIPPED}+acme-2026-12"
+    for table in (from_json, from_toml):
+        # 1000 uncached x 2/1M + 1000 cached x 1/1M + 1000 x 8/1M
+        assert total(table, "openai", "gpt-4o", tokens_in=2000, cached_input_tokens=1000,
+                     tokens_out=1000) == Decimal("0.011")
+        assert total(table, "StableDiffusion", "stable-image-core", images=1) == Decimal("0.03")
+    assert total(from_json, "acme", "renderer-v2", duration_seconds=100) == Decimal("0.2")
+    assert total(from_json, "acme", "acme-img", images=2, image_size="512x512") == Decimal("0.1")
+    assert total(from_json, "acme", "other", characters=1000) == Decimal("0.02")
+
+
+def test_the_documented_quote_matches_the_command(table: PriceTable) -> None:
+    text = DOCS.read_text(encoding="utf-8")
+    assert "$0.00725 USD" in text
+    assert total(table, "openai", "gpt-4o-2024-08-06", tokens_in=1000, tokens_out=500,
+                 cached_input_tokens=200) == Decimal("0.00725")

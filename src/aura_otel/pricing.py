@@ -71,7 +71,8 @@ def normalize_model(model: str) -> str:
 
 def normalize_size(size: str) -> str:
     """``1024X1024``, ``1024 x 1024``, ``1024*1024`` and ``1024×1024`` are one size."""
-    return re.sub(r"\s+", "", size.strip().lower()).replace("*", "x").replace("×", "x")
+    text = re.sub(r"\s+", "", size.strip().lower())
+    return text if text == WILDCARD else text.replace("*", "x").replace("×", "x")
 
 
 def _model_candidates(model: str) -> list[str]:
