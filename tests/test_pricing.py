@@ -489,11 +489,23 @@ def test_unknown_model_is_marked_unpriced_and_has_no_cost(table: PriceTable) -> 
     assert rec["metadata"] == {"seed": 7, "images": 2, UNPRICED_METADATA: UNPRICED_VALUE}
 
 
-def test_usage_with_no_pricer_is_unpriced_too() -> None:
+def test_without_a_pricer_only_complete_explicit_costs_count() -> None:
     spans = SpanFactory()
     with spans.stage("script", **llm("gpt-4o", 10, 10)):
         pass
-    assert one_record(spans, None)["metadata"] == {UNPRICED_METADATA: UNPRICED_VALUE}
+    with spans.stage("plan"):
+        with spans.span("a", llm("gpt-4o", 1, 1, **{c.COST_AMOUNT: 0.1})):
+            pass
+        with spans.span("b", llm("gpt-4o", 1, 1)):
+            pass
+    with spans.stage("ssml"):
+        with spans.span("c", llm("gpt-4o", 1, 1, **{c.COST_AMOUNT: 0.25})):
+            pass
+    script, plan, ssml = spans.records(None)
+    # pricing off (configure(pricing=False)): nothing estimated, nothing marked, no partial sums
+    assert "cost_estimate" not in script and "metadata" not in script
+    assert "cost_estimate" not in plan and "metadata" not in plan
+    assert ssml["cost_estimate"] == 0.25
 
 
 def test_a_stage_without_usage_is_neither_priced_nor_unpriced(table: PriceTable) -> None:

@@ -343,18 +343,21 @@ class _CostParts:
         self.amounts: list[float] = []
         self.quote: Quote | None = None
         self.unpriced = 0
+        self.skipped = 0  # usage left unestimated because pricing is off (no pricer)
         self.error: str | None = None
 
     def add_explicit(self, amount: float) -> None:
         self.amounts.append(amount)
 
     def add_usage(self, provider: str | None, model: str | None, usage: Mapping[str, Any]) -> None:
+        if self.pricer is None:
+            self.skipped += 1
+            return
         quote = None
-        if self.pricer is not None:
-            try:
-                quote = self.pricer.quote(stage=self.stage, provider=provider, model=model, usage=usage)
-            except Exception as exc:  # a pricer bug must cost a price, not the job's file
-                self.error = f"{type(exc).__name__}: {exc}"
+        try:
+            quote = self.pricer.quote(stage=self.stage, provider=provider, model=model, usage=usage)
+        except Exception as exc:  # a pricer bug must cost a price, not the job's file
+            self.error = f"{type(exc).__name__}: {exc}"
         if quote is None:
             self.unpriced += 1
         else:
@@ -368,8 +371,8 @@ class _CostParts:
                 extra[PRICING_ERROR_METADATA] = self.error
             rec["metadata"] = {**(rec.get("metadata") or {}), **extra}
             return
-        if not self.amounts:
-            return
+        if self.skipped or not self.amounts:
+            return  # pricing is off: only a complete set of explicit costs makes a cost
         rec["cost_estimate"] = sum_money(self.amounts)
         if self.quote is not None:  # the table priced at least part of it
             rec["currency"] = self.quote.currency
