@@ -357,7 +357,8 @@ class _CostParts:
         try:
             quote = self.pricer.quote(stage=self.stage, provider=provider, model=model, usage=usage)
         except Exception as exc:  # a pricer bug must cost a price, not the job's file
-            self.error = f"{type(exc).__name__}: {exc}"
+            # The type only: this is written after masking, and a message may hold anything.
+            self.error = type(exc).__name__
         if quote is None:
             self.unpriced += 1
         else:
