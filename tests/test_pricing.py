@@ -694,3 +694,12 @@ def test_the_documented_quote_matches_the_command(table: PriceTable) -> None:
     assert "$0.00725 USD" in text
     assert total(table, "openai", "gpt-4o-2024-08-06", tokens_in=1000, tokens_out=500,
                  cached_input_tokens=200) == Decimal("0.00725")
+
+
+def test_quotes_are_memoised_but_unhashable_usage_still_prices(table: PriceTable) -> None:
+    usage = {"tokens_in": 4000, "tokens_out": 0}
+    first = table.quote(stage="plan", provider="openai", model="gpt-4o", usage=usage)
+    assert first is table.quote(stage="plan", provider="openai", model="gpt-4o", usage=dict(usage))
+    odd = table.quote(stage="plan", provider="openai", model="gpt-4o",
+                      usage={**usage, "labels": ["a", "b"]})  # a custom caller's extra key
+    assert odd == first == Quote(0.01, "USD", SHIPPED)  # 4000 x 2.5/1M

@@ -243,6 +243,7 @@ class PriceTable:
                     )
                 self._by_name[key] = provider
         self._cache: dict[tuple[str | None, str | None], tuple[ProviderPrices, ModelPrice, str] | str] = {}
+        self._quotes: dict[Any, Quote | None] = {}
 
     def __repr__(self) -> str:
         return f"PriceTable(version={self.version!r}, providers={len(self.providers)})"
@@ -315,11 +316,26 @@ class PriceTable:
     def quote(
         self, *, stage: str, provider: str | None, model: str | None, usage: Mapping[str, Any]
     ) -> Quote | None:
-        """The :class:`aura_otel.fold.Pricer` entry point: None means unpriced."""
+        """The :class:`aura_otel.fold.Pricer` entry point: None means unpriced.
+
+        Memoised: a running job's file is reassembled on every write, so the same records are
+        quoted again and again; a table never changes, so neither do its quotes.
+        """
+        try:
+            key: Any = (provider, model, tuple(sorted(usage.items())))
+            hash(key)
+        except TypeError:  # an unhashable value from a custom caller: just price it
+            key = None
+        if key is not None and key in self._quotes:
+            return self._quotes[key]
         result = self.price(provider, model, usage)
-        if isinstance(result, Unpriced):
-            return None
-        return Quote(amount=result.amount, currency=result.currency, version=result.version)
+        quote = None if isinstance(result, Unpriced) else Quote(
+            amount=result.amount, currency=result.currency, version=result.version)
+        if key is not None:
+            if len(self._quotes) >= _CACHE_LIMIT:
+                self._quotes.clear()
+            self._quotes[key] = quote
+        return quote
 
     # -- building -------------------------------------------------------------------------------
     def merged(self, override: _ParsedTable, origin: str, digest: str) -> PriceTable:
