@@ -443,7 +443,7 @@ class SpanFactory:
         return assemble(self.job_id, units, pricer=pricer)["records"]
 
 
-def llm(model: str, tokens_in: int, tokens_out: int, provider: str = "openai", **extra: Any) -> dict[str, Any]:
+def llm(model: str, tokens_in: int, tokens_out: int, *, provider: str = "openai", **extra: Any) -> dict[str, Any]:
     return {c.GEN_AI_PROVIDER_NAME: provider, c.GEN_AI_RESPONSE_MODEL: model,
             c.GEN_AI_USAGE_INPUT_TOKENS: tokens_in, c.GEN_AI_USAGE_OUTPUT_TOKENS: tokens_out, **extra}
 

@@ -272,21 +272,21 @@ class PriceTable:
                 return "no provider and no model"
             hits = [(p, *found) for p in self.providers.values() if (found := p.find_named(model))]
             if len(hits) == 1:
-                prov, entry, how = hits[0]
-                return prov, entry, f"{how}; provider inferred from the model"
+                inferred, entry, how = hits[0]
+                return inferred, entry, f"{how}; provider inferred from the model"
             if not hits:
                 return f"no provider, and no provider in the table has model {model!r}"
             names = ", ".join(p.name for p, _, _ in hits)
             return f"no provider, and model {model!r} is in several providers ({names})"
-        prov = self.provider(provider)
-        if prov is None:
+        named = self.provider(provider)
+        if named is None:
             return f"provider {provider!r} is not in price table {self.version}"
-        found = prov.find(model)
-        if found is None:
+        match = named.find(model)
+        if match is None:
             if model is None or not model.strip():
-                return f"no model, and provider {prov.name!r} has no price for any model (*)"
-            return f"model {model!r} of provider {prov.name!r} is not in price table {self.version}"
-        return prov, *found
+                return f"no model, and provider {named.name!r} has no price for any model (*)"
+            return f"model {model!r} of provider {named.name!r} is not in price table {self.version}"
+        return named, *match
 
     # -- pricing --------------------------------------------------------------------------------
     def price(
