@@ -366,6 +366,7 @@ def test_process_environment_is_read_by_default(tmp_path: Path, monkeypatch: pyt
          "not a valid regular expression"),
         ({"providers": {"openai": {"model": {}}}}, "unknown field 'model'"),
         ({"prices": {}}, "unknown field 'prices'"),
+        ({"providers": {" ": {"models": {}}}}, "a provider name is empty"),
         ({"format": 2}, "unsupported format 2"),
         ({"as_of": "last tuesday"}, "is not a date"),
         ({"currency": "EUR"}, "currency 'EUR' differs from the shipped table's 'USD'"),
@@ -703,3 +704,39 @@ def test_quotes_are_memoised_but_unhashable_usage_still_prices(table: PriceTable
     odd = table.quote(stage="plan", provider="openai", model="gpt-4o",
                       usage={**usage, "labels": ["a", "b"]})  # a custom caller's extra key
     assert odd == first == Quote(0.01, "USD", SHIPPED)  # 4000 x 2.5/1M
+
+
+# -- through configure() and the job/stage helpers -------------------------------------------------------
+def test_configure_prices_with_the_override_and_refuses_a_bad_file(tmp_path: Path) -> None:
+    from aura_otel import configure, job, stage
+
+    bad = write(tmp_path, "bad.json", {"providers": {"openai": {"models": {"gpt-4o": {"input_per_1m": -2, "output_per_1m": 1}}}}})
+    with pytest.raises(PricingError, match="negative price -2"):
+        configure(tmp_path / "jobs", prices_file=bad, tracer_provider=TracerProvider(),
+                  set_global=False, propagate_threads=False)
+    assert not (tmp_path / "jobs").exists()  # refused before anything was set up
+
+    good = write(tmp_path, "ours.toml", '[providers.acme.models."acme-large"]\ninput_per_1m = 3\noutput_per_1m = 9\n')
+    provider = TracerProvider()
+    telemetry = configure(tmp_path / "jobs", prices_file=good, tracer_provider=provider,
+                          set_global=False, propagate_threads=False, write_interval=0)
+    try:
+        with job("configured", tracer_provider=provider):
+            with stage("script", provider="acme", model="acme-large") as handle:
+                handle.record_usage(tokens_in=1000, tokens_out=100)
+            with stage("tts", provider="acme", model="acme-voice") as handle:
+                handle.record_usage(characters=300)
+            with stage("visuals", provider="openai", model="dall-e-3") as handle:
+                handle.record_usage(images=2)
+                handle.set_cost(0.05)
+        telemetry.force_flush()
+        doc = json.loads((tmp_path / "jobs" / "configured" / "telemetry.json").read_bytes())
+    finally:
+        telemetry.shutdown()
+    script, tts, visuals = doc["records"]
+    version = script["pricing_version"]
+    assert version.startswith(f"{SHIPPED}+override-")
+    assert script["cost_estimate"] == 0.0039  # 1000 x 3/1M + 100 x 9/1M
+    assert "cost_estimate" not in tts and tts["metadata"][UNPRICED_METADATA] == UNPRICED_VALUE
+    assert visuals["cost_estimate"] == 0.05 and "pricing_version" not in visuals  # explicit wins
+    assert doc["summary"]["total_cost"] == 0.0539

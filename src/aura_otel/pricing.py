@@ -739,6 +739,9 @@ def _parse_table(doc: Any, problems: _Problems, *, shipped: bool) -> _ParsedTabl
         raw_providers = {}
     for name, raw in raw_providers.items():
         path = f"providers.{name}"
+        if not normalize_provider(str(name)):
+            problems.add("providers", "a provider name is empty")
+            continue
         if not isinstance(raw, Mapping):
             problems.add(path, "a provider must be an object with 'models' (and optional 'aliases', 'source')")
             continue
