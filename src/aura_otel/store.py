@@ -37,7 +37,7 @@ JOURNAL_FILE = ".aura-units.jsonl"
 Units = dict[str, dict[str, Any]]
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` so a reader sees the old file or the new one, never half.
 
     The temporary file lives in the same folder so the final rename is atomic on one file
@@ -45,7 +45,8 @@ def atomic_write(path: Path, data: bytes) -> None:
     No fsync: a killed process loses nothing the kernel already holds, and an fsync per write
     would cost more than the job's spans.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    folder, name = os.path.split(os.fspath(path))
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         try:
@@ -83,7 +84,7 @@ def parse_units(data: bytes) -> Units:
 class Journal:
     """A job's unit journal, opened and exclusively locked (see the module docstring)."""
 
-    def __init__(self, folder: Path, fd: int) -> None:
+    def __init__(self, folder: str, fd: int) -> None:
         self.folder = folder
         self._fd = fd
 
@@ -110,7 +111,7 @@ class Journal:
         return os.fstat(self._fd).st_size
 
     def write_telemetry(self, data: bytes) -> None:
-        atomic_write(self.folder / TELEMETRY_FILE, data)
+        atomic_write(os.path.join(self.folder, TELEMETRY_FILE), data)
 
 
 class JobStore:
@@ -118,6 +119,7 @@ class JobStore:
 
     def __init__(self, jobs_dir: str | os.PathLike[str]) -> None:
         self.root = Path(jobs_dir).expanduser().absolute()
+        self._root = str(self.root)
 
     def __repr__(self) -> str:
         return f"JobStore({str(self.root)!r})"
@@ -168,13 +170,16 @@ class JobStore:
     @contextmanager
     def journal(self, job_id: str) -> Iterator[Journal]:
         """The job's journal, exclusively locked (an flock: it excludes other processes too)."""
-        folder = self.job_dir(job_id)
-        path = folder / JOURNAL_FILE
+        # Plain strings, not Path objects: pathlib interns every part, and a long-running
+        # exporter sees an unbounded number of job ids.
+        validate_job_id(job_id)
+        folder = os.path.join(self._root, job_id)
+        path = os.path.join(folder, JOURNAL_FILE)
         flags = os.O_RDWR | os.O_CREAT | os.O_APPEND
         try:
             fd = os.open(path, flags, 0o644)
         except FileNotFoundError:
-            folder.mkdir(parents=True, exist_ok=True)
+            os.makedirs(folder, exist_ok=True)
             fd = os.open(path, flags, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
