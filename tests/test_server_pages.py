@@ -87,6 +87,14 @@ def test_job_list_page(http: httpx.Client) -> None:
     assert 'class="badge badge-ok">Succeeded<' in html
     assert 'class="badge badge-unreadable">Unreadable<' in html
     assert "$0.0900" in html and "5 min 00 s" in html
+    assert 'data-refresh-seconds="5"' in html  # a job on the page is running
+
+
+def test_job_list_without_running_jobs_does_not_refresh(tmp_path: Path) -> None:
+    put_example(tmp_path, ADAPTER_CASE, "done")
+    with live_server(tmp_path) as base:
+        html = httpx.get(f"{base}/jobs").text
+    assert "data-refresh-seconds" not in html and 'id="running-notice"' not in html
 
 
 def test_job_list_pages_through_many_jobs(tmp_path: Path) -> None:

@@ -191,7 +191,9 @@ class TelemetryApp:
             page = self.index.page(_page_number(request, "page", 1), DEFAULT_PAGE_SIZE)
         except ValueError as exc:
             return self.error_page(request, 400, "Invalid request", str(exc))
-        return self.render("jobs.html", page=page, labels=views.JOB_STATUS_LABELS)
+        running = any(item["status"] == legacy.STATUS_RUNNING for item in page.items)
+        return self.render("jobs.html", page=page, labels=views.JOB_STATUS_LABELS,
+                           refresh_seconds=REFRESH_SECONDS if running else None)
 
     def run_page(self, request: Request) -> Response:
         job_id = request.path_params["job_id"]
