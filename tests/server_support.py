@@ -23,7 +23,9 @@ from aura_otel.schema import collection_dict, dumps, record_dict, summarize
 from aura_otel.server import create_app
 from aura_otel.store import JobStore
 
-DATA = Path(__file__).parent / "data" / "examples"
+from .conftest import EXAMPLES
+
+DATA = EXAMPLES
 REFERENCE = DATA / "reference-job.json"
 REFERENCE_PASCAL = DATA / "reference-job.pascal.json"
 ADAPTER_CASE = DATA / "adapter-case.telemetry.json"
