@@ -321,8 +321,9 @@ def test_two_process_job_yields_one_file_with_all_stages(tmp_path: Path) -> None
     assert doc["records"][1]["metadata"] == {"characters": 1200}
     assert {r["correlation_id"] for r in doc["records"]} == {handle.correlation_id}
     assert doc["summary"]["total_operations"] == 3
-    state = json.loads((tmp_path / "jobs" / "two-proc" / ".aura-state.json").read_text())
-    assert state["trace_ids"] == [handle.trace_id]
+    from aura_otel.exporter import job_trace_ids
+
+    assert job_trace_ids(pipeline.exporter.store, "two-proc") == [handle.trace_id]
     pipeline.provider.shutdown()
 
 
