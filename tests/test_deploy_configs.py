@@ -225,8 +225,16 @@ def test_compose_mounts_files_that_exist(tmp_path: Path) -> None:
 
 
 def test_aura_otel_server_runs_with_a_token_and_the_jobs_folder(tmp_path: Path) -> None:
+    from aura_otel.cli import build_parser
+
     server = _resolved_compose(tmp_path)["services"]["aura-otel"]
     assert server["command"][:2] == ["aura-otel", "serve"]
+    args = build_parser().parse_args(server["command"][1:])  # the real CLI accepts it
+    published = {int(p["published"]) for p in server["ports"]}
+    assert {int(p["target"]) for p in server["ports"]} == {args.port} == published
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", dockerfile, re.M).group(1))
+    assert cmd == server["command"], "the image's default command and compose's must agree"
     assert server["environment"]["AURA_OTEL_ACCESS_TOKEN"] == TOKEN_ENV["AURA_OTEL_ACCESS_TOKEN"]
     jobs_dir = server["environment"]["AURA_OTEL_JOBS_DIR"]
     assert any(v["target"] == jobs_dir for v in server["volumes"])
