@@ -503,6 +503,8 @@ def test_dashboard_graphs_cost_tokens_latency_and_errors() -> None:
     assert "gen_ai_client_token_usage" in joined and "gen_ai_provider_name" in joined
     assert "histogram_quantile(0.95" in joined and "traces_span_metrics_duration_milliseconds_bucket" in joined
     assert 'status_code="STATUS_CODE_ERROR"' in joined
+    # instrumentation libraries export gen_ai.client.* per call too: only aura-otel's series
+    assert all('aura_stage!=""' in e for e in exprs.values() if "gen_ai_client_" in e)
     for title, expr in exprs.items():
         assert expr.count("(") == expr.count(")"), f"unbalanced PromQL in {title!r}"
     spanmetrics = _load_yaml(CONFIG_DIR / "otel-collector.yaml")["connectors"]["spanmetrics"]

@@ -261,9 +261,23 @@ def test_a_black_holed_endpoint_never_holds_up_the_job(
     assert stats["spans_dropped"] + stats["spans_in_flight"] + stats["spans_failed"] == total
 
 
-@pytest.mark.parametrize("bad", [-1, float("nan")])
+@pytest.mark.parametrize("bad", [-1, float("nan"), "5", True])
 def test_a_negative_shutdown_budget_is_a_configuration_error(tmp_path: Path, telemetries: list, bad: float) -> None:
     from aura_otel.errors import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="otlp_shutdown_timeout"):
         _configure(tmp_path, telemetries, otlp_endpoint="http://127.0.0.1:9", otlp_shutdown_timeout=bad)
+
+
+def test_a_bad_setting_after_the_metrics_starts_nothing(tmp_path: Path, telemetries: list) -> None:
+    import threading
+
+    from aura_otel.errors import ConfigurationError
+
+    before = {t.ident for t in threading.enumerate()}
+    with http_receiver() as (endpoint, received):
+        with pytest.raises(ConfigurationError, match="enum case"):
+            _configure(tmp_path, telemetries, otlp_endpoint=endpoint, enum_case="shouting")
+    leftover = [t for t in threading.enumerate() if t.ident not in before and t.is_alive()]
+    assert not [t for t in leftover if "Metric" in t.name or "aura-otel" in t.name], leftover
+    assert not received.metrics

@@ -193,7 +193,11 @@ def configure(
         logger.info("aura-otel: OTEL_SDK_DISABLED is set; telemetry is off")
         return Telemetry(tracer_provider=None, exporter=None, enabled=False)
 
-    if otlp_shutdown_timeout is not None and not otlp_shutdown_timeout >= 0:
+    if otlp_shutdown_timeout is not None and (
+        isinstance(otlp_shutdown_timeout, bool)
+        or not isinstance(otlp_shutdown_timeout, int | float)
+        or not otlp_shutdown_timeout >= 0
+    ):
         raise ConfigurationError(
             f"otlp_shutdown_timeout must be a number of seconds >= 0, not {otlp_shutdown_timeout!r}"
         )
@@ -225,13 +229,18 @@ def configure(
         if metric_exporter is not None
         else None
     )
-    exporter = RunTelemetryExporter(
-        jobs_dir if jobs_dir is not None else default_jobs_dir(),
-        enum_case=enum_case,
-        pricer=pricer,
-        on_job_complete=job_metrics.on_job_complete if job_metrics is not None else None,
-        **({"write_interval": write_interval} if write_interval is not None else {}),
-    )
+    try:
+        exporter = RunTelemetryExporter(
+            jobs_dir if jobs_dir is not None else default_jobs_dir(),
+            enum_case=enum_case,
+            pricer=pricer,
+            on_job_complete=job_metrics.on_job_complete if job_metrics is not None else None,
+            **({"write_interval": write_interval} if write_interval is not None else {}),
+        )
+    except Exception:
+        if job_metrics is not None:  # a bad setting must not leave an exporting thread behind
+            job_metrics.shutdown()
+        raise
     targets: list[SpanProcessor] = [
         BatchSpanProcessor(exporter, schedule_delay_millis=V1_SCHEDULE_DELAY_MS)
     ]
