@@ -287,6 +287,27 @@ def test_pipeline_ids_and_connector_signals_are_coherent(collector: dict[str, An
                 assert _signal(pipeline_id) == emits, f"{connector} feeding {pipeline_id}"
 
 
+def test_spanmetrics_dimensions_are_valid(collector: dict[str, Any]) -> None:
+    """The connector refuses duplicates, including of the dimensions it always adds."""
+    reserved = {"service.name", "span.name", "span.kind", "status.code"}
+    for name, connector in (collector.get("connectors") or {}).items():
+        if _component_type(name) != "spanmetrics":
+            continue
+        dims = [d["name"] for d in connector.get("dimensions", [])]
+        assert len(dims) == len(set(dims)) and not reserved & set(dims), dims
+        histogram = connector.get("histogram", {})
+        assert not ("explicit" in histogram and "exponential" in histogram)
+        buckets = histogram.get("explicit", {}).get("buckets", [])
+        seconds = [_duration_seconds(b) for b in buckets]
+        assert seconds == sorted(seconds) and len(set(seconds)) == len(seconds)
+
+
+def _duration_seconds(text: str) -> float:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)", str(text))
+    assert match, f"not a Go duration: {text!r}"
+    return float(match.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0}[match.group(2)]
+
+
 def test_memory_limiter_comes_first_and_batch_last(collector: dict[str, Any]) -> None:
     for pipeline_id, pipeline in collector["service"]["pipelines"].items():
         processors = pipeline.get("processors", [])
