@@ -14,9 +14,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import orjson
+from opentelemetry.trace import StatusCode
 
 from . import conventions as c
 from .schema import (
@@ -29,6 +30,7 @@ from .schema import (
     finite_number,
     format_timestamp_ns,
     record_dict,
+    record_from,
     summarize,
     sum_money,
 )
@@ -70,8 +72,9 @@ class Pricer(Protocol):
     ) -> Quote | None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class FoldedSpan:
+class FoldedSpan(NamedTuple):
+    """A span's unit and where it goes (a tuple: the fold makes one per span)."""
+
     job_id: str
     span_id: str
     unit: Unit
@@ -118,25 +121,27 @@ def _slot(name: str, keys: Iterable[str], convert: _Convert) -> None:
         _SLOTS[key] = (name, rank, convert)
 
 
-_slot("corr", (c.CORRELATION_ID,), _text)
-_slot("proj", (c.PROJECT_ID,), _text)
+# Slots that land in a record are named after the record's field, so a stage span's slots
+# become its record with one ordered pick (schema.record_from).
+_slot("correlation_id", (c.CORRELATION_ID,), _text)
+_slot("project_id", (c.PROJECT_ID,), _text)
 _slot("stage", (c.STAGE,), _lower_text)
 _slot("provider", c.PROVIDER_KEYS, _text)
-_slot("model", c.MODEL_KEYS, _text)
-_slot("tin", c.INPUT_TOKEN_KEYS, _count)
-_slot("tout", c.OUTPUT_TOKEN_KEYS, _count)
+_slot("model_id", c.MODEL_KEYS, _text)
+_slot("tokens_in", c.INPUT_TOKEN_KEYS, _count)
+_slot("tokens_out", c.OUTPUT_TOKEN_KEYS, _count)
 _slot(CACHED_TOKENS_METADATA, c.CACHED_INPUT_TOKEN_KEYS, _count)
-_slot("cost", c.COST_KEYS, _amount)
+_slot("cost_estimate", c.COST_KEYS, _amount)
 _slot("currency", (c.COST_CURRENCY,), _text)
 _slot("pricing_version", (c.PRICING_VERSION,), _text)
-_slot("status", (c.RESULT_STATUS,), _lower_text)
+_slot("result_status", (c.RESULT_STATUS,), _lower_text)
 _slot("message", (c.RESULT_MESSAGE,), _text)
 _slot("error_code", (c.ERROR_TYPE,), _text)
-_slot("selection", (c.SELECTION_SOURCE,), _lower_text)
-_slot("fallback", (c.FALLBACK_REASON,), lambda v: v if isinstance(v, str) else None)
+_slot("selection_source", (c.SELECTION_SOURCE,), _lower_text)
+_slot("fallback_reason", (c.FALLBACK_REASON,), lambda v: v if isinstance(v, str) else None)
 _slot("cache_hit", (c.CACHE_HIT,), _flag)
 _slot("retries", (c.RETRY_COUNT,), _count)
-_slot("scene", (c.SCENE_INDEX,), _count)
+_slot("scene_index", (c.SCENE_INDEX,), _count)
 _slot("characters", (c.USAGE_CHARACTERS,), _count)
 _slot("images", (c.USAGE_IMAGES,), _count)
 _slot("image_size", (c.USAGE_IMAGE_SIZE,), lambda v: v if isinstance(v, str) else None)
@@ -144,33 +149,66 @@ _slot("image_quality", (c.USAGE_IMAGE_QUALITY,), lambda v: v if isinstance(v, st
 _slot("duration_seconds", (c.USAGE_OUTPUT_SECONDS,), _amount)
 _USAGE_SLOTS = ("characters", "images", "image_size", "image_quality", "duration_seconds",
                 CACHED_TOKENS_METADATA)
+#: A child unit's short keys for the slots it carries.
+_CHILD_KEYS = (("provider", "provider"), ("model_id", "model"), ("tokens_in", "tin"),
+               ("tokens_out", "tout"), ("cost_estimate", "cost"))
+
+# How the fold treats an attribute key, decided once per distinct key: a slot, metadata
+# (plain or JSON-encoded), or nothing. Bounded: a host minting keys per span only costs a clear.
+_SKIP, _PLAIN_META, _JSON_META = 0, 1, 2
+_KEY_KINDS: dict[str, tuple[int, str]] = {}
+_KEY_KINDS_MAX = 4096
 _META = c.META_PREFIX
 _META_JSON = c.META_JSON_PREFIX
 
 
+def _key_kind(key: str) -> tuple[int, str]:
+    kind = _KEY_KINDS.get(key)
+    if kind is None:
+        if key.startswith(_META):
+            kind = (_PLAIN_META, key[len(_META):])
+        elif key.startswith(_META_JSON):
+            kind = (_JSON_META, key[len(_META_JSON):])
+        else:
+            kind = (_SKIP, "")
+        if len(_KEY_KINDS) >= _KEY_KINDS_MAX:
+            _KEY_KINDS.clear()
+        _KEY_KINDS[key] = kind
+    return kind
+
+
 def _read(attrs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """One pass over a span's attributes: the contract's slots, and its metadata."""
+    """One pass over a span's attributes: the contract's slots, and its metadata.
+
+    Of aliases sharing a slot the lowest rank wins; a slot filled without a recorded rank was
+    filled by rank 0 (only alias ranks are recorded, to spare the common case a store).
+    """
     found: dict[str, Any] = {}
     ranks: dict[str, int] = {}
     meta: dict[str, Any] = {}
+    slot_of = _SLOTS.get
     for key, value in attrs.items():
-        spec = _SLOTS.get(key)
+        spec = slot_of(key)
         if spec is None:
-            if key.startswith(_META):
-                meta[key[len(_META):]] = list(value) if isinstance(value, tuple) else value
-            elif key.startswith(_META_JSON) and isinstance(value, str):
+            kind, name = _KEY_KINDS.get(key) or _key_kind(key)
+            if kind == _PLAIN_META:
+                meta[name] = list(value) if isinstance(value, tuple) else value
+            elif kind == _JSON_META and isinstance(value, str):
                 try:
-                    meta[key[len(_META_JSON):]] = orjson.loads(value)
+                    meta[name] = orjson.loads(value)
                 except orjson.JSONDecodeError:
-                    meta[key[len(_META_JSON):]] = value  # keep what was sent, undecoded
+                    meta[name] = value  # keep what was sent, undecoded
             continue
         name, rank, convert = spec
-        if rank and ranks.get(name, rank + 1) < rank:
+        if rank and name in found and ranks.get(name, 0) < rank:
             continue
         converted = convert(value)
         if converted is not None:
             found[name] = converted
-            ranks[name] = rank
+            if rank:
+                ranks[name] = rank
+            elif ranks:
+                ranks.pop(name, None)
     return found, meta
 
 
@@ -197,15 +235,24 @@ def _message(span: Any, found: Mapping[str, Any]) -> str | None:
     return None
 
 
+_ERROR, _UNSET, _OK = StatusCode.ERROR, StatusCode.UNSET, StatusCode.OK
+
+
 def _is_error(span: Any) -> bool:
-    return span.status is not None and span.status.status_code.name == "ERROR"
+    status = span.status
+    if status is None:
+        return False
+    code = status.status_code
+    if code is _ERROR:
+        return True
+    return code is not _UNSET and code is not _OK and code.name == "ERROR"
 
 
-def _error_code(span: Any, found: Mapping[str, Any]) -> str | None:
+def _error_code(span: Any, found: Mapping[str, Any], is_error: bool) -> str | None:
     code = found.get("error_code")
     if code:
         return code
-    if _is_error(span):
+    if is_error:
         event = _exception_event(span)
         if event is not None and isinstance(event.get("exception.type"), str):
             return event["exception.type"].rsplit(".", 1)[-1]
@@ -244,69 +291,54 @@ def fold_span(span: Any) -> FoldedSpan | None:
     unit: Unit = {"s": start, "e": end}
     if parent is not None:
         unit["p"] = f"{parent.span_id:016x}"
-    if "corr" in found:
-        unit["corr"] = found["corr"]
-    if "proj" in found:
-        unit["proj"] = found["proj"]
+    if "correlation_id" in found:
+        unit["corr"] = found["correlation_id"]
+    if "project_id" in found:
+        unit["proj"] = found["project_id"]
 
     if span.name == c.JOB_SPAN_NAME:
         unit["k"] = ROOT
         unit["t"] = f"{ctx.trace_id:032x}"
         if _is_error(span):
-            unit["err"] = _error_code(span, found) or "GENERATION_ERROR"
+            unit["err"] = _error_code(span, found, True) or "GENERATION_ERROR"
             message = _message(span, found)
             if message:
                 unit["msg"] = message
         return FoldedSpan(job_id, span_id, unit)
 
     usage = {name: found[name] for name in _USAGE_SLOTS if name in found}
-    stage = found.get("stage")
-    if stage not in _STAGE_SET:
-        if "tin" not in found and "tout" not in found and "cost" not in found and not usage:
+    if found.get("stage") not in _STAGE_SET:
+        if ("tokens_in" not in found and "tokens_out" not in found and "cost_estimate" not in found
+                and not usage):
             unit["k"] = LINK
             return FoldedSpan(job_id, span_id, unit)
         unit["k"] = CHILD
-        for key in ("provider", "model", "tin", "tout", "cost"):
-            if key in found:
-                unit[key] = found[key]
+        for slot, key in _CHILD_KEYS:
+            if slot in found:
+                unit[key] = found[slot]
         if usage:
             unit["usage"] = usage
         return FoldedSpan(job_id, span_id, unit)
 
-    status = found.get("status")
-    if status not in _STATUS_SET:
-        status = "error" if _is_error(span) else "ok"
-    selection = found.get("selection")
+    is_error = _is_error(span)
+    if found.get("result_status") not in _STATUS_SET:
+        found["result_status"] = "error" if is_error else "ok"
+    if "selection_source" in found and found["selection_source"] not in _SELECTION_SET:
+        del found["selection_source"]
     if usage:
         meta.update(usage)
         meta.pop(CACHED_TOKENS_METADATA, None)  # written after pricing, from the merged usage
         unit["usage"] = usage
     unit["k"] = STAGE
-    unit["r"] = record_dict(
-        job_id=job_id,
-        correlation_id=found.get("corr"),
-        project_id=found.get("proj"),
-        stage=stage,
-        scene_index=found.get("scene"),
-        model_id=found.get("model"),
-        provider=found.get("provider"),
-        selection_source=selection if selection in _SELECTION_SET else None,
-        fallback_reason=found.get("fallback"),
-        tokens_in=found.get("tin"),
-        tokens_out=found.get("tout"),
-        cache_hit=found.get("cache_hit"),
-        retries=found.get("retries", 0),
-        latency_ms=max(0, (end - start) // 1_000_000),
-        cost_estimate=found.get("cost"),
-        currency=found.get("currency", DEFAULT_CURRENCY),
-        pricing_version=found.get("pricing_version"),
-        result_status=status,
-        error_code=_error_code(span, found),
-        message=_message(span, found),
-        started_at=format_timestamp_ns(start),
-        ended_at=format_timestamp_ns(end),
-        metadata=meta or None,
-    )
+    # ``found`` becomes the record: its slots are named after the record's fields.
+    found["job_id"] = job_id
+    found["latency_ms"] = max(0, (end - start) // 1_000_000)
+    found["error_code"] = _error_code(span, found, is_error)
+    found["message"] = _message(span, found)
+    found["started_at"] = format_timestamp_ns(start)
+    found["ended_at"] = format_timestamp_ns(end)
+    found["metadata"] = meta or None
+    unit["r"] = record_from(found)
     return FoldedSpan(job_id, span_id, unit)
 
 
@@ -421,8 +453,18 @@ def _price(rec: dict[str, Any], usage: Mapping[str, Any], own_usage: bool, own_m
 
 
 def _build_record(unit: Unit, children: list[Unit], pricer: Pricer | None) -> dict[str, Any]:
-    rec = dict(unit["r"])
-    usage = dict(unit.get("usage") or {})
+    """A stage's record: its span's record, with what its children and pricing add.
+
+    A stage with no children and nothing to price or merge gets its span's record itself (not
+    a copy: records are never modified once built, only rebuilt).
+    """
+    built = unit["r"]
+    unit_usage = unit.get("usage")
+    if not children and (not unit_usage or unit_usage.get(CACHED_TOKENS_METADATA) is None) and (
+            built.get("cost_estimate") is not None or not _has_own_usage(built, unit_usage or {})):
+        return built
+    rec = dict(built)
+    usage = dict(unit_usage or {})
     own_tokens = rec.get("tokens_in") is not None or rec.get("tokens_out") is not None
     own_usage = _has_own_usage(rec, usage)
     own_model = rec.get("model_id")
@@ -446,7 +488,7 @@ def _build_record(unit: Unit, children: list[Unit], pricer: Pricer | None) -> di
         _price(rec, usage, own_usage, own_model, children, pricer)
     if usage.get(CACHED_TOKENS_METADATA) is not None:
         rec["metadata"] = {**(rec.get("metadata") or {}), CACHED_TOKENS_METADATA: usage[CACHED_TOKENS_METADATA]}
-    return record_dict(**rec)
+    return record_from(rec)
 
 
 def _stable_correlation_id(job_id: str) -> str:
@@ -483,9 +525,10 @@ def assemble(job_id: str, units: Mapping[str, Unit], *, pricer: Pricer | None = 
     records = []
     for span_id, unit in stages:
         rec = _build_record(unit, children.get(span_id, []), pricer)
-        if "correlation_id" not in rec or "project_id" not in rec:
-            rec = record_dict(**{**rec, "correlation_id": rec.get("correlation_id") or correlation_id,
-                                 "project_id": rec.get("project_id") or project_id})
+        # The job's ids fill a record's gaps; a record with none to fill is kept as it is.
+        if "correlation_id" not in rec or ("project_id" not in rec and project_id):
+            rec = record_from({**rec, "correlation_id": rec.get("correlation_id") or correlation_id,
+                               "project_id": rec.get("project_id") or project_id})
         records.append(rec)
 
     started = root["s"] if root else min((u["s"] for u in units.values()), default=0)

@@ -158,12 +158,15 @@ def sum_money(values: Iterable[float | int | None]) -> float:
     """Sum amounts as decimals so 0.1 + 0.2 is written 0.3, not 0.30000000000000004.
 
     Each float is taken at its shortest repr (what the file says), summed exactly, and turned
-    back into the float whose repr is that exact decimal.
+    back into the float whose repr is that exact decimal. A lone amount needs no arithmetic:
+    the float of its own repr is itself (``+ 0.0`` gives -0.0 the sign the decimal sum gives).
     """
+    present = [value for value in values if value is not None]
+    if len(present) == 1:
+        return float(present[0]) + 0.0
     total = Decimal(0)
-    for value in values:
-        if value is not None:
-            total += Decimal(repr(float(value)))
+    for value in present:
+        total += Decimal(repr(float(value)))
     return float(total)
 
 
@@ -248,12 +251,25 @@ COLLECTION_FIELDS: tuple[str, ...] = tuple(Collection.model_fields)
 _RECORD_ENUM_FIELDS = ("stage", "result_status", "selection_source")
 
 
+#: (field, default) in v1 order: the defaults a record gets when a field is absent.
+_RECORD_DEFAULTS = {"version": SCHEMA_VERSION, "retries": 0, "currency": DEFAULT_CURRENCY}
+_RECORD_SLOTS: tuple[tuple[str, Any], ...] = tuple(
+    (name, _RECORD_DEFAULTS.get(name)) for name in RECORD_FIELDS
+)
+
+
 def record_dict(**fields: Any) -> dict[str, Any]:
     """A record as a plain dict in v1 field order, absent fields left out, defaults filled."""
-    fields.setdefault("version", SCHEMA_VERSION)
-    fields.setdefault("retries", 0)
-    fields.setdefault("currency", DEFAULT_CURRENCY)
-    return {name: value for name in RECORD_FIELDS if (value := fields.get(name)) is not None}
+    return record_from(fields)
+
+
+def record_from(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`record_dict` of a mapping already at hand (the fold's hot path: no keyword copy).
+
+    Keys that are not v1 record fields are ignored, so a caller may pass its working dict.
+    """
+    get = fields.get
+    return {name: value for name, default in _RECORD_SLOTS if (value := get(name, default)) is not None}
 
 
 def collection_dict(**fields: Any) -> dict[str, Any]:
