@@ -8,9 +8,10 @@ from collections.abc import Callable, Sequence
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 STAGES = ["brief", "plan", "script", "ssml", "tts", "visuals", "render", "post"]
+SPANS_PER_JOB = 9  # run_jobs: a root and 8 stages
 
 
 class NullExporter(SpanExporter):
@@ -46,6 +47,24 @@ def run_jobs(provider: TracerProvider, n_jobs: int, stages_per_job: int = 8) -> 
                     span.add_event("provider.response", {"http.status_code": 200, "bytes": 5120})
 
 
+def bare_sdk(n_jobs: int) -> tuple[float, float]:
+    """The baseline: (application, total) seconds for ``n_jobs`` jobs through a bare
+    TracerProvider + BatchSpanProcessor exporting to nothing."""
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(NullExporter()))
+    app = timed(lambda: run_jobs(provider, n_jobs))
+    total = app + timed(lambda: provider.force_flush())
+    provider.shutdown()
+    return app, total
+
+
+def bare_span_seconds(n_jobs: int = 1000, repeat: int = 5) -> float:
+    """What one bare SDK span (15 attributes, one event) costs the application thread: the
+    yardstick every benchmark's ratio is taken against."""
+    bare_sdk(50)  # warm up
+    return statistics.median(bare_sdk(n_jobs)[0] for _ in range(repeat)) / (n_jobs * SPANS_PER_JOB)
+
+
 def best_of(fn: Callable[[], float], repeat: int) -> float:
     """Median of ``repeat`` runs: robust to the other core being busy for a moment."""
     return statistics.median(fn() for _ in range(repeat))
@@ -57,4 +76,4 @@ def timed(fn: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
-__all__ = ["NullExporter", "STAGES", "best_of", "run_jobs", "stage_attributes", "timed", "trace"]
+__all__ = ["NullExporter", "SPANS_PER_JOB", "STAGES", "bare_sdk", "bare_span_seconds", "best_of", "run_jobs", "stage_attributes", "timed", "trace"]

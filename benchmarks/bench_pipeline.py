@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import NullExporter, run_jobs, timed  # noqa: E402
+from _common import bare_sdk as bare, run_jobs, timed  # noqa: E402
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: E402
 
@@ -30,15 +30,6 @@ from aura_otel import JobContextProcessor, MaskingRules, MaskingSpanProcessor, R
 from aura_otel.pipeline import V1_SCHEDULE_DELAY_MS  # noqa: E402
 
 BUDGET = 1.5
-
-
-def bare(n_jobs: int) -> tuple[float, float]:
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(NullExporter()))
-    app = timed(lambda: run_jobs(provider, n_jobs))
-    total = app + timed(lambda: provider.force_flush())
-    provider.shutdown()
-    return app, total
 
 
 def aura(n_jobs: int, jobs_dir: Path) -> tuple[float, float]:

@@ -29,6 +29,9 @@ logger = logging.getLogger("aura_otel")
 
 DEFAULT_WRITE_INTERVAL = 0.25
 _LOG_FIRST = 20
+#: Job ids already validated: every span of a job carries the same id, so it is checked once
+#: (bounded, so an exporter living for millions of jobs does not grow).
+_VALID_IDS_MAX = 4096
 
 
 def default_jobs_dir() -> str:
@@ -111,6 +114,7 @@ class RunTelemetryExporter(SpanExporter):
         self.stats = ExporterStats()
         self._write_interval = max(0.0, float(write_interval))
         self._jobs: dict[str, _Job] = {}
+        self._valid_job_ids: set[str] = set()
         self._lock = threading.Lock()  # guards _jobs
         self._write_lock = threading.Lock()  # one writer at a time (thread or force_flush)
         self._wake = threading.Event()
@@ -143,13 +147,17 @@ class RunTelemetryExporter(SpanExporter):
             if item is None:
                 self.stats.add("spans_without_job")
                 continue
-            try:
-                validate_job_id(item.job_id)
-            except InvalidJobIdError as exc:
-                count = self.stats.add("spans_rejected_job_id")
-                if count <= _LOG_FIRST or count % 1000 == 0:
-                    logger.error("aura-otel: span rejected, nothing written: %s", exc)
-                continue
+            if item.job_id not in self._valid_job_ids:
+                try:
+                    validate_job_id(item.job_id)
+                except InvalidJobIdError as exc:
+                    count = self.stats.add("spans_rejected_job_id")
+                    if count <= _LOG_FIRST or count % 1000 == 0:
+                        logger.error("aura-otel: span rejected, nothing written: %s", exc)
+                    continue
+                if len(self._valid_job_ids) >= _VALID_IDS_MAX:
+                    self._valid_job_ids.clear()
+                self._valid_job_ids.add(item.job_id)
             folded.append(item)
         if folded:
             with self._lock:

@@ -263,14 +263,14 @@ def plain_attributes(span: Any) -> Mapping[str, Any]:
     """A span's attributes as a plain dict (read-only by convention).
 
     The SDK hands out attributes as a read-only proxy over ``BoundedAttributes``, whose every
-    lookup runs Python code; the fold reads the dict behind it when there is one, and the
-    public view otherwise.
+    lookup runs Python code; the fold (and the job-id stamping, on live spans) reads the dict
+    behind it when there is one, and the public view otherwise.
     """
     raw = getattr(span, "_attributes", None)
     inner = getattr(raw, "_dict", raw)
     if isinstance(inner, dict):
         return inner
-    return span.attributes or {}
+    return getattr(span, "attributes", None) or {}  # a non-recording span has none
 
 
 def fold_span(span: Any) -> FoldedSpan | None:

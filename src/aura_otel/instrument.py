@@ -31,6 +31,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from . import conventions as c
 from .errors import InvalidJobIdError, JobValidationError
+from .fold import plain_attributes
 from .schema import STAGES, ResultStatus, SelectionSource, Stage, validate_job_id
 
 logger = logging.getLogger("aura_otel")
@@ -466,11 +467,12 @@ class JobContextProcessor(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
-            own = getattr(span, "attributes", None) or {}
+            # Plain dict reads: this runs on the application thread for every span.
+            own = plain_attributes(span)
             if c.JOB_ID in own:
                 return
             parent = trace.get_current_span(parent_context)
-            source: Mapping[str, Any] = getattr(parent, "attributes", None) or {}
+            source: Mapping[str, Any] = plain_attributes(parent)
             if c.JOB_ID not in source:
                 source = baggage.get_all(parent_context)
                 if c.JOB_ID not in source:
