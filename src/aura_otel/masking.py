@@ -423,6 +423,9 @@ def _credential_like(token: bytes) -> bool:
     return upper_inside and any(97 <= b <= 122 for b in token)
 
 
+_LITERALS: Final = frozenset({b"true", b"false", b"null", b"none", b"yes", b"no", b"", REDACTED_B.lower()})
+
+
 def _redact_quoted(value: bytes) -> bytes:
     if len(value) >= 2 and value[:1] in (b'"', b"'") and value[-1:] == value[:1]:
         return value[:1] + REDACTED_B + value[:1]
@@ -457,10 +460,11 @@ class _Scanner:
             "url_scheme", "kv_key", "kv_sep", "kv_val", "ck_key", "ck_sep", "ck_val", "cred")}
         # Anchors would need each value scanned alone (the joined scan sees one long text).
         self.joinable = not any(_has_anchor(p) for p in rules.extra_patterns)
+        self._detect = _yes_no(self.detector)
 
     # -- scanning ----------------------------------------------------------------------------
     def dirty(self, data: bytes) -> bool:
-        return self.detector.search(data) is not None
+        return self._detect(data)
 
     def dirty_spans(self, data: bytes) -> list[tuple[int, int]]:
         return [m.span() for m in self.detector.finditer(data)]
@@ -517,8 +521,11 @@ class _Scanner:
         if not self._keys.sensitive(key, query=query):
             # Not a credential key: keep "key=" and scan the value like any other text.
             return None, m.start(g["kv_val"])
+        value = data[m.start(g["kv_val"]) : m.end()]
+        if value.strip(b"\"'").lower() in _LITERALS:
+            return None, m.end()  # api_key_present=true says nothing secret
         head = data[key_start : m.end(g["kv_sep"])]
-        return head + _redact_quoted(data[m.start(g["kv_val"]) : m.end()]), m.end()
+        return head + _redact_quoted(value), m.end()
 
     def _h_auth_scheme(self, m: Any, data: bytes, keep: frozenset[bytes]) -> tuple[bytes | None, int]:
         cred_start = m.start(self._g["cred"])
@@ -568,6 +575,19 @@ def _card_window(data: bytes, groups: list[tuple[int, int]]) -> tuple[int, int] 
             if _card_like(digits) and (best is None or ge - groups[i][0] > best[1] - best[0]):
                 best = (groups[i][0], ge)
     return best
+
+
+def _yes_no(regex: Any) -> Callable[[bytes], bool]:
+    """The cheapest "does it match anywhere" call RE2 offers: clean spans pay only this.
+    google-re2's ``search`` wraps the C++ match in a generator and a match object; its
+    internals are used when present, with the public API as the fallback."""
+    raw = getattr(getattr(regex, "_regexp", None), "Match", None)
+    anchor = getattr(getattr(getattr(re2, "_re2", None), "RE2", None), "Anchor", None)
+    if raw is None or anchor is None:
+        return lambda data: regex.search(data) is not None
+    unanchored = anchor.UNANCHORED
+    null = (-1, -1)
+    return lambda data: raw(unanchored, data, 0, len(data))[0] != null
 
 
 def _has_anchor(pattern: str) -> bool:
@@ -626,9 +646,9 @@ class Masker:
         self.stats = stats if stats is not None else MaskingStats()
         self.keys = _KeyRule(self.rules)
         self._scanner = _Scanner(self.rules, self.keys)
-        self._key_substrings = re2.compile(
+        self._key_substring = _yes_no(re2.compile(
             "(?i:" + "|".join(re2.escape(s) for s in self.keys.substrings()) + ")", _re2_options()
-        )
+        ))
         self._limit = self.rules.max_value_length
         self._plans: dict[str, _KeyPlan] = {}
 
@@ -672,6 +692,10 @@ class Masker:
         if count <= 20 or count % 1000 == 0:
             logger.warning("aura-otel: %s (values_failed_closed #%d)", message, count, exc_info=True)
         return REDACTED
+
+    def dirty_text(self, text: str) -> bool:
+        """Whether any rule matches anywhere in ``text`` (no replacement made)."""
+        return self._scanner.dirty(text.encode("utf-8", "surrogatepass"))
 
     def mask_texts(self, texts: list[str], keep: Callable[[], frozenset[str]]) -> tuple[list[str], set[int]]:
         """Mask many (already truncated) strings; a clean batch costs one RE2 call.
@@ -719,7 +743,7 @@ class Masker:
         """Whether a JSON text may hide a sensitive key or an escaped secret: only then is it
         decoded. Without a backslash every JSON string is a literal piece of the text, so the
         joined scan already saw every value."""
-        return "\\" in text or self._key_substrings.search(text) is not None
+        return "\\" in text or self._key_substring(text.encode("utf-8", "surrogatepass"))
 
     def mask_json_text(self, text: str, keep: frozenset[str] = frozenset()) -> str:
         """JSON metadata: decoded, keys and strings masked recursively, re-encoded. A text that
@@ -919,6 +943,17 @@ def _dropped(item: Any) -> int:
     return int(getattr(item, "dropped_attributes", 0) or 0)
 
 
+def _raw_attributes(item: Any) -> Mapping[str, Any] | None:
+    """The plain dict inside the SDK's ``BoundedAttributes`` when there is one: iterating the
+    bounded mapping goes through Python-level ``__iter__``/``__getitem__`` per key, which costs
+    more than the masking itself. Falls back to the public mapping."""
+    attributes = getattr(item, "_attributes", None)
+    inner = getattr(attributes, "_dict", None)
+    if type(inner) is dict:
+        return inner
+    return item.attributes
+
+
 def _span_keep(span: ReadableSpan) -> frozenset[str]:
     """The span's own identifiers, which survive even where they appear inside text."""
     ids: set[str] = set()
@@ -948,6 +983,82 @@ class _SpanMasking:
         self._lock = threading.Lock()
 
     def mask(self, span: ReadableSpan) -> tuple[ReadableSpan, bool]:
+        resource = self._resource(span.resource)
+        if self._clean(span):
+            return self._copy(span, span.name, span.attributes, span.events, span.links,
+                              span.status, resource), resource is not span.resource
+        return self._rebuild(span, resource)
+
+    def _clean(self, span: ReadableSpan) -> bool:
+        """The fast path: True when nothing in the span needs masking. Collects every string
+        (no per-value work) and asks RE2 once; any sign of work ahead (a sensitive key, a key
+        that masks differently, an over-long value, JSON that must be decoded) answers False."""
+        texts = [span.name or ""]
+        json_texts: list[str] = []
+        collect = self._collect
+        if not collect(_raw_attributes(span), texts, json_texts):
+            return False
+        for event in span.events:
+            texts.append(event.name or "")
+            if not collect(_raw_attributes(event), texts, json_texts):
+                return False
+        for link in span.links:
+            if not collect(_raw_attributes(link), texts, json_texts):
+                return False
+        status = span.status
+        if status is not None and status.description:
+            texts.append(status.description)
+        limit = self._masker.rules.max_value_length
+        if max(map(len, texts)) > limit:
+            return False
+        masker = self._masker
+        if masker.dirty_text("\n".join(texts)):
+            return False
+        return not any(masker.needs_json_walk(t) for t in json_texts)
+
+    def _collect(self, attributes: Mapping[str, Any] | None, texts: list[str],
+                 json_texts: list[str]) -> bool:
+        if not attributes:
+            return True
+        plans = self._masker._plans
+        plan_of = self._masker.plan
+        for key, value in attributes.items():
+            plan = plans.get(key) or plan_of(key)
+            kind = plan.kind
+            if kind == _PASS:
+                continue
+            if plan.masked_key is not key:
+                return False
+            if kind == _SENSITIVE:
+                if not _keeps_under_sensitive_key(key, value):
+                    return False
+            elif type(value) is str:
+                texts.append(value)
+                if kind == _JSON:
+                    json_texts.append(value)
+            elif isinstance(value, (tuple, list)):
+                texts.extend(v for v in value if type(v) is str)
+        return True
+
+    def _copy(self, span: ReadableSpan, name: str, attributes: Any, events: Sequence[Event],
+              links: Sequence[trace_api.Link], status: Status, resource: Resource | None) -> MaskedSpan:
+        return MaskedSpan(
+            name=name,
+            context=span.context,
+            parent=span.parent,
+            resource=resource,
+            attributes=attributes,
+            events=tuple(events),
+            links=tuple(links),
+            kind=span.kind,
+            status=status,
+            start_time=span.start_time,
+            end_time=span.end_time,
+            instrumentation_scope=span.instrumentation_scope,
+            dropped=(span.dropped_attributes, span.dropped_events, span.dropped_links),
+        )
+
+    def _rebuild(self, span: ReadableSpan, resource: Resource | None) -> tuple[ReadableSpan, bool]:
         masker = self._masker
         batch = _Batch(masker)
         name_ref = batch.add_text(span.name or "")
@@ -998,24 +1109,8 @@ class _SpanMasking:
         if desc_ref is not None and batch.text(desc_ref) != status.description:
             changed = True
             status = Status(status.status_code, batch.text(desc_ref))
-        resource = self._resource(span.resource)
         changed |= resource is not span.resource
-        copy = MaskedSpan(
-            name=name,
-            context=span.context,
-            parent=span.parent,
-            resource=resource,
-            attributes=attributes,
-            events=tuple(new_events),
-            links=tuple(new_links),
-            kind=span.kind,
-            status=status,
-            start_time=span.start_time,
-            end_time=span.end_time,
-            instrumentation_scope=span.instrumentation_scope,
-            dropped=(span.dropped_attributes, span.dropped_events, span.dropped_links),
-        )
-        return copy, changed
+        return self._copy(span, name, attributes, new_events, new_links, status, resource), changed
 
     def _resource(self, resource: Resource | None) -> Resource | None:
         """Resources are shared by every span of a provider: masked once, then cached."""
