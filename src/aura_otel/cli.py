@@ -1,7 +1,153 @@
-"""The ``aura-otel`` command (placeholder: filled in by the foundation work)."""
+"""The ``aura-otel`` command: demo, schema, validate, show, serve, prices."""
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
 
-def main(argv: list[str] | None = None) -> int:
+from . import conventions as c
+from .errors import AuraOtelError
+from .schema import STAGES, Stage, json_schema, validation_errors
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .demo import run_demo
+    from .schema import load_collection, to_dict
+    from .terminal import render
+
+    console = Console()
+    fail_at = Stage(args.fail_at) if args.fail_at else None
+    result = run_demo(args.jobs_dir, job_id=args.job_id, fail_at=fail_at, speed=args.speed,
+                      enum_case=args.enum_case)
+    doc = to_dict(load_collection(result.path.read_bytes()))
+    render(doc, console)
+    if result.failed:
+        console.print(f"[red]The job failed at the {fail_at.value if fail_at else '?'} stage, "
+                      "as --fail-at asked: the file records it.[/red]")
+    jobs_dir = result.path.parent.parent
+    console.print(f"\nTelemetry file: [bold]{result.path}[/bold]")
+    console.print("View it in the browser:\n"
+                  f"  aura-otel serve --jobs-dir {jobs_dir}\n"
+                  f"  then open http://127.0.0.1:8765/jobs/{result.job_id}/telemetry")
     return 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    text = json.dumps(json_schema(), indent=2)
+    if args.output:
+        Path(args.output).write_text(text + "\n", encoding="utf-8")
+    else:
+        print(text)
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    worst = 0
+    for name in args.files:
+        try:
+            data = Path(name).read_bytes()
+        except OSError as exc:
+            print(f"{name}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+            worst = 2
+            continue
+        problems = validation_errors(data)
+        if not problems:
+            print(f"{name}: valid RunTelemetry v1")
+            continue
+        worst = max(worst, 1)
+        print(f"{name}: {len(problems)} problem(s)")
+        for path, message in problems:
+            print(f"  {path}: {message}")
+    return worst
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from .schema import to_dict
+    from .store import JobStore
+    from .terminal import render
+
+    store = JobStore(args.jobs_dir or os.environ.get(c.ENV_JOBS_DIR) or "./jobs")
+    render(to_dict(store.read(args.job_id)))
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .server import run
+
+    run(
+        jobs_dir=args.jobs_dir or os.environ.get(c.ENV_JOBS_DIR) or "./jobs",
+        host=args.host,
+        port=args.port,
+        jaeger_url=args.jaeger_url or os.environ.get(c.ENV_JAEGER_URL),
+        access_token=args.access_token or os.environ.get(c.ENV_ACCESS_TOKEN),
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aura-otel",
+        description="OpenTelemetry telemetry for the video pipeline, with RunTelemetry v1 files.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run a simulated video job end to end and show it")
+    demo.add_argument("--jobs-dir", help=f"where job folders go (default ${c.ENV_JOBS_DIR} or ./jobs)")
+    demo.add_argument("--job-id", help="job id to use (default: demo-<time>-<random>)")
+    demo.add_argument("--fail-at", choices=STAGES, metavar="STAGE",
+                      help=f"make this stage raise, to see a failed job ({', '.join(STAGES)})")
+    demo.add_argument("--speed", type=float, default=1.0, help="scale the simulated latencies")
+    demo.add_argument("--enum-case", choices=("lower", "pascal"), help="enum spelling in the file")
+    demo.set_defaults(func=_cmd_demo)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of RunTelemetry v1")
+    schema.add_argument("-o", "--output", help="write to this file instead of stdout")
+    schema.set_defaults(func=_cmd_schema)
+
+    validate = sub.add_parser("validate", help="check telemetry files against v1; lists every problem")
+    validate.add_argument("files", nargs="+", metavar="FILE")
+    validate.set_defaults(func=_cmd_validate)
+
+    show = sub.add_parser("show", help="print a job's Run Details in the terminal")
+    show.add_argument("job_id", metavar="JOB_ID")
+    show.add_argument("--jobs-dir", help=f"default ${c.ENV_JOBS_DIR} or ./jobs")
+    show.set_defaults(func=_cmd_show)
+
+    serve = sub.add_parser("serve", help="serve the HTTP API and the Run Details pages")
+    serve.add_argument("--jobs-dir", help=f"default ${c.ENV_JOBS_DIR} or ./jobs")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="bind address (non-loopback needs --access-token)")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--jaeger-url", help=f"Jaeger UI base URL for trace links (${c.ENV_JAEGER_URL})")
+    serve.add_argument("--access-token", help=f"required on every request (${c.ENV_ACCESS_TOKEN})")
+    serve.set_defaults(func=_cmd_serve)
+
+    try:
+        from .pricing import add_cli
+    except ModuleNotFoundError:  # until the pricing module lands
+        pass
+    else:
+        add_cli(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except AuraOtelError as exc:
+        print(f"aura-otel: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

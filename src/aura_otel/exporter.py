@@ -13,9 +13,6 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import orjson
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
@@ -47,11 +44,11 @@ def resolve_enum_case(enum_case: str | None) -> EnumCase:
 
 @dataclass
 class _Job:
-    units: dict[str, Unit] = field(default_factory=dict)
+    units: dict[str, Unit] = field(default_factory=dict)  # everything known: ours and others'
+    unjournaled: list[str] = field(default_factory=list)  # our span ids not yet in the journal
+    offset: int = 0  # how far into the journal this exporter has read
     dirty: bool = False
     finalized: bool = False
-    signature: tuple[int, int] | None = None  # the merge state as this process last wrote it
-    synced: bool = False  # units already hold everything the state file had
 
 
 class ExporterStats:
@@ -150,6 +147,7 @@ class RunTelemetryExporter(SpanExporter):
                     if job is None:
                         job = self._jobs[item.job_id] = _Job()
                     job.units[item.span_id] = item.unit
+                    job.unjournaled.append(item.span_id)
                     job.dirty = True
                     if item.unit.get("k") == ROOT:
                         job.finalized = True
@@ -218,29 +216,20 @@ class RunTelemetryExporter(SpanExporter):
                         self.stats.add("jobs_finalized")
 
     def _write_job(self, job_id: str, job: _Job) -> None:
-        store = self.store
-        with store.locked(job_id):
+        with self.store.journal(job_id) as journal:
+            theirs, offset = journal.read_from(job.offset)
             with self._lock:
+                for span_id, unit in theirs.items():
+                    job.units.setdefault(span_id, unit)
+                ours = {sid: job.units[sid] for sid in job.unjournaled}
+                job.unjournaled.clear()
                 units = dict(job.units)
-            signature = store.state_signature(job_id)
-            if signature is not None and (not job.synced or signature != job.signature):
-                # Another exporter (a process sharing this folder, or an earlier life of this
-                # one) wrote since we last did: merge its units. Span ids make this a union.
-                theirs = store.read_state(job_id).get("units", {})
-                if isinstance(theirs, dict):
-                    units = {**theirs, **units}
-                    with self._lock:
-                        for span_id, unit in theirs.items():
-                            job.units.setdefault(span_id, unit)
+            job.offset = journal.append(ours) if ours else offset
             doc = assemble(job_id, units, pricer=self.pricer)
-            state = orjson.dumps({"job_id": job_id, "trace_ids": trace_ids(units), "units": units})
-            store.write_job(job_id, dumps(doc, enum_case=self.enum_case), state)
-            job.signature = store.state_signature(job_id)
-            job.synced = True
-            self.stats.add("files_written")
+            journal.write_telemetry(dumps(doc, enum_case=self.enum_case))
+        self.stats.add("files_written")
 
 
 def job_trace_ids(store: JobStore, job_id: str) -> list[str]:
     """Trace ids recorded for a job (empty when unknown): for links to a trace backend."""
-    value: Any = store.read_state(job_id).get("trace_ids", [])
-    return [t for t in value if isinstance(t, str)] if isinstance(value, list) else []
+    return trace_ids(store.read_journal(job_id))

@@ -2,9 +2,13 @@
 
 Layout, one folder per job::
 
-    <jobs_dir>/<job_id>/telemetry.json     the v1 file legacy consumers read
-    <jobs_dir>/<job_id>/.aura-state.json   the job's fold units keyed by span id (merge state)
-    <jobs_dir>/<job_id>/.lock              flock target for read-merge-write
+    <jobs_dir>/<job_id>/telemetry.json       the v1 file legacy consumers read
+    <jobs_dir>/<job_id>/.aura-units.jsonl    the job's fold units, append-only, keyed by span id
+
+The journal is also the lock: every writer holds an ``flock`` on it while it reads what others
+appended, appends its own new units and replaces ``telemetry.json``. Units never change once a
+span has ended, so the journal only grows by the spans of the job, and merging is a union by
+span id: processes sharing the folder neither duplicate nor lose records.
 
 Every path is built by :meth:`JobStore.job_dir`, which validates the id first, so nothing can
 ever be written outside the jobs folder.
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,28 +30,81 @@ from .errors import CorruptTelemetryError, InvalidJobIdError, TelemetryNotFoundE
 from .schema import Collection, load_collection, validate_job_id
 
 TELEMETRY_FILE = "telemetry.json"
-STATE_FILE = ".aura-state.json"
-LOCK_FILE = ".lock"
+JOURNAL_FILE = ".aura-units.jsonl"
+
+Units = dict[str, dict[str, Any]]
 
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so a reader sees the old file or the new one, never half.
 
-    The temporary file lives in the same folder so the final ``os.replace`` is a rename on one
-    file system. No fsync: a killed process loses nothing the kernel already holds, and an
-    fsync per write would cost more than the job's spans.
+    The temporary file lives in the same folder so the final rename is atomic on one file
+    system; its name is unique per process and thread, so concurrent writers never share one.
+    No fsync: a killed process loses nothing the kernel already holds, and an fsync per write
+    would cost more than the job's spans.
     """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
         except OSError:
             pass
         raise
+
+
+def parse_units(data: bytes) -> Units:
+    """Units from complete journal lines; a damaged line is skipped, not fatal."""
+    units: Units = {}
+    for line in data.splitlines():
+        try:
+            chunk = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(chunk, dict):
+            units.update((k, v) for k, v in chunk.items() if isinstance(v, dict))
+    return units
+
+
+class Journal:
+    """A job's unit journal, opened and exclusively locked (see the module docstring)."""
+
+    def __init__(self, folder: Path, fd: int) -> None:
+        self.folder = folder
+        self._fd = fd
+
+    def read_from(self, offset: int) -> tuple[Units, int]:
+        """Units appended after ``offset`` (by anyone), and the offset to read from next time.
+
+        A torn last line (a writer killed mid-append) is cut off, so the next append starts on
+        a line of its own; a damaged line is skipped rather than failing the whole job.
+        """
+        size = os.fstat(self._fd).st_size
+        if size <= offset:
+            return {}, size
+        data = os.pread(self._fd, size - offset, offset)
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            os.ftruncate(self._fd, offset + end)
+            size = offset + end
+        return parse_units(data[:end]), size
+
+    def append(self, units: Units) -> int:
+        """Append ``units`` as one line; returns the journal's new size."""
+        line = orjson.dumps(units) + b"\n"
+        os.write(self._fd, line)
+        return os.fstat(self._fd).st_size
+
+    def write_telemetry(self, data: bytes) -> None:
+        atomic_write(self.folder / TELEMETRY_FILE, data)
 
 
 class JobStore:
@@ -87,42 +144,37 @@ class JobStore:
         """The job's validated collection (either enum spelling)."""
         return load_collection(self.read_bytes(job_id))
 
-    def read_state(self, job_id: str) -> dict[str, Any]:
-        """The job's merge state (units by span id); empty when there is none or it is damaged."""
+    def read_journal(self, job_id: str) -> Units:
+        """All units recorded for a job (empty when none), read under a shared lock."""
+        path = self.job_dir(job_id) / JOURNAL_FILE
         try:
-            state = orjson.loads((self.job_dir(job_id) / STATE_FILE).read_bytes())
-        except (FileNotFoundError, orjson.JSONDecodeError):
-            return {}
-        return state if isinstance(state, dict) else {}
-
-    def state_signature(self, job_id: str) -> tuple[int, int] | None:
-        """(mtime_ns, size) of the merge state: tells a writer whether anyone else wrote since."""
-        try:
-            st = os.stat(self.job_dir(job_id) / STATE_FILE)
+            fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
-            return None
-        return (st.st_mtime_ns, st.st_size)
+            return {}
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            data = os.pread(fd, os.fstat(fd).st_size, 0)
+            return parse_units(data[: data.rfind(b"\n") + 1])
+        finally:
+            os.close(fd)
 
     # -- writing ---------------------------------------------------------------------------------
     @contextmanager
-    def locked(self, job_id: str) -> Iterator[Path]:
-        """Hold the job's lock (an flock, so it also excludes other processes on this host)."""
+    def journal(self, job_id: str) -> Iterator[Journal]:
+        """The job's journal, exclusively locked (an flock: it excludes other processes too)."""
         folder = self.job_dir(job_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        path = folder / JOURNAL_FILE
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND
+        try:
+            fd = os.open(path, flags, 0o644)
+        except FileNotFoundError:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, flags, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            yield folder
+            yield Journal(folder, fd)
         finally:
             os.close(fd)  # closing releases the flock
-
-    def write_job(self, job_id: str, telemetry: bytes, state: bytes | None = None) -> None:
-        """Atomically replace the job's files. Call inside :meth:`locked` when merging."""
-        folder = self.job_dir(job_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        if state is not None:
-            atomic_write(folder / STATE_FILE, state)
-        atomic_write(folder / TELEMETRY_FILE, telemetry)
 
     # -- listing ---------------------------------------------------------------------------------
     def job_ids(self) -> list[str]:

@@ -1,0 +1,60 @@
+"""Shared bits of the benchmarks: the span every run makes, and timing helpers."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+STAGES = ["brief", "plan", "script", "ssml", "tts", "visuals", "render", "post"]
+
+
+class NullExporter(SpanExporter):
+    """What the bare SDK baseline exports to: nothing, so only the SDK's own cost is measured."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def stage_attributes(job_id: str, i: int) -> dict:
+    """15 attributes, as a typical stage span carries."""
+    return {
+        "aura.stage": STAGES[i % 8], "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": 1200 + i,
+        "gen_ai.usage.output_tokens": 300, "aura.cost.amount": 0.0123, "aura.cache.hit": i % 3 == 0,
+        "aura.retry.count": i % 2, "aura.result.message": "Script generated: 1200 characters",
+        "aura.meta.script_length": 1200, "aura.meta.voice_name": "Rachel",
+        "aura.meta.output_path": f"renders/{job_id}/scene-{i}.mp4", "aura.meta.resolution": "1920x1080",
+        "aura.scene.index": i,
+    }
+
+
+def run_jobs(provider: TracerProvider, n_jobs: int, stages_per_job: int = 8) -> None:
+    tracer = provider.get_tracer("bench")
+    for j in range(n_jobs):
+        job_id = f"bench-{j}"
+        with tracer.start_as_current_span(
+            "aura.job", attributes={"aura.job.id": job_id, "aura.correlation.id": f"corr-{j}"}
+        ):
+            for i in range(stages_per_job):
+                with tracer.start_as_current_span(f"aura.stage.{STAGES[i % 8]}",
+                                                  attributes=stage_attributes(job_id, i)) as span:
+                    span.add_event("provider.response", {"http.status_code": 200, "bytes": 5120})
+
+
+def best_of(fn: Callable[[], float], repeat: int) -> float:
+    """Median of ``repeat`` runs: robust to the other core being busy for a moment."""
+    return statistics.median(fn() for _ in range(repeat))
+
+
+def timed(fn: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+__all__ = ["NullExporter", "STAGES", "best_of", "run_jobs", "stage_attributes", "timed", "trace"]

@@ -1,0 +1,211 @@
+"""``configure()``: one call wires the provider, stamping, masking, the v1 files and OTLP.
+
+The span path it builds::
+
+    TracerProvider
+      ├─ JobContextProcessor           stamps aura.job.id at start (third-party spans too)
+      └─ MaskingSpanProcessor          masks a copy at end; only the copy goes on
+           ├─ BatchSpanProcessor(RunTelemetryExporter)   v1 files, off the app thread
+           └─ BatchSpanProcessor(OTLPSpanExporter)       when an endpoint is configured
+
+Standard ``OTEL_*`` variables keep their meaning; aura-otel's own variables are listed in
+:mod:`aura_otel.conventions`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+from . import conventions as c
+from .errors import ConfigurationError
+from .exporter import RunTelemetryExporter, default_jobs_dir
+from .fold import Pricer
+from .instrument import JobContextProcessor
+from .masking import MaskingRules, MaskingSpanProcessor
+
+logger = logging.getLogger("aura_otel")
+
+#: The v1 path batches for at most this long, so a stage that ended is on disk within a second
+#: (plus the exporter's own coalescing interval) even if the process is then killed.
+V1_SCHEDULE_DELAY_MS = 200
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in _TRUE
+
+
+def otlp_endpoint_from_env() -> str | None:
+    """The traces endpoint the standard variables configure, or None (then: no forwarding)."""
+    return (
+        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        or None
+    )
+
+
+def otlp_protocol(protocol: str | None = None) -> str:
+    value = (
+        protocol
+        or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "http/protobuf"
+    ).strip()
+    if value not in ("http/protobuf", "grpc"):
+        raise ConfigurationError(
+            f"OTLP protocol must be 'http/protobuf' or 'grpc', not {value!r} "
+            "(OTEL_EXPORTER_OTLP_PROTOCOL / otlp_protocol=)"
+        )
+    return value
+
+
+def make_otlp_exporter(endpoint: str | None = None, protocol: str | None = None) -> SpanExporter | None:
+    """An OTLP span exporter for ``endpoint`` (or the environment's), None when there is none.
+
+    An endpoint given as an argument is a base URL for http/protobuf (``/v1/traces`` is added
+    unless present), as ``OTEL_EXPORTER_OTLP_ENDPOINT`` is; headers, timeout and compression
+    come from the standard variables, read by the exporter itself.
+    """
+    proto = otlp_protocol(protocol)
+    if endpoint is None and otlp_endpoint_from_env() is None:
+        return None
+    if proto == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
+
+        return Grpc(endpoint=endpoint) if endpoint else Grpc()
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
+
+    if endpoint is None:
+        return Http()
+    url = endpoint.rstrip("/")
+    if not url.endswith("/v1/traces"):
+        url += "/v1/traces"
+    return Http(endpoint=url)
+
+
+def _load_pricer(prices_file: str | os.PathLike[str] | None) -> Pricer | None:
+    try:
+        from .pricing import load_price_table
+    except ModuleNotFoundError:  # until the pricing module lands
+        return None
+    return load_price_table(prices_file)
+
+
+@dataclass
+class Telemetry:
+    """What ``configure()`` set up; flush it before exit, or let ``shutdown()`` do it."""
+
+    tracer_provider: TracerProvider | None
+    exporter: RunTelemetryExporter | None
+    otlp_exporter: SpanExporter | None = None
+    processors: list[SpanProcessor] = field(default_factory=list)
+    enabled: bool = True
+
+    @property
+    def jobs_dir(self) -> str | None:
+        return str(self.exporter.store.root) if self.exporter else None
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Push every finished span through and write every pending job file now."""
+        ok = True
+        for processor in self.processors:
+            ok = processor.force_flush(timeout_millis) and ok
+        if self.exporter is not None:
+            ok = self.exporter.force_flush(timeout_millis) and ok
+        return ok
+
+    def shutdown(self) -> None:
+        for processor in self.processors:
+            processor.shutdown()
+        if self.exporter is not None:
+            self.exporter.shutdown()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: spans folded, ignored, rejected; files written; errors."""
+        return self.exporter.stats.snapshot() if self.exporter else {}
+
+
+def configure(
+    jobs_dir: str | os.PathLike[str] | None = None,
+    *,
+    service_name: str | None = None,
+    otlp_endpoint: str | None = None,
+    otlp_protocol: str | None = None,
+    enum_case: str | None = None,
+    masking: MaskingRules | None = None,
+    prices_file: str | os.PathLike[str] | None = None,
+    pricing: bool = True,
+    tracer_provider: TracerProvider | None = None,
+    set_global: bool = True,
+    propagate_threads: bool = True,
+    write_interval: float | None = None,
+) -> Telemetry:
+    """Set up aura-otel and return its handle.
+
+    ``jobs_dir`` defaults to ``$AURA_OTEL_JOBS_DIR``, else ``./jobs``. When a global SDK
+    ``TracerProvider`` is already installed it is extended rather than replaced; pass
+    ``tracer_provider`` to extend a specific one. ``OTEL_SDK_DISABLED=true`` turns everything
+    into a no-op. Bad settings raise :class:`ConfigurationError` here, not at the first span.
+    """
+    if _env_flag("OTEL_SDK_DISABLED"):
+        logger.info("aura-otel: OTEL_SDK_DISABLED is set; telemetry is off")
+        return Telemetry(tracer_provider=None, exporter=None, enabled=False)
+
+    rules = masking if masking is not None else MaskingRules.from_env()
+    pricer = _load_pricer(prices_file) if pricing else None
+    otlp = make_otlp_exporter(otlp_endpoint, otlp_protocol)
+
+    provider = tracer_provider
+    install_global = False
+    if provider is None:
+        current = trace.get_tracer_provider()
+        if isinstance(current, TracerProvider):
+            provider = current
+        else:
+            attrs = {SERVICE_NAME: service_name} if service_name else {}
+            provider = TracerProvider(resource=Resource.create(attrs))
+            install_global = set_global
+
+    exporter = RunTelemetryExporter(
+        jobs_dir if jobs_dir is not None else default_jobs_dir(),
+        enum_case=enum_case,
+        pricer=pricer,
+        **({"write_interval": write_interval} if write_interval is not None else {}),
+    )
+    targets: list[SpanProcessor] = [
+        BatchSpanProcessor(exporter, schedule_delay_millis=V1_SCHEDULE_DELAY_MS)
+    ]
+    if otlp is not None:
+        targets.append(BatchSpanProcessor(otlp))
+    stamping = JobContextProcessor()
+    masking_processor = MaskingSpanProcessor(*targets, rules=rules)
+    provider.add_span_processor(stamping)
+    provider.add_span_processor(masking_processor)
+    if install_global:
+        trace.set_tracer_provider(provider)
+    if propagate_threads:
+        _propagate_into_threads()
+    return Telemetry(
+        tracer_provider=provider,
+        exporter=exporter,
+        otlp_exporter=otlp,
+        processors=[masking_processor],
+    )
+
+
+def _propagate_into_threads() -> None:
+    """Make ``Thread`` and ``ThreadPoolExecutor`` work inherit the submitting context."""
+    from opentelemetry.instrumentation.threading import ThreadingInstrumentor
+
+    instrumentor = ThreadingInstrumentor()
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument()

@@ -1,0 +1,58 @@
+"""Shared fixtures: a real TracerProvider wired as configure() wires it, per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from aura_otel import JobContextProcessor, RunTelemetryExporter
+from aura_otel.masking import MaskingSpanProcessor
+
+SPEC = Path(__file__).resolve().parents[2] / "shared" / "spec"
+if not SPEC.is_dir():  # CI clones the repo with shared/ beside it
+    SPEC = Path(__file__).resolve().parents[1].parent / "shared" / "spec"
+EXAMPLES = SPEC / "examples"
+
+
+@dataclass
+class Pipeline:
+    provider: TracerProvider
+    exporter: RunTelemetryExporter
+    jobs_dir: Path
+
+    def flush(self) -> None:
+        self.provider.force_flush()
+        self.exporter.force_flush()
+
+    def read(self, job_id: str) -> dict:
+        return orjson.loads((self.jobs_dir / job_id / "telemetry.json").read_bytes())
+
+
+def make_pipeline(jobs_dir: Path, **exporter_kwargs) -> Pipeline:
+    exporter = RunTelemetryExporter(jobs_dir, **exporter_kwargs)
+    provider = TracerProvider()
+    provider.add_span_processor(JobContextProcessor())
+    provider.add_span_processor(
+        MaskingSpanProcessor(BatchSpanProcessor(exporter, schedule_delay_millis=50))
+    )
+    return Pipeline(provider, exporter, jobs_dir)
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
+    p = make_pipeline(tmp_path / "jobs")
+    yield p
+    p.provider.shutdown()
+
+
+@pytest.fixture
+def examples() -> Path:
+    if not EXAMPLES.is_dir():
+        pytest.fail(f"the shared spec examples are missing at {EXAMPLES}")
+    return EXAMPLES

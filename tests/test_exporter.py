@@ -1,0 +1,238 @@
+"""RunTelemetryExporter: per-job files, atomic writes, crash safety, bad input, memory."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import orjson
+import pytest
+
+from aura_otel import job, stage
+from aura_otel.schema import load_collection, validation_errors
+
+from .conftest import Pipeline, make_pipeline
+
+STAGES = ["brief", "plan", "script", "ssml", "tts", "visuals", "render", "post"]
+
+
+def run_job(pipeline: Pipeline, job_id: str, n_stages: int = 8) -> None:
+    with job(job_id, tracer_provider=pipeline.provider):
+        for name in STAGES[:n_stages]:
+            with stage(name, provider=f"prov-{job_id}") as s:
+                s.record_usage(tokens_in=len(job_id), tokens_out=1)
+
+
+def assert_only_own_records(pipeline: Pipeline, job_id: str, n_stages: int = 8) -> None:
+    doc = pipeline.read(job_id)
+    assert doc["job_id"] == job_id
+    assert [r["stage"] for r in doc["records"]] == STAGES[:n_stages]
+    assert {r["job_id"] for r in doc["records"]} == {job_id}
+    assert {r["provider"] for r in doc["records"]} == {f"prov-{job_id}"}
+    assert doc["summary"]["total_operations"] == n_stages
+    assert "collection_ended_at" in doc
+
+
+def test_many_concurrent_jobs_in_threads_have_no_cross_talk(pipeline: Pipeline) -> None:
+    ids = [f"thread-job-{i}" for i in range(40)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda j: run_job(pipeline, j), ids))
+    pipeline.flush()
+    for job_id in ids:
+        assert_only_own_records(pipeline, job_id)
+
+
+def test_many_concurrent_jobs_in_asyncio_have_no_cross_talk(pipeline: Pipeline) -> None:
+    async def one(job_id: str) -> None:
+        async with job(job_id, tracer_provider=pipeline.provider):
+            for name in STAGES:
+                async with stage(name, provider=f"prov-{job_id}") as s:
+                    await asyncio.sleep(0)
+                    s.record_usage(tokens_in=len(job_id), tokens_out=1)
+
+    ids = [f"async-job-{i}" for i in range(40)]
+
+    async def main() -> None:
+        await asyncio.gather(*(one(j) for j in ids))
+
+    asyncio.run(main())
+    pipeline.flush()
+    for job_id in ids:
+        assert_only_own_records(pipeline, job_id)
+
+
+def test_reader_polling_during_writes_never_sees_invalid_json(tmp_path: Path) -> None:
+    pipeline = make_pipeline(tmp_path / "jobs", write_interval=0.0)
+    path = tmp_path / "jobs" / "busy" / "telemetry.json"
+    stop = threading.Event()
+    reads, bad = [0], []
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                continue
+            reads[0] += 1
+            if validation_errors(data):
+                bad.append(data)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        with job("busy", tracer_provider=pipeline.provider):
+            for i in range(300):
+                with stage(STAGES[i % 8], metadata={"payload": "x" * 2000, "i": i}):
+                    pass
+                if i % 10 == 0:
+                    pipeline.flush()
+        pipeline.flush()
+    finally:
+        stop.set()
+        thread.join()
+        pipeline.provider.shutdown()
+    assert reads[0] > 0 and bad == []
+    assert len(pipeline.read("busy")["records"]) == 300
+    leftovers = [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+    assert leftovers == []
+
+
+KILL_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    import aura_otel
+    from aura_otel import job, stage
+    aura_otel.configure(sys.argv[1], service_name="kill-test")
+    with job("killed-job"):
+        for name in ["brief", "plan", "script"]:
+            with stage(name):
+                time.sleep(0.05)
+            print("ended", name, flush=True)
+        time.sleep(1.6)
+        with stage("tts"):
+            time.sleep(0.01)
+        print("ended tts", flush=True)
+        time.sleep(60)
+    """
+)
+
+
+def test_kill_minus_9_leaves_a_valid_file_with_every_stage_ended_a_second_before(tmp_path: Path) -> None:
+    script = tmp_path / "app.py"
+    script.write_text(KILL_SCRIPT)
+    jobs = tmp_path / "jobs"
+    proc = subprocess.Popen([sys.executable, str(script), str(jobs)], stdout=subprocess.PIPE, text=True)
+    try:
+        seen = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            seen.append(line.split()[1])
+            if seen[-1] == "tts":
+                break
+        assert seen == ["brief", "plan", "script", "tts"]
+        os.kill(proc.pid, signal.SIGKILL)  # tts ended just now; the others 1.6 s ago
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    data = (jobs / "killed-job" / "telemetry.json").read_bytes()
+    assert validation_errors(data) == []
+    doc = orjson.loads(data)
+    assert [r["stage"] for r in doc["records"]][:3] == ["brief", "plan", "script"]
+    assert "collection_ended_at" not in doc and "summary" not in doc
+
+
+def test_unsafe_job_id_is_rejected_logged_and_nothing_written(
+    pipeline: Pipeline, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="aura_otel")
+    for bad in ["../escape", "a/b", "..", "x" * 200, "ctl\x07"]:
+        run_job(pipeline, bad, n_stages=2)
+    run_job(pipeline, "fine", n_stages=1)
+    pipeline.flush()
+    assert sorted(p.name for p in pipeline.jobs_dir.iterdir()) == ["fine"]
+    assert not (tmp_path / "escape").exists()
+    assert pipeline.exporter.stats.snapshot()["spans_rejected_job_id"] == 15
+    assert "not a safe single path segment" in caplog.text
+
+
+def test_spans_without_a_job_are_counted_not_written(pipeline: Pipeline) -> None:
+    tracer = pipeline.provider.get_tracer("t")
+    for _ in range(5):
+        with tracer.start_as_current_span("GET /health"):
+            pass
+    pipeline.flush()
+    assert pipeline.exporter.stats.snapshot()["spans_without_job"] == 5
+    assert not pipeline.jobs_dir.exists()
+
+
+def test_late_spans_update_a_finalised_file(pipeline: Pipeline) -> None:
+    from opentelemetry import trace
+
+    tracer = pipeline.provider.get_tracer("t")
+    root = tracer.start_span("aura.job", attributes={"aura.job.id": "late", "aura.correlation.id": "c"})
+    ctx = trace.set_span_in_context(root)
+    straggler = tracer.start_span("aura.stage.post", context=ctx, attributes={"aura.stage": "post"})
+    with tracer.start_as_current_span("aura.stage.brief", context=ctx, attributes={"aura.stage": "brief"}):
+        pass
+    root.end()
+    pipeline.flush()
+    assert pipeline.exporter.pending_jobs() == 0  # finalised and released
+    assert [r["stage"] for r in pipeline.read("late")["records"]] == ["brief"]
+    straggler.end()
+    pipeline.flush()
+    doc = pipeline.read("late")
+    assert [r["stage"] for r in doc["records"]] == ["post", "brief"]  # start-time order
+    assert doc["summary"]["total_operations"] == 2 and "collection_ended_at" in doc
+
+
+def test_finished_jobs_release_their_memory(pipeline: Pipeline) -> None:
+    for i in range(500):
+        run_job(pipeline, f"mem-{i}", n_stages=2)
+    pipeline.flush()
+    assert pipeline.exporter.pending_jobs() == 0
+    assert pipeline.exporter.stats.snapshot()["jobs_finalized"] == 500
+
+
+def test_write_failures_are_counted_never_raised(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the jobs folder should be")
+    pipeline = make_pipeline(blocker)
+    run_job(pipeline, "doomed", n_stages=2)  # must not raise
+    pipeline.flush()
+    assert pipeline.exporter.stats.snapshot()["write_errors"] >= 1
+    pipeline.provider.shutdown()
+
+
+def test_shared_folder_two_exporters_merge_records_by_span_id(tmp_path: Path) -> None:
+    """Two exporters (as two processes would) write one job: the file holds both, once each."""
+    from aura_otel import continue_job, inject_context
+
+    a = make_pipeline(tmp_path / "jobs")
+    b = make_pipeline(tmp_path / "jobs")
+    with job("shared", tracer_provider=a.provider):
+        with stage("script"):
+            pass
+        headers = inject_context()
+        with continue_job(headers):
+            with b.provider.get_tracer("worker").start_as_current_span(
+                "aura.stage.tts", attributes={"aura.stage": "tts"}
+            ):
+                pass
+        b.flush()
+        a.flush()
+    a.flush()
+    b.flush()  # b writes again after a finalised: must keep a's records and the end
+    doc = a.read("shared")
+    assert sorted(r["stage"] for r in doc["records"]) == ["script", "tts"]
+    assert "collection_ended_at" in doc
+    assert len({r["stage"] for r in doc["records"]}) == len(doc["records"])
