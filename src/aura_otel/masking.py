@@ -630,6 +630,9 @@ class _TooLarge(Exception):
 
 
 _PASS, _SENSITIVE, _JSON, _SCAN = range(4)
+#: Attribute values that carry no text (``str`` is scanned, anything else unknown is replaced).
+_PRIMITIVES = (bool, int, float, type(None))
+_SCALARS = (str, bool, int, float, type(None))
 
 
 @dataclass(frozen=True, slots=True)
@@ -849,11 +852,13 @@ class _Batch:
             elif isinstance(value, str):
                 how = _JSONTEXT if kind == _JSON else _TEXT
                 entries.append((key, plan.masked_key, value, how, self.add_text(value)))
-            elif isinstance(value, (tuple, list)) and any(isinstance(v, str) for v in value):
+            elif isinstance(value, (tuple, list)) and all(isinstance(v, _SCALARS) for v in value):
                 refs = [self.add_text(v) if isinstance(v, str) else None for v in value]
                 entries.append((key, plan.masked_key, value, _SEQ, refs))
-            else:
+            elif isinstance(value, _PRIMITIVES):
                 entries.append((key, plan.masked_key, value, _UNCHANGED, None))
+            else:  # not an OpenTelemetry attribute type: nothing known about it is safe
+                entries.append((key, plan.masked_key, value, _FIXED, None))
         return entries
 
     def resolve(self, keep: Callable[[], frozenset[str]]) -> None:
@@ -1032,12 +1037,18 @@ class _SpanMasking:
             if kind == _SENSITIVE:
                 if not _keeps_under_sensitive_key(key, value):
                     return False
-            elif type(value) is str:
+            elif isinstance(value, str):
                 texts.append(value)
                 if kind == _JSON:
                     json_texts.append(value)
             elif isinstance(value, (tuple, list)):
-                texts.extend(v for v in value if type(v) is str)
+                for item in value:
+                    if isinstance(item, str):
+                        texts.append(item)
+                    elif not isinstance(item, _PRIMITIVES):
+                        return False
+            elif not isinstance(value, _PRIMITIVES):
+                return False
         return True
 
     def _copy(self, span: ReadableSpan, name: str, attributes: Any, events: Sequence[Event],
@@ -1142,10 +1153,12 @@ class MaskingSpanProcessor(SpanProcessor):
     """
 
     def __init__(self, *targets: Target, rules: MaskingRules | None = None,
-                 masker: Masker | None = None) -> None:
+                 masker: Masker | None = None, mask_logs: bool = True) -> None:
         if masker is None:
             masker = Masker(rules if rules is not None else MaskingRules.from_env())
         self.masker = masker
+        if mask_logs:  # aura-otel's own logs follow the same rules (extra patterns included)
+            install_log_filter(masker)
         self._stats = masker.stats
         self._span_masking = _SpanMasking(masker)
         self._targets: list[SpanProcessor] = []
