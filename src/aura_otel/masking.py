@@ -426,6 +426,17 @@ def _credential_like(token: bytes) -> bool:
 _LITERALS: Final = frozenset({b"true", b"false", b"null", b"none", b"yes", b"no", b"", REDACTED_B.lower()})
 
 
+_COOKIE_WORDS: Final = frozenset({"cookie", "cookies"})
+_VALUE_STOP = re.compile(rb"[\n\"']")
+
+
+def _line_value_end(data: bytes, start: int) -> int:
+    """Where an unquoted header value ends: at the line end or a quote (the cookie rule's
+    extent, for keys such as ``session_cookie`` that the key-value rule caught first)."""
+    stop = _VALUE_STOP.search(data, start)
+    return stop.start() if stop else len(data)
+
+
 def _redact_quoted(value: bytes) -> bytes:
     if len(value) >= 2 and value[:1] in (b'"', b"'") and value[-1:] == value[:1]:
         return value[:1] + REDACTED_B + value[:1]
@@ -521,11 +532,15 @@ class _Scanner:
         if not self._keys.sensitive(key, query=query):
             # Not a credential key: keep "key=" and scan the value like any other text.
             return None, m.start(g["kv_val"])
-        value = data[m.start(g["kv_val"]) : m.end()]
+        value_start, end = m.start(g["kv_val"]), m.end()
+        value = data[value_start:end]
         if value.strip(b"\"'").lower() in _LITERALS:
-            return None, m.end()  # api_key_present=true says nothing secret
+            return None, end  # api_key_present=true says nothing secret
+        if key_words(key)[-1] in _COOKIE_WORDS and value[:1] not in (b'"', b"'"):
+            end = _line_value_end(data, value_start)  # "a=1; b=2": every pair is secret
+            value = data[value_start:end]
         head = data[key_start : m.end(g["kv_sep"])]
-        return head + _redact_quoted(value), m.end()
+        return head + _redact_quoted(value), end
 
     def _h_auth_scheme(self, m: Any, data: bytes, keep: frozenset[bytes]) -> tuple[bytes | None, int]:
         cred_start = m.start(self._g["cred"])
@@ -713,7 +728,10 @@ class Masker:
             encoded = "\n".join(texts).encode("utf-8", "surrogatepass")
             if not scanner.dirty(encoded):
                 return texts, set()
-            touched = _touched(texts, scanner.dirty_spans(encoded))
+            try:
+                touched = _touched(texts, scanner.dirty_spans(encoded))
+            except Exception:  # each value then masks (and fails closed) on its own
+                touched = set(range(len(texts)))
         else:
             touched = set(range(len(texts)))
         out = list(texts)
