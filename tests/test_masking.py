@@ -285,6 +285,8 @@ def test_cards_need_a_valid_luhn_check(masker: Masker) -> None:
     assert masker.mask_text("4111 1111 1111 1112") == "4111 1111 1111 1112"
     # a card followed by another number is still found
     assert masker.mask_text("4111 1111 1111 1111 7") == "[REDACTED] 7"
+    # several cards in one run of digits are all found in one pass
+    assert masker.mask_text("373001111123334 378282246310005 4111111111111111") == "[REDACTED] [REDACTED] [REDACTED]"
 
 
 # -- size cap and fail closed ------------------------------------------------------------------------

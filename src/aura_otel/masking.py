@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -551,11 +552,15 @@ class _Scanner:
     def _h_card(self, m: Any, data: bytes, keep: frozenset[bytes]) -> tuple[bytes | None, int]:
         start, end = m.span()
         groups = [(start + g.start(), start + g.end()) for g in _DIGIT_RUN.finditer(data[start:end])]
-        window = _card_window(data, groups)
-        if window is None:
+        windows = _card_windows(data, groups)
+        if not windows:
             return None, end
-        ws, we = window
-        return data[start:ws] + REDACTED_B + data[we:end], end
+        out, copied = [], start
+        for ws, we in windows:
+            out += [data[copied:ws], REDACTED_B]
+            copied = we
+        out.append(data[copied:end])
+        return b"".join(out), end
 
     def _h_phone(self, m: Any, data: bytes, keep: frozenset[bytes]) -> tuple[bytes | None, int]:
         start, end = m.span()
@@ -571,25 +576,29 @@ class _Scanner:
         return REDACTED_B, last_end
 
 
-def _card_window(data: bytes, groups: list[tuple[int, int]]) -> tuple[int, int] | None:
-    """The longest run of digit groups that reads as a card: one 13-19 digit block, or groups
-    of 3-6 digits (4-4-4-4, 4-6-5, ...) adding up to 13-19 digits."""
-    best: tuple[int, int] | None = None
-    for i in range(len(groups)):
+def _card_windows(data: bytes, groups: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Every run of digit groups that reads as a card, left to right: one 13-19 digit block, or
+    groups of 3-6 digits (4-4-4-4, 4-6-5, ...) adding up to 13-19 digits."""
+    windows: list[tuple[int, int]] = []
+    i = 0
+    while i < len(groups):
+        best_j = None
         digits = ""
         for j in range(i, len(groups)):
             gs, ge = groups[j]
-            length = ge - gs
-            if j > i and length > 6 or (j == i + 1 and groups[i][1] - groups[i][0] > 6):
+            if j > i and not all(3 <= groups[k][1] - groups[k][0] <= 6 for k in (i, j)):
                 break
             digits += data[gs:ge].decode("ascii")
             if len(digits) > 19:
                 break
-            if j > i and not all(3 <= groups[k][1] - groups[k][0] <= 6 for k in range(i, j + 1)):
-                continue
-            if _card_like(digits) and (best is None or ge - groups[i][0] > best[1] - best[0]):
-                best = (groups[i][0], ge)
-    return best
+            if _card_like(digits):
+                best_j = j
+        if best_j is None:
+            i += 1
+            continue
+        windows.append((groups[i][0], groups[best_j][1]))
+        i = best_j + 1
+    return windows
 
 
 def _yes_no(regex: Any) -> Callable[[bytes], bool]:
@@ -708,7 +717,8 @@ class Masker:
     def _failed(self, message: str) -> str:
         count = self.stats.add("values_failed_closed")
         if count <= 20 or count % 1000 == 0:
-            logger.warning("aura-otel: %s (values_failed_closed #%d)", message, count, exc_info=True)
+            logger.warning("aura-otel: %s (values_failed_closed #%d)", message, count,
+                           exc_info=sys.exc_info()[0] is not None)
         return REDACTED
 
     def dirty_text(self, text: str) -> bool:

@@ -1,0 +1,56 @@
+"""Property-based tests: a secret anywhere in random text is masked; masking is idempotent."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from aura_otel.masking import Masker, MaskingRules
+
+from .masking_corpus import BENIGN, secrets
+
+SECRETS = secrets()
+MASKER = Masker(MaskingRules(max_value_length=4096))
+
+#: Random text: printable ASCII and some non-ASCII (accents, CJK, emoji) and white space.
+TEXT = st.text(
+    alphabet=st.one_of(
+        st.characters(min_codepoint=32, max_codepoint=126),
+        st.sampled_from("éüñ漢字🙂\t\n"),
+    ),
+    max_size=200,
+)
+#: What separates a secret from the text around it in real logs and messages.
+DELIMITER = st.sampled_from([" ", "\n", "\t", ", ", "; ", " (", ") ", ": ", " | "])
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(prefix=TEXT, before=DELIMITER, secret=st.sampled_from(SECRETS), after=DELIMITER, suffix=TEXT)
+@example(prefix="", before=" ", secret=SECRETS[0], after=" ", suffix="")
+def test_a_secret_at_any_position_of_random_text_is_masked(prefix, before, secret, after, suffix) -> None:
+    out = MASKER.mask_text(prefix + before + secret.text + after + suffix)
+    for needle in secret.needles:
+        assert needle not in out
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    parts=st.lists(
+        st.one_of(TEXT, st.sampled_from([s.text for s in SECRETS]), st.sampled_from(BENIGN)),
+        max_size=6,
+    ),
+    joiner=DELIMITER,
+)
+@example(parts=["373001111123334", "373001111123334", "5005000000004"], joiner=" ")  # found by hypothesis
+def test_masking_is_idempotent(parts, joiner) -> None:
+    once = MASKER.mask_text(joiner.join(parts))
+    assert MASKER.mask_text(once) == once
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=300))
+def test_masking_arbitrary_unicode_never_raises_and_is_idempotent(text) -> None:
+    once = MASKER.mask_text(text)
+    assert isinstance(once, str)
+    assert MASKER.mask_text(once) == once
+    assert MASKER.stats.snapshot()["values_failed_closed"] == 0
