@@ -1,105 +1,117 @@
 """Masking cost, measured against the bare OpenTelemetry SDK in the same run.
 
-Run: ``python benchmarks/bench_masking.py`` (with aura-otel importable). Prints
+Run: ``python benchmarks/bench_masking.py``. Prints
 
-- clean-text throughput of ``Masker.mask_text`` in MB/s (prose with no secret: the common case);
-- the cost of one typical stage span (15 short attributes, one event) created and ended on a
-  bare SDK ``TracerProvider`` whose processor does nothing, and the extra cost of putting
-  ``MaskingSpanProcessor`` in front of that same do-nothing target, as a ratio.
+- text throughput of ``Masker.mask_text`` in MB/s: clean prose (the common case), prose full
+  of near misses (``max_tokens=``, ``keyframe_count:``: candidates the post-filters reject), and
+  prose with a secret every ~1 KB;
+- the cost of a typical stage span (15 short attributes, one event; ``_common.stage_attributes``)
+  on a bare SDK ``TracerProvider`` with a do-nothing exporter, and the extra cost of putting
+  ``MaskingSpanProcessor`` in front of that same exporter, as a ratio to the bare span;
+- the same for a span that does hold a secret (the slow path).
 
-No thresholds: figures vary by machine. The ratio is what docs/masking.md reports.
+No thresholds: figures vary by machine; docs/masking.md reports the ratios.
 """
 
 from __future__ import annotations
 
-import gc
+import argparse
 import statistics
-import time
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+sys.path.insert(0, str(Path(__file__).parent))
 
-from aura_otel.masking import Masker, MaskingRules, MaskingSpanProcessor
+from _common import NullExporter, stage_attributes, timed  # noqa: E402
+from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 
-PROSE = (
-    "The render stage composed 42 scenes at 1920x1080 using model gpt-4o-2024-08-06; "
-    "keyframe_count=12, max_tokens=4096, file /var/lib/aura/jobs/3f2a/scene_04.png. "
-    "Ordinary prose about pacing, colour grading and voice-over timing follows here. "
+from aura_otel.masking import Masker, MaskingRules, MaskingSpanProcessor  # noqa: E402
+
+CLEAN = (
+    "The render stage composed 42 scenes at 1920x1080 using gpt-4o-2024-08-06, file "
+    "/var/lib/aura/jobs/3f2a/scene_04.png, job a3f1c2d4-5b6e-4f70-8a9b-0c1d2e3f4a5b. Ordinary "
+    "prose about pacing, colour grading and voice-over timing follows, at 24 fps and 48 kHz. "
 )
+NEAR_MISS = "Settings: max_tokens=4096, keyframe_count: 12, author: Jane, design: minimal. "
+SECRET = "Call failed: Authorization: Bearer ya29.a0AfH6SMBxQ9t7Lm2 rejected by the provider. "
 
 
-class _Null(SpanProcessor):
-    """A target that does nothing, so the measurement is the pipeline, not an exporter."""
-
-    def on_end(self, span) -> None:  # noqa: ANN001
-        return None
-
-
-def _best(fn: Callable[[], None], repeat: int = 7) -> float:
-    times = []
-    for _ in range(repeat):
-        gc.collect()
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def clean_throughput(masker: Masker, size: int = 4 * 1024 * 1024) -> float:
-    text = (PROSE * (size // len(PROSE) + 1))[: masker.rules.max_value_length]
-    loops = max(1, size // len(text))
-    seconds = _best(lambda: [masker.mask_text(text) for _ in range(loops)])
+def throughput(masker: Masker, unit: str, extra: str = "", every: int = 0) -> float:
+    """MB/s over ~4 MB of text cut into values of ``max_value_length``."""
+    limit = masker.rules.max_value_length
+    pieces = []
+    while sum(map(len, pieces)) < limit:
+        pieces.append(unit)
+        if every and len(pieces) % every == 0:
+            pieces.append(extra)
+    text = "".join(pieces)[: limit - 64]
+    loops = max(1, (4 << 20) // len(text))
+    seconds = statistics.median(
+        timed(lambda: [masker.mask_text(text) for _ in range(loops)]) for _ in range(5)
+    )
     return loops * len(text.encode()) / seconds / 1e6
 
 
-def _stage_span(tracer, i: int) -> None:  # noqa: ANN001
-    with tracer.start_as_current_span("aura.stage.script") as span:
-        span.set_attributes({
-            "aura.job.id": "job-2024-11-24-0001",
-            "aura.correlation.id": "6f1c2d3e-4b5a-6978-8a9b-0c1d2e3f4a5b",
-            "aura.stage": "script",
-            "aura.scene.index": i % 10,
-            "gen_ai.provider.name": "openai",
-            "gen_ai.request.model": "gpt-4o-mini",
-            "gen_ai.response.model": "gpt-4o-mini-2024-07-18",
-            "gen_ai.usage.input_tokens": 812,
-            "gen_ai.usage.output_tokens": 240,
-            "aura.cache.hit": False,
-            "aura.retry.count": 0,
-            "aura.result.status": "ok",
-            "aura.meta.prompt_version": "v7",
-            "aura.meta.max_tokens": 4096,
-            "aura.meta_json.options": '{"temperature": 0.7, "style": "documentary"}',
-        })
-        span.add_event("script.generated", {"words": 431, "language": "en"})
-
-
-def per_span_seconds(provider: TracerProvider, n: int) -> float:
+def make_spans(provider: TracerProvider, n: int, secret: bool) -> None:
     tracer = provider.get_tracer("bench")
-    return _best(lambda: [_stage_span(tracer, i) for i in range(n)]) / n
+    for i in range(n):
+        attrs = stage_attributes("job-2024-11-24-0001", i)
+        attrs["aura.job.id"] = "job-2024-11-24-0001"
+        if secret:
+            attrs["aura.result.message"] = SECRET
+        with tracer.start_as_current_span(f"aura.stage.{attrs['aura.stage']}", attributes=attrs) as span:
+            span.add_event("provider.response", {"http.status_code": 200, "bytes": 5120})
 
 
-def main() -> None:
-    masker = Masker(MaskingRules())
-    mbps = clean_throughput(masker)
-    n = 5000
+def per_span_us(provider: TracerProvider, n: int, secret: bool) -> float:
+    return timed(lambda: make_spans(provider, n, secret)) / n * 1e6
+
+
+def providers(masker: Masker) -> tuple[TracerProvider, TracerProvider]:
     bare = TracerProvider()
-    bare.add_span_processor(_Null())
+    bare.add_span_processor(SimpleSpanProcessor(NullExporter()))
     masked = TracerProvider()
-    masked.add_span_processor(MaskingSpanProcessor(_Null(), masker=masker))
-    # Interleave the two so drift (CPU frequency, other load) hits both alike.
+    masked.add_span_processor(MaskingSpanProcessor(SimpleSpanProcessor(NullExporter()), masker=masker,
+                                                   mask_logs=False))
+    return bare, masked
+
+
+def compare(masker: Masker, n: int, repeat: int, secret: bool) -> tuple[float, float]:
+    bare, masked = providers(masker)
+    per_span_us(bare, 200, secret)  # warm up
+    per_span_us(masked, 200, secret)
     bare_runs, masked_runs = [], []
-    for _ in range(5):
-        bare_runs.append(per_span_seconds(bare, n))
-        masked_runs.append(per_span_seconds(masked, n))
-    bare_us = statistics.median(bare_runs) * 1e6
-    masked_us = statistics.median(masked_runs) * 1e6
+    for _ in range(repeat):  # interleaved: drift on a shared machine hits both alike
+        bare_runs.append(per_span_us(bare, n, secret))
+        masked_runs.append(per_span_us(masked, n, secret))
+    return statistics.median(bare_runs), statistics.median(masked_runs)
+
+
+def report(label: str, bare_us: float, masked_us: float) -> None:
     extra = masked_us - bare_us
-    print(f"clean text throughput          : {mbps:8.1f} MB/s")
-    print(f"bare SDK stage span            : {bare_us:8.2f} us")
-    print(f"same span with masking         : {masked_us:8.2f} us")
-    print(f"masking cost per span          : {extra:8.2f} us  ({extra / bare_us:.2f}x a bare span)")
+    print(f"{label:<34}: bare SDK {bare_us:7.1f} us, with masking {masked_us:7.1f} us, "
+          f"masking {extra:6.1f} us = {extra / bare_us:.2f}x a bare span")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--spans", type=int, default=5000)
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args()
+    masker = Masker(MaskingRules())
+    rows: list[tuple[str, Callable[[], float]]] = [
+        ("clean prose", lambda: throughput(masker, CLEAN)),
+        ("prose with near misses", lambda: throughput(masker, CLEAN + NEAR_MISS)),
+        ("prose with a secret per ~1 KB", lambda: throughput(masker, CLEAN, SECRET, every=4)),
+    ]
+    for label, measure in rows:
+        print(f"{'text: ' + label:<34}: {measure():8.1f} MB/s")
+    report("typical stage span, clean", *compare(masker, args.spans, args.repeat, secret=False))
+    report("typical stage span, one secret", *compare(masker, args.spans, args.repeat, secret=True))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -285,6 +285,9 @@ def test_cards_need_a_valid_luhn_check(masker: Masker) -> None:
     assert masker.mask_text("4111 1111 1111 1112") == "4111 1111 1111 1112"
     # a card followed by another number is still found
     assert masker.mask_text("4111 1111 1111 1111 7") == "[REDACTED] 7"
+    # a rejected phone or card candidate gives its digits back to the other rules
+    assert masker.mask_text("+0 4111111111111111") == "+0 [REDACTED]"
+    assert masker.mask_text("1 12345678901234567890123456789012345") == "1 [REDACTED]"
     # several cards in one run of digits are all found in one pass
     assert masker.mask_text("373001111123334 378282246310005 4111111111111111") == "[REDACTED] [REDACTED] [REDACTED]"
 

@@ -27,6 +27,7 @@ DELIMITER = st.sampled_from([" ", "\n", "\t", ", ", "; ", " (", ") ", ": ", " | 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(prefix=TEXT, before=DELIMITER, secret=st.sampled_from(SECRETS), after=DELIMITER, suffix=TEXT)
 @example(prefix="", before=" ", secret=SECRETS[0], after=" ", suffix="")
+@example(prefix="+0", before=" ", secret=next(s for s in SECRETS if s.rule == "card"), after=" ", suffix="")
 def test_a_secret_at_any_position_of_random_text_is_masked(prefix, before, secret, after, suffix) -> None:
     out = MASKER.mask_text(prefix + before + secret.text + after + suffix)
     for needle in secret.needles:
@@ -54,3 +55,28 @@ def test_masking_arbitrary_unicode_never_raises_and_is_idempotent(text) -> None:
     assert isinstance(once, str)
     assert MASKER.mask_text(once) == once
     assert MASKER.stats.snapshot()["values_failed_closed"] == 0
+
+
+WORD = st.sampled_from(
+    ["api", "key", "keys", "token", "tokens", "secret", "password", "pwd", "max", "frame", "keyframe",
+     "monkey", "author", "count", "private", "cookie", "credentials", "user", "id", "x", "2", "auth"]
+)
+
+
+def _render(words: list[str], style: str) -> str:
+    if style == "camel":
+        return words[0] + "".join(w[:1].upper() + w[1:] for w in words[1:])
+    if style == "upper":
+        return "_".join(w.upper() for w in words)
+    return style.join(words)
+
+
+@settings(max_examples=600, deadline=None)
+@given(words=st.lists(WORD, min_size=1, max_size=4), style=st.sampled_from(["_", ".", "-", "camel", "upper"]),
+       sep=st.sampled_from(["=", ": ", " = ", '": "']))
+def test_key_value_text_rule_agrees_with_the_key_word_rule(words, style, sep) -> None:
+    """The RE2 pre-filter for ``key=value`` in text and the whole-word decision on keys never
+    disagree: a value is hidden exactly when its key is sensitive."""
+    key = _render(words, style)
+    out = MASKER.mask_text(f"{key}{sep}v4lue9x")
+    assert ("v4lue9x" not in out) == MASKER.keys.sensitive(key), (key, out)

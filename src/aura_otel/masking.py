@@ -286,12 +286,10 @@ class _KeyRule:
     def names_quantity(key: str) -> bool:
         return not QUANTITY_WORDS.isdisjoint(key_words(key))
 
-    def substrings(self) -> tuple[str, ...]:
-        """Literal pieces a sensitive key must contain (a cheap RE2 pre-filter for key-value
-        forms in text; the whole-word decision is made afterwards)."""
-        base = ("key", "token", "secret", "passw", "pwd", "authorization", "cookie",
-                "credential", "private", "sig", "auth")
-        return base + tuple(words[0] for words in self._extra)
+    def text_words(self) -> tuple[str, ...]:
+        """Words a sensitive key contains (the first word of each extra key stands for it):
+        what the key-value pre-filter looks for; the exact decision is made afterwards."""
+        return tuple(sorted(SENSITIVE_KEY_WORDS | {words[0] for words in self._extra}))
 
 
 def _contains_run(words: tuple[str, ...], run: tuple[str, ...]) -> bool:
@@ -323,14 +321,34 @@ class _Rule:
     handler: str  # name of a _Scanner method: how a match of this rule is replaced
 
 
-_KV_VALUE = r"""(?:"[^"\n]*"|'[^'\n]*'|(?i:bearer|basic|token)[ \t]+[^\s"'&,;]+|[^\s"'&,;]+)"""
+_KV_VALUE = r"""(?:"[^"\n]*"?|'[^'\n]*'?|(?i:bearer|basic|token)[ \t]+[^\s"'&,;]+|[^\s"'&,;]+)"""
 
 
-def _builtin_rules(key_substrings: Sequence[str], rules: MaskingRules) -> list[_Rule]:
+_KEY_CHAR = r"[A-Za-z0-9_.\-]"
+
+
+def _key_pattern(words: Sequence[str]) -> str:
+    """A key holding one of ``words`` as a whole word, approximately, in RE2 (no look-around):
+    the word starts the key or follows a separator or digit (or is Capitalised, camelCase) and
+    is not followed by a lower-case letter. So ``max_tokens``, ``keyframe`` and ``monkey`` are
+    not even candidates; :func:`key_words` makes the exact decision on what is."""
+    ordered = sorted(set(words), key=len, reverse=True)
+    lower = "|".join(re2.escape(w) for w in ordered)
+    capital = "|".join(
+        f"{re2.escape(w[0].upper())}(?i:{re2.escape(w[1:])})" if len(w) > 1 else re2.escape(w.upper())
+        for w in ordered if w[0].isalpha()
+    )
+    start = rf"(?:{_KEY_CHAR}*[0-9_.\-]|\b)(?i:{lower})"
+    if capital:
+        start = rf"(?:{start}|{_KEY_CHAR}*(?:{capital}))"
+    return rf"{start}(?:[A-Z0-9_.\-]{_KEY_CHAR}*)?"
+
+
+def _builtin_rules(key_words_in_text: Sequence[str], rules: MaskingRules) -> list[_Rule]:
     """The built-in rules, in priority order: at one position the first rule that matches wins
     (RE2 leftmost-first), so identifiers that must survive come before the hex rule, and
     key-value forms before the bare-token rules."""
-    subs = "|".join(re2.escape(s) for s in sorted(set(key_substrings), key=len, reverse=True))
+    key = _key_pattern(key_words_in_text)
     out = [
         # Structural identifiers in text: W3C traceparent and labelled ids survive.
         _Rule("traceparent", r"\b[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}\b", "keep"),
@@ -351,12 +369,18 @@ def _builtin_rules(key_substrings: Sequence[str], rules: MaskingRules) -> list[_
         ),
         _Rule(
             "cookie",
-            r"""(?P<ck_key>\b(?i:(?:set-)?cookie))(?P<ck_sep>["']?\s*[:=]\s*)(?P<ck_val>"[^"\n]*"|'[^'\n]*'|[^\n"']+)""",
+            r"""(?P<ck_key>\b(?i:(?:set-)?cookie))(?P<ck_sep>["']?\s*[:=]\s*)(?P<ck_val>"[^"\n]*"?|'[^'\n]*'?|[^\s"'][^\n"']*)""",
             "cookie",
+        ),
+        # URL query parameters: also sig/signature/auth (?sig=..., &X-Amz-Signature=...).
+        _Rule(
+            "query_parameter",
+            rf"""[?&;](?P<qp_key>{_KEY_CHAR}*(?i:sig|auth){_KEY_CHAR}*)(?P<qp_sep>=)(?P<qp_val>[^\s&#"'<>]+)""",
+            "query_parameter",
         ),
         _Rule(
             "key_value",
-            rf"""(?P<kv_key>[A-Za-z0-9_.\-]*(?i:{subs})[A-Za-z0-9_.\-]*)(?P<kv_sep>["']?\s*[:=]\s*)(?P<kv_val>{_KV_VALUE})""",
+            rf"""(?P<kv_key>{key})(?P<kv_sep>["']?\s*[:=]\s*)(?P<kv_val>{_KV_VALUE})""",
             "key_value",
         ),
         _Rule("auth_scheme", r"\b(?i:bearer|basic)[ \t]+(?P<cred>[A-Za-z0-9._~+/\-]{8,}=*)", "auth_scheme"),
@@ -389,6 +413,9 @@ def _builtin_rules(key_substrings: Sequence[str], rules: MaskingRules) -> list[_
     if rules.mask_phone:
         out.append(_Rule("phone", r"\B\+[0-9](?:[ .\-]?\(?[0-9]+\)?)+", "phone"))
     return out
+
+
+_NAMED_GROUP = re.compile(r"\(\?P<\w+>")
 
 
 def _luhn(digits: str) -> bool:
@@ -455,24 +482,30 @@ class _Scanner:
         self._keys = keys
         extra = [_Rule(f"extra_{i + 1}", p, "redact") for i, p in enumerate(rules.extra_patterns)]
         # User patterns first: what a user declares secret wins over our "keep" rules.
-        self.rules = extra + _builtin_rules(keys.substrings(), rules)
+        self.rules = extra + _builtin_rules(keys.text_words(), rules)
         parts = [f"(?P<r{i}>{rule.pattern})" for i, rule in enumerate(self.rules)]
         combined = "|".join(parts)
+        # The detector answers "where is the next match" without groups: RE2 then needs only
+        # its DFAs, no submatch pass. (User patterns keep any groups of their own.)
+        plain = "|".join(
+            f"(?:{rule.pattern if rule.name.startswith('extra_') else _NAMED_GROUP.sub('(?:', rule.pattern)})"
+            for rule in self.rules
+        )
         try:
             self.regex = re2.compile(combined, _re2_options())
-            detect_options = _re2_options()
-            detect_options.never_capture = True
-            self.detector = re2.compile(combined, detect_options)
+            self.detector = re2.compile(plain, _re2_options())
         except re2.error as exc:  # e.g. a user pattern's group name clashes with ours
             raise ConfigurationError(f"masking patterns do not combine: {exc}") from None
         index = self.regex.groupindex
         self._groups = [(index[f"r{i}"], getattr(self, f"_h_{rule.handler}"))
                         for i, rule in enumerate(self.rules)]
         self._g = {name: index[name] for name in (
-            "url_scheme", "kv_key", "kv_sep", "kv_val", "ck_key", "ck_sep", "ck_val", "cred")}
+            "url_scheme", "kv_key", "kv_sep", "kv_val", "qp_key", "qp_sep", "qp_val",
+            "ck_key", "ck_sep", "ck_val", "cred")}
         # Anchors would need each value scanned alone (the joined scan sees one long text).
         self.joinable = not any(_has_anchor(p) for p in rules.extra_patterns)
         self._detect = _yes_no(self.detector)
+        self._match = _spans_at(self.regex, self.detector)
 
     # -- scanning ----------------------------------------------------------------------------
     def dirty(self, data: bytes) -> bool:
@@ -485,17 +518,18 @@ class _Scanner:
         out: list[bytes] = []
         pos = copied = 0
         size = len(data)
-        regex = self.regex
+        match = self._match
+        groups = self._groups
         while pos <= size:
-            m = regex.search(data, pos)
-            if m is None:
+            spans = match(data, pos)
+            if spans is None:
                 break
-            start, end = m.span()
+            start, end = spans[0]
             if start == end:  # an empty match (a user pattern): nothing to replace
                 pos = end + 1
                 continue
-            handler = next(h for g, h in self._groups if m.start(g) != -1)
-            replacement, resume = handler(m, data, keep)
+            handler = next(h for g, h in groups if spans[g][0] != -1)
+            replacement, resume = handler(spans, data, keep)
             if replacement is not None:
                 out.append(data[copied:start])
                 out.append(replacement)
@@ -507,72 +541,82 @@ class _Scanner:
         return b"".join(out)
 
     # -- handlers: (replacement for data[start:resume] or None to keep it, resume offset) ------
-    def _h_keep(self, m: Any, data: bytes, keep: frozenset[bytes]) -> tuple[bytes | None, int]:
-        return None, m.end()
+    def _h_keep(self, spans: Spans, data: bytes, keep: frozenset[bytes]) -> tuple[bytes | None, int]:
+        return None, spans[0][1]
 
-    def _h_redact(self, m: Any, data: bytes, keep: frozenset[bytes]) -> tuple[bytes | None, int]:
-        start, end = m.span()
+    def _h_redact(self, spans: Spans, data: bytes, keep: frozenset[bytes]) -> tuple[bytes | None, int]:
+        start, end = spans[0]
         if keep and data[start:end] in keep:
             return None, end
         return REDACTED_B, end
 
-    def _h_url(self, m: Any, data: bytes, keep: frozenset[bytes]) -> tuple[bytes | None, int]:
-        scheme = data[m.start(self._g["url_scheme"]) : m.end(self._g["url_scheme"])]
-        return scheme + REDACTED_B + b"@", m.end()
+    def _h_url(self, spans: Spans, data: bytes, keep: frozenset[bytes]) -> tuple[bytes | None, int]:
+        scheme = data[spans[self._g["url_scheme"]][0] : spans[self._g["url_scheme"]][1]]
+        return scheme + REDACTED_B + b"@", spans[0][1]
 
-    def _h_cookie(self, m: Any, data: bytes, keep: frozenset[bytes]) -> tuple[bytes | None, int]:
+    def _h_cookie(self, spans: Spans, data: bytes, keep: frozenset[bytes]) -> tuple[bytes | None, int]:
         g = self._g
-        head = data[m.start(g["ck_key"]) : m.end(g["ck_sep"])]
-        return head + _redact_quoted(data[m.start(g["ck_val"]) : m.end(g["ck_val"])]), m.end()
+        head = data[spans[g["ck_key"]][0] : spans[g["ck_sep"]][1]]
+        return head + _redact_quoted(data[spans[g["ck_val"]][0] : spans[g["ck_val"]][1]]), spans[0][1]
 
-    def _h_key_value(self, m: Any, data: bytes, keep: frozenset[bytes]) -> tuple[bytes | None, int]:
+    def _h_key_value(self, spans: Spans, data: bytes, keep: frozenset[bytes]) -> tuple[bytes | None, int]:
+        return self._key_value(spans, data, "kv", query=False)
+
+    def _h_query_parameter(self, spans: Spans, data: bytes, keep: frozenset[bytes]) -> tuple[bytes | None, int]:
+        return self._key_value(spans, data, "qp", query=True)
+
+    def _key_value(self, spans: Spans, data: bytes, prefix: str, *, query: bool) -> tuple[bytes | None, int]:
         g = self._g
-        key_start, key_end = m.start(g["kv_key"]), m.end(g["kv_key"])
+        key_start, key_end = spans[g[prefix + "_key"]]
+        sep_end = spans[g[prefix + "_sep"]][1]
+        value_start, end = spans[g[prefix + "_val"]][0], spans[0][1]
         key = data[key_start:key_end].decode("ascii")
-        query = key_start > 0 and data[key_start - 1 : key_start] in (b"?", b"&", b";")
+        if not query and key_start:
+            query = data[key_start - 1 : key_start] in (b"?", b"&", b";")
         if not self._keys.sensitive(key, query=query):
             # Not a credential key: keep "key=" and scan the value like any other text.
-            return None, m.start(g["kv_val"])
-        value_start, end = m.start(g["kv_val"]), m.end()
+            return None, value_start
         value = data[value_start:end]
         if value.strip(b"\"'").lower() in _LITERALS:
             return None, end  # api_key_present=true says nothing secret
         if key_words(key)[-1] in _COOKIE_WORDS and value[:1] not in (b'"', b"'"):
             end = _line_value_end(data, value_start)  # "a=1; b=2": every pair is secret
             value = data[value_start:end]
-        head = data[key_start : m.end(g["kv_sep"])]
-        return head + _redact_quoted(value), end
+        return data[spans[0][0] : sep_end] + _redact_quoted(value), end
 
-    def _h_auth_scheme(self, m: Any, data: bytes, keep: frozenset[bytes]) -> tuple[bytes | None, int]:
-        cred_start = m.start(self._g["cred"])
-        if _credential_like(data[cred_start : m.end()]):
-            return REDACTED_B, m.end()
+    def _h_auth_scheme(self, spans: Spans, data: bytes, keep: frozenset[bytes]) -> tuple[bytes | None, int]:
+        cred_start = spans[self._g["cred"]][0]
+        if _credential_like(data[cred_start : spans[0][1]]):
+            return REDACTED_B, spans[0][1]
         return None, cred_start
 
-    def _h_card(self, m: Any, data: bytes, keep: frozenset[bytes]) -> tuple[bytes | None, int]:
-        start, end = m.span()
+    def _h_card(self, spans: Spans, data: bytes, keep: frozenset[bytes]) -> tuple[bytes | None, int]:
+        start, end = spans[0]
         groups = [(start + g.start(), start + g.end()) for g in _DIGIT_RUN.finditer(data[start:end])]
         windows = _card_windows(data, groups)
-        if not windows:
-            return None, end
+        if not windows:  # give back all but the first group: other rules may start there
+            return None, groups[0][1] if groups else end
         out, copied = [], start
         for ws, we in windows:
             out += [data[copied:ws], REDACTED_B]
             copied = we
-        out.append(data[copied:end])
-        return b"".join(out), end
+        return b"".join(out), copied
 
-    def _h_phone(self, m: Any, data: bytes, keep: frozenset[bytes]) -> tuple[bytes | None, int]:
-        start, end = m.span()
+    def _h_phone(self, spans: Spans, data: bytes, keep: frozenset[bytes]) -> tuple[bytes | None, int]:
+        """E.164: 8 to 15 digits. Longer runs keep the longest prefix that fits; a rejected
+        candidate gives back everything after its ``+digits`` (a card may follow)."""
+        start, end = spans[0]
         count = 0
-        last_end = None
+        first_end = last_end = None
         for g in _DIGIT_RUN.finditer(data[start:end]):
+            if first_end is None:
+                first_end = start + g.end()
             if count + (g.end() - g.start()) > 15:
                 break
             count += g.end() - g.start()
             last_end = start + g.end()
         if last_end is None or count < 8:
-            return None, end
+            return None, first_end if first_end is not None else end
         return REDACTED_B, last_end
 
 
@@ -599,6 +643,39 @@ def _card_windows(data: bytes, groups: list[tuple[int, int]]) -> list[tuple[int,
         windows.append((groups[i][0], groups[best_j][1]))
         i = best_j + 1
     return windows
+
+
+Spans = Sequence[tuple[int, int]]
+
+
+def _spans_at(regex: Any, detector: Any) -> Callable[[bytes, int], Spans | None]:
+    """Group spans of the first match at or after ``pos`` (None: no match).
+
+    The group-free detector finds the match with RE2's DFAs alone; the capturing expression
+    then only has to explain those few bytes (anchored at both ends, it picks the same
+    alternative leftmost-first search would). Asking the capturing expression to search costs
+    several times more, and google-re2's match objects re-count the groups on every call."""
+    raw = getattr(getattr(regex, "_regexp", None), "Match", None)
+    find = getattr(getattr(detector, "_regexp", None), "Match", None)
+    anchor = getattr(getattr(getattr(re2, "_re2", None), "RE2", None), "Anchor", None)
+    if raw is None or find is None or anchor is None:
+        def public(data: bytes, pos: int) -> Spans | None:
+            m = regex.search(data, pos)
+            return None if m is None else [m.span(i) for i in range(regex.groups + 1)]
+        return public
+    unanchored, both = anchor.UNANCHORED, anchor.ANCHOR_BOTH
+    null = (-1, -1)
+
+    def direct(data: bytes, pos: int) -> Spans | None:
+        start, end = find(unanchored, data, pos, len(data))[0]
+        if start == -1:
+            return None
+        spans = raw(both, data, start, end)
+        if spans[0] == null:  # cannot happen (same expression); be safe anyway
+            spans = raw(unanchored, data, start, len(data))
+            return None if spans[0] == null else spans
+        return spans
+    return direct
 
 
 def _yes_no(regex: Any) -> Callable[[bytes], bool]:
@@ -674,7 +751,7 @@ class Masker:
         self.keys = _KeyRule(self.rules)
         self._scanner = _Scanner(self.rules, self.keys)
         self._key_substring = _yes_no(re2.compile(
-            "(?i:" + "|".join(re2.escape(s) for s in self.keys.substrings()) + ")", _re2_options()
+            "(?i:" + "|".join(re2.escape(s) for s in self.keys.text_words()) + ")", _re2_options()
         ))
         self._limit = self.rules.max_value_length
         self._plans: dict[str, _KeyPlan] = {}
