@@ -34,6 +34,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Status
 
 from . import conventions as c
@@ -471,6 +472,23 @@ def _redact_quoted(value: bytes) -> bytes:
     return REDACTED_B
 
 
+class _Keep:
+    """Identifiers that survive even inside text (the span's own ids), as UTF-8, built on
+    first use: most masked values never ask."""
+
+    __slots__ = ("_source", "_items")
+
+    def __init__(self, source: Callable[[], frozenset[str]] | frozenset[str]) -> None:
+        self._source = source
+        self._items: frozenset[bytes] | None = None
+
+    def __contains__(self, item: bytes) -> bool:
+        if self._items is None:
+            source = self._source() if callable(self._source) else self._source
+            self._items = frozenset(k.encode("utf-8", "surrogatepass") for k in source)
+        return item in self._items
+
+
 class _Scanner:
     """One combined RE2 expression and what to do with each rule's matches.
 
@@ -514,7 +532,7 @@ class _Scanner:
     def dirty_spans(self, data: bytes) -> list[tuple[int, int]]:
         return [m.span() for m in self.detector.finditer(data)]
 
-    def mask_pass(self, data: bytes, keep: frozenset[bytes]) -> bytes:
+    def mask_pass(self, data: bytes, keep: _Keep) -> bytes:
         out: list[bytes] = []
         pos = copied = 0
         size = len(data)
@@ -541,28 +559,28 @@ class _Scanner:
         return b"".join(out)
 
     # -- handlers: (replacement for data[start:resume] or None to keep it, resume offset) ------
-    def _h_keep(self, spans: Spans, data: bytes, keep: frozenset[bytes]) -> tuple[bytes | None, int]:
+    def _h_keep(self, spans: Spans, data: bytes, keep: _Keep) -> tuple[bytes | None, int]:
         return None, spans[0][1]
 
-    def _h_redact(self, spans: Spans, data: bytes, keep: frozenset[bytes]) -> tuple[bytes | None, int]:
+    def _h_redact(self, spans: Spans, data: bytes, keep: _Keep) -> tuple[bytes | None, int]:
         start, end = spans[0]
-        if keep and data[start:end] in keep:
+        if data[start:end] in keep:
             return None, end
         return REDACTED_B, end
 
-    def _h_url(self, spans: Spans, data: bytes, keep: frozenset[bytes]) -> tuple[bytes | None, int]:
+    def _h_url(self, spans: Spans, data: bytes, keep: _Keep) -> tuple[bytes | None, int]:
         scheme = data[spans[self._g["url_scheme"]][0] : spans[self._g["url_scheme"]][1]]
         return scheme + REDACTED_B + b"@", spans[0][1]
 
-    def _h_cookie(self, spans: Spans, data: bytes, keep: frozenset[bytes]) -> tuple[bytes | None, int]:
+    def _h_cookie(self, spans: Spans, data: bytes, keep: _Keep) -> tuple[bytes | None, int]:
         g = self._g
         head = data[spans[g["ck_key"]][0] : spans[g["ck_sep"]][1]]
         return head + _redact_quoted(data[spans[g["ck_val"]][0] : spans[g["ck_val"]][1]]), spans[0][1]
 
-    def _h_key_value(self, spans: Spans, data: bytes, keep: frozenset[bytes]) -> tuple[bytes | None, int]:
+    def _h_key_value(self, spans: Spans, data: bytes, keep: _Keep) -> tuple[bytes | None, int]:
         return self._key_value(spans, data, "kv", query=False)
 
-    def _h_query_parameter(self, spans: Spans, data: bytes, keep: frozenset[bytes]) -> tuple[bytes | None, int]:
+    def _h_query_parameter(self, spans: Spans, data: bytes, keep: _Keep) -> tuple[bytes | None, int]:
         return self._key_value(spans, data, "qp", query=True)
 
     def _key_value(self, spans: Spans, data: bytes, prefix: str, *, query: bool) -> tuple[bytes | None, int]:
@@ -584,13 +602,13 @@ class _Scanner:
             value = data[value_start:end]
         return data[spans[0][0] : sep_end] + _redact_quoted(value), end
 
-    def _h_auth_scheme(self, spans: Spans, data: bytes, keep: frozenset[bytes]) -> tuple[bytes | None, int]:
+    def _h_auth_scheme(self, spans: Spans, data: bytes, keep: _Keep) -> tuple[bytes | None, int]:
         cred_start = spans[self._g["cred"]][0]
         if _credential_like(data[cred_start : spans[0][1]]):
             return REDACTED_B, spans[0][1]
         return None, cred_start
 
-    def _h_card(self, spans: Spans, data: bytes, keep: frozenset[bytes]) -> tuple[bytes | None, int]:
+    def _h_card(self, spans: Spans, data: bytes, keep: _Keep) -> tuple[bytes | None, int]:
         start, end = spans[0]
         groups = [(start + g.start(), start + g.end()) for g in _DIGIT_RUN.finditer(data[start:end])]
         windows = _card_windows(data, groups)
@@ -602,7 +620,7 @@ class _Scanner:
             copied = we
         return b"".join(out), copied
 
-    def _h_phone(self, spans: Spans, data: bytes, keep: frozenset[bytes]) -> tuple[bytes | None, int]:
+    def _h_phone(self, spans: Spans, data: bytes, keep: _Keep) -> tuple[bytes | None, int]:
         """E.164: 8 to 15 digits. Longer runs keep the longest prefix that fits; a rejected
         candidate gives back everything after its ``+digits`` (a card may follow)."""
         start, end = spans[0]
@@ -703,7 +721,6 @@ class MaskingStats:
     """Counters a host can read: nothing is replaced, cut or dropped silently."""
 
     names = (
-        "spans_processed",
         "spans_changed",
         "spans_dropped",
         "values_truncated",
@@ -730,7 +747,7 @@ class _TooLarge(Exception):
     """A JSON document past the depth or size cap: the whole value is replaced."""
 
 
-_PASS, _SENSITIVE, _JSON, _SCAN = range(4)
+_PASS, _SENSITIVE, _JSON, _SCAN, _RENAMED = range(5)
 #: Attribute values that carry no text (``str`` is scanned, anything else unknown is replaced).
 _PRIMITIVES = (bool, int, float, type(None))
 _SCALARS = (str, bool, int, float, type(None))
@@ -778,14 +795,13 @@ class Masker:
             data = text.encode("utf-8", "surrogatepass")
             if not self._scanner.dirty(data):
                 return text
-            return self._mask_dirty(data, keep)
+            return self._mask_dirty(data, _Keep(keep))
         except Exception:
             return self._failed("masking a string failed; it was replaced")
 
-    def _mask_dirty(self, data: bytes, keep: frozenset[str]) -> str:
-        keep_b = frozenset(k.encode("utf-8", "surrogatepass") for k in keep)
+    def _mask_dirty(self, data: bytes, keep: _Keep) -> str:
         for _ in range(_MAX_PASSES):
-            masked = self._scanner.mask_pass(data, keep_b)
+            masked = self._scanner.mask_pass(data, keep)
             if masked == data:
                 return data.decode("utf-8", "surrogatepass")
             data = masked
@@ -813,18 +829,22 @@ class Masker:
         scanner = self._scanner
         if scanner.joinable:
             encoded = "\n".join(texts).encode("utf-8", "surrogatepass")
-            if not scanner.dirty(encoded):
+            spans = scanner.dirty_spans(encoded)
+            if not spans:
                 return texts, set()
             try:
-                touched = _touched(texts, scanner.dirty_spans(encoded))
+                touched = _touched(texts, spans)
             except Exception:  # each value then masks (and fails closed) on its own
                 touched = set(range(len(texts)))
         else:
             touched = set(range(len(texts)))
         out = list(texts)
-        kept = keep()
+        kept = _Keep(keep)
         for i in touched:
-            out[i] = self.mask_text(texts[i], kept)
+            try:  # already truncated and known to be touched: straight to the replacing pass
+                out[i] = self._mask_dirty(texts[i].encode("utf-8", "surrogatepass"), kept)
+            except Exception:
+                out[i] = self._failed("masking a string failed; it was replaced")
         return out, touched
 
     # -- keys and values -----------------------------------------------------------------------
@@ -947,13 +967,17 @@ class _Batch:
         if not attributes:
             return entries
         plan_of = self.masker.plan
+        append = entries.append
         for key, value in attributes.items():
             plan = plan_of(key)
             kind = plan.kind
+            vtype = type(value)
             if kind == _PASS:
-                entries.append((key, key, value, _UNCHANGED, None))
+                append((key, key, value, _UNCHANGED, None))
             elif kind == _SENSITIVE and not _keeps_under_sensitive_key(key, value):
-                entries.append((key, plan.masked_key, value, _FIXED, None))
+                append((key, plan.masked_key, value, _FIXED, None))
+            elif vtype is int or vtype is bool or vtype is float:
+                append((key, plan.masked_key, value, _UNCHANGED, None))
             elif isinstance(value, str):
                 how = _JSONTEXT if kind == _JSON else _TEXT
                 entries.append((key, plan.masked_key, value, how, self.add_text(value)))
@@ -1064,6 +1088,15 @@ def _raw_attributes(item: Any) -> Mapping[str, Any] | None:
     return item.attributes
 
 
+def _sequence(span: ReadableSpan, private: str, public: str) -> Sequence[Any]:
+    """A span's events or links without the tuple copy the public property makes each time
+    (the SDK's read-only snapshot keeps them in a bounded list or a tuple)."""
+    items = getattr(span, private, None)
+    if isinstance(items, (tuple, list, BoundedList)):
+        return items
+    return getattr(span, public)
+
+
 def _span_keep(span: ReadableSpan) -> frozenset[str]:
     """The span's own identifiers, which survive even where they appear inside text."""
     ids: set[str] = set()
@@ -1089,17 +1122,28 @@ class _SpanMasking:
 
     def __init__(self, masker: Masker) -> None:
         self._masker = masker
+        self._limit = masker.rules.max_value_length
+        self._kinds: dict[str, int] = {}  # key -> plan kind, or _RENAMED: the fast path's view
         self._resources: dict[int, tuple[Resource, Resource]] = {}
         self._lock = threading.Lock()
 
     def mask(self, span: ReadableSpan) -> tuple[ReadableSpan, bool]:
-        resource = self._resource(span.resource)
-        if self._clean(span):
-            return self._copy(span, span.name, span.attributes, span.events, span.links,
-                              span.status, resource), resource is not span.resource
-        return self._rebuild(span, resource)
+        """The span a target may see, and whether masking changed anything.
 
-    def _clean(self, span: ReadableSpan) -> bool:
+        A span that needs no masking is handed on as it is: it has ended, so the SDK no longer
+        lets anything change it, and a copy would only cost time. Anything to mask (the span
+        or its resource) yields a masked copy."""
+        original_resource = span.resource
+        resource = self._resource(original_resource)
+        events, links = _sequence(span, "_events", "events"), _sequence(span, "_links", "links")
+        if self._clean(span, events, links):
+            if resource is original_resource:
+                return span, False
+            return self._copy(span, span.name, span.attributes, events, links, span.status,
+                              resource), True
+        return self._rebuild(span, resource, events, links)
+
+    def _clean(self, span: ReadableSpan, events: Sequence[Event], links: Sequence[trace_api.Link]) -> bool:
         """The fast path: True when nothing in the span needs masking. Collects every string
         (no per-value work) and asks RE2 once; any sign of work ahead (a sensitive key, a key
         that masks differently, an over-long value, JSON that must be decoded) answers False."""
@@ -1108,53 +1152,74 @@ class _SpanMasking:
         collect = self._collect
         if not collect(_raw_attributes(span), texts, json_texts):
             return False
-        for event in span.events:
+        for event in events:
             texts.append(event.name or "")
             if not collect(_raw_attributes(event), texts, json_texts):
                 return False
-        for link in span.links:
+        for link in links:
             if not collect(_raw_attributes(link), texts, json_texts):
                 return False
         status = span.status
         if status is not None and status.description:
             texts.append(status.description)
-        limit = self._masker.rules.max_value_length
-        if max(map(len, texts)) > limit:
+        joined = "\n".join(texts)
+        if len(joined) > self._limit and max(map(len, texts)) > self._limit:
             return False
         masker = self._masker
-        if masker.dirty_text("\n".join(texts)):
+        if masker.dirty_text(joined):
             return False
-        return not any(masker.needs_json_walk(t) for t in json_texts)
+        return not json_texts or not any(masker.needs_json_walk(t) for t in json_texts)
 
     def _collect(self, attributes: Mapping[str, Any] | None, texts: list[str],
                  json_texts: list[str]) -> bool:
+        """Append the attributes' strings to ``texts``; False as soon as one needs work."""
         if not attributes:
             return True
-        plans = self._masker._plans
-        plan_of = self._masker.plan
+        kinds = self._kinds
+        append = texts.append
         for key, value in attributes.items():
-            plan = plans.get(key) or plan_of(key)
-            kind = plan.kind
-            if kind == _PASS:
+            kind = kinds.get(key)
+            if kind is None:
+                kind = self._kind_of(key)
+            if kind == _SCAN or kind == _JSON:
+                vtype = type(value)
+                if vtype is str:
+                    append(value)
+                    if kind == _JSON:
+                        json_texts.append(value)
+                    continue
+                if vtype is int or vtype is bool or vtype is float:
+                    continue
+            elif kind == _PASS:
                 continue
-            if plan.masked_key is not key:
+            elif kind == _SENSITIVE:
+                if _keeps_under_sensitive_key(key, value):
+                    continue
                 return False
-            if kind == _SENSITIVE:
-                if not _keeps_under_sensitive_key(key, value):
-                    return False
-            elif isinstance(value, str):
-                texts.append(value)
+            else:  # the key itself needs masking
+                return False
+            # the uncommon value types
+            if isinstance(value, str):  # a str subclass
+                append(value)
                 if kind == _JSON:
                     json_texts.append(value)
             elif isinstance(value, (tuple, list)):
                 for item in value:
                     if isinstance(item, str):
-                        texts.append(item)
+                        append(item)
                     elif not isinstance(item, _PRIMITIVES):
                         return False
             elif not isinstance(value, _PRIMITIVES):
                 return False
         return True
+
+    def _kind_of(self, key: str) -> int:
+        plan = self._masker.plan(key)
+        kind = plan.kind if plan.masked_key == key else _RENAMED
+        if len(self._kinds) >= _CACHE_LIMIT:
+            self._kinds.clear()
+        self._kinds[key] = kind
+        return kind
 
     def _copy(self, span: ReadableSpan, name: str, attributes: Any, events: Sequence[Event],
               links: Sequence[trace_api.Link], status: Status, resource: Resource | None) -> MaskedSpan:
@@ -1174,15 +1239,14 @@ class _SpanMasking:
             dropped=(span.dropped_attributes, span.dropped_events, span.dropped_links),
         )
 
-    def _rebuild(self, span: ReadableSpan, resource: Resource | None) -> tuple[ReadableSpan, bool]:
+    def _rebuild(self, span: ReadableSpan, resource: Resource | None, events: Sequence[Event],
+                 links: Sequence[trace_api.Link]) -> tuple[ReadableSpan, bool]:
         masker = self._masker
         batch = _Batch(masker)
         name_ref = batch.add_text(span.name or "")
-        attr_entries = batch.add_attributes(span.attributes)
-        events = span.events
-        event_refs = [(batch.add_text(e.name or ""), batch.add_attributes(e.attributes)) for e in events]
-        links = span.links
-        link_entries = [batch.add_attributes(link.attributes) for link in links]
+        attr_entries = batch.add_attributes(_raw_attributes(span))
+        event_refs = [(batch.add_text(e.name or ""), batch.add_attributes(_raw_attributes(e))) for e in events]
+        link_entries = [batch.add_attributes(_raw_attributes(link)) for link in links]
         status = span.status
         desc_ref = batch.add_text(status.description) if status is not None and status.description else None
 
@@ -1297,7 +1361,6 @@ class MaskingSpanProcessor(SpanProcessor):
             if count <= 20 or count % 1000 == 0:
                 logger.exception("aura-otel: masking a span failed; the span was dropped (#%d)", count)
             return
-        self._stats.add("spans_processed")
         if changed:
             self._stats.add("spans_changed")
         for target in self._targets:
