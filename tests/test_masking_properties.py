@@ -24,12 +24,23 @@ TEXT = st.text(
 DELIMITER = st.sampled_from([" ", "\n", "\t", ", ", "; ", " (", ") ", ": ", " | "])
 
 
+#: Text that often stands right before a secret: a key-value rule must not swallow only the
+#: secret's first word and let the rest through.
+CONTEXT = st.sampled_from(["", "Password: ", "token=", "Cookie: ", "Authorization: ", "api_key=",
+                           "error: ", "https://x.example/a?b=1&sig=", '"secret": "', "+1 "])
+
+
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(prefix=TEXT, before=DELIMITER, secret=st.sampled_from(SECRETS), after=DELIMITER, suffix=TEXT)
-@example(prefix="", before=" ", secret=SECRETS[0], after=" ", suffix="")
-@example(prefix="+0", before=" ", secret=next(s for s in SECRETS if s.rule == "card"), after=" ", suffix="")
-def test_a_secret_at_any_position_of_random_text_is_masked(prefix, before, secret, after, suffix) -> None:
-    out = MASKER.mask_text(prefix + before + secret.text + after + suffix)
+@given(prefix=TEXT, before=DELIMITER, context=CONTEXT, secret=st.sampled_from(SECRETS), after=DELIMITER,
+       suffix=TEXT)
+@example(prefix="", before=" ", context="", secret=SECRETS[0], after=" ", suffix="")
+@example(prefix="+0", before=" ", context="", secret=next(s for s in SECRETS if s.rule == "card"), after=" ",
+         suffix="")
+@example(prefix="", before=" ", context="Password: ", secret=next(s for s in SECRETS if s.rule == "pem"),
+         after=" ", suffix="")
+def test_a_secret_at_any_position_of_random_text_is_masked(prefix, before, context, secret, after,
+                                                          suffix) -> None:
+    out = MASKER.mask_text(prefix + before + context + secret.text + after + suffix)
     for needle in secret.needles:
         assert needle not in out
 

@@ -575,7 +575,9 @@ class _Scanner:
     def _h_cookie(self, spans: Spans, data: bytes, keep: _Keep) -> tuple[bytes | None, int]:
         g = self._g
         head = data[spans[g["ck_key"]][0] : spans[g["ck_sep"]][1]]
-        return head + _redact_quoted(data[spans[g["ck_val"]][0] : spans[g["ck_val"]][1]]), spans[0][1]
+        value_start = spans[g["ck_val"]][0]
+        end = self._extent(data, value_start, spans[0][1])
+        return head + _redact_quoted(data[value_start:end]), end
 
     def _h_key_value(self, spans: Spans, data: bytes, keep: _Keep) -> tuple[bytes | None, int]:
         return self._key_value(spans, data, "kv", query=False)
@@ -599,8 +601,17 @@ class _Scanner:
             return None, end  # api_key_present=true says nothing secret
         if key_words(key)[-1] in _COOKIE_WORDS and value[:1] not in (b'"', b"'"):
             end = _line_value_end(data, value_start)  # "a=1; b=2": every pair is secret
-            value = data[value_start:end]
-        return data[spans[0][0] : sep_end] + _redact_quoted(value), end
+        end = self._extent(data, value_start, end)
+        return data[spans[0][0] : sep_end] + _redact_quoted(data[value_start:end]), end
+
+    def _extent(self, data: bytes, value_start: int, end: int) -> int:
+        """A value hides more than its own bytes when another rule's match starts inside it and
+        runs on (``password: -----BEGIN PRIVATE KEY----- ...``): the value then ends where
+        that match does, or the rest of the secret would survive the replaced first word."""
+        spans = self._match(data, value_start)
+        if spans is not None and spans[0][0] < end < spans[0][1]:
+            return spans[0][1]
+        return end
 
     def _h_auth_scheme(self, spans: Spans, data: bytes, keep: _Keep) -> tuple[bytes | None, int]:
         cred_start = spans[self._g["cred"]][0]
