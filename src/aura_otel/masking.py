@@ -456,7 +456,16 @@ _LITERALS: Final = frozenset({b"true", b"false", b"null", b"none", b"yes", b"no"
 
 
 _COOKIE_WORDS: Final = frozenset({"cookie", "cookies"})
+_MAX_EXTENT_STEPS: Final = 64
 _VALUE_STOP = re.compile(rb"[\n\"']")
+
+
+def _next_char(data: bytes, i: int) -> int:
+    """The offset of the UTF-8 character after the one at ``i`` (never inside a character)."""
+    i += 1
+    while i < len(data) and data[i] & 0xC0 == 0x80:
+        i += 1
+    return i
 
 
 def _line_value_end(data: bytes, start: int) -> int:
@@ -544,7 +553,7 @@ class _Scanner:
                 break
             start, end = spans[0]
             if start == end:  # an empty match (a user pattern): nothing to replace
-                pos = end + 1
+                pos = _next_char(data, end)
                 continue
             handler = next(h for g, h in groups if spans[g][0] != -1)
             replacement, resume = handler(spans, data, keep)
@@ -552,7 +561,7 @@ class _Scanner:
                 out.append(data[copied:start])
                 out.append(replacement)
                 copied = resume
-            pos = max(resume, start + 1)
+            pos = resume if resume > start else _next_char(data, start)
         if not out:
             return data
         out.append(data[copied:])
@@ -608,10 +617,15 @@ class _Scanner:
         """A value hides more than its own bytes when another rule's match starts inside it and
         runs on (``password: -----BEGIN PRIVATE KEY----- ...``): the value then ends where
         that match does, or the rest of the secret would survive the replaced first word."""
-        spans = self._match(data, value_start)
-        if spans is not None and spans[0][0] < end < spans[0][1]:
-            return spans[0][1]
-        return end
+        pos = value_start
+        for _ in range(_MAX_EXTENT_STEPS):
+            spans = self._match(data, pos)
+            if spans is None or spans[0][0] >= end:
+                return end
+            start, stop = spans[0]
+            end = max(end, stop)  # chains too: "Key: Password: API_KEY: <secret>"
+            pos = _next_char(data, start)
+        return _line_value_end(data, end)  # a pathological chain: the rest of the line goes
 
     def _h_auth_scheme(self, spans: Spans, data: bytes, keep: _Keep) -> tuple[bytes | None, int]:
         cred_start = spans[self._g["cred"]][0]
