@@ -270,6 +270,11 @@ def test_extra_patterns_keys_and_allow_list_apply() -> None:
     assert orjson.loads(attrs["aura.meta_json.doc"]) == {"ssn": REDACTED, "content_hash": sha}
 
 
+def test_user_patterns_may_match_non_ascii_and_empty_matches_are_skipped() -> None:
+    masker = Masker(MaskingRules(extra_patterns=(r"\bx|€[0-9]+",)))
+    assert masker.mask_text("préface €123 et x, puis 漢字") == "préface [REDACTED] et [REDACTED], puis 漢字"
+
+
 @pytest.mark.parametrize(
     ("flag", "text"),
     [("mask_email", "mail jane.doe@example.com"), ("mask_card", "card 4111 1111 1111 1111"),
