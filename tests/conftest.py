@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +15,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from aura_otel import JobContextProcessor, RunTelemetryExporter
 from aura_otel.masking import MaskingSpanProcessor
 
-SPEC = Path(__file__).resolve().parents[2] / "shared" / "spec"
-if not SPEC.is_dir():  # CI clones the repo with shared/ beside it
-    SPEC = Path(__file__).resolve().parents[1].parent / "shared" / "spec"
+#: The contracts live beside the repository (``../shared/spec``), as in CI; a checkout elsewhere
+#: (a git worktree, say) points ``AURA_OTEL_SPEC_DIR`` at them.
+SPEC = Path(os.environ.get("AURA_OTEL_SPEC_DIR") or Path(__file__).resolve().parents[2] / "shared" / "spec")
 EXAMPLES = SPEC / "examples"
 
 

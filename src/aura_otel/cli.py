@@ -15,13 +15,11 @@ from .schema import STAGES, Stage, json_schema, validation_errors
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from .demo import run_demo
     from .schema import load_collection, to_dict
-    from .terminal import render
+    from .terminal import make_console, render
 
-    console = Console()
+    console = make_console()
     fail_at = Stage(args.fail_at) if args.fail_at else None
     result = run_demo(args.jobs_dir, job_id=args.job_id, fail_at=fail_at, speed=args.speed,
                       enum_case=args.enum_case)

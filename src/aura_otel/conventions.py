@@ -135,3 +135,9 @@ ENV_MASK_PII: Final = "AURA_OTEL_MASK_PII"
 ENV_MASK_MAX_VALUE_LENGTH: Final = "AURA_OTEL_MASK_MAX_VALUE_LENGTH"
 ENV_JAEGER_URL: Final = "AURA_OTEL_JAEGER_URL"
 ENV_ACCESS_TOKEN: Final = "AURA_OTEL_ACCESS_TOKEN"
+
+# -- metrics (exported over OTLP with the traces; see aura_otel.metrics) -------------------------
+METRIC_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
+METRIC_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
+METRIC_COST: Final = "aura.cost"
+GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"

@@ -45,9 +45,10 @@ def run_pipeline(job_id: str, *, fail_at: Stage | None = None, speed: float = 1.
     pause = lambda base: _work(base * speed * rng.uniform(0.8, 1.2))  # noqa: E731
 
     with job(job_id, project_id="proj-demo", metadata={"template": "explainer"}):
-        with stage(Stage.BRIEF, metadata={"topic": "How solar panels work", "audience": "teens",
-                                          "goal": "explain"}):
+        with stage(Stage.BRIEF, provider="local", metadata={"topic": "How solar panels work",
+                                                            "audience": "teens", "goal": "explain"}) as s:
             pause(0.02)
+            s.set_cost(0.0)  # local work: an explicit zero, not an unknown price
             _maybe_fail(Stage.BRIEF, fail_at)
 
         with stage(Stage.PLAN, provider="openai", model="gpt-4o-mini") as s:
@@ -67,8 +68,9 @@ def run_pipeline(job_id: str, *, fail_at: Stage | None = None, speed: float = 1.
             s.set_metadata(script_length=1200, rag_enabled=True, used_fallback=False)
             s.set_result(ResultStatus.OK, "Script generated: 1200 characters")
 
-        with stage(Stage.SSML, provider="local", metadata={"voice_tags": 14}):
+        with stage(Stage.SSML, provider="local", metadata={"voice_tags": 14}) as s:
             pause(0.01)
+            s.set_cost(0.0)
             _maybe_fail(Stage.SSML, fail_at)
 
         with stage(Stage.TTS, provider="elevenlabs", model="eleven_multilingual_v2") as s:
@@ -100,8 +102,9 @@ def run_pipeline(job_id: str, *, fail_at: Stage | None = None, speed: float = 1.
             s.set_metadata(output_path=f"renders/{job_id}.mp4", resolution="1920x1080", fps=30,
                            codec="h264", file_size_bytes=48_213_004)
 
-        with stage(Stage.POST, provider="local", metadata={"final_output": f"renders/{job_id}-final.mp4"}):
+        with stage(Stage.POST, provider="local", metadata={"final_output": f"renders/{job_id}-final.mp4"}) as s:
             pause(0.02)
+            s.set_cost(0.0)
             _maybe_fail(Stage.POST, fail_at)
 
 

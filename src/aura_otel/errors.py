@@ -11,6 +11,14 @@ class ConfigurationError(AuraOtelError, ValueError):
     """Bad settings, found at start-up rather than at the first span."""
 
 
+class PricingError(ConfigurationError):
+    """A price table or override file that cannot be trusted (bad unit, negative price, ...).
+
+    Raised at start-up by :func:`aura_otel.pricing.load_price_table`, never while folding:
+    a wrong price silently applied to every run is worse than a refusal to start.
+    """
+
+
 class InvalidJobIdError(AuraOtelError, ValueError):
     """A job id that is not a safe single path segment; nothing is written for it."""
 

@@ -11,14 +11,17 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from . import conventions as c
 from .errors import ConfigurationError, InvalidJobIdError
 from .fold import ROOT, Pricer, Unit, assemble, fold_span, trace_ids
+from .forwarding import ForwardingSpanProcessor
 from .schema import EnumCase, dumps, validate_job_id
 from .store import JobStore
 
@@ -64,6 +67,7 @@ class ExporterStats:
         "write_errors",
         "jobs_finalized",
         "downstream_errors",
+        "listener_errors",
     )
 
     def __init__(self) -> None:
@@ -85,7 +89,10 @@ class RunTelemetryExporter(SpanExporter):
 
     ``downstream`` is any other exporter (e.g. ``OTLPSpanExporter``): every span received is
     also forwarded to it through its own batch queue, so a slow or dead backend never delays
-    the v1 files.
+    the v1 files; :meth:`forwarding_stats` counts what it exported, failed and dropped.
+
+    ``on_job_complete(job_id, collection)`` is called on the writer thread once a finished
+    job's file is written (e.g. to record metrics from the very numbers in the file).
     """
 
     def __init__(
@@ -96,6 +103,7 @@ class RunTelemetryExporter(SpanExporter):
         enum_case: str | None = None,
         pricer: Pricer | None = None,
         write_interval: float = DEFAULT_WRITE_INTERVAL,
+        on_job_complete: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.store = JobStore(jobs_dir if jobs_dir is not None else default_jobs_dir())
         self.enum_case = resolve_enum_case(enum_case)
@@ -107,7 +115,10 @@ class RunTelemetryExporter(SpanExporter):
         self._write_lock = threading.Lock()  # one writer at a time (thread or force_flush)
         self._wake = threading.Event()
         self._stopped = threading.Event()
-        self._downstream = BatchSpanProcessor(downstream) if downstream is not None else None
+        self._downstream = (
+            ForwardingSpanProcessor(downstream, name="downstream") if downstream is not None else None
+        )
+        self._on_job_complete = on_job_complete
         self._writer = threading.Thread(target=self._run, name="aura-otel-writer", daemon=True)
         self._writer.start()
 
@@ -175,6 +186,10 @@ class RunTelemetryExporter(SpanExporter):
         logger.info("aura-otel: v1 exporter stopped: %s", stats)
 
     # -- introspection ---------------------------------------------------------------------------
+    def forwarding_stats(self) -> dict[str, int]:
+        """What the downstream exporter got: exported, failed, dropped (empty without one)."""
+        return self._downstream.stats() if self._downstream is not None else {}
+
     def pending_jobs(self) -> int:
         """Jobs held in memory (running, or finished but not yet written)."""
         with self._lock:
@@ -204,18 +219,24 @@ class RunTelemetryExporter(SpanExporter):
                     job.dirty = False
             for job_id, job in dirty:
                 try:
-                    self._write_job(job_id, job)
+                    doc = self._write_job(job_id, job)
                 except Exception:
                     with self._lock:
                         job.dirty = True  # try again on the next round
                     self._count_error("write_errors", f"writing telemetry for job {job_id!r} failed")
                     continue
                 with self._lock:
-                    if job.finalized and not job.dirty:
+                    complete = job.finalized and not job.dirty
+                    if complete:
                         del self._jobs[job_id]  # a finished job's state is released
                         self.stats.add("jobs_finalized")
+                if complete and self._on_job_complete is not None:
+                    try:
+                        self._on_job_complete(job_id, doc)
+                    except Exception:
+                        self._count_error("listener_errors", f"on_job_complete failed for {job_id!r}")
 
-    def _write_job(self, job_id: str, job: _Job) -> None:
+    def _write_job(self, job_id: str, job: _Job) -> dict[str, Any]:
         with self.store.journal(job_id) as journal:
             theirs, offset = journal.read_from(job.offset)
             with self._lock:
@@ -228,6 +249,7 @@ class RunTelemetryExporter(SpanExporter):
             doc = assemble(job_id, units, pricer=self.pricer)
             journal.write_telemetry(dumps(doc, enum_case=self.enum_case))
         self.stats.add("files_written")
+        return doc
 
 
 def job_trace_ids(store: JobStore, job_id: str) -> list[str]:

@@ -320,17 +320,103 @@ def _stage_ancestor(span_id: str, units: Mapping[str, Unit]) -> str | None:
     return None
 
 
-def _has_usage(rec: Mapping[str, Any], usage: Mapping[str, Any]) -> bool:
-    return rec.get("tokens_in") is not None or rec.get("tokens_out") is not None or any(
-        k in usage for k in ("characters", "images", "duration_seconds")
-    )
+_PRICED_QUANTITIES = ("characters", "images", "duration_seconds", CACHED_TOKENS_METADATA)
+PRICING_ERROR_METADATA = "pricing_error"
+
+
+def _has_own_usage(rec: Mapping[str, Any], usage: Mapping[str, Any]) -> bool:
+    return (rec.get("tokens_in") is not None or rec.get("tokens_out") is not None
+            or any(k in usage for k in _PRICED_QUANTITIES))
+
+
+def _child_usage(child: Unit) -> dict[str, Any]:
+    return {**child.get("usage", {}), "tokens_in": child.get("tin"), "tokens_out": child.get("tout")}
+
+
+class _CostParts:
+    """A record's cost from its parts: explicit amounts win, the rest is quoted, and one part
+    that cannot be priced makes the whole cost unknown (a partial sum would read as the price)."""
+
+    def __init__(self, pricer: Pricer | None, stage: str) -> None:
+        self.pricer = pricer
+        self.stage = stage
+        self.amounts: list[float] = []
+        self.quote: Quote | None = None
+        self.unpriced = 0
+        self.skipped = 0  # usage left unestimated because pricing is off (no pricer)
+        self.error: str | None = None
+
+    def add_explicit(self, amount: float) -> None:
+        self.amounts.append(amount)
+
+    def add_usage(self, provider: str | None, model: str | None, usage: Mapping[str, Any]) -> None:
+        if self.pricer is None:
+            self.skipped += 1
+            return
+        quote = None
+        try:
+            quote = self.pricer.quote(stage=self.stage, provider=provider, model=model, usage=usage)
+        except Exception as exc:  # a pricer bug must cost a price, not the job's file
+            # The type only: this is written after masking, and a message may hold anything.
+            self.error = type(exc).__name__
+        if quote is None:
+            self.unpriced += 1
+        else:
+            self.amounts.append(quote.amount)
+            self.quote = quote
+
+    def apply(self, rec: dict[str, Any]) -> None:
+        if self.unpriced:
+            extra = {UNPRICED_METADATA: UNPRICED_VALUE}
+            if self.error is not None:
+                extra[PRICING_ERROR_METADATA] = self.error
+            rec["metadata"] = {**(rec.get("metadata") or {}), **extra}
+            return
+        if self.skipped or not self.amounts:
+            return  # pricing is off: only a complete set of explicit costs makes a cost
+        rec["cost_estimate"] = sum_money(self.amounts)
+        if self.quote is not None:  # the table priced at least part of it
+            rec["currency"] = self.quote.currency
+            rec["pricing_version"] = self.quote.version
+
+
+def _price(rec: dict[str, Any], usage: Mapping[str, Any], own_usage: bool, own_model: str | None,
+           children: list[Unit], pricer: Pricer | None) -> None:
+    """Fill a record's cost when its span gave none (see docs/pricing.md, "How a run is priced").
+
+    - A stage with no usage of its own is an envelope: each GenAI call inside it is priced on
+      its own provider/model (calls to different models get different prices), or keeps its
+      explicit cost.
+    - A stage with its own usage is priced as one operation, unless every call inside it has
+      an explicit cost (explicit always wins); with no model of its own and calls to several
+      models, its usage cannot be split, so it is unpriced.
+    """
+    parts = _CostParts(pricer, rec["stage"])
+    if not own_usage:
+        for child in children:
+            if "cost" in child:
+                parts.add_explicit(child["cost"])
+            elif _has_own_usage({"tokens_in": child.get("tin"), "tokens_out": child.get("tout")},
+                                child.get("usage", {})):
+                parts.add_usage(child.get("provider") or rec.get("provider"),
+                                child.get("model") or rec.get("model_id"), _child_usage(child))
+    elif children and all("cost" in ch for ch in children):
+        for child in children:
+            parts.add_explicit(child["cost"])
+    elif own_model is None and len({ch["model"] for ch in children if "model" in ch}) > 1:
+        parts.unpriced += 1
+    else:
+        parts.add_usage(rec.get("provider"), rec.get("model_id"),
+                        {**usage, "tokens_in": rec.get("tokens_in"), "tokens_out": rec.get("tokens_out")})
+    parts.apply(rec)
 
 
 def _build_record(unit: Unit, children: list[Unit], pricer: Pricer | None) -> dict[str, Any]:
     rec = dict(unit["r"])
     usage = dict(unit.get("usage") or {})
     own_tokens = rec.get("tokens_in") is not None or rec.get("tokens_out") is not None
-    own_cost = rec.get("cost_estimate") is not None
+    own_usage = _has_own_usage(rec, usage)
+    own_model = rec.get("model_id")
     if children:
         if not own_tokens:
             tin = [ch["tin"] for ch in children if "tin" in ch]
@@ -343,27 +429,12 @@ def _build_record(unit: Unit, children: list[Unit], pricer: Pricer | None) -> di
                       if CACHED_TOKENS_METADATA in ch.get("usage", {})]
             if cached and CACHED_TOKENS_METADATA not in usage:
                 usage[CACHED_TOKENS_METADATA] = sum(cached)
-        if not own_cost:
-            child_costs = [ch["cost"] for ch in children if "cost" in ch]
-            if child_costs:
-                rec["cost_estimate"] = sum_money(child_costs)
-                own_cost = True
         if rec.get("provider") is None:
             rec["provider"] = next((ch["provider"] for ch in children if "provider" in ch), None)
         if rec.get("model_id") is None:
             rec["model_id"] = next((ch["model"] for ch in children if "model" in ch), None)
-    if not own_cost and pricer is not None and _has_usage(rec, usage):
-        priced_usage = {**usage, "tokens_in": rec.get("tokens_in"), "tokens_out": rec.get("tokens_out")}
-        quote = pricer.quote(
-            stage=rec["stage"], provider=rec.get("provider"), model=rec.get("model_id"),
-            usage=priced_usage,
-        )
-        if quote is None:
-            rec["metadata"] = {**(rec.get("metadata") or {}), UNPRICED_METADATA: UNPRICED_VALUE}
-        else:
-            rec["cost_estimate"] = quote.amount
-            rec["currency"] = quote.currency
-            rec["pricing_version"] = quote.version
+    if rec.get("cost_estimate") is None and (own_usage or children):
+        _price(rec, usage, own_usage, own_model, children, pricer)
     if usage.get(CACHED_TOKENS_METADATA) is not None:
         rec["metadata"] = {**(rec.get("metadata") or {}), CACHED_TOKENS_METADATA: usage[CACHED_TOKENS_METADATA]}
     return record_dict(**rec)

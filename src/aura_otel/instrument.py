@@ -12,12 +12,13 @@ tasks by itself, thread pools once ``configure()`` has enabled thread propagatio
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import logging
 import uuid
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import orjson
 from opentelemetry import baggage, context, trace
@@ -236,6 +237,7 @@ class _Scope:
 
     _token: object | None = None
     _span: Span | None = None
+    handle: Any = None
 
     def _open(self) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -243,8 +245,13 @@ class _Scope:
     def _close(self, exc: BaseException | None) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _fresh(self) -> _Scope:
-        raise NotImplementedError  # pragma: no cover
+    def _fresh(self) -> Self:
+        """A copy with no live state: one scope object per call of a decorated function."""
+        clone = copy.copy(self)
+        clone._token = None
+        clone._span = None
+        clone.handle = None
+        return clone
 
     def __enter__(self) -> Any:
         return self._open()
@@ -312,14 +319,6 @@ class job(_Scope):  # noqa: N801 - reads as a statement: ``with job("job-1"):``
         self.metadata = metadata
         self.handle: JobHandle | None = None
 
-    def _fresh(self) -> job:
-        return job(
-            self.job_id,
-            correlation_id=self.correlation_id,
-            project_id=self.project_id,
-            tracer_provider=self.tracer_provider,
-            metadata=self.metadata,
-        )
 
     def _open(self) -> JobHandle:
         try:
@@ -398,19 +397,6 @@ class stage(_Scope):  # noqa: N801 - reads as a statement: ``with stage("tts"):`
         self.tracer_provider = tracer_provider
         self.handle: StageHandle | None = None
 
-    def _fresh(self) -> stage:
-        return stage(
-            self.stage,
-            provider=self.provider,
-            model=self.model,
-            operation=self.operation,
-            scene_index=self.scene_index,
-            selection_source=self.selection_source,
-            fallback_reason=self.fallback_reason,
-            error_code=self.error_code,
-            metadata=self.metadata,
-            tracer_provider=self.tracer_provider,
-        )
 
     def _attributes(self) -> dict[str, AttributeValue]:
         attrs: dict[str, AttributeValue] = {c.STAGE: self.stage.value}
@@ -522,8 +508,6 @@ class continue_job(_Scope):  # noqa: N801 - ``with continue_job(request.headers)
     def __init__(self, carrier: Mapping[str, str]) -> None:
         self.carrier = carrier
 
-    def _fresh(self) -> continue_job:
-        return continue_job(self.carrier)
 
     def _open(self) -> str | None:
         lowered = {str(k).lower(): v for k, v in self.carrier.items()}

@@ -6,7 +6,13 @@ The span path it builds::
       ├─ JobContextProcessor           stamps aura.job.id at start (third-party spans too)
       └─ MaskingSpanProcessor          masks a copy at end; only the copy goes on
            ├─ BatchSpanProcessor(RunTelemetryExporter)   v1 files, off the app thread
-           └─ BatchSpanProcessor(OTLPSpanExporter)       when an endpoint is configured
+           └─ ForwardingSpanProcessor(OTLPSpanExporter)  when an endpoint is configured
+    MeterProvider -> OTLP metric exporter                when an endpoint is configured
+
+Forwarding is a batch queue with counted drops and failures and a bounded shutdown (see
+:mod:`aura_otel.forwarding`): a dead backend never slows the host or the v1 files. Metrics
+(token usage, operation duration, cost; see :mod:`aura_otel.metrics`) are recorded from each
+finished job's collection and exported with the same OTLP settings.
 
 Standard ``OTEL_*`` variables keep their meaning; aura-otel's own variables are listed in
 :mod:`aura_otel.conventions`.
@@ -14,12 +20,15 @@ Standard ``OTEL_*`` variables keep their meaning; aura-otel's own variables are 
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry import metrics as metrics_api
 from opentelemetry import trace
+from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -28,8 +37,10 @@ from . import conventions as c
 from .errors import ConfigurationError
 from .exporter import RunTelemetryExporter, default_jobs_dir
 from .fold import Pricer
+from .forwarding import ForwardingSpanProcessor
 from .instrument import JobContextProcessor
 from .masking import MaskingRules, MaskingSpanProcessor
+from .metrics import MetricsPipeline, make_otlp_metric_exporter, metrics_disabled_by_env
 
 logger = logging.getLogger("aura_otel")
 
@@ -109,6 +120,8 @@ class Telemetry:
     otlp_exporter: SpanExporter | None = None
     processors: list[SpanProcessor] = field(default_factory=list)
     enabled: bool = True
+    forwarding: ForwardingSpanProcessor | None = None
+    metrics: MetricsPipeline | None = None
 
     @property
     def jobs_dir(self) -> str | None:
@@ -121,17 +134,29 @@ class Telemetry:
             ok = processor.force_flush(timeout_millis) and ok
         if self.exporter is not None:
             ok = self.exporter.force_flush(timeout_millis) and ok
+        if self.metrics is not None:  # after the exporter: finished jobs record their metrics
+            ok = self.metrics.force_flush(timeout_millis) and ok
         return ok
 
     def shutdown(self) -> None:
+        """Write every job file, then stop forwarding and metrics (each bounded in time)."""
         for processor in self.processors:
             processor.shutdown()
         if self.exporter is not None:
             self.exporter.shutdown()
+        if self.metrics is not None:
+            self.metrics.shutdown()
 
     def stats(self) -> dict[str, Any]:
         """Counters: spans folded, ignored, rejected; files written; errors."""
         return self.exporter.stats.snapshot() if self.exporter else {}
+
+    def forwarding_stats(self) -> dict[str, int]:
+        """OTLP forwarding counters: spans queued, exported, failed, dropped, pending, in flight.
+
+        Empty when no endpoint is configured. The same figures are logged at shutdown.
+        """
+        return self.forwarding.stats() if self.forwarding is not None else {}
 
 
 def configure(
@@ -148,6 +173,8 @@ def configure(
     set_global: bool = True,
     propagate_threads: bool = True,
     write_interval: float | None = None,
+    metrics: bool | None = None,
+    otlp_shutdown_timeout: float | None = None,
 ) -> Telemetry:
     """Set up aura-otel and return its handle.
 
@@ -155,14 +182,31 @@ def configure(
     ``TracerProvider`` is already installed it is extended rather than replaced; pass
     ``tracer_provider`` to extend a specific one. ``OTEL_SDK_DISABLED=true`` turns everything
     into a no-op. Bad settings raise :class:`ConfigurationError` here, not at the first span.
+
+    OTLP forwarding and metrics are on when ``otlp_endpoint`` is given or the standard
+    ``OTEL_EXPORTER_OTLP_*`` variables name an endpoint, and off (no error, no waiting)
+    otherwise; ``metrics=False`` or ``OTEL_METRICS_EXPORTER=none`` keeps metrics off.
+    ``otlp_shutdown_timeout`` (seconds, default 5) bounds how long flushing and exiting may
+    wait for the backend.
     """
     if _env_flag("OTEL_SDK_DISABLED"):
         logger.info("aura-otel: OTEL_SDK_DISABLED is set; telemetry is off")
         return Telemetry(tracer_provider=None, exporter=None, enabled=False)
 
+    if otlp_shutdown_timeout is not None and (
+        isinstance(otlp_shutdown_timeout, bool)
+        or not isinstance(otlp_shutdown_timeout, int | float)
+        or not otlp_shutdown_timeout >= 0
+    ):
+        raise ConfigurationError(
+            f"otlp_shutdown_timeout must be a number of seconds >= 0, not {otlp_shutdown_timeout!r}"
+        )
     rules = masking if masking is not None else MaskingRules.from_env()
     pricer = _load_pricer(prices_file) if pricing else None
     otlp = make_otlp_exporter(otlp_endpoint, otlp_protocol)
+    metric_exporter = None
+    if metrics is not False and not metrics_disabled_by_env():
+        metric_exporter = make_otlp_metric_exporter(otlp_endpoint, otlp_protocol)
 
     provider = tracer_provider
     install_global = False
@@ -175,17 +219,34 @@ def configure(
             provider = TracerProvider(resource=Resource.create(attrs))
             install_global = set_global
 
-    exporter = RunTelemetryExporter(
-        jobs_dir if jobs_dir is not None else default_jobs_dir(),
-        enum_case=enum_case,
-        pricer=pricer,
-        **({"write_interval": write_interval} if write_interval is not None else {}),
+    bounded: dict[str, Any] = (
+        {"shutdown_timeout_millis": otlp_shutdown_timeout * 1000}
+        if otlp_shutdown_timeout is not None
+        else {}
     )
+    job_metrics = (
+        MetricsPipeline(metric_exporter, resource=provider.resource, **bounded)
+        if metric_exporter is not None
+        else None
+    )
+    try:
+        exporter = RunTelemetryExporter(
+            jobs_dir if jobs_dir is not None else default_jobs_dir(),
+            enum_case=enum_case,
+            pricer=pricer,
+            on_job_complete=job_metrics.on_job_complete if job_metrics is not None else None,
+            **({"write_interval": write_interval} if write_interval is not None else {}),
+        )
+    except Exception:
+        if job_metrics is not None:  # a bad setting must not leave an exporting thread behind
+            job_metrics.shutdown()
+        raise
     targets: list[SpanProcessor] = [
         BatchSpanProcessor(exporter, schedule_delay_millis=V1_SCHEDULE_DELAY_MS)
     ]
-    if otlp is not None:
-        targets.append(BatchSpanProcessor(otlp))
+    forwarding = ForwardingSpanProcessor(otlp, **bounded) if otlp is not None else None
+    if forwarding is not None:
+        targets.append(forwarding)
     stamping = JobContextProcessor()
     masking_processor = MaskingSpanProcessor(*targets, rules=rules)
     provider.add_span_processor(stamping)
@@ -194,12 +255,23 @@ def configure(
         trace.set_tracer_provider(provider)
     if propagate_threads:
         _propagate_into_threads()
-    return Telemetry(
+    telemetry = Telemetry(
         tracer_provider=provider,
         exporter=exporter,
         otlp_exporter=otlp,
         processors=[masking_processor],
+        forwarding=forwarding,
+        metrics=job_metrics,
     )
+    if job_metrics is not None and set_global:
+        # Instrumentations (LLM SDKs, HTTP clients) record their own metrics on the global
+        # provider: export them with ours unless the host installed a provider of its own.
+        if not isinstance(metrics_api.get_meter_provider(), SdkMeterProvider):
+            metrics_api.set_meter_provider(job_metrics.meter_provider)
+    if job_metrics is not None:
+        # Runs before the TracerProvider's own exit hook: files first, then the last metrics.
+        atexit.register(telemetry.shutdown)
+    return telemetry
 
 
 def _propagate_into_threads() -> None:

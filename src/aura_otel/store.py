@@ -17,7 +17,9 @@ ever be written outside the jobs folder.
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
+import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +29,7 @@ from typing import Any
 import orjson
 
 from .errors import CorruptTelemetryError, InvalidJobIdError, TelemetryNotFoundError
-from .schema import Collection, load_collection, validate_job_id
+from .schema import Collection, is_safe_job_id, load_collection, validate_job_id
 
 TELEMETRY_FILE = "telemetry.json"
 JOURNAL_FILE = ".aura-units.jsonl"
@@ -35,7 +37,7 @@ JOURNAL_FILE = ".aura-units.jsonl"
 Units = dict[str, dict[str, Any]]
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` so a reader sees the old file or the new one, never half.
 
     The temporary file lives in the same folder so the final rename is atomic on one file
@@ -43,7 +45,8 @@ def atomic_write(path: Path, data: bytes) -> None:
     No fsync: a killed process loses nothing the kernel already holds, and an fsync per write
     would cost more than the job's spans.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    folder, name = os.path.split(os.fspath(path))
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         try:
@@ -59,6 +62,10 @@ def atomic_write(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+# Listing checks every folder name on every call; names rarely change, so remember verdicts.
+_safe_folder_name = functools.lru_cache(maxsize=1 << 17)(is_safe_job_id)
 
 
 def parse_units(data: bytes) -> Units:
@@ -77,7 +84,7 @@ def parse_units(data: bytes) -> Units:
 class Journal:
     """A job's unit journal, opened and exclusively locked (see the module docstring)."""
 
-    def __init__(self, folder: Path, fd: int) -> None:
+    def __init__(self, folder: str, fd: int) -> None:
         self.folder = folder
         self._fd = fd
 
@@ -104,7 +111,7 @@ class Journal:
         return os.fstat(self._fd).st_size
 
     def write_telemetry(self, data: bytes) -> None:
-        atomic_write(self.folder / TELEMETRY_FILE, data)
+        atomic_write(os.path.join(self.folder, TELEMETRY_FILE), data)
 
 
 class JobStore:
@@ -112,6 +119,7 @@ class JobStore:
 
     def __init__(self, jobs_dir: str | os.PathLike[str]) -> None:
         self.root = Path(jobs_dir).expanduser().absolute()
+        self._root = str(self.root)
 
     def __repr__(self) -> str:
         return f"JobStore({str(self.root)!r})"
@@ -162,13 +170,16 @@ class JobStore:
     @contextmanager
     def journal(self, job_id: str) -> Iterator[Journal]:
         """The job's journal, exclusively locked (an flock: it excludes other processes too)."""
-        folder = self.job_dir(job_id)
-        path = folder / JOURNAL_FILE
+        # Plain strings, not Path objects: pathlib interns every part, and a long-running
+        # exporter sees an unbounded number of job ids.
+        validate_job_id(job_id)
+        folder = os.path.join(self._root, job_id)
+        path = os.path.join(folder, JOURNAL_FILE)
         flags = os.O_RDWR | os.O_CREAT | os.O_APPEND
         try:
             fd = os.open(path, flags, 0o644)
         except FileNotFoundError:
-            folder.mkdir(parents=True, exist_ok=True)
+            os.makedirs(folder, exist_ok=True)
             fd = os.open(path, flags, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -177,21 +188,30 @@ class JobStore:
             os.close(fd)  # closing releases the flock
 
     # -- listing ---------------------------------------------------------------------------------
-    def job_ids(self) -> list[str]:
-        """Ids of the jobs that have a telemetry file, newest file first."""
-        found: list[tuple[int, str]] = []
+    def job_entries(self) -> list[tuple[str, int, int]]:
+        """(job id, mtime_ns, size) of every job's telemetry file, newest file first.
+
+        One scandir plus one stat per job: a listing can tell from (mtime_ns, size) which files
+        changed since it last read them, without opening any.
+        """
+        found: list[tuple[int, str, int]] = []
         try:
             entries = os.scandir(self.root)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return []
         with entries:
             for entry in entries:
-                if not entry.is_dir(follow_symlinks=False):
+                if not entry.is_dir(follow_symlinks=False) or not _safe_folder_name(entry.name):
                     continue
                 try:
-                    st = os.stat(os.path.join(entry.path, TELEMETRY_FILE))
+                    st = os.lstat(f"{entry.path}/{TELEMETRY_FILE}")  # a link is not a job file
                 except OSError:
                     continue
-                found.append((st.st_mtime_ns, entry.name))
-        found.sort(reverse=True)
-        return [name for _, name in found]
+                if stat.S_ISREG(st.st_mode):
+                    found.append((st.st_mtime_ns, entry.name, st.st_size))
+        found.sort(key=lambda item: (-item[0], item[1]))
+        return [(name, mtime_ns, size) for mtime_ns, name, size in found]
+
+    def job_ids(self) -> list[str]:
+        """Ids of the jobs that have a telemetry file, newest file first."""
+        return [name for name, _, _ in self.job_entries()]

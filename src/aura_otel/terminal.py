@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console, Group
-from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
@@ -31,7 +30,7 @@ def _figures(doc: Mapping[str, Any]) -> Table:
     cards = [
         ("Total Operations", f"{summary['total_operations']:,}"),
         ("Success Rate", f"{success_rate(summary):.1f}%"),
-        ("Total Cost", money(summary["total_cost"]) + (f" (+{unpriced} unpriced)" if unpriced else "")),
+        ("Total Cost", money(summary["total_cost"]) + (f" + {unpriced} unpriced" if unpriced else "")),
         ("Total Latency", f"{summary['total_latency_ms'] / 1000:.1f} s"),
         ("Total Tokens", f"{summary['total_tokens_in'] + summary['total_tokens_out']:,}"),
         ("Cache Hits", f"{summary['cache_hits']:,}"),
@@ -49,7 +48,8 @@ def _stage_table(doc: Mapping[str, Any]) -> Table:
     for name, justify in (("Stage", "left"), ("Status", "center"), ("Latency", "right"),
                           ("Cost", "right"), ("Provider", "left"), ("Model", "left"),
                           ("Tokens", "right"), ("Message", "left")):
-        table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
+        table.add_column(name, justify=justify, overflow="fold",  # type: ignore[arg-type]
+                         no_wrap=name not in ("Message", "Model"), ratio=3 if name == "Message" else None)
     for rec in doc.get("records", []):
         status = str(rec.get("result_status", "")).lower()
         icon, colour = _STATUS_ICON.get(status, ("?", "white"))
@@ -85,9 +85,18 @@ def _cost_bars(doc: Mapping[str, Any]) -> Table:
     return table
 
 
+def make_console() -> Console:
+    """A console at least 120 columns wide: the stage table is unreadable narrower, and a pipe
+    (CI logs, ``| less``) would otherwise get Rich's 80-column default."""
+    console = Console()
+    if console.width < 120 and not console.is_terminal:
+        console = Console(width=120)
+    return console
+
+
 def render(doc: Mapping[str, Any], console: Console | None = None) -> None:
     """Print the Run Details view of a v1 collection dict."""
-    console = console or Console()
+    console = console or make_console()
     ended = doc.get("collection_ended_at")
     failed = any(str(r.get("result_status", "")).lower() == "error" for r in doc.get("records", []))
     state = "running" if not ended else ("failed" if failed else "finished")
@@ -109,4 +118,4 @@ def render(doc: Mapping[str, Any], console: Console | None = None) -> None:
             lines.add_row(str(r.get("stage")), str(r.get("result_status")),
                           r.get("error_code") or "", r.get("message") or "")
         parts.append(lines)
-    console.print(Panel(Group(*parts), expand=True))
+    console.print(Group(*parts))

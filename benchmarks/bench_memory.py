@@ -1,0 +1,55 @@
+"""Memory over many finished jobs: the exporter must release a job's state once it is written.
+
+Runs N short jobs (root + 2 stages) through the real pipeline into a temporary jobs folder and
+prints the process's resident memory every N/10 jobs. Flat is the goal: the last reading
+should be within a few MB of the one after warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _common import run_jobs  # noqa: E402
+from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
+from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: E402
+
+from aura_otel import JobContextProcessor, MaskingSpanProcessor, RunTelemetryExporter  # noqa: E402
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, default=100_000)
+    args = parser.parse_args()
+    step = max(1, args.jobs // 10)
+    with tempfile.TemporaryDirectory() as tmp:
+        exporter = RunTelemetryExporter(Path(tmp) / "jobs")
+        provider = TracerProvider()
+        provider.add_span_processor(JobContextProcessor())
+        provider.add_span_processor(MaskingSpanProcessor(BatchSpanProcessor(exporter, max_queue_size=65536)))
+        readings = []
+        for done in range(0, args.jobs, step):
+            run_jobs(provider, step, stages_per_job=2)
+            provider.force_flush()
+            exporter.force_flush()
+            readings.append(rss_mb())
+            print(f"{done + step:>8} jobs  rss {readings[-1]:7.1f} MB  held in memory: {exporter.pending_jobs()}",
+                  flush=True)
+        provider.shutdown()
+    growth = readings[-1] - readings[1] if len(readings) > 1 else 0.0
+    print(f"growth after warm-up     {growth:+.1f} MB over {args.jobs - step:,} jobs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""``aura-otel serve``: the read-only Run Details web page and HTTP API over a jobs folder."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from .app import create_app
+from .security import check_bind, is_loopback_host
+
+__all__ = ["create_app", "run", "is_loopback_host"]
+
+logger = logging.getLogger("aura_otel.server")
+
+
+def run(
+    *,
+    jobs_dir: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    jaeger_url: str | None = None,
+    access_token: str | None = None,
+) -> None:
+    """Serve ``jobs_dir`` until interrupted.
+
+    Raises ConfigurationError before binding anything when ``host`` is reachable from other
+    machines and no ``access_token`` is configured.
+    """
+    check_bind(host, access_token)
+    app = create_app(jobs_dir, jaeger_url=jaeger_url, access_token=access_token)
+    import uvicorn  # imported late: only serving needs it
+
+    shown = f"[{host}]" if ":" in host else host
+    print(f"aura-otel: serving {Path(jobs_dir).expanduser().absolute()} at http://{shown}:{port}/jobs",
+          flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False,
+                proxy_headers=False)

@@ -1,0 +1,302 @@
+"""The read-only web app: the v1 and legacy HTTP API, the job list and the Run Details page.
+
+Every route that takes a job id goes through :meth:`JobStore.read`, which validates the id
+before it touches a path; routes whose id contains a ``/`` (after URL decoding) land on a
+catch-all that answers 400, so no request can name a file outside the jobs folder. Only GET
+and HEAD exist: the server never writes.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from .. import legacy
+from ..errors import (
+    ConfigurationError,
+    CorruptTelemetryError,
+    InvalidJobIdError,
+    TelemetryNotFoundError,
+)
+from ..exporter import job_trace_ids
+from ..schema import (
+    DEFAULT_CURRENCY,
+    RESULT_STATUSES,
+    SCHEMA_VERSION,
+    SELECTION_SOURCES,
+    STAGES,
+    Collection,
+    json_schema,
+    to_http,
+)
+from ..store import JobStore
+from . import views
+from .joblist import DEFAULT_PAGE_SIZE, JobIndex
+from .openapi import openapi_document
+from .problems import NOT_FOUND_GUIDANCE, correlation_id, problem
+from .security import ControlCharacterGate, LoopbackHostGate, SecurityHeaders, TokenGate
+
+logger = logging.getLogger("aura_otel.server")
+
+HERE = Path(__file__).parent
+REFRESH_SECONDS = 5
+ERROR_CODES = ("TIMEOUT", "VALIDATION_ERROR", "GENERATION_ERROR", "LLM_ERROR")
+METADATA_KEYS = {
+    "brief": ["topic", "audience", "goal"],
+    "plan": ["scene_count", "target_duration_seconds"],
+    "script": ["script_length", "rag_enabled", "used_fallback"],
+    "tts": ["total_characters", "scene_count", "voice_name", "characters", "duration_seconds"],
+    "render": ["output_path", "resolution", "fps", "codec"],
+    "post": ["final_output"],
+}
+
+Endpoint = Callable[[Request], Response]
+
+
+def _check_jaeger_url(jaeger_url: str | None) -> str | None:
+    if not jaeger_url:
+        return None
+    parts = urlsplit(jaeger_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigurationError(f"the Jaeger URL must be an http(s) URL, not {jaeger_url!r}")
+    return jaeger_url.rstrip("/")
+
+
+def _page_number(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, not {raw!r}") from None
+
+
+class TelemetryApp:
+    """Holds the app's configuration and answers its routes (one instance per app)."""
+
+    def __init__(self, jobs_dir: str | Path, jaeger_url: str | None) -> None:
+        self.store = JobStore(jobs_dir)
+        self.index = JobIndex(self.store)
+        self.jaeger_url = _check_jaeger_url(jaeger_url)
+        self.templates = Environment(
+            loader=FileSystemLoader(HERE / "templates"),
+            autoescape=select_autoescape(default=True, default_for_string=True),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self._openapi = openapi_document()
+
+    # -- shared ----------------------------------------------------------------------------------
+    def read(self, job_id: str) -> Collection:
+        """The job's collection, refusing files that resolve outside the jobs folder.
+
+        The id validator already keeps ids to one path segment; a symbolic link planted inside
+        the folder could still point elsewhere, so the resolved path is checked too (the list
+        skips such links as well).
+        """
+        path = self.store.telemetry_path(job_id)
+        root = os.path.realpath(self.store.root)
+        if os.path.commonpath([root, os.path.realpath(path)]) != root:
+            logger.warning("job %r: telemetry path leaves the jobs folder; refused", job_id)
+            raise TelemetryNotFoundError(f"no telemetry for job {job_id!r}")
+        return self.store.read(job_id)
+
+    def render(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+        context.setdefault("refresh_seconds", None)
+        html = self.templates.get_template(template).render(fmt=views, **context)
+        return HTMLResponse(html, status_code=status)
+
+    def error_page(self, request: Request, status: int, heading: str, message: str,
+                   hint: str = "") -> HTMLResponse:
+        return self.render("error.html", status, heading=heading, message=message, hint=hint,
+                           correlation_id=correlation_id(request))
+
+    # -- API -------------------------------------------------------------------------------------
+    def api(self, build: Callable[[Request, str], Any]) -> Endpoint:
+        """Wrap a job endpoint: read the id, map aura-otel errors to problem objects."""
+
+        @functools.wraps(build)
+        def endpoint(request: Request) -> Response:
+            job_id = request.path_params.get("job_id", "")
+            try:
+                return JSONResponse(build(request, job_id))
+            except InvalidJobIdError as exc:
+                return problem(request, 400, f"Invalid job id: {exc}")
+            except TelemetryNotFoundError:
+                return problem(request, 404, f"No telemetry was found for job {job_id!r}.",
+                               guidance=NOT_FOUND_GUIDANCE)
+            except CorruptTelemetryError as exc:
+                logger.warning("job %r: unreadable telemetry (%s) [correlation %s]",
+                               job_id, exc, correlation_id(request))
+                return problem(request, 500, f"The telemetry file of job {job_id!r} is corrupt "
+                               "or incomplete and cannot be read as RunTelemetry v1.")
+            except Exception:
+                logger.exception("unexpected error for %s [correlation %s]",
+                                 request.url.path, correlation_id(request))
+                return problem(request, 500, "An unexpected error occurred. Quote the "
+                               "correlation id when reporting it.")
+
+        return endpoint
+
+    def telemetry(self, request: Request, job_id: str) -> dict[str, Any]:
+        return to_http(self.read(job_id))
+
+    def diagnostics(self, request: Request, job_id: str) -> dict[str, Any]:
+        return legacy.diagnostics_summary(self.read(job_id))
+
+    def run_summary(self, request: Request, job_id: str) -> dict[str, Any]:
+        return legacy.run_cost_report(self.read(job_id))
+
+    def schema(self, request: Request) -> Response:
+        return JSONResponse({
+            "version": SCHEMA_VERSION,
+            "stages": list(STAGES),
+            "resultStatuses": list(RESULT_STATUSES),
+            "selectionSources": list(SELECTION_SOURCES),
+            "errorCodes": list(ERROR_CODES),
+            "defaultCurrency": DEFAULT_CURRENCY,
+            "metadataKeys": METADATA_KEYS,
+            "jsonSchema": json_schema(),
+        })
+
+    def jobs_api(self, request: Request) -> Response:
+        try:
+            page = self.index.page(_page_number(request, "page", 1),
+                                   _page_number(request, "pageSize", DEFAULT_PAGE_SIZE))
+        except ValueError as exc:
+            return problem(request, 400, str(exc))
+        return JSONResponse(page.to_json())
+
+    def openapi(self, request: Request) -> Response:
+        return JSONResponse(self._openapi)
+
+    # -- pages -----------------------------------------------------------------------------------
+    def jobs_page(self, request: Request) -> Response:
+        try:
+            page = self.index.page(_page_number(request, "page", 1), DEFAULT_PAGE_SIZE)
+        except ValueError as exc:
+            return self.error_page(request, 400, "Invalid request", str(exc))
+        running = any(item["status"] == legacy.STATUS_RUNNING for item in page.items)
+        return self.render("jobs.html", page=page, labels=views.JOB_STATUS_LABELS,
+                           refresh_seconds=REFRESH_SECONDS if running else None)
+
+    def run_page(self, request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+        try:
+            collection = self.read(job_id)
+        except InvalidJobIdError as exc:
+            return self.error_page(request, 400, "Not a valid job id", str(exc))
+        except TelemetryNotFoundError:
+            return self.error_page(
+                request, 404, "Job not found",
+                f"There is no telemetry for a job called “{job_id}”.",
+                "Check the id, or pick the job from the list. A job appears once its first "
+                "stage has ended.")
+        except CorruptTelemetryError as exc:
+            logger.warning("job %r: unreadable telemetry (%s)", job_id, exc)
+            return self.error_page(
+                request, 500, "Telemetry cannot be read",
+                f"The telemetry file of job “{job_id}” is corrupt or incomplete.",
+                "It may still be being written by an old tool, or have been edited by hand.")
+        details = views.run_details(
+            collection,
+            sort=request.query_params.get("sort"),
+            direction=request.query_params.get("dir", "asc"),
+            trace_links=self.trace_links(job_id),
+        )
+        return self.render(
+            "run_details.html", run=details, rendered_at=views.now_text(),
+            refresh_seconds=REFRESH_SECONDS if details.running else None,
+        )
+
+    def trace_links(self, job_id: str) -> list[str]:
+        if not self.jaeger_url:
+            return []
+        return [f"{self.jaeger_url}/trace/{trace_id}"
+                for trace_id in job_trace_ids(self.store, job_id) if trace_id.isalnum()]
+
+    def bad_job_path(self, request: Request) -> Response:
+        """Anything under /jobs/ that is not ``<id>/telemetry``: a bare id goes to its page."""
+        rest = request.path_params["rest"]
+        if rest and "/" not in rest:
+            return RedirectResponse(views.job_url(rest), status_code=307)
+        return self.error_page(request, 400, "Not a valid job id",
+                               "A job id is a single path segment (no '/').")
+
+    # -- fallbacks -------------------------------------------------------------------------------
+    async def http_error(self, request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        if request.url.path.startswith("/api/"):
+            if status == 404:
+                return problem(request, 404, f"There is no endpoint at {request.url.path}.",
+                               title="Not Found", guidance="GET /api/openapi.json lists the endpoints.")
+            if status == 405:
+                return problem(request, 405, "This server is read-only: only GET and HEAD are "
+                               "allowed.")
+            return problem(request, status, "The request could not be handled.")
+        if status == 405:
+            return self.error_page(request, 405, "Not allowed", "This server is read-only.")
+        return self.error_page(request, 404 if status == 404 else status, "Page not found",
+                               "There is nothing at this address.")
+
+
+def create_app(
+    jobs_dir: str | Path,
+    *,
+    jaeger_url: str | None = None,
+    access_token: str | None = None,
+) -> Starlette:
+    """The ASGI app serving ``jobs_dir`` (read-only).
+
+    Without ``access_token`` it answers only requests addressed to a loopback host name (it
+    must be bound to loopback; see :func:`aura_otel.server.run`); with one, every request must
+    present the token.
+    """
+    if access_token is not None and not access_token.strip():
+        raise ConfigurationError("the access token is empty; give a real secret or none at all")
+    app = TelemetryApp(jobs_dir, jaeger_url)
+    get = ["GET"]
+    routes = [
+        Route("/", lambda request: RedirectResponse("/jobs", status_code=307), methods=get),
+        Route("/api/telemetry/schema", app.schema, methods=get),
+        Route("/api/telemetry/{job_id}/diagnostics", app.api(app.diagnostics), methods=get),
+        Route("/api/telemetry/{job_id}", app.api(app.telemetry), methods=get),
+        # Ids that are empty or contain '/' after decoding: answered 400 by the id validator.
+        Route("/api/telemetry/{job_id:path}", app.api(app.telemetry), methods=get),
+        Route("/api/cost-tracking/run-summary/{job_id:path}", app.api(app.run_summary), methods=get),
+        Route("/api/jobs", app.jobs_api, methods=get),
+        Route("/api/openapi.json", app.openapi, methods=get),
+        Route("/openapi.json", app.openapi, methods=get),
+        Route("/jobs", app.jobs_page, methods=get),
+        Route("/jobs/{job_id}/telemetry", app.run_page, methods=get),
+        Route("/jobs/{rest:path}", app.bad_job_path, methods=get),
+        Route("/favicon.ico", lambda request: RedirectResponse("/static/favicon.svg", 301),
+              methods=get),
+        Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    middleware = [Middleware(SecurityHeaders)]
+    if access_token:
+        middleware.append(Middleware(TokenGate, token=access_token))
+    else:
+        middleware.append(Middleware(LoopbackHostGate))
+    middleware.append(Middleware(ControlCharacterGate))
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={404: app.http_error, 405: app.http_error},
+    )
