@@ -39,6 +39,7 @@ from opentelemetry.trace import Status
 
 from . import conventions as c
 from .errors import ConfigurationError
+from .exporter import ExporterStats
 
 logger = logging.getLogger("aura_otel")
 
@@ -312,7 +313,6 @@ def _keeps_under_sensitive_key(key: str, value: Any) -> bool:
 # value rules
 # ------------------------------------------------------------------------------------------------
 REDACTED_B: Final = REDACTED.encode()
-_Handler = Callable[["_Scanner", Any, bytes, frozenset[bytes]], tuple[bytes | None, int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -742,10 +742,10 @@ def _has_anchor(pattern: str) -> bool:
 # ------------------------------------------------------------------------------------------------
 # the masker
 # ------------------------------------------------------------------------------------------------
-class MaskingStats:
+class MaskingStats(ExporterStats):
     """Counters a host can read: nothing is replaced, cut or dropped silently."""
 
-    names = (
+    _names = (
         "spans_changed",
         "spans_dropped",
         "values_truncated",
@@ -753,19 +753,6 @@ class MaskingStats:
         "target_errors",
         "log_records_failed",
     )
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts = dict.fromkeys(self.names, 0)
-
-    def add(self, name: str, amount: int = 1) -> int:
-        with self._lock:
-            self._counts[name] += amount
-            return self._counts[name]
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._counts)
 
 
 class _TooLarge(Exception):
@@ -1043,7 +1030,7 @@ class _Batch:
             elif how == _JSONTEXT:
                 new = self._json_text(ref)
             elif how == _SEQ:
-                new = tuple(self.masked[r] if r is not None else v for r, v in zip(ref, value))
+                new = tuple(self.masked[r] if r is not None else v for r, v in zip(ref, value, strict=True))
             else:
                 new = REDACTED
             if (key is not in_key and key != in_key) or (new is not value and new != value):
@@ -1292,7 +1279,7 @@ class _SpanMasking:
         else:
             changed = True
         new_events: list[Event] = []
-        for event, (ref, entries) in zip(events, event_refs):
+        for event, (ref, entries) in zip(events, event_refs, strict=True):
             event_name = batch.text(ref)
             event_attrs = batch.build_attributes(entries)
             if event_attrs is None and event_name == event.name:
@@ -1304,7 +1291,7 @@ class _SpanMasking:
                 event.timestamp, _dropped(event),
             ))
         new_links: list[trace_api.Link] = []
-        for link, entries in zip(links, link_entries):
+        for link, entries in zip(links, link_entries, strict=True):
             link_attrs = batch.build_attributes(entries)
             if link_attrs is None:
                 new_links.append(link)
