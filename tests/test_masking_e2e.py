@@ -241,3 +241,27 @@ def test_benign_corpus_survives_end_to_end(tmp_path: Path, receiver: _Receiver) 
     assert [s.events[0].name for s in stage_spans] == BENIGN
     assert [s.status.message for s in stage_spans] == [f"failed: {b}" for b in BENIGN]
     assert processor.stats()["values_failed_closed"] == 0
+
+
+def test_configure_installs_masking_on_both_paths(tmp_path: Path, receiver: _Receiver, monkeypatch) -> None:
+    """The default wiring: ``configure()`` puts masking in front of the v1 files and OTLP, and
+    reads extra rules from the environment."""
+    from aura_otel.pipeline import configure
+
+    monkeypatch.setenv(c.ENV_MASK_EXTRA_PATTERNS, '["ACME-[0-9]{6}"]')
+    base = receiver.endpoint.removesuffix("/v1/traces")
+    telemetry = configure(tmp_path / "jobs", otlp_endpoint=base, tracer_provider=TracerProvider(),
+                          set_global=False, propagate_threads=False, metrics=False, pricing=False)
+    sample = [s for s in SECRETS if s.rule in ("openai", "pem", "email", "key_value")][:12]
+    texts = [s.text for s in sample] + ["customer ACME-123456 complained"]
+    try:
+        _emit(telemetry.tracer_provider, texts)
+        assert telemetry.force_flush(30_000)
+    finally:
+        telemetry.shutdown()
+    v1_raw = b"".join(p.read_bytes() for p in (tmp_path / "jobs").rglob("*") if p.is_file())
+    proto_text = "\n".join(s for r in receiver.requests for s in _proto_strings(r))
+    assert receiver.requests and v1_raw
+    for needle in [n for s in sample for n in s.needles] + ["ACME-123456"]:
+        assert needle.encode() not in v1_raw
+        assert needle not in proto_text
