@@ -4,7 +4,8 @@ OpenTelemetry hands ``on_end`` a read-only span, and attributes may be set long 
 ``on_start``; so the one place that sees a span's final state and still decides what exporters
 get is ``on_end``. :class:`MaskingSpanProcessor` builds a masked copy there and hands *only* the
 copy to its targets (the v1 exporter, the OTLP exporter, whatever a user adds through
-aura-otel). Targets are owned by the processor, so an unmasked span cannot reach them.
+aura-otel); a span with nothing to mask goes on as the SDK's own read-only snapshot. Targets are
+owned by the processor, so an unmasked span cannot reach them.
 
 Speed comes from one RE2 scan (linear time, no backtracking) over all of a span's strings joined
 together: a clean span costs one call into RE2; per-value work happens only where something
@@ -1325,23 +1326,22 @@ Target = SpanProcessor | SpanExporter
 
 
 class MaskingSpanProcessor(SpanProcessor):
-    """Sits in front of every exporter: targets receive only masked copies of finished spans.
+    """Sits in front of every exporter: targets receive only masked finished spans.
 
     Each target is a ``SpanProcessor`` or a ``SpanExporter`` (wrapped in a
-    ``BatchSpanProcessor``). ``on_start`` is deliberately not forwarded: a live span is unmasked
-    and may still change. Processors that must see spans start (e.g. id stamping) belong on the
-    provider itself, ahead of this one; they see unmasked spans but export nothing.
+    ``BatchSpanProcessor``). A span with something to mask reaches them as a :class:`MaskedSpan`
+    copy; a span with nothing to mask as the SDK's read-only snapshot (never the live span).
+    ``on_start`` is deliberately not forwarded: a live span is unmasked and may still change.
+    Processors that must see spans start (e.g. id stamping) belong on the provider itself, ahead
+    of this one; they see unmasked spans but export nothing.
+
+    ``rules`` defaults to :meth:`MaskingRules.from_env`; ``masker`` shares a compiled
+    :class:`Masker` instead. With ``mask_logs`` (the default) aura-otel's own logs are masked
+    with the same rules.
     """
 
     def __init__(self, *targets: Target, rules: MaskingRules | None = None,
                  masker: Masker | None = None, mask_logs: bool = True) -> None:
-        if masker is None:
-            masker = Masker(rules if rules is not None else MaskingRules.from_env())
-        self.masker = masker
-        if mask_logs:  # aura-otel's own logs follow the same rules (extra patterns included)
-            install_log_filter(masker)
-        self._stats = masker.stats
-        self._span_masking = _SpanMasking(masker)
         self._targets: list[SpanProcessor] = []
         for target in targets:
             if isinstance(target, SpanProcessor):
@@ -1353,6 +1353,13 @@ class MaskingSpanProcessor(SpanProcessor):
                     f"masking target must be a SpanProcessor or SpanExporter, "
                     f"not {type(target).__name__}"
                 )
+        if masker is None:
+            masker = Masker(rules if rules is not None else MaskingRules.from_env())
+        self.masker = masker
+        if mask_logs:  # aura-otel's own logs follow the same rules (extra patterns included)
+            install_log_filter(masker)
+        self._stats = masker.stats
+        self._span_masking = _SpanMasking(masker)
 
     @property
     def targets(self) -> tuple[SpanProcessor, ...]:
