@@ -8,7 +8,9 @@ Run: ``python benchmarks/bench_masking.py``. Prints
 - the cost of a typical stage span (15 short attributes, one event; ``_common.stage_attributes``)
   on a bare SDK ``TracerProvider`` with a do-nothing exporter, and the extra cost of putting
   ``MaskingSpanProcessor`` in front of that same exporter, as a ratio to the bare span;
-- the same for a span that does hold a secret (the slow path).
+- the same for a span that does hold a secret (the slow path);
+- what the application thread pays with the default background worker (masking then runs on
+  the worker, beside the application).
 
 No thresholds: figures vary by machine; docs/masking.md reports the ratios.
 """
@@ -69,17 +71,19 @@ def per_span_us(provider: TracerProvider, n: int, secret: bool) -> float:
     return timed(lambda: make_spans(provider, n, secret)) / n * 1e6
 
 
-def providers(masker: Masker) -> tuple[TracerProvider, TracerProvider]:
+def providers(masker: Masker, background: bool) -> tuple[TracerProvider, TracerProvider]:
     bare = TracerProvider()
     bare.add_span_processor(SimpleSpanProcessor(NullExporter()))
     masked = TracerProvider()
     masked.add_span_processor(MaskingSpanProcessor(SimpleSpanProcessor(NullExporter()), masker=masker,
-                                                   mask_logs=False))
+                                                   mask_logs=False, background=background))
     return bare, masked
 
 
-def compare(masker: Masker, n: int, repeat: int, secret: bool) -> tuple[float, float]:
-    bare, masked = providers(masker)
+def compare(masker: Masker, n: int, repeat: int, secret: bool, background: bool = False) -> tuple[float, float]:
+    """Synchronous masking (``background=False``) measures the masking work itself; with the
+    background worker, what the application thread pays (the masking then runs beside it)."""
+    bare, masked = providers(masker, background)
     per_span_us(bare, 200, secret)  # warm up
     per_span_us(masked, 200, secret)
     bare_runs, masked_runs = [], []
@@ -110,6 +114,10 @@ def main() -> int:
         print(f"{'text: ' + label:<34}: {measure():8.1f} MB/s")
     report("typical stage span, clean", *compare(masker, args.spans, args.repeat, secret=False))
     report("typical stage span, one secret", *compare(masker, args.spans, args.repeat, secret=True))
+    report("app thread, worker on, clean", *compare(masker, args.spans, args.repeat, secret=False,
+                                                    background=True))
+    report("app thread, worker on, one secret", *compare(masker, args.spans, args.repeat, secret=True,
+                                                         background=True))
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 
 import orjson
 import pytest
@@ -42,8 +43,10 @@ def masker() -> Masker:
 
 def _pipeline(rules: MaskingRules | None = None, resource: Resource | None = None):
     exporter = InMemorySpanExporter()
+    # background=False: masking runs in on_end itself, so the spans are there when the test
+    # looks (the background worker has tests of its own below)
     processor = MaskingSpanProcessor(SimpleSpanProcessor(exporter), rules=rules or MaskingRules(),
-                                     mask_logs=False)
+                                     mask_logs=False, background=False)
     provider = TracerProvider(resource=resource) if resource is not None else TracerProvider()
     provider.add_span_processor(processor)
     return provider, processor, exporter
@@ -359,7 +362,8 @@ class _BrokenSpan(ReadableSpan):
 
 def test_a_span_that_cannot_be_masked_is_dropped_counted_and_never_raises(caplog) -> None:
     exporter = InMemorySpanExporter()
-    processor = MaskingSpanProcessor(SimpleSpanProcessor(exporter), rules=MaskingRules(), mask_logs=False)
+    processor = MaskingSpanProcessor(SimpleSpanProcessor(exporter), rules=MaskingRules(), mask_logs=False,
+                                     background=False)
     with caplog.at_level(logging.ERROR, logger="aura_otel"):
         processor.on_end(_BrokenSpan(name="secret sk-1234567890abcdef", attributes={"a": "b"}))
     assert exporter.get_finished_spans() == ()
@@ -375,7 +379,7 @@ class _FailingTarget(SpanProcessor):
 def test_a_failing_target_does_not_stop_the_others() -> None:
     exporter = InMemorySpanExporter()
     processor = MaskingSpanProcessor(_FailingTarget(), SimpleSpanProcessor(exporter),
-                                     rules=MaskingRules(), mask_logs=False)
+                                     rules=MaskingRules(), mask_logs=False, background=False)
     provider = TracerProvider()
     provider.add_span_processor(processor)
     with provider.get_tracer("t").start_as_current_span("s"):
@@ -449,7 +453,7 @@ def test_dropped_counts_survive_the_copy() -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider(span_limits=SpanLimits(max_span_attributes=2))
     provider.add_span_processor(MaskingSpanProcessor(SimpleSpanProcessor(exporter),
-                                                     rules=MaskingRules(), mask_logs=False))
+                                                     rules=MaskingRules(), mask_logs=False, background=False))
     with provider.get_tracer("t").start_as_current_span("s") as span:
         span.set_attributes({"a": "1", "b": "2", "c": "3", "api_key": "x"})
     (out,) = exporter.get_finished_spans()
@@ -467,10 +471,65 @@ def test_on_start_is_not_forwarded_to_targets() -> None:
             seen.append("end")
 
     provider = TracerProvider()
-    provider.add_span_processor(MaskingSpanProcessor(Recorder(), rules=MaskingRules(), mask_logs=False))
+    provider.add_span_processor(MaskingSpanProcessor(Recorder(), rules=MaskingRules(), mask_logs=False,
+                                                     background=False))
     with provider.get_tracer("t").start_as_current_span("s"):
         pass
     assert seen == ["end"]
+
+
+def test_masking_runs_off_the_application_thread_and_flush_delivers_everything() -> None:
+    exporter = InMemorySpanExporter()
+    threads: set[str] = set()
+
+    class Where(SpanProcessor):
+        def on_end(self, span) -> None:  # noqa: ANN001
+            threads.add(threading.current_thread().name)
+
+    processor = MaskingSpanProcessor(Where(), SimpleSpanProcessor(exporter), rules=MaskingRules(),
+                                     mask_logs=False)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("t")
+    for i in range(600):  # more than one wake-up batch
+        with tracer.start_as_current_span(f"s{i}") as span:
+            span.set_attribute("note", "token=abc123")
+    assert processor.force_flush(10_000)
+    spans = exporter.get_finished_spans()
+    assert len(spans) == 600
+    assert {s.attributes["note"] for s in spans} == {"token=[REDACTED]"}
+    assert "aura-otel-masking" in threads  # the worker, not the application, did the masking
+    provider.shutdown()
+    assert processor.stats()["spans_dropped"] == 0
+
+
+def test_a_full_masking_queue_masks_in_the_caller_instead_of_losing_or_growing() -> None:
+    exporter = InMemorySpanExporter()
+    gate = threading.Event()
+
+    class Slow(SpanProcessor):
+        def on_end(self, span) -> None:  # noqa: ANN001
+            if threading.current_thread().name == "aura-otel-masking":
+                gate.wait(10)  # the worker is stuck: the queue fills up
+
+    processor = MaskingSpanProcessor(Slow(), SimpleSpanProcessor(exporter), rules=MaskingRules(),
+                                     mask_logs=False, max_queue_size=5)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("t")
+    for i in range(300):
+        with tracer.start_as_current_span(f"s{i}") as span:
+            span.set_attribute("note", "sk-1234567890abcdef")
+    inline = processor.stats()["spans_masked_inline"]
+    assert inline > 0
+    gate.set()
+    assert processor.force_flush(10_000)
+    spans = exporter.get_finished_spans()
+    assert len(spans) == 300  # nothing lost
+    assert {s.attributes["note"] for s in spans} == {REDACTED}
+    provider.shutdown()
+    with pytest.raises(ConfigurationError):
+        MaskingSpanProcessor(max_queue_size=0, rules=MaskingRules(), mask_logs=False)
 
 
 def test_exporters_are_wrapped_and_flush_and_shutdown_fan_out() -> None:

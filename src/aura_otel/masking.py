@@ -24,6 +24,8 @@ import re
 import sys
 import threading
 import time
+import weakref
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -749,6 +751,7 @@ class MaskingStats(ExporterStats):
     _names = (
         "spans_changed",
         "spans_dropped",
+        "spans_masked_inline",
         "values_truncated",
         "values_failed_closed",
         "target_errors",
@@ -1323,6 +1326,87 @@ class _SpanMasking:
 
 
 Target = SpanProcessor | SpanExporter
+DEFAULT_MAX_QUEUE_SIZE: Final = 8192
+#: How often the worker looks at its queue when not woken by a full batch.
+_WORKER_INTERVAL_SECONDS: Final = 0.05
+_WAKE_AT: Final = 256
+
+
+class _Worker:
+    """Masks spans off the application's threads.
+
+    RE2 releases the GIL on every call; while another thread is busy, getting it back can take
+    the interpreter's switch interval (5 ms), which would turn a 2 us scan into a 5 ms stall of
+    the application. So ``on_end`` only appends to a bounded queue and this thread masks and
+    forwards, the way ``BatchSpanProcessor`` exports. When the queue is full the span is masked
+    in the caller's thread instead: no span is lost and memory stays bounded.
+    """
+
+    def __init__(self, process: Callable[[ReadableSpan], None], stats: MaskingStats,
+                 max_queue_size: int) -> None:
+        if isinstance(max_queue_size, bool) or not isinstance(max_queue_size, int) or max_queue_size < 1:
+            raise ConfigurationError(f"max_queue_size must be a positive integer, got {max_queue_size!r}")
+        self._process = process
+        self._stats = stats
+        self._max = max_queue_size
+        self._queue: deque[ReadableSpan] = deque()
+        self._stopped = False
+        self._start()
+        ref = weakref.ref(self)
+
+        def restart_in_child() -> None:  # a forked child has the queue but not the thread
+            worker = ref()
+            if worker is not None:
+                worker._queue.clear()  # the parent sends those
+                worker._start()
+
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=restart_in_child)
+
+    def _start(self) -> None:
+        self._wake = threading.Event()
+        self._busy = threading.RLock()  # held while spans are in flight to the targets
+        self._thread = threading.Thread(target=self._run, name="aura-otel-masking", daemon=True)
+        self._thread.start()
+
+    def put(self, span: ReadableSpan) -> None:
+        queue = self._queue
+        if self._stopped or len(queue) >= self._max:
+            # Overload (or after shutdown): mask right here rather than lose the span or grow
+            # without bound. The application slows down only while the worker is behind.
+            self._stats.add("spans_masked_inline")
+            self._process(span)
+            return
+        queue.append(span)
+        if len(queue) == _WAKE_AT:
+            self._wake.set()
+
+    def drain(self) -> None:
+        """Mask and forward everything queued, in the calling thread if need be; returns once
+        nothing queued before the call is still on its way."""
+        with self._busy:
+            queue = self._queue
+            while queue:
+                try:
+                    span = queue.popleft()
+                except IndexError:
+                    break
+                self._process(span)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopped = True
+        self._wake.set()
+        self._thread.join(timeout)
+        self.drain()
+
+    def _run(self) -> None:
+        while not self._stopped:
+            self._wake.wait(_WORKER_INTERVAL_SECONDS)
+            self._wake.clear()
+            try:
+                self.drain()
+            except Exception:  # _process never raises; this is the last guard of the thread
+                logger.exception("aura-otel: the masking worker failed; it keeps running")
 
 
 class MaskingSpanProcessor(SpanProcessor):
@@ -1341,7 +1425,8 @@ class MaskingSpanProcessor(SpanProcessor):
     """
 
     def __init__(self, *targets: Target, rules: MaskingRules | None = None,
-                 masker: Masker | None = None, mask_logs: bool = True) -> None:
+                 masker: Masker | None = None, mask_logs: bool = True, background: bool = True,
+                 max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE) -> None:
         self._targets: list[SpanProcessor] = []
         for target in targets:
             if isinstance(target, SpanProcessor):
@@ -1360,6 +1445,7 @@ class MaskingSpanProcessor(SpanProcessor):
             install_log_filter(masker)
         self._stats = masker.stats
         self._span_masking = _SpanMasking(masker)
+        self._worker = _Worker(self._mask_and_forward, self._stats, max_queue_size) if background else None
 
     @property
     def targets(self) -> tuple[SpanProcessor, ...]:
@@ -1372,6 +1458,12 @@ class MaskingSpanProcessor(SpanProcessor):
         return None
 
     def on_end(self, span: ReadableSpan) -> None:
+        if self._worker is not None:
+            self._worker.put(span)  # the application thread only queues
+        else:
+            self._mask_and_forward(span)
+
+    def _mask_and_forward(self, span: ReadableSpan) -> None:
         try:
             copy, changed = self._span_masking.mask(span)
         except Exception:
@@ -1392,6 +1484,8 @@ class MaskingSpanProcessor(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         deadline = time.monotonic() + timeout_millis / 1000
+        if self._worker is not None:
+            self._worker.drain()  # every span queued so far reaches the targets first
         ok = True
         for target in self._targets:
             remaining = max(0, int((deadline - time.monotonic()) * 1000))
@@ -1404,6 +1498,8 @@ class MaskingSpanProcessor(SpanProcessor):
         return ok
 
     def shutdown(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
         for target in self._targets:
             try:
                 target.shutdown()
@@ -1411,7 +1507,7 @@ class MaskingSpanProcessor(SpanProcessor):
                 self._stats.add("target_errors")
                 logger.exception("aura-otel: shutting down a span processor behind masking failed")
         stats = self._stats.snapshot()
-        if stats["spans_dropped"] or stats["values_failed_closed"] or stats["target_errors"]:
+        if any(stats[k] for k in ("spans_dropped", "values_failed_closed", "target_errors")):
             logger.warning("aura-otel: masking stopped: %s", stats)
 
 
