@@ -47,7 +47,8 @@ def _pipeline(rules: MaskingRules | None = None, resource: Resource | None = Non
     # looks (the background worker has tests of its own below)
     processor = MaskingSpanProcessor(SimpleSpanProcessor(exporter), rules=rules or MaskingRules(),
                                      mask_logs=False, background=False)
-    provider = TracerProvider(resource=resource) if resource is not None else TracerProvider()
+    # no shutdown at interpreter exit: tests that provoke failures would log their counters then
+    provider = TracerProvider(resource=resource or Resource.get_empty(), shutdown_on_exit=False)
     provider.add_span_processor(processor)
     return provider, processor, exporter
 
@@ -380,7 +381,7 @@ def test_a_failing_target_does_not_stop_the_others() -> None:
     exporter = InMemorySpanExporter()
     processor = MaskingSpanProcessor(_FailingTarget(), SimpleSpanProcessor(exporter),
                                      rules=MaskingRules(), mask_logs=False, background=False)
-    provider = TracerProvider()
+    provider = TracerProvider(shutdown_on_exit=False)
     provider.add_span_processor(processor)
     with provider.get_tracer("t").start_as_current_span("s"):
         pass
