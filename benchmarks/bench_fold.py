@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
 
+from aura_otel import JobContextProcessor  # noqa: E402
 from aura_otel.fold import assemble, fold_span  # noqa: E402
 
 GOAL = 100_000
@@ -24,9 +25,12 @@ GOAL = 100_000
 def main() -> int:
     memory = InMemorySpanExporter()
     provider = TracerProvider()
+    provider.add_span_processor(JobContextProcessor())  # every span carries its job id, as in use
     provider.add_span_processor(SimpleSpanProcessor(memory))
     run_jobs(provider, 2000)
     spans = memory.get_finished_spans()
+
+    assert all("aura.job.id" in s.attributes for s in spans)
 
     def fold_all() -> None:
         jobs: dict[str, dict] = {}

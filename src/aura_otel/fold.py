@@ -78,14 +78,6 @@ class FoldedSpan:
 
 
 # -- step 1: one span -> one unit ----------------------------------------------------------------
-def _first_str(attrs: Mapping[str, Any], keys: Iterable[str]) -> str | None:
-    for key in keys:
-        value = attrs.get(key)
-        if isinstance(value, str) and value:
-            return value
-    return None
-
-
 def _count(value: Any) -> int | None:
     """A non-negative whole number, or None for anything else (NaN, negatives, strings, bools)."""
     if isinstance(value, bool):
@@ -98,58 +90,88 @@ def _count(value: Any) -> int | None:
     return None
 
 
-def _first_count(attrs: Mapping[str, Any], keys: Iterable[str]) -> int | None:
-    for key in keys:
-        if key in attrs:
-            value = _count(attrs[key])
-            if value is not None:
-                return value
-    return None
+def _amount(value: Any) -> float | None:
+    number = finite_number(value)
+    return number if number is not None and number >= 0 else None
 
 
-def _money(attrs: Mapping[str, Any], keys: Iterable[str]) -> float | None:
-    for key in keys:
-        if key in attrs:
-            number = finite_number(attrs[key])
-            if number is not None and number >= 0:
-                return number
-    return None
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
-def _metadata(attrs: Mapping[str, Any]) -> dict[str, Any]:
+def _lower_text(value: Any) -> str | None:
+    return value.lower() if isinstance(value, str) and value else None
+
+
+def _flag(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+_Convert = Callable[[Any], Any]
+#: attribute -> (slot, rank, converter). Aliases share a slot; the lowest rank (the current
+#: semantic-convention name) wins, and an invalid value never hides a valid alias.
+_SLOTS: dict[str, tuple[str, int, _Convert]] = {}
+
+
+def _slot(name: str, keys: Iterable[str], convert: _Convert) -> None:
+    for rank, key in enumerate(keys):
+        _SLOTS[key] = (name, rank, convert)
+
+
+_slot("corr", (c.CORRELATION_ID,), _text)
+_slot("proj", (c.PROJECT_ID,), _text)
+_slot("stage", (c.STAGE,), _lower_text)
+_slot("provider", c.PROVIDER_KEYS, _text)
+_slot("model", c.MODEL_KEYS, _text)
+_slot("tin", c.INPUT_TOKEN_KEYS, _count)
+_slot("tout", c.OUTPUT_TOKEN_KEYS, _count)
+_slot(CACHED_TOKENS_METADATA, c.CACHED_INPUT_TOKEN_KEYS, _count)
+_slot("cost", c.COST_KEYS, _amount)
+_slot("currency", (c.COST_CURRENCY,), _text)
+_slot("pricing_version", (c.PRICING_VERSION,), _text)
+_slot("status", (c.RESULT_STATUS,), _lower_text)
+_slot("message", (c.RESULT_MESSAGE,), _text)
+_slot("error_code", (c.ERROR_TYPE,), _text)
+_slot("selection", (c.SELECTION_SOURCE,), _lower_text)
+_slot("fallback", (c.FALLBACK_REASON,), lambda v: v if isinstance(v, str) else None)
+_slot("cache_hit", (c.CACHE_HIT,), _flag)
+_slot("retries", (c.RETRY_COUNT,), _count)
+_slot("scene", (c.SCENE_INDEX,), _count)
+_slot("characters", (c.USAGE_CHARACTERS,), _count)
+_slot("images", (c.USAGE_IMAGES,), _count)
+_slot("image_size", (c.USAGE_IMAGE_SIZE,), lambda v: v if isinstance(v, str) else None)
+_slot("image_quality", (c.USAGE_IMAGE_QUALITY,), lambda v: v if isinstance(v, str) else None)
+_slot("duration_seconds", (c.USAGE_OUTPUT_SECONDS,), _amount)
+_USAGE_SLOTS = ("characters", "images", "image_size", "image_quality", "duration_seconds",
+                CACHED_TOKENS_METADATA)
+_META = c.META_PREFIX
+_META_JSON = c.META_JSON_PREFIX
+
+
+def _read(attrs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One pass over a span's attributes: the contract's slots, and its metadata."""
+    found: dict[str, Any] = {}
+    ranks: dict[str, int] = {}
     meta: dict[str, Any] = {}
     for key, value in attrs.items():
-        if key.startswith(c.META_PREFIX):
-            meta[key[len(c.META_PREFIX) :]] = list(value) if isinstance(value, tuple) else value
-        elif key.startswith(c.META_JSON_PREFIX) and isinstance(value, str):
-            try:
-                meta[key[len(c.META_JSON_PREFIX) :]] = orjson.loads(value)
-            except orjson.JSONDecodeError:
-                meta[key[len(c.META_JSON_PREFIX) :]] = value  # keep what was sent, undecoded
-    return meta
-
-
-def _usage(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    usage: dict[str, Any] = {}
-    for name, key in USAGE_METADATA.items():
-        value = attrs.get(key)
-        if value is None:
+        spec = _SLOTS.get(key)
+        if spec is None:
+            if key.startswith(_META):
+                meta[key[len(_META):]] = list(value) if isinstance(value, tuple) else value
+            elif key.startswith(_META_JSON) and isinstance(value, str):
+                try:
+                    meta[key[len(_META_JSON):]] = orjson.loads(value)
+                except orjson.JSONDecodeError:
+                    meta[key[len(_META_JSON):]] = value  # keep what was sent, undecoded
             continue
-        if name in ("image_size", "image_quality"):
-            if isinstance(value, str):
-                usage[name] = value
-        elif name == "duration_seconds":
-            number = finite_number(value)
-            if number is not None and number >= 0:
-                usage[name] = number
-        else:
-            count = _count(value)
-            if count is not None:
-                usage[name] = count
-    cached = _first_count(attrs, c.CACHED_INPUT_TOKEN_KEYS)
-    if cached is not None:
-        usage[CACHED_TOKENS_METADATA] = cached
-    return usage
+        name, rank, convert = spec
+        if rank and ranks.get(name, rank + 1) < rank:
+            continue
+        converted = convert(value)
+        if converted is not None:
+            found[name] = converted
+            ranks[name] = rank
+    return found, meta
 
 
 def _exception_event(span: Any) -> Mapping[str, Any] | None:
@@ -160,9 +182,9 @@ def _exception_event(span: Any) -> Mapping[str, Any] | None:
     return last
 
 
-def _message(span: Any, attrs: Mapping[str, Any]) -> str | None:
-    message = attrs.get(c.RESULT_MESSAGE)
-    if isinstance(message, str) and message:
+def _message(span: Any, found: Mapping[str, Any]) -> str | None:
+    message = found.get("message")
+    if message:
         return message
     description = span.status.description if span.status is not None else None
     if description:
@@ -179,9 +201,9 @@ def _is_error(span: Any) -> bool:
     return span.status is not None and span.status.status_code.name == "ERROR"
 
 
-def _error_code(span: Any, attrs: Mapping[str, Any]) -> str | None:
-    code = attrs.get(c.ERROR_TYPE)
-    if isinstance(code, str) and code:
+def _error_code(span: Any, found: Mapping[str, Any]) -> str | None:
+    code = found.get("error_code")
+    if code:
         return code
     if _is_error(span):
         event = _exception_event(span)
@@ -190,12 +212,18 @@ def _error_code(span: Any, attrs: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _stage_of(span: Any, attrs: Mapping[str, Any]) -> str | None:
-    stage = attrs.get(c.STAGE)
-    if isinstance(stage, str):
-        stage = stage.lower()
-        return stage if stage in _STAGE_SET else None
-    return None
+def plain_attributes(span: Any) -> Mapping[str, Any]:
+    """A span's attributes as a plain dict (read-only by convention).
+
+    The SDK hands out attributes as a read-only proxy over ``BoundedAttributes``, whose every
+    lookup runs Python code; the fold reads the dict behind it when there is one, and the
+    public view otherwise.
+    """
+    raw = getattr(span, "_attributes", None)
+    inner = getattr(raw, "_dict", raw)
+    if isinstance(inner, dict):
+        return inner
+    return span.attributes or {}
 
 
 def fold_span(span: Any) -> FoldedSpan | None:
@@ -203,10 +231,11 @@ def fold_span(span: Any) -> FoldedSpan | None:
 
     ``span`` is any object shaped like ``opentelemetry.sdk.trace.ReadableSpan``.
     """
-    attrs: Mapping[str, Any] = span.attributes or {}
+    attrs = plain_attributes(span)
     job_id = attrs.get(c.JOB_ID)
     if not isinstance(job_id, str) or not job_id:
         return None
+    found, meta = _read(attrs)
     ctx = span.context
     span_id = f"{ctx.span_id:016x}"
     parent = span.parent
@@ -215,89 +244,69 @@ def fold_span(span: Any) -> FoldedSpan | None:
     unit: Unit = {"s": start, "e": end}
     if parent is not None:
         unit["p"] = f"{parent.span_id:016x}"
-    correlation_id = attrs.get(c.CORRELATION_ID)
-    if isinstance(correlation_id, str) and correlation_id:
-        unit["corr"] = correlation_id
-    project_id = attrs.get(c.PROJECT_ID)
-    if isinstance(project_id, str) and project_id:
-        unit["proj"] = project_id
+    if "corr" in found:
+        unit["corr"] = found["corr"]
+    if "proj" in found:
+        unit["proj"] = found["proj"]
 
     if span.name == c.JOB_SPAN_NAME:
         unit["k"] = ROOT
         unit["t"] = f"{ctx.trace_id:032x}"
         if _is_error(span):
-            unit["err"] = _error_code(span, attrs) or "GENERATION_ERROR"
-            message = _message(span, attrs)
+            unit["err"] = _error_code(span, found) or "GENERATION_ERROR"
+            message = _message(span, found)
             if message:
                 unit["msg"] = message
         return FoldedSpan(job_id, span_id, unit)
 
-    stage = _stage_of(span, attrs)
-    provider = _first_str(attrs, c.PROVIDER_KEYS)
-    model = _first_str(attrs, c.MODEL_KEYS)
-    tokens_in = _first_count(attrs, c.INPUT_TOKEN_KEYS)
-    tokens_out = _first_count(attrs, c.OUTPUT_TOKEN_KEYS)
-    cost = _money(attrs, c.COST_KEYS)
-    usage = _usage(attrs)
-
-    if stage is None:
-        if tokens_in is None and tokens_out is None and cost is None and not usage:
+    usage = {name: found[name] for name in _USAGE_SLOTS if name in found}
+    stage = found.get("stage")
+    if stage not in _STAGE_SET:
+        if "tin" not in found and "tout" not in found and "cost" not in found and not usage:
             unit["k"] = LINK
             return FoldedSpan(job_id, span_id, unit)
         unit["k"] = CHILD
-        for key, value in (
-            ("provider", provider),
-            ("model", model),
-            ("tin", tokens_in),
-            ("tout", tokens_out),
-            ("cost", cost),
-        ):
-            if value is not None:
-                unit[key] = value
+        for key in ("provider", "model", "tin", "tout", "cost"):
+            if key in found:
+                unit[key] = found[key]
         if usage:
             unit["usage"] = usage
         return FoldedSpan(job_id, span_id, unit)
 
-    status = attrs.get(c.RESULT_STATUS)
-    status = status.lower() if isinstance(status, str) else None
+    status = found.get("status")
     if status not in _STATUS_SET:
         status = "error" if _is_error(span) else "ok"
-    selection = attrs.get(c.SELECTION_SOURCE)
-    selection = selection.lower() if isinstance(selection, str) else None
-    currency = attrs.get(c.COST_CURRENCY)
-    pricing_version = attrs.get(c.PRICING_VERSION)
-    fallback = attrs.get(c.FALLBACK_REASON)
-    cache_hit = attrs.get(c.CACHE_HIT)
-    metadata = _metadata(attrs)
-    metadata.update(usage)
+    selection = found.get("selection")
+    if usage:
+        meta.update(usage)
+        meta.pop(CACHED_TOKENS_METADATA, None)  # written after pricing, from the merged usage
+        unit["usage"] = usage
     unit["k"] = STAGE
     unit["r"] = record_dict(
         job_id=job_id,
-        correlation_id=correlation_id if isinstance(correlation_id, str) else None,
-        project_id=project_id if isinstance(project_id, str) else None,
+        correlation_id=found.get("corr"),
+        project_id=found.get("proj"),
         stage=stage,
-        scene_index=_count(attrs.get(c.SCENE_INDEX)),
-        model_id=model,
-        provider=provider,
+        scene_index=found.get("scene"),
+        model_id=found.get("model"),
+        provider=found.get("provider"),
         selection_source=selection if selection in _SELECTION_SET else None,
-        fallback_reason=fallback if isinstance(fallback, str) else None,
-        tokens_in=tokens_in,
-        tokens_out=tokens_out,
-        cache_hit=cache_hit if isinstance(cache_hit, bool) else None,
-        retries=_count(attrs.get(c.RETRY_COUNT)) or 0,
+        fallback_reason=found.get("fallback"),
+        tokens_in=found.get("tin"),
+        tokens_out=found.get("tout"),
+        cache_hit=found.get("cache_hit"),
+        retries=found.get("retries", 0),
         latency_ms=max(0, (end - start) // 1_000_000),
-        cost_estimate=cost,
-        currency=currency if isinstance(currency, str) and currency else DEFAULT_CURRENCY,
-        pricing_version=pricing_version if isinstance(pricing_version, str) else None,
+        cost_estimate=found.get("cost"),
+        currency=found.get("currency", DEFAULT_CURRENCY),
+        pricing_version=found.get("pricing_version"),
         result_status=status,
-        error_code=_error_code(span, attrs),
-        message=_message(span, attrs),
+        error_code=_error_code(span, found),
+        message=_message(span, found),
         started_at=format_timestamp_ns(start),
         ended_at=format_timestamp_ns(end),
-        metadata=metadata or None,
+        metadata=meta or None,
     )
-    if usage:
-        unit["usage"] = usage
     return FoldedSpan(job_id, span_id, unit)
 
 

@@ -111,10 +111,22 @@ def format_timestamp(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+_SECOND_PREFIXES: dict[int, str] = {}
+
+
 def format_timestamp_ns(epoch_ns: int) -> str:
-    """Format nanoseconds since the epoch (OpenTelemetry's clock) without building a datetime."""
+    """Format nanoseconds since the epoch (OpenTelemetry's clock) without building a datetime.
+
+    Spans of a job share their seconds, so the formatted second is cached (a small, bounded
+    cache: the fold formats two timestamps per span).
+    """
     seconds, rest = divmod(int(epoch_ns), 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{rest // 1000:06d}Z"
+    prefix = _SECOND_PREFIXES.get(seconds)
+    if prefix is None:
+        if len(_SECOND_PREFIXES) >= 4096:
+            _SECOND_PREFIXES.clear()
+        prefix = _SECOND_PREFIXES[seconds] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{prefix}.{rest // 1000:06d}Z"
 
 
 def parse_timestamp_ns(text: str) -> int:
@@ -241,13 +253,13 @@ def record_dict(**fields: Any) -> dict[str, Any]:
     fields.setdefault("version", SCHEMA_VERSION)
     fields.setdefault("retries", 0)
     fields.setdefault("currency", DEFAULT_CURRENCY)
-    return {name: fields[name] for name in RECORD_FIELDS if fields.get(name) is not None}
+    return {name: value for name in RECORD_FIELDS if (value := fields.get(name)) is not None}
 
 
 def collection_dict(**fields: Any) -> dict[str, Any]:
     """A collection as a plain dict in v1 field order, absent fields left out."""
     fields.setdefault("version", SCHEMA_VERSION)
-    return {name: fields[name] for name in COLLECTION_FIELDS if fields.get(name) is not None}
+    return {name: value for name in COLLECTION_FIELDS if (value := fields.get(name)) is not None}
 
 
 def summarize(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
