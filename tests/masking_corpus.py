@@ -164,6 +164,16 @@ HAND_WRITTEN: list[Secret] = [
     Secret("phone", "call me on +1 (415) 555-2671.", ("+1 (415) 555-2671",)),
     Secret("phone", "+44 20 7946 0958", ("+44 20 7946 0958",)),
     Secret("phone", "WhatsApp +4915112345678", ("+4915112345678",)),
+    Secret("key_value", "Server=tcp:db,1433;User ID=sa;Password=P4ssw0rd!x9;Encrypt=true", ("P4ssw0rd!x9",)),
+    Secret("url_credentials", "mongodb+srv://admin:Zx9Qw8Er7Ty6@cluster0.mongodb.net/db", ("Zx9Qw8Er7Ty6",)),
+    Secret("key_value", "aura-cli render --api-key=abc123def456ghi --verbose", ("abc123def456ghi",)),
+    Secret("key_value", "{'api_key': 'py9repr8value7', 'model': 'gpt-4'}", ("py9repr8value7",)),
+    Secret("key_value", 'client = OpenAI(api_key="k3y-in-c0de-9988")', ("k3y-in-c0de-9988",)),
+    Secret("key_value", "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=Zm9vYmFyYmF6cXV4cXV1eA==;EndpointSuffix=core.windows.net", ("Zm9vYmFyYmF6cXV4cXV1eA==",)),
+    Secret("key_value", "x-goog-api-key: goog7key6value5", ("goog7key6value5",)),
+    Secret("key_value", "ELEVENLABS_API_KEY=el_4f3e2d1c0b9a8f7e6d5c", ("el_4f3e2d1c0b9a8f7e6d5c",)),
+    Secret("bearer", "Authorization: Token 9f8e7d6c5b4a3928", ("9f8e7d6c5b4a3928",)),
+    Secret("cookie", "set-cookie: __Secure-session=Qm9vbXNlc3Npb24; Secure", ("Qm9vbXNlc3Npb24",)),
     Secret("pem", "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj\n-----END PRIVATE KEY-----", ("MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj",)),
 ]
 
