@@ -274,6 +274,17 @@ def test_extra_patterns_keys_and_allow_list_apply() -> None:
     assert orjson.loads(attrs["aura.meta_json.doc"]) == {"ssn": REDACTED, "content_hash": sha}
 
 
+def test_anchored_user_patterns_apply_to_every_value_not_just_the_first() -> None:
+    provider, _, exporter = _pipeline(MaskingRules(extra_patterns=(r"^INTERNAL-[0-9]+$",)))
+    with provider.get_tracer("t").start_as_current_span("first") as span:
+        span.set_attribute("a", "plain")
+        span.set_attribute("b", "INTERNAL-4711")
+        span.set_attribute("c", "not INTERNAL-4711")
+    (out,) = exporter.get_finished_spans()
+    assert out.attributes["b"] == REDACTED
+    assert out.attributes["c"] == "not INTERNAL-4711"
+
+
 def test_user_patterns_may_match_non_ascii_and_empty_matches_are_skipped() -> None:
     masker = Masker(MaskingRules(extra_patterns=(r"\bx|€[0-9]+",)))
     assert masker.mask_text("préface €123 et x, puis 漢字") == "préface [REDACTED] et [REDACTED], puis 漢字"

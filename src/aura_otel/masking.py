@@ -830,6 +830,11 @@ class Masker:
                            exc_info=sys.exc_info()[0] is not None)
         return REDACTED
 
+    @property
+    def joinable(self) -> bool:
+        """Whether strings may be scanned joined by line breaks (no user pattern is anchored)."""
+        return self._scanner.joinable
+
     def dirty_text(self, text: str) -> bool:
         """Whether any rule matches anywhere in ``text`` (no replacement made)."""
         return self._scanner.dirty(text.encode("utf-8", "surrogatepass"))
@@ -1182,7 +1187,10 @@ class _SpanMasking:
         if len(joined) > self._limit and max(map(len, texts)) > self._limit:
             return False
         masker = self._masker
-        if masker.dirty_text(joined):
+        if masker.joinable:
+            if masker.dirty_text(joined):
+                return False
+        elif any(masker.dirty_text(t) for t in texts):  # anchored user patterns: one by one
             return False
         return not json_texts or not any(masker.needs_json_walk(t) for t in json_texts)
 
