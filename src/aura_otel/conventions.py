@@ -123,10 +123,16 @@ CONTRACT_KEYS: Final = frozenset(
 ENV_JOBS_DIR: Final = "AURA_OTEL_JOBS_DIR"
 ENV_ENUM_CASE: Final = "AURA_OTEL_ENUM_CASE"
 ENV_PRICES_FILE: Final = "AURA_OTEL_PRICES_FILE"
+#: Extra secret patterns (RE2 syntax): a JSON array of strings, or one pattern per line.
 ENV_MASK_EXTRA_PATTERNS: Final = "AURA_OTEL_MASK_EXTRA_PATTERNS"
+#: Extra sensitive key words, comma-separated (``ssn,session_id``): whole words of a key.
 ENV_MASK_EXTRA_KEYS: Final = "AURA_OTEL_MASK_EXTRA_KEYS"
+#: Keys never masked, comma-separated, exact (any case).
 ENV_MASK_ALLOW_KEYS: Final = "AURA_OTEL_MASK_ALLOW_KEYS"
+#: PII categories to mask: ``all`` (default), ``none``, or a comma list of email,card,phone.
 ENV_MASK_PII: Final = "AURA_OTEL_MASK_PII"
+#: Longest string value (characters) scanned; longer ones are cut first. Default 65536.
+ENV_MASK_MAX_VALUE_LENGTH: Final = "AURA_OTEL_MASK_MAX_VALUE_LENGTH"
 ENV_JAEGER_URL: Final = "AURA_OTEL_JAEGER_URL"
 ENV_ACCESS_TOKEN: Final = "AURA_OTEL_ACCESS_TOKEN"
 
