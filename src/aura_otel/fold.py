@@ -113,12 +113,14 @@ def _flag(value: Any) -> bool | None:
 _Convert = Callable[[Any], Any]
 #: attribute -> (slot, rank, converter). Aliases share a slot; the lowest rank (the current
 #: semantic-convention name) wins, and an invalid value never hides a valid alias.
-_SLOTS: dict[str, tuple[str, int, _Convert]] = {}
+#: The flag says whether the slot has aliases (only then is a rank worth recording).
+_SLOTS: dict[str, tuple[str, int, _Convert, bool]] = {}
 
 
 def _slot(name: str, keys: Iterable[str], convert: _Convert) -> None:
+    keys = tuple(keys)
     for rank, key in enumerate(keys):
-        _SLOTS[key] = (name, rank, convert)
+        _SLOTS[key] = (name, rank, convert, len(keys) > 1)
 
 
 # Slots that land in a record are named after the record's field, so a stage span's slots
@@ -180,8 +182,7 @@ def _key_kind(key: str) -> tuple[int, str]:
 def _read(attrs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """One pass over a span's attributes: the contract's slots, and its metadata.
 
-    Of aliases sharing a slot the lowest rank wins; a slot filled without a recorded rank was
-    filled by rank 0 (only alias ranks are recorded, to spare the common case a store).
+    Of aliases sharing a slot the lowest rank wins (ranks are recorded for such slots only).
     """
     found: dict[str, Any] = {}
     ranks: dict[str, int] = {}
@@ -199,16 +200,14 @@ def _read(attrs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
                 except orjson.JSONDecodeError:
                     meta[name] = value  # keep what was sent, undecoded
             continue
-        name, rank, convert = spec
-        if rank and name in found and ranks.get(name, 0) < rank:
+        name, rank, convert, aliased = spec
+        if rank and ranks.get(name, rank) < rank:
             continue
         converted = convert(value)
         if converted is not None:
             found[name] = converted
-            if rank:
+            if aliased:
                 ranks[name] = rank
-            elif ranks:
-                ranks.pop(name, None)
     return found, meta
 
 
