@@ -285,19 +285,29 @@ def summarize(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     stage_costs: dict[str, list[Any]] = {}
     providers: dict[str, int] = {}
     for rec in records:
+        get = rec.get
         total += 1
-        status = str(rec.get("result_status", "")).lower()
-        ok += status == "ok"
-        failed += status == "error"
-        latency += rec.get("latency_ms") or 0
-        tokens_in += rec.get("tokens_in") or 0
-        tokens_out += rec.get("tokens_out") or 0
-        hits += rec.get("cache_hit") is True
-        retries += rec.get("retries") or 0
-        cost = rec.get("cost_estimate")
+        status = get("result_status", "")
+        status = (status if status.__class__ is str else str(status)).lower()
+        if status == "ok":
+            ok += 1
+        elif status == "error":
+            failed += 1
+        latency += get("latency_ms") or 0
+        tokens_in += get("tokens_in") or 0
+        tokens_out += get("tokens_out") or 0
+        if get("cache_hit") is True:
+            hits += 1
+        retries += get("retries") or 0
+        cost = get("cost_estimate")
         costs.append(cost)
-        stage_costs.setdefault(str(rec.get("stage", "")).lower(), []).append(cost)
-        provider = rec.get("provider")
+        stage = get("stage", "")
+        stage = (stage if stage.__class__ is str else str(stage)).lower()
+        if stage in stage_costs:
+            stage_costs[stage].append(cost)
+        else:
+            stage_costs[stage] = [cost]
+        provider = get("provider")
         if provider is not None:
             providers[provider] = providers.get(provider, 0) + 1
     return {
