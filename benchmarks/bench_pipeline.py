@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: E402
 
 from aura_otel import JobContextProcessor, MaskingRules, MaskingSpanProcessor, RunTelemetryExporter  # noqa: E402
-from aura_otel.pipeline import V1_SCHEDULE_DELAY_MS  # noqa: E402
+from aura_otel.pipeline import V1_MAX_QUEUE_SIZE, V1_SCHEDULE_DELAY_MS  # noqa: E402
 
 BUDGET = 1.5
 
@@ -37,7 +37,8 @@ def aura(n_jobs: int, jobs_dir: Path) -> tuple[float, float]:
     exporter = RunTelemetryExporter(jobs_dir)
     provider.add_span_processor(JobContextProcessor())
     provider.add_span_processor(MaskingSpanProcessor(
-        BatchSpanProcessor(exporter, schedule_delay_millis=V1_SCHEDULE_DELAY_MS), rules=MaskingRules()))
+        BatchSpanProcessor(exporter, schedule_delay_millis=V1_SCHEDULE_DELAY_MS, max_queue_size=V1_MAX_QUEUE_SIZE),
+        rules=MaskingRules()))
 
     def drain() -> None:
         provider.force_flush()

@@ -225,3 +225,42 @@ def test_records_are_in_start_time_order() -> None:
     spans = [FakeSpan(f"aura.stage.{s}", {**JOB, "aura.stage": s}, span_id=i + 2, start=T0 + (5 - i) * 1000)
              for i, s in enumerate(["brief", "plan", "script"])]
     assert [r["stage"] for r in assemble("job-1", fold_all(spans))["records"]] == ["script", "plan", "brief"]
+
+
+def test_assembling_again_gives_the_same_file_and_never_changes_the_units() -> None:
+    """A stage's record is reused as built at fold time; a later write must still see it whole."""
+    import copy
+
+    spans = [
+        FakeSpan("aura.job", {**JOB, "aura.project.id": "p-9"}, span_id=1, end=T0 + 9_000_000_000),
+        FakeSpan("aura.stage.script", {"aura.job.id": "job-1", "aura.stage": "script",
+                                       "aura.cost.amount": 0.1}, span_id=2, parent=1),
+        FakeSpan("aura.stage.tts", {**JOB, "aura.project.id": "p-9", "aura.stage": "tts",
+                                    "aura.cost.amount": 0.2, "aura.meta.voice": "Rachel"},
+                 span_id=3, parent=1, start=T0 + 5),
+    ]
+    units = fold_all(spans)
+    before = copy.deepcopy(units)
+    first = assemble("job-1", units)
+    # the job's ids fill the stage that had none; the one that had both is kept as it was
+    assert [(r["correlation_id"], r.get("project_id")) for r in first["records"]] == [("c-1", "p-9")] * 2
+    assert first["summary"]["total_cost"] == 0.3
+    for rec in first["records"]:  # a listener scribbling on the collection it was given
+        rec["metadata"] = {"changed": True}
+        rec["stage"] = "post"
+    assert units == before
+    assert dumps(assemble("job-1", units)) == dumps(assemble("job-1", before))
+
+
+def test_alias_precedence_does_not_depend_on_attribute_order() -> None:
+    current, older, oldest = "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt"
+    orders = [(current, older, oldest), (oldest, older, current), (older, oldest, current), (oldest, current, older)]
+    for keys in orders:
+        values = {current: 1, older: 2, oldest: 3}
+        attrs = {**JOB, "aura.stage": "script", **{k: values[k] for k in keys}}
+        rec = assemble("job-1", fold_all([FakeSpan("s", attrs, span_id=2)]))["records"][0]
+        assert rec["tokens_in"] == 1, keys
+        # an invalid value never hides a valid alias, whatever its rank
+        attrs[current] = -5
+        rec = assemble("job-1", fold_all([FakeSpan("s", attrs, span_id=2)]))["records"][0]
+        assert rec["tokens_in"] == 2, keys

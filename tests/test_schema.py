@@ -63,6 +63,10 @@ def test_money_has_no_float_drift() -> None:
     assert sum_money([0.01, 0.03, 0.05]) == 0.09
     assert sum_money([]) == 0.0
     assert sum_money([None, 0.1]) == 0.1
+    # one amount is written as given; a negative zero is written as the decimal sum writes it
+    assert sum_money(iter([0.30000000000000004])) == 0.30000000000000004
+    assert str(sum_money([-0.0])) == "0.0" and str(sum_money([None, -0.0, None])) == "0.0"
+    assert sum_money([7]) == 7.0 and isinstance(sum_money([7]), float)
 
 
 def test_every_field_round_trips() -> None:

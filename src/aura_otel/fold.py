@@ -454,14 +454,14 @@ def _price(rec: dict[str, Any], usage: Mapping[str, Any], own_usage: bool, own_m
 def _build_record(unit: Unit, children: list[Unit], pricer: Pricer | None) -> dict[str, Any]:
     """A stage's record: its span's record, with what its children and pricing add.
 
-    A stage with no children and nothing to price or merge gets its span's record itself (not
-    a copy: records are never modified once built, only rebuilt).
+    A stage with no children and nothing to price or merge gets a plain copy of its span's
+    record (already in v1 order): no re-ordering, and the caller may change what it gets.
     """
     built = unit["r"]
     unit_usage = unit.get("usage")
     if not children and (not unit_usage or unit_usage.get(CACHED_TOKENS_METADATA) is None) and (
             built.get("cost_estimate") is not None or not _has_own_usage(built, unit_usage or {})):
-        return built
+        return dict(built)
     rec = dict(built)
     usage = dict(unit_usage or {})
     own_tokens = rec.get("tokens_in") is not None or rec.get("tokens_out") is not None
@@ -525,7 +525,7 @@ def assemble(job_id: str, units: Mapping[str, Unit], *, pricer: Pricer | None = 
     for span_id, unit in stages:
         rec = _build_record(unit, children.get(span_id, []), pricer)
         # The job's ids fill a record's gaps; a record with none to fill is kept as it is.
-        if "correlation_id" not in rec or ("project_id" not in rec and project_id):
+        if "correlation_id" not in rec or ("project_id" not in rec and project_id is not None):
             rec = record_from({**rec, "correlation_id": rec.get("correlation_id") or correlation_id,
                                "project_id": rec.get("project_id") or project_id})
         records.append(rec)

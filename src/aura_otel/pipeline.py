@@ -47,6 +47,11 @@ logger = logging.getLogger("aura_otel")
 #: The v1 path batches for at most this long, so a stage that ended is on disk within a second
 #: (plus the exporter's own coalescing interval) even if the process is then killed.
 V1_SCHEDULE_DELAY_MS = 200
+#: The v1 path's queue. The masking worker hands spans over in bursts (up to its own queue,
+#: 8192 by default) and the fold is slower than masking, so the SDK's default of 2048 drops
+#: spans (whole stages, whole jobs' files) under a burst of short jobs; a span waiting here
+#: costs its ReadableSpan only.
+V1_MAX_QUEUE_SIZE = 16384
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -242,7 +247,8 @@ def configure(
             job_metrics.shutdown()
         raise
     targets: list[SpanProcessor] = [
-        BatchSpanProcessor(exporter, schedule_delay_millis=V1_SCHEDULE_DELAY_MS)
+        BatchSpanProcessor(exporter, schedule_delay_millis=V1_SCHEDULE_DELAY_MS,
+                           max_queue_size=V1_MAX_QUEUE_SIZE)
     ]
     forwarding = ForwardingSpanProcessor(otlp, **bounded) if otlp is not None else None
     if forwarding is not None:
