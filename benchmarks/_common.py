@@ -8,7 +8,11 @@ from collections.abc import Callable, Sequence
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
 
 STAGES = ["brief", "plan", "script", "ssml", "tts", "visuals", "render", "post"]
 SPANS_PER_JOB = 9  # run_jobs: a root and 8 stages
@@ -76,4 +80,4 @@ def timed(fn: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
-__all__ = ["NullExporter", "SPANS_PER_JOB", "STAGES", "bare_sdk", "bare_span_seconds", "best_of", "run_jobs", "stage_attributes", "timed", "trace"]
+__all__ = ["SPANS_PER_JOB", "STAGES", "NullExporter", "bare_sdk", "bare_span_seconds", "best_of", "run_jobs", "stage_attributes", "timed", "trace"]

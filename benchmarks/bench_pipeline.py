@@ -22,11 +22,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import bare_sdk as bare, run_jobs, timed  # noqa: E402
+from _common import bare_sdk, run_jobs, timed  # noqa: E402
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: E402
 
-from aura_otel import JobContextProcessor, MaskingRules, MaskingSpanProcessor, RunTelemetryExporter  # noqa: E402
+from aura_otel import (  # noqa: E402
+    JobContextProcessor,
+    MaskingRules,
+    MaskingSpanProcessor,
+    RunTelemetryExporter,
+)
 from aura_otel.pipeline import V1_MAX_QUEUE_SIZE, V1_SCHEDULE_DELAY_MS  # noqa: E402
 
 BUDGET = 1.5
@@ -62,11 +67,11 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     spans = args.jobs * 9
-    bare(50)  # warm up imports and allocators
+    bare_sdk(50)  # warm up imports and allocators
     base_runs, our_runs = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeat):  # interleaved, so both sides see the same machine
-            base_runs.append(bare(args.jobs))
+            base_runs.append(bare_sdk(args.jobs))
             our_runs.append(aura(args.jobs, Path(tmp) / f"run-{i}"))
     (base_app, base_total), (our_app, our_total) = median_pair(base_runs), median_pair(our_runs)
     ratio = our_app / base_app
