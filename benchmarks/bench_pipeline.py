@@ -26,7 +26,12 @@ from _common import NullExporter, run_jobs, timed  # noqa: E402
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: E402
 
-from aura_otel import JobContextProcessor, MaskingRules, MaskingSpanProcessor, RunTelemetryExporter  # noqa: E402
+from aura_otel import (  # noqa: E402
+    JobContextProcessor,
+    MaskingRules,
+    MaskingSpanProcessor,
+    RunTelemetryExporter,
+)
 from aura_otel.pipeline import V1_SCHEDULE_DELAY_MS  # noqa: E402
 
 BUDGET = 1.5

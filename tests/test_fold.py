@@ -8,7 +8,12 @@ import orjson
 from opentelemetry.trace import Status, StatusCode
 
 from aura_otel.fold import assemble, fold_span
-from aura_otel.schema import dumps, load_collection, parse_timestamp_ns, validation_errors
+from aura_otel.schema import (
+    dumps,
+    load_collection,
+    parse_timestamp_ns,
+    validation_errors,
+)
 
 from .conftest import Pipeline
 

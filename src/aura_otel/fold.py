@@ -20,17 +20,17 @@ import orjson
 
 from . import conventions as c
 from .schema import (
-    STAGES,
     DEFAULT_CURRENCY,
     MAX_INT,
     RESULT_STATUSES,
     SELECTION_SOURCES,
+    STAGES,
     collection_dict,
     finite_number,
     format_timestamp_ns,
     record_dict,
-    summarize,
     sum_money,
+    summarize,
 )
 
 Unit = dict[str, Any]
