@@ -33,7 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # noqa: E402
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult  # noqa: E402
+from opentelemetry.sdk.trace.export import (  # noqa: E402
+    BatchSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
 
 from aura_otel import configure  # noqa: E402
 from aura_otel.forwarding import ForwardingSpanProcessor  # noqa: E402

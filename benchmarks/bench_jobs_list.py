@@ -25,7 +25,13 @@ import httpx
 import orjson
 import uvicorn
 
-from aura_otel.schema import collection_dict, dumps, load_collection, record_dict, summarize
+from aura_otel.schema import (
+    collection_dict,
+    dumps,
+    load_collection,
+    record_dict,
+    summarize,
+)
 from aura_otel.server import create_app
 from aura_otel.server.joblist import JobIndex
 from aura_otel.store import JobStore

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -11,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import orjson
 import pytest
 
 from aura_otel import job, stage
-from aura_otel.schema import load_collection, validation_errors
+from aura_otel.schema import validation_errors
 
 from .conftest import Pipeline, make_pipeline
 

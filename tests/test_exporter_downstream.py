@@ -9,7 +9,14 @@ from pathlib import Path
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
 
-from aura_otel import JobContextProcessor, MaskingSpanProcessor, RunTelemetryExporter, Stage, job, stage
+from aura_otel import (
+    JobContextProcessor,
+    MaskingSpanProcessor,
+    RunTelemetryExporter,
+    Stage,
+    job,
+    stage,
+)
 from aura_otel import conventions as c
 
 from .otlp_receivers import black_hole, http_receiver

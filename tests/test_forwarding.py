@@ -11,14 +11,27 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+    OTLPSpanExporter as GrpcSpanExporter,
+)
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+    OTLPSpanExporter as HttpSpanExporter,
+)
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import (
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
 
 from aura_otel import conventions as c
 from aura_otel.exporter import RunTelemetryExporter
-from aura_otel.forwarding import ForwardingSpanProcessor, ForwardingStats, max_queue_size_from_env
+from aura_otel.forwarding import (
+    ForwardingSpanProcessor,
+    ForwardingStats,
+    max_queue_size_from_env,
+)
+
 from .otlp_receivers import black_hole, grpc_receiver, http_receiver, refusing_endpoint
 
 STAGES = ("brief", "plan", "script", "tts")

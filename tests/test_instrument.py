@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -21,7 +20,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from aura_otel import (
     JobValidationError,
     bind_context,
-    continue_job,
     current_stage,
     inject_context,
     job,

@@ -220,7 +220,9 @@ def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Phoenix]:
 def seeded_secrets() -> list[tuple[str, tuple[str, ...]]]:
     """(text, needles): the masking corpus when present, else a small built-in one."""
     try:
-        from .masking_corpus import secrets as corpus  # the masking module's seeded corpus
+        from .masking_corpus import (
+            secrets as corpus,  # the masking module's seeded corpus
+        )
     except ImportError:
         corpus = None
     if corpus is not None:

@@ -17,7 +17,13 @@ from aura_otel import Stage, configure, job, stage
 from aura_otel import conventions as c
 from aura_otel.pipeline import Telemetry
 
-from .otlp_receivers import Received, black_hole, grpc_receiver, http_receiver, refusing_endpoint
+from .otlp_receivers import (
+    Received,
+    black_hole,
+    grpc_receiver,
+    http_receiver,
+    refusing_endpoint,
+)
 
 OTLP_VARS = (
     "OTEL_EXPORTER_OTLP_ENDPOINT",

@@ -11,7 +11,14 @@ import orjson
 import pytest
 
 from aura_otel import legacy
-from aura_otel.schema import RESULT_STATUSES, SELECTION_SOURCES, STAGES, json_schema, load_collection, to_http
+from aura_otel.schema import (
+    RESULT_STATUSES,
+    SELECTION_SOURCES,
+    STAGES,
+    json_schema,
+    load_collection,
+    to_http,
+)
 from tests.server_support import (
     ADAPTER_CASE,
     ADAPTER_REPORT,

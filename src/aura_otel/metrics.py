@@ -26,12 +26,15 @@ from typing import Any
 
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
-from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.resources import Resource
 
 from . import conventions as c
-from .errors import ConfigurationError
 from .forwarding import DEFAULT_SHUTDOWN_TIMEOUT_MILLIS, run_bounded
+from .settings import otlp_endpoint, otlp_protocol
 
 logger = logging.getLogger("aura_otel")
 
@@ -104,30 +107,6 @@ class JobMetrics:
                 self.skipped_currency += 1
 
 
-def metrics_endpoint_from_env() -> str | None:
-    """The metrics endpoint the standard variables configure (traces-only settings do not)."""
-    return (
-        os.environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
-        or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-        or None
-    )
-
-
-def metrics_protocol(protocol: str | None = None) -> str:
-    value = (
-        protocol
-        or os.environ.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")
-        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-        or "http/protobuf"
-    ).strip()
-    if value not in ("http/protobuf", "grpc"):
-        raise ConfigurationError(
-            f"OTLP protocol must be 'http/protobuf' or 'grpc', not {value!r} "
-            "(OTEL_EXPORTER_OTLP_METRICS_PROTOCOL / OTEL_EXPORTER_OTLP_PROTOCOL)"
-        )
-    return value
-
-
 def metrics_disabled_by_env() -> bool:
     """``OTEL_METRICS_EXPORTER=none`` (the standard switch) turns aura-otel's metrics off."""
     return os.environ.get("OTEL_METRICS_EXPORTER", "").strip().lower() == "none"
@@ -141,8 +120,8 @@ def make_otlp_metric_exporter(
     An ``endpoint`` argument is a base URL, as ``OTEL_EXPORTER_OTLP_ENDPOINT`` is; headers,
     timeout and compression come from the standard variables, read by the exporter itself.
     """
-    proto = metrics_protocol(protocol)
-    if endpoint is None and metrics_endpoint_from_env() is None:
+    proto = otlp_protocol("metrics", protocol)
+    if endpoint is None and otlp_endpoint("metrics") is None:
         return None
     if proto == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (  # noqa: PLC0415

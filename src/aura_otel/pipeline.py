@@ -33,7 +33,6 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
-from . import conventions as c
 from .errors import ConfigurationError
 from .exporter import RunTelemetryExporter, default_jobs_dir
 from .fold import Pricer
@@ -41,6 +40,7 @@ from .forwarding import ForwardingSpanProcessor
 from .instrument import JobContextProcessor
 from .masking import MaskingRules, MaskingSpanProcessor
 from .metrics import MetricsPipeline, make_otlp_metric_exporter, metrics_disabled_by_env
+from .settings import env_flag, otlp_endpoint, otlp_protocol
 
 logger = logging.getLogger("aura_otel")
 
@@ -53,37 +53,6 @@ V1_SCHEDULE_DELAY_MS = 200
 #: costs its ReadableSpan only.
 V1_MAX_QUEUE_SIZE = 16384
 
-_TRUE = {"1", "true", "yes", "on"}
-
-
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in _TRUE
-
-
-def otlp_endpoint_from_env() -> str | None:
-    """The traces endpoint the standard variables configure, or None (then: no forwarding)."""
-    return (
-        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-        or None
-    )
-
-
-def otlp_protocol(protocol: str | None = None) -> str:
-    value = (
-        protocol
-        or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-        or "http/protobuf"
-    ).strip()
-    if value not in ("http/protobuf", "grpc"):
-        raise ConfigurationError(
-            f"OTLP protocol must be 'http/protobuf' or 'grpc', not {value!r} "
-            "(OTEL_EXPORTER_OTLP_PROTOCOL / otlp_protocol=)"
-        )
-    return value
-
-
 def make_otlp_exporter(endpoint: str | None = None, protocol: str | None = None) -> SpanExporter | None:
     """An OTLP span exporter for ``endpoint`` (or the environment's), None when there is none.
 
@@ -91,14 +60,18 @@ def make_otlp_exporter(endpoint: str | None = None, protocol: str | None = None)
     unless present), as ``OTEL_EXPORTER_OTLP_ENDPOINT`` is; headers, timeout and compression
     come from the standard variables, read by the exporter itself.
     """
-    proto = otlp_protocol(protocol)
-    if endpoint is None and otlp_endpoint_from_env() is None:
+    proto = otlp_protocol("traces", protocol)
+    if endpoint is None and otlp_endpoint("traces") is None:
         return None
     if proto == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+            OTLPSpanExporter as Grpc,
+        )
 
         return Grpc(endpoint=endpoint) if endpoint else Grpc()
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+        OTLPSpanExporter as Http,
+    )
 
     if endpoint is None:
         return Http()
@@ -194,7 +167,7 @@ def configure(
     ``otlp_shutdown_timeout`` (seconds, default 5) bounds how long flushing and exiting may
     wait for the backend.
     """
-    if _env_flag("OTEL_SDK_DISABLED"):
+    if env_flag("OTEL_SDK_DISABLED"):
         logger.info("aura-otel: OTEL_SDK_DISABLED is set; telemetry is off")
         return Telemetry(tracer_provider=None, exporter=None, enabled=False)
 
