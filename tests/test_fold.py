@@ -269,3 +269,17 @@ def test_alias_precedence_does_not_depend_on_attribute_order() -> None:
         attrs[current] = -5
         rec = assemble("job-1", fold_all([FakeSpan("s", attrs, span_id=2)]))["records"][0]
         assert rec["tokens_in"] == 2, keys
+
+
+def test_huge_values_saturate_and_the_file_stays_valid() -> None:
+    big = 2**63 - 1
+    parent = FakeSpan("aura.stage.script", {**JOB, "aura.stage": "script"}, span_id=2)
+    kids = [FakeSpan("chat", {**JOB, "gen_ai.usage.input_tokens": big, "aura.cost.amount": 1e308},
+                     span_id=3 + i, parent=2) for i in range(2)]
+    other = FakeSpan("aura.stage.tts", {**JOB, "aura.stage": "tts", "gen_ai.usage.input_tokens": big,
+                                        "aura.cost.amount": 1e308}, span_id=9, start=T0 + 5)
+    root = FakeSpan("aura.job", dict(JOB), span_id=1, end=T0 + 10**10)
+    doc = assemble("job-1", fold_all([root, parent, *kids, other]))
+    assert doc["records"][0]["tokens_in"] == big
+    assert doc["summary"]["total_tokens_in"] == big
+    assert validation_errors(dumps(doc)) == []

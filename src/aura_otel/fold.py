@@ -471,13 +471,13 @@ def _build_record(unit: Unit, children: list[Unit], pricer: Pricer | None) -> di
             tin = [ch["tin"] for ch in children if "tin" in ch]
             tout = [ch["tout"] for ch in children if "tout" in ch]
             if tin:
-                rec["tokens_in"] = sum(tin)
+                rec["tokens_in"] = min(sum(tin), MAX_INT)
             if tout:
-                rec["tokens_out"] = sum(tout)
+                rec["tokens_out"] = min(sum(tout), MAX_INT)
             cached = [ch["usage"][CACHED_TOKENS_METADATA] for ch in children
                       if CACHED_TOKENS_METADATA in ch.get("usage", {})]
             if cached and CACHED_TOKENS_METADATA not in usage:
-                usage[CACHED_TOKENS_METADATA] = sum(cached)
+                usage[CACHED_TOKENS_METADATA] = min(sum(cached), MAX_INT)
         if rec.get("provider") is None:
             rec["provider"] = next((ch["provider"] for ch in children if "provider" in ch), None)
         if rec.get("model_id") is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import calendar
 import math
+import sys
 import re
 import time
 from collections.abc import Iterable, Mapping
@@ -167,7 +168,9 @@ def sum_money(values: Iterable[float | int | None]) -> float:
     total = Decimal(0)
     for value in present:
         total += Decimal(repr(float(value)))
-    return float(total)
+    result = float(total)
+    # Absurd amounts (each finite, their sum not) saturate instead of writing an invalid file.
+    return result if math.isfinite(result) else sys.float_info.max
 
 
 Timestamp = Annotated[
@@ -316,11 +319,12 @@ def summarize(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         "failed_operations": failed,
         "total_cost": sum_money(costs),
         "currency": DEFAULT_CURRENCY,
-        "total_latency_ms": latency,
-        "total_tokens_in": tokens_in,
-        "total_tokens_out": tokens_out,
+        # Totals saturate at the largest count v1 allows rather than overflow the file.
+        "total_latency_ms": min(latency, MAX_INT),
+        "total_tokens_in": min(tokens_in, MAX_INT),
+        "total_tokens_out": min(tokens_out, MAX_INT),
         "cache_hits": hits,
-        "total_retries": retries,
+        "total_retries": min(retries, MAX_INT),
         "cost_by_stage": {stage: sum_money(values) for stage, values in stage_costs.items()},
         "operations_by_provider": providers,
     }
