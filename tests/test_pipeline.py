@@ -145,3 +145,28 @@ def test_pascal_case_switch_writes_the_old_spelling(tmp_path: Path) -> None:
     doc = json.loads((tmp_path / "jobs" / "plain-1" / "telemetry.json").read_text())
     assert [(r["stage"], r["result_status"]) for r in doc["records"]] == [("Script", "Ok"), ("Tts", "Ok")]
     assert doc["summary"]["cost_by_stage"] == {"script": 0.25, "tts": 0.0}
+
+
+def test_a_full_v1_queue_is_counted_never_silent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under overload nothing vanishes unaccounted: every span is folded or counted as dropped."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    import aura_otel
+    from aura_otel import pipeline
+
+    monkeypatch.setattr(pipeline, "V1_MAX_QUEUE_SIZE", 2)
+    telemetry = aura_otel.configure(tmp_path / "jobs", tracer_provider=TracerProvider(), set_global=False,
+                                    propagate_threads=False)
+    tracer = telemetry.tracer_provider.get_tracer("flood")
+    created = 0
+    for j in range(40):
+        with tracer.start_as_current_span("aura.job", attributes={"aura.job.id": f"flood-{j}"}):
+            for _ in range(20):
+                with tracer.start_as_current_span("aura.stage.render", attributes={"aura.stage": "render"}):
+                    created += 1
+            created += 1
+    telemetry.force_flush()
+    stats = telemetry.stats()
+    telemetry.shutdown()
+    assert stats["spans_dropped_queue_full"] > 0  # a queue of 2 cannot take a burst of 840
+    assert stats["spans_folded"] + stats["spans_dropped_queue_full"] == created

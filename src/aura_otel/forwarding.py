@@ -199,8 +199,10 @@ class ForwardingSpanProcessor(SpanProcessor):
         export_timeout_millis: float | None = None,
         shutdown_timeout_millis: float = DEFAULT_SHUTDOWN_TIMEOUT_MILLIS,
         name: str = "otlp",
+        label: str | None = None,
     ) -> None:
         self.name = name
+        self.label = label or f"OTLP forwarding ({name})"
         self._stats = ForwardingStats()
         self._capacity = max_queue_size if max_queue_size is not None else max_queue_size_from_env()
         self._shutdown_timeout_millis = float(shutdown_timeout_millis)
@@ -246,7 +248,8 @@ class ForwardingSpanProcessor(SpanProcessor):
             dropped = self._stats.snapshot()["spans_dropped"]
             if dropped <= _LOG_FIRST or dropped % 1000 == 0:
                 logger.warning(
-                    "aura-otel: OTLP forwarding queue full (%d spans); %d spans dropped so far",
+                    "aura-otel: %s queue full (%d spans); %d spans dropped so far",
+                    self.label,
                     self._capacity,
                     dropped,
                 )
@@ -279,9 +282,9 @@ class ForwardingSpanProcessor(SpanProcessor):
         level = logging.WARNING if lost or not finished else logging.INFO
         logger.log(
             level,
-            "aura-otel: OTLP forwarding (%s) stopped%s: exported=%d failed=%d dropped=%d "
+            "aura-otel: %s stopped%s: exported=%d failed=%d dropped=%d "
             "in_flight=%d (failed exports: %d)",
-            self.name,
+            self.label,
             "" if finished else f" after waiting {self._shutdown_timeout_millis / 1000:g}s for the backend",
             stats["spans_exported"],
             stats["spans_failed"],

@@ -5,7 +5,7 @@ The span path it builds::
     TracerProvider
       ├─ JobContextProcessor           stamps aura.job.id at start (third-party spans too)
       └─ MaskingSpanProcessor          masks a copy at end; only the copy goes on
-           ├─ BatchSpanProcessor(RunTelemetryExporter)   v1 files, off the app thread
+           ├─ ForwardingSpanProcessor(RunTelemetryExporter)  v1 files, off the app thread
            └─ ForwardingSpanProcessor(OTLPSpanExporter)  when an endpoint is configured
     MeterProvider -> OTLP metric exporter                when an endpoint is configured
 
@@ -31,7 +31,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from .errors import ConfigurationError
 from .exporter import RunTelemetryExporter, default_jobs_dir
@@ -100,6 +100,7 @@ class Telemetry:
     enabled: bool = True
     forwarding: ForwardingSpanProcessor | None = None
     metrics: MetricsPipeline | None = None
+    v1_queue: ForwardingSpanProcessor | None = None
 
     @property
     def jobs_dir(self) -> str | None:
@@ -126,8 +127,13 @@ class Telemetry:
             self.metrics.shutdown()
 
     def stats(self) -> dict[str, Any]:
-        """Counters: spans folded, ignored, rejected; files written; errors."""
-        return self.exporter.stats.snapshot() if self.exporter else {}
+        """Counters: spans folded, ignored, rejected; files written; errors; and
+        ``spans_dropped_queue_full``, spans that never reached the fold because the v1 queue
+        was full (sustained overload)."""
+        counts: dict[str, Any] = self.exporter.stats.snapshot() if self.exporter else {}
+        if self.v1_queue is not None:
+            counts["spans_dropped_queue_full"] = self.v1_queue.stats()["spans_dropped"]
+        return counts
 
     def forwarding_stats(self) -> dict[str, int]:
         """OTLP forwarding counters: spans queued, exported, failed, dropped, pending, in flight.
@@ -219,10 +225,13 @@ def configure(
         if job_metrics is not None:  # a bad setting must not leave an exporting thread behind
             job_metrics.shutdown()
         raise
-    targets: list[SpanProcessor] = [
-        BatchSpanProcessor(exporter, schedule_delay_millis=V1_SCHEDULE_DELAY_MS,
-                           max_queue_size=V1_MAX_QUEUE_SIZE)
-    ]
+    # The v1 path gets the same counted queue as forwarding: spans the SDK's own batch
+    # processor would drop silently when its queue is full are counted and logged here.
+    v1_queue = ForwardingSpanProcessor(
+        exporter, name="v1", label="v1 span queue", max_queue_size=V1_MAX_QUEUE_SIZE,
+        schedule_delay_millis=V1_SCHEDULE_DELAY_MS,
+    )
+    targets: list[SpanProcessor] = [v1_queue]
     forwarding = ForwardingSpanProcessor(otlp, **bounded) if otlp is not None else None
     if forwarding is not None:
         targets.append(forwarding)
@@ -241,6 +250,7 @@ def configure(
         processors=[masking_processor],
         forwarding=forwarding,
         metrics=job_metrics,
+        v1_queue=v1_queue,
     )
     if job_metrics is not None and set_global:
         # Instrumentations (LLM SDKs, HTTP clients) record their own metrics on the global
