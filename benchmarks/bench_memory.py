@@ -39,8 +39,11 @@ def main() -> int:
         provider.add_span_processor(MaskingSpanProcessor(BatchSpanProcessor(exporter, max_queue_size=65536)))
         readings = []
         for done in range(0, args.jobs, step):
-            run_jobs(provider, step, stages_per_job=2)
-            provider.force_flush()
+            # Steady state: jobs keep coming while the queues drain (a flush every 100 jobs),
+            # rather than one burst of a tenth of the run waiting in memory at once.
+            for _ in range(0, step, 100):
+                run_jobs(provider, 100, stages_per_job=2)
+                provider.force_flush()
             exporter.force_flush()
             readings.append(rss_mb())
             print(f"{done + step:>8} jobs  rss {readings[-1]:7.1f} MB  held in memory: {exporter.pending_jobs()}",

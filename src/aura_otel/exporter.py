@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from . import conventions as c
+from ._memory import MemoryTrimmer
 from .errors import ConfigurationError, InvalidJobIdError
 from .fold import ROOT, Pricer, Unit, assemble, fold_span, trace_ids
 from .forwarding import ForwardingSpanProcessor
@@ -30,7 +31,6 @@ DEFAULT_WRITE_INTERVAL = 0.25
 _LOG_FIRST = 20
 #: Job ids already validated: every span of a job carries the same id, so it is checked once
 #: (bounded, so an exporter living for millions of jobs does not grow).
-_VALID_IDS_MAX = 4096
 
 
 def default_jobs_dir() -> str:
@@ -113,7 +113,6 @@ class RunTelemetryExporter(SpanExporter):
         self.stats = ExporterStats()
         self._write_interval = max(0.0, float(write_interval))
         self._jobs: dict[str, _Job] = {}
-        self._valid_job_ids: set[str] = set()
         self._lock = threading.Lock()  # guards _jobs
         self._write_lock = threading.Lock()  # one writer at a time (thread or force_flush)
         self._wake = threading.Event()
@@ -122,6 +121,7 @@ class RunTelemetryExporter(SpanExporter):
             ForwardingSpanProcessor(downstream, name="downstream") if downstream is not None else None
         )
         self._on_job_complete = on_job_complete
+        self._trimmer = MemoryTrimmer()
         self._writer = threading.Thread(target=self._run, name="aura-otel-writer", daemon=True)
         self._writer.start()
 
@@ -137,6 +137,9 @@ class RunTelemetryExporter(SpanExporter):
                 except Exception:  # a downstream bug must not cost us the v1 file
                     self._count_error("downstream_errors", "forwarding a span downstream failed")
         folded = []
+        # Ids validated in this batch only: a long-lived cache of job ids would pin memory
+        # (each id keeps the allocator arena it was born in) in a process that runs for days.
+        valid: set[str] = set()
         for span in spans:
             try:
                 item = fold_span(span)
@@ -146,7 +149,7 @@ class RunTelemetryExporter(SpanExporter):
             if item is None:
                 self.stats.add("spans_without_job")
                 continue
-            if item.job_id not in self._valid_job_ids:
+            if item.job_id not in valid:
                 try:
                     validate_job_id(item.job_id)
                 except InvalidJobIdError as exc:
@@ -154,9 +157,7 @@ class RunTelemetryExporter(SpanExporter):
                     if count <= _LOG_FIRST or count % 1000 == 0:
                         logger.error("aura-otel: span rejected, nothing written: %s", exc)
                     continue
-                if len(self._valid_job_ids) >= _VALID_IDS_MAX:
-                    self._valid_job_ids.clear()
-                self._valid_job_ids.add(item.job_id)
+                valid.add(item.job_id)
             folded.append(item)
         if folded:
             with self._lock:
@@ -217,6 +218,7 @@ class RunTelemetryExporter(SpanExporter):
             self._stopped.wait(self._write_interval)
             self._wake.clear()
             self._write_dirty()
+            self._trimmer.maybe_trim()
 
     def _write_dirty(self) -> None:
         with self._write_lock:

@@ -124,7 +124,7 @@ def format_timestamp_ns(epoch_ns: int) -> str:
     seconds, rest = divmod(int(epoch_ns), 1_000_000_000)
     prefix = _SECOND_PREFIXES.get(seconds)
     if prefix is None:
-        if len(_SECOND_PREFIXES) >= 4096:
+        if len(_SECOND_PREFIXES) >= 64:  # small: a long-lived cache would pin memory
             _SECOND_PREFIXES.clear()
         prefix = _SECOND_PREFIXES[seconds] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
     return f"{prefix}.{rest // 1000:06d}Z"

@@ -69,15 +69,23 @@ _safe_folder_name = functools.lru_cache(maxsize=1 << 17)(is_safe_job_id)
 
 
 def parse_units(data: bytes) -> Units:
-    """Units from complete journal lines; a damaged line is skipped, not fatal."""
+    """Units from complete journal lines; a damaged line is skipped, not fatal.
+
+    A line is a JSON array of ``[span_id, unit]`` pairs rather than an object keyed by span
+    id: orjson caches the keys of the objects it parses, and a cache of ever-new span ids keeps
+    memory scattered across the allocator in a long-running process.
+    """
     units: Units = {}
     for line in data.splitlines():
         try:
             chunk = orjson.loads(line)
         except orjson.JSONDecodeError:
             continue
-        if isinstance(chunk, dict):
-            units.update((k, v) for k, v in chunk.items() if isinstance(v, dict))
+        if isinstance(chunk, list):
+            for pair in chunk:
+                if (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)
+                        and isinstance(pair[1], dict)):
+                    units[pair[0]] = pair[1]
     return units
 
 
@@ -106,7 +114,7 @@ class Journal:
 
     def append(self, units: Units) -> int:
         """Append ``units`` as one line; returns the journal's new size."""
-        line = orjson.dumps(units) + b"\n"
+        line = orjson.dumps(list(units.items())) + b"\n"
         os.write(self._fd, line)
         return os.fstat(self._fd).st_size
 
