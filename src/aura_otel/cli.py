@@ -126,12 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--access-token", help=f"required on every request (${c.ENV_ACCESS_TOKEN})")
     serve.set_defaults(func=_cmd_serve)
 
-    try:
-        from .pricing import add_cli
-    except ModuleNotFoundError:  # until the pricing module lands
-        pass
-    else:
-        add_cli(sub)
+    from .pricing import add_cli
+
+    add_cli(sub)
     return parser
 
 

@@ -34,7 +34,7 @@ from opentelemetry.sdk.resources import Resource
 
 from . import conventions as c
 from .forwarding import DEFAULT_SHUTDOWN_TIMEOUT_MILLIS, run_bounded
-from .settings import otlp_endpoint, otlp_protocol
+from .settings import otlp_exporter
 
 logger = logging.getLogger("aura_otel")
 
@@ -115,32 +115,9 @@ def metrics_disabled_by_env() -> bool:
 def make_otlp_metric_exporter(
     endpoint: str | None = None, protocol: str | None = None
 ) -> MetricExporter | None:
-    """An OTLP metric exporter, or None when no endpoint is configured (then: no metrics).
-
-    An ``endpoint`` argument is a base URL, as ``OTEL_EXPORTER_OTLP_ENDPOINT`` is; headers,
-    timeout and compression come from the standard variables, read by the exporter itself.
-    """
-    proto = otlp_protocol("metrics", protocol)
-    if endpoint is None and otlp_endpoint("metrics") is None:
-        return None
-    if proto == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (  # noqa: PLC0415
-            OTLPMetricExporter as Grpc,
-        )
-
-        return Grpc(endpoint=endpoint) if endpoint else Grpc()
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (  # noqa: PLC0415
-        OTLPMetricExporter as Http,
-    )
-
-    if endpoint is None:
-        return Http()
-    url = endpoint.rstrip("/")
-    if url.endswith("/v1/traces"):
-        url = url[: -len("/v1/traces")]
-    if not url.endswith("/v1/metrics"):
-        url += "/v1/metrics"
-    return Http(endpoint=url)
+    """An OTLP metric exporter, or None when no endpoint is configured (then: no metrics)."""
+    exporter: MetricExporter | None = otlp_exporter("metrics", endpoint, protocol)
+    return exporter
 
 
 class MetricsPipeline:

@@ -35,12 +35,12 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from .errors import ConfigurationError
 from .exporter import RunTelemetryExporter, default_jobs_dir
-from .fold import Pricer
 from .forwarding import ForwardingSpanProcessor
 from .instrument import JobContextProcessor
 from .masking import MaskingRules, MaskingSpanProcessor
 from .metrics import MetricsPipeline, make_otlp_metric_exporter, metrics_disabled_by_env
-from .settings import env_flag, otlp_endpoint, otlp_protocol
+from .pricing import load_price_table
+from .settings import env_flag, otlp_exporter
 
 logger = logging.getLogger("aura_otel")
 
@@ -54,39 +54,9 @@ V1_SCHEDULE_DELAY_MS = 200
 V1_MAX_QUEUE_SIZE = 16384
 
 def make_otlp_exporter(endpoint: str | None = None, protocol: str | None = None) -> SpanExporter | None:
-    """An OTLP span exporter for ``endpoint`` (or the environment's), None when there is none.
-
-    An endpoint given as an argument is a base URL for http/protobuf (``/v1/traces`` is added
-    unless present), as ``OTEL_EXPORTER_OTLP_ENDPOINT`` is; headers, timeout and compression
-    come from the standard variables, read by the exporter itself.
-    """
-    proto = otlp_protocol("traces", protocol)
-    if endpoint is None and otlp_endpoint("traces") is None:
-        return None
-    if proto == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-            OTLPSpanExporter as Grpc,
-        )
-
-        return Grpc(endpoint=endpoint) if endpoint else Grpc()
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-        OTLPSpanExporter as Http,
-    )
-
-    if endpoint is None:
-        return Http()
-    url = endpoint.rstrip("/")
-    if not url.endswith("/v1/traces"):
-        url += "/v1/traces"
-    return Http(endpoint=url)
-
-
-def _load_pricer(prices_file: str | os.PathLike[str] | None) -> Pricer | None:
-    try:
-        from .pricing import load_price_table
-    except ModuleNotFoundError:  # until the pricing module lands
-        return None
-    return load_price_table(prices_file)
+    """An OTLP span exporter for ``endpoint`` (or the environment's), None when there is none."""
+    exporter: SpanExporter | None = otlp_exporter("traces", endpoint, protocol)
+    return exporter
 
 
 @dataclass
@@ -186,7 +156,7 @@ def configure(
             f"otlp_shutdown_timeout must be a number of seconds >= 0, not {otlp_shutdown_timeout!r}"
         )
     rules = masking if masking is not None else MaskingRules.from_env()
-    pricer = _load_pricer(prices_file) if pricing else None
+    pricer = load_price_table(prices_file) if pricing else None
     otlp = make_otlp_exporter(otlp_endpoint, otlp_protocol)
     metric_exporter = None
     if metrics is not False and not metrics_disabled_by_env():

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import calendar
 import math
-import sys
 import re
+import sys
 import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone

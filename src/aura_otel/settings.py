@@ -7,8 +7,9 @@ forwarding, no waiting) and which protocol to build an exporter for.
 
 from __future__ import annotations
 
+import importlib
 import os
-from typing import Literal
+from typing import Any, Literal
 
 from .errors import ConfigurationError
 
@@ -48,3 +49,37 @@ def otlp_protocol(signal: Signal, override: str | None = None) -> str:
             f"({variable} / OTEL_EXPORTER_OTLP_PROTOCOL / the protocol argument)"
         )
     return value
+
+
+_EXPORTERS = {
+    ("traces", "grpc"): ("opentelemetry.exporter.otlp.proto.grpc.trace_exporter", "OTLPSpanExporter"),
+    ("traces", "http/protobuf"): ("opentelemetry.exporter.otlp.proto.http.trace_exporter", "OTLPSpanExporter"),
+    ("metrics", "grpc"): ("opentelemetry.exporter.otlp.proto.grpc.metric_exporter", "OTLPMetricExporter"),
+    ("metrics", "http/protobuf"): (
+        "opentelemetry.exporter.otlp.proto.http.metric_exporter", "OTLPMetricExporter"
+    ),
+}
+_PATHS = {"traces": "/v1/traces", "metrics": "/v1/metrics"}
+
+
+def otlp_exporter(signal: Signal, endpoint: str | None = None, protocol: str | None = None) -> Any:
+    """An OTLP exporter for ``signal``, or None when no endpoint is configured.
+
+    An ``endpoint`` argument is a base URL, as ``OTEL_EXPORTER_OTLP_ENDPOINT`` is: for
+    http/protobuf the signal's path is added (another signal's path is replaced). Headers,
+    timeout and compression come from the standard variables, read by the exporter itself.
+    """
+    proto = otlp_protocol(signal, protocol)
+    if endpoint is None and otlp_endpoint(signal) is None:
+        return None
+    module, name = _EXPORTERS[(signal, proto)]
+    exporter_class = getattr(importlib.import_module(module), name)
+    if endpoint is None:
+        return exporter_class()
+    if proto == "grpc":
+        return exporter_class(endpoint=endpoint)
+    url = endpoint.rstrip("/")
+    for path in _PATHS.values():
+        if url.endswith(path):
+            url = url[: -len(path)]
+    return exporter_class(endpoint=url + _PATHS[signal])
