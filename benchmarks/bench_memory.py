@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: E402
 
 from aura_otel import JobContextProcessor, MaskingSpanProcessor, RunTelemetryExporter  # noqa: E402
+from aura_otel._memory import MemoryTrimmer  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -30,6 +31,8 @@ def rss_mb() -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=100_000)
+    parser.add_argument("--trim", action="store_true",
+                        help="return freed memory to the OS before each reading (glibc)")
     args = parser.parse_args()
     step = max(1, args.jobs // 10)
     with tempfile.TemporaryDirectory() as tmp:
@@ -45,6 +48,8 @@ def main() -> int:
                 run_jobs(provider, 100, stages_per_job=2)
                 provider.force_flush()
             exporter.force_flush()
+            if args.trim:
+                MemoryTrimmer().maybe_trim(force=True)
             readings.append(rss_mb())
             print(f"{done + step:>8} jobs  rss {readings[-1]:7.1f} MB  held in memory: {exporter.pending_jobs()}",
                   flush=True)
