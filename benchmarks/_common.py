@@ -38,10 +38,12 @@ def stage_attributes(job_id: str, i: int) -> dict:
     }
 
 
-def run_jobs(provider: TracerProvider, n_jobs: int, stages_per_job: int = 8) -> None:
+def run_jobs(provider: TracerProvider, n_jobs: int, stages_per_job: int = 8, prefix: str = "bench") -> None:
+    """``n_jobs`` jobs named ``<prefix>-<n>``: give each call its own prefix when the same
+    exporter sees several calls, or the jobs of one call would continue those of the last."""
     tracer = provider.get_tracer("bench")
     for j in range(n_jobs):
-        job_id = f"bench-{j}"
+        job_id = f"{prefix}-{j}"
         with tracer.start_as_current_span(
             "aura.job", attributes={"aura.job.id": job_id, "aura.correlation.id": f"corr-{j}"}
         ):

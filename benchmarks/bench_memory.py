@@ -44,8 +44,8 @@ def main() -> int:
         for done in range(0, args.jobs, step):
             # Steady state: jobs keep coming while the queues drain (a flush every 100 jobs),
             # rather than one burst of a tenth of the run waiting in memory at once.
-            for _ in range(0, step, 100):
-                run_jobs(provider, 100, stages_per_job=2)
+            for batch in range(0, step, 100):
+                run_jobs(provider, 100, stages_per_job=2, prefix=f"mem-{done + batch}")
                 provider.force_flush()
             exporter.force_flush()
             if args.trim:

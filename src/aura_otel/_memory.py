@@ -1,10 +1,9 @@
 """Give freed memory back to the operating system, on glibc.
 
 A long-running exporter allocates and frees a job's worth of objects on several threads,
-job after job. glibc keeps what is freed in per-thread arenas, so the process's resident size
-creeps up with the number of jobs even though nothing stays alive (``bench_memory.py`` shows
-it: the same run is flat with ``malloc_trim`` and grows without). ``malloc_trim(0)`` returns
-the free pages; it is called from the writer thread, a few times a minute at most.
+job after job, and glibc keeps what is freed in per-thread arenas rather than giving it back:
+after a burst of jobs the process stays at its peak size. ``malloc_trim(0)`` returns the free
+pages; it is called from the writer thread, a few times a minute at most.
 """
 
 from __future__ import annotations
