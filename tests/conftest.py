@@ -52,6 +52,18 @@ def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
     p.provider.shutdown()
 
 
+#: Variables that change what configure() builds; a developer's shell must not leak them in.
+_OTEL_PREFIXES = ("OTEL_EXPORTER_OTLP_", "OTEL_BSP_", "OTEL_METRICS_EXPORTER", "OTEL_SDK_DISABLED")
+
+
+@pytest.fixture
+def no_otel_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clear the OTLP, batch and SDK switches for one test."""
+    for name in list(os.environ):
+        if name.startswith(_OTEL_PREFIXES):
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture
 def examples() -> Path:
     if not EXAMPLES.is_dir():
