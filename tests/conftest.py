@@ -15,10 +15,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from aura_otel import JobContextProcessor, RunTelemetryExporter
 from aura_otel.masking import MaskingSpanProcessor
 
-#: The contracts live beside the repository (``../shared/spec``), as in CI; a checkout elsewhere
-#: (a git worktree, say) points ``AURA_OTEL_SPEC_DIR`` at them.
-SPEC = Path(os.environ.get("AURA_OTEL_SPEC_DIR") or Path(__file__).resolve().parents[2] / "shared" / "spec")
-EXAMPLES = SPEC / "examples"
+#: The golden files of the v1 contract (docs/run-telemetry-v1.md says which copy is authoritative).
+EXAMPLES = Path(__file__).resolve().parent / "data" / "examples"
 
 
 @dataclass
@@ -67,5 +65,5 @@ def no_otel_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def examples() -> Path:
     if not EXAMPLES.is_dir():
-        pytest.fail(f"the shared spec examples are missing at {EXAMPLES}")
+        pytest.fail(f"the golden examples are missing at {EXAMPLES}")
     return EXAMPLES
