@@ -33,6 +33,7 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
+from . import _threads
 from .errors import ConfigurationError
 from .exporter import RunTelemetryExporter, default_jobs_dir
 from .forwarding import ForwardingSpanProcessor
@@ -235,8 +236,4 @@ def configure(
 
 def _propagate_into_threads() -> None:
     """Make ``Thread`` and ``ThreadPoolExecutor`` work inherit the submitting context."""
-    from opentelemetry.instrumentation.threading import ThreadingInstrumentor
-
-    instrumentor = ThreadingInstrumentor()
-    if not instrumentor.is_instrumented_by_opentelemetry:
-        instrumentor.instrument()
+    _threads.install()
