@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -95,6 +96,9 @@ def test_reader_polling_during_writes_never_sees_invalid_json(tmp_path: Path) ->
                 if i % 10 == 0:
                     pipeline.flush()
         pipeline.flush()
+        deadline = time.monotonic() + 60  # readiness only: the reader has read at least once
+        while reads[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
     finally:
         stop.set()
         thread.join()
@@ -116,33 +120,54 @@ KILL_SCRIPT = textwrap.dedent(
             with stage(name):
                 time.sleep(0.05)
             print("ended", name, flush=True)
-        time.sleep(1.6)
+        sys.stdin.readline()  # the test says when: after it has seen the three stages on disk
         with stage("tts"):
             time.sleep(0.01)
         print("ended tts", flush=True)
-        time.sleep(60)
+        time.sleep(600)
     """
 )
 
 
-def test_kill_minus_9_leaves_a_valid_file_with_every_stage_ended_a_second_before(tmp_path: Path) -> None:
+def _wait_for_records(path: Path, count: int, proc: subprocess.Popen, budget: float = 120.0) -> None:
+    """Readiness only: wait (bounded, generously) until the writer has put ``count`` records out."""
+    deadline = time.monotonic() + budget
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if len(orjson.loads(path.read_bytes())["records"]) >= count:
+                return
+        except (FileNotFoundError, orjson.JSONDecodeError, KeyError):
+            pass
+        time.sleep(0.05)
+    pytest.fail(f"{path} never held {count} records")
+
+
+def test_kill_minus_9_leaves_a_valid_file_with_every_stage_already_written(tmp_path: Path) -> None:
+    """The file on disk is always whole: ``kill -9`` right after a stage ends leaves it valid.
+
+    The test waits until the background writer has written the first three stages (however
+    long a busy machine takes), then lets the job run one more stage and kills the process the
+    moment that stage has ended, in the middle of whatever the writer is doing.
+    """
     script = tmp_path / "app.py"
     script.write_text(KILL_SCRIPT)
     jobs = tmp_path / "jobs"
-    proc = subprocess.Popen([sys.executable, str(script), str(jobs)], stdout=subprocess.PIPE, text=True)
+    path = jobs / "killed-job" / "telemetry.json"
+    proc = subprocess.Popen([sys.executable, str(script), str(jobs)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
     try:
-        seen = []
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            seen.append(line.split()[1])
-            if seen[-1] == "tts":
-                break
-        assert seen == ["brief", "plan", "script", "tts"]
-        os.kill(proc.pid, signal.SIGKILL)  # tts ended just now; the others 1.6 s ago
+        assert proc.stdout is not None and proc.stdin is not None
+        seen = [proc.stdout.readline().split()[1] for _ in range(3)]
+        assert seen == ["brief", "plan", "script"]
+        _wait_for_records(path, 3, proc)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().split()[1] == "tts"
+        os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.kill()
         proc.wait(timeout=10)
-    data = (jobs / "killed-job" / "telemetry.json").read_bytes()
+    data = path.read_bytes()
     assert validation_errors(data) == []
     doc = orjson.loads(data)
     assert [r["stage"] for r in doc["records"]][:3] == ["brief", "plan", "script"]
