@@ -43,7 +43,7 @@ def install() -> None:
         if _installed:
             return
         original_start = threading.Thread.start
-        original_submit = ThreadPoolExecutor.submit
+        original_submit: Any = ThreadPoolExecutor.submit
 
         @functools.wraps(original_start)
         def start(self: threading.Thread) -> None:
@@ -57,5 +57,5 @@ def install() -> None:
             return original_submit(self, _bound(context.get_current(), fn), *args, **kwargs)
 
         threading.Thread.start = start  # type: ignore[method-assign]
-        ThreadPoolExecutor.submit = submit  # type: ignore[method-assign]
+        ThreadPoolExecutor.submit = submit  # type: ignore[method-assign,assignment]
         _installed = True

@@ -45,8 +45,11 @@ def run_pipeline(job_id: str, *, fail_at: Stage | None = None, speed: float = 1.
     pause = lambda base: _work(base * speed * rng.uniform(0.8, 1.2))  # noqa: E731
 
     with job(job_id, project_id="proj-demo", metadata={"template": "explainer"}):
-        with stage(Stage.BRIEF, provider="local", metadata={"topic": "How solar panels work",
-                                                            "audience": "teens", "goal": "explain"}) as s:
+        with stage(
+            Stage.BRIEF,
+            provider="local",
+            metadata={"topic": "How solar panels work", "audience": "teens", "goal": "explain"},
+        ) as s:
             pause(0.02)
             s.set_cost(0.0)  # local work: an explicit zero, not an unknown price
             _maybe_fail(Stage.BRIEF, fail_at)
@@ -99,10 +102,17 @@ def run_pipeline(job_id: str, *, fail_at: Stage | None = None, speed: float = 1.
             pause(0.15)
             _maybe_fail(Stage.RENDER, fail_at)
             s.record_usage(output_seconds=58.4)
-            s.set_metadata(output_path=f"renders/{job_id}.mp4", resolution="1920x1080", fps=30,
-                           codec="h264", file_size_bytes=48_213_004)
+            s.set_metadata(
+                output_path=f"renders/{job_id}.mp4",
+                resolution="1920x1080",
+                fps=30,
+                codec="h264",
+                file_size_bytes=48_213_004,
+            )
 
-        with stage(Stage.POST, provider="local", metadata={"final_output": f"renders/{job_id}-final.mp4"}) as s:
+        with stage(
+            Stage.POST, provider="local", metadata={"final_output": f"renders/{job_id}-final.mp4"}
+        ) as s:
             pause(0.02)
             s.set_cost(0.0)
             _maybe_fail(Stage.POST, fail_at)

@@ -43,7 +43,7 @@ class AuraOtelConfigurator(_BaseConfigurator):
     """
 
     def _configure(self, **kwargs: Any) -> None:
-        from .pipeline import configure  # noqa: PLC0415 (import late: instrumentation runs after)
+        from .pipeline import configure
 
         try:
             telemetry = configure()

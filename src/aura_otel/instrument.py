@@ -37,7 +37,9 @@ from .schema import STAGES, ResultStatus, SelectionSource, Stage, validate_job_i
 logger = logging.getLogger("aura_otel")
 
 F = TypeVar("F", bound=Callable[..., Any])
-AttributeValue = str | bool | int | float | Sequence[str] | Sequence[bool] | Sequence[int] | Sequence[float]
+AttributeValue = (
+    str | bool | int | float | Sequence[str] | Sequence[bool] | Sequence[int] | Sequence[float]
+)
 
 _TRACER_NAME = "aura_otel"
 _JOB_KEY = context.create_key("aura_otel.job")
@@ -97,7 +99,7 @@ class _SpanHandle:
 class JobHandle(_SpanHandle):
     """The running job: its ids, and the way to mark an input-validation failure."""
 
-    __slots__ = ("job_id", "correlation_id", "project_id", "tracer_provider", "_failed")
+    __slots__ = ("_failed", "correlation_id", "job_id", "project_id", "tracer_provider")
 
     def __init__(
         self,
@@ -131,7 +133,7 @@ class JobHandle(_SpanHandle):
 class StageHandle(_SpanHandle):
     """One stage operation. Every setter is cheap and never raises into the pipeline."""
 
-    __slots__ = ("stage", "_retries", "_result_set", "_error_code")
+    __slots__ = ("_error_code", "_result_set", "_retries", "stage")
 
     def __init__(self, span: Span, stage: Stage) -> None:
         super().__init__(span)
@@ -227,7 +229,11 @@ class StageHandle(_SpanHandle):
         message = str(exc) or type(exc).__name__
         self.span.record_exception(exc, escaped=True)
         self.span.set_attributes(
-            {c.RESULT_STATUS: ResultStatus.ERROR.value, c.ERROR_TYPE: code, c.RESULT_MESSAGE: message}
+            {
+                c.RESULT_STATUS: ResultStatus.ERROR.value,
+                c.ERROR_TYPE: code,
+                c.RESULT_MESSAGE: message,
+            }
         )
         self.span.set_status(Status(StatusCode.ERROR, message))
 
@@ -296,7 +302,7 @@ class _Scope:
             self._token = None
 
 
-class job(_Scope):  # noqa: N801 - reads as a statement: ``with job("job-1"):``
+class job(_Scope):
     """Open a job: the ``aura.job`` root span, and the job's ids in context and baggage.
 
     ``correlation_id`` is generated (UUID4) when absent. An exception escaping the job marks it
@@ -320,7 +326,6 @@ class job(_Scope):  # noqa: N801 - reads as a statement: ``with job("job-1"):``
         self.metadata = metadata
         self.handle: JobHandle | None = None
 
-
     def _open(self) -> JobHandle:
         try:
             validate_job_id(self.job_id)
@@ -328,7 +333,10 @@ class job(_Scope):  # noqa: N801 - reads as a statement: ``with job("job-1"):``
             # The job still runs; the exporter will refuse to write it. Say so once, clearly.
             logger.error("aura-otel: %s; this job's telemetry will not be written", exc)
         correlation_id = self.correlation_id or str(uuid.uuid4())
-        attrs: dict[str, AttributeValue] = {c.JOB_ID: str(self.job_id), c.CORRELATION_ID: correlation_id}
+        attrs: dict[str, AttributeValue] = {
+            c.JOB_ID: str(self.job_id),
+            c.CORRELATION_ID: correlation_id,
+        }
         if self.project_id:
             attrs[c.PROJECT_ID] = self.project_id
         if self.metadata:
@@ -337,8 +345,12 @@ class job(_Scope):  # noqa: N801 - reads as a statement: ``with job("job-1"):``
         for key in (c.JOB_ID, c.CORRELATION_ID, c.PROJECT_ID):
             if key in attrs:
                 ctx = baggage.set_baggage(key, attrs[key], ctx)
-        span = _tracer(self.tracer_provider).start_span(c.JOB_SPAN_NAME, context=ctx, attributes=attrs)
-        handle = JobHandle(span, str(self.job_id), correlation_id, self.project_id, self.tracer_provider)
+        span = _tracer(self.tracer_provider).start_span(
+            c.JOB_SPAN_NAME, context=ctx, attributes=attrs
+        )
+        handle = JobHandle(
+            span, str(self.job_id), correlation_id, self.project_id, self.tracer_provider
+        )
         ctx = trace.set_span_in_context(span, ctx)
         self._attach(context.set_value(_JOB_KEY, handle, ctx))
         self._span, self.handle = span, handle
@@ -348,7 +360,11 @@ class job(_Scope):  # noqa: N801 - reads as a statement: ``with job("job-1"):``
         span, handle = self._span, self.handle
         try:
             if span is not None and exc is not None and handle is not None and not handle._failed:
-                code = "VALIDATION_ERROR" if isinstance(exc, JobValidationError) else type(exc).__name__
+                code = (
+                    "VALIDATION_ERROR"
+                    if isinstance(exc, JobValidationError)
+                    else type(exc).__name__
+                )
                 span.record_exception(exc, escaped=True)
                 span.set_attribute(c.ERROR_TYPE, code)
                 span.set_status(Status(StatusCode.ERROR, str(exc) or type(exc).__name__))
@@ -358,7 +374,7 @@ class job(_Scope):  # noqa: N801 - reads as a statement: ``with job("job-1"):``
                 span.end()
 
 
-class stage(_Scope):  # noqa: N801 - reads as a statement: ``with stage("tts"):``
+class stage(_Scope):
     """Open one stage operation: an ``aura.stage.<stage>`` span under the current job.
 
     An exception escaping the stage (``KeyboardInterrupt`` and task cancellation included)
@@ -397,7 +413,6 @@ class stage(_Scope):  # noqa: N801 - reads as a statement: ``with stage("tts"):`
         self.metadata = metadata
         self.tracer_provider = tracer_provider
         self.handle: StageHandle | None = None
-
 
     def _attributes(self) -> dict[str, AttributeValue]:
         attrs: dict[str, AttributeValue] = {c.STAGE: self.stage.value}
@@ -501,7 +516,7 @@ def inject_context(carrier: MutableMapping[str, str] | None = None) -> MutableMa
     return carrier
 
 
-class continue_job(_Scope):  # noqa: N801 - ``with continue_job(request.headers):``
+class continue_job(_Scope):
     """Continue a job started in another process: its spans join the same trace and job file.
 
     The one line a worker needs: ``with aura_otel.continue_job(headers):`` around the work.
@@ -509,7 +524,6 @@ class continue_job(_Scope):  # noqa: N801 - ``with continue_job(request.headers)
 
     def __init__(self, carrier: Mapping[str, str]) -> None:
         self.carrier = carrier
-
 
     def _open(self) -> str | None:
         lowered = {str(k).lower(): v for k, v in self.carrier.items()}

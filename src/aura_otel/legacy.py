@@ -13,7 +13,7 @@ Everything here is a pure function of one collection, given either as a validate
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -79,8 +79,8 @@ def parse_time(value: Any) -> datetime | None:
     else:
         return None
     if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
 
 
 def legacy_timestamp(value: Any) -> str | None:
@@ -146,19 +146,23 @@ def optimization_suggestions(collection: CollectionLike) -> list[dict[str, Any]]
     total_cost = summary.get("total_cost") or 0.0
     suggestions: list[dict[str, Any]] = []
     if (summary.get("cache_hits") or 0) == 0 and total_ops > 0:
-        suggestions.append({
-            "category": "Caching",
-            "suggestion": "Enable LLM response caching to reduce costs on repeated queries",
-            "estimatedSavings": _share(total_cost, CACHING_SAVINGS),
-            "qualityImpact": "None",
-        })
+        suggestions.append(
+            {
+                "category": "Caching",
+                "suggestion": "Enable LLM response caching to reduce costs on repeated queries",
+                "estimatedSavings": _share(total_cost, CACHING_SAVINGS),
+                "qualityImpact": "None",
+            }
+        )
     if (summary.get("total_retries") or 0) > RETRY_THRESHOLD:
-        suggestions.append({
-            "category": "Reliability",
-            "suggestion": "High retry count detected. Review provider reliability and error handling",
-            "estimatedSavings": _share(total_cost, RELIABILITY_SAVINGS),
-            "qualityImpact": "None",
-        })
+        suggestions.append(
+            {
+                "category": "Reliability",
+                "suggestion": "High retry count detected. Review provider reliability and error handling",
+                "estimatedSavings": _share(total_cost, RELIABILITY_SAVINGS),
+                "qualityImpact": "None",
+            }
+        )
     return suggestions
 
 
@@ -171,14 +175,16 @@ def _stage_breakdown(
         stage = _lower(stage_key)
         mine = [r for r in records if _lower(r.get("stage")) == stage]
         cost = float(cost or 0)
-        breakdown[stage] = _without_none({
-            "stageName": stage,
-            "cost": cost,
-            "percentageOfTotal": _ratio(cost, total_cost, 100.0),
-            "durationSeconds": sum(int(r.get("latency_ms") or 0) for r in mine) / 1000,
-            "operationCount": len(mine),
-            "providerName": mine[0].get("provider") if mine else None,
-        })
+        breakdown[stage] = _without_none(
+            {
+                "stageName": stage,
+                "cost": cost,
+                "percentageOfTotal": _ratio(cost, total_cost, 100.0),
+                "durationSeconds": sum(int(r.get("latency_ms") or 0) for r in mine) / 1000,
+                "operationCount": len(mine),
+                "providerName": mine[0].get("provider") if mine else None,
+            }
+        )
     return breakdown
 
 
@@ -225,20 +231,24 @@ def run_cost_report(collection: CollectionLike) -> dict[str, Any]:
     currency = (summary or {}).get("currency") or DEFAULT_CURRENCY
     cost_by_stage = summary.get("cost_by_stage") or {} if summary else {}
     providers = summary.get("operations_by_provider") or {} if summary else {}
-    report: dict[str, Any] = _without_none({
-        "jobId": doc.get("job_id"),
-        "projectId": records[0].get("project_id") if records else None,
-        "startedAt": legacy_timestamp(doc.get("collection_started_at")),
-        "completedAt": legacy_timestamp(doc.get("collection_ended_at")),
-        "durationSeconds": duration_seconds(
-            doc.get("collection_started_at"), doc.get("collection_ended_at")
-        ),
-        "totalCost": total_cost,
-        "currency": currency,
-    })
+    report: dict[str, Any] = _without_none(
+        {
+            "jobId": doc.get("job_id"),
+            "projectId": records[0].get("project_id") if records else None,
+            "startedAt": legacy_timestamp(doc.get("collection_started_at")),
+            "completedAt": legacy_timestamp(doc.get("collection_ended_at")),
+            "durationSeconds": duration_seconds(
+                doc.get("collection_started_at"), doc.get("collection_ended_at")
+            ),
+            "totalCost": total_cost,
+            "currency": currency,
+        }
+    )
     report["costByStage"] = _stage_breakdown(records, cost_by_stage, total_cost)
     report["costByProvider"] = {
-        provider: sum_money(r.get("cost_estimate") for r in records if r.get("provider") == provider)
+        provider: sum_money(
+            r.get("cost_estimate") for r in records if r.get("provider") == provider
+        )
         for provider in providers
     }
     report["operations"] = _operations(records)

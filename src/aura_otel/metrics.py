@@ -40,11 +40,37 @@ logger = logging.getLogger("aura_otel")
 
 #: Semantic-convention advice for gen_ai.client.token.usage.
 TOKEN_USAGE_BUCKETS: tuple[float, ...] = (
-    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+    1,
+    4,
+    16,
+    64,
+    256,
+    1024,
+    4096,
+    16384,
+    65536,
+    262144,
+    1048576,
+    4194304,
+    16777216,
+    67108864,
 )
 #: Semantic-convention advice for gen_ai.client.operation.duration (seconds).
 OPERATION_DURATION_BUCKETS: tuple[float, ...] = (
-    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+    0.01,
+    0.02,
+    0.04,
+    0.08,
+    0.16,
+    0.32,
+    0.64,
+    1.28,
+    2.56,
+    5.12,
+    10.24,
+    20.48,
+    40.96,
+    81.92,
 )
 COST_UNIT = "USD"
 
@@ -53,7 +79,7 @@ class JobMetrics:
     """Turns finished v1 collections into metric measurements on a meter provider."""
 
     def __init__(self, meter_provider: MeterProvider) -> None:
-        from . import __version__  # noqa: PLC0415 (the package imports this module's users)
+        from . import __version__
 
         meter = meter_provider.get_meter("aura_otel", __version__)
         self._tokens = meter.create_histogram(
@@ -132,7 +158,9 @@ class MetricsPipeline:
         shutdown_timeout_millis: float = DEFAULT_SHUTDOWN_TIMEOUT_MILLIS,
     ) -> None:
         self.exporter = exporter
-        reader = PeriodicExportingMetricReader(exporter, export_interval_millis=export_interval_millis)
+        reader = PeriodicExportingMetricReader(
+            exporter, export_interval_millis=export_interval_millis
+        )
         self.meter_provider = SdkMeterProvider(
             metric_readers=[reader],
             resource=resource or Resource.create(),

@@ -26,7 +26,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from . import conventions as c
 from .errors import PricingError
@@ -94,7 +94,7 @@ def version_families(model: str) -> Iterator[str]:
 
 
 # -- the table --------------------------------------------------------------------------------
-ImagePrices = Union[Decimal, dict[str, Union[Decimal, dict[str, Decimal]]]]
+ImagePrices = Decimal | dict[str, Decimal | dict[str, Decimal]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +123,11 @@ class ModelPrice:
         out = []
         if self.prices_tokens:
             out.append("tokens")
-        for name, label in (("per_1k_characters", "characters"), ("per_image", "images"),
-                            ("per_second", "seconds")):
+        for name, label in (
+            ("per_1k_characters", "characters"),
+            ("per_image", "images"),
+            ("per_second", "seconds"),
+        ):
             if getattr(self, name) is not None:
                 out.append(label)
         return out
@@ -210,7 +213,7 @@ class Unpriced:
     reason: str
 
 
-PriceResult = Union[Estimate, Unpriced]
+PriceResult = Estimate | Unpriced
 
 
 class PriceTable:
@@ -242,7 +245,9 @@ class PriceTable:
                         f"provider name {name!r} is used by both {other.name!r} and {provider.name!r}"
                     )
                 self._by_name[key] = provider
-        self._cache: dict[tuple[str | None, str | None], tuple[ProviderPrices, ModelPrice, str] | str] = {}
+        self._cache: dict[
+            tuple[str | None, str | None], tuple[ProviderPrices, ModelPrice, str] | str
+        ] = {}
         self._quotes: dict[Any, Quote | None] = {}
 
     def __repr__(self) -> str:
@@ -285,7 +290,9 @@ class PriceTable:
         if match is None:
             if model is None or not model.strip():
                 return f"no model, and provider {named.name!r} has no price for any model (*)"
-            return f"model {model!r} of provider {named.name!r} is not in price table {self.version}"
+            return (
+                f"model {model!r} of provider {named.name!r} is not in price table {self.version}"
+            )
         return named, *match
 
     # -- pricing --------------------------------------------------------------------------------
@@ -329,8 +336,11 @@ class PriceTable:
         if key is not None and key in self._quotes:
             return self._quotes[key]
         result = self.price(provider, model, usage)
-        quote = None if isinstance(result, Unpriced) else Quote(
-            amount=result.amount, currency=result.currency, version=result.version)
+        quote = (
+            None
+            if isinstance(result, Unpriced)
+            else Quote(amount=result.amount, currency=result.currency, version=result.version)
+        )
         if key is not None:
             if len(self._quotes) >= _CACHE_LIMIT:
                 self._quotes.clear()
@@ -352,8 +362,11 @@ class PriceTable:
             base = self.provider(raw.name)  # by any of its names: "OpenAI", "gcp.gemini"
             if base is None:
                 providers[raw.name] = ProviderPrices(
-                    name=raw.name, models=dict(raw.models), aliases=raw.aliases,
-                    source=raw.source or f"override file {origin}", note=raw.note,
+                    name=raw.name,
+                    models=dict(raw.models),
+                    aliases=raw.aliases,
+                    source=raw.source or f"override file {origin}",
+                    note=raw.note,
                 )
                 continue
             models = dict(base.models)
@@ -361,8 +374,11 @@ class PriceTable:
                 _replace_model(models, model_id, entry)
             aliases = tuple(dict.fromkeys((*base.aliases, *raw.aliases)))
             providers[base.name] = ProviderPrices(
-                name=base.name, models=models, aliases=aliases,
-                source=raw.source or base.source, note=raw.note or base.note,
+                name=base.name,
+                models=models,
+                aliases=aliases,
+                source=raw.source or base.source,
+                note=raw.note or base.note,
             )
         try:
             for prov in providers.values():
@@ -426,7 +442,9 @@ class _Usage:
             characters=_decimal(usage.get("characters")),
             images=_decimal(usage.get("images")),
             image_size=normalize_size(size) if isinstance(size, str) and size.strip() else None,
-            image_quality=quality.strip().lower() if isinstance(quality, str) and quality.strip() else None,
+            image_quality=quality.strip().lower()
+            if isinstance(quality, str) and quality.strip()
+            else None,
             seconds=_decimal(usage.get("duration_seconds")),
         )
 
@@ -434,7 +452,11 @@ class _Usage:
         out = []
         if self.tokens_in is not None or self.tokens_out is not None or self.cached is not None:
             out.append("tokens")
-        for name, label in (("characters", "characters"), ("images", "images"), ("seconds", "seconds")):
+        for name, label in (
+            ("characters", "characters"),
+            ("images", "images"),
+            ("seconds", "seconds"),
+        ):
             if getattr(self, name) is not None:
                 out.append(label)
         return out
@@ -460,7 +482,9 @@ class _Calculation:
         if entry.prices_tokens:
             self._tokens()
         if entry.per_1k_characters is not None and usage.characters is not None:
-            self._line("characters", usage.characters, entry.per_1k_characters, _THOUSAND, "1k characters")
+            self._line(
+                "characters", usage.characters, entry.per_1k_characters, _THOUSAND, "1k characters"
+            )
         if entry.per_image is not None and usage.images is not None:
             problem = self._images()
             if problem is not None:
@@ -493,14 +517,20 @@ class _Calculation:
             cached_rate = entry.cached_input_per_1m
             if cached_rate is None:
                 cached_rate = entry.input_per_1m
-                self.notes.append("no cached-input price published: cached tokens at the input rate")
+                self.notes.append(
+                    "no cached-input price published: cached tokens at the input rate"
+                )
             if uncached is not None:
-                self._line("input tokens (uncached)", uncached, entry.input_per_1m, _MILLION, "1M tokens")
+                self._line(
+                    "input tokens (uncached)", uncached, entry.input_per_1m, _MILLION, "1M tokens"
+                )
             self._line("cached input tokens", cached, cached_rate, _MILLION, "1M tokens")
         elif tokens_in is not None:
             self._line("input tokens", tokens_in, entry.input_per_1m, _MILLION, "1M tokens")
         if usage.tokens_out is not None:
-            self._line("output tokens", usage.tokens_out, entry.output_per_1m, _MILLION, "1M tokens")
+            self._line(
+                "output tokens", usage.tokens_out, entry.output_per_1m, _MILLION, "1M tokens"
+            )
 
     def _images(self) -> str | None:
         entry, usage = self.entry, self.usage
@@ -528,7 +558,9 @@ class _Calculation:
         else:
             rate = by_size
         if usage.image_size is None or (isinstance(by_size, dict) and usage.image_quality is None):
-            self.notes.append("image size/quality not given: the model's documented default was used")
+            self.notes.append(
+                "image size/quality not given: the model's documented default was used"
+            )
         self._line(label, usage.images, rate, Decimal(1), "image")
         return None
 
@@ -575,7 +607,11 @@ def _rate(value: Any, path: str, problems: _Problems) -> Decimal | None:
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         problems.add(path, f"a price must be a number, got {type(value).__name__} {value!r}")
         return None
-    number = value if isinstance(value, Decimal) else Decimal(repr(value) if isinstance(value, float) else value)
+    number = (
+        value
+        if isinstance(value, Decimal)
+        else Decimal(repr(value) if isinstance(value, float) else value)
+    )
     if not number.is_finite():
         problems.add(path, f"a price must be a finite number, got {value}")
         return None
@@ -601,7 +637,9 @@ def _text(value: Any, path: str, problems: _Problems) -> str | None:
     return value.strip()
 
 
-def _unknown(keys: Iterable[str], known: tuple[str, ...], path: str, what: str, problems: _Problems) -> None:
+def _unknown(
+    keys: Iterable[str], known: tuple[str, ...], path: str, what: str, problems: _Problems
+) -> None:
     for key in keys:
         if key not in known:
             prefix = f"{path}.{key}" if path else key
@@ -668,19 +706,29 @@ def _parse_model(model_id: str, raw: Any, path: str, problems: _Problems) -> Mod
     if default_size is not None:
         default_size = normalize_size(default_size)
         if not isinstance(images, dict) or default_size not in images:
-            problems.add(f"{path}.default_size", f"{default_size!r} is not one of the sizes in per_image")
+            problems.add(
+                f"{path}.default_size", f"{default_size!r} is not one of the sizes in per_image"
+            )
     if default_quality is not None:
         default_quality = default_quality.lower()
-        qualities = {q for v in images.values() if isinstance(v, dict) for q in v} if isinstance(images, dict) else set()
+        qualities = (
+            {q for v in images.values() if isinstance(v, dict) for q in v}
+            if isinstance(images, dict)
+            else set()
+        )
         if default_quality not in qualities:
-            problems.add(f"{path}.default_quality", f"{default_quality!r} is not a quality in per_image")
+            problems.add(
+                f"{path}.default_quality", f"{default_quality!r} is not a quality in per_image"
+            )
     return ModelPrice(
         id=model_id,
         **rates,
         default_size=default_size,
         default_quality=default_quality,
         aliases=_strings(raw["aliases"], f"{path}.aliases", problems) if "aliases" in raw else (),
-        patterns=_patterns(raw["patterns"], f"{path}.patterns", problems) if "patterns" in raw else (),
+        patterns=_patterns(raw["patterns"], f"{path}.patterns", problems)
+        if "patterns" in raw
+        else (),
         note=_text(raw.get("note"), f"{path}.note", problems),
     )
 
@@ -717,7 +765,9 @@ def _parse_table(doc: Any, problems: _Problems, *, shipped: bool) -> _ParsedTabl
         problems.raise_if_any()
     _unknown(doc, _TABLE_FIELDS, "", "field", problems)
     if "format" in doc and doc["format"] != TABLE_FORMAT:
-        problems.add("format", f"unsupported format {doc['format']!r} (this version reads {TABLE_FORMAT})")
+        problems.add(
+            "format", f"unsupported format {doc['format']!r} (this version reads {TABLE_FORMAT})"
+        )
     version = _text(doc.get("version"), "version", problems)
     as_of = _text(doc.get("as_of"), "as_of", problems)
     if as_of is not None:
@@ -743,7 +793,10 @@ def _parse_table(doc: Any, problems: _Problems, *, shipped: bool) -> _ParsedTabl
             problems.add("providers", "a provider name is empty")
             continue
         if not isinstance(raw, Mapping):
-            problems.add(path, "a provider must be an object with 'models' (and optional 'aliases', 'source')")
+            problems.add(
+                path,
+                "a provider must be an object with 'models' (and optional 'aliases', 'source')",
+            )
             continue
         _unknown(raw, _PROVIDER_FIELDS, path, "field", problems)
         raw_models = raw.get("models", {})
@@ -755,20 +808,26 @@ def _parse_table(doc: Any, problems: _Problems, *, shipped: bool) -> _ParsedTabl
             if not str(model_id).strip():
                 problems.add(f"{path}.models", "a model id is empty")
                 continue
-            parsed = _parse_model(str(model_id).strip(), entry, f"{path}.models.{model_id}", problems)
+            parsed = _parse_model(
+                str(model_id).strip(), entry, f"{path}.models.{model_id}", problems
+            )
             if parsed is not None:
                 models[parsed.id] = parsed
         try:
             _check_model_names(name, models.values())
         except PricingError as exc:
             problems.add(path, str(exc))
-        providers.append(_ParsedProvider(
-            name=str(name).strip(),
-            models=models,
-            aliases=_strings(raw["aliases"], f"{path}.aliases", problems) if "aliases" in raw else (),
-            source=_text(raw.get("source"), f"{path}.source", problems),
-            note=_text(raw.get("note"), f"{path}.note", problems),
-        ))
+        providers.append(
+            _ParsedProvider(
+                name=str(name).strip(),
+                models=models,
+                aliases=_strings(raw["aliases"], f"{path}.aliases", problems)
+                if "aliases" in raw
+                else (),
+                source=_text(raw.get("source"), f"{path}.source", problems),
+                note=_text(raw.get("note"), f"{path}.note", problems),
+            )
+        )
     note = _text(doc.get("note"), "note", problems)
     problems.raise_if_any()
     return _ParsedTable(version, as_of, currency, note, providers)
@@ -792,7 +851,9 @@ def _decode(data: bytes, origin: str, toml: bool) -> Any:
         if toml:
             return tomllib.loads(data.decode("utf-8"), parse_float=Decimal)
         return json.loads(
-            data, parse_float=Decimal, object_pairs_hook=_reject_duplicates,
+            data,
+            parse_float=Decimal,
+            object_pairs_hook=_reject_duplicates,
             parse_constant=_reject_constant,
         )
     except json.JSONDecodeError as exc:
@@ -807,13 +868,19 @@ def _decode(data: bytes, origin: str, toml: bool) -> Any:
 
 def _build(parsed: _ParsedTable, origin: str) -> PriceTable:
     providers = {
-        p.name: ProviderPrices(name=p.name, models=p.models, aliases=p.aliases, source=p.source, note=p.note)
+        p.name: ProviderPrices(
+            name=p.name, models=p.models, aliases=p.aliases, source=p.source, note=p.note
+        )
         for p in parsed.providers
     }
     try:
         return PriceTable(
-            version=parsed.version or "", as_of=parsed.as_of or "", currency=parsed.currency or "",
-            providers=providers, note=parsed.note, origins=(origin,),
+            version=parsed.version or "",
+            as_of=parsed.as_of or "",
+            currency=parsed.currency or "",
+            providers=providers,
+            note=parsed.note,
+            origins=(origin,),
         )
     except PricingError as exc:
         raise PricingError(f"{origin}: {exc}") from None
@@ -883,10 +950,15 @@ def describe_rates(entry: ModelPrice) -> list[str]:
     out = []
     if entry.prices_tokens:
         assert entry.input_per_1m is not None and entry.output_per_1m is not None
-        cached = (format_money(entry.cached_input_per_1m) if entry.cached_input_per_1m is not None
-                  else "= input")
-        out.append(f"in {format_money(entry.input_per_1m)} / cached {cached} / "
-                   f"out {format_money(entry.output_per_1m)} per 1M tokens")
+        cached = (
+            format_money(entry.cached_input_per_1m)
+            if entry.cached_input_per_1m is not None
+            else "= input"
+        )
+        out.append(
+            f"in {format_money(entry.input_per_1m)} / cached {cached} / "
+            f"out {format_money(entry.output_per_1m)} per 1M tokens"
+        )
     if entry.per_1k_characters is not None:
         out.append(f"{format_money(entry.per_1k_characters)} per 1k characters")
     if isinstance(entry.per_image, Decimal):
@@ -914,7 +986,7 @@ def count_unpriced(records: Iterable[Mapping[str, Any]]) -> int:
     return sum(1 for rec in records if is_unpriced(rec))
 
 
-def add_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_cli(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Register ``aura-otel prices`` (list the table, quote a usage)."""
     from .pricing_cli import register
 

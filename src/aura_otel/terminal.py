@@ -30,7 +30,10 @@ def _figures(doc: Mapping[str, Any]) -> Table:
     cards = [
         ("Total Operations", f"{summary['total_operations']:,}"),
         ("Success Rate", f"{success_rate(summary):.1f}%"),
-        ("Total Cost", money(summary["total_cost"]) + (f" + {unpriced} unpriced" if unpriced else "")),
+        (
+            "Total Cost",
+            money(summary["total_cost"]) + (f" + {unpriced} unpriced" if unpriced else ""),
+        ),
         ("Total Latency", f"{summary['total_latency_ms'] / 1000:.1f} s"),
         ("Total Tokens", f"{summary['total_tokens_in'] + summary['total_tokens_out']:,}"),
         ("Cache Hits", f"{summary['cache_hits']:,}"),
@@ -45,11 +48,23 @@ def _figures(doc: Mapping[str, Any]) -> Table:
 
 def _stage_table(doc: Mapping[str, Any]) -> Table:
     table = Table(title="Stages", expand=True)
-    for name, justify in (("Stage", "left"), ("Status", "center"), ("Latency", "right"),
-                          ("Cost", "right"), ("Provider", "left"), ("Model", "left"),
-                          ("Tokens", "right"), ("Message", "left")):
-        table.add_column(name, justify=justify, overflow="fold",  # type: ignore[arg-type]
-                         no_wrap=name not in ("Message", "Model"), ratio=3 if name == "Message" else None)
+    for name, justify in (
+        ("Stage", "left"),
+        ("Status", "center"),
+        ("Latency", "right"),
+        ("Cost", "right"),
+        ("Provider", "left"),
+        ("Model", "left"),
+        ("Tokens", "right"),
+        ("Message", "left"),
+    ):
+        table.add_column(
+            name,
+            justify=justify,  # type: ignore[arg-type]
+            overflow="fold",
+            no_wrap=name not in ("Message", "Model"),
+            ratio=3 if name == "Message" else None,
+        )
     for rec in doc.get("records", []):
         status = str(rec.get("result_status", "")).lower()
         icon, colour = _STATUS_ICON.get(status, ("?", "white"))
@@ -62,9 +77,14 @@ def _stage_table(doc: Mapping[str, Any]) -> Table:
         if rec.get("error_code"):
             message = f"[{rec['error_code']}] {message}".strip()
         table.add_row(
-            stage, Text(icon, style=colour), f"{rec.get('latency_ms', 0) / 1000:.2f} s", cost,
-            rec.get("provider") or "N/A", rec.get("model_id") or "N/A",
-            f"{tokens:,}" if tokens else "N/A", message,
+            stage,
+            Text(icon, style=colour),
+            f"{rec.get('latency_ms', 0) / 1000:.2f} s",
+            cost,
+            rec.get("provider") or "N/A",
+            rec.get("model_id") or "N/A",
+            f"{tokens:,}" if tokens else "N/A",
+            message,
         )
     return table
 
@@ -103,19 +123,34 @@ def render(doc: Mapping[str, Any], console: Console | None = None) -> None:
     started_ns = parse_timestamp_ns(doc["collection_started_at"])
     took = f" in {(parse_timestamp_ns(ended) - started_ns) / 1e9:.2f} s" if ended else ""
     header = Text.assemble(
-        ("Run Details · ", "bold"), (doc["job_id"], "bold cyan"), "   ",
+        ("Run Details · ", "bold"),
+        (doc["job_id"], "bold cyan"),
+        "   ",
         (state.upper(), {"running": "yellow", "failed": "red", "finished": "green"}[state]),
         f"   started {doc['collection_started_at']}{took} · correlation {doc['correlation_id']}",
     )
-    failures = [r for r in doc.get("records", []) if str(r.get("result_status", "")).lower() != "ok"]
-    parts: list[Any] = [header, Text(""), _figures(doc), Text(""), _stage_table(doc),
-                        Text("Cost by Stage", style="bold"), _cost_bars(doc)]
+    failures = [
+        r for r in doc.get("records", []) if str(r.get("result_status", "")).lower() != "ok"
+    ]
+    parts: list[Any] = [
+        header,
+        Text(""),
+        _figures(doc),
+        Text(""),
+        _stage_table(doc),
+        Text("Cost by Stage", style="bold"),
+        _cost_bars(doc),
+    ]
     if failures:
         lines = Table(title="Failures and warnings", expand=True)
         for col in ("Stage", "Status", "Code", "Message"):
             lines.add_column(col, overflow="fold")
         for r in failures:
-            lines.add_row(str(r.get("stage")), str(r.get("result_status")),
-                          r.get("error_code") or "", r.get("message") or "")
+            lines.add_row(
+                str(r.get("stage")),
+                str(r.get("result_status")),
+                r.get("error_code") or "",
+                r.get("message") or "",
+            )
         parts.append(lines)
     console.print(Group(*parts))
