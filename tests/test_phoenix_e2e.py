@@ -8,7 +8,7 @@ metadata, messages and an exception. The spans are read back through Phoenix's R
 attributes and the job id, they agree with the v1 file, and no seeded secret reached Phoenix.
 
 Where Phoenix's python is looked for: ``$AURA_OTEL_PHOENIX_PYTHON``, else
-``<repo>/.venv-phoenix/bin/python`` (what CI creates), else ``/work/phoenix-venv/bin/python``.
+``<repo>/.venv-phoenix/bin/python`` (what CI creates).
 Locally the test is skipped when none exists; with ``CI`` set it fails instead.
 
 Phoenix binds its gRPC receiver to every interface (``[::]``) whatever ``PHOENIX_HOST`` says;
@@ -73,7 +73,6 @@ def phoenix_python() -> Path | None:
     candidates = [
         os.environ.get("AURA_OTEL_PHOENIX_PYTHON"),
         str(ROOT / ".venv-phoenix" / "bin" / "python"),
-        "/work/phoenix-venv/bin/python",
     ]
     for candidate in candidates:
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
