@@ -1,4 +1,4 @@
-"""The page's view model: formatting rules and orderings from the Run Details spec."""
+"""The page's view model: formatting rules and orderings from docs/run-details-page.md."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Every span attribute name aura-otel reads or writes, in one place.
 
-The span contract (``shared/spec/span-attributes.md``) is the interface between whoever makes
+The span contract (``docs/span-attributes.md``) is the interface between whoever makes
 spans (our helpers, plain OpenTelemetry code, another language over OTLP) and the fold. Keeping
 the names here means the fold, the helpers, masking and pricing can never disagree on spelling.
 """

@@ -2,7 +2,7 @@
 
 The studio's web front end still calls ``/api/cost-tracking/run-summary/{jobId}`` and renders
 the diagnostics summary, so these functions reproduce the old RunCostReport, diagnostics and
-optimization suggestions field for field (``shared/spec/run-telemetry-v1.md``), minus the old
+optimization suggestions field for field (``docs/run-telemetry-v1.md``), minus the old
 bugs: statuses and stages are compared case-insensitively, so PascalCase files written by the
 old writer give the same answers as lowercase ones.
 

@@ -1,6 +1,6 @@
 """What the pages show, computed once in Python so the templates only lay it out.
 
-Formatting rules come from ``shared/spec/run-details-page.md``: money ``$`` with four decimals,
+Formatting rules come from ``docs/run-details-page.md``: money ``$`` with four decimals,
 latency in seconds (one decimal in cards, two in the table), tokens with thousands separators,
 success rate with one decimal. Every figure comes from the v1 file's summary; only a running
 job (which has no summary yet) shows the summary of its records so far, labelled as such.
