@@ -162,6 +162,42 @@ def test_exception_in_stage_is_recorded_and_reraised_unchanged(traced) -> None:
     assert pipeline.read("exc-explicit")["records"][0]["error_code"] == "PROVIDER_DOWN"
 
 
+def _real_timeouts() -> list[BaseException]:
+    """Timeouts as the studio's HTTP and LLM clients really raise them."""
+    import socket
+
+    import httpx
+    import openai
+
+    request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    return [
+        TimeoutError("provider took too long"),
+        asyncio.TimeoutError(),
+        socket.timeout("timed out"),
+        httpx.ReadTimeout("read timed out", request=request),
+        httpx.ConnectTimeout("connect timed out", request=request),
+        openai.APITimeoutError(request=request),
+    ]
+
+
+def test_timeouts_of_every_common_client_record_the_legacy_timeout_code(traced) -> None:
+    pipeline, _ = traced
+    timeouts = _real_timeouts()
+    for i, exc in enumerate(timeouts):
+        with pytest.raises(type(exc)):
+            with job(f"timeout-{i}", tracer_provider=pipeline.provider):
+                with stage("script"):
+                    raise exc
+    with pytest.raises(LookupError):  # not a timeout: keeps its class name
+        with job("not-a-timeout", tracer_provider=pipeline.provider):
+            with stage("script"):
+                raise LookupError("no such voice")
+    pipeline.flush()
+    codes = [pipeline.read(f"timeout-{i}")["records"][0]["error_code"] for i in range(len(timeouts))]
+    assert codes == ["TIMEOUT"] * len(timeouts)
+    assert pipeline.read("not-a-timeout")["records"][0]["error_code"] == "LookupError"
+
+
 def test_keyboard_interrupt_and_cancellation_are_errors_and_propagate(traced) -> None:
     pipeline, _ = traced
     with pytest.raises(KeyboardInterrupt):

@@ -130,6 +130,33 @@ class JobHandle(_SpanHandle):
         self.span.set_status(Status(StatusCode.ERROR, message))
 
 
+#: Classes (anywhere in an exception's MRO) that mean "the provider did not answer in time",
+#: matched by name so no HTTP client has to be imported: the builtin ``TimeoutError`` (which
+#: ``asyncio.TimeoutError``, ``socket.timeout`` and ``concurrent.futures.TimeoutError`` are),
+#: ``httpx.TimeoutException``, ``requests.Timeout``, ``urllib3``'s ``TimeoutError``,
+#: ``openai``/``anthropic``'s ``APITimeoutError`` and ``google.api_core``'s ``DeadlineExceeded``.
+TIMEOUT_CLASS_NAMES = frozenset(
+    {"TimeoutError", "Timeout", "TimeoutException", "APITimeoutError", "DeadlineExceeded"}
+)
+TIMEOUT_CODE = "TIMEOUT"
+
+
+def error_code_for(exc: BaseException) -> str:
+    """The ``error_code`` a failed stage records for ``exc``.
+
+    An ``error_code`` attribute on the exception wins; timeouts become ``TIMEOUT``, the code
+    the studio's legacy consumers know; anything else is the exception's class name.
+    """
+    code = getattr(exc, "error_code", None)
+    if isinstance(code, str) and code:
+        return code
+    if isinstance(exc, TimeoutError) or any(
+        cls.__name__ in TIMEOUT_CLASS_NAMES for cls in type(exc).__mro__
+    ):
+        return TIMEOUT_CODE
+    return type(exc).__name__
+
+
 class StageHandle(_SpanHandle):
     """One stage operation. Every setter is cheap and never raises into the pipeline."""
 
@@ -223,9 +250,7 @@ class StageHandle(_SpanHandle):
         self._error_code = code
 
     def _record_exception(self, exc: BaseException) -> None:
-        code = self._error_code or getattr(exc, "error_code", None)
-        if not isinstance(code, str) or not code:
-            code = type(exc).__name__
+        code = self._error_code or error_code_for(exc)
         message = str(exc) or type(exc).__name__
         self.span.record_exception(exc, escaped=True)
         self.span.set_attributes(
