@@ -111,6 +111,30 @@ def test_sampler_and_resource_variables_keep_their_meaning(tmp_path: Path) -> No
     assert named.returncode == 0, named.stderr
     assert "'service.name': 'from-argument'" in named.stdout
     assert "'deployment.environment': 'staging'" in named.stdout
+    overridden = run_app("""
+        import aura_otel
+        telemetry = aura_otel.configure(service_name="from-argument")
+        print(dict(telemetry.tracer_provider.resource.attributes))
+    """, cwd=tmp_path, OTEL_SERVICE_NAME="render-service")
+    assert overridden.returncode == 0, overridden.stderr
+    assert "'service.name': 'render-service'" in overridden.stdout  # the deployment's variable wins
+
+
+def test_the_demo_takes_its_service_name_from_the_standard_variable(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AURA_OTEL_"))}
+    env["OTEL_SERVICE_NAME"] = "studio"
+    code = (
+        "import aura_otel.demo as d, opentelemetry.trace as t; d.run_demo('jobs', job_id='svc', speed=0);"
+        "print('service=' + t.get_tracer_provider().resource.attributes['service.name'])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "service=studio" in out.stdout
 
 
 @pytest.mark.parametrize(

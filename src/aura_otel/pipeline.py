@@ -170,7 +170,13 @@ def configure(
         if isinstance(current, TracerProvider):
             provider = current
         else:
-            attrs = {SERVICE_NAME: service_name} if service_name else {}
+            # service_name is the code's default; OTEL_SERVICE_NAME is the deployment's choice
+            # and wins, as the standard variable promises (Resource.create alone would let the
+            # explicit attribute win).
+            if not os.environ.get("OTEL_SERVICE_NAME", "").strip():
+                attrs = {SERVICE_NAME: service_name} if service_name else {}
+            else:
+                attrs = {}
             provider = TracerProvider(resource=Resource.create(attrs))
             install_global = set_global
 
