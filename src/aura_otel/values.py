@@ -1,0 +1,71 @@
+"""Values any sink can write: what a span may carry that JSON (or orjson) cannot.
+
+OpenTelemetry accepts integers of any size, strings holding lone surrogates (what
+``os.fsdecode`` gives for a file name that is not UTF-8), NaN and infinities. orjson refuses
+the first two outright and a refusal would cost the whole job's file, so the v1 writer runs
+what it is about to write through :func:`representable` when (and only when) serialising it
+failed. Each odd value costs only itself:
+
+* an integer outside the 64-bit range becomes its decimal string (``2**70`` is written
+  ``"1180591620717411303424"``), or a short note when it has more digits than Python will print;
+* lone surrogates become U+FFFD, one per surrogate; the rest of the string is kept;
+* NaN and infinities become ``null`` (what orjson writes for them anyway);
+* nesting deeper than JSON writers accept is cut, anything else unknown becomes its ``str``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+INT_MIN = -(2**63)
+INT_MAX = 2**64 - 1  # orjson writes signed and unsigned 64-bit integers
+#: orjson refuses to write deeper than 254 levels; stay well below.
+MAX_DEPTH = 128
+TOO_DEEP = "[nested too deeply]"
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def text(value: str) -> str:
+    """``value`` with each lone surrogate replaced by U+FFFD (unchanged when it has none)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATES.sub("\ufffd", value)
+    return value
+
+
+def integer(value: int) -> int | str:
+    """``value``, or its decimal string when JSON writers cannot hold it as a number."""
+    if INT_MIN <= value <= INT_MAX:
+        return value
+    try:
+        return str(value)
+    except ValueError:  # more digits than sys.get_int_max_str_digits() allows
+        return f"[integer of {value.bit_length()} bits]"
+
+
+def representable(value: Any, depth: int = 0) -> Any:
+    """A copy of ``value`` that orjson can always write (see the module docstring)."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return text(value)
+    if isinstance(value, int):
+        return integer(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if depth >= MAX_DEPTH:
+        return TOO_DEEP
+    if isinstance(value, dict):
+        return {
+            (text(key) if isinstance(key, str) else text(str(key))): representable(item, depth + 1)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [representable(item, depth + 1) for item in value]
+    try:
+        return text(str(value))
+    except Exception:
+        return f"[{type(value).__name__}]"
