@@ -273,8 +273,9 @@ def plain_attributes(span: Any) -> Mapping[str, Any]:
     return getattr(span, "attributes", None) or {}  # a non-recording span has none
 
 
-#: The latest instant v1 can write (its timestamps have four-digit years).
-MAX_TIMESTAMP_NS = 253_402_300_799_999_999_000
+#: The latest span clock reading kept (2262-04-11): OpenTelemetry's clock is a signed 64-bit
+#: count of nanoseconds, and units must stay JSON integers.
+MAX_TIMESTAMP_NS = 2**63 - 1
 
 
 def _timestamp(value: Any, default: int) -> int:
