@@ -98,6 +98,8 @@ def hostile_job(p: Plain, job_id: str) -> None:
         "aura.meta." + SURROGATE: "key with a surrogate",
         "aura.meta_json.doc": '{"n": 1e400, "s": "x"}',
         "aura.meta_json.raw": "not json " + SURROGATE,
+        "aura.meta_json.deep": "[" * 300 + "]" * 300,   # orjson writes ~254 levels, pydantic reads ~200
+        "aura.meta_json.deep_objects": '{"a":' * 200 + "1" + "}" * 200,
     })
     s.add_event("note " + SURROGATE, {"detail": SURROGATE, "n": BIG})
     s.set_status(Status(StatusCode.ERROR, "failed on " + SURROGATE))
@@ -125,6 +127,11 @@ def test_values_json_cannot_hold_cost_only_themselves(sink: Plain) -> None:
     assert meta["names"] == ["clip-\ufffd.mp4", "ok"]
     assert meta["clip-\ufffd.mp4"] == "key with a surrogate"
     assert meta["raw"] == "not json clip-\ufffd.mp4"
+    deep = meta["deep"]
+    for _ in range(63):
+        deep = deep[0]
+    assert deep == ["[nested too deeply]"]  # 64 levels kept, the rest cut
+    assert "[nested too deeply]" in orjson.dumps(meta["deep_objects"]).decode()
     assert script["provider"] == "openaiclip-\ufffd.mp4"
     assert script["message"] == "wrote clip-\ufffd.mp4"
     assert script["tokens_out"] == 12 and "tokens_in" not in script and "cost_estimate" not in script
@@ -217,6 +224,7 @@ _scalars = st.one_of(
 # What the SDK accepts: a scalar or a homogeneous sequence of one scalar type.
 _values = st.one_of(
     _scalars,
+    st.integers(min_value=0, max_value=400).map(lambda d: "[" * d + "]" * d),  # JSON, nested
     st.lists(_text, max_size=4).map(tuple),
     st.lists(st.integers(), max_size=4).map(tuple),
     st.lists(st.floats(), max_size=4).map(tuple),

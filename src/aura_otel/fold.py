@@ -35,6 +35,7 @@ from .schema import (
     summarize,
     to_dict,
 )
+from .values import MAX_META_DEPTH, cap_depth
 
 Unit = dict[str, Any]
 
@@ -197,9 +198,15 @@ def _read(attrs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
                 meta[name] = list(value) if isinstance(value, tuple) else value
             elif kind == _JSON_META and isinstance(value, str):
                 try:
-                    meta[name] = orjson.loads(value)
+                    decoded = orjson.loads(value)
                 except orjson.JSONDecodeError:
                     meta[name] = value  # keep what was sent, undecoded
+                    continue
+                # Deep nesting would make a file readers refuse; only text with many brackets
+                # can nest deeply, and counting them is cheap.
+                if value.count("[") + value.count("{") > MAX_META_DEPTH:
+                    decoded = cap_depth(decoded)
+                meta[name] = decoded
             continue
         name, rank, convert, aliased = spec
         if rank and ranks.get(name, rank) < rank:

@@ -10,7 +10,9 @@ failed. Each odd value costs only itself:
   ``"1180591620717411303424"``), or a short note when it has more digits than Python will print;
 * lone surrogates become U+FFFD, one per surrogate; the rest of the string is kept;
 * NaN and infinities become ``null`` (what orjson writes for them anyway);
-* nesting deeper than JSON writers accept is cut, anything else unknown becomes its ``str``.
+* nesting deeper than JSON readers accept is cut (the v1 reader takes about 200 levels):
+  metadata values decoded from JSON keep :data:`MAX_META_DEPTH` levels, the level below is
+  the string ``"[nested too deeply]"``; anything else unknown becomes its ``str``.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from typing import Any
 
 INT_MIN = -(2**63)
 INT_MAX = 2**64 - 1  # orjson writes signed and unsigned 64-bit integers
-#: orjson refuses to write deeper than 254 levels; stay well below.
+#: orjson refuses to write deeper than 254 levels, pydantic to read deeper than ~200.
 MAX_DEPTH = 128
+#: Levels a metadata value keeps (it sits four levels down in a file).
+MAX_META_DEPTH = 64
 TOO_DEEP = "[nested too deeply]"
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
@@ -44,6 +48,21 @@ def integer(value: int) -> int | str:
         return str(value)
     except ValueError:  # more digits than sys.get_int_max_str_digits() allows
         return f"[integer of {value.bit_length()} bits]"
+
+
+def cap_depth(value: Any, limit: int = MAX_META_DEPTH) -> Any:
+    """``value`` with containers below ``limit`` levels replaced by :data:`TOO_DEEP`.
+
+    Returns ``value`` itself when it is shallow enough; callers check cheaply first (a string
+    with fewer brackets than ``limit`` cannot nest deeper).
+    """
+    if not isinstance(value, dict | list):
+        return value
+    if limit <= 0:
+        return TOO_DEEP
+    if isinstance(value, dict):
+        return {key: cap_depth(item, limit - 1) for key, item in value.items()}
+    return [cap_depth(item, limit - 1) for item in value]
 
 
 def representable(value: Any, depth: int = 0) -> Any:
