@@ -309,8 +309,12 @@ def fold_span(span: Any) -> FoldedSpan | None:
     ctx = span.context
     span_id = f"{ctx.span_id:016x}"
     parent = span.parent
-    start = _timestamp(span.start_time, 0)
-    end = _timestamp(span.end_time, start)
+    start = span.start_time
+    end = span.end_time
+    if start.__class__ is not int or not 0 < start <= MAX_TIMESTAMP_NS:  # the SDK's clock: never
+        start = _timestamp(start, 0)
+    if end.__class__ is not int or not 0 < end <= MAX_TIMESTAMP_NS:
+        end = _timestamp(end, start)
     unit: Unit = {"s": start, "e": end}
     if parent is not None:
         unit["p"] = f"{parent.span_id:016x}"
