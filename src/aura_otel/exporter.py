@@ -317,9 +317,10 @@ class RunTelemetryExporter(SpanExporter):
                 doc = keep_previous_records(doc, journal.read_telemetry(MAX_MERGE_BYTES))
             try:
                 data = dumps(doc, enum_case=self.enum_case)
-            except orjson.JSONEncodeError:
+            except orjson.JSONEncodeError:  # e.g. a value another writer's units carried
                 self.stats.add("values_replaced")
-                data = dumps(representable(doc), enum_case=self.enum_case)
+                doc = representable(doc)
+                data = dumps(doc, enum_case=self.enum_case)
             journal.write_telemetry(data)
         self.stats.add("files_written")
         return doc
