@@ -317,7 +317,7 @@ class RunTelemetryExporter(SpanExporter):
                 doc = keep_previous_records(doc, journal.read_telemetry(MAX_MERGE_BYTES))
             try:
                 data = dumps(doc, enum_case=self.enum_case)
-            except orjson.JSONEncodeError:  # e.g. a value another writer's units carried
+            except orjson.JSONEncodeError:  # a last guard: the units were made writable above
                 self.stats.add("values_replaced")
                 doc = representable(doc)
                 data = dumps(doc, enum_case=self.enum_case)
