@@ -50,9 +50,10 @@ Units = dict[str, dict[str, Any]]
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC
-#: A job's own folder and files: never through a link. O_NONBLOCK so that opening a FIFO
-#: returns at once (and is then refused by the regular-file check) instead of blocking.
+#: A job's own folder and files are never reached through a link.
 _NOFOLLOW = os.O_NOFOLLOW | _CLOEXEC
+#: O_NONBLOCK: opening a FIFO returns at once (and is then refused by the regular-file check)
+#: instead of waiting for a writer that never comes. It changes nothing for regular files.
 _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | _NOFOLLOW
 
 
