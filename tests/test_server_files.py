@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -119,3 +120,24 @@ def test_file_reading_routes_run_off_the_event_loop(jobs: Path) -> None:
     assert len(reading) >= 6
     for route in reading:
         assert not inspect.iscoroutinefunction(route.endpoint), route.path
+
+
+def test_a_file_swapped_for_a_fifo_after_the_listing_is_flagged_not_waited_on(jobs: Path) -> None:
+    """The list stats files first and reads a page's files after: a FIFO that replaces a file
+    in between is read without blocking and shown as unreadable."""
+    from aura_otel.server.joblist import STATUS_UNREADABLE, JobIndex
+    from aura_otel.store import JobStore
+
+    index = JobIndex(JobStore(jobs))
+    target = jobs / "job-ok" / "telemetry.json"
+    target.unlink()
+    os.mkfifo(target)
+    rows: list[dict | None] = []
+    with released(target):  # a blocked read (the old behaviour) is let go, and fails below
+        reader = threading.Thread(target=lambda: rows.append(index._row("job-ok", 1, 1)),
+                                  daemon=True)  # what page() does for a listed entry
+        reader.start()
+        reader.join(CLIENT_TIMEOUT)
+        blocked = reader.is_alive()
+    assert not blocked, "reading the job list blocked on a FIFO"
+    assert rows and rows[0] is not None and rows[0]["status"] == STATUS_UNREADABLE
