@@ -101,11 +101,12 @@ def atomic_write_at(dir_fd: int, name: str, data: bytes) -> None:
     holds, and an fsync per write would cost more than the job's spans.
     """
     tmp = f".{name}.{os.getpid()}.{threading.get_ident()}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW
     try:
-        os.unlink(tmp, dir_fd=dir_fd)  # a leftover of a crashed writer with our pid, or a plant
-    except FileNotFoundError:
-        pass
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644, dir_fd=dir_fd)
+        fd = os.open(tmp, flags, 0o644, dir_fd=dir_fd)
+    except FileExistsError:  # a leftover of a killed writer that had our pid, or a plant
+        os.unlink(tmp, dir_fd=dir_fd)
+        fd = os.open(tmp, flags, 0o644, dir_fd=dir_fd)
     try:
         try:
             _write_all(fd, data)
