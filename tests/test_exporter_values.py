@@ -328,3 +328,24 @@ def test_fuzz_the_v1_exporter_always_writes_a_valid_file(
             assert not p.jobs_dir.exists()
     finally:
         p.provider.shutdown()
+
+
+def test_a_huge_value_is_cut_so_its_job_stays_readable(sink: Plain) -> None:
+    """20 MB in one attribute (no masking in front to cut it): the file stays under what the
+    server parses by default, with that value cut and everything else whole."""
+    from aura_otel.server.app import DEFAULT_MAX_FILE_BYTES
+    from aura_otel.store import JobStore
+
+    tracer = sink.tracer()
+    with tracer.start_as_current_span("aura.job", attributes={"aura.job.id": "huge"}):
+        with tracer.start_as_current_span("aura.stage.script", attributes={
+                "aura.stage": "script", "aura.meta.log": "x" * 20_000_000, "aura.meta.small": "kept",
+                "aura.result.message": "done"}):
+            pass
+    sink.flush()
+    path = sink.jobs_dir / "huge" / "telemetry.json"
+    assert path.stat().st_size < DEFAULT_MAX_FILE_BYTES
+    record = sink.read("huge")["records"][0]
+    assert record["metadata"]["log"].endswith(" [TRUNCATED]") and len(record["metadata"]["log"]) == 65536
+    assert record["metadata"]["small"] == "kept" and record["message"] == "done"
+    JobStore(sink.jobs_dir, max_file_bytes=DEFAULT_MAX_FILE_BYTES).read("huge")  # the server's read

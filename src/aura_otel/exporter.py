@@ -26,7 +26,7 @@ from .fold import ROOT, Pricer, Unit, assemble, fold_span, keep_previous_records
 from .forwarding import ForwardingSpanProcessor
 from .schema import EnumCase, dumps, validate_job_id
 from .store import JobStore, Journal
-from .values import representable
+from .values import representable, shorten
 
 logger = logging.getLogger("aura_otel")
 
@@ -40,6 +40,10 @@ DEFAULT_GIVE_UP_AFTER = 60.0
 #: How much of a damaged job's current file is read back to keep its records (bigger files
 #: are rewritten from the journal alone).
 MAX_MERGE_BYTES = 64 << 20
+#: A file larger than this (half what the server parses by default) has its long strings cut
+#: to ``MAX_STRING_CHARS``: one huge attribute must not make its job's file unreadable.
+LARGE_FILE_BYTES = 16 << 20
+MAX_STRING_CHARS = 64 << 10
 _LOG_FIRST = 20
 
 
@@ -321,6 +325,12 @@ class RunTelemetryExporter(SpanExporter):
                 self.stats.add("values_replaced")
                 doc = representable(doc)
                 data = dumps(doc, enum_case=self.enum_case)
+            if len(data) > LARGE_FILE_BYTES:
+                shortened = shorten(doc, MAX_STRING_CHARS)
+                if shortened is not doc:
+                    self.stats.add("values_replaced")
+                    doc = shortened
+                    data = dumps(doc, enum_case=self.enum_case)
             journal.write_telemetry(data)
         self.stats.add("files_written")
         return doc

@@ -10,6 +10,8 @@ failed. Each odd value costs only itself:
   ``"1180591620717411303424"``), or a short note when it has more digits than Python will print;
 * lone surrogates become U+FFFD, one per surrogate; the rest of the string is kept;
 * NaN and infinities become ``null`` (what orjson writes for them anyway);
+* a file that would be larger than the server reads by default has its strings over 64 KiB
+  cut (with `` [TRUNCATED]``), so one huge attribute cannot make its job unreadable;
 * nesting deeper than JSON readers accept is cut (the v1 reader takes about 200 levels):
   metadata values decoded from JSON keep :data:`MAX_META_DEPTH` levels, the level below is
   the string ``"[nested too deeply]"``; anything else unknown becomes its ``str``.
@@ -63,6 +65,24 @@ def cap_depth(value: Any, limit: int = MAX_META_DEPTH) -> Any:
     if isinstance(value, dict):
         return {key: cap_depth(item, limit - 1) for key, item in value.items()}
     return [cap_depth(item, limit - 1) for item in value]
+
+
+#: Appended to a string cut by :func:`shorten` (the mark masking uses for its own cut).
+TRUNCATION_MARK = " [TRUNCATED]"
+
+
+def shorten(value: Any, limit: int) -> Any:
+    """``value`` with every string longer than ``limit`` characters cut to ``limit`` (mark
+    included); containers are copied only where something was cut."""
+    if isinstance(value, str):
+        return value if len(value) <= limit else value[: limit - len(TRUNCATION_MARK)] + TRUNCATION_MARK
+    if isinstance(value, dict):
+        items = {key: shorten(item, limit) for key, item in value.items()}
+        return value if all(items[k] is value[k] for k in value) else items
+    if isinstance(value, list):
+        copied = [shorten(item, limit) for item in value]
+        return value if all(a is b for a, b in zip(copied, value, strict=True)) else copied
+    return value
 
 
 def representable(value: Any, depth: int = 0) -> Any:
