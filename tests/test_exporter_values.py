@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import Status, StatusCode
 
 from aura_otel import JobContextProcessor, RunTelemetryExporter
@@ -54,9 +55,22 @@ class Plain:
         return orjson.loads(data)
 
 
+class CountingIds(IdGenerator):
+    """Unique ids without the ``random`` module, whose state Hypothesis owns during a test."""
+
+    def __init__(self) -> None:
+        self._next = iter(range(1, 2**62))
+
+    def generate_span_id(self) -> int:
+        return next(self._next)
+
+    def generate_trace_id(self) -> int:
+        return next(self._next) << 64
+
+
 def plain(jobs_dir: Path, *, batch: bool = False, **kwargs: Any) -> Plain:
     exporter = RunTelemetryExporter(jobs_dir, write_interval=0, pricer=None, **kwargs)
-    provider = TracerProvider()
+    provider = TracerProvider(id_generator=CountingIds())
     provider.add_span_processor(JobContextProcessor())
     if batch:  # one export call for every span: a bad one must not cost its neighbours
         provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=60_000,
@@ -286,7 +300,7 @@ def test_fuzz_the_fold_always_gives_a_valid_file(spans: list[tuple[Any, ...]], r
     from aura_otel.values import representable
 
     memory = InMemorySpanExporter()
-    provider = TracerProvider()
+    provider = TracerProvider(id_generator=CountingIds())
     provider.add_span_processor(SimpleSpanProcessor(memory))
     _emit(provider.get_tracer("fuzz"), "fuzz-job", spans, root_status)
     units = {}
