@@ -101,6 +101,7 @@ def hostile_job(p: Plain, job_id: str) -> None:
         "gen_ai.usage.input_tokens": BIG,            # not a valid count: left out
         "gen_ai.usage.output_tokens": 12,
         "aura.cost.amount": math.inf,                # not a valid amount: left out
+        "gen_ai.usage.cost": 10**400,                # beyond any float: left out too
         "aura.result.message": "wrote " + SURROGATE,
         "aura.meta.big": BIG,
         "aura.meta.negative_big": -BIG,
@@ -108,6 +109,7 @@ def hostile_job(p: Plain, job_id: str) -> None:
         "aura.meta.inf": -math.inf,
         "aura.meta.file": SURROGATE,
         "aura.meta.list": (BIG, 1, 2),
+        "aura.meta.enormous": 10**5000,              # more digits than Python will print
         "aura.meta.names": (SURROGATE, "ok"),
         "aura.meta." + SURROGATE: "key with a surrogate",
         "aura.meta_json.doc": '{"n": 1e400, "s": "x"}',
@@ -138,6 +140,7 @@ def test_values_json_cannot_hold_cost_only_themselves(sink: Plain) -> None:
     assert meta["nan"] is None and meta["inf"] is None  # NaN and infinities: null
     assert meta["file"] == "clip-\ufffd.mp4"  # the surrogate, and only it, replaced
     assert meta["list"] == [str(BIG), 1, 2]
+    assert meta["enormous"] == "[integer of 16610 bits]"
     assert meta["names"] == ["clip-\ufffd.mp4", "ok"]
     assert meta["clip-\ufffd.mp4"] == "key with a surrogate"
     assert meta["raw"] == "not json clip-\ufffd.mp4"
@@ -233,7 +236,7 @@ _text = st.text(st.one_of(
 ))
 _scalars = st.one_of(
     _text, st.booleans(), st.integers(), st.floats(allow_nan=True, allow_infinity=True),
-    st.integers(min_value=2**63, max_value=2**200), st.integers(min_value=-(2**200), max_value=-(2**63)),
+    st.integers(min_value=2**63, max_value=2**1100), st.integers(min_value=-(2**1100), max_value=-(2**63)),
 )
 # What the SDK accepts: a scalar or a homogeneous sequence of one scalar type.
 _values = st.one_of(

@@ -464,5 +464,8 @@ def finite_number(value: Any) -> float | None:
     """``value`` as a finite float, or None for NaN, infinities, bools and non-numbers."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float (OpenTelemetry accepts any int)
+        return None
     return number if math.isfinite(number) else None
