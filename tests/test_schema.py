@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import orjson
@@ -16,6 +17,7 @@ from aura_otel.schema import (
     RECORD_FIELDS,
     Collection,
     dumps,
+    is_safe_job_id,
     json_schema,
     load_collection,
     record_dict,
@@ -124,6 +126,39 @@ def test_unsafe_job_ids_rejected(bad: object) -> None:
 @pytest.mark.parametrize("good", ["job-abc123", "7d0c5f0e-3c4a-4e0e-9f4e-2b1d8a6c9e11", "x" * 128, "a.b"])
 def test_safe_job_ids_accepted(good: str) -> None:
     assert validate_job_id(good) == good
+
+
+#: One id per class the file system (or a reader of a folder listing) cannot take safely.
+UNSAFE_UNICODE_IDS = {
+    "C1 control (NEL)": "job\u0085x",
+    "C1 control (CSI)": "job\u009bx",
+    "zero-width space (Cf)": "job\u200bx",
+    "right-to-left override (Cf)": "job\u202ex",
+    "byte order mark (Cf)": "\ufeffjob",
+    "soft hyphen (Cf)": "jo\u00adb",
+    "line separator (Zl)": "job\u2028x",
+    "paragraph separator (Zp)": "job\u2029x",
+    "private use (Co)": "job\ue000x",
+    "lone surrogate (Cs, os.fsdecode of a non-UTF-8 name)": os.fsdecode(b"job-\xff"),
+    "128 characters, 384 UTF-8 bytes": "\u20ac" * 128,
+    "86 characters, 258 UTF-8 bytes": "\u20ac" * 86,
+    "no-break space around it": "\u00a0job",
+}
+
+
+@pytest.mark.parametrize("bad", list(UNSAFE_UNICODE_IDS.values()), ids=list(UNSAFE_UNICODE_IDS))
+def test_ids_the_file_system_cannot_take_are_rejected_with_a_clear_error(bad: str) -> None:
+    with pytest.raises(InvalidJobIdError) as info:
+        validate_job_id(bad)
+    assert str(info.value)  # the error says what is wrong
+    assert not is_safe_job_id(bad)
+
+
+@pytest.mark.parametrize("good", ["\u20ac" * 85, "Vid\u00e9o-\u00e9t\u00e9", "\u30b8\u30e7\u30d6-1",
+                                  "job 12", "\U0001f3ac-scene"])
+def test_non_ascii_ids_within_255_bytes_are_accepted(good: str, tmp_path: Path) -> None:
+    assert validate_job_id(good) == good
+    (tmp_path / good).mkdir()  # and the file system does take them
 
 
 def test_validation_lists_every_problem_with_its_path(examples: Path) -> None:

@@ -12,6 +12,8 @@ from .errors import (
     InvalidJobIdError,
     JobValidationError,
     TelemetryNotFoundError,
+    TelemetryTooLargeError,
+    UnsafeFileError,
 )
 from .exporter import RunTelemetryExporter
 from .instrument import (
@@ -63,6 +65,8 @@ __all__ = [
     "Summary",
     "Telemetry",
     "TelemetryNotFoundError",
+    "TelemetryTooLargeError",
+    "UnsafeFileError",
     "__version__",
     "bind_context",
     "configure",

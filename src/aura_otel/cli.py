@@ -84,6 +84,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         jaeger_url=args.jaeger_url or os.environ.get(c.ENV_JAEGER_URL),
         access_token=args.access_token or os.environ.get(c.ENV_ACCESS_TOKEN),
+        max_file_bytes=args.max_file_bytes,
     )
     return 0
 
@@ -124,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument("--jaeger-url", help=f"Jaeger UI base URL for trace links (${c.ENV_JAEGER_URL})")
     serve.add_argument("--access-token", help=f"required on every request (${c.ENV_ACCESS_TOKEN})")
+    serve.add_argument("--max-file-bytes", type=int, metavar="N",
+                       help=f"largest telemetry.json to parse (${c.ENV_MAX_FILE_BYTES}, default 32 MiB)")
     serve.set_defaults(func=_cmd_serve)
 
     from .pricing import add_cli

@@ -135,6 +135,8 @@ ENV_MASK_PII: Final = "AURA_OTEL_MASK_PII"
 ENV_MASK_MAX_VALUE_LENGTH: Final = "AURA_OTEL_MASK_MAX_VALUE_LENGTH"
 ENV_JAEGER_URL: Final = "AURA_OTEL_JAEGER_URL"
 ENV_ACCESS_TOKEN: Final = "AURA_OTEL_ACCESS_TOKEN"
+#: Largest telemetry.json the server reads, in bytes (default 32 MiB).
+ENV_MAX_FILE_BYTES: Final = "AURA_OTEL_MAX_FILE_BYTES"
 
 # -- metrics (exported over OTLP with the traces; see aura_otel.metrics) -------------------------
 METRIC_TOKEN_USAGE: Final = "gen_ai.client.token.usage"

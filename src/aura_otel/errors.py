@@ -31,6 +31,27 @@ class CorruptTelemetryError(AuraOtelError):
     """A telemetry file exists but is not valid v1 (partial, hand-edited, wrong types)."""
 
 
+class TelemetryTooLargeError(CorruptTelemetryError):
+    """A telemetry file larger than the reader's limit: refused before it is read or parsed.
+
+    Parsing costs several times a file's size in memory; a reader serving many jobs must not
+    let one planted or runaway file take it down.
+    """
+
+    def __init__(self, message: str, *, size: int, limit: int) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
+
+
+class UnsafeFileError(AuraOtelError, OSError):
+    """A job's folder or file is a symbolic link or not a regular file.
+
+    Links planted in the jobs folder could lead a writer outside it, and a FIFO or device
+    would block a reader forever; aura-otel neither follows nor opens them.
+    """
+
+
 class JobValidationError(AuraOtelError):
     """Raise this (or a subclass) from a job to record it as ``VALIDATION_ERROR``.
 

@@ -10,27 +10,41 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from . import conventions as c
 from ._memory import MemoryTrimmer
 from .errors import ConfigurationError, InvalidJobIdError
-from .fold import ROOT, Pricer, Unit, assemble, fold_span, trace_ids
+from .fold import ROOT, Pricer, Unit, assemble, fold_span, keep_previous_records, trace_ids
 from .forwarding import ForwardingSpanProcessor
 from .schema import EnumCase, dumps, validate_job_id
-from .store import JobStore
+from .store import JobStore, Journal
+from .values import representable, shorten
 
 logger = logging.getLogger("aura_otel")
 
 DEFAULT_WRITE_INTERVAL = 0.25
+#: A job whose file cannot be written is retried on later rounds, and given up on (its state
+#: released, reported once) after this many failed rounds spanning at least
+#: ``give_up_after`` seconds: long enough to ride out a full disk being cleaned up, short
+#: enough that a job that can never be written (a planted link) does not live forever.
+MIN_WRITE_ATTEMPTS = 3
+DEFAULT_GIVE_UP_AFTER = 60.0
+#: How much of a damaged job's current file is read back to keep its records (bigger files
+#: are rewritten from the journal alone).
+MAX_MERGE_BYTES = 64 << 20
+#: A file larger than this (half what the server parses by default) has its long strings cut
+#: to ``MAX_STRING_CHARS``: one huge attribute must not make its job's file unreadable.
+LARGE_FILE_BYTES = 16 << 20
+MAX_STRING_CHARS = 64 << 10
 _LOG_FIRST = 20
-#: Job ids already validated: every span of a job carries the same id, so it is checked once
-#: (bounded, so an exporter living for millions of jobs does not grow).
 
 
 def default_jobs_dir() -> str:
@@ -54,6 +68,9 @@ class _Job:
     offset: int = 0  # how far into the journal this exporter has read
     dirty: bool = False
     finalized: bool = False
+    damaged: bool = False  # the journal lost units the file shows: never let the file shrink
+    failures: int = 0  # consecutive failed write rounds
+    failing_since: float = 0.0
 
 
 class ExporterStats:
@@ -67,6 +84,9 @@ class ExporterStats:
         "fold_errors",
         "files_written",
         "write_errors",
+        "jobs_abandoned",
+        "values_replaced",
+        "jobs_damaged",
         "jobs_finalized",
         "downstream_errors",
         "listener_errors",
@@ -95,6 +115,12 @@ class RunTelemetryExporter(SpanExporter):
 
     ``on_job_complete(job_id, collection)`` is called on the writer thread once a finished
     job's file is written (e.g. to record metrics from the very numbers in the file).
+
+    A value JSON cannot hold (an integer beyond 64 bits, a lone surrogate) is written in a
+    representable form (see :mod:`aura_otel.values`) and counted in ``values_replaced``; a
+    job whose file still cannot be written is retried, then given up on after
+    ``give_up_after`` seconds (and at least three rounds), logged once and counted in
+    ``jobs_abandoned``.
     """
 
     def __init__(
@@ -106,12 +132,14 @@ class RunTelemetryExporter(SpanExporter):
         pricer: Pricer | None = None,
         write_interval: float = DEFAULT_WRITE_INTERVAL,
         on_job_complete: Callable[[str, dict[str, Any]], None] | None = None,
+        give_up_after: float = DEFAULT_GIVE_UP_AFTER,
     ) -> None:
         self.store = JobStore(jobs_dir if jobs_dir is not None else default_jobs_dir())
         self.enum_case = resolve_enum_case(enum_case)
         self.pricer = pricer
         self.stats = ExporterStats()
         self._write_interval = max(0.0, float(write_interval))
+        self._give_up_after = max(0.0, float(give_up_after))
         self._jobs: dict[str, _Job] = {}
         self._lock = threading.Lock()  # guards _jobs
         self._write_lock = threading.Lock()  # one writer at a time (thread or force_flush)
@@ -229,12 +257,12 @@ class RunTelemetryExporter(SpanExporter):
             for job_id, job in dirty:
                 try:
                     doc = self._write_job(job_id, job)
-                except Exception:
-                    with self._lock:
-                        job.dirty = True  # try again on the next round
+                except Exception as exc:
                     self._count_error("write_errors", f"writing telemetry for job {job_id!r} failed")
+                    self._failed(job_id, job, exc)
                     continue
                 with self._lock:
+                    job.failures = 0
                     complete = job.finalized and not job.dirty
                     if complete:
                         del self._jobs[job_id]  # a finished job's state is released
@@ -245,6 +273,28 @@ class RunTelemetryExporter(SpanExporter):
                     except Exception:
                         self._count_error("listener_errors", f"on_job_complete failed for {job_id!r}")
 
+    def _failed(self, job_id: str, job: _Job, exc: Exception) -> None:
+        """Retry on a later round, or give the job up once it has failed long enough."""
+        now = time.monotonic()
+        with self._lock:
+            if job.failures == 0:
+                job.failing_since = now
+            job.failures += 1
+            give_up = (job.failures >= MIN_WRITE_ATTEMPTS
+                       and now - job.failing_since >= self._give_up_after)
+            if give_up:
+                if self._jobs.get(job_id) is job:
+                    del self._jobs[job_id]
+            else:
+                job.dirty = True  # try again on the next round
+        if give_up:
+            self.stats.add("jobs_abandoned")
+            logger.error(
+                "aura-otel: gave up writing telemetry for job %r after %d failed attempts over "
+                "%.0fs (last error: %s: %s); its spans since the last successful write are lost",
+                job_id, job.failures, now - job.failing_since, type(exc).__name__, exc,
+            )
+
     def _write_job(self, job_id: str, job: _Job) -> dict[str, Any]:
         with self.store.journal(job_id) as journal:
             theirs, offset = journal.read_from(job.offset)
@@ -253,12 +303,49 @@ class RunTelemetryExporter(SpanExporter):
                     job.units.setdefault(span_id, unit)
                 ours = {sid: job.units[sid] for sid in job.unjournaled}
                 job.unjournaled.clear()
+            if journal.damaged and not job.damaged:
+                job.damaged = True
+                self.stats.add("jobs_damaged")
+                logger.warning("aura-otel: the journal of job %r is damaged; its file keeps the "
+                               "records the journal lost", job_id)
+            try:
+                job.offset = self._append(journal, job, ours) if ours else offset
+            except BaseException:
+                with self._lock:  # nothing of ours reached the journal: append it next time
+                    job.unjournaled[:0] = list(ours)
+                raise
+            with self._lock:
                 units = dict(job.units)
-            job.offset = journal.append(ours) if ours else offset
             doc = assemble(job_id, units, pricer=self.pricer)
-            journal.write_telemetry(dumps(doc, enum_case=self.enum_case))
+            if job.damaged:
+                doc = keep_previous_records(doc, journal.read_telemetry(MAX_MERGE_BYTES))
+            try:
+                data = dumps(doc, enum_case=self.enum_case)
+            except orjson.JSONEncodeError:  # a last guard: the units were made writable above
+                self.stats.add("values_replaced")
+                doc = representable(doc)
+                data = dumps(doc, enum_case=self.enum_case)
+            if len(data) > LARGE_FILE_BYTES:
+                shortened = shorten(doc, MAX_STRING_CHARS)
+                if shortened is not doc:
+                    self.stats.add("values_replaced")
+                    doc = shortened
+                    data = dumps(doc, enum_case=self.enum_case)
+            journal.write_telemetry(data)
         self.stats.add("files_written")
         return doc
+
+    def _append(self, journal: Journal, job: _Job, ours: dict[str, Unit]) -> int:
+        """Append our units; a unit JSON cannot hold is made representable, in memory too,
+        so that the journal, the file and every later round agree on it."""
+        try:
+            return int(journal.append(ours))
+        except orjson.JSONEncodeError:
+            fixed = {sid: representable(unit) for sid, unit in ours.items()}
+            with self._lock:
+                job.units.update(fixed)
+            self.stats.add("values_replaced", len(fixed))
+            return int(journal.append(fixed))
 
 
 def job_trace_ids(store: JobStore, job_id: str) -> list[str]:

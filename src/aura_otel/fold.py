@@ -28,11 +28,14 @@ from .schema import (
     collection_dict,
     finite_number,
     format_timestamp_ns,
+    load_collection,
     record_dict,
     record_from,
     sum_money,
     summarize,
+    to_dict,
 )
+from .values import MAX_META_DEPTH, cap_depth
 
 Unit = dict[str, Any]
 
@@ -195,9 +198,15 @@ def _read(attrs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
                 meta[name] = list(value) if isinstance(value, tuple) else value
             elif kind == _JSON_META and isinstance(value, str):
                 try:
-                    meta[name] = orjson.loads(value)
+                    decoded = orjson.loads(value)
                 except orjson.JSONDecodeError:
                     meta[name] = value  # keep what was sent, undecoded
+                    continue
+                # Deep nesting would make a file readers refuse; only text with many brackets
+                # can nest deeply, and counting them is cheap.
+                if value.count("[") + value.count("{") > MAX_META_DEPTH:
+                    decoded = cap_depth(decoded)
+                meta[name] = decoded
             continue
         name, rank, convert, aliased = spec
         if rank and ranks.get(name, rank) < rank:
@@ -271,6 +280,22 @@ def plain_attributes(span: Any) -> Mapping[str, Any]:
     return getattr(span, "attributes", None) or {}  # a non-recording span has none
 
 
+#: The latest span clock reading kept (2262-04-11): OpenTelemetry's clock is a signed 64-bit
+#: count of nanoseconds, and units must stay JSON integers.
+MAX_TIMESTAMP_NS = 2**63 - 1
+
+
+def _timestamp(value: Any, default: int) -> int:
+    """A span's clock reading, kept within what a v1 timestamp can spell.
+
+    The SDK takes any integer a host passes as ``start_time``/``end_time``; one absurd reading
+    must cost that span its true time, not the job its file.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not value:
+        return default
+    return min(max(value, 0), MAX_TIMESTAMP_NS)
+
+
 def fold_span(span: Any) -> FoldedSpan | None:
     """One finished span as a unit, or None when it carries no job id (not part of any job).
 
@@ -284,8 +309,12 @@ def fold_span(span: Any) -> FoldedSpan | None:
     ctx = span.context
     span_id = f"{ctx.span_id:016x}"
     parent = span.parent
-    start = span.start_time or 0
-    end = span.end_time or start
+    start = span.start_time
+    end = span.end_time
+    if start.__class__ is not int or not 0 < start <= MAX_TIMESTAMP_NS:  # the SDK's clock: never
+        start = _timestamp(start, 0)
+    if end.__class__ is not int or not 0 < end <= MAX_TIMESTAMP_NS:
+        end = _timestamp(end, start)
     unit: Unit = {"s": start, "e": end}
     if parent is not None:
         unit["p"] = f"{parent.span_id:016x}"
@@ -548,6 +577,43 @@ def assemble(job_id: str, units: Mapping[str, Unit], *, pricer: Pricer | None = 
         collection_ended_at=format_timestamp_ns(root["e"]) if root else None,
         records=records,
         summary=summarize(records) if root else None,
+    )
+
+
+def _record_key(rec: Mapping[str, Any]) -> tuple[str, str, str, Any]:
+    return (str(rec.get("stage", "")).lower(), str(rec.get("started_at", "")),
+            str(rec.get("ended_at", "")), rec.get("scene_index"))
+
+
+def keep_previous_records(doc: dict[str, Any], previous: bytes | None) -> dict[str, Any]:
+    """``doc`` plus the records of the job's current file that ``doc`` lacks.
+
+    Used when the job's journal is damaged (a line lost to a full disk or an edit, or the
+    journal deleted): the file on disk then shows stages the journal cannot give back, and a
+    file rebuilt from the journal alone would shrink. A record is matched by stage, start,
+    end and scene: the same span always gives the same four. A previous file that is not
+    valid v1 contributes nothing.
+    """
+    if not previous:
+        return doc
+    try:
+        old = to_dict(load_collection(previous))
+    except Exception:
+        return doc
+    have = {_record_key(rec) for rec in doc["records"]}
+    lost = [rec for rec in old["records"] if _record_key(rec) not in have]
+    ended = doc.get("collection_ended_at") or old.get("collection_ended_at")
+    if not lost and ended == doc.get("collection_ended_at"):
+        return doc
+    records = sorted(doc["records"] + lost, key=lambda r: (r["started_at"], r["ended_at"]))
+    return collection_dict(
+        job_id=doc["job_id"],
+        # The old file was written when the journal still held the root span's ids.
+        correlation_id=old.get("correlation_id") or doc["correlation_id"],
+        collection_started_at=min(doc["collection_started_at"], old["collection_started_at"]),
+        collection_ended_at=ended,
+        records=records,
+        summary=summarize(records) if ended else None,
     )
 
 

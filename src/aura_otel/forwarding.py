@@ -19,8 +19,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry.context import Context
@@ -163,6 +165,40 @@ class CountingSpanExporter(SpanExporter):
             logger.exception("aura-otel: OTLP exporter shutdown raised")
 
 
+class SharedDeadline:
+    """One deadline for the backend waits of a flush or shutdown, across traces and metrics.
+
+    Each forwarding component caps its own wait at the OTLP budget; called one after the
+    other, a dead backend would make a flush wait that budget once per component. Within
+    :meth:`window` every component that shares this object instead stops waiting at the same
+    moment, so the whole flush or shutdown waits for the backend at most once the budget.
+    """
+
+    def __init__(self) -> None:
+        self._until: float | None = None
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def window(self, budget_millis: float) -> Iterator[None]:
+        """Share a deadline ``budget_millis`` from now (an enclosing, earlier one wins)."""
+        until = time.monotonic() + max(0.0, budget_millis) / 1000
+        with self._lock:
+            previous = self._until
+            self._until = until if previous is None else min(previous, until)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._until = previous
+
+    def remaining_millis(self, budget_millis: float) -> float:
+        """``budget_millis``, cut to what is left of the current window (if any)."""
+        until = self._until
+        if until is None:
+            return budget_millis
+        return max(0.0, min(budget_millis, (until - time.monotonic()) * 1000))
+
+
 def run_bounded(target: Any, timeout_millis: float, name: str) -> bool:
     """Run ``target`` on a daemon thread; True if it returned a truthy value in time."""
     outcome: list[Any] = []
@@ -186,7 +222,9 @@ class ForwardingSpanProcessor(SpanProcessor):
     Queue and batch settings come from the arguments, else the standard ``OTEL_BSP_*``
     variables. ``shutdown_timeout_millis`` bounds how long the host's exit can wait for the
     backend (default 5 s): a healthy backend is flushed well within it, a dead one costs at
-    most that long and the spans it never received are reported as dropped.
+    most that long and the spans it never received are reported as dropped. With a
+    ``deadline`` shared with other components, a flush or shutdown inside its window also
+    stops waiting when the window ends.
     """
 
     def __init__(
@@ -200,8 +238,10 @@ class ForwardingSpanProcessor(SpanProcessor):
         shutdown_timeout_millis: float = DEFAULT_SHUTDOWN_TIMEOUT_MILLIS,
         name: str = "otlp",
         label: str | None = None,
+        deadline: SharedDeadline | None = None,
     ) -> None:
         self.name = name
+        self._deadline = deadline
         self.label = label or f"OTLP forwarding ({name})"
         self._stats = ForwardingStats()
         self._capacity = max_queue_size if max_queue_size is not None else max_queue_size_from_env()
@@ -263,18 +303,22 @@ class ForwardingSpanProcessor(SpanProcessor):
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         if self._closed.is_set():
             return False
-        budget = min(float(timeout_millis), self._shutdown_timeout_millis)
-        return run_bounded(lambda: self._batch.force_flush(int(budget)), budget, "otlp-flush")
+        budget = self._budget(min(float(timeout_millis), self._shutdown_timeout_millis))
+        return run_bounded(lambda: self._batch.force_flush(int(budget)), budget, f"{self.name}-flush")
+
+    def _budget(self, millis: float) -> float:
+        return self._deadline.remaining_millis(millis) if self._deadline is not None else millis
 
     def shutdown(self) -> None:
         with self._lock:
             if self._closed.is_set():
                 return
             self._closed.set()
+        budget = self._budget(self._shutdown_timeout_millis)
         finished = run_bounded(
             lambda: self._batch.shutdown() is None or True,
-            self._shutdown_timeout_millis,
-            "otlp-shutdown",
+            budget,
+            f"{self.name}-shutdown",
         )
         self._stats.abandon_unsent()
         stats = self.stats()
@@ -285,7 +329,7 @@ class ForwardingSpanProcessor(SpanProcessor):
             "aura-otel: %s stopped%s: exported=%d failed=%d dropped=%d "
             "in_flight=%d (failed exports: %d)",
             self.label,
-            "" if finished else f" after waiting {self._shutdown_timeout_millis / 1000:g}s for the backend",
+            "" if finished else f" after waiting {budget / 1000:g}s for the backend",
             stats["spans_exported"],
             stats["spans_failed"],
             stats["spans_dropped"],

@@ -33,7 +33,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 
 from . import conventions as c
-from .forwarding import DEFAULT_SHUTDOWN_TIMEOUT_MILLIS, run_bounded
+from .forwarding import DEFAULT_SHUTDOWN_TIMEOUT_MILLIS, SharedDeadline, run_bounded
 from .settings import otlp_exporter
 
 logger = logging.getLogger("aura_otel")
@@ -156,8 +156,10 @@ class MetricsPipeline:
         resource: Resource | None = None,
         export_interval_millis: float | None = None,
         shutdown_timeout_millis: float = DEFAULT_SHUTDOWN_TIMEOUT_MILLIS,
+        deadline: SharedDeadline | None = None,
     ) -> None:
         self.exporter = exporter
+        self._deadline = deadline
         reader = PeriodicExportingMetricReader(
             exporter, export_interval_millis=export_interval_millis
         )
@@ -174,8 +176,11 @@ class MetricsPipeline:
         if not self._stopped:
             self.recorder.record_collection(collection)
 
+    def _budget(self, millis: float) -> float:
+        return self._deadline.remaining_millis(millis) if self._deadline is not None else millis
+
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        budget = min(float(timeout_millis), self._shutdown_timeout_millis)
+        budget = self._budget(min(float(timeout_millis), self._shutdown_timeout_millis))
         return run_bounded(
             lambda: self.meter_provider.force_flush(int(budget)), budget, "metrics-flush"
         )
@@ -184,7 +189,7 @@ class MetricsPipeline:
         if self._stopped:
             return True
         self._stopped = True
-        budget = self._shutdown_timeout_millis
+        budget = self._budget(self._shutdown_timeout_millis)
         finished = run_bounded(
             lambda: self.meter_provider.shutdown(timeout_millis=int(budget)) is None or True,
             budget,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +37,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from . import _threads
 from .errors import ConfigurationError
 from .exporter import RunTelemetryExporter, default_jobs_dir
-from .forwarding import ForwardingSpanProcessor
+from .forwarding import DEFAULT_SHUTDOWN_TIMEOUT_MILLIS, ForwardingSpanProcessor, SharedDeadline
 from .instrument import JobContextProcessor
 from .masking import MaskingRules, MaskingSpanProcessor
 from .metrics import MetricsPipeline, make_otlp_metric_exporter, metrics_disabled_by_env
@@ -72,30 +73,45 @@ class Telemetry:
     forwarding: ForwardingSpanProcessor | None = None
     metrics: MetricsPipeline | None = None
     v1_queue: ForwardingSpanProcessor | None = None
+    #: Shared by OTLP forwarding and metrics: one budget for the backend per flush/shutdown.
+    backend_deadline: SharedDeadline | None = None
+    otlp_budget_millis: float = DEFAULT_SHUTDOWN_TIMEOUT_MILLIS
 
     @property
     def jobs_dir(self) -> str | None:
         return str(self.exporter.store.root) if self.exporter else None
 
+    def _backend_window(self, budget_millis: float) -> Any:
+        if self.backend_deadline is None:
+            return nullcontext()
+        return self.backend_deadline.window(budget_millis)
+
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Push every finished span through and write every pending job file now."""
+        """Push every finished span through and write every pending job file now.
+
+        Traces and metrics share one wait for the OTLP backend: at most the smaller of
+        ``timeout_millis`` and ``otlp_shutdown_timeout`` in all, not that much each.
+        """
         ok = True
-        for processor in self.processors:
-            ok = processor.force_flush(timeout_millis) and ok
-        if self.exporter is not None:
-            ok = self.exporter.force_flush(timeout_millis) and ok
-        if self.metrics is not None:  # after the exporter: finished jobs record their metrics
-            ok = self.metrics.force_flush(timeout_millis) and ok
+        with self._backend_window(min(float(timeout_millis), self.otlp_budget_millis)):
+            for processor in self.processors:
+                ok = processor.force_flush(timeout_millis) and ok
+            if self.exporter is not None:
+                ok = self.exporter.force_flush(timeout_millis) and ok
+            if self.metrics is not None:  # after the exporter: finished jobs record their metrics
+                ok = self.metrics.force_flush(timeout_millis) and ok
         return ok
 
     def shutdown(self) -> None:
-        """Write every job file, then stop forwarding and metrics (each bounded in time)."""
-        for processor in self.processors:
-            processor.shutdown()
-        if self.exporter is not None:
-            self.exporter.shutdown()
-        if self.metrics is not None:
-            self.metrics.shutdown()
+        """Write every job file, then stop forwarding and metrics; together they wait for the
+        OTLP backend at most ``otlp_shutdown_timeout``."""
+        with self._backend_window(self.otlp_budget_millis):
+            for processor in self.processors:
+                processor.shutdown()
+            if self.exporter is not None:
+                self.exporter.shutdown()
+            if self.metrics is not None:
+                self.metrics.shutdown()
 
     def stats(self) -> dict[str, Any]:
         """Counters: spans folded, ignored, rejected; files written; errors; and
@@ -185,8 +201,10 @@ def configure(
         if otlp_shutdown_timeout is not None
         else {}
     )
+    backend_deadline = SharedDeadline()
     job_metrics = (
-        MetricsPipeline(metric_exporter, resource=provider.resource, **bounded)
+        MetricsPipeline(metric_exporter, resource=provider.resource, deadline=backend_deadline,
+                        **bounded)
         if metric_exporter is not None
         else None
     )
@@ -209,7 +227,9 @@ def configure(
         schedule_delay_millis=V1_SCHEDULE_DELAY_MS,
     )
     targets: list[SpanProcessor] = [v1_queue]
-    forwarding = ForwardingSpanProcessor(otlp, **bounded) if otlp is not None else None
+    forwarding = (
+        ForwardingSpanProcessor(otlp, deadline=backend_deadline, **bounded) if otlp is not None else None
+    )
     if forwarding is not None:
         targets.append(forwarding)
     stamping = JobContextProcessor()
@@ -228,6 +248,11 @@ def configure(
         forwarding=forwarding,
         metrics=job_metrics,
         v1_queue=v1_queue,
+        backend_deadline=backend_deadline,
+        otlp_budget_millis=(
+            otlp_shutdown_timeout * 1000 if otlp_shutdown_timeout is not None
+            else DEFAULT_SHUTDOWN_TIMEOUT_MILLIS
+        ),
     )
     if job_metrics is not None and set_global:
         # Instrumentations (LLM SDKs, HTTP clients) record their own metrics on the global

@@ -13,6 +13,7 @@ import math
 import re
 import sys
 import time
+import unicodedata
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -69,13 +70,32 @@ SELECTION_SOURCES: tuple[str, ...] = tuple(s.value for s in SelectionSource)
 
 # -- job ids -------------------------------------------------------------------------------------
 _UNSAFE_ID = re.compile(r"[/\\\x00-\x1f\x7f]|\.\.")
+#: File systems limit a name to 255 bytes (ext4, XFS, btrfs, tmpfs, APFS); ids are UTF-8 names.
+JOB_ID_MAX_BYTES = 255
+#: Unicode categories an id may not contain: controls (C0, DEL and C1 such as U+0085), format
+#: characters (zero-width, bidi overrides, soft hyphen), surrogates, private use, and the line
+#: and paragraph separators. Unassigned code points (Cn) are allowed: Python's Unicode tables
+#: may simply be older than the character.
+_FORBIDDEN_CATEGORIES = frozenset(("Cc", "Cf", "Cs", "Co", "Zl", "Zp"))
+
+
+def _forbidden_character(job_id: str) -> str | None:
+    """The first character of a non-ASCII id that may not appear in a folder name, if any."""
+    category = unicodedata.category
+    for char in job_id:
+        if char >= "\x80" and category(char) in _FORBIDDEN_CATEGORIES:
+            return char
+    return None
 
 
 def validate_job_id(job_id: object) -> str:
     """Return ``job_id`` if it is a safe single path segment, else raise InvalidJobIdError.
 
     Job ids become folder names, so this is the only gate between a host's string and the
-    file system: no separators, no ``..``, no control characters, at most 128 characters.
+    file system, and it judges an id by what the file system will accept: UTF-8 (a lone
+    surrogate cannot be encoded), at most 255 bytes encoded and 128 characters, no
+    separators, no ``..``, no control or format characters of any Unicode category, no
+    surrounding white space. An id that passes here always gets its folder.
     """
     if not isinstance(job_id, str):
         raise InvalidJobIdError(f"job id must be a string, got {type(job_id).__name__}")
@@ -92,6 +112,26 @@ def validate_job_id(job_id: object) -> str:
             f"job id {job_id!r} is not a safe single path segment "
             "(no '/', '\\', '..', NUL or control characters)"
         )
+    if not job_id.isascii():
+        try:
+            size = len(job_id.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise InvalidJobIdError(
+                f"job id {job_id!r} is not valid Unicode text (it holds a lone surrogate, e.g. "
+                "from os.fsdecode of a name that is not UTF-8)"
+            ) from None
+        if size > JOB_ID_MAX_BYTES:
+            raise InvalidJobIdError(
+                f"job id is {size} bytes long in UTF-8; file names are limited to "
+                f"{JOB_ID_MAX_BYTES} bytes"
+            )
+        char = _forbidden_character(job_id)
+        if char is not None:
+            raise InvalidJobIdError(
+                f"job id {job_id!r} is not a safe single path segment: it contains "
+                f"U+{ord(char):04X} ({unicodedata.category(char)}), a control, format or "
+                "separator character"
+            )
     return job_id
 
 
@@ -424,5 +464,8 @@ def finite_number(value: Any) -> float | None:
     """``value`` as a finite float, or None for NaN, infinities, bools and non-numbers."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float (OpenTelemetry accepts any int)
+        return None
     return number if math.isfinite(number) else None

@@ -10,12 +10,18 @@ appended, appends its own new units and replaces ``telemetry.json``. Units never
 span has ended, so the journal only grows by the spans of the job, and merging is a union by
 span id: processes sharing the folder neither duplicate nor lose records.
 
-Every path is built by :meth:`JobStore.job_dir`, which validates the id first, so nothing can
-ever be written outside the jobs folder.
+Every id is validated before any path is built, and every file is opened relative to a
+descriptor of the jobs folder, then of the job's folder, without following links
+(``O_NOFOLLOW``, ``O_DIRECTORY``) and after checking it is a regular file: a link planted in
+the jobs folder cannot lead a writer outside it, and a FIFO cannot block a reader.
+
+Faults leave the files consistent: a journal append is complete or absent (a short write or a
+full disk truncates it back), and ``telemetry.json`` is only ever replaced whole.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import functools
 import os
@@ -28,7 +34,13 @@ from typing import Any
 
 import orjson
 
-from .errors import CorruptTelemetryError, InvalidJobIdError, TelemetryNotFoundError
+from .errors import (
+    CorruptTelemetryError,
+    InvalidJobIdError,
+    TelemetryNotFoundError,
+    TelemetryTooLargeError,
+    UnsafeFileError,
+)
 from .schema import Collection, is_safe_job_id, load_collection, validate_job_id
 
 TELEMETRY_FILE = "telemetry.json"
@@ -36,36 +48,142 @@ JOURNAL_FILE = ".aura-units.jsonl"
 
 Units = dict[str, dict[str, Any]]
 
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC
+#: A job's own folder and files are never reached through a link.
+_NOFOLLOW = os.O_NOFOLLOW | _CLOEXEC
+#: O_NONBLOCK: opening a FIFO returns at once (and is then refused by the regular-file check)
+#: instead of waiting for a writer that never comes. It changes nothing for regular files.
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | _NOFOLLOW
 
-def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` so a reader sees the old file or the new one, never half.
+
+def _is_link_refusal(exc: OSError) -> bool:
+    # O_NOFOLLOW on a link fails with ELOOP; O_DIRECTORY on a non-folder with ENOTDIR.
+    return exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write every byte or raise: ``os.write`` may write less than asked (a full disk)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:  # no progress and no error: treat as the disk being full
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[written:]
+
+
+def _open_regular(name: str, flags: int, dir_fd: int, mode: int = 0o644) -> int:
+    """Open ``name`` in ``dir_fd`` without following a link; refuse anything not a regular file."""
+    try:
+        fd = os.open(name, flags | _NOFOLLOW, mode, dir_fd=dir_fd)
+    except OSError as exc:
+        if _is_link_refusal(exc):
+            raise UnsafeFileError(exc.errno, f"{name} is a symbolic link; not followed") from None
+        raise
+    try:
+        mode_bits = os.fstat(fd).st_mode
+    except BaseException:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(mode_bits):
+        os.close(fd)
+        raise UnsafeFileError(errno.EINVAL, f"{name} is not a regular file; not opened")
+    return fd
+
+
+def atomic_write_at(dir_fd: int, name: str, data: bytes) -> None:
+    """Replace ``name`` in the folder ``dir_fd`` so a reader sees the old file or the new one.
 
     The temporary file lives in the same folder so the final rename is atomic on one file
     system; its name is unique per process and thread, so concurrent writers never share one.
-    No fsync: a killed process loses nothing the kernel already holds, and an fsync per write
-    would cost more than the job's spans.
+    It is created exclusively and without following links, and the rename replaces a planted
+    link itself, never its target. No fsync: a killed process loses nothing the kernel already
+    holds, and an fsync per write would cost more than the job's spans.
     """
-    folder, name = os.path.split(os.fspath(path))
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    tmp = f".{name}.{os.getpid()}.{threading.get_ident()}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW
+    try:
+        fd = os.open(tmp, flags, 0o644, dir_fd=dir_fd)
+    except FileExistsError:  # a leftover of a killed writer that had our pid, or a plant
+        os.unlink(tmp, dir_fd=dir_fd)
+        fd = os.open(tmp, flags, 0o644, dir_fd=dir_fd)
     try:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            _write_all(fd, data)
         finally:
             os.close(fd)
-        os.rename(tmp, path)
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         try:
-            os.unlink(tmp)
+            os.unlink(tmp, dir_fd=dir_fd)
         except OSError:
             pass
         raise
 
 
+def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
+    """:func:`atomic_write_at` for a path (its folder is followed as given)."""
+    folder, name = os.path.split(os.fspath(path))
+    dir_fd = os.open(folder or ".", _DIR_FLAGS)
+    try:
+        atomic_write_at(dir_fd, name, data)
+    finally:
+        os.close(dir_fd)
+
+
+def read_regular(dir_fd: int, name: str, max_bytes: int | None = None) -> bytes:
+    """The bytes of the regular file ``name`` in ``dir_fd``, never blocking on a FIFO.
+
+    Raises FileNotFoundError, UnsafeFileError (a link, FIFO, device, folder...) or
+    TelemetryTooLargeError (``max_bytes`` exceeded, checked before reading).
+    """
+    fd = _open_regular(name, _READ_FLAGS, dir_fd)
+    try:
+        size = os.fstat(fd).st_size
+        if max_bytes is not None and size > max_bytes:
+            raise TelemetryTooLargeError(
+                f"{name} is {size} bytes; the limit is {max_bytes}", size=size, limit=max_bytes
+            )
+        chunks = []
+        left = size if max_bytes is None else max_bytes + 1
+        while left > 0:  # the file may grow or shrink while it is read
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = b"".join(chunks)
+        if max_bytes is not None and len(data) > max_bytes:
+            raise TelemetryTooLargeError(
+                f"{name} grew past the limit of {max_bytes} bytes", size=len(data), limit=max_bytes
+            )
+        return data
+    finally:
+        os.close(fd)
+
+
 # Listing checks every folder name on every call; names rarely change, so remember verdicts.
 _safe_folder_name = functools.lru_cache(maxsize=1 << 17)(is_safe_job_id)
+
+
+def _parse_units(data: bytes) -> tuple[Units, int]:
+    """Units from complete journal lines, and how many lines were damaged (skipped)."""
+    units: Units = {}
+    damaged = 0
+    for line in data.splitlines():
+        try:
+            chunk = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            damaged += 1
+            continue
+        if not isinstance(chunk, list):
+            damaged += 1
+            continue
+        for pair in chunk:
+            if (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)
+                    and isinstance(pair[1], dict)):
+                units[pair[0]] = pair[1]
+    return units, damaged
 
 
 def parse_units(data: bytes) -> Units:
@@ -75,26 +193,22 @@ def parse_units(data: bytes) -> Units:
     id: orjson caches the keys of the objects it parses, and a cache of ever-new span ids keeps
     memory scattered across the allocator in a long-running process.
     """
-    units: Units = {}
-    for line in data.splitlines():
-        try:
-            chunk = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(chunk, list):
-            for pair in chunk:
-                if (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)
-                        and isinstance(pair[1], dict)):
-                    units[pair[0]] = pair[1]
-    return units
+    return _parse_units(data)[0]
 
 
 class Journal:
-    """A job's unit journal, opened and exclusively locked (see the module docstring)."""
+    """A job's unit journal, opened and exclusively locked (see the module docstring).
 
-    def __init__(self, folder: str, fd: int) -> None:
-        self.folder = folder
+    ``damaged`` turns true when a read finds lines it cannot parse, a journal shorter than
+    what was already read from it, or no journal beside an existing ``telemetry.json``: the
+    journal then no longer holds everything the file shows, and a writer must not let the
+    file shrink to what the journal still holds.
+    """
+
+    def __init__(self, dir_fd: int, fd: int) -> None:
+        self.dir_fd = dir_fd
         self._fd = fd
+        self.damaged = False
 
     def read_from(self, offset: int) -> tuple[Units, int]:
         """Units appended after ``offset`` (by anyone), and the offset to read from next time.
@@ -103,31 +217,69 @@ class Journal:
         a line of its own; a damaged line is skipped rather than failing the whole job.
         """
         size = os.fstat(self._fd).st_size
-        if size <= offset:
+        if size < offset:
+            self.damaged = True  # truncated or replaced under us: re-read it all
+            offset = 0
+        if size == offset:
+            if size == 0 and self._telemetry_exists():
+                self.damaged = True
             return {}, size
         data = os.pread(self._fd, size - offset, offset)
         end = data.rfind(b"\n") + 1
         if end < len(data):
             os.ftruncate(self._fd, offset + end)
             size = offset + end
-        return parse_units(data[:end]), size
+        units, damaged = _parse_units(data[:end])
+        if damaged:
+            self.damaged = True
+        return units, size
+
+    def _telemetry_exists(self) -> bool:
+        try:
+            st = os.stat(TELEMETRY_FILE, dir_fd=self.dir_fd, follow_symlinks=False)
+        except OSError:
+            return False
+        return stat.S_ISREG(st.st_mode) and st.st_size > 0
 
     def append(self, units: Units) -> int:
-        """Append ``units`` as one line; returns the journal's new size."""
-        line = orjson.dumps(list(units.items())) + b"\n"
-        os.write(self._fd, line)
-        return os.fstat(self._fd).st_size
+        """Append ``units`` as one line, whole or not at all; returns the journal's new size.
+
+        A short write or an error (``ENOSPC``, ``EIO``) truncates the journal back to its size
+        before the append and raises: a half line would cost the units of the next append too.
+        """
+        line = orjson.dumps(list(units.items())) + b"\n"  # fails before anything is written
+        before = os.fstat(self._fd).st_size
+        try:
+            _write_all(self._fd, line)
+        except BaseException:
+            try:
+                os.ftruncate(self._fd, before)
+            except OSError:
+                pass  # the torn tail is cut by the next read_from
+            raise
+        return before + len(line)
+
+    def read_telemetry(self, max_bytes: int | None = None) -> bytes | None:
+        """The job's current ``telemetry.json`` (None when there is none or it is not a file)."""
+        try:
+            return read_regular(self.dir_fd, TELEMETRY_FILE, max_bytes)
+        except (OSError, CorruptTelemetryError):
+            return None
 
     def write_telemetry(self, data: bytes) -> None:
-        atomic_write(os.path.join(self.folder, TELEMETRY_FILE), data)
+        atomic_write_at(self.dir_fd, TELEMETRY_FILE, data)
 
 
 class JobStore:
-    """The jobs folder. Cheap to construct; creates folders only when it writes."""
+    """The jobs folder. Cheap to construct; creates folders only when it writes.
 
-    def __init__(self, jobs_dir: str | os.PathLike[str]) -> None:
+    ``max_file_bytes`` caps the ``telemetry.json`` a reader will load (None: no cap).
+    """
+
+    def __init__(self, jobs_dir: str | os.PathLike[str], *, max_file_bytes: int | None = None) -> None:
         self.root = Path(jobs_dir).expanduser().absolute()
         self._root = str(self.root)
+        self.max_file_bytes = max_file_bytes
 
     def __repr__(self) -> str:
         return f"JobStore({str(self.root)!r})"
@@ -144,32 +296,111 @@ class JobStore:
         return self.job_dir(job_id) / TELEMETRY_FILE
 
     def exists(self, job_id: str) -> bool:
-        return self.telemetry_path(job_id).is_file()
+        try:
+            dir_fd = self._open_job_dir(job_id, create=False)
+        except (OSError, InvalidJobIdError):
+            return False
+        try:
+            st = os.stat(TELEMETRY_FILE, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError:
+            return False
+        finally:
+            os.close(dir_fd)
+        return stat.S_ISREG(st.st_mode)
+
+    # -- folders ---------------------------------------------------------------------------------
+    def _open_job_dir(self, job_id: str, *, create: bool) -> int:
+        """A descriptor of the job's own folder, never reached through a link.
+
+        The jobs folder itself is opened as configured (it may be a link the operator chose);
+        below it, nothing is followed. Raises FileNotFoundError when ``create`` is false and
+        the folder does not exist, UnsafeFileError when the job's folder is a link or a file.
+        """
+        # Plain strings, not Path objects: pathlib interns every part, and a long-running
+        # exporter sees an unbounded number of job ids.
+        validate_job_id(job_id)
+        try:
+            root_fd = os.open(self._root, _DIR_FLAGS)
+        except FileNotFoundError:
+            if not create:
+                raise
+            self.root.mkdir(parents=True, exist_ok=True)
+            root_fd = os.open(self._root, _DIR_FLAGS)
+        try:
+            try:
+                return os.open(job_id, _DIR_FLAGS | _NOFOLLOW, dir_fd=root_fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                try:
+                    os.mkdir(job_id, 0o755, dir_fd=root_fd)
+                except FileExistsError:  # another writer made it, or a link was planted
+                    pass
+                return os.open(job_id, _DIR_FLAGS | _NOFOLLOW, dir_fd=root_fd)
+        except OSError as exc:
+            if _is_link_refusal(exc):
+                raise UnsafeFileError(
+                    exc.errno, f"the folder of job {job_id!r} is a symbolic link or not a folder; "
+                    "not followed"
+                ) from None
+            raise
+        finally:
+            os.close(root_fd)
 
     # -- reading ---------------------------------------------------------------------------------
     def read_bytes(self, job_id: str) -> bytes:
-        path = self.telemetry_path(job_id)
+        """The job's ``telemetry.json``, read without following links or blocking.
+
+        A link (folder or file) reads as absent, since it is not a job file; a FIFO, device or
+        folder as corrupt; a file over ``max_file_bytes`` raises TelemetryTooLargeError
+        before any of it is read.
+        """
+        missing = f"no telemetry for job {job_id!r} in {self.root}"
         try:
-            return path.read_bytes()
+            dir_fd = self._open_job_dir(job_id, create=False)
+        except (FileNotFoundError, UnsafeFileError):
+            raise TelemetryNotFoundError(missing) from None
+        try:
+            return read_regular(dir_fd, TELEMETRY_FILE, self.max_file_bytes)
         except FileNotFoundError:
-            raise TelemetryNotFoundError(f"no telemetry for job {job_id!r} in {self.root}") from None
-        except IsADirectoryError:
-            raise CorruptTelemetryError(f"{path} is a folder, not a file") from None
+            raise TelemetryNotFoundError(missing) from None
+        except UnsafeFileError as exc:
+            if exc.errno in (errno.ELOOP, errno.EMLINK):
+                raise TelemetryNotFoundError(missing) from None
+            raise CorruptTelemetryError(f"the telemetry of job {job_id!r} is not a regular file") from None
+        finally:
+            os.close(dir_fd)
 
     def read(self, job_id: str) -> Collection:
         """The job's validated collection (either enum spelling)."""
         return load_collection(self.read_bytes(job_id))
 
     def read_journal(self, job_id: str) -> Units:
-        """All units recorded for a job (empty when none), read under a shared lock."""
-        path = self.job_dir(job_id) / JOURNAL_FILE
+        """All units recorded for a job (empty when none or unreadable).
+
+        The shared lock is taken only if free: a reader never waits on a writer, and a line a
+        writer is appending right now is cut off as a torn tail. With ``max_file_bytes`` set,
+        a journal over four times that (it holds more than the file) reads as empty.
+        """
         try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
+            dir_fd = self._open_job_dir(job_id, create=False)
+        except (FileNotFoundError, UnsafeFileError):
             return {}
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-            data = os.pread(fd, os.fstat(fd).st_size, 0)
+            fd = _open_regular(JOURNAL_FILE, _READ_FLAGS, dir_fd)
+        except OSError:  # absent, a link, a FIFO...
+            return {}
+        finally:
+            os.close(dir_fd)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pass
+            size = os.fstat(fd).st_size
+            if self.max_file_bytes is not None and size > 4 * self.max_file_bytes:
+                return {}
+            data = os.pread(fd, size, 0)
             return parse_units(data[: data.rfind(b"\n") + 1])
         finally:
             os.close(fd)
@@ -178,22 +409,18 @@ class JobStore:
     @contextmanager
     def journal(self, job_id: str) -> Iterator[Journal]:
         """The job's journal, exclusively locked (an flock: it excludes other processes too)."""
-        # Plain strings, not Path objects: pathlib interns every part, and a long-running
-        # exporter sees an unbounded number of job ids.
-        validate_job_id(job_id)
-        folder = os.path.join(self._root, job_id)
-        path = os.path.join(folder, JOURNAL_FILE)
-        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND
+        dir_fd = self._open_job_dir(job_id, create=True)
         try:
-            fd = os.open(path, flags, 0o644)
-        except FileNotFoundError:
-            os.makedirs(folder, exist_ok=True)
-            fd = os.open(path, flags, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield Journal(folder, fd)
+            fd = _open_regular(
+                JOURNAL_FILE, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK, dir_fd
+            )
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield Journal(dir_fd, fd)
+            finally:
+                os.close(fd)  # closing releases the flock
         finally:
-            os.close(fd)  # closing releases the flock
+            os.close(dir_fd)
 
     # -- listing ---------------------------------------------------------------------------------
     def job_entries(self) -> list[tuple[str, int, int]]:

@@ -20,6 +20,7 @@ def run(
     port: int = 8765,
     jaeger_url: str | None = None,
     access_token: str | None = None,
+    max_file_bytes: int | None = None,
 ) -> None:
     """Serve ``jobs_dir`` until interrupted.
 
@@ -27,7 +28,8 @@ def run(
     machines and no ``access_token`` is configured.
     """
     check_bind(host, access_token)
-    app = create_app(jobs_dir, jaeger_url=jaeger_url, access_token=access_token)
+    app = create_app(jobs_dir, jaeger_url=jaeger_url, access_token=access_token,
+                     max_file_bytes=max_file_bytes)
     import uvicorn  # imported late: only serving needs it
 
     shown = f"[{host}]" if ":" in host else host

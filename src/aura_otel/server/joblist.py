@@ -15,7 +15,12 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .. import legacy
-from ..errors import AuraOtelError
+from ..errors import (
+    AuraOtelError,
+    CorruptTelemetryError,
+    InvalidJobIdError,
+    TelemetryNotFoundError,
+)
 from ..schema import load_collection, to_dict
 from ..store import JobStore
 
@@ -111,13 +116,12 @@ class JobIndex:
         if cached is not None and cached[0] == signature:
             return cached[1]
         try:
-            path = self.store.telemetry_path(job_id)
-            data = path.read_bytes()
-        except AuraOtelError:  # a folder name that is not a valid job id: not a job
+            # Without following links or blocking, and refused above the size cap: a file
+            # swapped for a FIFO or a huge file after the listing is flagged, never waited on.
+            data = self.store.read_bytes(job_id)
+        except (InvalidJobIdError, TelemetryNotFoundError):  # not a job, or vanished
             return None
-        except FileNotFoundError:  # vanished between the listing and the read
-            return None
-        except OSError as exc:  # e.g. no permission: listed, but as unreadable
+        except (CorruptTelemetryError, OSError) as exc:  # listed, but as unreadable
             logger.warning("job %s: cannot read telemetry.json: %s", job_id, exc)
             data = b""
         self.parses += 1

@@ -34,13 +34,15 @@ _STR = {"type": "string"}
 _TIME = {"type": "string", "format": "date-time"}
 _JOB_ID = {
     "name": "jobId", "in": "path", "required": True,
-    "description": "A safe single path segment (no '/', '\\', '..', control characters; <= 128).",
+    "description": ("A safe single path segment: no '/', '\\', '..', control, format or "
+                    "separator characters; <= 128 characters and <= 255 UTF-8 bytes."),
     "schema": {"type": "string", "maxLength": 128},
 }
 _ERRORS = {
     "400": _problem("Missing or unsafe job id"),
     "401": _problem("Access token required (only when the server has one configured)"),
     "404": _problem("No telemetry for this job (the problem has a `guidance` field)"),
+    "422": _problem("The telemetry file is larger than the server parses (--max-file-bytes)"),
     "500": _problem("Unreadable telemetry file or unexpected error (no internals disclosed)"),
 }
 

@@ -22,6 +22,7 @@ _TYPES = {
     401: "https://tools.ietf.org/html/rfc9110#section-15.5.2",
     404: "https://tools.ietf.org/html/rfc9110#section-15.5.5",
     405: "https://tools.ietf.org/html/rfc9110#section-15.5.6",
+    422: "https://tools.ietf.org/html/rfc9110#section-15.5.21",
     500: "https://tools.ietf.org/html/rfc9110#section-15.6.1",
 }
 TITLES = {
@@ -29,6 +30,7 @@ TITLES = {
     401: "Unauthorized",
     404: "Telemetry Not Found",
     405: "Method Not Allowed",
+    422: "Telemetry Too Large",
     500: "Internal Server Error",
 }
 NOT_FOUND_GUIDANCE = (
