@@ -11,6 +11,7 @@ PUBLIC = {
     "InvalidJobIdError", "JobContextProcessor", "JobHandle", "JobStore", "JobValidationError",
     "MaskingRules", "MaskingSpanProcessor", "Record", "ResultStatus", "RunTelemetryExporter",
     "SelectionSource", "Stage", "StageHandle", "Summary", "Telemetry", "TelemetryNotFoundError",
+    "TelemetryTooLargeError", "UnsafeFileError",
     "__version__", "bind_context", "configure", "continue_job", "current_job", "current_stage",
     "inject_context", "job", "load_collection", "stage", "validate_job_id",
 }  # fmt: skip
