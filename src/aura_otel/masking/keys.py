@@ -26,7 +26,7 @@ SENSITIVE_KEY_WORDS: Final = frozenset(
         "passwd", "pwd", "authorization", "cookie", "cookies", "credential", "credentials",
         "private", "pass", "passphrase", "passcode", "pin", "otp", "auth", "hmac", "bearer",
         "secretkey", "accesskey", "privatekey", "authtoken", "accesstoken", "refreshtoken",
-        "clientsecret", "sessionid", "sessiontoken", "apitoken",
+        "clientsecret", "sessionid", "sessiontoken", "apitoken", "ssn",
     }
 )
 #: Words that are credentials only most of the time: ``auth_method = "oauth2"``,
@@ -43,7 +43,11 @@ DESCRIPTOR_WORDS: Final = frozenset(
     }
 )
 #: Runs of words that are sensitive together though neither word is alone.
-SENSITIVE_KEY_PHRASES: Final = (("session", "id"), ("session", "key"))
+#: Client and access ids are half of a credential pair (gitleaks reports them with the secret).
+SENSITIVE_KEY_PHRASES: Final = (
+    ("session", "id"), ("session", "key"), ("client", "id"), ("access", "id"), ("api", "id"),
+    ("sonar", "login"),
+)
 #: Endings that make a glued word sensitive: ``PGPASSWORD``, ``MYSQL_ROOTPWD``,
 #: ``clientsecret``, ``JSESSIONID``, ``xsrftoken``.
 GLUED_SUFFIXES: Final = (

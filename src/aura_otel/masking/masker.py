@@ -349,7 +349,7 @@ class Batch:
                 entries.append(self._entry(key, value))
             except Exception:  # this value only: replaced, counted; the span goes on
                 self.masker._failed("masking an attribute failed; it was replaced")
-                entries.append((key, REDACTED, value, _FIXED, None))
+                entries.append((key, self.masker.mask_text(key), value, _FIXED, None))
         return entries
 
     def _entry(self, key: str, value: Any) -> _Entry:

@@ -28,6 +28,7 @@ _NAMED_GROUP = re.compile(r"\(\?P<(\w+)>")
 
 
 _DIGIT_RUN = re.compile(rb"[0-9]+")
+_NUMBER = re.compile(rb"-?[0-9]+(?:\.[0-9]+)?")
 _CRED_SYMBOLS = frozenset(b"._~+/-=")
 
 
@@ -207,8 +208,8 @@ class Scanner:
         start = spans[0][0]
         value_start, value_end = spans[g["val"]]
         value = data[value_start:value_end]
-        if value.strip(b"\"'") == REDACTED_B:
-            return None, value_end
+        if value.strip(b"\"'") in (REDACTED_B, b"") or value_start <= start:
+            return None, max(value_end, spans[0][1])
         return self.mask_pass(data[start:value_start], Keep(frozenset())) + _redact_quoted(value), value_end
 
     def _h_flag(self, spans: Spans, data: bytes, keep: Keep, g: Groups) -> Result:
@@ -249,6 +250,8 @@ class Scanner:
         value = data[value_start:end]
         if value.strip(b"\"'").lower() in _LITERALS:
             return None, end  # api_key_present=true says nothing secret
+        if _NUMBER.fullmatch(value) and KeyRule.names_quantity(key):
+            return None, end  # token_count: 812 is a quantity, as it is in an attribute
         if key_words(key)[-1] in _COOKIE_WORDS and value[:1] not in (b'"', b"'"):
             end = _line_value_end(data, value_start)  # "a=1; b=2": every pair is secret
         end = self._extent(data, value_start, end)
