@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections import Counter
 from typing import Final
 
@@ -100,10 +101,29 @@ ASSET_EXTENSIONS: Final = frozenset({
 _SCALE_LABEL = re.compile(r"[0-9]+(?:\.[0-9]+)?x", re.IGNORECASE)
 
 
+def _word_char(ch: str) -> bool:
+    return ch.isalnum() or unicodedata.category(ch).startswith("M")
+
+
+def email_local_start(local: str) -> int | None:
+    """Where the address's local part starts in ``local`` (the candidate may have swallowed
+    non-ASCII punctuation before it, such as a dash or a quote), or None if nothing is left."""
+    start = len(local)
+    while start > 0 and (_word_char(local[start - 1]) or local[start - 1] in "._%+-"):
+        start -= 1
+    return start if start < len(local) else None
+
+
 def email_like(domain: str) -> bool:
-    """``name@2x.png`` and ``icon@3x.webp`` are asset names, not addresses."""
+    """Domain labels of letters, digits and hyphens (any script), a top-level domain of
+    letters or xn--; and ``name@2x.png`` or ``icon@3x.webp`` are asset names, not addresses."""
     labels = domain.lower().split(".")
-    if labels[-1] in ASSET_EXTENSIONS:
+    if not all(label and all(_word_char(ch) or ch == "-" for ch in label) for label in labels):
+        return False
+    tld = labels[-1]
+    if not (tld.startswith("xn--") or (len(tld) >= 2 and tld.isalpha())):
+        return False
+    if tld in ASSET_EXTENSIONS:
         return False
     return not (len(labels) >= 2 and _SCALE_LABEL.fullmatch(labels[-2]))
 

@@ -62,6 +62,9 @@ _KV_VALUE = r"""(?:"[^"\n]*"?|'[^'\n]*'?|(?i:bearer|basic|token)[ \t]+[^\s"'&,;]
 #: Characters of an unquoted command-line value.
 _ARG = r"""(?:"[^"\n]*"|'[^'\n]*'|[^\s"'`;|&]+)"""
 _B64 = r"[A-Za-z0-9+/]"
+_EMAIL_LOCAL = r"[A-Za-z0-9._%+\-\x{80}-\x{10FFFF}]"
+_EMAIL_LABEL = r"[A-Za-z0-9\-\x{80}-\x{10FFFF}]"
+_NON_ASCII_ALPHA = r"[A-Za-z\x{80}-\x{10FFFF}]"
 _B64URL = r"[A-Za-z0-9_\-]"
 
 
@@ -69,7 +72,7 @@ def key_pattern(words: Sequence[str], glued: Sequence[str] = ()) -> str:
     """A key holding one of ``words`` as a whole word, approximately, in RE2 (no look-around):
     the word starts the key or follows a separator or digit (or is Capitalised, camelCase) and
     is not followed by a lower-case letter; a ``glued`` ending may follow any letters
-    (``PGPASSWORD``). So ``max_tokens``, ``keyframe`` and ``monkey`` are not even candidates;
+    (``PGPASSWORD``, upper case: env-style names). So ``max_tokens``, ``keyframe`` and ``monkey`` are not even candidates;
     :func:`.keys.key_words` makes the exact decision on what is."""
     ordered = sorted(set(words), key=len, reverse=True)
     lower = "|".join(re2.escape(w) for w in ordered)
@@ -80,9 +83,9 @@ def key_pattern(words: Sequence[str], glued: Sequence[str] = ()) -> str:
     start = rf"(?:{KEY_CHAR}*[0-9_.\-]|\b)(?i:{lower})"
     if capital:
         start = rf"(?:{start}|{KEY_CHAR}*(?:{capital}))"
-    if glued:
-        suffixes = "|".join(re2.escape(s) for s in sorted(set(glued), key=len, reverse=True))
-        start = rf"(?:{start}|\b[A-Za-z0-9]+(?i:{suffixes}))"
+    if glued:  # env-style names only (PGPASSWORD): upper case keeps the automaton small
+        suffixes = "|".join(re2.escape(s.upper()) for s in sorted(set(glued), key=len, reverse=True))
+        start = rf"(?:{start}|\b[A-Z0-9]+(?:{suffixes}))"
     return rf"{start}(?:[A-Z0-9_.\-]{KEY_CHAR}*)?"
 
 
@@ -131,7 +134,7 @@ VENDOR_TOKENS: Final[tuple[tuple[str, str], ...]] = (
     ("postman", r"\bPMAK-[a-fA-F0-9]{24}-[a-fA-F0-9]{34}"),
     ("new_relic", r"\bNR(?:AK|JS|II|AA|RA|SP)-[A-Za-z0-9\-]{19,40}"),
     ("docker_hub", r"\bdckr_(?:pat|oat)_[A-Za-z0-9_\-]{20,}"),
-    ("azure_ad_client_secret", r"[A-Za-z0-9_~.]{3}[0-9]Q~[A-Za-z0-9_~.\-]{31,34}"),
+    ("azure_ad_client_secret", r"\b[A-Za-z0-9_~.]{3}[0-9]Q~[A-Za-z0-9_~.\-]{31,34}"),
     ("azure_storage_account_key", r"\bAccountKey=[A-Za-z0-9+/=]{40,}"),
     ("age_secret_key", r"\bAGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}"),
     ("onepassword", r"\bA3-[A-Z0-9]{6}-(?:[A-Z0-9]{11}|[A-Z0-9]{6}-[A-Z0-9]{5})-[A-Z0-9]{5}-[A-Z0-9]{5}-[A-Z0-9]{5}\b|\bops_eyJ[A-Za-z0-9+/]{100,}={0,3}"),
@@ -200,10 +203,15 @@ def builtin_rules(key_words_in_text: Sequence[str], glued: Sequence[str],
         ),
         # A PEM body without its BEGIN line: base64 lines up to the END line, or the first
         # line of a DER private key / OpenSSH key on its own (MII..., b3BlbnNzaC1rZXktdjE...).
+        # (Body lines are matched from a line start only: prose pays nothing for this rule.)
         Rule(
             "pem_body",
-            rf"(?:{_B64}{{16,}}={{0,2}}[ \t]*\r?\n[ \t]*)+-----END[A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----"
-            rf"|\b(?:MII[A-Za-z0-9+/]{{60,}}|b3BlbnNzaC1rZXktdjE{_B64}{{40,}})(?:={{0,2}}\s*{_B64}{{16,}})*={{0,2}}",
+            rf"(?:^|\n)[ \t]*(?P<val>(?:{_B64}{{16,}}={{0,2}}[ \t]*\r?\n[ \t]*)+-----END[A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----)",
+            Action.VALUE,
+        ),
+        Rule(
+            "der_private_key",
+            rf"\b(?:MII[A-Za-z0-9+/]{{60,}}|b3BlbnNzaC1rZXktdjE{_B64}{{40,}})(?:={{0,2}}\s*{_B64}{{16,}})*={{0,2}}",
             Action.REDACT,
         ),
         Rule(
@@ -234,7 +242,7 @@ def builtin_rules(key_words_in_text: Sequence[str], glued: Sequence[str],
              rf"""\baws[ \t]+configure[ \t]+set[ \t]+(?P<fl_key>{KEY_CHAR}+)[ \t]+(?P<fl_val>{_ARG})""",
              Action.FLAG),
         Rule("cli_flag",
-             rf"""(?:^|[ \t])--?(?P<fl_key>{key})[ \t]+(?P<fl_val>"[^"\n]*"|'[^'\n]*'|[^\s"'\-][^\s"']*)""",
+             r"""(?:^|\s)--(?P<fl_key>[a-z0-9\-]*(?:password|passwd|passphrase|pass|token|secret|key|pwd|auth)[a-z0-9\-]*)[ \t]+(?P<fl_val>"[^"\n]*"|'[^'\n]*'|[^\s"'\-][^\s"']*)""",
              Action.FLAG),
         Rule(
             "key_value",
@@ -266,7 +274,9 @@ def builtin_rules(key_words_in_text: Sequence[str], glued: Sequence[str],
         # percent-encoded @. .checks rejects asset names such as thumbnail@2x.png.
         out.append(Rule(
             "email",
-            r"[\p{L}\p{N}._%+\-]+(?:@|%40)[\p{L}\p{N}](?:[\p{L}\p{N}\-]*[\p{L}\p{N}])?(?:\.[\p{L}\p{N}\-]+)*\.(?:\p{L}{2,}|xn--[A-Za-z0-9\-]+)",
+            # Non-ASCII as one range, not \p{L}: Unicode classes split the automaton's byte
+            # classes and slow every scan; .checks.email_parts checks the letters.
+            rf"{_EMAIL_LOCAL}+(?:@|%40){_EMAIL_LABEL}+(?:\.{_EMAIL_LABEL}+)*\.(?:{_NON_ASCII_ALPHA}{{2,}}|xn--[A-Za-z0-9\-]+)",
             Action.EMAIL,
         ))
     if rules.mask_iban:

@@ -86,10 +86,6 @@ class Keep:
         return item in self._items
 
 
-def _unique_groups(pattern: str, index: int) -> str:
-    return _NAMED_GROUP.sub(lambda m: f"(?P<{m.group(1)}_{index}>", pattern)
-
-
 class Scanner:
     """One combined RE2 expression and what to do with each rule's matches.
 
@@ -103,24 +99,23 @@ class Scanner:
         # User patterns first: what a user declares secret wins over our "keep" rules.
         self.rules = extra + builtin_rules(keys.text_words(), GLUED_SUFFIXES, rules)
         n_extra = len(extra)
-        # Built-in group names are made unique per rule (several rules share a handler).
-        parts = [
-            f"(?P<r{i}>{rule.pattern if i < n_extra else _unique_groups(rule.pattern, i)})"
-            for i, rule in enumerate(self.rules)
-        ]
-        combined = "|".join(parts)
         # The detector answers "where is the next match" without groups: RE2 then needs only
         # its DFAs, no submatch pass. (User patterns keep any groups of their own.)
-        plain = "|".join(
-            f"(?:{rule.pattern if i < n_extra else _NAMED_GROUP.sub('(?:', rule.pattern)})"
-            for i, rule in enumerate(self.rules)
-        )
+        plain = [rule.pattern if i < n_extra else _NAMED_GROUP.sub("(?:", rule.pattern)
+                 for i, rule in enumerate(self.rules)]
         try:
-            self.regex = re2.compile(combined, re2_options())
-            self.detector = re2.compile(plain, re2_options())
-        except re2.error as exc:  # e.g. a user pattern's group name clashes with ours
+            self.detector = re2.compile("|".join(f"(?:{p})" for p in plain), re2_options())
+            # Which rule made a match: an RE2 set over the rules (one DFA pass over the
+            # matched bytes), then that rule's own small expression for its groups. One
+            # capturing expression over every rule would be too large for RE2's fast
+            # submatch engines and cost several times more per match.
+            self._which = re2.Set.FullMatchSet(re2_options())
+            for pattern in plain:
+                self._which.Add(pattern)
+            self._which.Compile()
+            self._own = [re2.compile(rule.pattern, re2_options()) for rule in self.rules]
+        except re2.error as exc:
             raise ConfigurationError(f"masking patterns do not combine: {exc}") from None
-        index = self.regex.groupindex
         handlers: dict[Action, Handler] = {
             Action.KEEP: self._h_keep,
             Action.REDACT: self._h_redact,
@@ -141,16 +136,14 @@ class Scanner:
             Action.SSN: self._h_ssn,
             Action.NINO: self._h_nino,
         }
-        self._groups: list[tuple[int, Handler, dict[str, int]]] = []
-        for i, rule in enumerate(self.rules):
-            own = {} if i < n_extra else {
-                name: index[f"{name}_{i}"] for name in _NAMED_GROUP.findall(rule.pattern)
-            }
-            self._groups.append((index[f"r{i}"], handlers[rule.action], own))
+        self._handlers: list[tuple[Handler, dict[str, int]]] = [
+            (handlers[rule.action], dict(regex.groupindex)) for rule, regex in zip(self.rules, self._own, strict=True)
+        ]
         # Anchors would need each value scanned alone (the joined scan sees one long text).
         self.joinable = not any(_has_anchor(p) for p in rules.extra_patterns)
         self._detect = _yes_no(self.detector)
-        self._match = _spans_at(self.regex, self.detector)
+        self._find = _finder(self.detector)
+        self._explain = _explainer(self._own)
 
     # -- scanning ----------------------------------------------------------------------------
     def dirty(self, data: bytes) -> bool:
@@ -159,21 +152,44 @@ class Scanner:
     def dirty_spans(self, data: bytes) -> list[tuple[int, int]]:
         return [m.span() for m in self.detector.finditer(data)]
 
+    def _match(self, data: bytes, pos: int) -> tuple[int, Spans] | None:
+        """The first match at or after ``pos``: (rule index, group spans of that rule)."""
+        found = self._find(data, pos)
+        if found is None:
+            return None
+        start, end = found
+        if start == end:
+            return -1, [found]
+        # The rule that made it is the first one (in priority order) that matches exactly
+        # these bytes in context; the set may also name rules that match only out of context
+        # (a \b at the cut), which the in-context check rejects.
+        for index in sorted(self._which.Match(data[start:end]) or ()):
+            spans = self._explain(index, data, start, end)
+            if spans is not None:
+                return index, spans
+        # A rule ending in \b after a non-word character matches only in context: ask each.
+        for index in range(len(self._own)):
+            spans = self._explain(index, data, start, end)
+            if spans is not None:
+                return index, spans
+        raise RuntimeError("no rule explains a detector match")  # fails closed: value replaced
+
     def mask_pass(self, data: bytes, keep: Keep) -> bytes:
         out: list[bytes] = []
         pos = copied = 0
         size = len(data)
         match = self._match
-        groups = self._groups
+        handlers = self._handlers
         while pos <= size:
-            spans = match(data, pos)
-            if spans is None:
+            found = match(data, pos)
+            if found is None:
                 break
+            index, spans = found
             start, end = spans[0]
             if start == end:  # an empty match (a user pattern): nothing to replace
                 pos = _next_char(data, end)
                 continue
-            handler, own = next((h, o) for g, h, o in groups if spans[g][0] != -1)
+            handler, own = handlers[index]
             replacement, resume = handler(spans, data, keep, own)
             if replacement is not None:
                 out.append(data[copied:start])
@@ -208,9 +224,11 @@ class Scanner:
         start = spans[0][0]
         value_start, value_end = spans[g["val"]]
         value = data[value_start:value_end]
-        if value.strip(b"\"'") in (REDACTED_B, b"") or value_start <= start:
+        if value.strip(b"\"'") in (REDACTED_B, b""):
             return None, max(value_end, spans[0][1])
-        return self.mask_pass(data[start:value_start], Keep(frozenset())) + _redact_quoted(value), value_end
+        # The prefix is strictly shorter and holds no complete match of this rule.
+        head = self.mask_pass(data[start:value_start], Keep(frozenset())) if value_start > start else b""
+        return head + _redact_quoted(value), value_end
 
     def _h_flag(self, spans: Spans, data: bytes, keep: Keep, g: Groups) -> Result:
         key_start, key_end = spans[g["fl_key"]]
@@ -263,10 +281,10 @@ class Scanner:
         that match does, or the rest of the secret would survive the replaced first word."""
         pos = value_start
         for _ in range(_MAX_EXTENT_STEPS):
-            spans = self._match(data, pos)
-            if spans is None or spans[0][0] >= end:
+            found = self._find(data, pos)
+            if found is None or found[0] >= end:
                 return end
-            start, stop = spans[0]
+            start, stop = found
             end = max(end, stop)  # chains too: "Key: Password: API_KEY: <secret>"
             pos = _next_char(data, start)
         return _line_value_end(data, end)  # a pathological chain: the rest of the line goes
@@ -286,16 +304,17 @@ class Scanner:
 
     def _h_email(self, spans: Spans, data: bytes, keep: Keep, g: Groups) -> Result:
         start, end = spans[0]
-        text = data[start:end].decode("utf-8", "surrogatepass")
+        text = data[start:end].decode("utf-8")
         at = text.find("@")
         if at < 0:
             at = text.lower().find("%40")
             domain = text[at + 3:]
         else:
             domain = text[at + 1:]
-        if checks.email_like(domain):
-            return REDACTED_B, end
-        return None, start + len(text[: at + 1].encode("utf-8", "surrogatepass"))
+        local = checks.email_local_start(text[:at])
+        if local is not None and checks.email_like(domain):
+            return data[start : start + len(text[:local].encode())] + REDACTED_B, end
+        return None, start + len(text[: at + 1].encode())
 
     def _h_card(self, spans: Spans, data: bytes, keep: Keep, g: Groups) -> Result:
         start, end = spans[0]
@@ -415,33 +434,41 @@ def _card_windows(data: bytes, groups: list[tuple[int, int]]) -> list[tuple[int,
 
 
 
-def _spans_at(regex: Any, detector: Any) -> Callable[[bytes, int], Spans | None]:
-    """Group spans of the first match at or after ``pos`` (None: no match).
-
-    The group-free detector finds the match with RE2's DFAs alone; the capturing expression
-    then only has to explain those few bytes (anchored at both ends, it picks the same
-    alternative leftmost-first search would). Asking the capturing expression to search costs
-    several times more, and google-re2's match objects re-count the groups on every call."""
-    raw = getattr(getattr(regex, "_regexp", None), "Match", None)
+def _finder(detector: Any) -> Callable[[bytes, int], tuple[int, int] | None]:
+    """Where the first match at or after ``pos`` is (None: no match), with RE2's DFAs only.
+    google-re2's ``search`` wraps the C++ match in a match object; its internals are used
+    when present, with the public API as the fallback."""
     find = getattr(getattr(detector, "_regexp", None), "Match", None)
     anchor = getattr(getattr(getattr(re2, "_re2", None), "RE2", None), "Anchor", None)
-    if raw is None or find is None or anchor is None:
-        def public(data: bytes, pos: int) -> Spans | None:
-            m = regex.search(data, pos)
+    if find is None or anchor is None:
+        def public(data: bytes, pos: int) -> tuple[int, int] | None:
+            m = detector.search(data, pos)
+            return None if m is None else m.span()
+        return public
+    unanchored = anchor.UNANCHORED
+
+    def direct(data: bytes, pos: int) -> tuple[int, int] | None:
+        start, end = find(unanchored, data, pos, len(data))[0]
+        return None if start == -1 else (start, end)
+    return direct
+
+
+def _explainer(regexes: list[Any]) -> Callable[[int, bytes, int, int], Spans | None]:
+    """Group spans of rule ``index`` matching exactly ``data[start:end]`` in context, or None."""
+    anchor = getattr(getattr(getattr(re2, "_re2", None), "RE2", None), "Anchor", None)
+    raws: list[Any] = [getattr(getattr(r, "_regexp", None), "Match", None) for r in regexes]
+    if anchor is None or any(raw is None for raw in raws):
+        def public(index: int, data: bytes, start: int, end: int) -> Spans | None:
+            regex = regexes[index]
+            m = regex.fullmatch(data, start, end)
             return None if m is None else [m.span(i) for i in range(regex.groups + 1)]
         return public
-    unanchored, both = anchor.UNANCHORED, anchor.ANCHOR_BOTH
+    both = anchor.ANCHOR_BOTH
     null = (-1, -1)
 
-    def direct(data: bytes, pos: int) -> Spans | None:
-        start, end = find(unanchored, data, pos, len(data))[0]
-        if start == -1:
-            return None
-        spans = raw(both, data, start, end)
-        if spans[0] == null:  # cannot happen (same expression); be safe anyway
-            spans = raw(unanchored, data, start, len(data))
-            return None if spans[0] == null else spans
-        return spans
+    def direct(index: int, data: bytes, start: int, end: int) -> Spans | None:
+        spans = raws[index](both, data, start, end)
+        return None if spans[0] == null else spans
     return direct
 
 
