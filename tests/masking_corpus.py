@@ -248,5 +248,5 @@ BENIGN: list[str] = [
     "pinned_model: gpt-4o", "auth_method: oauth2", "pin_count=3", "keynote.pdf", "passport_country: FR",
     "token_count: 812", "compass heading 270", "bypass_cache=true",
     "ffmpeg -i in.mp4 -c:v libx264 -preset slow -crf 18 out.mp4", "python -u render.py --scene 4",
-    "the key frame is at 00:00:04", "docs/tokenizer.md",
+    "the key frame is at 00:00:04", "docs/tokenizer.md", "docker run -u 1000:1000 aura/render",
 ]

@@ -231,9 +231,10 @@ def builtin_rules(key_words_in_text: Sequence[str], glued: Sequence[str],
             Action.QUERY_PARAMETER,
         ),
         # Command lines: curl -u user:pass, mysql -pSecret, aws configure set <key> <value>,
-        # and --<sensitive key> <value> with a space.
+        # and --<sensitive key> <value> with a space. (An all-digit -u value is a uid:gid,
+        # as in docker run -u 1000:1000.)
         Rule("cli_user_password",
-             r"""(?:^|[ \t])(?:-u|--user)(?:=|[ \t]+)(?P<val>"[^"\n:]*:[^"\n]+"|'[^'\n:]*:[^'\n]+'|[^\s"':]*:[^\s"']+)""",
+             r"""(?:^|[ \t])(?:-u|--user)(?:=|[ \t]+)(?P<val>"[^"\n:]*:[^"\n]+"|'[^'\n:]*:[^'\n]+'|[^\s"':]*:[^\s"']*[^\s"'0-9][^\s"']*)""",
              Action.VALUE),
         Rule("cli_mysql_password",
              rf"""\b(?:mysql|mysqldump|mysqladmin|mariadb|mariadb-dump)\b[^\n]*?[ \t](?:-p|--password=)(?P<val>{_ARG})""",
