@@ -52,6 +52,8 @@ class Action(enum.IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class Rule:
+    """A named pattern and what its matches become; the name is what tests and logs cite."""
+
     name: str
     pattern: str
     action: Action

@@ -237,6 +237,8 @@ class Scanner:
         value = data[value_start:value_end]
         if not self._keys.sensitive(key) or value.strip(b"\"'").lower() in _LITERALS:
             return None, key_end
+        if _NUMBER.fullmatch(value) and KeyRule.names_quantity(key):
+            return None, value_end  # --token-count 5 is a quantity
         return data[spans[0][0]:value_start] + _redact_quoted(value), value_end
 
     def _h_url(self, spans: Spans, data: bytes, keep: Keep, g: Groups) -> Result:
