@@ -132,6 +132,7 @@ class SpanMasking:
         self._kinds: dict[str, int] = {}  # key -> plan kind, or _RENAMED: the fast path's view
         self._resources: dict[int, tuple[Resource, Resource]] = {}
         self._scopes: dict[int, tuple[InstrumentationScope, InstrumentationScope]] = {}
+        self._trace_states: dict[int, tuple[trace_api.TraceState, trace_api.TraceState]] = {}
         self._lock = threading.Lock()
 
     def mask(self, span: ReadableSpan) -> tuple[ReadableSpan, bool]:
@@ -366,20 +367,35 @@ class SpanMasking:
 
     def _context(self, context: trace_api.SpanContext | None) -> Any:
         """A ``tracestate`` is text that leaves the process too: its values are masked (an
-        entry whose masked value is not a valid tracestate value is dropped)."""
+        entry whose masked value is not a valid tracestate value is dropped). Every span of a
+        trace usually shares one TraceState object: it is masked once, then cached."""
         if context is None or not context.trace_state:
             return context
         trace_state = context.trace_state
-        entries = [(k, self._masker.mask_text(k), v, self._masker.mask_text(v))
-                   for k, v in trace_state.items()]
-        if all(k == mk and v == mv for k, mk, v, mv in entries):
+        cached = self._trace_states.get(id(trace_state))
+        if cached is not None and cached[0] is trace_state:
+            masked = cached[1]
+        else:
+            masked = self._mask_trace_state(trace_state)
+            with self._lock:
+                if len(self._trace_states) >= _CACHE_LIMIT:
+                    self._trace_states.clear()
+                self._trace_states[id(trace_state)] = (trace_state, masked)
+        if masked is trace_state:
             return context
-        kept = [(mk, mv) for _, mk, _, mv in entries
-                if _TRACESTATE_KEY.fullmatch(mk) and _TRACESTATE_VALUE.fullmatch(mv)]
         return trace_api.SpanContext(
-            context.trace_id, context.span_id, context.is_remote, context.trace_flags,
-            trace_api.TraceState(kept),
+            context.trace_id, context.span_id, context.is_remote, context.trace_flags, masked,
         )
+
+    def _mask_trace_state(self, trace_state: trace_api.TraceState) -> trace_api.TraceState:
+        mask = self._masker.mask_text
+        entries = [(k, mask(k), v, mask(v)) for k, v in trace_state.items()]
+        if all(k == mk and v == mv for k, mk, v, mv in entries):
+            return trace_state
+        return trace_api.TraceState([
+            (mk, mv) for _, mk, _, mv in entries
+            if _TRACESTATE_KEY.fullmatch(mk) and _TRACESTATE_VALUE.fullmatch(mv)
+        ])
 
 
 class _Shared(NamedTuple):
