@@ -323,11 +323,18 @@ def test_a_value_whose_handling_raises_costs_only_that_value() -> None:
     assert stats["spans_dropped"] == 0 and stats["values_failed_closed"] == 1
 
 
-_any_text = st.text(st.characters(codec=None, exclude_categories=()), max_size=40)
-_scalar = st.one_of(_any_text, st.booleans(), st.integers(min_value=-(2**100), max_value=2**100),
-                    st.floats(allow_nan=True, allow_infinity=True))
-_value = st.one_of(_scalar, st.lists(_any_text, max_size=4),
-                   st.lists(st.integers(min_value=-(2**100), max_value=2**100), max_size=4))
+# Any Unicode, lone surrogates (what os.fsdecode gives for bytes that are not UTF-8) drawn
+# often on purpose, and integers on both sides of the signed 64-bit range.
+_surrogate = st.characters(categories=["Cs"])
+_any_text = st.one_of(
+    st.text(st.characters(), max_size=40),
+    st.tuples(st.text(max_size=10), _surrogate, st.text(max_size=10)).map("".join),
+)
+_integer = st.one_of(st.integers(min_value=-(2**63), max_value=2**63 - 1),
+                     st.integers(min_value=2**63, max_value=2**100),
+                     st.integers(min_value=-(2**100), max_value=-(2**63) - 1))
+_scalar = st.one_of(_any_text, st.booleans(), _integer, st.floats(allow_nan=True, allow_infinity=True))
+_value = st.one_of(_scalar, st.lists(_any_text, max_size=4), st.lists(_integer, max_size=4))
 
 
 @pytest.fixture(scope="module")
@@ -351,4 +358,5 @@ def test_fuzz_any_attribute_name_value_or_event_reaches_a_real_otlp_receiver(fuz
     with provider.get_tracer("fuzz").start_as_current_span(name, attributes=attributes) as span:
         for event_name, event_attributes in events:
             span.add_event(event_name, event_attributes)
-    assert received.wait_for(lambda r: len(r.spans) == before + 1, timeout=30)
+    # SimpleSpanProcessor exports as the span ends: the receiver has it (or never will)
+    assert len(received.spans) == before + 1
