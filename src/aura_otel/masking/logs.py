@@ -37,6 +37,10 @@ class MaskingLogFilter(logging.Filter):
             self._masker = Masker(MaskingRules())
         return self._masker
 
+    @masker.setter
+    def masker(self, masker: Masker) -> None:
+        self._masker = masker
+
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, _MASKED, None) is self:
             return True
