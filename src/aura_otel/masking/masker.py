@@ -8,7 +8,6 @@ is replaced and counted; it never costs its span or the span's batch neighbours.
 
 from __future__ import annotations
 
-import enum
 import functools
 import logging
 import re
@@ -78,14 +77,18 @@ class _TooLarge(Exception):
     """A JSON document past the depth or size cap: the whole value is replaced."""
 
 
-class KeyKind(enum.IntEnum):
-    """How an attribute key's value is treated (decided once per key, then cached)."""
+class KeyKind:
+    """How an attribute key's value is treated (decided once per key, then cached).
 
-    PASS = 1  # structural or allow-listed: untouched
-    SENSITIVE = 2  # the key-word rule: the value is replaced
-    JSON = 3  # aura.meta_json.*: decoded and walked when needed
-    SCAN = 4  # scanned like any text
-    RENAMED = 5  # the key itself needs masking (the span fast path's view)
+    Plain ``int`` constants, not an ``IntEnum``: the span fast path compares them for every
+    attribute, and enum members made that loop measurably slower (about 1.7 us of a 3.5 us
+    attribute walk). The values do not overlap :class:`Rebuild`'s."""
+
+    PASS: Final = 1  # structural or allow-listed: untouched
+    SENSITIVE: Final = 2  # the key-word rule: the value is replaced
+    JSON: Final = 3  # aura.meta_json.*: decoded and walked when needed
+    SCAN: Final = 4  # scanned like any text
+    RENAMED: Final = 5  # the key itself needs masking (the span fast path's view)
 
 
 _PASS, _SENSITIVE, _JSON, _SCAN, _RENAMED = (
@@ -99,7 +102,7 @@ _SCALARS = (str, bool, int, float, type(None))
 @dataclass(frozen=True, slots=True)
 class _KeyPlan:
     masked_key: str
-    kind: KeyKind
+    kind: int  # a KeyKind constant
 
 
 class Masker:
@@ -300,23 +303,22 @@ def _touched(texts: list[str], spans: list[tuple[int, int]]) -> set[int]:
     return touched
 
 
-# An attribute entry: (input key, output key, input value, how to rebuild, text index/indexes).
-class Rebuild(enum.IntEnum):
-    """How one attribute entry is rebuilt after the scan."""
+class Rebuild:
+    """How one attribute entry is rebuilt after the scan (plain ints, like :class:`KeyKind`)."""
 
-    FIXED = 11  # replaced by [REDACTED]
-    TEXT = 12  # the masked text
-    JSONTEXT = 13  # masked JSON metadata
-    SEQ = 14  # a sequence: its strings masked
-    UNCHANGED = 15  # the input value
-    TEXTFIX = 16  # a structural value, only made representable
+    FIXED: Final = 11  # replaced by [REDACTED]
+    TEXT: Final = 12  # the masked text
+    JSONTEXT: Final = 13  # masked JSON metadata
+    SEQ: Final = 14  # a sequence: its strings masked
+    UNCHANGED: Final = 15  # the input value
+    TEXTFIX: Final = 16  # a structural value, only made representable
 
 
 _FIXED, _TEXT, _JSONTEXT, _SEQ, _UNCHANGED, _TEXTFIX = (
     Rebuild.FIXED, Rebuild.TEXT, Rebuild.JSONTEXT, Rebuild.SEQ, Rebuild.UNCHANGED, Rebuild.TEXTFIX,
 )
 # An attribute entry: (input key, output key, input value, how to rebuild, what it needs).
-_Entry = tuple[str, str, Any, Rebuild, Any]
+_Entry = tuple[str, str, Any, int, Any]
 
 
 class Batch:

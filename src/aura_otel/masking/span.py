@@ -141,19 +141,19 @@ class SpanMasking:
         A span that needs no masking is handed on as it is: it has ended, so the SDK no longer
         lets anything change it, and a copy would only cost time. Anything to mask (the span
         or its resource) yields a masked copy."""
-        shared = _Shared(
-            self._resource(span.resource), self._scope(span.instrumentation_scope),
-            self._context(span.context),
-        )
+        resource, scope, context = span.resource, span.instrumentation_scope, span.context
+        masked_resource = self._resource(resource)
+        masked_scope = self._scope(scope)
+        masked_context = self._context(context)
         events, links = _sequence(span, "_events", "events"), _sequence(span, "_links", "links")
         try:
             clean = self._clean(span, events, links)
         except Exception:  # an odd value: the slow path handles (and contains) it value by value
             clean = False
+        if clean and masked_resource is resource and masked_scope is scope and masked_context is context:
+            return span, False
+        shared = _Shared(masked_resource, masked_scope, masked_context)
         if clean:
-            if (shared.resource is span.resource and shared.scope is span.instrumentation_scope
-                    and shared.context is span.context):
-                return span, False
             return self._copy(span, span.name, span.attributes, events=events, links=links,
                               status=span.status, shared=shared), True
         return self._rebuild(span, shared, events, links)
@@ -202,19 +202,20 @@ class SpanMasking:
             kind = kinds.get(key)
             if kind is None:
                 kind = self._kind_of(key)
-            if kind in (_SCAN, _JSON):
+            if kind == _SCAN or kind == _JSON:  # noqa: PLR1714, SIM109 (no tuple built per attribute)
                 vtype = type(value)
                 if vtype is str:
                     append(value)
                     if kind == _JSON:
                         json_texts.append(value)
                     continue
-                if vtype is bool or vtype is float:
-                    continue
                 if vtype is int:
-                    if INT64_MIN <= value <= INT64_MAX:
+                    # INT64_MIN/INT64_MAX as literals: this loop runs for every attribute
+                    if -9223372036854775808 <= value <= 9223372036854775807:
                         continue
                     return False  # made a decimal string on the slow path
+                if vtype is bool or vtype is float:
+                    continue
             elif kind == _PASS:
                 continue
             elif kind == _SENSITIVE:
@@ -369,9 +370,11 @@ class SpanMasking:
         """A ``tracestate`` is text that leaves the process too: its values are masked (an
         entry whose masked value is not a valid tracestate value is dropped). Every span of a
         trace usually shares one TraceState object: it is masked once, then cached."""
-        if context is None or not context.trace_state:
+        if context is None:
             return context
         trace_state = context.trace_state
+        if not getattr(trace_state, "_dict", trace_state):  # the common, empty case: cheap
+            return context
         cached = self._trace_states.get(id(trace_state))
         if cached is not None and cached[0] is trace_state:
             masked = cached[1]
