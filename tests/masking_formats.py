@@ -37,7 +37,9 @@ def uuid() -> str:
 
 
 def _token(rule: str, secret: str) -> tuple[str, str]:
-    return f"request failed for {rule}: {secret} (retrying)", secret
+    """The token alone in prose: no key next to it, so its own format must be recognised."""
+    del rule
+    return f"the provider refused {secret} (retrying)", secret
 
 
 def _context(key: str, value: str, style: int) -> tuple[str, str]:
@@ -314,9 +316,24 @@ ISSUE_11: dict[str, tuple[str, str]] = {
     "entropy-after-credential-word": (f"the token is {(ent := r(ALNUM, 32))}", ent),
 }
 
+# -- aura-otel's own rules whose reference examples above sit behind a key (the key-value rule
+# masks them first): each also alone in prose, so that every rule of the table fires.
+OWN_RULES: dict[str, tuple[str, str]] = {
+    "atlassian": _token("atlassian", "ATATT3xFfGF0" + r(B64URL, 180)),
+    "azure_storage_account_key": _token("azure", "AccountKey=" + r(B64, 86) + "=="),
+    "defined_networking": _token("dnkey", f"dnkey-{r(B64URL, 26)}-{r(B64URL, 52)}"),
+    "google_oauth_access_token": _token("google", "ya29.a0" + r(B64URL, 60)),
+    "new_relic": _token("new-relic", "NRAK-" + r(UPPER_ALNUM, 27)),
+    "sonar": _token("sonar", "squ_" + r(HEX, 40)),
+    "typeform": _token("typeform", "tfp_" + r(B64URL, 59)),
+    "vault_legacy_token": _token("vault", "s." + r(ALNUM, 24)),
+    "yandex": _token("yandex", "AQVN" + r(B64URL, 36)),
+}
+
 #: Every reference rule -> (text, secret). Names are prefixed by their source.
 FORMATS: dict[str, tuple[str, str]] = {
     **{f"gitleaks:{k}": v for k, v in GITLEAKS.items()},
     **{f"detect-secrets:{k}": v for k, v in DETECT_SECRETS.items()},
     **{f"issue-11:{k}": v for k, v in ISSUE_11.items()},
+    **{f"aura-otel:{k}": v for k, v in OWN_RULES.items()},
 }

@@ -360,3 +360,24 @@ def test_fuzz_any_attribute_name_value_or_event_reaches_a_real_otlp_receiver(fuz
             span.add_event(event_name, event_attributes)
     # SimpleSpanProcessor exports as the span ends: the receiver has it (or never will)
     assert len(received.spans) == before + 1
+
+
+def test_every_built_in_rule_has_a_positive_example(masker: Masker) -> None:
+    """The reference table is keyed by gitleaks and detect-secrets ids; this checks the other
+    way round: each rule of our own table matches at least one generated or corpus example
+    (first, or at the same place as an earlier rule that also covers it)."""
+    from .masking_corpus import secrets
+
+    scanner = masker._scanner
+    examples = ([text for text, _ in FORMATS.values()] + [s.text for s in secrets()]
+                + [text for _, text in PII_POSITIVE] + BENIGN)
+    fired: set[str] = set()
+    for text in examples:
+        data = text.encode()
+        pos = 0
+        while (found := scanner._match(data, pos)) is not None:
+            index, spans = found
+            fired.add(scanner.rules[index].name)
+            fired.update(scanner.rules[i].name for i, _ in scanner._others_at(data, spans[0][0], index))
+            pos = max(spans[0][1], spans[0][0] + 1)
+    assert {rule.name for rule in scanner.rules} - fired == set()

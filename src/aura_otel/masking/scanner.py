@@ -9,7 +9,7 @@ back to the other rules.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import re2
@@ -29,6 +29,8 @@ _NAMED_GROUP = re.compile(r"\(\?P<(\w+)>")
 
 _DIGIT_RUN = re.compile(rb"[0-9]+")
 _NUMBER = re.compile(rb"-?[0-9]+(?:\.[0-9]+)?")
+#: How far past a rejected candidate the start-anchored set looks for another rule's match.
+_FALLTHROUGH_WINDOW: Final = 8192
 _CRED_SYMBOLS = frozenset(b"._~+/-=")
 
 
@@ -144,6 +146,12 @@ class Scanner:
         self._detect = _yes_no(self.detector)
         self._find = _finder(self.detector)
         self._explain = _explainer(self._own)
+        self._explain_start = _explainer(self._own, anchor_end=False)
+        # Rules whose rejection may hide another rule at the same place (not the identifiers
+        # that must survive, nor plain redactions, which reject only the span's own ids).
+        self._fallthrough = [rule.action not in (Action.KEEP, Action.REDACT) for rule in self.rules]
+        self._plain = plain
+        self._starts: Any = None  # an RE2 set anchored at the start, built on first need
 
     # -- scanning ----------------------------------------------------------------------------
     def dirty(self, data: bytes) -> bool:
@@ -174,6 +182,20 @@ class Scanner:
                 return index, spans
         raise RuntimeError("no rule explains a detector match")  # fails closed: value replaced
 
+    def _others_at(self, data: bytes, start: int, after: int) -> Iterator[tuple[int, Spans]]:
+        """Rules after ``after`` (in priority order) that also match at ``start``."""
+        if self._starts is None:
+            starts = re2.Set.MatchSet(re2_options())
+            for pattern in self._plain:
+                starts.Add(pattern)
+            starts.Compile()
+            self._starts = starts
+        for index in sorted(self._starts.Match(data[start : start + _FALLTHROUGH_WINDOW]) or ()):
+            if index > after:
+                spans = self._explain_start(index, data, start, len(data))
+                if spans is not None and spans[0][0] == start and spans[0][1] > start:
+                    yield index, spans
+
     def mask_pass(self, data: bytes, keep: Keep) -> bytes:
         out: list[bytes] = []
         pos = copied = 0
@@ -191,6 +213,16 @@ class Scanner:
                 continue
             handler, own = handlers[index]
             replacement, resume = handler(spans, data, keep, own)
+            if replacement is None and self._fallthrough[index]:
+                # A candidate its check rejected (a key that is not sensitive, a number that
+                # fails Luhn) must not hide a later rule that matches at the same place:
+                # ``_gitlab_session=<token>`` is no sensitive key, but it is a GitLab cookie.
+                for other, other_spans in self._others_at(data, start, index):
+                    other_handler, other_own = handlers[other]
+                    found_replacement, found_resume = other_handler(other_spans, data, keep, other_own)
+                    if found_replacement is not None:
+                        replacement, resume = found_replacement, found_resume
+                        break
             if replacement is not None:
                 out.append(data[copied:start])
                 out.append(replacement)
@@ -455,17 +487,18 @@ def _finder(detector: Any) -> Callable[[bytes, int], tuple[int, int] | None]:
     return direct
 
 
-def _explainer(regexes: list[Any]) -> Callable[[int, bytes, int, int], Spans | None]:
-    """Group spans of rule ``index`` matching exactly ``data[start:end]`` in context, or None."""
+def _explainer(regexes: list[Any], *, anchor_end: bool = True) -> Callable[[int, bytes, int, int], Spans | None]:
+    """Group spans of rule ``index`` matching exactly ``data[start:end]`` in context (or, with
+    ``anchor_end=False``, starting at ``start``), or None."""
     anchor = getattr(getattr(getattr(re2, "_re2", None), "RE2", None), "Anchor", None)
     raws: list[Any] = [getattr(getattr(r, "_regexp", None), "Match", None) for r in regexes]
     if anchor is None or any(raw is None for raw in raws):
         def public(index: int, data: bytes, start: int, end: int) -> Spans | None:
             regex = regexes[index]
-            m = regex.fullmatch(data, start, end)
+            m = regex.fullmatch(data, start, end) if anchor_end else regex.match(data, start, end)
             return None if m is None else [m.span(i) for i in range(regex.groups + 1)]
         return public
-    both = anchor.ANCHOR_BOTH
+    both = anchor.ANCHOR_BOTH if anchor_end else anchor.ANCHOR_START
     null = (-1, -1)
 
     def direct(index: int, data: bytes, start: int, end: int) -> Spans | None:
