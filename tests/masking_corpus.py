@@ -228,4 +228,25 @@ BENIGN: list[str] = [
     "User asked for a calm, documentary tone with archival footage.",
     "Scene 7 renders 240 frames at 24 fps, total 10 seconds.",
     "Contact support through the in-app chat.", "Budget: 3.50 USD per video.",
+    # asset names and paths that look like e-mail addresses (name@2x.ext is a scale suffix)
+    "thumbnail@2x.png", "icon@3x.webp", "logo@1.5x.svg", "sprite@2x.jpg",
+    "https://cdn.example.com/assets/hero@2x.avif", "/srv/aura/assets/scene_04@2x.png",
+    "npm install @aura/player@1.4.2",
+    # versions, builds, short commit ids (under 32 hex digits)
+    "v2.14.3", "opentelemetry-sdk 1.45.1", "build 20241128.1", "commit 3f2a9c1", "git 3f2a9c1d7e8b",
+    "CUDA 12.4 / cuDNN 9.1", "python 3.11.7",
+    # model names and provider ids that are not secrets
+    "gpt-image-1", "whisper-large-v3", "claude-3-haiku-20240307", "eleven_turbo_v2_5",
+    "voice 21m00Tcm4TlvDq8ikWAM", "chatcmpl-9xYzAbC123dEf456GhI789", "msg_01XFDUDYJgAACzvnptvVoYEL",
+    "req_011CKpVhJqbZ3sQ", "cus_NffrFeUfNV2Hib", "pi_3MtwBwLkdIwHu7ix28a3tqPa", "video id dQw4w9WgXcQ",
+    # prices, quantities, numbers, dates and times that resemble phones, cards or SSNs
+    "\u20ac12.50 per minute", "0.0000125 USD per character", "1,234,567 tokens", "frames 000123-000456",
+    "timecode 00:01:23.456", "2024-11-28", "28.11.2024", "11/28/2024 04:25 PM", "1732768000",
+    "rendered in 415 ms", "bitrate 8000 kbps", "ISO 8601", "HTTP 429", "h264 yuv420p 48000Hz",
+    "chapter 3, pages 120-145", "resolution 1280 720 30", "sizes 100 200 3000",
+    # key-like words that are not credentials
+    "pinned_model: gpt-4o", "auth_method: oauth2", "pin_count=3", "keynote.pdf", "passport_country: FR",
+    "token_count: 812", "compass heading 270", "bypass_cache=true",
+    "ffmpeg -i in.mp4 -c:v libx264 -preset slow -crf 18 out.mp4", "python -u render.py --scene 4",
+    "the key frame is at 00:00:04", "docs/tokenizer.md", "docker run -u 1000:1000 aura/render",
 ]

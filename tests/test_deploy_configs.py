@@ -545,6 +545,11 @@ KNOWN_OVERMASKED = {
     "traceId: 0af7651916cd43dd8448eb211c80319c",
     "Basic understanding of pacing is enough.",
     "api_key_present=true",
+    # asset names (the process's e-mail check rejects file extensions as domains) and a count
+    # under a token key (the process keeps numbers under quantity keys)
+    "thumbnail@2x.png", "icon@3x.webp", "logo@1.5x.svg", "sprite@2x.jpg",
+    "https://cdn.example.com/assets/hero@2x.avif", "/srv/aura/assets/scene_04@2x.png",
+    "token_count: 812",
 }
 
 

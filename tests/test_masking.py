@@ -215,7 +215,7 @@ def test_invalid_environment_is_an_error_at_start_up_not_at_the_first_span() -> 
     with pytest.raises(ConfigurationError, match="JSON"):
         MaskingRules.from_env({c.ENV_MASK_EXTRA_PATTERNS: '["a", '})
     with pytest.raises(ConfigurationError, match="unknown PII"):
-        MaskingRules.from_env({c.ENV_MASK_PII: "email,ssn"})
+        MaskingRules.from_env({c.ENV_MASK_PII: "email,passport"})
     with pytest.raises(ConfigurationError, match="integer"):
         MaskingRules.from_env({c.ENV_MASK_MAX_VALUE_LENGTH: "lots"})
     with pytest.raises(ConfigurationError, match=">= 256"):
@@ -625,14 +625,86 @@ def test_log_filter_masks_message_arguments_and_tracebacks() -> None:
     assert "RuntimeError: 401 for token=[REDACTED]" in text  # the traceback is still there
 
 
+def _records_of(name: str) -> tuple[logging.Logger, io.StringIO, logging.Handler]:
+    log = logging.getLogger(name)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return log, stream, handler
+
+
 def test_log_filter_is_installed_on_the_aura_otel_logger_by_default() -> None:
     root = logging.getLogger("aura_otel")
     assert any(isinstance(f, MaskingLogFilter) for f in root.filters)
-    child = logging.getLogger("aura_otel.some_child")
     new = install_log_filter(Masker(MaskingRules(extra_patterns=("ACME-[0-9]{6}",))))
-    assert new in root.filters and new in child.filters
-    assert sum(isinstance(f, MaskingLogFilter) for f in root.filters) == 1
-    record = logging.LogRecord("aura_otel", logging.INFO, __file__, 1, "id %s", ("ACME-123456",), None)
-    assert root.filter(record)
-    assert record.getMessage() == "id [REDACTED]"
-    install_log_filter()  # restore the default rules for other tests
+    try:
+        assert new in root.filters
+        assert sum(isinstance(f, MaskingLogFilter) for f in root.filters) == 1
+        log, stream, handler = _records_of("aura_otel.some_child")
+        try:
+            log.info("id %s", "ACME-123456")
+        finally:
+            log.removeHandler(handler)
+        assert stream.getvalue() == "id [REDACTED]\n"
+    finally:
+        install_log_filter()  # restore the default rules for other tests
+
+
+def test_loggers_created_after_configure_are_masked_too(tmp_path) -> None:
+    """aura_otel.server is created when ``aura-otel serve`` starts, long after import: its
+    records (message, arguments, traceback) are masked although its logger did not exist
+    when the filter was installed."""
+    import aura_otel
+
+    telemetry = aura_otel.configure(tmp_path, set_global=False)
+    try:
+        name = "aura_otel.created_after_configure_" + str(id(telemetry))
+        assert name not in logging.Logger.manager.loggerDict
+        log, stream, handler = _records_of(name)
+        log.propagate = False
+        try:
+            log.warning("upstream %s refused", "https://bob:hunter2hunter2@db:5432")
+            try:
+                raise ValueError("bad key sk-1234567890abcdef1234")
+            except ValueError:
+                log.exception("failed")
+        finally:
+            log.removeHandler(handler)
+    finally:
+        telemetry.shutdown()
+    text = stream.getvalue()
+    assert "hunter2hunter2" not in text and "sk-1234567890abcdef1234" not in text
+    assert "https://[REDACTED]@db:5432" in text
+    assert "ValueError: bad key [REDACTED]" in text
+
+
+def test_importing_the_package_compiles_no_re2_program() -> None:
+    """The default log filter and configure() share one compilation, made on first use."""
+    code = """
+import re2
+compiled = []
+original = re2.compile
+def counting(*args, **kwargs):
+    compiled.append(args[0])
+    return original(*args, **kwargs)
+re2.compile = counting
+import aura_otel, aura_otel.masking
+assert compiled == [], compiled
+from aura_otel.masking import Masker, MaskingRules
+first = Masker(MaskingRules())
+after_first = len(compiled)
+assert after_first > 0
+Masker(MaskingRules())
+import logging
+logging.getLogger("aura_otel.x").warning("token=abcdef123456")
+assert len(compiled) == after_first, (after_first, len(compiled))
+print("ok")
+"""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=False, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
