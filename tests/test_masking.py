@@ -491,28 +491,38 @@ def test_on_start_is_not_forwarded_to_targets() -> None:
 
 
 def test_masking_runs_off_the_application_thread_and_flush_delivers_everything() -> None:
+    """The application returns from every span while the masking worker is held: proof that
+    the work is not done on its thread, whatever the scheduler does. Then flush delivers all."""
     exporter = InMemorySpanExporter()
-    threads: set[str] = set()
+    app = threading.get_ident()
+    ran_on_app_thread: list[str] = []
+    release = threading.Event()
 
-    class Where(SpanProcessor):
+    class Held(SpanProcessor):
         def on_end(self, span) -> None:  # noqa: ANN001
-            threads.add(threading.current_thread().name)
+            if threading.get_ident() == app:
+                ran_on_app_thread.append(span.name)  # masking inline: what must not happen
+            else:
+                release.wait(60)  # the worker waits here until the application is done
 
-    processor = MaskingSpanProcessor(Where(), SimpleSpanProcessor(exporter), rules=MaskingRules(),
+    processor = MaskingSpanProcessor(Held(), SimpleSpanProcessor(exporter), rules=MaskingRules(),
                                      mask_logs=False)
     provider = TracerProvider()
     provider.add_span_processor(processor)
     tracer = provider.get_tracer("t")
-    for i in range(600):  # more than one wake-up batch
+    for i in range(200):  # fewer than the queue holds: nothing falls back to inline masking
         with tracer.start_as_current_span(f"s{i}") as span:
             span.set_attribute("note", "token=abc123")
+    assert ran_on_app_thread == []
+    assert exporter.get_finished_spans() == ()  # the held worker has delivered nothing yet
+    release.set()
     assert processor.force_flush(10_000)
     spans = exporter.get_finished_spans()
-    assert len(spans) == 600
+    assert len(spans) == 200
     assert {s.attributes["note"] for s in spans} == {"token=[REDACTED]"}
-    assert "aura-otel-masking" in threads  # the worker, not the application, did the masking
     provider.shutdown()
     assert processor.stats()["spans_dropped"] == 0
+    assert processor.stats()["spans_masked_inline"] == 0
 
 
 def test_a_full_masking_queue_masks_in_the_caller_instead_of_losing_or_growing() -> None:
