@@ -20,6 +20,7 @@ import orjson
 from opentelemetry.trace import StatusCode
 
 from . import conventions as c
+from .figures import PRICING_CACHE_HIT, PRICING_EXPLICIT, PRICING_KEY, PRICING_UNPRICED, SAVED_KEY
 from .schema import (
     MAX_INT,
     RESULT_STATUSES,
@@ -44,17 +45,10 @@ _STAGE_SET = frozenset(STAGES)
 _STATUS_SET = frozenset(RESULT_STATUSES)
 _SELECTION_SET = frozenset(SELECTION_SOURCES)
 _MAX_PARENT_HOPS = 64
-#: Usage keys a unit may carry; they drive pricing and (for stages) land in metadata.
-USAGE_METADATA = {
-    "characters": c.USAGE_CHARACTERS,
-    "images": c.USAGE_IMAGES,
-    "image_size": c.USAGE_IMAGE_SIZE,
-    "image_quality": c.USAGE_IMAGE_QUALITY,
-    "duration_seconds": c.USAGE_OUTPUT_SECONDS,
-}
 CACHED_TOKENS_METADATA = "cached_input_tokens"
-UNPRICED_METADATA = "pricing"
-UNPRICED_VALUE = "unpriced"
+#: ``metadata.pricing`` and its "the table could not price it" value (see aura_otel.figures).
+UNPRICED_METADATA = PRICING_KEY
+UNPRICED_VALUE = PRICING_UNPRICED
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,6 +440,8 @@ class _CostParts:
         if self.quote is not None:  # the table priced at least part of it
             rec["currency"] = self.quote.currency
             rec["pricing_version"] = self.quote.version
+        else:  # every part was explicit: a consumer must not re-price it
+            rec["metadata"] = {**(rec.get("metadata") or {}), PRICING_KEY: PRICING_EXPLICIT}
 
 
 def _price(rec: dict[str, Any], usage: Mapping[str, Any], own_usage: bool, own_model: str | None,
@@ -487,9 +483,12 @@ def _build_record(unit: Unit, children: list[Unit], pricer: Pricer | None) -> di
     """
     built = unit["r"]
     unit_usage = unit.get("usage")
+    if built.get("cost_estimate") is not None:
+        # The span gave its cost: it wins, whatever the table or a cache hit would say.
+        return _marked(built, {PRICING_KEY: PRICING_EXPLICIT})
     if not children and (not unit_usage or unit_usage.get(CACHED_TOKENS_METADATA) is None) and (
-            built.get("cost_estimate") is not None or not _has_own_usage(built, unit_usage or {})):
-        return dict(built)
+            not _has_own_usage(built, unit_usage or {})):
+        return _cache_hit(dict(built)) if built.get("cache_hit") is True else dict(built)
     rec = dict(built)
     usage = dict(unit_usage or {})
     own_tokens = rec.get("tokens_in") is not None or rec.get("tokens_out") is not None
@@ -515,6 +514,31 @@ def _build_record(unit: Unit, children: list[Unit], pricer: Pricer | None) -> di
         _price(rec, usage, own_usage, own_model, children, pricer)
     if usage.get(CACHED_TOKENS_METADATA) is not None:
         rec["metadata"] = {**(rec.get("metadata") or {}), CACHED_TOKENS_METADATA: usage[CACHED_TOKENS_METADATA]}
+    if rec.get("cache_hit") is True:
+        return _cache_hit(rec)
+    return record_from(rec)
+
+
+def _marked(rec: Mapping[str, Any], marks: Mapping[str, Any]) -> dict[str, Any]:
+    """``rec`` with ``marks`` added to its metadata, in v1 field order."""
+    return record_from({**rec, "metadata": {**(rec.get("metadata") or {}), **marks}})
+
+
+def _cache_hit(rec: dict[str, Any]) -> dict[str, Any]:
+    """A cache hit paid no provider: it costs 0, and what the table would have charged for
+    its usage is recorded as the saving (``metadata.cost_saved``). Costs that were explicit
+    (its children's) keep winning."""
+    metadata = dict(rec.get("metadata") or {})
+    if metadata.get(PRICING_KEY) == PRICING_EXPLICIT:
+        return record_from(rec)
+    would_have_cost = rec.get("cost_estimate") if metadata.get(PRICING_KEY) is None else None
+    metadata.pop("pricing_error", None)
+    metadata[PRICING_KEY] = PRICING_CACHE_HIT
+    if would_have_cost:
+        metadata[SAVED_KEY] = would_have_cost
+    rec["cost_estimate"] = 0.0
+    rec.pop("pricing_version", None)
+    rec["metadata"] = metadata
     return record_from(rec)
 
 
@@ -621,5 +645,3 @@ def trace_ids(units: Mapping[str, Unit]) -> list[str]:
     """The trace ids of a job's root spans (for links to a trace backend)."""
     return sorted({u["t"] for u in units.values() if u.get("k") == ROOT and "t" in u})
 
-
-FoldFn = Callable[[Any], FoldedSpan | None]

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import orjson
 from pydantic import (
@@ -33,7 +33,7 @@ from pydantic import (
 
 from .errors import CorruptTelemetryError, InvalidJobIdError
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION: Final = "1.0"
 DEFAULT_CURRENCY = "USD"
 JOB_ID_MAX_LENGTH = 128
 MAX_INT = 2**63 - 1  # the legacy C# consumers read counts as long
@@ -150,6 +150,20 @@ def format_timestamp(value: datetime) -> str:
         value = value.replace(tzinfo=timezone.utc)
     value = value.astimezone(timezone.utc)
     return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def format_timestamp_http(value: datetime) -> str:
+    """The spelling every HTTP answer uses: UTC, ``Z``, a fraction only when non-zero.
+
+    It is System.Text.Json's (``2026-11-20T10:00:00Z``, ``...:00.1Z``), the one the legacy
+    consumers' golden files hold, so ``/api/telemetry/{id}`` and the RunCostReport spell the
+    same instant alike. The file keeps six digits (:func:`format_timestamp`).
+    """
+    value = _to_utc(value)
+    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    if value.microsecond:
+        text += f".{value.microsecond:06d}".rstrip("0")
+    return text + "Z"
 
 
 _SECOND_PREFIXES: dict[int, str] = {}
@@ -448,8 +462,16 @@ def to_dict(collection: Collection) -> dict[str, Any]:
 
 
 def to_http(collection: Collection) -> dict[str, Any]:
-    """The HTTP shape: every optional field present, absent ones as explicit ``null``."""
-    return collection.model_dump(mode="json")
+    """The HTTP shape: every optional field present, absent ones as explicit ``null``, and
+    date-times in :func:`format_timestamp_http`'s spelling."""
+    doc = collection.model_dump(mode="json")
+    doc["collection_started_at"] = format_timestamp_http(collection.collection_started_at)
+    if collection.collection_ended_at is not None:
+        doc["collection_ended_at"] = format_timestamp_http(collection.collection_ended_at)
+    for out, rec in zip(doc["records"], collection.records, strict=True):
+        out["started_at"] = format_timestamp_http(rec.started_at)
+        out["ended_at"] = format_timestamp_http(rec.ended_at)
+    return doc
 
 
 def json_schema() -> dict[str, Any]:
