@@ -26,6 +26,7 @@ from aura_otel.store import JobStore
 from .conftest import EXAMPLES
 
 DATA = EXAMPLES
+TEN_YEARS = 10 * 365 * 86400.0
 REFERENCE = DATA / "reference-job.json"
 REFERENCE_PASCAL = DATA / "reference-job.pascal.json"
 ADAPTER_CASE = DATA / "adapter-case.telemetry.json"
@@ -122,7 +123,12 @@ def free_port() -> int:
 
 @contextmanager
 def live_server(jobs_dir: Path, **app_kwargs: Any) -> Iterator[str]:
-    """Serve ``create_app(jobs_dir, **app_kwargs)`` on 127.0.0.1; yields the base URL."""
+    """Serve ``create_app(jobs_dir, **app_kwargs)`` on 127.0.0.1; yields the base URL.
+
+    The example files are dated November 2026: unless a test asks otherwise, a running job
+    among them stays running (it is abandoned only after ten years of quiet).
+    """
+    app_kwargs.setdefault("abandoned_after", TEN_YEARS)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))

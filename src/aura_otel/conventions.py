@@ -137,6 +137,8 @@ ENV_JAEGER_URL: Final = "AURA_OTEL_JAEGER_URL"
 ENV_ACCESS_TOKEN: Final = "AURA_OTEL_ACCESS_TOKEN"
 #: Largest telemetry.json the server reads, in bytes (default 32 MiB).
 ENV_MAX_FILE_BYTES: Final = "AURA_OTEL_MAX_FILE_BYTES"
+#: Seconds a job without an end may stay quiet before views show it abandoned (default 3600).
+ENV_ABANDONED_AFTER: Final = "AURA_OTEL_ABANDONED_AFTER"
 
 # -- metrics (exported over OTLP with the traces; see aura_otel.metrics) -------------------------
 METRIC_TOKEN_USAGE: Final = "gen_ai.client.token.usage"

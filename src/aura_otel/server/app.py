@@ -26,7 +26,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .. import conventions as c
-from .. import legacy
+from .. import figures, legacy
 from ..errors import (
     ConfigurationError,
     CorruptTelemetryError,
@@ -45,6 +45,7 @@ from ..schema import (
     json_schema,
     to_http,
 )
+from ..settings import Settings, parse_seconds
 from ..store import JobStore
 from . import views
 from .joblist import DEFAULT_PAGE_SIZE, JobIndex
@@ -91,6 +92,13 @@ def resolve_max_file_bytes(value: int | str | None = None) -> int:
     return number
 
 
+def resolve_abandoned_after(value: float | str | None = None) -> float:
+    """The quiet time from the argument, else ``AURA_OTEL_ABANDONED_AFTER``, else one hour."""
+    if value is None:
+        return Settings.from_env(masking=False).abandoned_after
+    return parse_seconds(value, "abandoned_after")
+
+
 def too_large_detail(job_id: str, exc: TelemetryTooLargeError) -> str:
     return (f"The telemetry file of job {job_id!r} is {exc.size} bytes; this server reads at "
             f"most {exc.limit} (--max-file-bytes / {c.ENV_MAX_FILE_BYTES}).")
@@ -119,9 +127,11 @@ class TelemetryApp:
     """Holds the app's configuration and answers its routes (one instance per app)."""
 
     def __init__(self, jobs_dir: str | Path, jaeger_url: str | None,
-                 max_file_bytes: int | None = None) -> None:
+                 max_file_bytes: int | None = None,
+                 abandoned_after: float | None = None) -> None:
         self.store = JobStore(jobs_dir, max_file_bytes=resolve_max_file_bytes(max_file_bytes))
-        self.index = JobIndex(self.store)
+        self.abandoned_after = abandoned_after
+        self.index = JobIndex(self.store, abandoned_after=abandoned_after)
         self.jaeger_url = _check_jaeger_url(jaeger_url)
         self.templates = Environment(
             loader=FileSystemLoader(HERE / "templates"),
@@ -220,7 +230,7 @@ class TelemetryApp:
             page = self.index.page(_page_number(request, "page", 1), DEFAULT_PAGE_SIZE)
         except ValueError as exc:
             return self.error_page(request, 400, "Invalid request", str(exc))
-        running = any(item["status"] == legacy.STATUS_RUNNING for item in page.items)
+        running = any(figures.is_live(item["status"]) for item in page.items)
         return self.render("jobs.html", page=page, labels=views.JOB_STATUS_LABELS,
                            refresh_seconds=REFRESH_SECONDS if running else None)
 
@@ -251,6 +261,7 @@ class TelemetryApp:
             sort=request.query_params.get("sort"),
             direction=request.query_params.get("dir", "asc"),
             trace_links=self.trace_links(job_id),
+            abandoned_after=self.abandoned_after,
         )
         return self.render(
             "run_details.html", run=details, rendered_at=views.now_text(),
@@ -294,6 +305,7 @@ def create_app(
     jaeger_url: str | None = None,
     access_token: str | None = None,
     max_file_bytes: int | None = None,
+    abandoned_after: float | None = None,
 ) -> Starlette:
     """The ASGI app serving ``jobs_dir`` (read-only).
 
@@ -301,10 +313,13 @@ def create_app(
     must be bound to loopback; see :func:`aura_otel.server.run`); with one, every request must
     present the token. ``max_file_bytes`` (default ``$AURA_OTEL_MAX_FILE_BYTES``, else
     32 MiB) is the largest telemetry file it parses; a larger one gets a 422 problem.
+    ``abandoned_after`` (seconds, default ``$AURA_OTEL_ABANDONED_AFTER``, else one hour) is
+    how long a job without an end may stay quiet before the views call it abandoned.
     """
     if access_token is not None and not access_token.strip():
         raise ConfigurationError("the access token is empty; give a real secret or none at all")
-    app = TelemetryApp(jobs_dir, jaeger_url, max_file_bytes)
+    app = TelemetryApp(jobs_dir, jaeger_url, max_file_bytes,
+                       resolve_abandoned_after(abandoned_after))
     get = ["GET"]
     routes = [
         Route("/", lambda request: RedirectResponse("/jobs", status_code=307), methods=get),
