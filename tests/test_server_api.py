@@ -292,6 +292,49 @@ def test_openapi_document(client: httpx.Client) -> None:
     assert client.get("/openapi.json").json() == doc
 
 
+#: Job ids that reach every answer of a job endpoint: finished, PascalCase, running, unpriced,
+#: unreadable in two ways, unsafe, absent.
+_VALIDATED_IDS = ("job-abc123", "job-pascal", "job-cost1", "job-running", "job-unpriced",
+                  "job-truncated", "job-wrongtypes", "bad%5Cid", "ghost")
+
+
+def test_every_answer_matches_the_openapi_document(client: httpx.Client) -> None:
+    """Each path of the served document, called for real, answers what the document says
+    (checked against the document's own schemas, not against the models it came from)."""
+    from tests.openapi_check import errors
+
+    doc = client.get("/api/openapi.json").json()
+    seen: set[tuple[str, int]] = set()
+    for template, operations in doc["paths"].items():
+        responses = operations["get"]["responses"]
+        urls = ([template.replace("{jobId}", job_id) for job_id in _VALIDATED_IDS]
+                if "{jobId}" in template else [template, template + "?page=0"])
+        for url in urls:
+            response = client.get(url)
+            declared = responses.get(str(response.status_code))
+            assert declared is not None, f"{url}: {response.status_code} is not documented"
+            media = response.headers["content-type"].split(";")[0]
+            schema = declared["content"][media]["schema"]
+            assert errors(response.json(), schema, doc) == [], url
+            seen.add((template, response.status_code))
+    # The calls above reached the success and the failure answers of every kind of path.
+    assert {status for _, status in seen} >= {200, 400, 404, 500}
+    assert ("/api/cost-tracking/run-summary/{jobId}", 200) in seen
+    assert ("/api/jobs", 200) in seen and ("/api/telemetry/schema", 200) in seen
+
+
+def test_the_checker_refuses_what_the_document_forbids(client: httpx.Client) -> None:
+    from tests.openapi_check import errors
+
+    doc = client.get("/api/openapi.json").json()
+    report = client.get("/api/cost-tracking/run-summary/job-cost1").json()
+    schema = {"$ref": "#/components/schemas/RunCostReport"}
+    assert errors(report, schema, doc) == []
+    assert errors({**report, "surprise": 1}, schema, doc)
+    assert errors({**report, "totalCost": "free"}, schema, doc)
+    assert errors({k: v for k, v in report.items() if k != "jobId"}, schema, doc)
+
+
 
 def test_links_out_of_the_jobs_folder_are_not_followed(tmp_path: Path) -> None:
     jobs, outside = tmp_path / "jobs", tmp_path / "outside"

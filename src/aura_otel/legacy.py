@@ -30,11 +30,22 @@ from .figures import lower as _lower
 from .figures import record_status as _status
 from .figures import records as _records
 from .figures import timestamp as legacy_timestamp
-from .schema import DEFAULT_CURRENCY, sum_money
+from .schema import DEFAULT_CURRENCY, ResultStatus, sum_money
+from .shapes import (
+    Diagnostics,
+    FailureDetail,
+    Operation,
+    RunCostReport,
+    StageCost,
+    Suggestion,
+    TokenStats,
+    WarningDetail,
+)
 
 __all__ = [
     "CollectionLike",
     "as_dict",
+    "cost_report",
     "diagnostics_summary",
     "duration_seconds",
     "effective_summary",
@@ -67,97 +78,93 @@ def _share(amount: float, fraction: Decimal) -> float:
     return float(Decimal(repr(float(amount))) * fraction)
 
 
-def _without_none(values: Mapping[str, Any]) -> dict[str, Any]:
-    # The old backend serialised with "ignore when null": absent values are left out.
-    return {k: v for k, v in values.items() if v is not None}
-
-
 # -- optimisation suggestions --------------------------------------------------------------------
-def optimization_suggestions(collection: CollectionLike) -> list[dict[str, Any]]:
-    """The old collector's two rules, over the summary (or the records so far for a running job)."""
-    summary = effective_summary(collection)
+def _suggestions(summary: Mapping[str, Any]) -> list[Suggestion]:
     total_ops = summary.get("total_operations") or 0
     total_cost = summary.get("total_cost") or 0.0
-    suggestions: list[dict[str, Any]] = []
+    suggestions: list[Suggestion] = []
     if (summary.get("cache_hits") or 0) == 0 and total_ops > 0:
         suggestions.append(
-            {
-                "category": "Caching",
-                "suggestion": "Enable LLM response caching to reduce costs on repeated queries",
-                "estimatedSavings": _share(total_cost, CACHING_SAVINGS),
-                "qualityImpact": "None",
-            }
+            Suggestion(
+                category="Caching",
+                suggestion="Enable LLM response caching to reduce costs on repeated queries",
+                estimatedSavings=_share(total_cost, CACHING_SAVINGS),
+                qualityImpact="None",
+            )
         )
     if (summary.get("total_retries") or 0) > RETRY_THRESHOLD:
         suggestions.append(
-            {
-                "category": "Reliability",
-                "suggestion": "High retry count detected. Review provider reliability and error handling",
-                "estimatedSavings": _share(total_cost, RELIABILITY_SAVINGS),
-                "qualityImpact": "None",
-            }
+            Suggestion(
+                category="Reliability",
+                suggestion="High retry count detected. Review provider reliability and error handling",
+                estimatedSavings=_share(total_cost, RELIABILITY_SAVINGS),
+                qualityImpact="None",
+            )
         )
     return suggestions
+
+
+def optimization_suggestions(collection: CollectionLike) -> list[dict[str, Any]]:
+    """The old collector's two rules, over the summary (or the records so far for a running job)."""
+    return [s.legacy() for s in _suggestions(effective_summary(collection))]
 
 
 # -- RunCostReport -------------------------------------------------------------------------------
 def _stage_breakdown(
     records: Sequence[Mapping[str, Any]], cost_by_stage: Mapping[str, Any], total_cost: float
-) -> dict[str, dict[str, Any]]:
-    breakdown: dict[str, dict[str, Any]] = {}
+) -> dict[str, StageCost]:
+    breakdown: dict[str, StageCost] = {}
     for stage_key, cost in cost_by_stage.items():
         stage = _lower(stage_key)
         mine = [r for r in records if _lower(r.get("stage")) == stage]
         cost = float(cost or 0)
-        breakdown[stage] = _without_none(
-            {
-                "stageName": stage,
-                "cost": cost,
-                "percentageOfTotal": _ratio(cost, total_cost, 100.0),
-                "durationSeconds": sum(int(r.get("latency_ms") or 0) for r in mine) / 1000,
-                "operationCount": len(mine),
-                "providerName": mine[0].get("provider") if mine else None,
-            }
+        breakdown[stage] = StageCost(
+            stageName=stage,
+            cost=cost,
+            percentageOfTotal=_ratio(cost, total_cost, 100.0),
+            durationSeconds=sum(int(r.get("latency_ms") or 0) for r in mine) / 1000,
+            operationCount=len(mine),
+            providerName=mine[0].get("provider") if mine else None,
         )
     return breakdown
 
 
-def _operations(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def _operations(records: Sequence[Mapping[str, Any]]) -> list[Operation]:
     return [
-        {
-            "timestamp": legacy_timestamp(r.get("started_at")),
-            "operationType": _lower(r.get("stage")),
-            "providerName": r.get("provider") or "Unknown",
-            "cost": float(r.get("cost_estimate") or 0),
-            "durationMs": int(r.get("latency_ms") or 0),
-            "tokensUsed": int(r.get("tokens_in") or 0) + int(r.get("tokens_out") or 0),
-            "cacheHit": r.get("cache_hit") is True,
-        }
+        Operation(
+            timestamp=legacy_timestamp(r.get("started_at")),
+            operationType=_lower(r.get("stage")),
+            providerName=r.get("provider") or "Unknown",
+            cost=float(r.get("cost_estimate") or 0),
+            durationMs=int(r.get("latency_ms") or 0),
+            tokensUsed=int(r.get("tokens_in") or 0) + int(r.get("tokens_out") or 0),
+            cacheHit=r.get("cache_hit") is True,
+        )
         for r in records
     ]
 
 
-def _token_stats(summary: Mapping[str, Any], saved: float) -> dict[str, Any]:
+def _token_stats(summary: Mapping[str, Any], saved: float) -> TokenStats:
     ops = int(summary.get("total_operations") or 0)
     tokens_in = int(summary.get("total_tokens_in") or 0)
     tokens_out = int(summary.get("total_tokens_out") or 0)
     hits = int(summary.get("cache_hits") or 0)
-    return {
-        "totalInputTokens": tokens_in,
-        "totalOutputTokens": tokens_out,
-        "totalTokens": tokens_in + tokens_out,
-        "operationCount": ops,
-        "cacheHits": hits,
-        "cacheHitRate": _ratio(hits, ops, 100.0),
-        "averageTokensPerOperation": _ratio(tokens_in + tokens_out, ops),
-        "averageResponseTimeMs": _ratio(int(summary.get("total_latency_ms") or 0), ops),
-        "totalCost": float(summary.get("total_cost") or 0),
-        "costSavedByCache": saved,
-    }
+    return TokenStats(
+        totalInputTokens=tokens_in,
+        totalOutputTokens=tokens_out,
+        totalTokens=tokens_in + tokens_out,
+        operationCount=ops,
+        cacheHits=hits,
+        cacheHitRate=_ratio(hits, ops, 100.0),
+        averageTokensPerOperation=_ratio(tokens_in + tokens_out, ops),
+        averageResponseTimeMs=_ratio(int(summary.get("total_latency_ms") or 0), ops),
+        totalCost=float(summary.get("total_cost") or 0),
+        costSavedByCache=saved,
+    )
 
 
-def run_cost_report(collection: CollectionLike) -> dict[str, Any]:
-    """The legacy RunCostReport (camelCase, absent values left out) of one collection.
+def cost_report(collection: CollectionLike) -> RunCostReport:
+    """The legacy RunCostReport of one collection, as its model.
 
     A running job's report is computed over its records so far, every figure from the same
     :func:`~aura_otel.figures.effective_summary` (a total of $0 beside savings computed from
@@ -166,71 +173,69 @@ def run_cost_report(collection: CollectionLike) -> dict[str, Any]:
     doc = as_dict(collection)
     records = _records(doc)
     summary = effective_summary(doc)
-    running = figures.is_running(doc)
     total_cost = float(summary.get("total_cost") or 0)
-    currency = summary.get("currency") or DEFAULT_CURRENCY
-    cost_by_stage = summary.get("cost_by_stage") or {}
     providers = summary.get("operations_by_provider") or {}
-    report: dict[str, Any] = _without_none(
-        {
-            "jobId": doc.get("job_id"),
-            "projectId": records[0].get("project_id") if records else None,
-            "startedAt": legacy_timestamp(doc.get("collection_started_at")),
-            "completedAt": legacy_timestamp(doc.get("collection_ended_at")),
-            "durationSeconds": duration_seconds(
-                doc.get("collection_started_at"), doc.get("collection_ended_at")
-            ),
-            "totalCost": total_cost,
-            "currency": currency,
-        }
+    return RunCostReport(
+        jobId=str(doc.get("job_id")),
+        projectId=records[0].get("project_id") if records else None,
+        startedAt=legacy_timestamp(doc.get("collection_started_at")),
+        completedAt=legacy_timestamp(doc.get("collection_ended_at")),
+        durationSeconds=duration_seconds(
+            doc.get("collection_started_at"), doc.get("collection_ended_at")
+        ),
+        totalCost=total_cost,
+        currency=summary.get("currency") or DEFAULT_CURRENCY,
+        costByStage=_stage_breakdown(records, summary.get("cost_by_stage") or {}, total_cost),
+        costByProvider={
+            provider: sum_money(
+                r.get("cost_estimate") for r in records if r.get("provider") == provider
+            )
+            for provider in providers
+        },
+        operations=_operations(records),
+        tokenStats=_token_stats(summary, figures.total_saved(records)),
+        optimizationSuggestions=_suggestions(summary),
+        withinBudget=True,
+        provisional=True if figures.is_running(doc) else None,
     )
-    report["costByStage"] = _stage_breakdown(records, cost_by_stage, total_cost)
-    report["costByProvider"] = {
-        provider: sum_money(
-            r.get("cost_estimate") for r in records if r.get("provider") == provider
-        )
-        for provider in providers
-    }
-    report["operations"] = _operations(records)
-    report["tokenStats"] = _token_stats(summary, figures.total_saved(records))
-    report["optimizationSuggestions"] = optimization_suggestions(doc)
-    report["withinBudget"] = True
-    if running:
-        report["provisional"] = True
-    return report
+
+
+def run_cost_report(collection: CollectionLike) -> dict[str, Any]:
+    """The legacy RunCostReport (camelCase, absent values left out) of one collection."""
+    return cost_report(collection).legacy()
 
 
 # -- diagnostics ---------------------------------------------------------------------------------
 def diagnostics_summary(collection: CollectionLike) -> dict[str, Any]:
     """Failures and warnings of a run, counted over its records (statuses in any case)."""
     records = _records(as_dict(collection))
-    failures = [r for r in records if _status(r) == "error"]
-    warnings = [r for r in records if _status(r) == "warn"]
+    failures = [r for r in records if _status(r) == ResultStatus.ERROR]
+    warnings = [r for r in records if _status(r) == ResultStatus.WARN]
     total_latency = sum(int(r.get("latency_ms") or 0) for r in records)
-    return {
-        "totalOperations": len(records),
-        "successfulOperations": sum(_status(r) == "ok" for r in records),
-        "failedOperations": len(failures),
-        "totalRetries": sum(int(r.get("retries") or 0) for r in records),
-        "warningCount": len(warnings),
-        "averageLatency": _ratio(total_latency, len(records)),
-        "failureDetails": [
-            {
-                "stage": _lower(r.get("stage")),
-                "provider": r.get("provider") or "Unknown",
-                "errorCode": r.get("error_code") or "UNKNOWN",
-                "message": r.get("message") or "No error message",
-                "timestamp": legacy_timestamp(r.get("started_at")),
-            }
+    return Diagnostics(
+        totalOperations=len(records),
+        successfulOperations=sum(_status(r) == ResultStatus.OK for r in records),
+        failedOperations=len(failures),
+        totalRetries=sum(int(r.get("retries") or 0) for r in records),
+        warningCount=len(warnings),
+        averageLatency=_ratio(total_latency, len(records)),
+        failureDetails=[
+            FailureDetail(
+                stage=_lower(r.get("stage")),
+                provider=r.get("provider") or "Unknown",
+                errorCode=r.get("error_code") or "UNKNOWN",
+                message=r.get("message") or "No error message",
+                timestamp=legacy_timestamp(r.get("started_at")),
+            )
             for r in failures
         ],
-        "warningDetails": [
-            {
-                "stage": _lower(r.get("stage")),
-                "provider": r.get("provider") or "Unknown",
-                "message": r.get("message") or "No warning message",
-                "timestamp": legacy_timestamp(r.get("started_at")),
-            }
+        warningDetails=[
+            WarningDetail(
+                stage=_lower(r.get("stage")),
+                provider=r.get("provider") or "Unknown",
+                message=r.get("message") or "No warning message",
+                timestamp=legacy_timestamp(r.get("started_at")),
+            )
             for r in warnings
         ],
-    }
+    ).model_dump(mode="json")

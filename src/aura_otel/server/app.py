@@ -37,14 +37,15 @@ from ..errors import (
 from ..exporter import job_trace_ids
 from ..schema import (
     DEFAULT_CURRENCY,
-    RESULT_STATUSES,
     SCHEMA_VERSION,
-    SELECTION_SOURCES,
-    STAGES,
     Collection,
+    ResultStatus,
+    SelectionSource,
+    Stage,
     json_schema,
     to_http,
 )
+from ..shapes import TelemetrySchema
 from ..settings import Settings, parse_seconds
 from ..store import JobStore
 from . import views
@@ -202,16 +203,16 @@ class TelemetryApp:
         return legacy.run_cost_report(self.read(job_id))
 
     def schema(self, request: Request) -> Response:
-        return JSONResponse({
-            "version": SCHEMA_VERSION,
-            "stages": list(STAGES),
-            "resultStatuses": list(RESULT_STATUSES),
-            "selectionSources": list(SELECTION_SOURCES),
-            "errorCodes": list(ERROR_CODES),
-            "defaultCurrency": DEFAULT_CURRENCY,
-            "metadataKeys": METADATA_KEYS,
-            "jsonSchema": json_schema(),
-        })
+        return JSONResponse(TelemetrySchema(
+            version=SCHEMA_VERSION,
+            stages=list(Stage),
+            resultStatuses=list(ResultStatus),
+            selectionSources=list(SelectionSource),
+            errorCodes=list(ERROR_CODES),
+            defaultCurrency=DEFAULT_CURRENCY,
+            metadataKeys=METADATA_KEYS,
+            jsonSchema=json_schema(),
+        ).model_dump(mode="json"))
 
     def jobs_api(self, request: Request) -> Response:
         try:

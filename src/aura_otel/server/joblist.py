@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .. import figures
+from .. import figures, shapes
 from ..errors import (
     AuraOtelError,
     CorruptTelemetryError,
@@ -43,13 +43,13 @@ class JobPage:
         return max(1, -(-self.total // self.page_size))
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "items": self.items,
-            "page": self.page,
-            "pageSize": self.page_size,
-            "totalItems": self.total,
-            "totalPages": self.total_pages,
-        }
+        return shapes.JobPage(
+            items=[shapes.JobRow.model_validate(item) for item in self.items],
+            page=self.page,
+            pageSize=self.page_size,
+            totalItems=self.total,
+            totalPages=self.total_pages,
+        ).model_dump(mode="json")
 
 
 def _iso_from_ns(epoch_ns: int) -> str:
@@ -87,30 +87,31 @@ def _row(job_id: str, data: bytes, mtime_ns: int) -> tuple[dict[str, Any], datet
         doc = to_dict(load_collection(data))
     except AuraOtelError as exc:
         logger.warning("job %s: unreadable telemetry.json: %s", job_id, exc)
-        return {**row, "status": STATUS_UNREADABLE, "startedAt": None, "completedAt": None,
-                "durationSeconds": None, "totalCost": None, "currency": None,
-                "operationCount": None, "stageCount": None, "failedOperations": None,
-                "unpricedOperations": None}, None
+        return shapes.JobRow(
+            **row, status=STATUS_UNREADABLE, startedAt=None, completedAt=None,
+            durationSeconds=None, totalCost=None, currency=None, operationCount=None,
+            stageCount=None, failedOperations=None, unpricedOperations=None,
+        ).model_dump(mode="json"), None
     records = doc["records"]
     summary = figures.effective_summary(doc)
     ended = doc.get("collection_ended_at")
     status = figures.job_status(doc)
     last = figures.last_activity(doc) if status == figures.JobStatus.RUNNING else None
-    return {
+    return shapes.JobRow(
         **row,
-        "status": status,
-        "startedAt": figures.timestamp(doc["collection_started_at"]),
-        "completedAt": figures.timestamp(ended) if ended else None,
-        "durationSeconds": (
+        status=status,
+        startedAt=figures.timestamp(doc["collection_started_at"]),
+        completedAt=figures.timestamp(ended) if ended else None,
+        durationSeconds=(
             figures.duration_seconds(doc["collection_started_at"], ended) if ended else None
         ),
-        "totalCost": summary["total_cost"],
-        "currency": summary.get("currency") or "USD",
-        "operationCount": len(records),
-        "stageCount": len({figures.lower(r["stage"]) for r in records}),
-        "failedOperations": summary["failed_operations"],
-        "unpricedOperations": figures.count_unpriced(records),
-    }, last
+        totalCost=summary["total_cost"],
+        currency=summary.get("currency") or "USD",
+        operationCount=len(records),
+        stageCount=len({figures.lower(r["stage"]) for r in records}),
+        failedOperations=summary["failed_operations"],
+        unpricedOperations=figures.count_unpriced(records),
+    ).model_dump(mode="json"), last
 
 
 class JobIndex:
