@@ -20,6 +20,7 @@ import orjson
 from opentelemetry.trace import StatusCode
 
 from . import conventions as c
+from ._util import BoundedCache, sdk_attributes
 from .figures import PRICING_CACHE_HIT, PRICING_EXPLICIT, PRICING_KEY, PRICING_UNPRICED, SAVED_KEY
 from .schema import (
     MAX_INT,
@@ -154,8 +155,8 @@ _CHILD_KEYS = (("provider", "provider"), ("model_id", "model"), ("tokens_in", "t
 # How the fold treats an attribute key, decided once per distinct key: a slot, metadata
 # (plain or JSON-encoded), or nothing. Bounded: a host minting keys per span only costs a clear.
 _SKIP, _PLAIN_META, _JSON_META = 0, 1, 2
-_KEY_KINDS: dict[str, tuple[int, str]] = {}
 _KEY_KINDS_MAX = 4096
+_KEY_KINDS: BoundedCache[str, tuple[int, str]] = BoundedCache(_KEY_KINDS_MAX)
 _META = c.META_PREFIX
 _META_JSON = c.META_JSON_PREFIX
 
@@ -169,9 +170,7 @@ def _key_kind(key: str) -> tuple[int, str]:
             kind = (_JSON_META, key[len(_META_JSON):])
         else:
             kind = (_SKIP, "")
-        if len(_KEY_KINDS) >= _KEY_KINDS_MAX:
-            _KEY_KINDS.clear()
-        _KEY_KINDS[key] = kind
+        _KEY_KINDS.put(key, kind)
     return kind
 
 
@@ -260,18 +259,8 @@ def _error_code(span: Any, found: Mapping[str, Any], is_error: bool) -> str | No
     return None
 
 
-def plain_attributes(span: Any) -> Mapping[str, Any]:
-    """A span's attributes as a plain dict (read-only by convention).
-
-    The SDK hands out attributes as a read-only proxy over ``BoundedAttributes``, whose every
-    lookup runs Python code; the fold (and the job-id stamping, on live spans) reads the dict
-    behind it when there is one, and the public view otherwise.
-    """
-    raw = getattr(span, "_attributes", None)
-    inner = getattr(raw, "_dict", raw)
-    if isinstance(inner, dict):
-        return inner
-    return getattr(span, "attributes", None) or {}  # a non-recording span has none
+#: A span's attributes as a plain mapping (the fold and the job-id stamping read every one).
+plain_attributes = sdk_attributes
 
 
 #: The latest span clock reading kept (2262-04-11): OpenTelemetry's clock is a signed 64-bit

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from . import conventions as c
+from ._util import BoundedCache
 from .errors import PricingError
 from .fold import CACHED_TOKENS_METADATA, UNPRICED_METADATA, UNPRICED_VALUE, Quote
 
@@ -245,10 +246,11 @@ class PriceTable:
                         f"provider name {name!r} is used by both {other.name!r} and {provider.name!r}"
                     )
                 self._by_name[key] = provider
-        self._cache: dict[
+        # Keys come from spans (model strings): bounded, so memory is too.
+        self._cache: BoundedCache[
             tuple[str | None, str | None], tuple[ProviderPrices, ModelPrice, str] | str
-        ] = {}
-        self._quotes: dict[Any, Quote | None] = {}
+        ] = BoundedCache(_CACHE_LIMIT)
+        self._quotes: BoundedCache[Any, Quote | None] = BoundedCache(_CACHE_LIMIT)
 
     def __repr__(self) -> str:
         return f"PriceTable(version={self.version!r}, providers={len(self.providers)})"
@@ -264,9 +266,7 @@ class PriceTable:
         key = (provider, model)
         cached = self._cache.get(key)
         if cached is None:
-            if len(self._cache) >= _CACHE_LIMIT:
-                self._cache.clear()  # model strings come from spans: keep memory bounded
-            cached = self._cache[key] = self._find(provider, model)
+            cached = self._cache.put(key, self._find(provider, model))
         return cached
 
     def _find(
@@ -342,9 +342,7 @@ class PriceTable:
             else Quote(amount=result.amount, currency=result.currency, version=result.version)
         )
         if key is not None:
-            if len(self._quotes) >= _CACHE_LIMIT:
-                self._quotes.clear()
-            self._quotes[key] = quote
+            self._quotes.put(key, quote)
         return quote
 
     # -- building -------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from pydantic import (
     ValidationError,
 )
 
+from ._util import BoundedCache
 from .errors import CorruptTelemetryError, InvalidJobIdError
 
 SCHEMA_VERSION: Final = "1.0"
@@ -166,7 +167,8 @@ def format_timestamp_http(value: datetime) -> str:
     return text + "Z"
 
 
-_SECOND_PREFIXES: dict[int, str] = {}
+#: Spans of a job share their seconds; small: a long-lived cache would pin memory.
+_SECOND_PREFIXES: BoundedCache[int, str] = BoundedCache(64)
 
 
 def format_timestamp_ns(epoch_ns: int) -> str:
@@ -178,9 +180,9 @@ def format_timestamp_ns(epoch_ns: int) -> str:
     seconds, rest = divmod(int(epoch_ns), 1_000_000_000)
     prefix = _SECOND_PREFIXES.get(seconds)
     if prefix is None:
-        if len(_SECOND_PREFIXES) >= 64:  # small: a long-lived cache would pin memory
-            _SECOND_PREFIXES.clear()
-        prefix = _SECOND_PREFIXES[seconds] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        prefix = _SECOND_PREFIXES.put(
+            seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        )
     return f"{prefix}.{rest // 1000:06d}Z"
 
 
