@@ -11,6 +11,7 @@ from pathlib import Path
 
 from . import conventions as c
 from .errors import AuraOtelError
+from .pricing_cli import register as register_prices
 from .schema import STAGES, Stage, json_schema, validation_errors
 
 
@@ -129,9 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"largest telemetry.json to parse (${c.ENV_MAX_FILE_BYTES}, default 32 MiB)")
     serve.set_defaults(func=_cmd_serve)
 
-    from .pricing import add_cli
-
-    add_cli(sub)
+    register_prices(sub)
     return parser
 
 

@@ -305,7 +305,6 @@ class Collection(_Model):
 
 
 RECORD_FIELDS: tuple[str, ...] = tuple(Record.model_fields)
-SUMMARY_FIELDS: tuple[str, ...] = tuple(Summary.model_fields)
 COLLECTION_FIELDS: tuple[str, ...] = tuple(Collection.model_fields)
 _RECORD_ENUM_FIELDS = ("stage", "result_status", "selection_source")
 
