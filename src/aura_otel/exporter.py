@@ -19,13 +19,13 @@ import orjson
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from . import conventions as c
 from ._memory import MemoryTrimmer
 from ._util import Counters, throttled
 from .errors import ConfigurationError, InvalidJobIdError
 from .fold import ROOT, Pricer, Unit, assemble, fold_span, keep_previous_records, trace_ids
 from .forwarding import ForwardingSpanProcessor
 from .schema import EnumCase, dumps, validate_job_id
+from .settings import ENUM_CASE_RULE, ENUM_CASES, Settings
 from .store import JobStore, Journal
 from .values import representable, shorten
 
@@ -48,16 +48,17 @@ MAX_STRING_CHARS = 64 << 10
 
 
 def default_jobs_dir() -> str:
-    return os.environ.get(c.ENV_JOBS_DIR) or "./jobs"
+    """``$AURA_OTEL_JOBS_DIR``, else ``./jobs`` (read through the one settings object)."""
+    return Settings.from_env(masking=False).jobs_dir
 
 
 def resolve_enum_case(enum_case: str | None) -> EnumCase:
-    value = (enum_case or os.environ.get(c.ENV_ENUM_CASE) or "lower").strip().lower()
-    if value not in ("lower", "pascal"):
-        raise ConfigurationError(
-            f"enum case must be 'lower' or 'pascal' (from {c.ENV_ENUM_CASE} or enum_case=), "
-            f"not {value!r}"
-        )
+    """``enum_case`` when given (checked), else the environment's (checked with the rest)."""
+    if enum_case is None:
+        return Settings.from_env(masking=False).enum_case
+    value = enum_case.strip().lower()
+    if value not in ENUM_CASES:
+        raise ConfigurationError(f"{ENUM_CASE_RULE} (enum_case=), not {value!r}")
     return value  # type: ignore[return-value]
 
 

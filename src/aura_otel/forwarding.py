@@ -34,10 +34,11 @@ from opentelemetry.sdk.trace.export import (
 )
 
 from ._util import Counters, throttled
+from .settings import DEFAULT_BSP_MAX_QUEUE_SIZE, bsp_max_queue_size
 
 logger = logging.getLogger("aura_otel")
 
-DEFAULT_MAX_QUEUE_SIZE = 2048
+DEFAULT_MAX_QUEUE_SIZE = DEFAULT_BSP_MAX_QUEUE_SIZE
 #: How long ``shutdown``/``force_flush`` may wait for the backend before giving up.
 DEFAULT_SHUTDOWN_TIMEOUT_MILLIS = 5_000
 #: Export failures are logged more sparingly than drops: each may carry a whole batch.
@@ -46,21 +47,7 @@ _LOG_FIRST = 5
 
 def max_queue_size_from_env() -> int:
     """``OTEL_BSP_MAX_QUEUE_SIZE``, read like the SDK reads it (bad values fall back)."""
-    raw = os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE", "").strip()
-    if not raw:
-        return DEFAULT_MAX_QUEUE_SIZE
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        logger.warning(
-            "aura-otel: OTEL_BSP_MAX_QUEUE_SIZE=%r is not a positive integer; using %d",
-            raw,
-            DEFAULT_MAX_QUEUE_SIZE,
-        )
-        return DEFAULT_MAX_QUEUE_SIZE
-    return value
+    return bsp_max_queue_size(os.environ)
 
 
 class ForwardingStats(Counters):

@@ -20,7 +20,6 @@ All carry ``aura.stage`` and, when known, ``gen_ai.provider.name`` and ``gen_ai.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -131,11 +130,6 @@ class JobMetrics:
                 self._cost.add(float(cost), attrs)
             else:  # a counter has one unit; other currencies stay in the v1 files only
                 self.skipped_currency += 1
-
-
-def metrics_disabled_by_env() -> bool:
-    """``OTEL_METRICS_EXPORTER=none`` (the standard switch) turns aura-otel's metrics off."""
-    return os.environ.get("OTEL_METRICS_EXPORTER", "").strip().lower() == "none"
 
 
 def make_otlp_metric_exporter(

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -46,7 +44,8 @@ from ..schema import (
     to_http,
 )
 from ..shapes import TelemetrySchema
-from ..settings import Settings, parse_seconds
+from ..settings import DEFAULT_MAX_FILE_BYTES as DEFAULT_MAX_FILE_BYTES
+from ..settings import Settings, check_http_url, parse_seconds
 from ..store import JobStore
 from . import views
 from .joblist import DEFAULT_PAGE_SIZE, JobIndex
@@ -69,26 +68,19 @@ METADATA_KEYS = {
 }
 
 Endpoint = Callable[[Request], Response]
-#: The largest telemetry.json the server parses. Parsing and validating costs several times a
-#: file's size in memory and seconds of CPU per 100 MB; real jobs write tens of KiB.
-DEFAULT_MAX_FILE_BYTES = 32 << 20
 
 
 def resolve_max_file_bytes(value: int | str | None = None) -> int:
     """The size cap from the argument, else ``AURA_OTEL_MAX_FILE_BYTES``, else 32 MiB."""
-    source = "max_file_bytes"
     if value is None:
-        raw = os.environ.get(c.ENV_MAX_FILE_BYTES, "").strip()
-        if not raw:
-            return DEFAULT_MAX_FILE_BYTES
-        value, source = raw, c.ENV_MAX_FILE_BYTES
+        return Settings.from_env(masking=False).max_file_bytes
     try:
         number = int(value)
     except (TypeError, ValueError):
         number = 0
     if isinstance(value, bool) or number < 1:
         raise ConfigurationError(
-            f"{source} must be a whole number of bytes of at least 1, not {value!r}"
+            f"max_file_bytes must be a whole number of bytes of at least 1, not {value!r}"
         )
     return number
 
@@ -108,10 +100,12 @@ def too_large_detail(job_id: str, exc: TelemetryTooLargeError) -> str:
 def _check_jaeger_url(jaeger_url: str | None) -> str | None:
     if not jaeger_url:
         return None
-    parts = urlsplit(jaeger_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigurationError(f"the Jaeger URL must be an http(s) URL, not {jaeger_url!r}")
-    return jaeger_url.rstrip("/")
+    try:
+        return check_http_url(jaeger_url)
+    except ValueError:
+        raise ConfigurationError(
+            f"the Jaeger URL must be an http(s) URL, not {jaeger_url!r}"
+        ) from None
 
 
 def _page_number(request: Request, name: str, default: int) -> int:
