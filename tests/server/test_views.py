@@ -6,7 +6,7 @@ import pytest
 
 from aura_otel.schema import load_collection
 from aura_otel.server import views
-from tests.server_support import REFERENCE, collection, record, running_job
+from ..server_support import REFERENCE, collection, record, running_job
 
 
 @pytest.mark.parametrize(("amount", "text"), [(0.09, "$0.0900"), (1234.5, "$1,234.5000"),

@@ -19,7 +19,7 @@ from aura_otel.schema import (
     load_collection,
     to_http,
 )
-from tests.server_support import (
+from ..server_support import (
     ADAPTER_CASE,
     ADAPTER_REPORT,
     REFERENCE,
@@ -31,7 +31,7 @@ from tests.server_support import (
     unpriced_job,
     write_doc,
 )
-from tests.test_legacy import assert_same
+from ..test_legacy import assert_same
 
 BASE_TIME = 1_790_000_000.0
 PROBLEM_KEYS = {"type", "title", "status", "detail", "correlationId"}
@@ -301,7 +301,7 @@ _VALIDATED_IDS = ("job-abc123", "job-pascal", "job-cost1", "job-running", "job-u
 def test_every_answer_matches_the_openapi_document(client: httpx.Client) -> None:
     """Each path of the served document, called for real, answers what the document says
     (checked against the document's own schemas, not against the models it came from)."""
-    from tests.openapi_check import errors
+    from .openapi_check import errors
 
     doc = client.get("/api/openapi.json").json()
     seen: set[tuple[str, int]] = set()
@@ -324,7 +324,7 @@ def test_every_answer_matches_the_openapi_document(client: httpx.Client) -> None
 
 
 def test_the_checker_refuses_what_the_document_forbids(client: httpx.Client) -> None:
-    from tests.openapi_check import errors
+    from .openapi_check import errors
 
     doc = client.get("/api/openapi.json").json()
     report = client.get("/api/cost-tracking/run-summary/job-cost1").json()

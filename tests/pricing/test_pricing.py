@@ -712,7 +712,7 @@ def test_failed_stage_with_usage_is_still_priced(
 
 
 # -- the documentation's examples are real ------------------------------------------------------------
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "pricing.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "pricing.md"
 
 
 def _blocks(language: str) -> list[str]:

@@ -155,7 +155,7 @@ def _aura_otel_has_prices() -> bool:
 
 @pytest.mark.skipif(not _aura_otel_has_prices(), reason="the aura-otel command does not register prices yet")
 def test_the_installed_command(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
     env.pop(c.ENV_PRICES_FILE, None)
     result = subprocess.run(
         [sys.executable, "-c", "import sys; from aura_otel.cli import main; sys.exit(main(sys.argv[1:]))",
