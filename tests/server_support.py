@@ -67,7 +67,7 @@ def write_trace_ids(jobs_dir: Path, job_id: str, trace_ids: list[str]) -> None:
 
 def record(job_id: str, stage: str, start_s: float, latency_ms: int, **fields: Any) -> dict[str, Any]:
     """A v1 record starting ``start_s`` seconds after 2026-11-20T10:00:00Z."""
-    start_us = int(round(start_s * 1_000_000))
+    start_us = round(start_s * 1_000_000)
     end_us = start_us + latency_ms * 1000
     return record_dict(
         job_id=job_id, correlation_id=f"corr-{job_id}", stage=stage, latency_ms=latency_ms,

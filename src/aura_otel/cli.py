@@ -10,9 +10,9 @@ from pathlib import Path
 
 from . import conventions as c
 from .errors import AuraOtelError
-from .settings import Settings
 from .pricing_cli import register as register_prices
 from .schema import STAGES, Stage, json_schema, validation_errors
+from .settings import Settings
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

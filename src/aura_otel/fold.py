@@ -433,8 +433,8 @@ class _CostParts:
             rec["metadata"] = {**(rec.get("metadata") or {}), PRICING_KEY: PRICING_EXPLICIT}
 
 
-def _price(rec: dict[str, Any], usage: Mapping[str, Any], own_usage: bool, own_model: str | None,
-           children: list[Unit], pricer: Pricer | None) -> None:
+def _price(rec: dict[str, Any], usage: Mapping[str, Any], *, own_usage: bool,
+           own_model: str | None, children: list[Unit], pricer: Pricer | None) -> None:
     """Fill a record's cost when its span gave none (see docs/pricing.md, "How a run is priced").
 
     - A stage with no usage of its own is an envelope: each GenAI call inside it is priced on
@@ -500,7 +500,8 @@ def _build_record(unit: Unit, children: list[Unit], pricer: Pricer | None) -> di
         if rec.get("model_id") is None:
             rec["model_id"] = next((ch["model"] for ch in children if "model" in ch), None)
     if rec.get("cost_estimate") is None and (own_usage or children):
-        _price(rec, usage, own_usage, own_model, children, pricer)
+        _price(rec, usage, own_usage=own_usage, own_model=own_model, children=children,
+               pricer=pricer)
     if usage.get(CACHED_TOKENS_METADATA) is not None:
         rec["metadata"] = {**(rec.get("metadata") or {}), CACHED_TOKENS_METADATA: usage[CACHED_TOKENS_METADATA]}
     if rec.get("cache_hit") is True:

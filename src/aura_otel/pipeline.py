@@ -55,6 +55,7 @@ V1_SCHEDULE_DELAY_MS = 200
 #: costs its ReadableSpan only.
 V1_MAX_QUEUE_SIZE = 16384
 
+
 def make_otlp_exporter(
     endpoint: str | None = None, protocol: str | None = None, settings: Settings | None = None
 ) -> SpanExporter | None:
@@ -177,12 +178,15 @@ def configure(
         if metrics is False or settings.metrics_off
         else otlp_exporter("metrics", otlp_endpoint, otlp_protocol, settings)
     )
-    provider, install_global = _tracer_provider(tracer_provider, service_name, settings,
-                                                set_global)
+    provider, install_global = _tracer_provider(tracer_provider, service_name, settings, set_global)
     backend_deadline = SharedDeadline()
     job_metrics = (
-        MetricsPipeline(metric_exporter, resource=provider.resource, deadline=backend_deadline,
-                        shutdown_timeout_millis=budget_millis)
+        MetricsPipeline(
+            metric_exporter,
+            resource=provider.resource,
+            deadline=backend_deadline,
+            shutdown_timeout_millis=budget_millis,
+        )
         if metric_exporter is not None
         else None
     )
@@ -199,8 +203,13 @@ def configure(
             job_metrics.shutdown()
         raise
     v1_queue, forwarding, masking_processor = _span_path(
-        provider, exporter=exporter, otlp=otlp, rules=rules, deadline=backend_deadline,
-        budget_millis=budget_millis, settings=settings,
+        provider,
+        exporter=exporter,
+        otlp=otlp,
+        rules=rules,
+        deadline=backend_deadline,
+        budget_millis=budget_millis,
+        settings=settings,
     )
     if install_global:
         trace.set_tracer_provider(provider)
@@ -226,7 +235,9 @@ def _shutdown_budget_millis(otlp_shutdown_timeout: float | None) -> float:
     """The OTLP backend's budget per flush or shutdown, from seconds (default 5 s)."""
     if otlp_shutdown_timeout is None:
         return DEFAULT_SHUTDOWN_TIMEOUT_MILLIS
-    if isinstance(otlp_shutdown_timeout, bool) or not isinstance(otlp_shutdown_timeout, int | float):
+    if isinstance(otlp_shutdown_timeout, bool) or not isinstance(
+        otlp_shutdown_timeout, int | float
+    ):
         raise ConfigurationError(  # a string of digits is a mistake here, not a number
             f"otlp_shutdown_timeout must be a number of seconds >= 0, not {otlp_shutdown_timeout!r}"
         )
@@ -263,14 +274,19 @@ def _span_path(
     # The v1 path gets the same counted queue as forwarding: spans the SDK's own batch
     # processor would drop silently when its queue is full are counted and logged here.
     v1_queue = ForwardingSpanProcessor(
-        exporter, name="v1", label="v1 span queue", max_queue_size=V1_MAX_QUEUE_SIZE,
+        exporter,
+        name="v1",
+        label="v1 span queue",
+        max_queue_size=V1_MAX_QUEUE_SIZE,
         schedule_delay_millis=V1_SCHEDULE_DELAY_MS,
     )
     targets: list[SpanProcessor] = [v1_queue]
     forwarding = None
     if otlp is not None:
         forwarding = ForwardingSpanProcessor(
-            otlp, deadline=deadline, shutdown_timeout_millis=budget_millis,
+            otlp,
+            deadline=deadline,
+            shutdown_timeout_millis=budget_millis,
             max_queue_size=settings.bsp_max_queue_size,
         )
         targets.append(forwarding)

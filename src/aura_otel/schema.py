@@ -15,7 +15,7 @@ import sys
 import time
 import unicodedata
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
@@ -148,8 +148,8 @@ def is_safe_job_id(job_id: object) -> bool:
 def format_timestamp(value: datetime) -> str:
     """ISO 8601, UTC, six fractional digits and a ``Z``: the one spelling v1 writes."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    value = value.astimezone(timezone.utc)
+        value = value.replace(tzinfo=UTC)
+    value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -190,14 +190,14 @@ def parse_timestamp_ns(text: str) -> int:
     """Inverse of :func:`format_timestamp_ns` for any ISO 8601 string (naive means UTC)."""
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return calendar.timegm(value.utctimetuple()) * 1_000_000_000 + value.microsecond * 1000
 
 
 def _to_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def _lower(value: Any) -> Any:
@@ -309,10 +309,11 @@ COLLECTION_FIELDS: tuple[str, ...] = tuple(Collection.model_fields)
 _RECORD_ENUM_FIELDS = ("stage", "result_status", "selection_source")
 
 
-#: (field, default) in v1 order: the defaults a record gets when a field is absent.
-_RECORD_DEFAULTS = {"version": SCHEMA_VERSION, "retries": 0, "currency": DEFAULT_CURRENCY}
+#: (field, default) in v1 order: the defaults a record gets when a field is absent, taken
+#: from the model (``version``, ``retries``, ``currency``) so the two cannot disagree.
 _RECORD_SLOTS: tuple[tuple[str, Any], ...] = tuple(
-    (name, _RECORD_DEFAULTS.get(name)) for name in RECORD_FIELDS
+    (name, None if info.is_required() else info.default)
+    for name, info in Record.model_fields.items()
 )
 
 

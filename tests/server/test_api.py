@@ -19,6 +19,7 @@ from aura_otel.schema import (
     load_collection,
     to_http,
 )
+
 from ..server_support import (
     ADAPTER_CASE,
     ADAPTER_REPORT,
@@ -135,7 +136,7 @@ UNSAFE_IDS = ["..%2Fetc", "%2E%2E", "a%5Cb", "a%00b", "%20job", "job%20", "x" * 
 
 
 @pytest.mark.parametrize("prefix", ["/api/telemetry/", "/api/cost-tracking/run-summary/"])
-@pytest.mark.parametrize("job_id", UNSAFE_IDS + [""])
+@pytest.mark.parametrize("job_id", [*UNSAFE_IDS, ""])
 def test_unsafe_or_missing_id_is_400(client: httpx.Client, prefix: str, job_id: str) -> None:
     body = assert_problem(client.get(prefix + job_id), 400, "Invalid Request")
     assert "job id" in body["detail"]

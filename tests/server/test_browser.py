@@ -18,6 +18,7 @@ import pytest
 
 from aura_otel.exporter import job_trace_ids
 from aura_otel.store import JobStore
+
 from ..server_support import (
     ADAPTER_CASE,
     REFERENCE,

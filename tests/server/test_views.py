@@ -6,6 +6,7 @@ import pytest
 
 from aura_otel.schema import load_collection
 from aura_otel.server import views
+
 from ..server_support import REFERENCE, collection, record, running_job
 
 

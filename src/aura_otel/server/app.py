@@ -43,9 +43,8 @@ from ..schema import (
     json_schema,
     to_http,
 )
-from ..shapes import TelemetrySchema
-from ..settings import DEFAULT_MAX_FILE_BYTES as DEFAULT_MAX_FILE_BYTES
 from ..settings import Settings, check_http_url, parse_seconds
+from ..shapes import TelemetrySchema
 from ..store import JobStore
 from . import views
 from .joblist import DEFAULT_PAGE_SIZE, JobIndex

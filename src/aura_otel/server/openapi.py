@@ -30,14 +30,20 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _problem(description: str) -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/problem+json": {"schema": _ref("Problem")}}}
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"schema": _ref("Problem")}},
+    }
 
 
 _JOB_ID = {
-    "name": "jobId", "in": "path", "required": True,
-    "description": ("A safe single path segment: no '/', '\\', '..', control, format or "
-                    "separator characters; <= 128 characters and <= 255 UTF-8 bytes."),
+    "name": "jobId",
+    "in": "path",
+    "required": True,
+    "description": (
+        "A safe single path segment: no '/', '\\', '..', control, format or "
+        "separator characters; <= 128 characters and <= 255 UTF-8 bytes."
+    ),
     "schema": {"type": "string", "maxLength": 128},
 }
 _ERRORS = {
@@ -70,42 +76,79 @@ def openapi_document() -> dict[str, Any]:
             "description": "Read-only access to RunTelemetry v1 files and the legacy cost views.",
         },
         "paths": {
-            "/api/telemetry/schema": {"get": {
-                "summary": "Enumerations and JSON Schema of RunTelemetry v1",
-                "operationId": "getTelemetrySchema",
-                "responses": {"200": _json(_ref("TelemetrySchema"), "The v1 schema description")},
-            }},
-            "/api/telemetry/{jobId}": {"get": {
-                "summary": "A job's v1 collection; absent optional fields are explicit nulls",
-                "operationId": "getTelemetry", "parameters": job,
-                "responses": {"200": _json(_ref("Collection"), "The collection"), **_ERRORS},
-            }},
-            "/api/telemetry/{jobId}/diagnostics": {"get": {
-                "summary": "Failures and warnings of a job",
-                "operationId": "getDiagnostics", "parameters": job,
-                "responses": {"200": _json(_ref("Diagnostics"), "The diagnostics summary"), **_ERRORS},
-            }},
-            "/api/cost-tracking/run-summary/{jobId}": {"get": {
-                "summary": "The legacy RunCostReport of a job",
-                "operationId": "getRunSummary", "parameters": job,
-                "responses": {"200": _json(_ref("RunCostReport"), "The report"), **_ERRORS},
-            }},
-            "/api/jobs": {"get": {
-                "summary": "Recent jobs, newest telemetry file first",
-                "operationId": "listJobs",
-                "parameters": [
-                    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 1}},
-                    {"name": "pageSize", "in": "query", "schema": {
-                        "type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE,
-                        "default": DEFAULT_PAGE_SIZE}},
-                ],
-                "responses": {"200": _json(_ref("JobPage"), "One page of jobs"),
-                              "400": _ERRORS["400"], "401": _ERRORS["401"]},
-            }},
+            "/api/telemetry/schema": {
+                "get": {
+                    "summary": "Enumerations and JSON Schema of RunTelemetry v1",
+                    "operationId": "getTelemetrySchema",
+                    "responses": {
+                        "200": _json(_ref("TelemetrySchema"), "The v1 schema description")
+                    },
+                }
+            },
+            "/api/telemetry/{jobId}": {
+                "get": {
+                    "summary": "A job's v1 collection; absent optional fields are explicit nulls",
+                    "operationId": "getTelemetry",
+                    "parameters": job,
+                    "responses": {"200": _json(_ref("Collection"), "The collection"), **_ERRORS},
+                }
+            },
+            "/api/telemetry/{jobId}/diagnostics": {
+                "get": {
+                    "summary": "Failures and warnings of a job",
+                    "operationId": "getDiagnostics",
+                    "parameters": job,
+                    "responses": {
+                        "200": _json(_ref("Diagnostics"), "The diagnostics summary"),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/api/cost-tracking/run-summary/{jobId}": {
+                "get": {
+                    "summary": "The legacy RunCostReport of a job",
+                    "operationId": "getRunSummary",
+                    "parameters": job,
+                    "responses": {"200": _json(_ref("RunCostReport"), "The report"), **_ERRORS},
+                }
+            },
+            "/api/jobs": {
+                "get": {
+                    "summary": "Recent jobs, newest telemetry file first",
+                    "operationId": "listJobs",
+                    "parameters": [
+                        {
+                            "name": "page",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "default": 1},
+                        },
+                        {
+                            "name": "pageSize",
+                            "in": "query",
+                            "schema": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": MAX_PAGE_SIZE,
+                                "default": DEFAULT_PAGE_SIZE,
+                            },
+                        },
+                    ],
+                    "responses": {
+                        "200": _json(_ref("JobPage"), "One page of jobs"),
+                        "400": _ERRORS["400"],
+                        "401": _ERRORS["401"],
+                    },
+                }
+            },
         },
         "components": {
             "schemas": _components(),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "description": "Only when an access token is configured"}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "Only when an access token is configured",
+                }
+            },
         },
     }
