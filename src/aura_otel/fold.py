@@ -27,6 +27,8 @@ from .schema import (
     RESULT_STATUSES,
     SELECTION_SOURCES,
     STAGES,
+    STATUS_ERROR,
+    STATUS_OK,
     collection_dict,
     finite_number,
     format_timestamp_ns,
@@ -332,7 +334,7 @@ def fold_span(span: Any) -> FoldedSpan | None:
 
     is_error = _is_error(span)
     if found.get("result_status") not in _STATUS_SET:
-        found["result_status"] = "error" if is_error else "ok"
+        found["result_status"] = STATUS_ERROR if is_error else STATUS_OK
     if "selection_source" in found and found["selection_source"] not in _SELECTION_SET:
         del found["selection_source"]
     if usage:
@@ -575,12 +577,13 @@ def assemble(job_id: str, units: Mapping[str, Unit], *, pricer: Pricer | None = 
     started = root["s"] if root else min((u["s"] for u in units.values()), default=0)
     if root is not None and "err" in root:
         message = root.get("msg")
-        already = any(r["result_status"] == "error" and r.get("message") == message for r in records)
+        already = any(r["result_status"] == STATUS_ERROR and r.get("message") == message
+                      for r in records)
         if not already:
             code = "VALIDATION_ERROR" if root["err"] == "VALIDATION_ERROR" else "GENERATION_ERROR"
             records.append(record_dict(
                 job_id=job_id, correlation_id=correlation_id, project_id=project_id,
-                stage="post", latency_ms=0, result_status="error", error_code=code,
+                stage="post", latency_ms=0, result_status=STATUS_ERROR, error_code=code,
                 message=message, started_at=format_timestamp_ns(root["e"]),
                 ended_at=format_timestamp_ns(root["e"]),
             ))

@@ -32,7 +32,9 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 
 from . import conventions as c
+from .figures import record_status
 from .forwarding import DEFAULT_SHUTDOWN_TIMEOUT_MILLIS, SharedDeadline, run_bounded
+from .schema import ResultStatus
 from .settings import otlp_exporter
 
 logger = logging.getLogger("aura_otel")
@@ -121,7 +123,7 @@ class JobMetrics:
         latency = record.get("latency_ms")
         if (provider or model) and isinstance(latency, int | float) and latency >= 0:
             duration_attrs = dict(attrs)
-            if str(record.get("result_status", "")).lower() == "error":
+            if record_status(record) == ResultStatus.ERROR:
                 duration_attrs[c.ERROR_TYPE] = str(record.get("error_code") or "_OTHER")
             self._duration.record(latency / 1000, duration_attrs)
         cost = record.get("cost_estimate")

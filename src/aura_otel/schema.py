@@ -64,6 +64,11 @@ class SelectionSource(StrEnum):
     FALLBACK = "fallback"
 
 
+#: Plain-string spellings for the hot paths (a str compare, not an enum attribute lookup).
+STATUS_OK: Final = ResultStatus.OK.value
+STATUS_WARN: Final = ResultStatus.WARN.value
+STATUS_ERROR: Final = ResultStatus.ERROR.value
+
 EnumCase = Literal["lower", "pascal"]
 STAGES: tuple[str, ...] = tuple(s.value for s in Stage)
 RESULT_STATUSES: tuple[str, ...] = tuple(s.value for s in ResultStatus)
@@ -348,9 +353,9 @@ def summarize(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         total += 1
         status = get("result_status", "")
         status = (status if status.__class__ is str else str(status)).lower()
-        if status == "ok":
+        if status == STATUS_OK:
             ok += 1
-        elif status == "error":
+        elif status == STATUS_ERROR:
             failed += 1
         latency += get("latency_ms") or 0
         tokens_in += get("tokens_in") or 0
