@@ -246,3 +246,24 @@ def test_views_show_an_abandoned_job_and_stop_refreshing(tmp_path: Path) -> None
     )
     assert "ABANDONED" in out.getvalue()
     assert legacy.job_status(to_dict(load_collection(before))) == "running"  # the file alone
+
+
+def test_a_job_without_any_price_is_unpriced_in_the_list_as_on_its_page(tmp_path: Path) -> None:
+    job_id = "nothing-priced"
+    meta = {"pricing": "unpriced"}
+    write_doc(
+        tmp_path,
+        collection(
+            job_id,
+            [
+                record(job_id, "tts", 0.0, 1000, provider="NewVoice", metadata=meta),
+                record(job_id, "visuals", 1.0, 1000, provider="NewImages", metadata=meta),
+            ],
+            finished_s=3.0,
+        ),
+    )
+    with live_server(tmp_path) as base, httpx.Client(base_url=base, timeout=10) as http:
+        listing = re.sub(r"<[^>]+>", "", http.get("/jobs").text)
+        page = http.get(f"/jobs/{job_id}/telemetry").text
+    assert re.search(r"\bunpriced\s*\n", listing) and "$0.0000" not in listing
+    assert '<span class="card-value">unpriced</span>' in page

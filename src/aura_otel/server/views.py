@@ -44,6 +44,7 @@ __all__ = [
     "money",
     "now_text",
     "percent",
+    "row_cost",
     "run_details",
     "seconds",
     "sort_rows",
@@ -52,6 +53,15 @@ __all__ = [
 UNPRICED = figures.PRICING_UNPRICED
 SORT_COLUMNS = ("stage", "status", "latency", "cost", "provider", "model", "tokens", "message")
 MIN_BAR_PERCENT = 0.4  # a zero-length operation still gets a visible sliver on the timeline
+
+
+def row_cost(row: Mapping[str, Any]) -> str:
+    """A job list row's cost, by the Total Cost card's rule (:func:`figures.total_cost`): a
+    job whose every operation is unpriced shows "unpriced", as its page does."""
+    if row.get("totalCost") is None:
+        return NOT_AVAILABLE
+    summary = {"total_operations": row.get("operationCount") or 0, "total_cost": row["totalCost"]}
+    return figures.total_cost(summary, row.get("unpricedOperations") or 0)
 
 
 def job_url(job_id: str) -> str:
