@@ -26,6 +26,7 @@ from aura_otel.store import JobStore
 from .conftest import EXAMPLES
 
 DATA = EXAMPLES
+TEN_YEARS = 10 * 365 * 86400.0
 REFERENCE = DATA / "reference-job.json"
 REFERENCE_PASCAL = DATA / "reference-job.pascal.json"
 ADAPTER_CASE = DATA / "adapter-case.telemetry.json"
@@ -66,7 +67,7 @@ def write_trace_ids(jobs_dir: Path, job_id: str, trace_ids: list[str]) -> None:
 
 def record(job_id: str, stage: str, start_s: float, latency_ms: int, **fields: Any) -> dict[str, Any]:
     """A v1 record starting ``start_s`` seconds after 2026-11-20T10:00:00Z."""
-    start_us = int(round(start_s * 1_000_000))
+    start_us = round(start_s * 1_000_000)
     end_us = start_us + latency_ms * 1000
     return record_dict(
         job_id=job_id, correlation_id=f"corr-{job_id}", stage=stage, latency_ms=latency_ms,
@@ -122,7 +123,12 @@ def free_port() -> int:
 
 @contextmanager
 def live_server(jobs_dir: Path, **app_kwargs: Any) -> Iterator[str]:
-    """Serve ``create_app(jobs_dir, **app_kwargs)`` on 127.0.0.1; yields the base URL."""
+    """Serve ``create_app(jobs_dir, **app_kwargs)`` on 127.0.0.1; yields the base URL.
+
+    The example files are dated November 2026: unless a test asks otherwise, a running job
+    among them stays running (it is abandoned only after ten years of quiet).
+    """
+    app_kwargs.setdefault("abandoned_after", TEN_YEARS)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))

@@ -24,6 +24,9 @@ import pytest
 yaml = pytest.importorskip("yaml")
 re2 = pytest.importorskip("re2")
 
+#: Real Docker Compose and collector binaries, deployment files: run with the system tests.
+pytestmark = pytest.mark.system
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "collector-config"
 COMPOSE_FILE = ROOT / "docker-compose.yml"

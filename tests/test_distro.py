@@ -33,6 +33,9 @@ from aura_otel.distro import ENTRY_POINT_NAME, AuraOtelConfigurator, AuraOtelDis
 
 from .otlp_receivers import http_receiver
 
+#: The real ``opentelemetry-instrument`` command in subprocesses: a system test.
+pytestmark = pytest.mark.system
+
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 GROUPS = {"opentelemetry_distro": AuraOtelDistro, "opentelemetry_configurator": AuraOtelConfigurator}

@@ -350,7 +350,7 @@ def test_fuzz_the_v1_exporter_always_writes_a_valid_file(
 def test_a_huge_value_is_cut_so_its_job_stays_readable(sink: Plain) -> None:
     """20 MB in one attribute (no masking in front to cut it): the file stays under what the
     server parses by default, with that value cut and everything else whole."""
-    from aura_otel.server.app import DEFAULT_MAX_FILE_BYTES
+    from aura_otel.settings import DEFAULT_MAX_FILE_BYTES
     from aura_otel.store import JobStore
 
     tracer = sink.tracer()

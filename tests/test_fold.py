@@ -283,3 +283,26 @@ def test_huge_values_saturate_and_the_file_stays_valid() -> None:
     assert doc["records"][0]["tokens_in"] == big
     assert doc["summary"]["total_tokens_in"] == big
     assert validation_errors(dumps(doc)) == []
+
+
+def test_plain_api_ok_and_warn_records_take_their_message_from_the_contract_attribute(
+    pipeline: Pipeline,
+) -> None:
+    """OpenTelemetry keeps a status description only for ERROR: a producer that does not use
+    aura-otel's helpers says "Render completed successfully" with ``aura.result.message``."""
+    from opentelemetry import trace
+
+    tracer = pipeline.provider.get_tracer("plain")
+    root = tracer.start_span("aura.job", attributes={"aura.job.id": "plain-msg"})
+    ctx = trace.set_span_in_context(root)
+    for stage, status, message in (("render", "ok", "Render completed successfully"),
+                                   ("tts", "warn", "voice fell back to default")):
+        span = tracer.start_span(f"aura.stage.{stage}", context=ctx, attributes={
+            "aura.stage": stage, "aura.result.status": status, "aura.result.message": message})
+        span.set_status(Status(StatusCode.OK, "ignored: OK carries no description"))
+        span.end()
+    root.end()
+    pipeline.flush()
+    records = pipeline.read("plain-msg")["records"]
+    assert [(r["result_status"], r["message"]) for r in records] == [
+        ("ok", "Render completed successfully"), ("warn", "voice fell back to default")]

@@ -273,7 +273,9 @@ def test_decorators_on_sync_and_async_functions(traced) -> None:
     script, tts = pipeline.read("decorated")["records"]
     assert (script["tokens_in"], script["tokens_out"], script["retries"], script["model_id"]) == (10, 5, 1, "gpt-4o-mini")
     assert (tts["cache_hit"], tts["result_status"], tts["message"]) == (True, "warn", "voice fell back to default")
-    assert tts["metadata"] == {"characters": 5, "duration_seconds": 1.5}
+    # A cache hit paid no provider: free, and marked why.
+    assert tts["metadata"] == {"characters": 5, "duration_seconds": 1.5, "pricing": "cache_hit"}
+    assert tts["cost_estimate"] == 0
 
 
 def test_third_party_spans_under_a_stage_carry_the_job_id(traced) -> None:

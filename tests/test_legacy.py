@@ -117,14 +117,26 @@ def test_cost_by_provider_sums_without_float_drift() -> None:
     assert report["totalCost"] == 0.3
 
 
-def test_running_job_report_follows_the_old_rules() -> None:
+def test_running_job_report_is_provisional_and_consistent() -> None:
+    """Every figure of a running job's report is over the records so far, from one summary:
+    the savings a suggestion promises are a share of the total the report states."""
     report = legacy.run_cost_report(running_job("r1"))
+    assert report["provisional"] is True
     assert "completedAt" not in report
-    assert report["durationSeconds"] == 0
-    assert report["totalCost"] == 0
-    assert report["costByStage"] == {} and report["costByProvider"] == {}
-    assert "tokenStats" not in report
-    assert len(report["operations"]) == 2
+    assert report["durationSeconds"] == 0  # the old rule: no end, no duration
+    assert report["totalCost"] == 0.02
+    assert report["costByStage"]["script"]["cost"] == 0.02
+    assert report["costByStage"]["script"]["percentageOfTotal"] == 100
+    assert report["costByStage"]["brief"]["cost"] == 0
+    assert report["costByProvider"] == {"OpenAI": 0.02}
+    assert report["tokenStats"]["totalCost"] == report["totalCost"]
+    assert report["tokenStats"]["operationCount"] == len(report["operations"]) == 2
+    caching = next(s for s in report["optimizationSuggestions"] if s["category"] == "Caching")
+    assert caching["estimatedSavings"] == pytest.approx(report["totalCost"] * 0.3)
+
+
+def test_finished_job_report_is_not_provisional() -> None:
+    assert "provisional" not in legacy.run_cost_report(load(ADAPTER_CASE))
 
 
 def test_rates_are_zero_without_operations() -> None:

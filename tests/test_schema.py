@@ -16,6 +16,8 @@ from aura_otel.schema import (
     COLLECTION_FIELDS,
     RECORD_FIELDS,
     Collection,
+    Record,
+    Summary,
     dumps,
     is_safe_job_id,
     json_schema,
@@ -28,6 +30,19 @@ from aura_otel.schema import (
     validate_job_id,
     validation_errors,
 )
+
+
+def test_the_dict_builders_follow_the_models() -> None:
+    """summarize and record_dict build plain dicts for speed; their keys, order and defaults
+    are the models' own, so the two definitions cannot drift apart."""
+    assert list(summarize([])) == list(Summary.model_fields)
+    rec = record_dict(job_id="j", correlation_id="c", stage="tts", latency_ms=0,
+                      result_status="ok", started_at="2026-01-01T00:00:00.000000Z",
+                      ended_at="2026-01-01T00:00:00.000000Z")
+    defaults = {name: info.default for name, info in Record.model_fields.items()
+                if not info.is_required() and info.default is not None}
+    assert {name: rec[name] for name in defaults} == defaults
+    assert list(rec) == [name for name in Record.model_fields if name in rec]
 
 
 def test_reference_case_summary_is_exact(examples: Path) -> None:

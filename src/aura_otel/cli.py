@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import conventions as c
 from .errors import AuraOtelError
+from .pricing_cli import register as register_prices
 from .schema import STAGES, Stage, json_schema, validation_errors
+from .settings import Settings
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -70,21 +71,26 @@ def _cmd_show(args: argparse.Namespace) -> int:
     from .store import JobStore
     from .terminal import render
 
-    store = JobStore(args.jobs_dir or os.environ.get(c.ENV_JOBS_DIR) or "./jobs")
-    render(to_dict(store.read(args.job_id)))
+    settings = Settings.from_env(masking=False)
+    store = JobStore(args.jobs_dir or settings.jobs_dir)
+    render(to_dict(store.read(args.job_id)), abandoned_after=settings.abandoned_after)
     return 0
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .server import run
 
+    settings = Settings.from_env(masking=False)
     run(
-        jobs_dir=args.jobs_dir or os.environ.get(c.ENV_JOBS_DIR) or "./jobs",
+        jobs_dir=args.jobs_dir or settings.jobs_dir,
         host=args.host,
         port=args.port,
-        jaeger_url=args.jaeger_url or os.environ.get(c.ENV_JAEGER_URL),
-        access_token=args.access_token or os.environ.get(c.ENV_ACCESS_TOKEN),
-        max_file_bytes=args.max_file_bytes,
+        jaeger_url=args.jaeger_url or settings.jaeger_url,
+        access_token=args.access_token or settings.access_token,
+        max_file_bytes=(args.max_file_bytes if args.max_file_bytes is not None
+                        else settings.max_file_bytes),
+        abandoned_after=(args.abandoned_after if args.abandoned_after is not None
+                         else settings.abandoned_after),
     )
     return 0
 
@@ -127,11 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--access-token", help=f"required on every request (${c.ENV_ACCESS_TOKEN})")
     serve.add_argument("--max-file-bytes", type=int, metavar="N",
                        help=f"largest telemetry.json to parse (${c.ENV_MAX_FILE_BYTES}, default 32 MiB)")
+    serve.add_argument("--abandoned-after", type=float, metavar="SECONDS",
+                       help=f"quiet time before a job without an end is shown abandoned "
+                            f"(${c.ENV_ABANDONED_AFTER}, default 3600)")
     serve.set_defaults(func=_cmd_serve)
 
-    from .pricing import add_cli
-
-    add_cli(sub)
+    register_prices(sub)
     return parser
 
 

@@ -19,12 +19,13 @@ import orjson
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from . import conventions as c
 from ._memory import MemoryTrimmer
+from ._util import Counters, throttled
 from .errors import ConfigurationError, InvalidJobIdError
 from .fold import ROOT, Pricer, Unit, assemble, fold_span, keep_previous_records, trace_ids
 from .forwarding import ForwardingSpanProcessor
 from .schema import EnumCase, dumps, validate_job_id
+from .settings import ENUM_CASE_RULE, ENUM_CASES, Settings
 from .store import JobStore, Journal
 from .values import representable, shorten
 
@@ -44,20 +45,20 @@ MAX_MERGE_BYTES = 64 << 20
 #: to ``MAX_STRING_CHARS``: one huge attribute must not make its job's file unreadable.
 LARGE_FILE_BYTES = 16 << 20
 MAX_STRING_CHARS = 64 << 10
-_LOG_FIRST = 20
 
 
 def default_jobs_dir() -> str:
-    return os.environ.get(c.ENV_JOBS_DIR) or "./jobs"
+    """``$AURA_OTEL_JOBS_DIR``, else ``./jobs`` (read through the one settings object)."""
+    return Settings.from_env(masking=False).jobs_dir
 
 
 def resolve_enum_case(enum_case: str | None) -> EnumCase:
-    value = (enum_case or os.environ.get(c.ENV_ENUM_CASE) or "lower").strip().lower()
-    if value not in ("lower", "pascal"):
-        raise ConfigurationError(
-            f"enum case must be 'lower' or 'pascal' (from {c.ENV_ENUM_CASE} or enum_case=), "
-            f"not {value!r}"
-        )
+    """``enum_case`` when given (checked), else the environment's (checked with the rest)."""
+    if enum_case is None:
+        return Settings.from_env(masking=False).enum_case
+    value = enum_case.strip().lower()
+    if value not in ENUM_CASES:
+        raise ConfigurationError(f"{ENUM_CASE_RULE} (enum_case=), not {value!r}")
     return value  # type: ignore[return-value]
 
 
@@ -73,10 +74,10 @@ class _Job:
     failing_since: float = 0.0
 
 
-class ExporterStats:
+class ExporterStats(Counters):
     """Counters a host can read (and that shutdown logs): nothing is dropped silently."""
 
-    _names = (
+    _names: tuple[str, ...] = (
         "spans_received",
         "spans_folded",
         "spans_without_job",
@@ -91,19 +92,6 @@ class ExporterStats:
         "downstream_errors",
         "listener_errors",
     )
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts = dict.fromkeys(self._names, 0)
-
-    def add(self, name: str, amount: int = 1) -> int:
-        with self._lock:
-            self._counts[name] += amount
-            return self._counts[name]
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._counts)
 
 
 class RunTelemetryExporter(SpanExporter):
@@ -182,7 +170,7 @@ class RunTelemetryExporter(SpanExporter):
                     validate_job_id(item.job_id)
                 except InvalidJobIdError as exc:
                     count = self.stats.add("spans_rejected_job_id")
-                    if count <= _LOG_FIRST or count % 1000 == 0:
+                    if throttled(count):
                         logger.error("aura-otel: span rejected, nothing written: %s", exc)
                     continue
                 valid.add(item.job_id)
@@ -234,7 +222,7 @@ class RunTelemetryExporter(SpanExporter):
     # -- writing ---------------------------------------------------------------------------------
     def _count_error(self, name: str, message: str) -> None:
         count = self.stats.add(name)
-        if count <= _LOG_FIRST or count % 1000 == 0:
+        if throttled(count):
             logger.exception("aura-otel: %s (%s #%d)", message, name, count)
 
     def _run(self) -> None:

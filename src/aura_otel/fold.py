@@ -20,11 +20,15 @@ import orjson
 from opentelemetry.trace import StatusCode
 
 from . import conventions as c
+from ._util import BoundedCache, sdk_attributes
+from .figures import PRICING_CACHE_HIT, PRICING_EXPLICIT, PRICING_KEY, PRICING_UNPRICED, SAVED_KEY
 from .schema import (
     MAX_INT,
     RESULT_STATUSES,
     SELECTION_SOURCES,
     STAGES,
+    STATUS_ERROR,
+    STATUS_OK,
     collection_dict,
     finite_number,
     format_timestamp_ns,
@@ -44,17 +48,10 @@ _STAGE_SET = frozenset(STAGES)
 _STATUS_SET = frozenset(RESULT_STATUSES)
 _SELECTION_SET = frozenset(SELECTION_SOURCES)
 _MAX_PARENT_HOPS = 64
-#: Usage keys a unit may carry; they drive pricing and (for stages) land in metadata.
-USAGE_METADATA = {
-    "characters": c.USAGE_CHARACTERS,
-    "images": c.USAGE_IMAGES,
-    "image_size": c.USAGE_IMAGE_SIZE,
-    "image_quality": c.USAGE_IMAGE_QUALITY,
-    "duration_seconds": c.USAGE_OUTPUT_SECONDS,
-}
 CACHED_TOKENS_METADATA = "cached_input_tokens"
-UNPRICED_METADATA = "pricing"
-UNPRICED_VALUE = "unpriced"
+#: ``metadata.pricing`` and its "the table could not price it" value (see aura_otel.figures).
+UNPRICED_METADATA = PRICING_KEY
+UNPRICED_VALUE = PRICING_UNPRICED
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,8 +157,8 @@ _CHILD_KEYS = (("provider", "provider"), ("model_id", "model"), ("tokens_in", "t
 # How the fold treats an attribute key, decided once per distinct key: a slot, metadata
 # (plain or JSON-encoded), or nothing. Bounded: a host minting keys per span only costs a clear.
 _SKIP, _PLAIN_META, _JSON_META = 0, 1, 2
-_KEY_KINDS: dict[str, tuple[int, str]] = {}
 _KEY_KINDS_MAX = 4096
+_KEY_KINDS: BoundedCache[str, tuple[int, str]] = BoundedCache(_KEY_KINDS_MAX)
 _META = c.META_PREFIX
 _META_JSON = c.META_JSON_PREFIX
 
@@ -175,9 +172,7 @@ def _key_kind(key: str) -> tuple[int, str]:
             kind = (_JSON_META, key[len(_META_JSON):])
         else:
             kind = (_SKIP, "")
-        if len(_KEY_KINDS) >= _KEY_KINDS_MAX:
-            _KEY_KINDS.clear()
-        _KEY_KINDS[key] = kind
+        _KEY_KINDS.put(key, kind)
     return kind
 
 
@@ -266,18 +261,8 @@ def _error_code(span: Any, found: Mapping[str, Any], is_error: bool) -> str | No
     return None
 
 
-def plain_attributes(span: Any) -> Mapping[str, Any]:
-    """A span's attributes as a plain dict (read-only by convention).
-
-    The SDK hands out attributes as a read-only proxy over ``BoundedAttributes``, whose every
-    lookup runs Python code; the fold (and the job-id stamping, on live spans) reads the dict
-    behind it when there is one, and the public view otherwise.
-    """
-    raw = getattr(span, "_attributes", None)
-    inner = getattr(raw, "_dict", raw)
-    if isinstance(inner, dict):
-        return inner
-    return getattr(span, "attributes", None) or {}  # a non-recording span has none
+#: A span's attributes as a plain mapping (the fold and the job-id stamping read every one).
+plain_attributes = sdk_attributes
 
 
 #: The latest span clock reading kept (2262-04-11): OpenTelemetry's clock is a signed 64-bit
@@ -349,7 +334,7 @@ def fold_span(span: Any) -> FoldedSpan | None:
 
     is_error = _is_error(span)
     if found.get("result_status") not in _STATUS_SET:
-        found["result_status"] = "error" if is_error else "ok"
+        found["result_status"] = STATUS_ERROR if is_error else STATUS_OK
     if "selection_source" in found and found["selection_source"] not in _SELECTION_SET:
         del found["selection_source"]
     if usage:
@@ -446,10 +431,12 @@ class _CostParts:
         if self.quote is not None:  # the table priced at least part of it
             rec["currency"] = self.quote.currency
             rec["pricing_version"] = self.quote.version
+        else:  # every part was explicit: a consumer must not re-price it
+            rec["metadata"] = {**(rec.get("metadata") or {}), PRICING_KEY: PRICING_EXPLICIT}
 
 
-def _price(rec: dict[str, Any], usage: Mapping[str, Any], own_usage: bool, own_model: str | None,
-           children: list[Unit], pricer: Pricer | None) -> None:
+def _price(rec: dict[str, Any], usage: Mapping[str, Any], *, own_usage: bool,
+           own_model: str | None, children: list[Unit], pricer: Pricer | None) -> None:
     """Fill a record's cost when its span gave none (see docs/pricing.md, "How a run is priced").
 
     - A stage with no usage of its own is an envelope: each GenAI call inside it is priced on
@@ -487,9 +474,12 @@ def _build_record(unit: Unit, children: list[Unit], pricer: Pricer | None) -> di
     """
     built = unit["r"]
     unit_usage = unit.get("usage")
+    if built.get("cost_estimate") is not None:
+        # The span gave its cost: it wins, whatever the table or a cache hit would say.
+        return _marked(built, {PRICING_KEY: PRICING_EXPLICIT})
     if not children and (not unit_usage or unit_usage.get(CACHED_TOKENS_METADATA) is None) and (
-            built.get("cost_estimate") is not None or not _has_own_usage(built, unit_usage or {})):
-        return dict(built)
+            not _has_own_usage(built, unit_usage or {})):
+        return _cache_hit(dict(built)) if built.get("cache_hit") is True else dict(built)
     rec = dict(built)
     usage = dict(unit_usage or {})
     own_tokens = rec.get("tokens_in") is not None or rec.get("tokens_out") is not None
@@ -512,9 +502,35 @@ def _build_record(unit: Unit, children: list[Unit], pricer: Pricer | None) -> di
         if rec.get("model_id") is None:
             rec["model_id"] = next((ch["model"] for ch in children if "model" in ch), None)
     if rec.get("cost_estimate") is None and (own_usage or children):
-        _price(rec, usage, own_usage, own_model, children, pricer)
+        _price(rec, usage, own_usage=own_usage, own_model=own_model, children=children,
+               pricer=pricer)
     if usage.get(CACHED_TOKENS_METADATA) is not None:
         rec["metadata"] = {**(rec.get("metadata") or {}), CACHED_TOKENS_METADATA: usage[CACHED_TOKENS_METADATA]}
+    if rec.get("cache_hit") is True:
+        return _cache_hit(rec)
+    return record_from(rec)
+
+
+def _marked(rec: Mapping[str, Any], marks: Mapping[str, Any]) -> dict[str, Any]:
+    """``rec`` with ``marks`` added to its metadata, in v1 field order."""
+    return record_from({**rec, "metadata": {**(rec.get("metadata") or {}), **marks}})
+
+
+def _cache_hit(rec: dict[str, Any]) -> dict[str, Any]:
+    """A cache hit paid no provider: it costs 0, and what the table would have charged for
+    its usage is recorded as the saving (``metadata.cost_saved``). Costs that were explicit
+    (its children's) keep winning."""
+    metadata = dict(rec.get("metadata") or {})
+    if metadata.get(PRICING_KEY) == PRICING_EXPLICIT:
+        return record_from(rec)
+    would_have_cost = rec.get("cost_estimate") if metadata.get(PRICING_KEY) is None else None
+    metadata.pop("pricing_error", None)
+    metadata[PRICING_KEY] = PRICING_CACHE_HIT
+    if would_have_cost:
+        metadata[SAVED_KEY] = would_have_cost
+    rec["cost_estimate"] = 0.0
+    rec.pop("pricing_version", None)
+    rec["metadata"] = metadata
     return record_from(rec)
 
 
@@ -561,12 +577,13 @@ def assemble(job_id: str, units: Mapping[str, Unit], *, pricer: Pricer | None = 
     started = root["s"] if root else min((u["s"] for u in units.values()), default=0)
     if root is not None and "err" in root:
         message = root.get("msg")
-        already = any(r["result_status"] == "error" and r.get("message") == message for r in records)
+        already = any(r["result_status"] == STATUS_ERROR and r.get("message") == message
+                      for r in records)
         if not already:
             code = "VALIDATION_ERROR" if root["err"] == "VALIDATION_ERROR" else "GENERATION_ERROR"
             records.append(record_dict(
                 job_id=job_id, correlation_id=correlation_id, project_id=project_id,
-                stage="post", latency_ms=0, result_status="error", error_code=code,
+                stage="post", latency_ms=0, result_status=STATUS_ERROR, error_code=code,
                 message=message, started_at=format_timestamp_ns(root["e"]),
                 ended_at=format_timestamp_ns(root["e"]),
             ))
@@ -621,5 +638,3 @@ def trace_ids(units: Mapping[str, Unit]) -> list[str]:
     """The trace ids of a job's root spans (for links to a trace backend)."""
     return sorted({u["t"] for u in units.values() if u.get("k") == ROOT and "t" in u})
 
-
-FoldFn = Callable[[Any], FoldedSpan | None]

@@ -33,37 +33,27 @@ from opentelemetry.sdk.trace.export import (
     SpanExportResult,
 )
 
+from ._util import Counters, throttled
+from .settings import DEFAULT_BSP_MAX_QUEUE_SIZE, bsp_max_queue_size
+
 logger = logging.getLogger("aura_otel")
 
-DEFAULT_MAX_QUEUE_SIZE = 2048
+DEFAULT_MAX_QUEUE_SIZE = DEFAULT_BSP_MAX_QUEUE_SIZE
 #: How long ``shutdown``/``force_flush`` may wait for the backend before giving up.
 DEFAULT_SHUTDOWN_TIMEOUT_MILLIS = 5_000
+#: Export failures are logged more sparingly than drops: each may carry a whole batch.
 _LOG_FIRST = 5
 
 
 def max_queue_size_from_env() -> int:
     """``OTEL_BSP_MAX_QUEUE_SIZE``, read like the SDK reads it (bad values fall back)."""
-    raw = os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE", "").strip()
-    if not raw:
-        return DEFAULT_MAX_QUEUE_SIZE
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        logger.warning(
-            "aura-otel: OTEL_BSP_MAX_QUEUE_SIZE=%r is not a positive integer; using %d",
-            raw,
-            DEFAULT_MAX_QUEUE_SIZE,
-        )
-        return DEFAULT_MAX_QUEUE_SIZE
-    return value
+    return bsp_max_queue_size(os.environ)
 
 
-class ForwardingStats:
+class ForwardingStats(Counters):
     """Thread-safe counters of one forwarding path."""
 
-    _names = (
+    _names: tuple[str, ...] = (
         "spans_queued",  # accepted into the batch queue
         "spans_exported",  # acknowledged by the backend
         "spans_failed",  # handed to the exporter, which failed (refused, timed out, raised)
@@ -72,15 +62,9 @@ class ForwardingStats:
     )
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts = dict.fromkeys(self._names, 0)
+        super().__init__()
         self._handed = 0  # spans passed into exporter.export (finished or in flight)
         self._abandoned = 0  # queued spans given up at shutdown (already counted as dropped)
-
-    def add(self, name: str, amount: int = 1) -> int:
-        with self._lock:
-            self._counts[name] += amount
-            return self._counts[name]
 
     def hand(self, amount: int) -> None:
         with self._lock:
@@ -137,12 +121,12 @@ class CountingSpanExporter(SpanExporter):
         except Exception:  # a broken exporter must not kill the batch worker
             result = SpanExportResult.FAILURE
             failures = self._stats.add("export_failures")
-            if failures <= _LOG_FIRST:
+            if failures <= _LOG_FIRST:  # a traceback each: the first few only
                 logger.exception("aura-otel: OTLP export raised; %d spans lost", len(spans))
         else:
             if result is not SpanExportResult.SUCCESS:
                 failures = self._stats.add("export_failures")
-                if failures <= _LOG_FIRST or failures % 100 == 0:
+                if throttled(failures, first=_LOG_FIRST, every=100):
                     logger.warning(
                         "aura-otel: OTLP export failed (%d failed exports so far); %d spans lost",
                         failures,
@@ -286,7 +270,7 @@ class ForwardingSpanProcessor(SpanProcessor):
             return
         if not self._stats.try_queue(self._capacity):
             dropped = self._stats.snapshot()["spans_dropped"]
-            if dropped <= _LOG_FIRST or dropped % 1000 == 0:
+            if throttled(dropped, first=_LOG_FIRST):
                 logger.warning(
                     "aura-otel: %s queue full (%d spans); %d spans dropped so far",
                     self.label,

@@ -179,11 +179,6 @@ class StageHandle(_SpanHandle):
         self.span.set_attribute(c.RETRY_COUNT, self._retries)
         return self._retries
 
-    def set_provider(self, provider: str, model: str | None = None) -> None:
-        self.span.set_attribute(c.GEN_AI_PROVIDER_NAME, provider)
-        if model is not None:
-            self.span.set_attribute(c.GEN_AI_REQUEST_MODEL, model)
-
     def set_response_model(self, model: str) -> None:
         """The model that actually answered (e.g. a dated id); the record prefers it."""
         self.span.set_attribute(c.GEN_AI_RESPONSE_MODEL, model)

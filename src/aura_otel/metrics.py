@@ -20,7 +20,6 @@ All carry ``aura.stage`` and, when known, ``gen_ai.provider.name`` and ``gen_ai.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,7 +32,9 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 
 from . import conventions as c
+from .figures import record_status
 from .forwarding import DEFAULT_SHUTDOWN_TIMEOUT_MILLIS, SharedDeadline, run_bounded
+from .schema import ResultStatus
 from .settings import otlp_exporter
 
 logger = logging.getLogger("aura_otel")
@@ -122,7 +123,7 @@ class JobMetrics:
         latency = record.get("latency_ms")
         if (provider or model) and isinstance(latency, int | float) and latency >= 0:
             duration_attrs = dict(attrs)
-            if str(record.get("result_status", "")).lower() == "error":
+            if record_status(record) == ResultStatus.ERROR:
                 duration_attrs[c.ERROR_TYPE] = str(record.get("error_code") or "_OTHER")
             self._duration.record(latency / 1000, duration_attrs)
         cost = record.get("cost_estimate")
@@ -131,11 +132,6 @@ class JobMetrics:
                 self._cost.add(float(cost), attrs)
             else:  # a counter has one unit; other currencies stay in the v1 files only
                 self.skipped_currency += 1
-
-
-def metrics_disabled_by_env() -> bool:
-    """``OTEL_METRICS_EXPORTER=none`` (the standard switch) turns aura-otel's metrics off."""
-    return os.environ.get("OTEL_METRICS_EXPORTER", "").strip().lower() == "none"
 
 
 def make_otlp_metric_exporter(

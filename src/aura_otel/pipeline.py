@@ -36,13 +36,13 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from . import _threads
 from .errors import ConfigurationError
-from .exporter import RunTelemetryExporter, default_jobs_dir
+from .exporter import DEFAULT_WRITE_INTERVAL, RunTelemetryExporter
 from .forwarding import DEFAULT_SHUTDOWN_TIMEOUT_MILLIS, ForwardingSpanProcessor, SharedDeadline
 from .instrument import JobContextProcessor
 from .masking import MaskingRules, MaskingSpanProcessor
-from .metrics import MetricsPipeline, make_otlp_metric_exporter, metrics_disabled_by_env
+from .metrics import MetricsPipeline
 from .pricing import load_price_table
-from .settings import env_flag, otlp_exporter
+from .settings import Settings, otlp_exporter, parse_seconds
 
 logger = logging.getLogger("aura_otel")
 
@@ -55,9 +55,12 @@ V1_SCHEDULE_DELAY_MS = 200
 #: costs its ReadableSpan only.
 V1_MAX_QUEUE_SIZE = 16384
 
-def make_otlp_exporter(endpoint: str | None = None, protocol: str | None = None) -> SpanExporter | None:
+
+def make_otlp_exporter(
+    endpoint: str | None = None, protocol: str | None = None, settings: Settings | None = None
+) -> SpanExporter | None:
     """An OTLP span exporter for ``endpoint`` (or the environment's), None when there is none."""
-    exporter: SpanExporter | None = otlp_exporter("traces", endpoint, protocol)
+    exporter: SpanExporter | None = otlp_exporter("traces", endpoint, protocol, settings)
     return exporter
 
 
@@ -152,7 +155,9 @@ def configure(
     ``jobs_dir`` defaults to ``$AURA_OTEL_JOBS_DIR``, else ``./jobs``. When a global SDK
     ``TracerProvider`` is already installed it is extended rather than replaced; pass
     ``tracer_provider`` to extend a specific one. ``OTEL_SDK_DISABLED=true`` turns everything
-    into a no-op. Bad settings raise :class:`ConfigurationError` here, not at the first span.
+    into a no-op. Bad settings raise :class:`ConfigurationError` here, not at the first span;
+    the environment's are checked all at once (:class:`~aura_otel.settings.Settings`), so
+    one error lists every bad variable.
 
     OTLP forwarding and metrics are on when ``otlp_endpoint`` is given or the standard
     ``OTEL_EXPORTER_OTLP_*`` variables name an endpoint, and off (no error, no waiting)
@@ -160,82 +165,52 @@ def configure(
     ``otlp_shutdown_timeout`` (seconds, default 5) bounds how long flushing and exiting may
     wait for the backend.
     """
-    if env_flag("OTEL_SDK_DISABLED"):
+    settings = Settings.from_env(masking=masking is None)
+    if settings.sdk_disabled:
         logger.info("aura-otel: OTEL_SDK_DISABLED is set; telemetry is off")
         return Telemetry(tracer_provider=None, exporter=None, enabled=False)
-
-    if otlp_shutdown_timeout is not None and (
-        isinstance(otlp_shutdown_timeout, bool)
-        or not isinstance(otlp_shutdown_timeout, int | float)
-        or not otlp_shutdown_timeout >= 0
-    ):
-        raise ConfigurationError(
-            f"otlp_shutdown_timeout must be a number of seconds >= 0, not {otlp_shutdown_timeout!r}"
-        )
-    rules = masking if masking is not None else MaskingRules.from_env()
-    pricer = load_price_table(prices_file) if pricing else None
-    otlp = make_otlp_exporter(otlp_endpoint, otlp_protocol)
-    metric_exporter = None
-    if metrics is not False and not metrics_disabled_by_env():
-        metric_exporter = make_otlp_metric_exporter(otlp_endpoint, otlp_protocol)
-
-    provider = tracer_provider
-    install_global = False
-    if provider is None:
-        current = trace.get_tracer_provider()
-        if isinstance(current, TracerProvider):
-            provider = current
-        else:
-            # service_name is the code's default; OTEL_SERVICE_NAME is the deployment's choice
-            # and wins, as the standard variable promises (Resource.create alone would let the
-            # explicit attribute win).
-            if not os.environ.get("OTEL_SERVICE_NAME", "").strip():
-                attrs = {SERVICE_NAME: service_name} if service_name else {}
-            else:
-                attrs = {}
-            provider = TracerProvider(resource=Resource.create(attrs))
-            install_global = set_global
-
-    bounded: dict[str, Any] = (
-        {"shutdown_timeout_millis": otlp_shutdown_timeout * 1000}
-        if otlp_shutdown_timeout is not None
-        else {}
+    budget_millis = _shutdown_budget_millis(otlp_shutdown_timeout)
+    rules = masking if masking is not None else settings.masking_rules()
+    pricer = load_price_table(prices_file or settings.prices_file) if pricing else None
+    otlp = make_otlp_exporter(otlp_endpoint, otlp_protocol, settings)
+    metric_exporter = (
+        None
+        if metrics is False or settings.metrics_off
+        else otlp_exporter("metrics", otlp_endpoint, otlp_protocol, settings)
     )
+    provider, install_global = _tracer_provider(tracer_provider, service_name, settings, set_global)
     backend_deadline = SharedDeadline()
     job_metrics = (
-        MetricsPipeline(metric_exporter, resource=provider.resource, deadline=backend_deadline,
-                        **bounded)
+        MetricsPipeline(
+            metric_exporter,
+            resource=provider.resource,
+            deadline=backend_deadline,
+            shutdown_timeout_millis=budget_millis,
+        )
         if metric_exporter is not None
         else None
     )
     try:
         exporter = RunTelemetryExporter(
-            jobs_dir if jobs_dir is not None else default_jobs_dir(),
-            enum_case=enum_case,
+            jobs_dir if jobs_dir is not None else settings.jobs_dir,
+            enum_case=enum_case if enum_case is not None else settings.enum_case,
             pricer=pricer,
             on_job_complete=job_metrics.on_job_complete if job_metrics is not None else None,
-            **({"write_interval": write_interval} if write_interval is not None else {}),
+            write_interval=write_interval if write_interval is not None else DEFAULT_WRITE_INTERVAL,
         )
     except Exception:
         if job_metrics is not None:  # a bad setting must not leave an exporting thread behind
             job_metrics.shutdown()
         raise
-    # The v1 path gets the same counted queue as forwarding: spans the SDK's own batch
-    # processor would drop silently when its queue is full are counted and logged here.
-    v1_queue = ForwardingSpanProcessor(
-        exporter, name="v1", label="v1 span queue", max_queue_size=V1_MAX_QUEUE_SIZE,
-        schedule_delay_millis=V1_SCHEDULE_DELAY_MS,
+    v1_queue, forwarding, masking_processor = _span_path(
+        provider,
+        exporter=exporter,
+        otlp=otlp,
+        rules=rules,
+        deadline=backend_deadline,
+        budget_millis=budget_millis,
+        settings=settings,
     )
-    targets: list[SpanProcessor] = [v1_queue]
-    forwarding = (
-        ForwardingSpanProcessor(otlp, deadline=backend_deadline, **bounded) if otlp is not None else None
-    )
-    if forwarding is not None:
-        targets.append(forwarding)
-    stamping = JobContextProcessor()
-    masking_processor = MaskingSpanProcessor(*targets, rules=rules)
-    provider.add_span_processor(stamping)
-    provider.add_span_processor(masking_processor)
     if install_global:
         trace.set_tracer_provider(provider)
     if propagate_threads:
@@ -249,20 +224,85 @@ def configure(
         metrics=job_metrics,
         v1_queue=v1_queue,
         backend_deadline=backend_deadline,
-        otlp_budget_millis=(
-            otlp_shutdown_timeout * 1000 if otlp_shutdown_timeout is not None
-            else DEFAULT_SHUTDOWN_TIMEOUT_MILLIS
-        ),
+        otlp_budget_millis=budget_millis,
     )
-    if job_metrics is not None and set_global:
+    if job_metrics is not None:
+        _install_metrics(telemetry, job_metrics, set_global)
+    return telemetry
+
+
+def _shutdown_budget_millis(otlp_shutdown_timeout: float | None) -> float:
+    """The OTLP backend's budget per flush or shutdown, from seconds (default 5 s)."""
+    if otlp_shutdown_timeout is None:
+        return DEFAULT_SHUTDOWN_TIMEOUT_MILLIS
+    if isinstance(otlp_shutdown_timeout, bool) or not isinstance(
+        otlp_shutdown_timeout, int | float
+    ):
+        raise ConfigurationError(  # a string of digits is a mistake here, not a number
+            f"otlp_shutdown_timeout must be a number of seconds >= 0, not {otlp_shutdown_timeout!r}"
+        )
+    return parse_seconds(otlp_shutdown_timeout, "otlp_shutdown_timeout") * 1000
+
+
+def _tracer_provider(
+    given: TracerProvider | None, service_name: str | None, settings: Settings, set_global: bool
+) -> tuple[TracerProvider, bool]:
+    """The provider to extend (given, or the global SDK one) or a new one to install."""
+    if given is not None:
+        return given, False
+    current = trace.get_tracer_provider()
+    if isinstance(current, TracerProvider):
+        return current, False
+    # service_name is the code's default; OTEL_SERVICE_NAME is the deployment's choice and
+    # wins, as the standard variable promises (Resource.create alone would let the explicit
+    # attribute win).
+    attrs = {SERVICE_NAME: service_name} if service_name and not settings.service_name else {}
+    return TracerProvider(resource=Resource.create(attrs)), set_global
+
+
+def _span_path(
+    provider: TracerProvider,
+    *,
+    exporter: RunTelemetryExporter,
+    otlp: SpanExporter | None,
+    rules: MaskingRules,
+    deadline: SharedDeadline,
+    budget_millis: float,
+    settings: Settings,
+) -> tuple[ForwardingSpanProcessor, ForwardingSpanProcessor | None, MaskingSpanProcessor]:
+    """Stamping, then masking in front of the v1 queue and (with an endpoint) OTLP."""
+    # The v1 path gets the same counted queue as forwarding: spans the SDK's own batch
+    # processor would drop silently when its queue is full are counted and logged here.
+    v1_queue = ForwardingSpanProcessor(
+        exporter,
+        name="v1",
+        label="v1 span queue",
+        max_queue_size=V1_MAX_QUEUE_SIZE,
+        schedule_delay_millis=V1_SCHEDULE_DELAY_MS,
+    )
+    targets: list[SpanProcessor] = [v1_queue]
+    forwarding = None
+    if otlp is not None:
+        forwarding = ForwardingSpanProcessor(
+            otlp,
+            deadline=deadline,
+            shutdown_timeout_millis=budget_millis,
+            max_queue_size=settings.bsp_max_queue_size,
+        )
+        targets.append(forwarding)
+    masking_processor = MaskingSpanProcessor(*targets, rules=rules)
+    provider.add_span_processor(JobContextProcessor())
+    provider.add_span_processor(masking_processor)
+    return v1_queue, forwarding, masking_processor
+
+
+def _install_metrics(telemetry: Telemetry, job_metrics: MetricsPipeline, set_global: bool) -> None:
+    if set_global and not isinstance(metrics_api.get_meter_provider(), SdkMeterProvider):
         # Instrumentations (LLM SDKs, HTTP clients) record their own metrics on the global
         # provider: export them with ours unless the host installed a provider of its own.
-        if not isinstance(metrics_api.get_meter_provider(), SdkMeterProvider):
-            metrics_api.set_meter_provider(job_metrics.meter_provider)
-    if job_metrics is not None:
-        # Runs before the TracerProvider's own exit hook: files first, then the last metrics.
-        atexit.register(telemetry.shutdown)
-    return telemetry
+        metrics_api.set_meter_provider(job_metrics.meter_provider)
+    # Runs before the TracerProvider's own exit hook: files first, then the last metrics.
+    atexit.register(telemetry.shutdown)
 
 
 def _propagate_into_threads() -> None:

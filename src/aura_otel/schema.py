@@ -15,10 +15,10 @@ import sys
 import time
 import unicodedata
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import orjson
 from pydantic import (
@@ -31,9 +31,10 @@ from pydantic import (
     ValidationError,
 )
 
+from ._util import BoundedCache
 from .errors import CorruptTelemetryError, InvalidJobIdError
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION: Final = "1.0"
 DEFAULT_CURRENCY = "USD"
 JOB_ID_MAX_LENGTH = 128
 MAX_INT = 2**63 - 1  # the legacy C# consumers read counts as long
@@ -62,6 +63,11 @@ class SelectionSource(StrEnum):
     CLI = "cli"
     FALLBACK = "fallback"
 
+
+#: Plain-string spellings for the hot paths (a str compare, not an enum attribute lookup).
+STATUS_OK: Final = ResultStatus.OK.value
+STATUS_WARN: Final = ResultStatus.WARN.value
+STATUS_ERROR: Final = ResultStatus.ERROR.value
 
 EnumCase = Literal["lower", "pascal"]
 STAGES: tuple[str, ...] = tuple(s.value for s in Stage)
@@ -147,12 +153,27 @@ def is_safe_job_id(job_id: object) -> bool:
 def format_timestamp(value: datetime) -> str:
     """ISO 8601, UTC, six fractional digits and a ``Z``: the one spelling v1 writes."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    value = value.astimezone(timezone.utc)
+        value = value.replace(tzinfo=UTC)
+    value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-_SECOND_PREFIXES: dict[int, str] = {}
+def format_timestamp_http(value: datetime) -> str:
+    """The spelling every HTTP answer uses: UTC, ``Z``, a fraction only when non-zero.
+
+    It is System.Text.Json's (``2026-11-20T10:00:00Z``, ``...:00.1Z``), the one the legacy
+    consumers' golden files hold, so ``/api/telemetry/{id}`` and the RunCostReport spell the
+    same instant alike. The file keeps six digits (:func:`format_timestamp`).
+    """
+    value = _to_utc(value)
+    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    if value.microsecond:
+        text += f".{value.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+#: Spans of a job share their seconds; small: a long-lived cache would pin memory.
+_SECOND_PREFIXES: BoundedCache[int, str] = BoundedCache(64)
 
 
 def format_timestamp_ns(epoch_ns: int) -> str:
@@ -164,9 +185,9 @@ def format_timestamp_ns(epoch_ns: int) -> str:
     seconds, rest = divmod(int(epoch_ns), 1_000_000_000)
     prefix = _SECOND_PREFIXES.get(seconds)
     if prefix is None:
-        if len(_SECOND_PREFIXES) >= 64:  # small: a long-lived cache would pin memory
-            _SECOND_PREFIXES.clear()
-        prefix = _SECOND_PREFIXES[seconds] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        prefix = _SECOND_PREFIXES.put(
+            seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        )
     return f"{prefix}.{rest // 1000:06d}Z"
 
 
@@ -174,14 +195,14 @@ def parse_timestamp_ns(text: str) -> int:
     """Inverse of :func:`format_timestamp_ns` for any ISO 8601 string (naive means UTC)."""
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return calendar.timegm(value.utctimetuple()) * 1_000_000_000 + value.microsecond * 1000
 
 
 def _to_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def _lower(value: Any) -> Any:
@@ -289,15 +310,15 @@ class Collection(_Model):
 
 
 RECORD_FIELDS: tuple[str, ...] = tuple(Record.model_fields)
-SUMMARY_FIELDS: tuple[str, ...] = tuple(Summary.model_fields)
 COLLECTION_FIELDS: tuple[str, ...] = tuple(Collection.model_fields)
 _RECORD_ENUM_FIELDS = ("stage", "result_status", "selection_source")
 
 
-#: (field, default) in v1 order: the defaults a record gets when a field is absent.
-_RECORD_DEFAULTS = {"version": SCHEMA_VERSION, "retries": 0, "currency": DEFAULT_CURRENCY}
+#: (field, default) in v1 order: the defaults a record gets when a field is absent, taken
+#: from the model (``version``, ``retries``, ``currency``) so the two cannot disagree.
 _RECORD_SLOTS: tuple[tuple[str, Any], ...] = tuple(
-    (name, _RECORD_DEFAULTS.get(name)) for name in RECORD_FIELDS
+    (name, None if info.is_required() else info.default)
+    for name, info in Record.model_fields.items()
 )
 
 
@@ -332,9 +353,9 @@ def summarize(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         total += 1
         status = get("result_status", "")
         status = (status if status.__class__ is str else str(status)).lower()
-        if status == "ok":
+        if status == STATUS_OK:
             ok += 1
-        elif status == "error":
+        elif status == STATUS_ERROR:
             failed += 1
         latency += get("latency_ms") or 0
         tokens_in += get("tokens_in") or 0
@@ -448,8 +469,16 @@ def to_dict(collection: Collection) -> dict[str, Any]:
 
 
 def to_http(collection: Collection) -> dict[str, Any]:
-    """The HTTP shape: every optional field present, absent ones as explicit ``null``."""
-    return collection.model_dump(mode="json")
+    """The HTTP shape: every optional field present, absent ones as explicit ``null``, and
+    date-times in :func:`format_timestamp_http`'s spelling."""
+    doc = collection.model_dump(mode="json")
+    doc["collection_started_at"] = format_timestamp_http(collection.collection_started_at)
+    if collection.collection_ended_at is not None:
+        doc["collection_ended_at"] = format_timestamp_http(collection.collection_ended_at)
+    for out, rec in zip(doc["records"], collection.records, strict=True):
+        out["started_at"] = format_timestamp_http(rec.started_at)
+        out["ended_at"] = format_timestamp_http(rec.ended_at)
+    return doc
 
 
 def json_schema() -> dict[str, Any]:

@@ -30,7 +30,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 import orjson
 
@@ -47,6 +47,49 @@ TELEMETRY_FILE = "telemetry.json"
 JOURNAL_FILE = ".aura-units.jsonl"
 
 Units = dict[str, dict[str, Any]]
+
+#: The journal line format this version writes (see :class:`JournalLine`).
+JOURNAL_VERSION: Literal[1] = 1
+
+
+class UnitFields(TypedDict, total=False):
+    """One span's fold unit, as :func:`aura_otel.fold.fold_span` makes it (short keys: a job's
+    journal holds one per span).
+
+    Every unit has ``k`` (``root``, ``stage``, ``child`` or ``link``), ``s`` and ``e`` (start
+    and end, nanoseconds since the epoch) and, below the job span, ``p`` (the parent span id).
+    """
+
+    k: str
+    s: int
+    e: int
+    p: str
+    t: str  # root: the trace id (for links to a trace backend)
+    err: str  # root: the job's error code when it failed
+    msg: str  # root: the failure message (masked)
+    corr: str  # correlation id
+    proj: str  # project id
+    r: dict[str, Any]  # stage: its v1 record before merging children and pricing
+    usage: dict[str, Any]  # stage or child: priced quantities (characters, images, ...)
+    provider: str  # child: GenAI provider
+    model: str  # child: model
+    tin: int  # child: input tokens
+    tout: int  # child: output tokens
+    cost: float  # child: explicit cost
+
+
+class JournalLine(TypedDict):
+    """One line of ``.aura-units.jsonl``: ``{"v": 1, "units": [[span_id, unit], ...]}``.
+
+    ``v`` lets a later version change the format and still read what this one wrote. Lines
+    without it (a bare ``[[span_id, unit], ...]`` array) are the format before versioning and
+    are read the same way. Units are an array of pairs rather than an object keyed by span id:
+    orjson caches the keys of the objects it parses, and a cache of ever-new span ids keeps
+    memory scattered across the allocator in a long-running process.
+    """
+
+    v: Literal[1]
+    units: list[tuple[str, UnitFields]]
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC
@@ -166,17 +209,31 @@ def read_regular(dir_fd: int, name: str, max_bytes: int | None = None) -> bytes:
 _safe_folder_name = functools.lru_cache(maxsize=1 << 17)(is_safe_job_id)
 
 
+def _line_pairs(line: bytes) -> list[Any] | None:
+    """The ``[span_id, unit]`` pairs of one journal line, of any version this code reads;
+    None for a line it cannot read (damaged, or written by a newer format)."""
+    try:
+        chunk = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(chunk, dict):
+        pairs = chunk.get("units")
+        return pairs if chunk.get("v") == JOURNAL_VERSION and isinstance(pairs, list) else None
+    return chunk if isinstance(chunk, list) else None  # before versioning: the bare pairs
+
+
+def journal_line(units: Units) -> bytes:
+    """``units`` as one journal line of the current format (:class:`JournalLine`)."""
+    return orjson.dumps({"v": JOURNAL_VERSION, "units": list(units.items())}) + b"\n"
+
+
 def _parse_units(data: bytes) -> tuple[Units, int]:
     """Units from complete journal lines, and how many lines were damaged (skipped)."""
     units: Units = {}
     damaged = 0
     for line in data.splitlines():
-        try:
-            chunk = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            damaged += 1
-            continue
-        if not isinstance(chunk, list):
+        chunk = _line_pairs(line)
+        if chunk is None:
             damaged += 1
             continue
         for pair in chunk:
@@ -187,12 +244,8 @@ def _parse_units(data: bytes) -> tuple[Units, int]:
 
 
 def parse_units(data: bytes) -> Units:
-    """Units from complete journal lines; a damaged line is skipped, not fatal.
-
-    A line is a JSON array of ``[span_id, unit]`` pairs rather than an object keyed by span
-    id: orjson caches the keys of the objects it parses, and a cache of ever-new span ids keeps
-    memory scattered across the allocator in a long-running process.
-    """
+    """Units from complete journal lines (:class:`JournalLine`, or the unversioned lines
+    written before it); a damaged line is skipped, not fatal."""
     return _parse_units(data)[0]
 
 
@@ -247,7 +300,7 @@ class Journal:
         A short write or an error (``ENOSPC``, ``EIO``) truncates the journal back to its size
         before the append and raises: a half line would cost the units of the next append too.
         """
-        line = orjson.dumps(list(units.items())) + b"\n"  # fails before anything is written
+        line = journal_line(units)  # fails before anything is written
         before = os.fstat(self._fd).st_size
         try:
             _write_all(self._fd, line)

@@ -1,42 +1,51 @@
-"""Run Details in a terminal (Rich): the same figures the web page shows, from the v1 file."""
+"""Run Details in a terminal (Rich): the same figures the web page shows, from the v1 file.
+
+Every figure and word comes from :mod:`aura_otel.figures`, as the page's do; this module only
+lays them out.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from .schema import parse_timestamp_ns, success_rate, summarize
+from . import figures
+from .figures import JobStatus, money
+from .schema import ResultStatus
 
-_STATUS_ICON = {"ok": ("✓", "green"), "warn": ("⚠", "yellow"), "error": ("✗", "red")}
+_STATUS_COLOUR: dict[str, str] = {
+    ResultStatus.OK: "green",
+    ResultStatus.WARN: "yellow",
+    ResultStatus.ERROR: "red",
+}
+_JOB_COLOUR: dict[str, str] = {
+    JobStatus.RUNNING: "yellow",
+    JobStatus.ABANDONED: "red",
+    JobStatus.FAILED: "red",
+    JobStatus.WARN: "yellow",
+    JobStatus.OK: "green",
+}
 BAR_WIDTH = 24
 
 
-def money(value: float | None) -> str:
-    return "N/A" if value is None else f"${value:,.4f}"
-
-
-def is_unpriced(record: Mapping[str, Any]) -> bool:
-    """No cost and no explicit zero: the price is unknown, which is not the same as free."""
-    return record.get("cost_estimate") is None
-
-
 def _figures(doc: Mapping[str, Any]) -> Table:
-    summary = doc.get("summary") or summarize(doc.get("records", []))
-    unpriced = sum(1 for r in doc.get("records", []) if is_unpriced(r))
+    head = figures.headline(doc)
+    unpriced = head["unpriced"]
+    total = head["total_cost"]
+    if unpriced and total != figures.PRICING_UNPRICED:
+        total += f" + {unpriced} unpriced"
     cards = [
-        ("Total Operations", f"{summary['total_operations']:,}"),
-        ("Success Rate", f"{success_rate(summary):.1f}%"),
-        (
-            "Total Cost",
-            money(summary["total_cost"]) + (f" + {unpriced} unpriced" if unpriced else ""),
-        ),
-        ("Total Latency", f"{summary['total_latency_ms'] / 1000:.1f} s"),
-        ("Total Tokens", f"{summary['total_tokens_in'] + summary['total_tokens_out']:,}"),
-        ("Cache Hits", f"{summary['cache_hits']:,}"),
+        ("Total Operations", figures.count(head["operations"])),
+        ("Success Rate", head["success_rate"]),
+        ("Total Cost", total),
+        ("Total Latency", head["latency"]),
+        ("Total Tokens", figures.count(head["tokens"])),
+        ("Cache Hits", figures.count(head["cache_hits"])),
     ]
     grid = Table.grid(padding=(0, 3))
     for _ in cards:
@@ -65,32 +74,31 @@ def _stage_table(doc: Mapping[str, Any]) -> Table:
             no_wrap=name not in ("Message", "Model"),
             ratio=3 if name == "Message" else None,
         )
-    for rec in doc.get("records", []):
-        status = str(rec.get("result_status", "")).lower()
-        icon, colour = _STATUS_ICON.get(status, ("?", "white"))
-        stage = str(rec.get("stage", "")).lower()
+    for rec in figures.records(doc):
+        status = figures.record_status(rec)
+        icon = figures.STATUS_ICONS.get(status, "?")
+        stage = figures.lower(rec.get("stage"))
         if rec.get("scene_index") is not None:
             stage += f" #{rec['scene_index']}"
-        tokens = (rec.get("tokens_in") or 0) + (rec.get("tokens_out") or 0)
-        cost = "unpriced" if is_unpriced(rec) else money(rec.get("cost_estimate"))
         message = rec.get("message") or ""
         if rec.get("error_code"):
             message = f"[{rec['error_code']}] {message}".strip()
         table.add_row(
             stage,
-            Text(icon, style=colour),
-            f"{rec.get('latency_ms', 0) / 1000:.2f} s",
-            cost,
-            rec.get("provider") or "N/A",
-            rec.get("model_id") or "N/A",
-            f"{tokens:,}" if tokens else "N/A",
+            Text(icon, style=_STATUS_COLOUR.get(status, "white")),
+            figures.seconds(rec.get("latency_ms") or 0, 2),
+            figures.record_cost(rec),
+            rec.get("provider") or figures.NOT_AVAILABLE,
+            rec.get("model_id") or figures.NOT_AVAILABLE,
+            figures.count(figures.record_tokens(rec)),
             message,
         )
     return table
 
 
 def _cost_bars(doc: Mapping[str, Any]) -> Table:
-    summary = doc.get("summary") or summarize(doc.get("records", []))
+    summary = figures.effective_summary(doc)
+    recs = figures.records(doc)
     total = summary["total_cost"] or 0.0
     table = Table.grid(padding=(0, 2))
     table.add_column()
@@ -98,10 +106,14 @@ def _cost_bars(doc: Mapping[str, Any]) -> Table:
     table.add_column()
     table.add_column(justify="right")
     for stage, cost in sorted(summary["cost_by_stage"].items(), key=lambda kv: -kv[1]):
+        mine = [r for r in recs if figures.lower(r.get("stage")) == stage]
+        # A stage whose every operation has an unknown price is "unpriced", never $0.0000.
+        all_unpriced = bool(mine) and all(figures.is_unpriced(r) for r in mine)
         share = cost / total if total else 0.0
         filled = round(share * BAR_WIDTH)
         bar = Text("█" * filled, style="cyan") + Text("░" * (BAR_WIDTH - filled), style="dim")
-        table.add_row(str(stage), money(cost), bar, f"{share * 100:.0f}%")
+        cost_text = figures.PRICING_UNPRICED if all_unpriced else money(cost)
+        table.add_row(str(stage), cost_text, bar, figures.percent(share * 100))
     return table
 
 
@@ -114,24 +126,35 @@ def make_console() -> Console:
     return console
 
 
-def render(doc: Mapping[str, Any], console: Console | None = None) -> None:
-    """Print the Run Details view of a v1 collection dict."""
+def render(
+    doc: Mapping[str, Any],
+    console: Console | None = None,
+    *,
+    now: datetime | None = None,
+    abandoned_after: float | None = None,
+) -> None:
+    """Print the Run Details view of a v1 collection dict.
+
+    A job without an end quiet for ``abandoned_after`` seconds (as of ``now``) is shown as
+    abandoned, as the server shows it.
+    """
     console = console or make_console()
     ended = doc.get("collection_ended_at")
-    failed = any(str(r.get("result_status", "")).lower() == "error" for r in doc.get("records", []))
-    state = "running" if not ended else ("failed" if failed else "finished")
-    started_ns = parse_timestamp_ns(doc["collection_started_at"])
-    took = f" in {(parse_timestamp_ns(ended) - started_ns) / 1e9:.2f} s" if ended else ""
+    state = figures.job_status(doc, now=now, abandoned_after=abandoned_after)
+    took = (
+        f" in {figures.duration(figures.duration_seconds(doc['collection_started_at'], ended))}"
+        if ended
+        else ""
+    )
     header = Text.assemble(
         ("Run Details · ", "bold"),
         (doc["job_id"], "bold cyan"),
         "   ",
-        (state.upper(), {"running": "yellow", "failed": "red", "finished": "green"}[state]),
-        f"   started {doc['collection_started_at']}{took} · correlation {doc['correlation_id']}",
+        (figures.JOB_STATUS_LABELS[state].upper(), _JOB_COLOUR.get(state, "white")),
+        f"   started {figures.date_time(doc['collection_started_at'])}{took}"
+        f" · correlation {doc['correlation_id']}",
     )
-    failures = [
-        r for r in doc.get("records", []) if str(r.get("result_status", "")).lower() != "ok"
-    ]
+    failures = [r for r in figures.records(doc) if figures.record_status(r) != ResultStatus.OK]
     parts: list[Any] = [
         header,
         Text(""),

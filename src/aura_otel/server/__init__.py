@@ -8,7 +8,7 @@ from pathlib import Path
 from .app import create_app
 from .security import check_bind, is_loopback_host
 
-__all__ = ["create_app", "run", "is_loopback_host"]
+__all__ = ["create_app", "is_loopback_host", "run"]
 
 logger = logging.getLogger("aura_otel.server")
 
@@ -21,6 +21,7 @@ def run(
     jaeger_url: str | None = None,
     access_token: str | None = None,
     max_file_bytes: int | None = None,
+    abandoned_after: float | None = None,
 ) -> None:
     """Serve ``jobs_dir`` until interrupted.
 
@@ -29,7 +30,7 @@ def run(
     """
     check_bind(host, access_token)
     app = create_app(jobs_dir, jaeger_url=jaeger_url, access_token=access_token,
-                     max_file_bytes=max_file_bytes)
+                     max_file_bytes=max_file_bytes, abandoned_after=abandoned_after)
     import uvicorn  # imported late: only serving needs it
 
     shown = f"[{host}]" if ":" in host else host

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -26,7 +24,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .. import conventions as c
-from .. import legacy
+from .. import figures, legacy
 from ..errors import (
     ConfigurationError,
     CorruptTelemetryError,
@@ -37,14 +35,16 @@ from ..errors import (
 from ..exporter import job_trace_ids
 from ..schema import (
     DEFAULT_CURRENCY,
-    RESULT_STATUSES,
     SCHEMA_VERSION,
-    SELECTION_SOURCES,
-    STAGES,
     Collection,
+    ResultStatus,
+    SelectionSource,
+    Stage,
     json_schema,
     to_http,
 )
+from ..settings import Settings, check_http_url, parse_seconds
+from ..shapes import TelemetrySchema
 from ..store import JobStore
 from . import views
 from .joblist import DEFAULT_PAGE_SIZE, JobIndex
@@ -67,28 +67,28 @@ METADATA_KEYS = {
 }
 
 Endpoint = Callable[[Request], Response]
-#: The largest telemetry.json the server parses. Parsing and validating costs several times a
-#: file's size in memory and seconds of CPU per 100 MB; real jobs write tens of KiB.
-DEFAULT_MAX_FILE_BYTES = 32 << 20
 
 
 def resolve_max_file_bytes(value: int | str | None = None) -> int:
     """The size cap from the argument, else ``AURA_OTEL_MAX_FILE_BYTES``, else 32 MiB."""
-    source = "max_file_bytes"
     if value is None:
-        raw = os.environ.get(c.ENV_MAX_FILE_BYTES, "").strip()
-        if not raw:
-            return DEFAULT_MAX_FILE_BYTES
-        value, source = raw, c.ENV_MAX_FILE_BYTES
+        return Settings.from_env(masking=False).max_file_bytes
     try:
         number = int(value)
     except (TypeError, ValueError):
         number = 0
     if isinstance(value, bool) or number < 1:
         raise ConfigurationError(
-            f"{source} must be a whole number of bytes of at least 1, not {value!r}"
+            f"max_file_bytes must be a whole number of bytes of at least 1, not {value!r}"
         )
     return number
+
+
+def resolve_abandoned_after(value: float | str | None = None) -> float:
+    """The quiet time from the argument, else ``AURA_OTEL_ABANDONED_AFTER``, else one hour."""
+    if value is None:
+        return Settings.from_env(masking=False).abandoned_after
+    return parse_seconds(value, "abandoned_after")
 
 
 def too_large_detail(job_id: str, exc: TelemetryTooLargeError) -> str:
@@ -99,10 +99,12 @@ def too_large_detail(job_id: str, exc: TelemetryTooLargeError) -> str:
 def _check_jaeger_url(jaeger_url: str | None) -> str | None:
     if not jaeger_url:
         return None
-    parts = urlsplit(jaeger_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigurationError(f"the Jaeger URL must be an http(s) URL, not {jaeger_url!r}")
-    return jaeger_url.rstrip("/")
+    try:
+        return check_http_url(jaeger_url)
+    except ValueError:
+        raise ConfigurationError(
+            f"the Jaeger URL must be an http(s) URL, not {jaeger_url!r}"
+        ) from None
 
 
 def _page_number(request: Request, name: str, default: int) -> int:
@@ -119,9 +121,11 @@ class TelemetryApp:
     """Holds the app's configuration and answers its routes (one instance per app)."""
 
     def __init__(self, jobs_dir: str | Path, jaeger_url: str | None,
-                 max_file_bytes: int | None = None) -> None:
+                 max_file_bytes: int | None = None,
+                 abandoned_after: float | None = None) -> None:
         self.store = JobStore(jobs_dir, max_file_bytes=resolve_max_file_bytes(max_file_bytes))
-        self.index = JobIndex(self.store)
+        self.abandoned_after = abandoned_after
+        self.index = JobIndex(self.store, abandoned_after=abandoned_after)
         self.jaeger_url = _check_jaeger_url(jaeger_url)
         self.templates = Environment(
             loader=FileSystemLoader(HERE / "templates"),
@@ -192,16 +196,16 @@ class TelemetryApp:
         return legacy.run_cost_report(self.read(job_id))
 
     def schema(self, request: Request) -> Response:
-        return JSONResponse({
-            "version": SCHEMA_VERSION,
-            "stages": list(STAGES),
-            "resultStatuses": list(RESULT_STATUSES),
-            "selectionSources": list(SELECTION_SOURCES),
-            "errorCodes": list(ERROR_CODES),
-            "defaultCurrency": DEFAULT_CURRENCY,
-            "metadataKeys": METADATA_KEYS,
-            "jsonSchema": json_schema(),
-        })
+        return JSONResponse(TelemetrySchema(
+            version=SCHEMA_VERSION,
+            stages=list(Stage),
+            resultStatuses=list(ResultStatus),
+            selectionSources=list(SelectionSource),
+            errorCodes=list(ERROR_CODES),
+            defaultCurrency=DEFAULT_CURRENCY,
+            metadataKeys=METADATA_KEYS,
+            jsonSchema=json_schema(),
+        ).model_dump(mode="json"))
 
     def jobs_api(self, request: Request) -> Response:
         try:
@@ -220,7 +224,7 @@ class TelemetryApp:
             page = self.index.page(_page_number(request, "page", 1), DEFAULT_PAGE_SIZE)
         except ValueError as exc:
             return self.error_page(request, 400, "Invalid request", str(exc))
-        running = any(item["status"] == legacy.STATUS_RUNNING for item in page.items)
+        running = any(figures.is_live(item["status"]) for item in page.items)
         return self.render("jobs.html", page=page, labels=views.JOB_STATUS_LABELS,
                            refresh_seconds=REFRESH_SECONDS if running else None)
 
@@ -251,6 +255,7 @@ class TelemetryApp:
             sort=request.query_params.get("sort"),
             direction=request.query_params.get("dir", "asc"),
             trace_links=self.trace_links(job_id),
+            abandoned_after=self.abandoned_after,
         )
         return self.render(
             "run_details.html", run=details, rendered_at=views.now_text(),
@@ -294,6 +299,7 @@ def create_app(
     jaeger_url: str | None = None,
     access_token: str | None = None,
     max_file_bytes: int | None = None,
+    abandoned_after: float | None = None,
 ) -> Starlette:
     """The ASGI app serving ``jobs_dir`` (read-only).
 
@@ -301,10 +307,13 @@ def create_app(
     must be bound to loopback; see :func:`aura_otel.server.run`); with one, every request must
     present the token. ``max_file_bytes`` (default ``$AURA_OTEL_MAX_FILE_BYTES``, else
     32 MiB) is the largest telemetry file it parses; a larger one gets a 422 problem.
+    ``abandoned_after`` (seconds, default ``$AURA_OTEL_ABANDONED_AFTER``, else one hour) is
+    how long a job without an end may stay quiet before the views call it abandoned.
     """
     if access_token is not None and not access_token.strip():
         raise ConfigurationError("the access token is empty; give a real secret or none at all")
-    app = TelemetryApp(jobs_dir, jaeger_url, max_file_bytes)
+    app = TelemetryApp(jobs_dir, jaeger_url, max_file_bytes,
+                       resolve_abandoned_after(abandoned_after))
     get = ["GET"]
     routes = [
         Route("/", lambda request: RedirectResponse("/jobs", status_code=307), methods=get),

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from .. import legacy
+from .. import figures, shapes
 from ..errors import (
     AuraOtelError,
     CorruptTelemetryError,
@@ -28,7 +28,7 @@ logger = logging.getLogger("aura_otel.server")
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
-STATUS_UNREADABLE = "unreadable"
+STATUS_UNREADABLE = figures.JobStatus.UNREADABLE
 
 
 @dataclass(frozen=True)
@@ -43,57 +43,88 @@ class JobPage:
         return max(1, -(-self.total // self.page_size))
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "items": self.items,
-            "page": self.page,
-            "pageSize": self.page_size,
-            "totalItems": self.total,
-            "totalPages": self.total_pages,
-        }
+        return shapes.JobPage(
+            items=[shapes.JobRow.model_validate(item) for item in self.items],
+            page=self.page,
+            pageSize=self.page_size,
+            totalItems=self.total,
+            totalPages=self.total_pages,
+        ).model_dump(mode="json")
 
 
 def _iso_from_ns(epoch_ns: int) -> str:
-    return legacy.legacy_timestamp(datetime.fromtimestamp(epoch_ns / 1e9, tz=timezone.utc)) or ""
+    return figures.timestamp(datetime.fromtimestamp(epoch_ns / 1e9, tz=UTC)) or ""
 
 
-def job_row(job_id: str, data: bytes, mtime_ns: int) -> dict[str, Any]:
+def job_row(
+    job_id: str,
+    data: bytes,
+    mtime_ns: int,
+    *,
+    now: datetime | None = None,
+    abandoned_after: float | None = None,
+) -> dict[str, Any]:
     """One job's line in the list, from its file's bytes; a damaged file gives an
     ``unreadable`` row instead of an error, so one bad folder never breaks the list."""
+    row, last = _row(job_id, data, mtime_ns)
+    return _aged(row, last, now, abandoned_after)
+
+
+def _aged(
+    row: dict[str, Any], last: datetime | None, now: datetime | None, abandoned_after: float | None
+) -> dict[str, Any]:
+    """``row`` as of ``now``: a running job quiet for longer than allowed is abandoned (the
+    rule of :func:`figures.job_status`, applied to a cached row without parsing it again)."""
+    if figures.is_abandoned(last, now=now, abandoned_after=abandoned_after):
+        return {**row, "status": figures.JobStatus.ABANDONED}
+    return row
+
+
+def _row(job_id: str, data: bytes, mtime_ns: int) -> tuple[dict[str, Any], datetime | None]:
+    """The row with the file's own status, and the last activity of a running job."""
     row: dict[str, Any] = {"jobId": job_id, "updatedAt": _iso_from_ns(mtime_ns)}
     try:
         doc = to_dict(load_collection(data))
     except AuraOtelError as exc:
         logger.warning("job %s: unreadable telemetry.json: %s", job_id, exc)
-        return {**row, "status": STATUS_UNREADABLE, "startedAt": None, "completedAt": None,
-                "durationSeconds": None, "totalCost": None, "currency": None,
-                "operationCount": None, "stageCount": None, "failedOperations": None,
-                "unpricedOperations": None}
+        return shapes.JobRow(
+            **row, status=STATUS_UNREADABLE, startedAt=None, completedAt=None,
+            durationSeconds=None, totalCost=None, currency=None, operationCount=None,
+            stageCount=None, failedOperations=None, unpricedOperations=None,
+        ).model_dump(mode="json"), None
     records = doc["records"]
-    summary = legacy.effective_summary(doc)
+    summary = figures.effective_summary(doc)
     ended = doc.get("collection_ended_at")
-    return {
+    status = figures.job_status(doc)
+    last = figures.last_activity(doc) if status == figures.JobStatus.RUNNING else None
+    return shapes.JobRow(
         **row,
-        "status": legacy.job_status(doc),
-        "startedAt": legacy.legacy_timestamp(doc["collection_started_at"]),
-        "completedAt": legacy.legacy_timestamp(ended) if ended else None,
-        "durationSeconds": (
-            legacy.duration_seconds(doc["collection_started_at"], ended) if ended else None
+        status=status,
+        startedAt=figures.timestamp(doc["collection_started_at"]),
+        completedAt=figures.timestamp(ended) if ended else None,
+        durationSeconds=(
+            figures.duration_seconds(doc["collection_started_at"], ended) if ended else None
         ),
-        "totalCost": summary["total_cost"],
-        "currency": summary.get("currency") or "USD",
-        "operationCount": len(records),
-        "stageCount": len({r["stage"] for r in records}),
-        "failedOperations": summary["failed_operations"],
-        "unpricedOperations": sum(1 for r in records if r.get("cost_estimate") is None),
-    }
+        totalCost=summary["total_cost"],
+        currency=summary.get("currency") or "USD",
+        operationCount=len(records),
+        stageCount=len({figures.lower(r["stage"]) for r in records}),
+        failedOperations=summary["failed_operations"],
+        unpricedOperations=figures.count_unpriced(records),
+    ).model_dump(mode="json"), last
 
 
 class JobIndex:
     """Rows of the jobs folder's jobs, cached by their file's (mtime_ns, size)."""
 
-    def __init__(self, store: JobStore) -> None:
+    def __init__(
+        self, store: JobStore, *, abandoned_after: float | None = None
+    ) -> None:
         self.store = store
-        self._rows: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}
+        self.abandoned_after = abandoned_after
+        # (signature, row, last activity of a running job): a cached running row turns
+        # abandoned by the clock alone, without its file changing.
+        self._rows: dict[str, tuple[tuple[int, int], dict[str, Any], datetime | None]] = {}
         self._lock = threading.Lock()
         self.parses = 0  # how many files were read and parsed (the benchmark reports it)
 
@@ -114,7 +145,7 @@ class JobIndex:
         signature = (mtime_ns, size)
         cached = self._rows.get(job_id)
         if cached is not None and cached[0] == signature:
-            return cached[1]
+            return _aged(cached[1], cached[2], None, self.abandoned_after)
         try:
             # Without following links or blocking, and refused above the size cap: a file
             # swapped for a FIFO or a huge file after the listing is flagged, never waited on.
@@ -125,10 +156,10 @@ class JobIndex:
             logger.warning("job %s: cannot read telemetry.json: %s", job_id, exc)
             data = b""
         self.parses += 1
-        row = job_row(job_id, data, mtime_ns)
+        row, last = _row(job_id, data, mtime_ns)
         with self._lock:
-            self._rows[job_id] = (signature, row)
-        return row
+            self._rows[job_id] = (signature, row, last)
+        return _aged(row, last, None, self.abandoned_after)
 
     def _prune(self, live: int, entries: list[tuple[str, int, int]]) -> None:
         # Forget rows of deleted jobs, but only when the cache has clearly outgrown the folder.

@@ -10,64 +10,58 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from .. import legacy
-from ..schema import STAGES, success_rate
+from .. import figures, legacy
+from ..figures import (
+    JOB_STATUS_LABELS,
+    NOT_AVAILABLE,
+    STATUS_ICONS,
+    STATUS_RANK,
+    STATUS_WORDS,
+    clock,
+    count,
+    date_time,
+    duration,
+    money,
+    percent,
+    seconds,
+)
+from ..schema import STAGES
 
-NOT_AVAILABLE = "N/A"
-UNPRICED = "unpriced"
-STATUS_ICONS = {"ok": "✓", "warn": "⚠", "error": "✗"}
-STATUS_WORDS = {"ok": "OK", "warn": "Warning", "error": "Error"}
-STATUS_RANK = {"ok": 0, "warn": 1, "error": 2}
-JOB_STATUS_LABELS = {
-    legacy.STATUS_RUNNING: "Running",
-    legacy.STATUS_FAILED: "Failed",
-    legacy.STATUS_WARN: "Warnings",
-    legacy.STATUS_OK: "Succeeded",
-    "unreadable": "Unreadable",
-}
+# The templates format through this module (``fmt``): the names above are its vocabulary.
+__all__ = [
+    "JOB_STATUS_LABELS",
+    "NOT_AVAILABLE",
+    "RunDetails",
+    "clock",
+    "count",
+    "date_time",
+    "duration",
+    "job_url",
+    "money",
+    "now_text",
+    "percent",
+    "row_cost",
+    "run_details",
+    "seconds",
+    "sort_rows",
+]
+
+UNPRICED = figures.PRICING_UNPRICED
 SORT_COLUMNS = ("stage", "status", "latency", "cost", "provider", "model", "tokens", "message")
 MIN_BAR_PERCENT = 0.4  # a zero-length operation still gets a visible sliver on the timeline
 
 
-# -- formatting ----------------------------------------------------------------------------------
-def money(amount: float | None) -> str:
-    return UNPRICED if amount is None else f"${amount:,.4f}"
-
-
-def seconds(latency_ms: float | None, decimals: int) -> str:
-    return NOT_AVAILABLE if latency_ms is None else f"{latency_ms / 1000:,.{decimals}f} s"
-
-
-def count(value: int | None) -> str:
-    return NOT_AVAILABLE if value is None else f"{value:,}"
-
-
-def percent(value: float) -> str:
-    return f"{value:.1f}%"
-
-
-def clock(value: Any) -> str:
-    parsed = legacy.parse_time(value)
-    return parsed.strftime("%H:%M:%S") if parsed else NOT_AVAILABLE
-
-
-def date_time(value: Any) -> str:
-    parsed = legacy.parse_time(value)
-    return parsed.strftime("%Y-%m-%d %H:%M:%S UTC") if parsed else NOT_AVAILABLE
-
-
-def duration(seconds_value: float | None) -> str:
-    if seconds_value is None:
+def row_cost(row: Mapping[str, Any]) -> str:
+    """A job list row's cost, by the Total Cost card's rule (:func:`figures.total_cost`): a
+    job whose every operation is unpriced shows "unpriced", as its page does."""
+    if row.get("totalCost") is None:
         return NOT_AVAILABLE
-    if seconds_value < 60:
-        return f"{seconds_value:.1f} s"
-    minutes, secs = divmod(int(round(seconds_value)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+    summary = {"total_operations": row.get("operationCount") or 0, "total_cost": row["totalCost"]}
+    return figures.total_cost(summary, row.get("unpricedOperations") or 0)
 
 
 def job_url(job_id: str) -> str:
@@ -98,6 +92,7 @@ class StageRow:
     error_code: str | None
     started_at: str
     ended_at: str
+    unpriced: bool = False
 
     @property
     def label(self) -> str:
@@ -145,7 +140,7 @@ class CostBar:
 
     @property
     def cost_text(self) -> str:
-        """A stage whose every operation lacks a price shows "unpriced", never $0.0000."""
+        """A stage whose every operation has an unknown price shows "unpriced", never $0.0000."""
         return UNPRICED if self.unpriced and not self.priced else money(self.cost)
 
 
@@ -202,22 +197,21 @@ class RunDetails:
 def _rows(records: Sequence[Mapping[str, Any]]) -> list[StageRow]:
     rows = []
     for position, rec in enumerate(records):
-        tokens_in, tokens_out = rec.get("tokens_in"), rec.get("tokens_out")
-        tokens = None if tokens_in is None and tokens_out is None else (tokens_in or 0) + (tokens_out or 0)
         rows.append(StageRow(
             position=position,
-            stage=str(rec["stage"]).lower(),
+            stage=figures.lower(rec["stage"]),
             scene_index=rec.get("scene_index"),
-            status=str(rec["result_status"]).lower(),
+            status=figures.record_status(rec),
             latency_ms=int(rec.get("latency_ms") or 0),
             cost=rec.get("cost_estimate"),
             provider=rec.get("provider"),
             model=rec.get("model_id"),
-            tokens=tokens,
+            tokens=figures.record_tokens(rec),
             message=rec.get("message") or "",
             error_code=rec.get("error_code"),
             started_at=rec["started_at"],
             ended_at=rec["ended_at"],
+            unpriced=figures.is_unpriced(rec),
         ))
     return rows
 
@@ -252,17 +246,17 @@ def _headers(job_id: str, column: str | None, direction: str) -> list[SortHeader
 
 
 def _timeline(doc: Mapping[str, Any], rows: Sequence[StageRow]) -> tuple[list[TimelineBar], float]:
-    start = legacy.parse_time(doc.get("collection_started_at"))
-    ends = [legacy.parse_time(doc.get("collection_ended_at"))] + [legacy.parse_time(r.ended_at) for r in rows]
+    start = figures.parse_time(doc.get("collection_started_at"))
+    ends = [figures.parse_time(doc.get("collection_ended_at"))] + [figures.parse_time(r.ended_at) for r in rows]
     known_ends = [e for e in ends if e is not None]
     if start is None:
         return [], 0.0
-    end = max(known_ends + [start])
+    end = max([*known_ends, start])
     total = max((end - start).total_seconds(), 0.001)
     bars = []
     for row in rows:
-        row_start = legacy.parse_time(row.started_at) or start
-        row_end = legacy.parse_time(row.ended_at) or row_start
+        row_start = figures.parse_time(row.started_at) or start
+        row_end = figures.parse_time(row.ended_at) or row_start
         left = min(max((row_start - start).total_seconds() / total * 100, 0.0), 100.0)
         width = max((row_end - row_start).total_seconds() / total * 100, MIN_BAR_PERCENT)
         left = min(left, 100.0 - MIN_BAR_PERCENT)
@@ -285,7 +279,7 @@ def _cost_bars(summary: Mapping[str, Any], rows: Sequence[StageRow]) -> list[Cos
     for stage, cost in (summary.get("cost_by_stage") or {}).items():
         stage = str(stage).lower()
         cost = float(cost or 0)
-        unpriced = sum(1 for r in rows if r.stage == stage and r.cost is None)
+        unpriced = sum(1 for r in rows if r.stage == stage and r.unpriced)
         priced = sum(1 for r in rows if r.stage == stage and r.cost is not None)
         bars.append(CostBar(stage=stage, cost=cost, share=cost / total * 100 if total else 0.0,
                             unpriced=unpriced, priced=priced))
@@ -307,11 +301,10 @@ def _cards(summary: Mapping[str, Any], unpriced: int) -> list[Card]:
     tokens_in = int(summary.get("total_tokens_in") or 0)
     tokens_out = int(summary.get("total_tokens_out") or 0)
     cost_note = f"{unpriced} unpriced operation{'s' if unpriced != 1 else ''} not included" if unpriced else ""
-    # With no priced operation at all, a $0.0000 total would claim the job was free.
-    cost_value = UNPRICED if unpriced and unpriced == ops else money(float(summary.get("total_cost") or 0))
+    cost_value = figures.total_cost(summary, unpriced)
     return [
         Card("Total Operations", count(ops), key="operations"),
-        Card("Success Rate", percent(success_rate(summary)),
+        Card("Success Rate", percent(figures.success_rate(summary)),
              f"{summary.get('successful_operations') or 0} of {ops} succeeded", key="success"),
         Card("Total Cost", cost_value, cost_note, key="cost"),
         Card("Total Latency", seconds(int(summary.get("total_latency_ms") or 0), 1), key="latency"),
@@ -322,28 +315,34 @@ def _cards(summary: Mapping[str, Any], unpriced: int) -> list[Card]:
 
 
 def run_details(
-    collection: legacy.CollectionLike,
+    collection: figures.CollectionLike,
     *,
     sort: str | None = None,
     direction: str = "asc",
     trace_links: Sequence[str] = (),
+    now: datetime | None = None,
+    abandoned_after: float | None = None,
 ) -> RunDetails:
-    doc = legacy.as_dict(collection)
-    summary = legacy.effective_summary(doc)
+    """The page's figures; a job without an end quiet for ``abandoned_after`` seconds (as of
+    ``now``) is shown abandoned. The server passes its setting; None never abandons."""
+    doc = figures.as_dict(collection)
+    summary = figures.effective_summary(doc)
     rows = _rows(doc.get("records") or [])
-    unpriced = sum(1 for r in rows if r.cost is None)
+    unpriced = sum(1 for r in rows if r.unpriced)
     all_unpriced = bool(rows) and unpriced == len(rows)
+    status = figures.job_status(doc, now=now, abandoned_after=abandoned_after)
     direction = "desc" if direction == "desc" else "asc"
     sort = sort if sort in SORT_COLUMNS else None
     bars, total_seconds = _timeline(doc, rows)
     providers = sorted((summary.get("operations_by_provider") or {}).items(), key=lambda kv: (-kv[1], kv[0]))
-    running = not doc.get("collection_ended_at")
+    running = figures.is_live(status)
     return RunDetails(
         job_id=doc["job_id"],
-        status=legacy.job_status(doc),
+        status=status,
         correlation_id=doc.get("correlation_id") or "",
         started=date_time(doc.get("collection_started_at")),
-        finished="still running" if running else date_time(doc.get("collection_ended_at")),
+        finished=(date_time(doc.get("collection_ended_at")) if not figures.is_running(doc)
+                  else "still running" if running else "never (abandoned)"),
         running=running,
         cards=_cards(summary, unpriced),
         rows=sort_rows(rows, sort, direction),
@@ -364,4 +363,4 @@ def run_details(
 
 def now_text() -> str:
     """The time a page was rendered (UTC), so a refreshing page shows that it is live."""
-    return datetime.now(timezone.utc).strftime("%H:%M:%S UTC")
+    return datetime.now(UTC).strftime("%H:%M:%S UTC")

@@ -22,7 +22,7 @@ from aura_otel import cli
 from aura_otel.errors import ConfigurationError
 from aura_otel.server import create_app
 
-from .server_support import ADAPTER_CASE, REFERENCE, live_server, put_example
+from ..server_support import ADAPTER_CASE, REFERENCE, live_server, put_example
 
 #: Generous: with the fix every answer is immediate; without it a FIFO never answers at all.
 CLIENT_TIMEOUT = 30.0

@@ -9,7 +9,8 @@ import pytest
 
 from aura_otel.server.joblist import MAX_PAGE_SIZE, JobIndex, job_row
 from aura_otel.store import JobStore
-from tests.server_support import ADAPTER_CASE, REFERENCE, put_example, put_file
+
+from ..server_support import ADAPTER_CASE, REFERENCE, put_example, put_file
 
 BASE = 1_790_000_000
 

@@ -6,11 +6,12 @@ import pytest
 
 from aura_otel.schema import load_collection
 from aura_otel.server import views
-from tests.server_support import REFERENCE, collection, record, running_job
+
+from ..server_support import REFERENCE, collection, record, running_job
 
 
 @pytest.mark.parametrize(("amount", "text"), [(0.09, "$0.0900"), (1234.5, "$1,234.5000"),
-                                              (0.0, "$0.0000"), (None, "unpriced")])
+                                              (0.0, "$0.0000"), (None, "N/A")])
 def test_money(amount: float | None, text: str) -> None:
     assert views.money(amount) == text
 

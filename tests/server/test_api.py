@@ -19,7 +19,8 @@ from aura_otel.schema import (
     load_collection,
     to_http,
 )
-from tests.server_support import (
+
+from ..server_support import (
     ADAPTER_CASE,
     ADAPTER_REPORT,
     REFERENCE,
@@ -31,7 +32,7 @@ from tests.server_support import (
     unpriced_job,
     write_doc,
 )
-from tests.test_legacy import assert_same
+from ..test_legacy import assert_same
 
 BASE_TIME = 1_790_000_000.0
 PROBLEM_KEYS = {"type", "title", "status", "detail", "correlationId"}
@@ -135,7 +136,7 @@ UNSAFE_IDS = ["..%2Fetc", "%2E%2E", "a%5Cb", "a%00b", "%20job", "job%20", "x" * 
 
 
 @pytest.mark.parametrize("prefix", ["/api/telemetry/", "/api/cost-tracking/run-summary/"])
-@pytest.mark.parametrize("job_id", UNSAFE_IDS + [""])
+@pytest.mark.parametrize("job_id", [*UNSAFE_IDS, ""])
 def test_unsafe_or_missing_id_is_400(client: httpx.Client, prefix: str, job_id: str) -> None:
     body = assert_problem(client.get(prefix + job_id), 400, "Invalid Request")
     assert "job id" in body["detail"]
@@ -290,6 +291,49 @@ def test_openapi_document(client: httpx.Client) -> None:
         assert ref.startswith("#/components/schemas/") and ref.rsplit("/", 1)[1] in schemas, ref
     assert set(schemas["Collection"]["properties"]) == set(to_http(load_collection(REFERENCE.read_bytes())))
     assert client.get("/openapi.json").json() == doc
+
+
+#: Job ids that reach every answer of a job endpoint: finished, PascalCase, running, unpriced,
+#: unreadable in two ways, unsafe, absent.
+_VALIDATED_IDS = ("job-abc123", "job-pascal", "job-cost1", "job-running", "job-unpriced",
+                  "job-truncated", "job-wrongtypes", "bad%5Cid", "ghost")
+
+
+def test_every_answer_matches_the_openapi_document(client: httpx.Client) -> None:
+    """Each path of the served document, called for real, answers what the document says
+    (checked against the document's own schemas, not against the models it came from)."""
+    from .openapi_check import errors
+
+    doc = client.get("/api/openapi.json").json()
+    seen: set[tuple[str, int]] = set()
+    for template, operations in doc["paths"].items():
+        responses = operations["get"]["responses"]
+        urls = ([template.replace("{jobId}", job_id) for job_id in _VALIDATED_IDS]
+                if "{jobId}" in template else [template, template + "?page=0"])
+        for url in urls:
+            response = client.get(url)
+            declared = responses.get(str(response.status_code))
+            assert declared is not None, f"{url}: {response.status_code} is not documented"
+            media = response.headers["content-type"].split(";")[0]
+            schema = declared["content"][media]["schema"]
+            assert errors(response.json(), schema, doc) == [], url
+            seen.add((template, response.status_code))
+    # The calls above reached the success and the failure answers of every kind of path.
+    assert {status for _, status in seen} >= {200, 400, 404, 500}
+    assert ("/api/cost-tracking/run-summary/{jobId}", 200) in seen
+    assert ("/api/jobs", 200) in seen and ("/api/telemetry/schema", 200) in seen
+
+
+def test_the_checker_refuses_what_the_document_forbids(client: httpx.Client) -> None:
+    from .openapi_check import errors
+
+    doc = client.get("/api/openapi.json").json()
+    report = client.get("/api/cost-tracking/run-summary/job-cost1").json()
+    schema = {"$ref": "#/components/schemas/RunCostReport"}
+    assert errors(report, schema, doc) == []
+    assert errors({**report, "surprise": 1}, schema, doc)
+    assert errors({**report, "totalCost": "free"}, schema, doc)
+    assert errors({k: v for k, v in report.items() if k != "jobId"}, schema, doc)
 
 
 

@@ -11,7 +11,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.server_support import (
+from ..server_support import (
     ADAPTER_CASE,
     REFERENCE,
     REFERENCE_PASCAL,

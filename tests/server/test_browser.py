@@ -18,7 +18,8 @@ import pytest
 
 from aura_otel.exporter import job_trace_ids
 from aura_otel.store import JobStore
-from tests.server_support import (
+
+from ..server_support import (
     ADAPTER_CASE,
     REFERENCE,
     REFERENCE_PASCAL,
@@ -32,7 +33,7 @@ from tests.server_support import (
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -114,7 +115,8 @@ def expected_cards(jobs_dir: Path, job_id: str) -> dict[str, str]:
     doc = orjson.loads((jobs_dir / job_id / "telemetry.json").read_bytes())
     s = doc["summary"]
     ops = s["total_operations"]
-    all_unpriced = ops > 0 and all(r.get("cost_estimate") is None for r in doc["records"])
+    all_unpriced = ops > 0 and all((r.get("metadata") or {}).get("pricing") == "unpriced"
+                                   for r in doc["records"])
     return {
         "operations": f"{ops:,}",
         "success": f"{(s['successful_operations'] / ops * 100 if ops else 0):.1f}%",
@@ -211,6 +213,26 @@ def test_running_job_refreshes_by_itself(page: Page, base_url: str, jobs_dir: Pa
     put_example(jobs_dir, ADAPTER_CASE, "job-live")  # the job finishes meanwhile
     expect(page.locator("#job-status")).to_have_text("Succeeded", timeout=15_000)
     expect(page.locator("#running-notice")).to_have_count(0)
+
+
+def test_abandoned_job_stops_refreshing(browser: Browser, tmp_path: Path) -> None:
+    """A job killed mid-run (no end, quiet for longer than the server's quiet time) is shown
+    abandoned, in the list and on its page, and neither page sets itself to refresh."""
+    write_doc(tmp_path, running_job("job-killed"))
+    with live_server(tmp_path, abandoned_after=60) as base:
+        context = browser.new_context()
+        tab = context.new_page()
+        tab.goto(f"{base}/jobs")
+        expect(tab.locator("#jobs-table .badge")).to_have_text("Abandoned")
+        expect(tab.locator("#running-notice")).to_have_count(0)
+        assert tab.locator("body").get_attribute("data-refresh-seconds") is None
+        tab.goto(f"{base}/jobs/job-killed/telemetry")
+        expect(tab.locator("#job-status")).to_have_text("Abandoned")
+        expect(tab.locator("#abandoned-notice")).to_contain_text("no longer refreshes")
+        expect(tab.locator("#running-notice")).to_have_count(0)
+        assert tab.locator("body").get_attribute("data-refresh-seconds") is None
+        assert tab.locator('meta[http-equiv="refresh"]').count() == 0
+        context.close()
 
 
 def test_unknown_job_is_friendly(page: Page, base_url: str) -> None:

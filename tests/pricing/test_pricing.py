@@ -31,7 +31,7 @@ from aura_otel.pricing import (
     shipped_price_table,
     version_families,
 )
-from aura_otel.schema import load_collection
+from aura_otel.schema import load_collection, sum_money
 
 SHIPPED = "2026.11.0"
 
@@ -436,12 +436,15 @@ class SpanFactory:
         return self.span(f"{c.STAGE_SPAN_PREFIX}{stage}", {c.STAGE: stage, **attributes})
 
     def records(self, pricer: Any) -> list[dict[str, Any]]:
+        return self.collection(pricer)["records"]
+
+    def collection(self, pricer: Any) -> dict[str, Any]:
         units = {}
         for span in self.memory.get_finished_spans():
             folded = fold_span(span)
             assert folded is not None
             units[folded.span_id] = folded.unit
-        return assemble(self.job_id, units, pricer=pricer)["records"]
+        return assemble(self.job_id, units, pricer=pricer)
 
 
 def llm(model: str, tokens_in: int, tokens_out: int, *, provider: str = "openai", **extra: Any) -> dict[str, Any]:
@@ -476,8 +479,50 @@ def test_explicit_cost_wins(table: PriceTable) -> None:
         pass
     explicit, zero = spans.records(table)
     assert explicit["cost_estimate"] == 0.5 and "pricing_version" not in explicit
+    # Marked, so a consumer never re-prices it.
+    assert explicit["metadata"] == {"pricing": "explicit"}
     assert zero["cost_estimate"] == 0
-    assert zero["metadata"] == {"characters": 1000}  # an explicit zero is a price, not "unpriced"
+    # An explicit zero is a price, not "unpriced".
+    assert zero["metadata"] == {"characters": 1000, "pricing": "explicit"}
+
+
+def test_a_cache_hit_costs_nothing_and_reports_what_it_saved(table: PriceTable) -> None:
+    """The studio's cache hit paid no provider: priced at zero, the table's price of its usage
+    recorded as the saving, and the job's legacy report sums the savings."""
+    from aura_otel import legacy
+
+    spans = SpanFactory()
+    with spans.stage("script", **llm("gpt-4o", 1000, 500, **{c.CACHE_HIT: True})):
+        pass
+    with spans.stage("plan", **llm("gpt-4o", 1000, 500)):
+        pass
+    with spans.stage("tts", **{c.CACHE_HIT: True, c.GEN_AI_PROVIDER_NAME: "NewVoice",
+                               c.USAGE_CHARACTERS: 10}):
+        pass
+    with spans.stage("brief", **{c.CACHE_HIT: True, c.COST_AMOUNT: 0.02}):
+        pass
+    hit, paid, unknown_hit, explicit_hit = spans.records(table)
+    assert paid["cost_estimate"] > 0 and "pricing_version" in paid
+    assert hit["cost_estimate"] == 0 and "pricing_version" not in hit
+    assert hit["metadata"] == {"pricing": "cache_hit", "cost_saved": paid["cost_estimate"]}
+    # No price known for what the cache saved: still free, no saving claimed, not "unpriced".
+    assert unknown_hit["cost_estimate"] == 0
+    assert unknown_hit["metadata"] == {"characters": 10, "pricing": "cache_hit"}
+    # An explicit cost still wins over the cache rule.
+    assert explicit_hit["cost_estimate"] == 0.02
+    assert explicit_hit["metadata"] == {"pricing": "explicit"}
+    doc = spans.collection(table)
+    report = legacy.run_cost_report(doc)
+    assert report["tokenStats"]["costSavedByCache"] == paid["cost_estimate"]
+    assert report["totalCost"] == sum_money([paid["cost_estimate"], 0.02])
+
+
+def test_a_cache_hit_is_free_with_pricing_off() -> None:
+    spans = SpanFactory()
+    with spans.stage("script", **llm("gpt-4o", 1000, 500, **{c.CACHE_HIT: True})):
+        pass
+    rec = one_record(spans, None)
+    assert rec["cost_estimate"] == 0 and rec["metadata"] == {"pricing": "cache_hit"}
 
 
 def test_unknown_model_is_marked_unpriced_and_has_no_cost(table: PriceTable) -> None:
@@ -667,7 +712,7 @@ def test_failed_stage_with_usage_is_still_priced(
 
 
 # -- the documentation's examples are real ------------------------------------------------------------
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "pricing.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "pricing.md"
 
 
 def _blocks(language: str) -> list[str]:

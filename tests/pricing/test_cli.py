@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from aura_otel import conventions as c
-from aura_otel.pricing import add_cli
+from aura_otel.pricing_cli import register
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     parser = argparse.ArgumentParser(prog="aura-otel")
-    add_cli(parser.add_subparsers(dest="command"))
+    register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(argv)
     code = args.func(args)
     out, err = capsys.readouterr()
@@ -150,12 +150,12 @@ def _aura_otel_has_prices() -> bool:
     except ImportError:
         return False
     source = Path(cli.__file__).read_text(encoding="utf-8")
-    return "add_cli" in source or "pricing" in source
+    return "register_prices" in source
 
 
 @pytest.mark.skipif(not _aura_otel_has_prices(), reason="the aura-otel command does not register prices yet")
 def test_the_installed_command(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
     env.pop(c.ENV_PRICES_FILE, None)
     result = subprocess.run(
         [sys.executable, "-c", "import sys; from aura_otel.cli import main; sys.exit(main(sys.argv[1:]))",

@@ -15,10 +15,11 @@ import pytest
 from aura_otel.errors import ConfigurationError
 from aura_otel.server import create_app, is_loopback_host, run
 from aura_otel.server.security import TOKEN_COOKIE, check_bind, host_name
-from tests.server_support import REFERENCE, free_port, live_server, put_example
+
+from ..server_support import REFERENCE, free_port, live_server, put_example
 
 TOKEN = "s3cret-token-for-tests"
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 @pytest.fixture(scope="module")

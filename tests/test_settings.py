@@ -1,0 +1,128 @@
+"""Configuration in one place: every variable read and checked together, every problem listed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aura_otel import ConfigurationError, configure
+from aura_otel import conventions as c
+from aura_otel.settings import Settings
+
+GOOD = {
+    c.ENV_JOBS_DIR: "/srv/jobs",
+    c.ENV_ENUM_CASE: "Pascal",
+    c.ENV_PRICES_FILE: "/etc/prices.toml",
+    c.ENV_JAEGER_URL: "http://jaeger:16686/",
+    c.ENV_ACCESS_TOKEN: "s3cret",
+    c.ENV_MAX_FILE_BYTES: "1024",
+    c.ENV_ABANDONED_AFTER: "90.5",
+    "OTEL_SERVICE_NAME": "studio",
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://metrics:4318",
+    "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
+    "OTEL_METRICS_EXPORTER": "none",
+    "OTEL_BSP_MAX_QUEUE_SIZE": "64",
+}
+
+
+def test_every_variable_is_read_into_one_frozen_object() -> None:
+    settings = Settings.from_env(GOOD)
+    assert (settings.jobs_dir, settings.enum_case, settings.prices_file) == (
+        "/srv/jobs",
+        "pascal",
+        "/etc/prices.toml",
+    )
+    assert settings.jaeger_url == "http://jaeger:16686"
+    assert (settings.access_token, settings.max_file_bytes, settings.abandoned_after) == (
+        "s3cret",
+        1024,
+        90.5,
+    )
+    assert settings.service_name == "studio"
+    assert settings.endpoint("traces") == "http://collector:4318"
+    assert settings.endpoint("metrics") == "http://metrics:4318"
+    assert settings.protocol("traces") == "http/protobuf"  # the signal's own variable wins
+    assert settings.protocol("metrics") == "grpc"
+    assert settings.metrics_off and settings.bsp_max_queue_size == 64
+    assert settings.masking is not None
+    with pytest.raises(AttributeError):
+        settings.jobs_dir = "elsewhere"  # type: ignore[misc]
+
+
+def test_defaults_without_any_variable() -> None:
+    settings = Settings.from_env({})
+    assert settings == Settings()
+    assert settings.jobs_dir == "./jobs" and settings.abandoned_after == 3600
+    assert settings.endpoint("traces") is None and not settings.sdk_disabled
+
+
+def test_every_problem_is_listed_in_one_error() -> None:
+    bad = {
+        c.ENV_ENUM_CASE: "shouting",
+        c.ENV_MAX_FILE_BYTES: "lots",
+        c.ENV_ABANDONED_AFTER: "-1",
+        c.ENV_JAEGER_URL: "jaeger:16686",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "carrier-pigeon",
+        c.ENV_MASK_EXTRA_PATTERNS: '["(unclosed"]',
+    }
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env(bad)
+    text = str(info.value)
+    assert text.startswith("6 configuration problem(s):")
+    for name in bad:
+        assert name.replace("EXTRA_PATTERNS", "*") in text, name
+    assert "enum case must be 'lower' or 'pascal'" in text
+    assert "OTLP protocol must be" in text
+
+
+def test_a_bad_queue_size_falls_back_as_the_sdk_does(caplog: pytest.LogCaptureFixture) -> None:
+    assert Settings.from_env({"OTEL_BSP_MAX_QUEUE_SIZE": "many"}).bsp_max_queue_size == 2048
+    assert "OTEL_BSP_MAX_QUEUE_SIZE" in caplog.text
+
+
+def test_sdk_disabled_reads_nothing_else() -> None:
+    settings = Settings.from_env({"OTEL_SDK_DISABLED": "true", c.ENV_ENUM_CASE: "shouting"})
+    assert settings.sdk_disabled
+
+
+def test_configure_reports_every_bad_variable_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_otel_env: None
+) -> None:
+    monkeypatch.setenv(c.ENV_ENUM_CASE, "shouting")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "carrier-pigeon")
+    with pytest.raises(ConfigurationError) as info:
+        configure(tmp_path, set_global=False, propagate_threads=False)
+    assert "2 configuration problem(s)" in str(info.value)
+
+
+def test_explicit_arguments_win_over_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_otel_env: None
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    monkeypatch.setenv(c.ENV_ENUM_CASE, "pascal")
+    monkeypatch.setenv(c.ENV_JOBS_DIR, str(tmp_path / "from-env"))
+    telemetry = configure(
+        tmp_path / "given",
+        enum_case="lower",
+        tracer_provider=TracerProvider(),
+        set_global=False,
+        propagate_threads=False,
+        pricing=False,
+    )
+    try:
+        assert telemetry.jobs_dir == str(tmp_path / "given")
+        assert telemetry.exporter is not None and telemetry.exporter.enum_case == "lower"
+    finally:
+        telemetry.shutdown()
+    telemetry = configure(
+        tracer_provider=TracerProvider(), set_global=False, propagate_threads=False, pricing=False
+    )
+    try:
+        assert telemetry.jobs_dir == str(tmp_path / "from-env")
+        assert telemetry.exporter is not None and telemetry.exporter.enum_case == "pascal"
+    finally:
+        telemetry.shutdown()
