@@ -1,4 +1,4 @@
-"""The ``aura-otel`` command: demo, schema, validate, show, serve, prices."""
+"""The ``aura-otel`` command: demo, schema, validate, show, serve, collect, prices."""
 
 from __future__ import annotations
 
@@ -88,6 +88,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_collect(args: argparse.Namespace) -> int:
+    from .receiver.cli import run_collect
+
+    return run_collect(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aura-otel",
@@ -125,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--jaeger-url", help=f"Jaeger UI base URL for trace links (${c.ENV_JAEGER_URL})")
     serve.add_argument("--access-token", help=f"required on every request (${c.ENV_ACCESS_TOKEN})")
     serve.set_defaults(func=_cmd_serve)
+
+    from .receiver.cli import add_collect_parser
+
+    add_collect_parser(sub, _cmd_collect)
 
     from .pricing import add_cli
 
