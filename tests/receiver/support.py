@@ -166,3 +166,75 @@ class CollectProcess:
                 self.proc.kill()
                 self.proc.wait(30)
         return self.proc.returncode
+
+
+# -- spans made by the real SDK, encoded by the real OTLP encoder --------------------------------
+def record_spans(build: Any, service_name: str = "worker") -> list[Any]:
+    """Run ``build(tracer)`` under a real provider (with job-id stamping); its finished spans."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    provider.add_span_processor(JobContextProcessor())
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    build(provider.get_tracer("tests.receiver"))
+    provider.shutdown()
+    return list(memory.get_finished_spans())
+
+
+def encode(spans: list[Any]) -> Any:
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    return encode_spans(spans)
+
+
+def otlp_json(spans: list[Any]) -> bytes:
+    """The OTLP/JSON body for ``spans``: protobuf JSON with hex ids, as the spec writes it."""
+    import base64
+
+    from google.protobuf import json_format
+
+    doc = json_format.MessageToDict(encode(spans))
+    for rs in doc.get("resourceSpans", []):
+        for ss in rs.get("scopeSpans", []):
+            for span in ss.get("spans", []):
+                for key in ("traceId", "spanId", "parentSpanId"):
+                    if key in span:
+                        span[key] = base64.b64decode(span[key]).hex()
+                for link in span.get("links", []):
+                    for key in ("traceId", "spanId"):
+                        link[key] = base64.b64decode(link[key]).hex()
+    return orjson.dumps(doc)
+
+
+def demo_job_spans(job_id: str, *, root: bool = True, stages: tuple[str, ...] = ("brief", "script", "tts"),
+                   secret: str | None = None) -> list[Any]:
+    """A small job's spans (root last, as a job ends), via the real SDK."""
+    from aura_otel import conventions as c
+
+    def build(tracer: Any) -> None:
+        attrs = {c.JOB_ID: job_id, c.CORRELATION_ID: f"corr-{job_id}"}
+        if not root:
+            # The stages of a job whose root never arrives: parent them to a span nobody sends.
+            from opentelemetry import trace as api
+
+            parent = api.set_span_in_context(api.NonRecordingSpan(api.SpanContext(
+                0x1F2E3D4C5B6A79881F2E3D4C5B6A7988, 0x0123456789ABCDEF, True)))
+            for i, name in enumerate(stages):
+                with tracer.start_as_current_span(f"aura.stage.{name}", context=parent,
+                                                  attributes={**attrs, c.STAGE: name,
+                                                              "aura.meta.seq": i}):
+                    pass
+            return
+        with tracer.start_as_current_span(c.JOB_SPAN_NAME, attributes=attrs):
+            for i, name in enumerate(stages):
+                extra = {"aura.meta.note": secret} if secret else {}
+                with tracer.start_as_current_span(
+                        f"aura.stage.{name}",
+                        attributes={c.STAGE: name, c.GEN_AI_PROVIDER_NAME: "openai", c.GEN_AI_REQUEST_MODEL: "gpt-4o",
+                                    c.GEN_AI_USAGE_INPUT_TOKENS: 100 + i, c.GEN_AI_USAGE_OUTPUT_TOKENS: 50 + i,
+                                    "aura.meta.seq": i, **extra}):
+                    pass
+
+    return record_spans(build)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -227,15 +227,26 @@ class Decoded:
 INVALID_IDS = "with an invalid trace or span id"
 
 
-def to_spans(request: ExportTraceServiceRequest) -> Decoded:
-    """Rebuild the request's spans; a span with unusable ids is counted as rejected, not raised."""
+def _same(text: str) -> str:
+    return text
+
+
+def to_spans(request: ExportTraceServiceRequest,
+             clean: Callable[[str], str] = _same) -> Decoded:
+    """Rebuild the request's spans; a span with unusable ids is counted as rejected, not raised.
+
+    ``clean`` masks the few strings span masking does not look at because the SDK sets them
+    itself in-process (scope name and version, trace state); here a sender chose them. A trace
+    state that needed masking is dropped (a masked one would not be valid W3C syntax); scope
+    attributes are not carried at all.
+    """
     out = Decoded()
     append = out.spans.append
     for rs in request.resource_spans:
         resource = Resource(attributes(rs.resource.attributes), rs.schema_url or None)
         for ss in rs.scope_spans:
-            scope = InstrumentationScope(ss.scope.name, ss.scope.version or None,
-                                         ss.schema_url or None)
+            scope = InstrumentationScope(clean(ss.scope.name),
+                                         clean(ss.scope.version) or None, ss.schema_url or None)
             for span in ss.spans:
                 trace_id, span_id = span.trace_id, span.span_id
                 if (len(trace_id) != 16 or len(span_id) != 8 or not any(trace_id)
@@ -244,7 +255,7 @@ def to_spans(request: ExportTraceServiceRequest) -> Decoded:
                     continue
                 tid = int.from_bytes(trace_id, "big")
                 flags = TraceFlags(span.flags & 0xFF)
-                state = _trace_state(span.trace_state)
+                state = _trace_state(span.trace_state, clean)
                 context = SpanContext(tid, int.from_bytes(span_id, "big"), False, flags, state)
                 parent = None
                 parent_id = span.parent_span_id
@@ -278,8 +289,8 @@ def to_spans(request: ExportTraceServiceRequest) -> Decoded:
     return out
 
 
-def _trace_state(header: str) -> TraceState | None:
-    if not header:
+def _trace_state(header: str, clean: Callable[[str], str] = _same) -> TraceState | None:
+    if not header or clean(header) != header:
         return None
     try:
         return TraceState.from_header([header])
@@ -291,5 +302,5 @@ def _link(link: Any) -> Link | None:
     if len(link.trace_id) != 16 or len(link.span_id) != 8:
         return None
     context = SpanContext(int.from_bytes(link.trace_id, "big"), int.from_bytes(link.span_id, "big"),
-                          True, TraceFlags(link.flags & 0xFF), _trace_state(link.trace_state))
+                          True, TraceFlags(link.flags & 0xFF), None)
     return Link(context, attributes(link.attributes))

@@ -86,7 +86,7 @@ class Ingestor:
         self.forward = forward
 
     def ingest(self, request: ExportTraceServiceRequest) -> Outcome:
-        decoded = to_spans(request)
+        decoded = to_spans(request, self.masking.masker.mask_text)
         rejected = dict(decoded.rejected)
         received = len(decoded.spans) + sum(rejected.values())
         self.stats.add("spans_received", received)
