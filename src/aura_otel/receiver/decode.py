@@ -254,7 +254,9 @@ def to_spans(request: ExportTraceServiceRequest,
                     out.reject(INVALID_IDS)
                     continue
                 tid = int.from_bytes(trace_id, "big")
-                flags = TraceFlags(span.flags & 0xFF)
+                # A span that was exported was sampled: many SDKs leave the low byte of
+                # ``flags`` empty, and a span marked unsampled would never be forwarded.
+                flags = TraceFlags((span.flags & 0xFF) | TraceFlags.SAMPLED)
                 state = _trace_state(span.trace_state, clean)
                 context = SpanContext(tid, int.from_bytes(span_id, "big"), False, flags, state)
                 parent = None
