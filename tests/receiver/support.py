@@ -220,7 +220,8 @@ def demo_job_spans(job_id: str, *, root: bool = True, stages: tuple[str, ...] = 
             from opentelemetry import trace as api
 
             parent = api.set_span_in_context(api.NonRecordingSpan(api.SpanContext(
-                0x1F2E3D4C5B6A79881F2E3D4C5B6A7988, 0x0123456789ABCDEF, True)))
+                0x1F2E3D4C5B6A79881F2E3D4C5B6A7988, 0x0123456789ABCDEF, True,
+                api.TraceFlags(api.TraceFlags.SAMPLED))))
             for i, name in enumerate(stages):
                 with tracer.start_as_current_span(f"aura.stage.{name}", context=parent,
                                                   attributes={**attrs, c.STAGE: name,
