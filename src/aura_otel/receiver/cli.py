@@ -51,6 +51,10 @@ def add_collect_parser(sub: Any, func: Callable[[argparse.Namespace], int]) -> N
                          metavar="SECONDS",
                          help="leave a job without root as unfinished after this long "
                               f"[{defaults.DEFAULT_IDLE_TIMEOUT:g}]")
+    collect.add_argument("--write-interval", type=float, default=defaults.DEFAULT_WRITE_INTERVAL,
+                         metavar="SECONDS",
+                         help="coalesce a job's file rewrites over this long (spans are durable "
+                              f"in the journal before that) [{defaults.DEFAULT_WRITE_INTERVAL:g}]")
     collect.add_argument("--max-request-bytes", type=int,
                          default=defaults.DEFAULT_MAX_REQUEST_BYTES, metavar="N")
     collect.add_argument("--max-decompressed-bytes", type=int,
@@ -76,6 +80,7 @@ def run_collect(args: argparse.Namespace) -> int:
         durability=args.durability,
         quiet_period=args.quiet_period,
         idle_timeout=args.idle_timeout,
+        write_interval=args.write_interval,
         max_request_bytes=args.max_request_bytes,
         max_decompressed_bytes=args.max_decompressed_bytes,
         max_concurrent_requests=args.max_concurrent_requests,
