@@ -115,13 +115,16 @@ class Ingestor:
                     continue
                 valid.add(item.job_id)
             by_job.setdefault(item.job_id, {})[item.span_id] = item.unit
-        for job_id, units in by_job.items():
-            try:
-                self.book.append(job_id, units)
-            except OSError as exc:
-                self._count_error("journal_errors", f"appending to the journal of {job_id!r} failed")
-                raise Unavailable(f"the spans could not be stored ({exc.strerror or exc}); "
-                                  "retry later") from None
+        new_folders = False
+        try:
+            for job_id, units in by_job.items():
+                new_folders = self.book.append(job_id, units) or new_folders
+            if new_folders:
+                self.book.sync_root()
+        except OSError as exc:
+            self._count_error("journal_errors", "appending to a job's journal failed")
+            raise Unavailable(f"the spans could not be stored ({exc.strerror or exc}); "
+                              "retry later") from None
         folded = sum(len(units) for units in by_job.values())
         self.stats.add("spans_folded", folded)
         self.stats.add("spans_without_job", without_job)

@@ -102,20 +102,21 @@ class JobBook:
         self._thread: threading.Thread | None = None
 
     # -- the request path ----------------------------------------------------------------------
-    def append(self, job_id: str, units: dict[str, Unit]) -> None:
+    def append(self, job_id: str, units: dict[str, Unit]) -> bool:
         """Make ``units`` durable in the job's journal; raises OSError when that fails.
 
-        Only after this returns may the spans be acknowledged. Units are keyed by span id, so
-        a sender's retry of the same batch appends duplicates that the union ignores.
+        Returns True for a new journal, whose folder's entry in the jobs folder is durable only
+        after :meth:`sync_root` (called once per request, not once per job). Only then may the
+        spans be acknowledged. Units are keyed by span id, so a sender's retry of the same
+        batch appends duplicates that the union ignores.
         """
         with self.store.journal(job_id) as journal:
             _, before = journal.read_from(1 << 62)  # the size only: nothing is read
             journal.append(units)
             if self.sync:
                 journal.sync()
-                if before == 0:  # a new journal: its folder entry must be durable too
+                if before == 0:  # a new journal: its entry in the job's folder must be durable
                     _sync_dir(journal.folder)
-                    _sync_dir(str(self.store.root))
         now = self.clock()
         with self._lock:
             job = self._open.get(job_id)
@@ -128,6 +129,12 @@ class JobBook:
                 job.dirty = True
                 self._open.move_to_end(job_id)
         self._wake.set()
+        return before == 0
+
+    def sync_root(self) -> None:
+        """Make new job folders' entries durable (after :meth:`append` returned True)."""
+        if self.sync:
+            _sync_dir(str(self.store.root))
 
     def dirty_jobs(self) -> int:
         with self._lock:

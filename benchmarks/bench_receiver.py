@@ -1,0 +1,203 @@
+"""Fold receiver: spans per second from OTLP requests to v1 files, request latency, memory.
+
+The receiver is the real ``aura-otel collect`` in its own process (as deployed); this process
+only sends pre-encoded OTLP requests (real SDK spans of jobs of a root and 8 stages, 15
+attributes and one event each, as the other benchmarks use), from a few concurrent clients, as
+a fleet of services would. The clock runs from the first request to the receiver's exit after
+SIGTERM, which writes every pending file: so the rate counts spans that are in v1 files, not
+merely acknowledged. Acknowledged means synced to the job's journal (``--durability fsync``,
+the default) unless stated.
+
+Memory per open job: RSS of the receiver before and after it holds many jobs that never get a
+root (so none is finished and released), divided by their number.
+
+Goal: 20k spans/s on the 2-core development machine. The comparison with Arize Phoenix on the
+same payloads is not measured yet.
+
+    python benchmarks/bench_receiver.py [--spans 100000] [--clients 4] [--durability fsync]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from _common import SPANS_PER_JOB, run_jobs
+from aura_otel import JobContextProcessor
+
+ROOT = Path(__file__).resolve().parents[1]
+JOBS_PER_REQUEST = 56  # 504 spans: about what an exporter's default batch (512) holds
+GOAL = 20_000
+
+
+def make_requests(n_spans: int, prefix: str, *, roots: bool = True) -> list[bytes]:
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(JobContextProcessor())
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    run_jobs(provider, max(1, n_spans // SPANS_PER_JOB), prefix=prefix)
+    spans = list(memory.get_finished_spans())
+    if not roots:
+        spans = [s for s in spans if s.name != "aura.job"]
+    per = JOBS_PER_REQUEST * (SPANS_PER_JOB if roots else SPANS_PER_JOB - 1)
+    return [encode_spans(spans[i:i + per]).SerializeToString() for i in range(0, len(spans), per)]
+
+
+class Receiver:
+    def __init__(self, jobs_dir: str, durability: str) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "aura_otel.cli", "collect", "--jobs-dir", jobs_dir,
+             "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--durability", durability,
+             "--max-concurrent-requests", "16"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        self.http = self.grpc = ""
+        assert self.proc.stdout is not None
+        while not (self.http and self.grpc):
+            line = self.proc.stdout.readline()
+            if not line:
+                raise SystemExit("the receiver did not start")
+            if line.startswith("OTLP/HTTP listening on "):
+                self.http = line.split(" on ", 1)[1].strip()
+            elif line.startswith("OTLP/gRPC listening on "):
+                self.grpc = line.split(" on ", 1)[1].strip()
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(600)
+
+
+def send_all(receiver: Receiver, protocol: str, bodies: list[bytes], clients: int) -> list[float]:
+    work: queue.Queue[bytes] = queue.Queue()
+    for body in bodies:
+        work.put(body)
+    latencies: list[float] = []
+    lock = threading.Lock()
+    failures: list[str] = []
+
+    def client() -> None:
+        if protocol == "http":
+            import httpx
+
+            with httpx.Client(timeout=120) as http:
+                while True:
+                    try:
+                        body = work.get_nowait()
+                    except queue.Empty:
+                        return
+                    t0 = time.perf_counter()
+                    response = http.post(receiver.http, content=body,
+                                         headers={"Content-Type": "application/x-protobuf"})
+                    elapsed = time.perf_counter() - t0
+                    if response.status_code != 200:
+                        failures.append(str(response.status_code))
+                    with lock:
+                        latencies.append(elapsed)
+        else:
+            import grpc
+
+            with grpc.insecure_channel(receiver.grpc) as channel:
+                call = channel.unary_unary(
+                    "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                    request_serializer=None, response_deserializer=None)
+                while True:
+                    try:
+                        body = work.get_nowait()
+                    except queue.Empty:
+                        return
+                    t0 = time.perf_counter()
+                    call(body, timeout=120)
+                    elapsed = time.perf_counter() - t0
+                    with lock:
+                        latencies.append(elapsed)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        raise SystemExit(f"{len(failures)} requests failed: {failures[:5]}")
+    return latencies
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def throughput(protocol: str, n_spans: int, clients: int, durability: str) -> None:
+    bodies = make_requests(n_spans, f"bench-{protocol}-{time.time_ns()}")
+    spans = n_spans // SPANS_PER_JOB * SPANS_PER_JOB
+    with tempfile.TemporaryDirectory() as tmp:
+        receiver = Receiver(tmp, durability)
+        t0 = time.perf_counter()
+        latencies = send_all(receiver, protocol, bodies, clients)
+        acked = time.perf_counter() - t0
+        receiver.stop()  # writes every pending file before it exits
+        total = time.perf_counter() - t0
+        files = sum(1 for _ in Path(tmp).glob("*/telemetry.json"))
+    assert files == spans // SPANS_PER_JOB, (files, spans // SPANS_PER_JOB)
+    rate = spans / total
+    print(f"{protocol:4s} {durability:5s}: {spans} spans in {len(bodies)} requests, {clients} clients: "
+          f"{rate:,.0f} spans/s into v1 files ({spans / acked:,.0f}/s acknowledged); "
+          f"request latency p50 {pct(latencies, .5) * 1000:.0f} ms, p99 {pct(latencies, .99) * 1000:.0f} ms "
+          f"({len(bodies[0]) // 1024} KiB, {JOBS_PER_REQUEST * SPANS_PER_JOB} spans each)"
+          f"  [goal {GOAL:,}/s: {'met' if rate >= GOAL else 'NOT met'}]")
+
+
+def memory_per_open_job(n_jobs: int) -> None:
+    bodies = make_requests(n_jobs * SPANS_PER_JOB, f"open-{time.time_ns()}", roots=False)
+    warm, rest = bodies[:5], bodies[5:]
+    with tempfile.TemporaryDirectory() as tmp:
+        receiver = Receiver(tmp, "write")
+        send_all(receiver, "http", warm, 1)
+        before = receiver.rss_mb()
+        send_all(receiver, "http", rest, 2)
+        after = receiver.rss_mb()
+        receiver.stop()
+    jobs = len(rest) * JOBS_PER_REQUEST
+    print(f"memory: {jobs} open jobs (no root yet) held in {after - before:+.1f} MB of RSS: "
+          f"~{(after - before) * 1024 * 1024 / jobs:.0f} bytes per open job (spans live in the journals)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--spans", type=int, default=60_000)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--durability", choices=("fsync", "write", "both"), default="both")
+    parser.add_argument("--open-jobs", type=int, default=20_000)
+    args = parser.parse_args()
+    print(f"bench_receiver: {os.cpu_count()} CPUs; the receiver and this sender share them")
+    modes = ("fsync", "write") if args.durability == "both" else (args.durability,)
+    for durability in modes:
+        for protocol in ("http", "grpc"):
+            throughput(protocol, args.spans, args.clients, durability)
+    memory_per_open_job(args.open_jobs)
+    print("Phoenix on the same payloads: not measured yet.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
