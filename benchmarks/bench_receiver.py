@@ -9,7 +9,8 @@ merely acknowledged. Acknowledged means synced to the job's journal (``--durabil
 the default) unless stated.
 
 Memory per open job: RSS of the receiver before and after it holds many jobs that never get a
-root (so none is finished and released), divided by their number.
+root (so none is finished and released), divided by their number. Flat memory: RSS along a
+stream of finished jobs.
 
 Goal: 20k spans/s on the 2-core development machine. The comparison with Arize Phoenix on the
 same payloads is not measured yet.
@@ -182,12 +183,28 @@ def memory_per_open_job(n_jobs: int) -> None:
           f"~{(after - before) * 1024 * 1024 / jobs:.0f} bytes per open job (spans live in the journals)")
 
 
+def memory_flat(n_jobs: int, parts: int = 5) -> None:
+    """RSS of the receiver along a stream of finished jobs: it must not grow with their number."""
+    bodies = make_requests(n_jobs * SPANS_PER_JOB, f"flat-{time.time_ns()}")
+    step = max(1, len(bodies) // parts)
+    samples = []
+    with tempfile.TemporaryDirectory() as tmp:
+        receiver = Receiver(tmp, "write")
+        for i in range(0, len(bodies), step):
+            send_all(receiver, "http", bodies[i:i + step], 2)
+            samples.append(receiver.rss_mb())
+        receiver.stop()
+    print(f"memory over {n_jobs} finished jobs, RSS after each fifth: "
+          + ", ".join(f"{m:.0f}" for m in samples) + " MB")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--spans", type=int, default=60_000)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--durability", choices=("fsync", "write", "both"), default="both")
     parser.add_argument("--open-jobs", type=int, default=20_000)
+    parser.add_argument("--flat-jobs", type=int, default=20_000)
     args = parser.parse_args()
     print(f"bench_receiver: {os.cpu_count()} CPUs; the receiver and this sender share them")
     modes = ("fsync", "write") if args.durability == "both" else (args.durability,)
@@ -195,6 +212,7 @@ def main() -> int:
         for protocol in ("http", "grpc"):
             throughput(protocol, args.spans, args.clients, durability)
     memory_per_open_job(args.open_jobs)
+    memory_flat(args.flat_jobs)
     print("Phoenix on the same payloads: not measured yet.")
     return 0
 
