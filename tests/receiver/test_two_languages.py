@@ -72,17 +72,22 @@ def test_a_job_across_python_and_node_is_one_file(tmp_path):
     doc = telemetry(tmp_path / "jobs", "xlang-1")
     assert validation_errors((tmp_path / "jobs" / "xlang-1" / "telemetry.json").read_bytes()) == []
     records = doc["records"]
-    assert [r["stage"] for r in records] == ["brief", "script", "tts", "visuals", "visuals", "render"]
+    stages = [r["stage"] for r in records]
+    # Python's stages are ordered by the clock; Node's three ran within the same millisecond or
+    # so, and records with equal times are ordered by span id: compare them as a set.
+    assert stages[:2] == ["brief", "script"] and stages[-1] == "render"
+    assert sorted(stages[2:5]) == ["tts", "visuals", "visuals"]
     assert doc["collection_ended_at"] is not None
     assert doc["summary"]["total_operations"] == 6
     # The job's ids travelled to Node in the baggage: one correlation id, one project.
     assert {r["correlation_id"] for r in records} == {doc["correlation_id"]}
     assert {r["project_id"] for r in records} == {"proj-two-languages"}
-    tts = records[2]
+    tts = next(r for r in records if r["stage"] == "tts")
     assert (tts["provider"], tts["model_id"]) == ("elevenlabs", "eleven_multilingual_v2")
     assert tts["metadata"]["voice_name"] == "Rachel" and tts["cost_estimate"] > 0
-    assert records[4]["result_status"] == "warn"
-    assert records[3]["scene_index"] == 0 and records[4]["scene_index"] == 1
+    scenes = {r["scene_index"]: r for r in records if r["stage"] == "visuals"}
+    assert scenes[0]["result_status"] == "ok" and scenes[0]["provider"] == "openai"
+    assert scenes[1]["result_status"] == "warn" and scenes[1]["provider"] == "stability"
     # One trace: Node's stage spans hang under the Python job's root span.
     units = JobStore(tmp_path / "jobs").read_journal("xlang-1")
     root_id = next(sid for sid, u in units.items() if u["k"] == "root")
