@@ -60,12 +60,12 @@ def make_requests(n_spans: int, prefix: str, *, roots: bool = True) -> list[byte
 
 
 class Receiver:
-    def __init__(self, jobs_dir: str, durability: str) -> None:
+    def __init__(self, jobs_dir: str, durability: str, workers: int = 1) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "aura_otel.cli", "collect", "--jobs-dir", jobs_dir,
              "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--durability", durability,
-             "--max-concurrent-requests", "16"],
+             "--max-concurrent-requests", "16", "--workers", str(workers)],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
         self.http = self.grpc = ""
         assert self.proc.stdout is not None
@@ -148,11 +148,11 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def throughput(protocol: str, n_spans: int, clients: int, durability: str) -> None:
+def throughput(protocol: str, n_spans: int, clients: int, durability: str, workers: int) -> None:
     bodies = make_requests(n_spans, f"bench-{protocol}-{time.time_ns()}")
     spans = n_spans // SPANS_PER_JOB * SPANS_PER_JOB
     with tempfile.TemporaryDirectory() as tmp:
-        receiver = Receiver(tmp, durability)
+        receiver = Receiver(tmp, durability, workers)
         t0 = time.perf_counter()
         latencies = send_all(receiver, protocol, bodies, clients)
         acked = time.perf_counter() - t0
@@ -161,7 +161,7 @@ def throughput(protocol: str, n_spans: int, clients: int, durability: str) -> No
         files = sum(1 for _ in Path(tmp).glob("*/telemetry.json"))
     assert files == spans // SPANS_PER_JOB, (files, spans // SPANS_PER_JOB)
     rate = spans / total
-    print(f"{protocol:4s} {durability:5s}: {spans} spans in {len(bodies)} requests, {clients} clients: "
+    print(f"{protocol:4s} {durability:5s} {workers} worker{'s' if workers > 1 else ' '}: {spans} spans in {len(bodies)} requests, {clients} clients: "
           f"{rate:,.0f} spans/s into v1 files ({spans / acked:,.0f}/s acknowledged); "
           f"request latency p50 {pct(latencies, .5) * 1000:.0f} ms, p99 {pct(latencies, .99) * 1000:.0f} ms "
           f"({len(bodies[0]) // 1024} KiB, {JOBS_PER_REQUEST * SPANS_PER_JOB} spans each)"
@@ -205,12 +205,14 @@ def main() -> int:
     parser.add_argument("--durability", choices=("fsync", "write", "both"), default="both")
     parser.add_argument("--open-jobs", type=int, default=20_000)
     parser.add_argument("--flat-jobs", type=int, default=20_000)
+    parser.add_argument("--workers", default="1,2", help="receiver processes to try, e.g. 1,2")
     args = parser.parse_args()
     print(f"bench_receiver: {os.cpu_count()} CPUs; the receiver and this sender share them")
     modes = ("fsync", "write") if args.durability == "both" else (args.durability,)
-    for durability in modes:
-        for protocol in ("http", "grpc"):
-            throughput(protocol, args.spans, args.clients, durability)
+    for workers in (int(w) for w in args.workers.split(",")):
+        for durability in modes:
+            for protocol in ("http", "grpc"):
+                throughput(protocol, args.spans, args.clients, durability, workers)
     memory_per_open_job(args.open_jobs)
     memory_flat(args.flat_jobs)
     print("Phoenix on the same payloads: not measured yet.")

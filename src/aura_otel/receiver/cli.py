@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from .. import conventions as c
@@ -61,6 +62,10 @@ def add_collect_parser(sub: Any, func: Callable[[argparse.Namespace], int]) -> N
                          default=defaults.DEFAULT_MAX_DECOMPRESSED_BYTES, metavar="N")
     collect.add_argument("--max-concurrent-requests", type=int,
                          default=defaults.DEFAULT_MAX_CONCURRENT_REQUESTS, metavar="N")
+    collect.add_argument("--workers", type=int, default=1, metavar="N",
+                         help="receiver processes sharing the ports and the jobs folder (one "
+                              "Python process folds on one core) [1]")
+    collect.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     collect.add_argument("--enum-case", choices=("lower", "pascal"))
     collect.add_argument("--prices-file", help=f"price overrides (${c.ENV_PRICES_FILE})")
     collect.set_defaults(func=func)
@@ -86,7 +91,17 @@ def run_collect(args: argparse.Namespace) -> int:
         max_concurrent_requests=args.max_concurrent_requests,
         enum_case=args.enum_case,
         prices_file=args.prices_file or os.environ.get(c.ENV_PRICES_FILE),
+        worker=args.worker,
     )
+    if args.workers < 1:
+        print("aura-otel: error: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if args.workers > 1 and not args.worker:
+        return _run_supervisor(config, args.workers)
+    if args.worker:
+        from .workers import die_with_supervisor
+
+        die_with_supervisor()
     receiver = create_receiver(config)
     stop = threading.Event()
 
@@ -114,3 +129,36 @@ def run_collect(args: argparse.Namespace) -> int:
     print("aura-otel collect: stopped; every acknowledged span is in its job's file",
           file=sys.stderr, flush=True)
     return 0
+
+
+def _run_supervisor(config: Any, workers: int) -> int:
+    from .workers import Supervisor
+
+    supervisor = Supervisor(config, workers)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        try:
+            supervisor.start()
+        except OSError as exc:
+            print(f"aura-otel: error: cannot listen: {exc}", file=sys.stderr)
+            supervisor.stop()
+            return 2
+        print(f"aura-otel collect: jobs folder {Path(config.jobs_dir).resolve()}, "
+              f"{workers} workers", flush=True)
+        for protocol, label in (("http", "OTLP/HTTP"), ("grpc", "OTLP/gRPC")):
+            if protocol in supervisor.addresses:
+                host, port = supervisor.addresses[protocol]
+                name = f"[{host}]" if ":" in host else host
+                where = f"http://{name}:{port}/v1/traces" if protocol == "http" else f"{name}:{port}"
+                print(f"{label} listening on {where}", flush=True)
+        supervisor.watch(stop)
+    finally:
+        clean = supervisor.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0 if clean else 1

@@ -87,6 +87,9 @@ class ReceiverConfig:
     max_dirty_jobs: int = DEFAULT_MAX_DIRTY_JOBS
     max_open_jobs: int = DEFAULT_MAX_OPEN_JOBS
     retry_after_seconds: int = DEFAULT_RETRY_AFTER
+    #: One of several worker processes sharing the ports (SO_REUSEPORT) and the jobs folder:
+    #: its supervisor recovers the folder and leaves the clean-stop marker, not the worker.
+    worker: bool = False
 
     def check(self) -> None:
         """Raise :class:`ConfigurationError` for every setting that cannot work."""

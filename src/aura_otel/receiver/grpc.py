@@ -110,7 +110,9 @@ def create_grpc_server(receiver: FoldReceiver, host: str, port: int) -> tuple[gr
         handlers=[_handler(receiver)],
         options=[
             ("grpc.max_receive_message_length", config.max_decompressed_bytes),
-            ("grpc.so_reuseport", 0),
+            # Only a supervisor's workers share a port; otherwise a second receiver on the
+            # same port must fail to start rather than silently split the traffic.
+            ("grpc.so_reuseport", 1 if config.worker else 0),
         ],
     )
     target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

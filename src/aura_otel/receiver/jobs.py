@@ -255,20 +255,23 @@ class JobBook:
                                         daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, *, clean_marker: bool = True) -> None:
         """Write every pending file, then leave the clean marker (the next start skips recovery)."""
         self._stopped.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
         self.write_dirty()
-        if self.dirty_jobs() == 0:
-            try:
-                self.store.root.mkdir(parents=True, exist_ok=True)
-                (self.store.root / CLEAN_MARKER).write_bytes(b"")
-            except OSError:
-                logger.warning("aura-otel: could not leave the clean-stop marker; the next "
-                               "start will rewrite recently changed jobs", exc_info=True)
+        if clean_marker and self.dirty_jobs() == 0:
+            self.mark_clean()
+
+    def mark_clean(self) -> None:
+        try:
+            self.store.root.mkdir(parents=True, exist_ok=True)
+            (self.store.root / CLEAN_MARKER).write_bytes(b"")
+        except OSError:
+            logger.warning("aura-otel: could not leave the clean-stop marker; the next "
+                           "start will rewrite recently changed jobs", exc_info=True)
 
     def _tick(self) -> float:
         return max(0.05, min(1.0, self.quiet_period / 2, self.idle_timeout / 2))

@@ -66,7 +66,7 @@ class FoldReceiver:
         if self._started:
             return self
         self._started = True
-        recovered = self.book.recover()
+        recovered = 0 if self.config.worker else self.book.recover()
         if recovered:
             logger.info("aura-otel: rewriting %d job(s) an unclean stop may have left stale",
                         recovered)
@@ -99,6 +99,8 @@ class FoldReceiver:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.config.worker:  # the supervisor's other workers listen on the same port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -143,7 +145,7 @@ class FoldReceiver:
             self._grpc.stop(grace=5).wait(10)
         if self._http_thread is not None:
             self._http_thread.join(timeout=15)
-        self.book.stop()
+        self.book.stop(clean_marker=not self.config.worker)
         if self.forward is not None:
             self.forward.shutdown()
         self.ingestor.masking.shutdown()
