@@ -177,3 +177,35 @@ def test_other_methods_and_paths(receiver):
     base = receiver.url("http")
     assert httpx.get(base + "/v1/traces").status_code == 405
     assert httpx.post(base + "/v1/metrics", content=b"", headers=PROTO).status_code == 404
+
+
+def test_a_job_folder_taken_by_a_file_rejects_that_job_only(tmp_path, receiver):
+    """A permanent problem with one job's folder is answered as rejected spans (a retry would
+    fail the same way); the request's other jobs are stored. A full disk would be a 503."""
+    jobs = tmp_path / "jobs"
+    jobs.mkdir(exist_ok=True)
+    (jobs / "taken-1").write_text("not a folder")
+    spans = demo_job_spans("taken-1") + demo_job_spans("fine-1")
+    response = post(receiver, encode(spans).SerializeToString(), PROTO)
+    assert response.status_code == 200
+    partial = ExportTraceServiceResponse.FromString(response.content).partial_success
+    assert partial.rejected_spans == 4 and "job folder cannot be written" in partial.error_message
+    receiver.flush()
+    assert telemetry(jobs, "fine-1")["summary"]["total_operations"] == 3
+    assert (jobs / "taken-1").read_text() == "not a folder"
+
+
+def test_a_full_disk_is_retry_later_and_nothing_is_acknowledged(tmp_path, receiver, monkeypatch):
+    """Fault injection at the one place a disk error surfaces: the journal append."""
+    import errno
+
+    def full(job_id, units):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(receiver.book, "append", full)
+    response = post(receiver, encode(demo_job_spans("full-1")).SerializeToString(), PROTO)
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert "No space left on device" in status_pb2.Status.FromString(response.content).message
+    monkeypatch.undo()
+    assert_still_serving(receiver, tmp_path)

@@ -16,6 +16,7 @@ Forwarding (optional) happens after step 3, through the never-blocking forwardin
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 from dataclasses import dataclass
@@ -38,6 +39,10 @@ logger = logging.getLogger("aura_otel.receiver")
 
 UNMASKABLE = "that could not be masked (dropped, never written)"
 UNSAFE_JOB_ID = "with an unsafe aura.job.id (no file is written for it)"
+UNUSABLE_FOLDER = "whose job folder cannot be written (something else is in its place)"
+#: Errors a retry cannot cure: the job's path is taken by a file, a link, or is not ours.
+PERMANENT_ERRNOS = frozenset({errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.EACCES,
+                              errno.EPERM, errno.ENAMETOOLONG, errno.EEXIST})
 _LOG_FIRST = 20
 
 
@@ -116,15 +121,27 @@ class Ingestor:
                 valid.add(item.job_id)
             by_job.setdefault(item.job_id, {})[item.span_id] = item.unit
         new_folders = False
+        stored: dict[str, dict[str, Unit]] = {}
         try:
             for job_id, units in by_job.items():
-                new_folders = self.book.append(job_id, units) or new_folders
+                try:
+                    new_folders = self.book.append(job_id, units) or new_folders
+                except (InvalidJobIdError, OSError) as exc:
+                    if isinstance(exc, OSError) and exc.errno not in PERMANENT_ERRNOS:
+                        raise
+                    # This job's folder can never be written (a file or a link in its place):
+                    # a retry would fail the same way, so its spans are refused, not retried.
+                    self._count_error("journal_errors", f"the folder of job {job_id!r} is unusable")
+                    rejected[UNUSABLE_FOLDER] = rejected.get(UNUSABLE_FOLDER, 0) + len(units)
+                    continue
+                stored[job_id] = units
             if new_folders:
                 self.book.sync_root()
         except OSError as exc:
             self._count_error("journal_errors", "appending to a job's journal failed")
             raise Unavailable(f"the spans could not be stored ({exc.strerror or exc}); "
                               "retry later") from None
+        by_job = stored
         folded = sum(len(units) for units in by_job.values())
         self.stats.add("spans_folded", folded)
         self.stats.add("spans_without_job", without_job)
