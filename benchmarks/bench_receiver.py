@@ -12,8 +12,11 @@ Memory per open job: RSS of the receiver before and after it holds many jobs tha
 root (so none is finished and released), divided by their number. Flat memory: RSS along a
 stream of finished jobs.
 
-Goal: 20k spans/s on the 2-core development machine. The comparison with Arize Phoenix on the
-same payloads is not measured yet.
+The peer: Arize Phoenix (when ``.venv-phoenix`` or ``$AURA_OTEL_PHOENIX_PYTHON`` has it) gets
+the same requests from the same clients; its clock stops when its GraphQL API counts every
+span stored. The ratio is printed per protocol.
+
+Goal: 20k spans/s on the 2-core development machine, and ahead of Phoenix.
 
     python benchmarks/bench_receiver.py [--spans 100000] [--clients 4] [--durability fsync]
 """
@@ -148,8 +151,9 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def throughput(protocol: str, n_spans: int, clients: int, durability: str, workers: int) -> None:
-    bodies = make_requests(n_spans, f"bench-{protocol}-{time.time_ns()}")
+def throughput(protocol: str, n_spans: int, clients: int, durability: str, workers: int,
+               bodies: list[bytes] | None = None) -> float:
+    bodies = bodies or make_requests(n_spans, f"bench-{protocol}-{time.time_ns()}")
     spans = n_spans // SPANS_PER_JOB * SPANS_PER_JOB
     with tempfile.TemporaryDirectory() as tmp:
         receiver = Receiver(tmp, durability, workers)
@@ -166,6 +170,102 @@ def throughput(protocol: str, n_spans: int, clients: int, durability: str, worke
           f"request latency p50 {pct(latencies, .5) * 1000:.0f} ms, p99 {pct(latencies, .99) * 1000:.0f} ms "
           f"({len(bodies[0]) // 1024} KiB, {JOBS_PER_REQUEST * SPANS_PER_JOB} spans each)"
           f"  [goal {GOAL:,}/s: {'met' if rate >= GOAL else 'NOT met'}]")
+    return rate
+
+
+# -- the peer: Arize Phoenix, same payloads, same clients ------------------------------------------
+#: Run by Phoenix's own python: its gRPC receiver on loopback only, then Phoenix.
+PHOENIX_LAUNCHER = """
+import sys
+from grpc.aio import _server
+
+def _loopback(original):
+    def bind(self, address, *args):
+        return original(self, "127.0.0.1:" + address.rpartition(":")[2], *args)
+    return bind
+
+_server.Server.add_insecure_port = _loopback(_server.Server.add_insecure_port)
+from phoenix.server.main import main
+sys.argv = ["phoenix", "serve"]
+sys.exit(main())
+"""
+
+
+def phoenix_python() -> str | None:
+    for candidate in (os.environ.get("AURA_OTEL_PHOENIX_PYTHON"),
+                      str(ROOT / ".venv-phoenix" / "bin" / "python")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
+
+
+class Phoenix:
+    """Arize Phoenix on 127.0.0.1 (its own virtualenv), stopped by :meth:`stop`."""
+
+    def __init__(self, python: str, workdir: str) -> None:
+        import socket
+
+        ports = []
+        for _ in range(2):
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                ports.append(sock.getsockname()[1])
+        self.base = f"http://127.0.0.1:{ports[0]}"
+        self.http = self.base + "/v1/traces"
+        self.grpc = f"127.0.0.1:{ports[1]}"
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": workdir,
+               "PHOENIX_HOST": "127.0.0.1", "PHOENIX_PORT": str(ports[0]),
+               "PHOENIX_GRPC_PORT": str(ports[1]), "PHOENIX_WORKING_DIR": workdir,
+               "PHOENIX_TELEMETRY_ENABLED": "false"}
+        self.proc = subprocess.Popen([python, "-c", PHOENIX_LAUNCHER], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        import httpx
+
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                if httpx.get(self.base + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("Phoenix did not start")
+            time.sleep(0.5)
+
+    def spans(self) -> int:
+        import httpx
+
+        query = "{ projects { edges { node { recordCount } } } }"
+        body = httpx.post(self.base + "/graphql", json={"query": query}, timeout=60).json()
+        return sum(e["node"]["recordCount"] for e in body["data"]["projects"]["edges"])
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+def phoenix_throughput(phoenix: Phoenix, protocol: str, bodies: list[bytes], spans: int,
+                       clients: int) -> float:
+    before = phoenix.spans()
+    t0 = time.perf_counter()
+    latencies = send_all(phoenix, protocol, bodies, clients)  # type: ignore[arg-type]
+    acked = time.perf_counter() - t0
+    deadline = time.monotonic() + 900
+    while phoenix.spans() < before + spans:  # stored and queryable, as v1 files are readable
+        if time.monotonic() > deadline:
+            raise SystemExit("Phoenix did not store every span within 15 minutes")
+        time.sleep(0.25)
+    total = time.perf_counter() - t0
+    rate = spans / total
+    print(f"{protocol:4s} Phoenix : {spans} spans: {rate:,.0f} spans/s stored and queryable "
+          f"({spans / acked:,.0f}/s acknowledged); request latency p50 "
+          f"{pct(latencies, .5) * 1000:.0f} ms, p99 {pct(latencies, .99) * 1000:.0f} ms")
+    return rate
 
 
 def memory_per_open_job(n_jobs: int) -> None:
@@ -213,9 +313,24 @@ def main() -> int:
         for durability in modes:
             for protocol in ("http", "grpc"):
                 throughput(protocol, args.spans, args.clients, durability, workers)
+    python = phoenix_python()
+    if python is None:
+        print("Phoenix: not installed (.venv-phoenix or AURA_OTEL_PHOENIX_PYTHON): no peer ratio")
+    else:
+        with tempfile.TemporaryDirectory() as workdir:
+            phoenix = Phoenix(python, workdir)
+            try:
+                for protocol in ("http", "grpc"):
+                    bodies = make_requests(args.spans, f"peer-{protocol}-{time.time_ns()}")
+                    spans = args.spans // SPANS_PER_JOB * SPANS_PER_JOB
+                    ours = throughput(protocol, args.spans, args.clients, "fsync", 1, bodies)
+                    theirs = phoenix_throughput(phoenix, protocol, bodies, spans, args.clients)
+                    print(f"{protocol:4s} ratio: aura-otel collect / Phoenix = {ours / theirs:.2f}x "
+                          "(same payloads, same clients, same run)")
+            finally:
+                phoenix.stop()
     memory_per_open_job(args.open_jobs)
     memory_flat(args.flat_jobs)
-    print("Phoenix on the same payloads: not measured yet.")
     return 0
 
 
