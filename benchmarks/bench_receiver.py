@@ -316,6 +316,8 @@ def main() -> int:
     parser.add_argument("--open-jobs", type=int, default=20_000)
     parser.add_argument("--flat-jobs", type=int, default=20_000)
     parser.add_argument("--workers", default="1,2", help="receiver processes to try, e.g. 1,2")
+    parser.add_argument("--peer-spans", type=int, default=10_080,
+                        help="spans sent to both for the Phoenix ratio (Phoenix stores ~100/s)")
     args = parser.parse_args()
     print(f"bench_receiver: {os.cpu_count()} CPUs; the receiver and this sender share them")
     modes = ("fsync", "write") if args.durability == "both" else (args.durability,)
@@ -331,9 +333,9 @@ def main() -> int:
             phoenix = Phoenix(python, workdir)
             try:
                 for protocol in ("http", "grpc"):
-                    bodies = make_requests(args.spans, f"peer-{protocol}-{_run_id()}")
-                    spans = args.spans // SPANS_PER_JOB * SPANS_PER_JOB
-                    ours = throughput(protocol, args.spans, args.clients, "fsync", 1, bodies)
+                    bodies = make_requests(args.peer_spans, f"peer-{protocol}-{_run_id()}")
+                    spans = args.peer_spans // SPANS_PER_JOB * SPANS_PER_JOB
+                    ours = throughput(protocol, args.peer_spans, args.clients, "fsync", 1, bodies)
                     theirs = phoenix_throughput(phoenix, protocol, bodies, spans, args.clients)
                     print(f"{protocol:4s} ratio: aura-otel collect / Phoenix = {ours / theirs:.2f}x "
                           "(same payloads, same clients, same run)")
