@@ -83,8 +83,12 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_acknowledged(tmp_path, wri
     if write_interval == "3600":
         assert not list(jobs_dir.glob("*/telemetry.json"))  # only the journals hold the spans
 
+    # The killed receiver's list of jobs whose files lagged behind their journals.
+    assert len(list(jobs_dir.glob(".aura-receiver-touched.*"))) == 1
     second = CollectProcess(jobs_dir)  # rebuilds before it listens (and prints its addresses)
     try:
+        # It rewrote those jobs and removed the dead list; the one left is its own.
+        assert len(list(jobs_dir.glob(".aura-receiver-touched.*"))) == 1
         missing = []
         for job_id, marks in acknowledged.items():
             doc = orjson.loads((jobs_dir / job_id / "telemetry.json").read_bytes())
@@ -101,4 +105,4 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_acknowledged(tmp_path, wri
         assert response.status_code == 200
     finally:
         assert second.stop() == 0
-    assert (jobs_dir / ".aura-receiver-clean").exists()  # a clean stop: no recovery next time
+    assert not list(jobs_dir.glob(".aura-receiver-touched.*"))  # a clean stop leaves nothing to repair

@@ -88,7 +88,7 @@ class ReceiverConfig:
     max_open_jobs: int = DEFAULT_MAX_OPEN_JOBS
     retry_after_seconds: int = DEFAULT_RETRY_AFTER
     #: One of several worker processes sharing the ports (SO_REUSEPORT) and the jobs folder:
-    #: its supervisor recovers the folder and leaves the clean-stop marker, not the worker.
+    #: its supervisor recovers the folder before the workers start, not the worker.
     worker: bool = False
 
     def check(self) -> None:

@@ -135,8 +135,7 @@ class Ingestor:
                     rejected[UNUSABLE_FOLDER] = rejected.get(UNUSABLE_FOLDER, 0) + len(units)
                     continue
                 stored[job_id] = units
-            if new_folders:
-                self.book.sync_root()
+            self.book.commit(list(stored), new_folders)
         except OSError as exc:
             self._count_error("journal_errors", "appending to a job's journal failed")
             raise Unavailable(f"the spans could not be stored ({exc.strerror or exc}); "

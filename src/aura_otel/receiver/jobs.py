@@ -22,27 +22,66 @@ same rules apply. The file is a pure function of the journal, so rewriting is al
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
-import stat
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..fold import ROOT, Pricer, Unit, assemble
 from ..schema import EnumCase, dumps, is_safe_job_id
-from ..store import JOURNAL_FILE, TELEMETRY_FILE, JobStore
+from ..store import JOURNAL_FILE, JobStore
 from .stats import ReceiverStats
 
 logger = logging.getLogger("aura_otel.receiver")
 
-#: Present while the receiver is stopped cleanly: every open job's file was written. Missing
-#: at start-up (a crash, ``kill -9``) means journals may hold spans their files do not show.
-CLEAN_MARKER = ".aura-receiver-clean"
+#: Each running receiver keeps ``<jobs_dir>/.aura-receiver-touched.<pid>-<random>``: the ids of
+#: the jobs it acknowledged spans for whose files it has not written since, synced before the
+#: acknowledgement, emptied whenever every file is current, locked (``flock``) while it runs.
+#: One that nobody holds was left by a crash: its jobs are the only ones a restart must rewrite.
+TOUCHED_PREFIX = ".aura-receiver-touched."
 _LOG_FIRST = 20
+
+
+class TouchedLog:
+    """This process's list of jobs whose files may lag behind their journals."""
+
+    def __init__(self, root: str, sync: bool) -> None:
+        Path(root).mkdir(parents=True, exist_ok=True)
+        self.path = Path(root) / f"{TOUCHED_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._sync = sync
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)  # held until exit: "a live receiver owns this"
+        if sync:
+            _sync_dir(root)
+        self.lock = threading.Lock()
+
+    def add(self, job_ids: list[str]) -> None:
+        data = ("\n".join(job_ids) + "\n").encode()
+        with self.lock:
+            os.write(self._fd, data)
+            if self._sync:
+                os.fdatasync(self._fd)
+
+    def size(self) -> int:
+        return os.fstat(self._fd).st_size
+
+    def clear_if(self, size: int) -> None:
+        """Empty the list, unless ids were added since it had ``size`` bytes."""
+        with self.lock:
+            if os.fstat(self._fd).st_size == size and size:
+                os.ftruncate(self._fd, 0)
+
+    def close(self, *, remove: bool) -> None:
+        if remove:
+            self.path.unlink(missing_ok=True)
+        os.close(self._fd)
 
 
 @dataclass(slots=True)
@@ -100,6 +139,7 @@ class JobBook:
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
+        self._touched: TouchedLog | None = None
 
     # -- the request path ----------------------------------------------------------------------
     def append(self, job_id: str, units: dict[str, Unit]) -> bool:
@@ -131,9 +171,13 @@ class JobBook:
         self._wake.set()
         return before == 0
 
-    def sync_root(self) -> None:
-        """Make new job folders' entries durable (after :meth:`append` returned True)."""
-        if self.sync:
+    def commit(self, job_ids: list[str], new_folders: bool) -> None:
+        """The last step before acknowledging: the jobs go on this receiver's touched list (so
+        a crash before their files are written is repaired at the next start), and new job
+        folders' entries are made durable (after :meth:`append` returned True for them)."""
+        if self._touched is not None and job_ids:
+            self._touched.add(job_ids)
+        if new_folders and self.sync:
             _sync_dir(str(self.store.root))
 
     def dirty_jobs(self) -> int:
@@ -161,7 +205,11 @@ class JobBook:
         """Rewrite every job with new spans, then finish those now complete. Returns files written."""
         written = 0
         with self._write_lock:
+            touched = self._touched
             with self._lock:
+                # Taken together with the dirty list: every id on the touched list by now is
+                # dirty now, or its file was written after its spans were appended.
+                listed = touched.size() if touched is not None else 0
                 dirty = [(job_id, job) for job_id, job in self._open.items() if job.dirty]
                 for _, job in dirty:
                     job.dirty = False
@@ -180,6 +228,8 @@ class JobBook:
                             and self._open.get(job_id) is job):
                         del self._open[job_id]
                         self.stats.add("jobs_finalized")
+            if touched is not None and self.dirty_jobs() == 0:
+                touched.clear_if(listed)  # every file is current: nothing left to repair
         return written
 
     def _write(self, job_id: str) -> tuple[bool, int]:
@@ -211,67 +261,70 @@ class JobBook:
 
     # -- start-up and the writer thread --------------------------------------------------------
     def recover(self) -> int:
-        """Open again the jobs a crash may have left with a stale file; returns how many.
+        """Rewrite the jobs a crashed receiver acknowledged spans for; returns how many.
 
-        After a clean stop (marker present) every file is current and nothing is scanned.
-        Otherwise a job whose journal is not older than its file (or that has no file) is
-        rewritten: file timestamps are coarse, so "not older" errs on the side of rewriting,
-        which is always safe.
+        Reads the touched lists nobody holds (their receiver is gone), rewrites those jobs'
+        files from their journals, and removes the lists once every file is written. A list a
+        live receiver holds (another worker) is left alone. Nothing else is scanned: a clean
+        stop leaves no list, so a restart after one costs nothing.
         """
-        marker = self.store.root / CLEAN_MARKER
+        root = str(self.store.root)
         try:
-            marker.unlink()
-            return 0
-        except FileNotFoundError:
-            pass
-        recovered = 0
-        try:
-            entries = os.scandir(self.store.root)
+            entries = [e for e in os.scandir(root)
+                       if e.name.startswith(TOUCHED_PREFIX) and e.is_file(follow_symlinks=False)]
         except FileNotFoundError:
             return 0
+        orphans: list[tuple[str, int]] = []
+        job_ids: set[str] = set()
+        for entry in entries:
+            fd = os.open(entry.path, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)  # a live receiver's list
+                continue
+            data = os.pread(fd, os.fstat(fd).st_size, 0)
+            job_ids.update(line for line in data.decode("utf-8", "replace").splitlines()
+                           if is_safe_job_id(line))
+            orphans.append((entry.path, fd))
         now = self.clock()
-        with entries:
-            for entry in entries:
-                if not entry.is_dir(follow_symlinks=False) or not is_safe_job_id(entry.name):
-                    continue
-                try:
-                    journal = os.lstat(f"{entry.path}/{JOURNAL_FILE}")
-                except OSError:
-                    continue
-                try:
-                    telemetry = os.lstat(f"{entry.path}/{TELEMETRY_FILE}")
-                    stale = journal.st_mtime_ns >= telemetry.st_mtime_ns
-                except FileNotFoundError:
-                    stale = True
-                if stale and stat.S_ISREG(journal.st_mode):
-                    with self._lock:
-                        self._open[entry.name] = _Open(now)
-                    recovered += 1
+        recovered = 0
+        for job_id in sorted(job_ids):
+            if (self.store.root / job_id / JOURNAL_FILE).is_file():
+                with self._lock:
+                    self._open[job_id] = _Open(now)
+                recovered += 1
         self.stats.add("jobs_recovered", recovered)
+        try:
+            if recovered:
+                logger.info("aura-otel: rewriting %d job(s) a stopped receiver had not written",
+                            recovered)
+                self.write_dirty()
+            if self.dirty_jobs() == 0:
+                for path, _ in orphans:
+                    Path(path).unlink(missing_ok=True)
+        finally:
+            for _, fd in orphans:
+                os.close(fd)
         return recovered
 
     def start(self) -> None:
+        self._touched = TouchedLog(str(self.store.root), self.sync)
         self._thread = threading.Thread(target=self._run, name="aura-otel-receiver-writer",
                                         daemon=True)
         self._thread.start()
 
-    def stop(self, *, clean_marker: bool = True) -> None:
-        """Write every pending file, then leave the clean marker (the next start skips recovery)."""
+    def stop(self) -> None:
+        """Write every pending file; then this receiver's touched list goes (nothing lags)."""
         self._stopped.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
         self.write_dirty()
-        if clean_marker and self.dirty_jobs() == 0:
-            self.mark_clean()
-
-    def mark_clean(self) -> None:
-        try:
-            self.store.root.mkdir(parents=True, exist_ok=True)
-            (self.store.root / CLEAN_MARKER).write_bytes(b"")
-        except OSError:
-            logger.warning("aura-otel: could not leave the clean-stop marker; the next "
-                           "start will rewrite recently changed jobs", exc_info=True)
+        if self._touched is not None:
+            # With files still unwritten (a failing disk) the list stays for the next start.
+            self._touched.close(remove=self.dirty_jobs() == 0)
+            self._touched = None
 
     def _tick(self) -> float:
         return max(0.05, min(1.0, self.quiet_period / 2, self.idle_timeout / 2))

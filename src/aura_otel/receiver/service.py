@@ -66,11 +66,8 @@ class FoldReceiver:
         if self._started:
             return self
         self._started = True
-        recovered = 0 if self.config.worker else self.book.recover()
-        if recovered:
-            logger.info("aura-otel: rewriting %d job(s) an unclean stop may have left stale",
-                        recovered)
-            self.book.write_dirty()
+        if not self.config.worker:  # a supervisor recovers for its workers
+            self.book.recover()
         self.book.start()
         try:
             addresses = self.config.addresses()
@@ -145,7 +142,7 @@ class FoldReceiver:
             self._grpc.stop(grace=5).wait(10)
         if self._http_thread is not None:
             self._http_thread.join(timeout=15)
-        self.book.stop(clean_marker=not self.config.worker)
+        self.book.stop()
         if self.forward is not None:
             self.forward.shutdown()
         self.ingestor.masking.shutdown()

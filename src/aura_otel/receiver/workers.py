@@ -7,9 +7,8 @@ whose journals already merge across processes under their file locks: a job whos
 reach different workers still becomes one file, rewritten from the union of its journal.
 
 The supervisor owns what must happen once: it recovers the folder before the workers start,
-picks the ports when port 0 was asked for, restarts a worker that died (after rewriting the
-jobs it may have left stale), and leaves the clean-stop marker only when every worker stopped
-cleanly. Workers die with it (``PR_SET_PDEATHSIG``), so a killed supervisor leaves no orphan
+picks the ports when port 0 was asked for, and restarts a worker that died (after rewriting the
+jobs the dead worker's touched list names). Workers die with it (``PR_SET_PDEATHSIG``), so a killed supervisor leaves no orphan
 holding the ports.
 
 Each worker is a spawned ``aura-otel collect --worker`` process, not a fork: grpcio does not
@@ -94,8 +93,7 @@ class Supervisor:
         probe = create_receiver(self.config)  # every setting checked, the bind guard included
         probe.ingestor.masking.shutdown()
         self._book = probe.book
-        if self._book.recover():
-            self._book.write_dirty()
+        self._book.recover()
         reserved = []
         try:
             for protocol, (host, wanted) in self.config.addresses().items():
@@ -140,8 +138,8 @@ class Supervisor:
                 if proc.poll() is not None and not self._stopping:
                     logger.error("aura-otel: receiver worker %d exited with %s; restarting it",
                                  proc.pid, proc.returncode)
-                    if self._book is not None and self._book.recover():
-                        self._book.write_dirty()
+                    if self._book is not None:
+                        self._book.recover()  # the dead worker's touched list, nobody else's
                     self._procs[i] = self._spawn()
 
     def stop(self) -> bool:
@@ -158,6 +156,4 @@ class Supervisor:
                 proc.kill()
                 proc.wait()
                 clean = False
-        if clean and self._book is not None:
-            self._book.mark_clean()
         return clean
