@@ -18,7 +18,8 @@ span stored. The ratio is printed per protocol.
 
 Goal: 20k spans/s on the 2-core development machine, and ahead of Phoenix.
 
-    python benchmarks/bench_receiver.py [--spans 100000] [--clients 4] [--durability fsync]
+    python benchmarks/bench_receiver.py [--spans 30000] [--clients 4] [--durability both]
+        [--workers 1,2] [--peer-spans 5040] [--open-jobs 20000] [--flat-jobs 20000]
 """
 
 from __future__ import annotations
@@ -310,13 +311,13 @@ def memory_flat(n_jobs: int, parts: int = 10) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--spans", type=int, default=60_000)
+    parser.add_argument("--spans", type=int, default=30_000)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--durability", choices=("fsync", "write", "both"), default="both")
     parser.add_argument("--open-jobs", type=int, default=20_000)
     parser.add_argument("--flat-jobs", type=int, default=20_000)
-    parser.add_argument("--workers", default="1,2", help="receiver processes to try, e.g. 1,2")
-    parser.add_argument("--peer-spans", type=int, default=10_080,
+    parser.add_argument("--workers", default="1", help="receiver processes to try, e.g. 1,2")
+    parser.add_argument("--peer-spans", type=int, default=5_040,
                         help="spans sent to both for the Phoenix ratio (Phoenix stores ~100/s)")
     args = parser.parse_args()
     print(f"bench_receiver: {os.cpu_count()} CPUs; the receiver and this sender share them")
