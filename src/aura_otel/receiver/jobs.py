@@ -140,13 +140,14 @@ class JobBook:
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._touched: TouchedLog | None = None
+        self._dirty = 0  # jobs with dirty=True, kept in step: asked on every request
 
     # -- the request path ----------------------------------------------------------------------
     def append(self, job_id: str, units: dict[str, Unit]) -> bool:
         """Make ``units`` durable in the job's journal; raises OSError when that fails.
 
         Returns True for a new journal, whose folder's entry in the jobs folder is durable only
-        after :meth:`sync_root` (called once per request, not once per job). Only then may the
+        after :meth:`commit` (called once per request, not once per job). Only then may the
         spans be acknowledged. Units are keyed by span id, so a sender's retry of the same
         batch appends duplicates that the union ignores.
         """
@@ -162,11 +163,14 @@ class JobBook:
             job = self._open.get(job_id)
             if job is None:
                 self._open[job_id] = _Open(now)
+                self._dirty += 1
                 self.stats.add("jobs_reopened" if before else "jobs_opened")
                 self._evict_locked()
             else:
                 job.last_seen = now
-                job.dirty = True
+                if not job.dirty:
+                    job.dirty = True
+                    self._dirty += 1
                 self._open.move_to_end(job_id)
         self._wake.set()
         return before == 0
@@ -182,7 +186,7 @@ class JobBook:
 
     def dirty_jobs(self) -> int:
         with self._lock:
-            return sum(1 for job in self._open.values() if job.dirty)
+            return self._dirty
 
     def open_jobs(self) -> int:
         with self._lock:
@@ -213,12 +217,18 @@ class JobBook:
                 dirty = [(job_id, job) for job_id, job in self._open.items() if job.dirty]
                 for _, job in dirty:
                     job.dirty = False
+                self._dirty -= len(dirty)
             for job_id, job in dirty:
                 try:
                     has_root, missing = self._write(job_id)
                 except Exception:
                     with self._lock:
-                        job.dirty = True
+                        current = self._open.get(job_id)
+                        if current is None:  # swept while being written: it must stay open
+                            current = self._open[job_id] = job
+                        if not current.dirty:
+                            current.dirty = True
+                            self._dirty += 1
                     self._count_error("write_errors", f"writing telemetry for job {job_id!r} failed")
                     continue
                 written += 1
@@ -292,7 +302,9 @@ class JobBook:
         for job_id in sorted(job_ids):
             if (self.store.root / job_id / JOURNAL_FILE).is_file():
                 with self._lock:
-                    self._open[job_id] = _Open(now)
+                    if job_id not in self._open:
+                        self._open[job_id] = _Open(now)
+                        self._dirty += 1
                 recovered += 1
         self.stats.add("jobs_recovered", recovered)
         try:
