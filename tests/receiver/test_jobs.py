@@ -171,3 +171,14 @@ def test_memory_returns_to_nothing_after_many_jobs(tmp_path, receiver):
     receiver.flush()
     counts = receiver.counters()
     assert counts["jobs_open"] == 0 and counts["jobs_finalized"] == 200
+
+
+def test_the_touched_list_names_unwritten_jobs_only(tmp_path, receiver):
+    """Synced before the answer, emptied once every file is current: a crash then costs a
+    restart the jobs in flight, never a scan of the folder."""
+    (touched,) = (tmp_path / "jobs").glob(".aura-receiver-touched.*")
+    with receiver.book._write_lock:  # hold the writer: the list must name the job meanwhile
+        send(receiver, demo_job_spans("touch-1"))
+        assert touched.read_text().split() == ["touch-1"]
+    receiver.flush()
+    assert touched.read_text() == ""
