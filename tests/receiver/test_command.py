@@ -44,10 +44,12 @@ def test_a_busy_port_is_a_clear_error(tmp_path):
 
 def test_sigterm_writes_every_pending_file_and_exits_0(tmp_path):
     receiver = CollectProcess(tmp_path, "--write-interval", "3600")  # nothing written before
-    response = httpx.post(receiver.http_url + "/v1/traces",
-                          content=encode(demo_job_spans("term-1")).SerializeToString(),
-                          headers={"Content-Type": "application/x-protobuf"}, timeout=30)
-    assert response.status_code == 200
-    assert receiver.stop() == 0
+    try:
+        response = httpx.post(receiver.http_url + "/v1/traces",
+                              content=encode(demo_job_spans("term-1")).SerializeToString(),
+                              headers={"Content-Type": "application/x-protobuf"}, timeout=30)
+        assert response.status_code == 200
+    finally:
+        assert receiver.stop() == 0
     assert (tmp_path / "term-1" / "telemetry.json").is_file()
     assert not list(tmp_path.glob(".aura-receiver-touched.*"))  # nothing left to repair

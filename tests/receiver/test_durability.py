@@ -76,8 +76,10 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_acknowledged(tmp_path, wri
 
     sender = threading.Thread(target=stream)
     sender.start()
-    assert answered.wait(120), "the receiver acknowledged fewer than 40 requests"
-    first.kill9()  # mid-stream: the sender is still posting
+    try:
+        assert answered.wait(120), "the receiver acknowledged fewer than 40 requests"
+    finally:
+        first.kill9()  # mid-stream: the sender is still posting
     sender.join(60)
     assert not sender.is_alive()
     if write_interval == "3600":

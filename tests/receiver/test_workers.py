@@ -58,12 +58,14 @@ def test_two_workers_fold_jobs_split_across_them(tmp_path):
 def test_a_killed_supervisor_takes_its_workers_with_it(tmp_path):
     jobs_dir = tmp_path / "jobs"
     first = CollectProcess(jobs_dir, "--workers", "2", "--write-interval", "3600")
-    body = encode(demo_job_spans("k-1")).SerializeToString()
-    response = httpx.post(first.http_url + "/v1/traces", content=body,
-                          headers={"Content-Type": "application/x-protobuf"}, timeout=30)
-    assert response.status_code == 200
+    try:
+        body = encode(demo_job_spans("k-1")).SerializeToString()
+        response = httpx.post(first.http_url + "/v1/traces", content=body,
+                              headers={"Content-Type": "application/x-protobuf"}, timeout=30)
+        assert response.status_code == 200
+    finally:
+        first.kill9()
     host, port = first.http_url.removeprefix("http://").rsplit(":", 1)
-    first.kill9()
     wait_for(lambda: _refused((host, int(port))), "the workers to stop with their supervisor")
 
     second = CollectProcess(jobs_dir, "--workers", "2")
