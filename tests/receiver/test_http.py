@@ -209,3 +209,25 @@ def test_a_full_disk_is_retry_later_and_nothing_is_acknowledged(tmp_path, receiv
     assert "No space left on device" in status_pb2.Status.FromString(response.content).message
     monkeypatch.undo()
     assert_still_serving(receiver, tmp_path)
+
+
+def test_a_bug_is_a_retryable_answer_logged_masked(tmp_path, receiver, monkeypatch, caplog):
+    """Fault injection: the fold raising. The answer says retry, nothing is stored, the secret
+    in the exception's message reaches no log unmasked (aura-otel's logger masks it)."""
+    import logging
+
+    secret = "sk-proj-Q7vW2xK9pL4mN8rT1yU6zB3cD5fG0hJ"
+
+    def broken(request):
+        raise RuntimeError(f"bug while holding {secret}")
+
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setattr(receiver.ingestor, "ingest", broken)
+    response = post(receiver, encode(demo_job_spans("bug-1")).SerializeToString(), PROTO)
+    assert response.status_code == 503
+    assert nothing_written(tmp_path)
+    logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    assert "the receiver failed on a request" in logged
+    assert secret not in logged
+    monkeypatch.undo()
+    assert_still_serving(receiver, tmp_path)

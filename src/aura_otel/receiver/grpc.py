@@ -11,6 +11,7 @@ message size limit (also after decompression) is grpcio's ``max_receive_message_
 from __future__ import annotations
 
 import hmac
+import logging
 from concurrent import futures
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from .service import FoldReceiver
 
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+logger = logging.getLogger("aura_otel.receiver")
 
 
 def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str,
@@ -83,6 +85,12 @@ def _handler(receiver: FoldReceiver) -> Any:
             except Unavailable as exc:
                 stats.add("requests_refused_backlog")
                 _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc), retry)
+            except Exception:
+                # A bug, logged by aura-otel's (masked) logger rather than grpcio's; nothing
+                # was acknowledged. (context.abort raises too, but only from the handlers.)
+                logger.exception("aura-otel: the receiver failed on a request")
+                _abort(context, grpc.StatusCode.UNAVAILABLE,
+                       "the receiver failed on this request; retry later", retry)
         finally:
             receiver.admission.leave()
         response = ExportTraceServiceResponse()

@@ -11,6 +11,7 @@ no body (token, type, declared size, load) come before the body is read.
 from __future__ import annotations
 
 import hmac
+import logging
 from typing import TYPE_CHECKING
 
 import anyio
@@ -20,7 +21,7 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -31,6 +32,7 @@ from .ingest import Unavailable
 if TYPE_CHECKING:
     from .service import FoldReceiver
 
+logger = logging.getLogger("aura_otel.receiver")
 _GRPC_CODE = {400: code_pb2.INVALID_ARGUMENT, 401: code_pb2.UNAUTHENTICATED,
               413: code_pb2.RESOURCE_EXHAUSTED, 415: code_pb2.INVALID_ARGUMENT,
               429: code_pb2.RESOURCE_EXHAUSTED, 503: code_pb2.UNAVAILABLE}
@@ -116,6 +118,14 @@ def create_http_app(receiver: FoldReceiver) -> Starlette:
                 return failure(exc.status, exc.message, content_type)
             except Unavailable as exc:
                 return failure(503, str(exc), content_type)
+            except ClientDisconnect:
+                return Response(status_code=400)  # nobody is listening; nothing was stored
+            except Exception:
+                # A bug must not reach uvicorn's own (unmasked) error log with span data in its
+                # message: aura-otel's logger masks it. Nothing was acknowledged; retryable.
+                logger.exception("aura-otel: the receiver failed on a request")
+                return failure(503, "the receiver failed on this request; retry later",
+                               content_type)
         finally:
             receiver.admission.leave()
 
