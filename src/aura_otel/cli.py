@@ -1,4 +1,4 @@
-"""The ``aura-otel`` command: demo, schema, validate, show, serve, prices."""
+"""The ``aura-otel`` command: demo, schema, validate, show, serve, collect, prices."""
 
 from __future__ import annotations
 
@@ -95,6 +95,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_collect(args: argparse.Namespace) -> int:
+    from .receiver.cli import run_collect
+
+    return run_collect(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aura-otel",
@@ -137,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"quiet time before a job without an end is shown abandoned "
                             f"(${c.ENV_ABANDONED_AFTER}, default 3600)")
     serve.set_defaults(func=_cmd_serve)
+
+    from .receiver.cli import add_collect_parser
+
+    add_collect_parser(sub, _cmd_collect)
 
     register_prices(sub)
     return parser

@@ -322,6 +322,10 @@ class Journal:
     def write_telemetry(self, data: bytes) -> None:
         atomic_write_at(self.dir_fd, TELEMETRY_FILE, data)
 
+    def sync(self) -> None:
+        """Put what was appended on stable storage: a receiver acknowledges spans only after."""
+        os.fdatasync(self._fd)
+
 
 class JobStore:
     """The jobs folder. Cheap to construct; creates folders only when it writes.

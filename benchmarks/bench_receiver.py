@@ -1,0 +1,355 @@
+"""Fold receiver: spans per second from OTLP requests to v1 files, request latency, memory.
+
+The receiver is the real ``aura-otel collect`` in its own process (as deployed); this process
+only sends pre-encoded OTLP requests (real SDK spans of jobs of a root and 8 stages, 15
+attributes and one event each, as the other benchmarks use), from a few concurrent clients, as
+a fleet of services would. The clock runs from the first request to the receiver's exit after
+SIGTERM, which writes every pending file: so the rate counts spans that are in v1 files, not
+merely acknowledged. Acknowledged means synced to the job's journal (``--durability fsync``,
+the default) unless stated.
+
+Memory per open job: RSS of the receiver before and after it holds many jobs that never get a
+root (so none is finished and released), divided by their number. Flat memory: RSS along a
+stream of finished jobs.
+
+The peer: Arize Phoenix (when ``.venv-phoenix`` or ``$AURA_OTEL_PHOENIX_PYTHON`` has it) gets
+the same requests from the same clients; its clock stops when its GraphQL API counts every
+span stored. The ratio is printed per protocol.
+
+Goal: 20k spans/s on the 2-core development machine, and ahead of Phoenix.
+
+    python benchmarks/bench_receiver.py [--spans 30000] [--clients 4] [--durability both]
+        [--workers 1,2] [--peer-spans 5040] [--open-jobs 20000] [--flat-jobs 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from _common import SPANS_PER_JOB, run_jobs
+from aura_otel import JobContextProcessor
+
+ROOT = Path(__file__).resolve().parents[1]
+JOBS_PER_REQUEST = 56  # 504 spans: about what an exporter's default batch (512) holds
+GOAL = 20_000
+
+
+def _run_id() -> str:
+    """Letters only: a long digit run in job ids (a nanosecond clock) looks like a card or
+    phone number to masking, and would put every span on masking's slow path."""
+    import random
+
+    return "".join(random.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(8))
+
+
+def make_requests(n_spans: int, prefix: str, *, roots: bool = True) -> list[bytes]:
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(JobContextProcessor())
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    run_jobs(provider, max(1, n_spans // SPANS_PER_JOB), prefix=prefix)
+    spans = list(memory.get_finished_spans())
+    if not roots:
+        spans = [s for s in spans if s.name != "aura.job"]
+    per = JOBS_PER_REQUEST * (SPANS_PER_JOB if roots else SPANS_PER_JOB - 1)
+    return [encode_spans(spans[i:i + per]).SerializeToString() for i in range(0, len(spans), per)]
+
+
+class Receiver:
+    def __init__(self, jobs_dir: str, durability: str, workers: int = 1) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "aura_otel.cli", "collect", "--jobs-dir", jobs_dir,
+             "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--durability", durability,
+             "--max-concurrent-requests", "16", "--workers", str(workers)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        self.http = self.grpc = ""
+        assert self.proc.stdout is not None
+        while not (self.http and self.grpc):
+            line = self.proc.stdout.readline()
+            if not line:
+                raise SystemExit("the receiver did not start")
+            if line.startswith("OTLP/HTTP listening on "):
+                self.http = line.split(" on ", 1)[1].strip()
+            elif line.startswith("OTLP/gRPC listening on "):
+                self.grpc = line.split(" on ", 1)[1].strip()
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(600)
+
+
+def send_all(receiver: Receiver, protocol: str, bodies: list[bytes], clients: int) -> list[float]:
+    work: queue.Queue[bytes] = queue.Queue()
+    for body in bodies:
+        work.put(body)
+    latencies: list[float] = []
+    lock = threading.Lock()
+    failures: list[str] = []
+
+    def client() -> None:
+        if protocol == "http":
+            import httpx
+
+            with httpx.Client(timeout=120) as http:
+                while True:
+                    try:
+                        body = work.get_nowait()
+                    except queue.Empty:
+                        return
+                    t0 = time.perf_counter()
+                    response = http.post(receiver.http, content=body,
+                                         headers={"Content-Type": "application/x-protobuf"})
+                    elapsed = time.perf_counter() - t0
+                    if response.status_code != 200:
+                        failures.append(str(response.status_code))
+                    with lock:
+                        latencies.append(elapsed)
+        else:
+            import grpc
+
+            with grpc.insecure_channel(receiver.grpc) as channel:
+                call = channel.unary_unary(
+                    "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                    request_serializer=None, response_deserializer=None)
+                while True:
+                    try:
+                        body = work.get_nowait()
+                    except queue.Empty:
+                        return
+                    t0 = time.perf_counter()
+                    call(body, timeout=120)
+                    elapsed = time.perf_counter() - t0
+                    with lock:
+                        latencies.append(elapsed)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        raise SystemExit(f"{len(failures)} requests failed: {failures[:5]}")
+    return latencies
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def throughput(protocol: str, n_spans: int, clients: int, durability: str, workers: int,
+               bodies: list[bytes] | None = None) -> tuple[float, float]:
+    """(spans/s into v1 files, spans/s acknowledged)."""
+    bodies = bodies or make_requests(n_spans, f"bench-{protocol}-{_run_id()}")
+    spans = n_spans // SPANS_PER_JOB * SPANS_PER_JOB
+    with tempfile.TemporaryDirectory() as tmp:
+        receiver = Receiver(tmp, durability, workers)
+        t0 = time.perf_counter()
+        latencies = send_all(receiver, protocol, bodies, clients)
+        acked = time.perf_counter() - t0
+        receiver.stop()  # writes every pending file before it exits
+        total = time.perf_counter() - t0
+        files = sum(1 for _ in Path(tmp).glob("*/telemetry.json"))
+    assert files == spans // SPANS_PER_JOB, (files, spans // SPANS_PER_JOB)
+    rate = spans / total
+    print(f"{protocol:4s} {durability:5s} {workers} worker{'s' if workers > 1 else ' '}: {spans} spans in {len(bodies)} requests, {clients} clients: "
+          f"{rate:,.0f} spans/s into v1 files ({spans / acked:,.0f}/s acknowledged); "
+          f"request latency p50 {pct(latencies, .5) * 1000:.0f} ms, p99 {pct(latencies, .99) * 1000:.0f} ms "
+          f"({len(bodies[0]) // 1024} KiB, {JOBS_PER_REQUEST * SPANS_PER_JOB} spans each)"
+          f"  [goal {GOAL:,}/s: {'met' if rate >= GOAL else 'NOT met'}]")
+    return rate, spans / acked
+
+
+# -- the peer: Arize Phoenix, same payloads, same clients ------------------------------------------
+#: Run by Phoenix's own python: its gRPC receiver on loopback only, then Phoenix.
+PHOENIX_LAUNCHER = """
+import sys
+from grpc.aio import _server
+
+def _loopback(original):
+    def bind(self, address, *args):
+        return original(self, "127.0.0.1:" + address.rpartition(":")[2], *args)
+    return bind
+
+_server.Server.add_insecure_port = _loopback(_server.Server.add_insecure_port)
+from phoenix.server.main import main
+sys.argv = ["phoenix", "serve"]
+sys.exit(main())
+"""
+
+
+def phoenix_python() -> str | None:
+    for candidate in (os.environ.get("AURA_OTEL_PHOENIX_PYTHON"),
+                      str(ROOT / ".venv-phoenix" / "bin" / "python")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
+
+
+class Phoenix:
+    """Arize Phoenix on 127.0.0.1 (its own virtualenv), stopped by :meth:`stop`."""
+
+    def __init__(self, python: str, workdir: str) -> None:
+        import socket
+
+        ports = []
+        for _ in range(2):
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                ports.append(sock.getsockname()[1])
+        self.base = f"http://127.0.0.1:{ports[0]}"
+        self.http = self.base + "/v1/traces"
+        self.grpc = f"127.0.0.1:{ports[1]}"
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": workdir,
+               "PHOENIX_HOST": "127.0.0.1", "PHOENIX_PORT": str(ports[0]),
+               "PHOENIX_GRPC_PORT": str(ports[1]), "PHOENIX_WORKING_DIR": workdir,
+               "PHOENIX_TELEMETRY_ENABLED": "false"}
+        self.proc = subprocess.Popen([python, "-c", PHOENIX_LAUNCHER], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        import httpx
+
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                if httpx.get(self.base + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("Phoenix did not start")
+            time.sleep(0.5)
+
+    def spans(self) -> int:
+        import httpx
+
+        query = "{ projects { edges { node { recordCount } } } }"
+        body = httpx.post(self.base + "/graphql", json={"query": query}, timeout=60).json()
+        return sum(e["node"]["recordCount"] for e in body["data"]["projects"]["edges"])
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+def phoenix_throughput(phoenix: Phoenix, protocol: str, bodies: list[bytes], spans: int,
+                       clients: int) -> tuple[float, float]:
+    """(spans/s stored and queryable, spans/s acknowledged)."""
+    before = phoenix.spans()
+    t0 = time.perf_counter()
+    latencies = send_all(phoenix, protocol, bodies, clients)  # type: ignore[arg-type]
+    acked = time.perf_counter() - t0
+    deadline = time.monotonic() + 900
+    while phoenix.spans() < before + spans:  # stored and queryable, as v1 files are readable
+        if time.monotonic() > deadline:
+            raise SystemExit("Phoenix did not store every span within 15 minutes")
+        time.sleep(0.25)
+    total = time.perf_counter() - t0
+    rate = spans / total
+    print(f"{protocol:4s} Phoenix : {spans} spans: {rate:,.0f} spans/s stored and queryable "
+          f"({spans / acked:,.0f}/s acknowledged); request latency p50 "
+          f"{pct(latencies, .5) * 1000:.0f} ms, p99 {pct(latencies, .99) * 1000:.0f} ms")
+    return rate, spans / acked
+
+
+def memory_per_open_job(n_jobs: int) -> None:
+    bodies = make_requests(n_jobs * SPANS_PER_JOB, f"open-{_run_id()}", roots=False)
+    warm, rest = bodies[:5], bodies[5:]
+    with tempfile.TemporaryDirectory() as tmp:
+        receiver = Receiver(tmp, "write")
+        send_all(receiver, "http", warm, 1)
+        before = receiver.rss_mb()
+        send_all(receiver, "http", rest, 2)
+        after = receiver.rss_mb()
+        receiver.stop()
+    jobs = len(rest) * JOBS_PER_REQUEST
+    print(f"memory: {jobs} open jobs (no root yet) held in {after - before:+.1f} MB of RSS: "
+          f"~{(after - before) * 1024 * 1024 / jobs:.0f} bytes per open job (spans live in the journals)")
+
+
+def memory_flat(n_jobs: int, parts: int = 10) -> None:
+    """RSS of the receiver along a stream of finished jobs: it must not grow with their number.
+
+    The requests are made a tenth at a time, so the sender's own memory stays small too."""
+    samples = []
+    run = _run_id()
+    with tempfile.TemporaryDirectory() as tmp:
+        receiver = Receiver(tmp, "write")
+        for part in range(parts):
+            bodies = make_requests(n_jobs // parts * SPANS_PER_JOB, f"flat-{run}-{part}")
+            send_all(receiver, "http", bodies, 2)
+            samples.append(receiver.rss_mb())
+        receiver.stop()
+    print(f"memory over {n_jobs} finished jobs, RSS after each tenth: "
+          + ", ".join(f"{m:.0f}" for m in samples) + " MB")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--spans", type=int, default=30_000)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--durability", choices=("fsync", "write", "both"), default="both")
+    parser.add_argument("--open-jobs", type=int, default=20_000)
+    parser.add_argument("--flat-jobs", type=int, default=20_000)
+    parser.add_argument("--workers", default="1", help="receiver processes to try, e.g. 1,2")
+    parser.add_argument("--peer-spans", type=int, default=5_040,
+                        help="spans sent to both for the Phoenix ratio (Phoenix stores ~100/s)")
+    args = parser.parse_args()
+    print(f"bench_receiver: {os.cpu_count()} CPUs; the receiver and this sender share them")
+    modes = ("fsync", "write") if args.durability == "both" else (args.durability,)
+    for workers in (int(w) for w in args.workers.split(",")):
+        for durability in modes:
+            for protocol in ("http", "grpc"):
+                throughput(protocol, args.spans, args.clients, durability, workers)
+    python = phoenix_python()
+    if python is None:
+        print("Phoenix: not installed (.venv-phoenix or AURA_OTEL_PHOENIX_PYTHON): no peer ratio")
+    else:
+        with tempfile.TemporaryDirectory() as workdir:
+            phoenix = Phoenix(python, workdir)
+            try:
+                for protocol in ("http", "grpc"):
+                    bodies = make_requests(args.peer_spans, f"peer-{protocol}-{_run_id()}")
+                    spans = args.peer_spans // SPANS_PER_JOB * SPANS_PER_JOB
+                    ours = throughput(protocol, args.peer_spans, args.clients, "fsync", 1, bodies)
+                    theirs = phoenix_throughput(phoenix, protocol, bodies, spans, args.clients)
+                    print(f"{protocol:4s} ratio aura-otel collect / Phoenix (same payloads, clients "
+                          f"and run): stored {ours[0] / theirs[0]:.2f}x, acknowledged "
+                          f"{ours[1] / theirs[1]:.2f}x (Phoenix acknowledges before storing; "
+                          "aura-otel after the journal is synced)")
+            finally:
+                phoenix.stop()
+    memory_per_open_job(args.open_jobs)
+    memory_flat(args.flat_jobs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""``aura-otel collect``: the fold receiver as a command.
+
+It prints one line per bound server (``OTLP/HTTP listening on http://127.0.0.1:4318`` ...) once
+it accepts requests, so ``--http 127.0.0.1:0`` can be used by scripts and tests, and stops
+cleanly (every pending file written) on SIGTERM or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .. import conventions as c
+from . import config as defaults
+
+
+def _address(value: str) -> str | None:
+    return None if value.strip().lower() in ("", "none", "off") else value
+
+
+def add_collect_parser(sub: Any, func: Callable[[argparse.Namespace], int]) -> None:
+    collect = sub.add_parser(
+        "collect", help="receive OTLP traces from any service and fold them into v1 files",
+        description="Receive OTLP traces (HTTP and gRPC) from services in any language, mask "
+                    "them, fold them into one RunTelemetry v1 file per job. See docs/receiver.md.")
+    collect.add_argument("--jobs-dir", help=f"default ${c.ENV_JOBS_DIR} or ./jobs")
+    collect.add_argument("--http", default=defaults.DEFAULT_HTTP, type=_address, metavar="HOST:PORT",
+                         help="OTLP/HTTP address (port 0: any free port; 'off': none) "
+                              f"[{defaults.DEFAULT_HTTP}]")
+    collect.add_argument("--grpc", default=defaults.DEFAULT_GRPC, type=_address, metavar="HOST:PORT",
+                         help=f"OTLP/gRPC address (port 0: any free port; 'off': none) "
+                              f"[{defaults.DEFAULT_GRPC}]")
+    collect.add_argument("--access-token",
+                         help=f"required as 'Authorization: Bearer ...' (${c.ENV_ACCESS_TOKEN}); "
+                              "mandatory on a non-loopback address")
+    collect.add_argument("--forward-endpoint", metavar="URL",
+                         help="send the masked spans on to this OTLP endpoint (never blocks)")
+    collect.add_argument("--forward-protocol", choices=("http/protobuf", "grpc"))
+    collect.add_argument("--durability", choices=("fsync", "write"), default="fsync",
+                         help="acknowledge once the journal is fsynced (default) or written")
+    collect.add_argument("--quiet-period", type=float, default=defaults.DEFAULT_QUIET_PERIOD,
+                         metavar="SECONDS",
+                         help="finish a job with its root but a missing parent after this long "
+                              f"without news [{defaults.DEFAULT_QUIET_PERIOD:g}]")
+    collect.add_argument("--idle-timeout", type=float, default=defaults.DEFAULT_IDLE_TIMEOUT,
+                         metavar="SECONDS",
+                         help="leave a job without root as unfinished after this long "
+                              f"[{defaults.DEFAULT_IDLE_TIMEOUT:g}]")
+    collect.add_argument("--write-interval", type=float, default=defaults.DEFAULT_WRITE_INTERVAL,
+                         metavar="SECONDS",
+                         help="coalesce a job's file rewrites over this long (spans are durable "
+                              f"in the journal before that) [{defaults.DEFAULT_WRITE_INTERVAL:g}]")
+    collect.add_argument("--max-request-bytes", type=int,
+                         default=defaults.DEFAULT_MAX_REQUEST_BYTES, metavar="N")
+    collect.add_argument("--max-decompressed-bytes", type=int,
+                         default=defaults.DEFAULT_MAX_DECOMPRESSED_BYTES, metavar="N")
+    collect.add_argument("--max-concurrent-requests", type=int,
+                         default=defaults.DEFAULT_MAX_CONCURRENT_REQUESTS, metavar="N")
+    collect.add_argument("--workers", type=int, default=1, metavar="N",
+                         help="receiver processes sharing the ports and the jobs folder (one "
+                              "Python process folds on one core) [1]")
+    collect.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    collect.add_argument("--enum-case", choices=("lower", "pascal"))
+    collect.add_argument("--prices-file", help=f"price overrides (${c.ENV_PRICES_FILE})")
+    collect.set_defaults(func=func)
+
+
+def run_collect(args: argparse.Namespace) -> int:
+    from .config import ReceiverConfig
+    from .factory import create_receiver
+
+    config = ReceiverConfig(
+        jobs_dir=args.jobs_dir or os.environ.get(c.ENV_JOBS_DIR) or "./jobs",
+        http=args.http,
+        grpc=args.grpc,
+        access_token=args.access_token or os.environ.get(c.ENV_ACCESS_TOKEN),
+        forward_endpoint=args.forward_endpoint,
+        forward_protocol=args.forward_protocol,
+        durability=args.durability,
+        quiet_period=args.quiet_period,
+        idle_timeout=args.idle_timeout,
+        write_interval=args.write_interval,
+        max_request_bytes=args.max_request_bytes,
+        max_decompressed_bytes=args.max_decompressed_bytes,
+        max_concurrent_requests=args.max_concurrent_requests,
+        enum_case=args.enum_case,
+        prices_file=args.prices_file or os.environ.get(c.ENV_PRICES_FILE),
+        worker=args.worker,
+    )
+    if args.workers < 1:
+        print("aura-otel: error: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if args.workers > 1 and not args.worker:
+        return _run_supervisor(config, args.workers)
+    if args.worker:
+        from .workers import die_with_supervisor
+
+        die_with_supervisor()
+    receiver = create_receiver(config)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        try:
+            receiver.start()
+        except OSError as exc:
+            print(f"aura-otel: error: cannot listen: {exc}", file=sys.stderr)
+            return 2
+        print(f"aura-otel collect: jobs folder {receiver.book.store.root}", flush=True)
+        if "http" in receiver.addresses:
+            print(f"OTLP/HTTP listening on {receiver.url('http')}/v1/traces", flush=True)
+        if "grpc" in receiver.addresses:
+            print(f"OTLP/gRPC listening on {receiver.url('grpc')}", flush=True)
+        while not stop.wait(1.0):
+            pass
+    finally:
+        receiver.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print("aura-otel collect: stopped; every acknowledged span is in its job's file",
+          file=sys.stderr, flush=True)
+    return 0
+
+
+def _run_supervisor(config: Any, workers: int) -> int:
+    from .workers import Supervisor
+
+    supervisor = Supervisor(config, workers)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        try:
+            supervisor.start()
+        except OSError as exc:
+            print(f"aura-otel: error: cannot listen: {exc}", file=sys.stderr)
+            supervisor.stop()
+            return 2
+        print(f"aura-otel collect: jobs folder {Path(config.jobs_dir).resolve()}, "
+              f"{workers} workers", flush=True)
+        for protocol, label in (("http", "OTLP/HTTP"), ("grpc", "OTLP/gRPC")):
+            if protocol in supervisor.addresses:
+                host, port = supervisor.addresses[protocol]
+                name = f"[{host}]" if ":" in host else host
+                where = f"http://{name}:{port}/v1/traces" if protocol == "http" else f"{name}:{port}"
+                print(f"{label} listening on {where}", flush=True)
+        supervisor.watch(stop)
+    finally:
+        clean = supervisor.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0 if clean else 1

@@ -1,0 +1,318 @@
+"""OTLP trace payloads -> ``ReadableSpan`` objects, as the in-process SDK would hand them on.
+
+The receiver's promise is "the same file as in-process", so a received span is rebuilt as the
+very kind of object the SDK gives its processors (``ReadableSpan``) with the very value types
+the SDK keeps (str, bool, int, float, tuples of those): masking and the fold then run the same
+code on it. What the SDK cannot hold is made into something masking can still read, never
+dropped silently: bytes become text, key-value lists and mixed arrays become JSON text.
+
+Size limits are enforced while reading and while decompressing, so neither a huge body nor a
+gzip bomb is ever held in memory; every refusal is a :class:`PayloadError` with the HTTP status
+and a message for the sender.
+"""
+
+from __future__ import annotations
+
+import base64
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags, TraceState
+from opentelemetry.trace.status import Status, StatusCode
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+_KINDS = {1: SpanKind.INTERNAL, 2: SpanKind.SERVER, 3: SpanKind.CLIENT, 4: SpanKind.PRODUCER,
+          5: SpanKind.CONSUMER}
+_UNSET = Status(StatusCode.UNSET)
+_OK = Status(StatusCode.OK)
+#: OTLP span flags: bit 8 says whether bit 9 (the parent is remote) is known.
+_HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200
+_MAX_JSON_DEPTH = 32
+
+
+class PayloadError(Exception):
+    """A request the receiver refuses as a whole; nothing of it is written."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """The body without its ``Content-Encoding``, refusing to produce more than ``limit`` bytes."""
+    name = (encoding or "").strip().lower()
+    if name in ("", "identity"):
+        return body
+    if name not in ("gzip", "x-gzip"):
+        raise PayloadError(415, f"unsupported Content-Encoding {encoding!r}: send gzip or none")
+    out = bytearray()
+    data = body
+    while data:  # a gzip stream may hold several members, one after the other
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            out += inflater.decompress(data, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise PayloadError(400, f"the gzip body is corrupt: {exc}") from None
+        if len(out) > limit:
+            raise PayloadError(413, f"the decompressed body exceeds the limit of {limit} bytes")
+        if not inflater.eof:
+            if inflater.unconsumed_tail:  # stopped by the limit with more to come
+                raise PayloadError(413, f"the decompressed body exceeds the limit of {limit} bytes")
+            raise PayloadError(400, "the gzip body is truncated")
+        data = inflater.unused_data
+    return bytes(out)
+
+
+# -- OTLP/JSON ---------------------------------------------------------------------------------
+def _hex_to_b64(value: Any, size: int, what: str) -> str:
+    """OTLP/JSON writes ids as hex where protobuf JSON expects base64 (the spec's one quirk)."""
+    if not isinstance(value, str):
+        raise PayloadError(400, f"{what} must be a hex string, not {type(value).__name__}")
+    if value == "":
+        return ""
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise PayloadError(400, f"{what} {value[:40]!r} is not hex") from None
+    if len(raw) != size:
+        raise PayloadError(400, f"{what} must be {size} bytes ({2 * size} hex digits), not {len(raw)}")
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _fix_ids(node: dict[str, Any], names: Iterable[tuple[str, int]]) -> None:
+    for key, size in names:
+        for spelling in (key, _snake(key)):
+            if spelling in node:
+                node[spelling] = _hex_to_b64(node[spelling], size, spelling)
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{ch.lower()}" if ch.isupper() else ch for ch in name)
+
+
+def _items(node: dict[str, Any], key: str) -> list[Any]:
+    value = node.get(key, node.get(_snake(key)))
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise PayloadError(400, f"{key} must be a list")
+    return value
+
+
+def parse_json(body: bytes) -> ExportTraceServiceRequest:
+    """OTLP/JSON: protobuf JSON mapping, except hex trace and span ids; unknown fields ignored."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise PayloadError(400, f"the body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise PayloadError(400, "the body must be a JSON object (ExportTraceServiceRequest)")
+    for rs in _items(doc, "resourceSpans"):
+        if not isinstance(rs, dict):
+            raise PayloadError(400, "resourceSpans entries must be objects")
+        for ss in _items(rs, "scopeSpans"):
+            if not isinstance(ss, dict):
+                raise PayloadError(400, "scopeSpans entries must be objects")
+            for span in _items(ss, "spans"):
+                if not isinstance(span, dict):
+                    raise PayloadError(400, "spans entries must be objects")
+                _fix_ids(span, (("traceId", 16), ("spanId", 8), ("parentSpanId", 8)))
+                for link in _items(span, "links"):
+                    if isinstance(link, dict):
+                        _fix_ids(link, (("traceId", 16), ("spanId", 8)))
+    request = ExportTraceServiceRequest()
+    try:
+        json_format.ParseDict(doc, request, ignore_unknown_fields=True)
+    except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
+        raise PayloadError(400, f"the body is not an OTLP ExportTraceServiceRequest: {exc}") from None
+    return request
+
+
+def parse_protobuf(body: bytes) -> ExportTraceServiceRequest:
+    request = ExportTraceServiceRequest()
+    try:
+        request.ParseFromString(body)
+    except (DecodeError, RecursionError, ValueError) as exc:
+        raise PayloadError(400, f"the body is not an OTLP ExportTraceServiceRequest: {exc}") from None
+    return request
+
+
+def parse(body: bytes, content_type: str) -> ExportTraceServiceRequest:
+    if content_type == PROTOBUF:
+        return parse_protobuf(body)
+    if content_type == JSON:
+        return parse_json(body)
+    raise PayloadError(415, f"unsupported Content-Type {content_type!r}: send {PROTOBUF} or {JSON}")
+
+
+# -- proto -> ReadableSpan ---------------------------------------------------------------------
+def _plain(value: AnyValue, depth: int = 0) -> Any:
+    """A JSON-able form of any AnyValue (for values the SDK's attribute types cannot hold)."""
+    kind = value.WhichOneof("value")
+    if kind is None or depth > _MAX_JSON_DEPTH:
+        return None
+    if kind == "array_value":
+        return [_plain(v, depth + 1) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: _plain(kv.value, depth + 1) for kv in value.kvlist_value.values}
+    if kind == "bytes_value":
+        return value.bytes_value.decode("utf-8", "replace")
+    return getattr(value, kind)
+
+
+def attribute_value(value: AnyValue) -> Any:
+    """The value the Python SDK would hold for this attribute, or None to leave it out."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "int_value":
+        return value.int_value
+    if kind == "double_value":
+        return value.double_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind is None:
+        return None
+    if kind == "bytes_value":
+        # The SDK keeps bytes as text when they are UTF-8; otherwise the text is lossy but
+        # still readable by masking, so a secret in bytes is masked rather than passed on.
+        return value.bytes_value.decode("utf-8", "replace")
+    if kind == "array_value":
+        items = [attribute_value(v) for v in value.array_value.values]
+        types = {type(v) for v in items if v is not None}
+        nested = any(v.WhichOneof("value") in ("array_value", "kvlist_value")
+                     for v in value.array_value.values)
+        if not nested and len(types) <= 1:
+            return tuple(items)
+    # Key-value lists and mixed arrays: JSON text, which masking reads key by key.
+    return orjson.dumps(_plain(value), option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+_SCALARS = frozenset({"string_value", "int_value", "double_value", "bool_value"})
+
+
+def attributes(pairs: Iterable[KeyValue]) -> dict[str, Any]:
+    # The hot loop of decoding (a span's every attribute): scalars inline, the rest through
+    # attribute_value.
+    out: dict[str, Any] = {}
+    for kv in pairs:
+        value = kv.value
+        kind = value.WhichOneof("value")
+        if kind in _SCALARS:
+            out[kv.key] = getattr(value, kind)
+        elif kind is not None:
+            converted = attribute_value(value)
+            if converted is not None:
+                out[kv.key] = converted
+    return out
+
+
+@dataclass
+class Decoded:
+    """The spans of one request, and what was refused (by reason) with a count."""
+
+    spans: list[ReadableSpan] = field(default_factory=list)
+    rejected: dict[str, int] = field(default_factory=dict)
+
+    def reject(self, reason: str, count: int = 1) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + count
+
+
+INVALID_IDS = "with an invalid trace or span id"
+
+
+def _same(text: str) -> str:
+    return text
+
+
+def to_spans(request: ExportTraceServiceRequest,
+             clean: Callable[[str], str] = _same) -> Decoded:
+    """Rebuild the request's spans; a span with unusable ids is counted as rejected, not raised.
+
+    ``clean`` masks the few strings span masking does not look at because the SDK sets them
+    itself in-process (scope name and version, trace state); here a sender chose them. A trace
+    state that needed masking is dropped (a masked one would not be valid W3C syntax); scope
+    attributes are not carried at all.
+    """
+    out = Decoded()
+    append = out.spans.append
+    for rs in request.resource_spans:
+        resource = Resource(attributes(rs.resource.attributes), rs.schema_url or None)
+        for ss in rs.scope_spans:
+            scope = InstrumentationScope(clean(ss.scope.name),
+                                         clean(ss.scope.version) or None, ss.schema_url or None)
+            for span in ss.spans:
+                trace_id, span_id = span.trace_id, span.span_id
+                if (len(trace_id) != 16 or len(span_id) != 8 or not any(trace_id)
+                        or not any(span_id)):
+                    out.reject(INVALID_IDS)
+                    continue
+                tid = int.from_bytes(trace_id, "big")
+                # A span that was exported was sampled: many SDKs leave the low byte of
+                # ``flags`` empty, and a span marked unsampled would never be forwarded.
+                flags = TraceFlags((span.flags & 0xFF) | TraceFlags.SAMPLED)
+                state = _trace_state(span.trace_state, clean)
+                context = SpanContext(tid, int.from_bytes(span_id, "big"), False, flags, state)
+                parent = None
+                parent_id = span.parent_span_id
+                if parent_id:
+                    if len(parent_id) != 8:
+                        out.reject(INVALID_IDS)
+                        continue
+                    if any(parent_id):
+                        remote = bool(span.flags & _HAS_IS_REMOTE and span.flags & _IS_REMOTE)
+                        parent = SpanContext(tid, int.from_bytes(parent_id, "big"), remote, flags)
+                code = span.status.code
+                if code == 2:
+                    status = Status(StatusCode.ERROR, span.status.message or None)
+                else:
+                    status = _OK if code == 1 else _UNSET
+                append(ReadableSpan(
+                    name=span.name,
+                    context=context,
+                    parent=parent,
+                    resource=resource,
+                    attributes=attributes(span.attributes),
+                    events=[Event(ev.name, attributes(ev.attributes), ev.time_unix_nano or None)
+                            for ev in span.events],
+                    links=[link for link in (_link(ln) for ln in span.links) if link is not None],
+                    kind=_KINDS.get(span.kind, SpanKind.INTERNAL),
+                    status=status,
+                    start_time=span.start_time_unix_nano,
+                    end_time=span.end_time_unix_nano or span.start_time_unix_nano,
+                    instrumentation_scope=scope,
+                ))
+    return out
+
+
+def _trace_state(header: str, clean: Callable[[str], str] = _same) -> TraceState | None:
+    if not header or clean(header) != header:
+        return None
+    try:
+        return TraceState.from_header([header])
+    except Exception:  # an unusable trace state is dropped, the span kept
+        return None
+
+
+def _link(link: Any) -> Link | None:
+    if len(link.trace_id) != 16 or len(link.span_id) != 8:
+        return None
+    context = SpanContext(int.from_bytes(link.trace_id, "big"), int.from_bytes(link.span_id, "big"),
+                          True, TraceFlags(link.flags & 0xFF), None)
+    return Link(context, attributes(link.attributes))

@@ -1,0 +1,162 @@
+"""One request's spans: mask, fold, make durable, then (and only then) say yes.
+
+The order is the guarantee:
+
+1. rebuild the spans (:mod:`.decode`);
+2. mask them with the same ``MaskingSpanProcessor`` the in-process pipeline uses, so nothing
+   unmasked reaches a journal, a file, a log line or a forward;
+3. fold them with the in-process fold (``fold_span``) and append each job's units to its
+   journal, synced (:meth:`.jobs.JobBook.append`);
+4. answer: accepted, or a partial success naming how many spans were rejected and why.
+
+A failure in step 3 raises :class:`Unavailable` and the sender is told to retry the whole
+request; units are keyed by span id, so whatever part was already appended is not doubled.
+Forwarding (optional) happens after step 3, through the never-blocking forwarding queue.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from ..errors import InvalidJobIdError
+from ..fold import Unit, fold_span
+from ..forwarding import ForwardingSpanProcessor
+from ..masking import MaskingSpanProcessor
+from ..schema import validate_job_id
+from .decode import to_spans
+from .jobs import JobBook
+from .stats import ReceiverStats
+
+logger = logging.getLogger("aura_otel.receiver")
+
+UNMASKABLE = "that could not be masked (dropped, never written)"
+UNSAFE_JOB_ID = "with an unsafe aura.job.id (no file is written for it)"
+UNUSABLE_FOLDER = "whose job folder cannot be written (something else is in its place)"
+#: Errors a retry cannot cure: the job's path is taken by a file, a link, or is not ours.
+PERMANENT_ERRNOS = frozenset({errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.EACCES,
+                              errno.EPERM, errno.ENAMETOOLONG, errno.EEXIST})
+_LOG_FIRST = 20
+
+
+class Unavailable(Exception):
+    """The spans could not be made durable; nothing was acknowledged, the sender retries."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    accepted: int
+    rejected: int
+    message: str
+
+
+class _Collect(SpanProcessor):
+    """The masking processor's only target: hands the masked copies back to the calling thread."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def begin(self) -> list[ReadableSpan]:
+        spans: list[ReadableSpan] = []
+        self._local.spans = spans
+        return spans
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        return None
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self._local.spans.append(span)
+
+
+def make_masking(rules: Any) -> tuple[MaskingSpanProcessor, _Collect]:
+    collect = _Collect()
+    # No background worker: the request thread masks, so the answer waits for the masking.
+    return MaskingSpanProcessor(collect, rules=rules, background=False), collect
+
+
+class Ingestor:
+    def __init__(self, book: JobBook, stats: ReceiverStats, masking: MaskingSpanProcessor,
+                 collect: _Collect, forward: ForwardingSpanProcessor | None = None) -> None:
+        self.book = book
+        self.stats = stats
+        self.masking = masking
+        self._collect = collect
+        self.forward = forward
+
+    def ingest(self, request: ExportTraceServiceRequest) -> Outcome:
+        decoded = to_spans(request, self.masking.masker.mask_text)
+        rejected = dict(decoded.rejected)
+        received = len(decoded.spans) + sum(rejected.values())
+        self.stats.add("spans_received", received)
+        masked = self._collect.begin()
+        for span in decoded.spans:
+            self.masking.on_end(span)
+        if len(masked) < len(decoded.spans):
+            rejected[UNMASKABLE] = len(decoded.spans) - len(masked)
+        by_job: dict[str, dict[str, Unit]] = {}
+        valid: set[str] = set()
+        without_job = 0
+        for span in masked:
+            try:
+                item = fold_span(span)
+            except Exception:
+                self._count_error("fold_errors", "folding a received span failed; it is left out of v1")
+                continue
+            if item is None:
+                without_job += 1
+                continue
+            if item.job_id not in valid:
+                try:
+                    validate_job_id(item.job_id)
+                except InvalidJobIdError:
+                    rejected[UNSAFE_JOB_ID] = rejected.get(UNSAFE_JOB_ID, 0) + 1
+                    continue
+                valid.add(item.job_id)
+            by_job.setdefault(item.job_id, {})[item.span_id] = item.unit
+        new_folders = False
+        stored: dict[str, dict[str, Unit]] = {}
+        try:
+            for job_id, units in by_job.items():
+                try:
+                    new_folders = self.book.append(job_id, units) or new_folders
+                except (InvalidJobIdError, OSError) as exc:
+                    if isinstance(exc, OSError) and exc.errno not in PERMANENT_ERRNOS:
+                        raise
+                    # This job's folder can never be written (a file or a link in its place):
+                    # a retry would fail the same way, so its spans are refused, not retried.
+                    self._count_error("journal_errors", f"the folder of job {job_id!r} is unusable")
+                    rejected[UNUSABLE_FOLDER] = rejected.get(UNUSABLE_FOLDER, 0) + len(units)
+                    continue
+                stored[job_id] = units
+            self.book.commit(list(stored), new_folders)
+        except OSError as exc:
+            self._count_error("journal_errors", "appending to a job's journal failed")
+            raise Unavailable(f"the spans could not be stored ({exc.strerror or exc}); "
+                              "retry later") from None
+        by_job = stored
+        folded = sum(len(units) for units in by_job.values())
+        self.stats.add("spans_folded", folded)
+        self.stats.add("spans_without_job", without_job)
+        if self.forward is not None:
+            for span in masked:
+                self.forward.on_end(span)  # never blocks: a bounded queue that counts its drops
+        count = sum(rejected.values())
+        self.stats.add("spans_rejected", count)
+        self.stats.add("spans_accepted", received - count)
+        message = ""
+        if count:
+            message = "rejected " + "; ".join(f"{n} span{'s' if n != 1 else ''} {why}"
+                                              for why, n in sorted(rejected.items()))
+        return Outcome(received - count, count, message)
+
+    def _count_error(self, name: str, message: str) -> None:
+        count = self.stats.add(name)
+        if count <= _LOG_FIRST or count % 1000 == 0:
+            logger.exception("aura-otel: %s (%s #%d)", message, name, count)

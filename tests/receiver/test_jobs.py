@@ -1,0 +1,184 @@
+"""Jobs whose spans arrive from several services, in any order, late, or without a root.
+
+The receiver's clock is stepped by the test (quiet period, idle timeout) and files are written
+by explicit flushes: nothing here depends on timing.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from aura_otel import conventions as c
+
+from .support import (
+    ManualClock,
+    demo_job_spans,
+    encode,
+    record_spans,
+    running_receiver,
+    telemetry,
+    telemetry_bytes,
+)
+
+
+def send(receiver, spans) -> None:
+    response = httpx.post(receiver.url("http") + "/v1/traces",
+                          content=encode(spans).SerializeToString(),
+                          headers={"Content-Type": "application/x-protobuf"}, timeout=30)
+    assert response.status_code == 200
+
+
+@pytest.fixture
+def clock():
+    return ManualClock()
+
+
+@pytest.fixture
+def receiver(tmp_path, clock):
+    with running_receiver(tmp_path / "jobs", grpc=None, clock=clock, quiet_period=5,
+                          idle_timeout=60) as r:
+        yield r
+
+
+def in_process_file(tmp_path, spans) -> bytes:
+    """What the in-process exporter writes for the same spans (the reference)."""
+    from aura_otel import RunTelemetryExporter
+    from aura_otel.pricing import load_price_table
+
+    exporter = RunTelemetryExporter(tmp_path / "local", pricer=load_price_table(None))
+    exporter.export(spans)
+    exporter.force_flush()
+    exporter.shutdown()
+    return telemetry_bytes(tmp_path / "local", spans[0].attributes[c.JOB_ID])
+
+
+def test_children_before_the_root(tmp_path, receiver):
+    spans = demo_job_spans("ooo-1")
+    root = [s for s in spans if s.name == c.JOB_SPAN_NAME]
+    children = [s for s in spans if s.name != c.JOB_SPAN_NAME]
+    for child in reversed(children):  # one request each, last stage first
+        send(receiver, [child])
+    receiver.flush()
+    early = telemetry(tmp_path / "jobs", "ooo-1")
+    assert early.get("collection_ended_at") is None and early.get("summary") is None
+    assert len(early["records"]) == 3
+    assert receiver.book.is_open("ooo-1")
+
+    send(receiver, root)
+    receiver.flush()
+    assert not receiver.book.is_open("ooo-1")  # finished at once: root in, nothing missing
+    assert receiver.counters()["jobs_finalized"] == 1
+    assert telemetry_bytes(tmp_path / "jobs", "ooo-1") == in_process_file(tmp_path, root + children)
+
+
+def test_a_late_span_reopens_and_rewrites_the_job(tmp_path, receiver):
+    spans = demo_job_spans("late-1", stages=("brief", "script", "tts", "render"))
+    late = [s for s in spans if s.name == "aura.stage.render"]
+    send(receiver, [s for s in spans if s not in late])
+    receiver.flush()
+    assert not receiver.book.is_open("late-1")
+    assert len(telemetry(tmp_path / "jobs", "late-1")["records"]) == 3
+
+    send(receiver, late)
+    assert receiver.book.is_open("late-1")
+    receiver.flush()
+    doc = telemetry(tmp_path / "jobs", "late-1")
+    assert [r["stage"] for r in doc["records"]] == ["brief", "script", "tts", "render"]
+    assert doc["summary"]["total_operations"] == 4
+    counts = receiver.counters()
+    assert counts["jobs_reopened"] == 1 and counts["jobs_finalized"] == 2
+    assert not receiver.book.is_open("late-1")
+    assert telemetry_bytes(tmp_path / "jobs", "late-1") == in_process_file(tmp_path, spans)
+
+
+def test_a_job_without_root_is_left_unfinished_after_the_idle_timeout(tmp_path, receiver, clock):
+    send(receiver, demo_job_spans("noroot-1", root=False))
+    receiver.flush()
+    clock.advance(59)
+    receiver.sweep()
+    assert receiver.book.is_open("noroot-1"), receiver.counters()
+    clock.advance(1)
+    receiver.sweep()
+    assert not receiver.book.is_open("noroot-1")
+    assert receiver.counters()["jobs_unfinished"] == 1
+    doc = telemetry(tmp_path / "jobs", "noroot-1")
+    assert doc.get("collection_ended_at") is None and doc.get("summary") is None
+    assert len(doc["records"]) == 3
+
+
+def test_a_missing_parent_holds_the_job_for_the_quiet_period_only(tmp_path, receiver, clock):
+    """Root in, but a stage hangs under a span that never arrives (it carries no job id)."""
+
+    def build(tracer):
+        with tracer.start_as_current_span(c.JOB_SPAN_NAME, attributes={c.JOB_ID: "quiet-1"}):
+            with tracer.start_as_current_span("aura.stage.brief", attributes={c.STAGE: "brief"}):
+                pass
+            with tracer.start_as_current_span("HTTP POST", attributes={c.JOB_ID: "other"}):
+                with tracer.start_as_current_span("aura.stage.tts",
+                                                  attributes={c.STAGE: "tts", c.JOB_ID: "quiet-1"}):
+                    pass
+
+    spans = [s for s in record_spans(build) if s.attributes.get(c.JOB_ID) == "quiet-1"]
+    send(receiver, spans)
+    receiver.flush()
+    assert receiver.book.is_open("quiet-1")  # the tts stage's parent is still missing
+    clock.advance(4.9)
+    receiver.sweep()
+    assert receiver.book.is_open("quiet-1")
+    clock.advance(0.1)
+    receiver.sweep()
+    assert not receiver.book.is_open("quiet-1")
+    assert receiver.counters()["jobs_finalized_quiet"] == 1
+    assert telemetry(tmp_path / "jobs", "quiet-1")["summary"]["total_operations"] == 2
+
+
+def test_spans_of_one_job_from_two_services_in_many_requests(tmp_path, receiver):
+    """Two services (two resources), interleaved, root in the middle: one file, as in-process."""
+    api_spans = demo_job_spans("multi-1", stages=("brief", "plan"))
+    worker_spans = record_spans(lambda tracer: _continue(tracer, api_spans, ("tts", "render")),
+                                service_name="render-service")
+    order = [worker_spans[0], api_spans[-1], api_spans[0], worker_spans[1], api_spans[1]]
+    for span in order:
+        send(receiver, [span])
+    receiver.flush()
+    assert not receiver.book.is_open("multi-1")
+    doc = telemetry(tmp_path / "jobs", "multi-1")
+    assert [r["stage"] for r in doc["records"]] == ["brief", "plan", "tts", "render"]
+    assert telemetry_bytes(tmp_path / "jobs", "multi-1") == in_process_file(tmp_path, order)
+
+
+def _continue(tracer, api_spans, stages):
+    """The second service: its spans are children of the first service's root (remote parent)."""
+    from opentelemetry import trace
+
+    root = next(s for s in api_spans if s.name == c.JOB_SPAN_NAME)
+    remote = trace.SpanContext(root.context.trace_id, root.context.span_id, True,
+                               trace.TraceFlags(1))
+    ctx = trace.set_span_in_context(trace.NonRecordingSpan(remote))
+    for name in stages:
+        with tracer.start_as_current_span(f"aura.stage.{name}", context=ctx,
+                                          attributes={c.JOB_ID: "multi-1", c.STAGE: name}):
+            pass
+
+
+def test_memory_returns_to_nothing_after_many_jobs(tmp_path, receiver):
+    for batch in range(10):
+        spans = []
+        for i in range(20):
+            spans += demo_job_spans(f"many-{batch}-{i}")
+        send(receiver, spans)
+    receiver.flush()
+    counts = receiver.counters()
+    assert counts["jobs_open"] == 0 and counts["jobs_finalized"] == 200
+
+
+def test_the_touched_list_names_unwritten_jobs_only(tmp_path, receiver):
+    """Synced before the answer, emptied once every file is current: a crash then costs a
+    restart the jobs in flight, never a scan of the folder."""
+    (touched,) = (tmp_path / "jobs").glob(".aura-receiver-touched.*")
+    with receiver.book._write_lock:  # hold the writer: the list must name the job meanwhile
+        send(receiver, demo_job_spans("touch-1"))
+        assert touched.read_text().split() == ["touch-1"]
+    receiver.flush()
+    assert touched.read_text() == ""
