@@ -158,7 +158,7 @@ class JobBook:
             if self.sync:
                 journal.sync()
                 if before == 0:  # a new journal: its entry in the job's folder must be durable
-                    _sync_dir(journal.folder)
+                    os.fsync(journal.dir_fd)
             if before == 0 and completeness(units) == (True, 0):
                 # The whole job in one request (the usual case for a batching exporter): its
                 # file is written now, from exactly what the journal holds, saving the writer
