@@ -221,3 +221,18 @@ def test_a_sink_without_a_masking_worker_folds_each_span_at_once(tmp_path: Path)
     assert exporter.stats.snapshot()["spans_folded"] == 1  # no flush needed: folded in on_end
     provider.shutdown()
     assert (tmp_path / "jobs" / "inline-1" / "telemetry.json").is_file()
+
+
+def test_spans_after_shutdown_are_counted_not_lost_silently(tmp_path: Path) -> None:
+    exporter = RunTelemetryExporter(tmp_path / "jobs", write_interval=0)
+    sink = V1SpanSink(exporter)
+    provider = TracerProvider()
+    provider.add_span_processor(JobContextProcessor())
+    provider.add_span_processor(MaskingSpanProcessor(sink, background=False, mask_logs=False))
+    sink.shutdown()
+    with provider.get_tracer("t").start_as_current_span(
+        "aura.job", attributes={"aura.job.id": "late-1"}
+    ):
+        pass
+    assert sink.stats()["spans_dropped"] == 1
+    assert not (tmp_path / "jobs" / "late-1").exists()

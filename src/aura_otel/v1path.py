@@ -24,6 +24,7 @@ from typing import Any, Final
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace.export import SpanExportResult
 
 from .exporter import RunTelemetryExporter
 
@@ -51,6 +52,7 @@ class V1SpanSink(SpanProcessor):
         self._pending: list[ReadableSpan] = []
         self._lock = threading.Lock()
         self._errors = 0
+        self._dropped = 0  # spans that arrived after shutdown: counted, never silent
         ref = weakref.ref(self)
 
         # A forked child inherits the parent's waiting spans; the parent sends them.
@@ -82,7 +84,14 @@ class V1SpanSink(SpanProcessor):
                 return
             self._pending = []
         try:
-            self.exporter.export(batch)
+            result = self.exporter.export(batch)
+            if result is SpanExportResult.FAILURE:  # only after shutdown: nothing is written
+                self._dropped += len(batch)
+                if self._dropped == len(batch):
+                    logger.warning(
+                        "aura-otel: %d spans ended after the v1 files were shut down; not written",
+                        len(batch),
+                    )
         except Exception:  # export counts its own failures; this guards the masking worker
             self._errors += 1
             if self._errors <= _LOG_FIRST or self._errors % 1000 == 0:
@@ -99,5 +108,6 @@ class V1SpanSink(SpanProcessor):
         self.exporter.shutdown()
 
     def stats(self) -> dict[str, int]:
-        """Shaped like the forwarding queues' counters: the v1 path has no queue to drop from."""
-        return {"spans_dropped": 0, "spans_pending": len(self._pending)}
+        """Shaped like the forwarding queues' counters. The v1 path has no queue to overflow;
+        ``spans_dropped`` counts only spans that ended after shutdown."""
+        return {"spans_dropped": self._dropped, "spans_pending": len(self._pending)}
