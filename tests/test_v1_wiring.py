@@ -236,3 +236,22 @@ def test_spans_after_shutdown_are_counted_not_lost_silently(tmp_path: Path) -> N
         pass
     assert sink.stats()["spans_dropped"] == 1
     assert not (tmp_path / "jobs" / "late-1").exists()
+
+
+class _FailingBatches(V1SpanSink):
+    def end_batch(self) -> None:
+        raise RuntimeError("boom")
+
+
+def test_a_failing_end_batch_is_counted_and_masking_goes_on(tmp_path: Path) -> None:
+    exporter = RunTelemetryExporter(tmp_path / "jobs", write_interval=0)
+    processor = MaskingSpanProcessor(_FailingBatches(exporter), background=False, mask_logs=False)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    for _ in range(2):
+        with provider.get_tracer("t").start_as_current_span(
+            "aura.job", attributes={"aura.job.id": "fails-1"}
+        ):
+            pass
+    assert processor.stats()["target_errors"] == 2
+    provider.shutdown()
