@@ -15,12 +15,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import run_jobs  # noqa: E402
-from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: E402
+from opentelemetry.sdk.trace import TracerProvider
 
-from aura_otel import JobContextProcessor, MaskingSpanProcessor, RunTelemetryExporter  # noqa: E402
-from aura_otel._memory import MemoryTrimmer  # noqa: E402
+import aura_otel
+from _common import run_jobs
+from aura_otel._memory import MemoryTrimmer
 
 
 def rss_mb() -> float:
@@ -36,10 +35,11 @@ def main() -> int:
     args = parser.parse_args()
     step = max(1, args.jobs // 10)
     with tempfile.TemporaryDirectory() as tmp:
-        exporter = RunTelemetryExporter(Path(tmp) / "jobs")
         provider = TracerProvider()
-        provider.add_span_processor(JobContextProcessor())
-        provider.add_span_processor(MaskingSpanProcessor(BatchSpanProcessor(exporter, max_queue_size=65536)))
+        telemetry = aura_otel.configure(Path(tmp) / "jobs", tracer_provider=provider, set_global=False,
+                                        propagate_threads=False, metrics=False)  # the real wiring
+        exporter = telemetry.exporter
+        assert exporter is not None
         readings = []
         for done in range(0, args.jobs, step):
             # Steady state: jobs keep coming while the queues drain (a flush every 100 jobs),
@@ -47,7 +47,7 @@ def main() -> int:
             for batch in range(0, step, 100):
                 run_jobs(provider, 100, stages_per_job=2, prefix=f"mem-{done + batch}")
                 provider.force_flush()
-            exporter.force_flush()
+            telemetry.force_flush()
             if args.trim:
                 MemoryTrimmer().maybe_trim(force=True)
             readings.append(rss_mb())

@@ -171,14 +171,13 @@ def test_pascal_case_switch_writes_the_old_spelling(tmp_path: Path) -> None:
     assert doc["summary"]["cost_by_stage"] == {"script": 0.25, "tts": 0.0}
 
 
-def test_a_full_v1_queue_is_counted_never_silent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Under overload nothing vanishes unaccounted: every span is folded or counted as dropped."""
+def test_a_burst_of_spans_is_all_folded_never_dropped(tmp_path: Path) -> None:
+    """Under a burst nothing vanishes: the v1 files have no queue of their own to overflow (the
+    masking worker folds what it masks; when it falls behind, the caller masks and folds)."""
     from opentelemetry.sdk.trace import TracerProvider
 
     import aura_otel
-    from aura_otel import pipeline
 
-    monkeypatch.setattr(pipeline, "V1_MAX_QUEUE_SIZE", 2)
     telemetry = aura_otel.configure(tmp_path / "jobs", tracer_provider=TracerProvider(), set_global=False,
                                     propagate_threads=False)
     tracer = telemetry.tracer_provider.get_tracer("flood")
@@ -192,5 +191,5 @@ def test_a_full_v1_queue_is_counted_never_silent(tmp_path: Path, monkeypatch: py
     telemetry.force_flush()
     stats = telemetry.stats()
     telemetry.shutdown()
-    assert stats["spans_dropped_queue_full"] > 0  # a queue of 2 cannot take a burst of 840
+    assert stats["spans_dropped_queue_full"] == 0
     assert stats["spans_folded"] + stats["spans_dropped_queue_full"] == created

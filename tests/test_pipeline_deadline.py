@@ -109,5 +109,5 @@ def test_shutdown_shares_one_budget_across_traces_and_metrics(
     waits = _backend(dead_backend, given)
     assert [name for name, _ in waits] == ["traces", "metrics"]
     assert sum(ms for _, ms in waits) <= BUDGET_S * 1000 + 5, waits
-    # The v1 files are not the backend: their queue keeps its own bound, outside the budget.
-    assert any(owner is dead_backend.v1_queue and ms >= 1000 for owner, ms in given)
+    # The v1 files are not the backend: they are written whatever the budget.
+    assert (Path(dead_backend.jobs_dir or "") / "job-deadline" / "telemetry.json").is_file()

@@ -12,6 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -242,24 +243,37 @@ class RunTelemetryExporter(SpanExporter):
                 dirty = [(job_id, job) for job_id, job in self._jobs.items() if job.dirty]
                 for _, job in dirty:
                     job.dirty = False
-            for job_id, job in dirty:
+            if not dirty:
+                return
+            # One descriptor of the jobs folder for the whole round; if even that fails, each
+            # job tries on its own (and fails, is counted and retried, as a job).
+            with ExitStack() as stack:
+                root_fd: int | None
                 try:
-                    doc = self._write_job(job_id, job)
-                except Exception as exc:
-                    self._count_error("write_errors", f"writing telemetry for job {job_id!r} failed")
-                    self._failed(job_id, job, exc)
-                    continue
-                with self._lock:
-                    job.failures = 0
-                    complete = job.finalized and not job.dirty
-                    if complete:
-                        del self._jobs[job_id]  # a finished job's state is released
-                        self.stats.add("jobs_finalized")
-                if complete and self._on_job_complete is not None:
-                    try:
-                        self._on_job_complete(job_id, doc)
-                    except Exception:
-                        self._count_error("listener_errors", f"on_job_complete failed for {job_id!r}")
+                    root_fd = stack.enter_context(self.store.root_fd())
+                except Exception:
+                    root_fd = None
+                self._write_round(dirty, root_fd)
+
+    def _write_round(self, dirty: list[tuple[str, _Job]], root_fd: int | None) -> None:
+        for job_id, job in dirty:
+            try:
+                doc = self._write_job(job_id, job, root_fd)
+            except Exception as exc:
+                self._count_error("write_errors", f"writing telemetry for job {job_id!r} failed")
+                self._failed(job_id, job, exc)
+                continue
+            with self._lock:
+                job.failures = 0
+                complete = job.finalized and not job.dirty
+                if complete:
+                    del self._jobs[job_id]  # a finished job's state is released
+                    self.stats.add("jobs_finalized")
+            if complete and self._on_job_complete is not None:
+                try:
+                    self._on_job_complete(job_id, doc)
+                except Exception:
+                    self._count_error("listener_errors", f"on_job_complete failed for {job_id!r}")
 
     def _failed(self, job_id: str, job: _Job, exc: Exception) -> None:
         """Retry on a later round, or give the job up once it has failed long enough."""
@@ -283,8 +297,8 @@ class RunTelemetryExporter(SpanExporter):
                 job_id, job.failures, now - job.failing_since, type(exc).__name__, exc,
             )
 
-    def _write_job(self, job_id: str, job: _Job) -> dict[str, Any]:
-        with self.store.journal(job_id) as journal:
+    def _write_job(self, job_id: str, job: _Job, root_fd: int | None = None) -> dict[str, Any]:
+        with self.store.journal(job_id, root_fd=root_fd, fresh=job.offset == 0) as journal:
             theirs, offset = journal.read_from(job.offset)
             with self._lock:
                 for span_id, unit in theirs.items():

@@ -176,41 +176,80 @@ def _key_kind(key: str) -> tuple[int, str]:
     return kind
 
 
-def _read(attrs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """One pass over a span's attributes: the contract's slots, and its metadata.
+#: A span's attribute keys (in order) -> what the fold reads from them. Spans of one kind
+#: carry the same keys in the same order, so classifying each key (slot, alias rank, metadata,
+#: nothing) is done once per key set, and the pass over a span touches only the keys that
+#: matter. Bounded like _KEY_KINDS: a host minting key sets per span only costs a clear.
+_Plan = tuple[
+    tuple[tuple[str, str, _Convert], ...],  # slots with one key present: (key, slot, convert)
+    tuple[tuple[str, tuple[str, ...], _Convert], ...],  # aliased slots: (slot, keys by rank, convert)
+    tuple[tuple[str, int, str], ...],  # metadata in attribute order: (key, kind, name)
+]
+_PLANS: dict[tuple[str, ...], _Plan] = {}
+_PLANS_MAX = 1024
 
-    Of aliases sharing a slot the lowest rank wins (ranks are recorded for such slots only).
-    """
-    found: dict[str, Any] = {}
-    ranks: dict[str, int] = {}
-    meta: dict[str, Any] = {}
-    slot_of = _SLOTS.get
-    for key, value in attrs.items():
-        spec = slot_of(key)
+
+def _plan(keys: tuple[str, ...]) -> _Plan:
+    slots: dict[str, list[tuple[int, str, _Convert]]] = {}
+    meta: list[tuple[str, int, str]] = []
+    for key in keys:
+        spec = _SLOTS.get(key)
         if spec is None:
-            kind, name = _KEY_KINDS.get(key) or _key_kind(key)
-            if kind == _PLAIN_META:
-                meta[name] = list(value) if isinstance(value, tuple) else value
-            elif kind == _JSON_META and isinstance(value, str):
-                try:
-                    decoded = orjson.loads(value)
-                except orjson.JSONDecodeError:
-                    meta[name] = value  # keep what was sent, undecoded
-                    continue
-                # Deep nesting would make a file readers refuse; only text with many brackets
-                # can nest deeply, and counting them is cheap.
-                if value.count("[") + value.count("{") > MAX_META_DEPTH:
-                    decoded = cap_depth(decoded)
-                meta[name] = decoded
+            kind, name = _key_kind(key)
+            if kind != _SKIP:
+                meta.append((key, kind, name))
             continue
-        name, rank, convert, aliased = spec
-        if rank and ranks.get(name, rank) < rank:
-            continue
-        converted = convert(value)
+        name, rank, convert, _ = spec
+        slots.setdefault(name, []).append((rank, key, convert))
+    single = tuple((entries[0][1], name, entries[0][2]) for name, entries in slots.items() if len(entries) == 1)
+    aliased = tuple(
+        (name, tuple(key for _, key, _ in sorted(entries)), entries[0][2])
+        for name, entries in slots.items()
+        if len(entries) > 1
+    )
+    plan = (single, aliased, tuple(meta))
+    if len(_PLANS) >= _PLANS_MAX:
+        _PLANS.clear()
+    _PLANS[keys] = plan
+    return plan
+
+
+def _read(attrs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One pass over the attributes that matter: the contract's slots, and its metadata.
+
+    Of aliases sharing a slot the lowest rank with a valid value wins, whatever the order the
+    attributes were set in (an invalid value never hides a valid alias).
+    """
+    keys = tuple(attrs)
+    plan = _PLANS.get(keys) or _plan(keys)
+    single, aliased, meta_plan = plan
+    found: dict[str, Any] = {}
+    for key, name, convert in single:
+        converted = convert(attrs[key])
         if converted is not None:
             found[name] = converted
-            if aliased:
-                ranks[name] = rank
+    for name, alias_keys, convert in aliased:
+        for key in alias_keys:
+            converted = convert(attrs[key])
+            if converted is not None:
+                found[name] = converted
+                break
+    meta: dict[str, Any] = {}
+    for key, kind, name in meta_plan:
+        value = attrs[key]
+        if kind == _PLAIN_META:
+            meta[name] = list(value) if isinstance(value, tuple) else value
+        elif isinstance(value, str):  # _JSON_META
+            try:
+                decoded = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                meta[name] = value  # keep what was sent, undecoded
+                continue
+            # Deep nesting would make a file readers refuse; only text with many brackets
+            # can nest deeply, and counting them is cheap.
+            if value.count("[") + value.count("{") > MAX_META_DEPTH:
+                decoded = cap_depth(decoded)
+            meta[name] = decoded
     return found, meta
 
 

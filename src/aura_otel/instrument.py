@@ -489,6 +489,34 @@ def current_stage() -> StageHandle | None:
 
 
 # -- stamping ------------------------------------------------------------------------------------
+def _stamp_directly(span: Any, stamps: Mapping[str, str]) -> bool:
+    """Put new string attributes straight into a just-started SDK span's attribute dict.
+
+    ``Span.set_attributes`` runs the SDK's value cleaning per key (several Python calls each);
+    on the application's thread, for every span, that was the larger part of stamping. What it
+    would do here is known: the keys are absent, the values are strings. So when the span's
+    ``BoundedAttributes`` has room and no value needs cutting, the dict is updated under the
+    attributes' own lock, with the same outcome; anything else (a full span, a length limit
+    that bites, an unknown attributes type) takes the SDK's own path. False means not done.
+    """
+    attributes = getattr(span, "_attributes", None)
+    inner = getattr(attributes, "_dict", None)
+    lock = getattr(attributes, "_lock", None)
+    if type(inner) is not dict or lock is None or getattr(attributes, "_immutable", True):
+        return False
+    maxlen = getattr(attributes, "maxlen", 0)
+    if maxlen is not None and len(inner) + len(stamps) > maxlen:
+        return False
+    max_value_len = getattr(attributes, "max_value_len", 0)
+    if max_value_len is not None and any(len(v) > max_value_len for v in stamps.values()):
+        return False
+    if getattr(span, "_end_time", 0) is not None:  # only a live span is stamped this way
+        return False
+    with lock:
+        inner.update(stamps)
+    return True
+
+
 class JobContextProcessor(SpanProcessor):
     """Stamps ``aura.job.id`` (and correlation/project ids) on every span started in a job.
 
@@ -512,9 +540,9 @@ class JobContextProcessor(SpanProcessor):
                 source = baggage.get_all(parent_context)
                 if c.JOB_ID not in source:
                     return
-            span.set_attributes(
-                {k: str(source[k]) for k in self._KEYS if k in source and k not in own}
-            )
+            stamps = {k: str(source[k]) for k in self._KEYS if k in source and k not in own}
+            if not _stamp_directly(span, stamps):
+                span.set_attributes(stamps)
         except Exception:  # never break span creation
             logger.debug("aura-otel: stamping a span failed", exc_info=True)
 

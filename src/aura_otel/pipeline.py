@@ -5,7 +5,7 @@ The span path it builds::
     TracerProvider
       ├─ JobContextProcessor           stamps aura.job.id at start (third-party spans too)
       └─ MaskingSpanProcessor          masks a copy at end; only the copy goes on
-           ├─ ForwardingSpanProcessor(RunTelemetryExporter)  v1 files, off the app thread
+           ├─ V1SpanSink(RunTelemetryExporter)  v1 files, folded on the masking worker's turn
            └─ ForwardingSpanProcessor(OTLPSpanExporter)  when an endpoint is configured
     MeterProvider -> OTLP metric exporter                when an endpoint is configured
 
@@ -43,17 +43,10 @@ from .masking import MaskingRules, MaskingSpanProcessor
 from .metrics import MetricsPipeline
 from .pricing import load_price_table
 from .settings import Settings, otlp_exporter, parse_seconds
+from .v1path import V1SpanSink
 
 logger = logging.getLogger("aura_otel")
 
-#: The v1 path batches for at most this long, so a stage that ended is on disk within a second
-#: (plus the exporter's own coalescing interval) even if the process is then killed.
-V1_SCHEDULE_DELAY_MS = 200
-#: The v1 path's queue. The masking worker hands spans over in bursts (up to its own queue,
-#: 8192 by default) and the fold is slower than masking, so the SDK's default of 2048 drops
-#: spans (whole stages, whole jobs' files) under a burst of short jobs; a span waiting here
-#: costs its ReadableSpan only.
-V1_MAX_QUEUE_SIZE = 16384
 
 
 def make_otlp_exporter(
@@ -75,7 +68,7 @@ class Telemetry:
     enabled: bool = True
     forwarding: ForwardingSpanProcessor | None = None
     metrics: MetricsPipeline | None = None
-    v1_queue: ForwardingSpanProcessor | None = None
+    v1_queue: V1SpanSink | ForwardingSpanProcessor | None = None
     #: Shared by OTLP forwarding and metrics: one budget for the backend per flush/shutdown.
     backend_deadline: SharedDeadline | None = None
     otlp_budget_millis: float = DEFAULT_SHUTDOWN_TIMEOUT_MILLIS
@@ -118,8 +111,8 @@ class Telemetry:
 
     def stats(self) -> dict[str, Any]:
         """Counters: spans folded, ignored, rejected; files written; errors; and
-        ``spans_dropped_queue_full``, spans that never reached the fold because the v1 queue
-        was full (sustained overload)."""
+        ``spans_dropped_queue_full``, spans that never reached the fold because a v1 queue was
+        full (always 0 with the v1 path ``configure()`` builds, which has no queue of its own)."""
         counts: dict[str, Any] = self.exporter.stats.snapshot() if self.exporter else {}
         if self.v1_queue is not None:
             counts["spans_dropped_queue_full"] = self.v1_queue.stats()["spans_dropped"]
@@ -269,17 +262,11 @@ def _span_path(
     deadline: SharedDeadline,
     budget_millis: float,
     settings: Settings,
-) -> tuple[ForwardingSpanProcessor, ForwardingSpanProcessor | None, MaskingSpanProcessor]:
-    """Stamping, then masking in front of the v1 queue and (with an endpoint) OTLP."""
-    # The v1 path gets the same counted queue as forwarding: spans the SDK's own batch
-    # processor would drop silently when its queue is full are counted and logged here.
-    v1_queue = ForwardingSpanProcessor(
-        exporter,
-        name="v1",
-        label="v1 span queue",
-        max_queue_size=V1_MAX_QUEUE_SIZE,
-        schedule_delay_millis=V1_SCHEDULE_DELAY_MS,
-    )
+) -> tuple[V1SpanSink, ForwardingSpanProcessor | None, MaskingSpanProcessor]:
+    """Stamping, then masking in front of the v1 files and (with an endpoint) OTLP."""
+    # The v1 files take masked spans straight from the masking worker (see aura_otel.v1path):
+    # one thread, one pass, no second queue.
+    v1_queue = V1SpanSink(exporter)
     targets: list[SpanProcessor] = [v1_queue]
     forwarding = None
     if otlp is not None:

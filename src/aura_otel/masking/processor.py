@@ -46,10 +46,11 @@ class _Worker:
     """
 
     def __init__(self, process: Callable[[ReadableSpan], None], stats: MaskingStats,
-                 max_queue_size: int) -> None:
+                 max_queue_size: int, batch_done: Callable[[], None] | None = None) -> None:
         if isinstance(max_queue_size, bool) or not isinstance(max_queue_size, int) or max_queue_size < 1:
             raise ConfigurationError(f"max_queue_size must be a positive integer, got {max_queue_size!r}")
         self._process = process
+        self._batch_done = batch_done
         self._stats = stats
         self._max = max_queue_size
         self._queue: deque[ReadableSpan] = deque()
@@ -79,6 +80,8 @@ class _Worker:
             # without bound. The application slows down only while the worker is behind.
             self._stats.add("spans_masked_inline")
             self._process(span)
+            if self._stopped and self._batch_done is not None:
+                self._batch_done()  # no wake-up will come to hand it on
             return
         queue.append(span)
         if len(queue) == _WAKE_AT:
@@ -89,12 +92,17 @@ class _Worker:
         nothing queued before the call is still on its way."""
         with self._busy:
             queue = self._queue
+            process = self._process
+            done = 0
             while queue:
                 try:
                     span = queue.popleft()
                 except IndexError:
                     break
-                self._process(span)
+                process(span)
+                done += 1
+            if done and self._batch_done is not None:
+                self._batch_done()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopped = True
@@ -148,7 +156,14 @@ class MaskingSpanProcessor(SpanProcessor):
             install_log_filter(masker)
         self._stats = masker.stats
         self._span_masking = SpanMasking(masker)
-        self._worker = _Worker(self._mask_and_forward, self._stats, max_queue_size) if background else None
+        # Targets that take spans in batches (the v1 files' sink) are told when a wake-up's
+        # spans have all been handed on, so they work once per wake-up, on this same thread.
+        self._batch_targets = [t for t in self._targets if callable(getattr(t, "end_batch", None))]
+        self._worker = (
+            _Worker(self._mask_and_forward, self._stats, max_queue_size,
+                    self._end_batch if self._batch_targets else None)
+            if background else None
+        )
 
     @property
     def targets(self) -> tuple[SpanProcessor, ...]:
@@ -165,6 +180,17 @@ class MaskingSpanProcessor(SpanProcessor):
             self._worker.put(span)  # the application thread only queues
         else:
             self._mask_and_forward(span)
+            if self._batch_targets:
+                self._end_batch()
+
+    def _end_batch(self) -> None:
+        for target in self._batch_targets:
+            try:
+                target.end_batch()  # type: ignore[attr-defined]
+            except Exception:
+                count = self._stats.add("target_errors")
+                if count <= 20 or count % 1000 == 0:
+                    logger.exception("aura-otel: a span processor behind masking failed (#%d)", count)
 
     def _mask_and_forward(self, span: ReadableSpan) -> None:
         try:
