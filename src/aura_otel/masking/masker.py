@@ -20,7 +20,7 @@ import orjson
 import re2
 
 from .. import conventions as c
-from ..exporter import ExporterStats
+from .._util import Counters, throttled
 from .keys import KeyRule, keeps_under_sensitive_key
 from .scanner import Keep, Scanner, _yes_no
 from .settings import (
@@ -58,10 +58,10 @@ def representable(text: str) -> str:
     return text
 
 
-class MaskingStats(ExporterStats):
+class MaskingStats(Counters):
     """Counters a host can read: nothing is replaced, cut or dropped silently."""
 
-    _names = (  # type: ignore[assignment]
+    _names = (
         "spans_changed",
         "spans_dropped",
         "spans_masked_inline",
@@ -151,7 +151,7 @@ class Masker:
 
     def _failed(self, message: str) -> str:
         count = self.stats.add("values_failed_closed")
-        if count <= 20 or count % 1000 == 0:
+        if throttled(count):
             logger.warning("aura-otel: %s (values_failed_closed #%d)", message, count,
                            exc_info=sys.exc_info()[0] is not None)
         return REDACTED

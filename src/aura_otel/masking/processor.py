@@ -20,6 +20,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
+from .._util import throttled
 from ..errors import ConfigurationError
 from .logs import install_log_filter
 from .masker import Masker, MaskingStats
@@ -189,7 +190,7 @@ class MaskingSpanProcessor(SpanProcessor):
                 target.end_batch()  # type: ignore[attr-defined]
             except Exception:
                 count = self._stats.add("target_errors")
-                if count <= 20 or count % 1000 == 0:
+                if throttled(count):
                     logger.exception("aura-otel: a span processor behind masking failed (#%d)", count)
 
     def _mask_and_forward(self, span: ReadableSpan) -> None:
@@ -198,7 +199,7 @@ class MaskingSpanProcessor(SpanProcessor):
         except Exception:
             # Last resort: a span we could not mask is never sent.
             count = self._stats.add("spans_dropped")
-            if count <= 20 or count % 1000 == 0:
+            if throttled(count):
                 logger.exception("aura-otel: masking a span failed; the span was dropped (#%d)", count)
             return
         if changed:
@@ -208,7 +209,7 @@ class MaskingSpanProcessor(SpanProcessor):
                 target.on_end(copy)
             except Exception:
                 count = self._stats.add("target_errors")
-                if count <= 20 or count % 1000 == 0:
+                if throttled(count):
                     logger.exception("aura-otel: a span processor behind masking failed (#%d)", count)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:

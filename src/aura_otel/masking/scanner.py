@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import re2
 
+from .._util import re2_matcher, re2_matcher_public
 from ..errors import ConfigurationError
 from . import checks
 from .formats import Action, Rule, builtin_rules
@@ -508,16 +509,9 @@ def _explainer(regexes: list[Any], *, anchor_end: bool = True) -> Callable[[int,
 
 
 def _yes_no(regex: Any) -> Callable[[bytes], bool]:
-    """The cheapest "does it match anywhere" call RE2 offers: clean spans pay only this.
-    google-re2's ``search`` wraps the C++ match in a generator and a match object; its
-    internals are used when present, with the public API as the fallback."""
-    raw = getattr(getattr(regex, "_regexp", None), "Match", None)
-    anchor = getattr(getattr(getattr(re2, "_re2", None), "RE2", None), "Anchor", None)
-    if raw is None or anchor is None:
-        return lambda data: regex.search(data) is not None
-    unanchored = anchor.UNANCHORED
-    null = (-1, -1)
-    return lambda data: raw(unanchored, data, 0, len(data))[0] != null
+    """The cheapest "does it match anywhere" call RE2 offers: clean spans pay only this."""
+    match = re2_matcher(regex) or re2_matcher_public(regex)
+    return lambda data: match(data, 0, len(data)) is not None
 
 
 def _has_anchor(pattern: str) -> bool:

@@ -20,6 +20,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Status
 
 from .. import conventions as c
+from .._util import sdk_attributes
 from .keys import keeps_under_sensitive_key
 from .masker import (
     _CACHE_LIMIT,
@@ -81,17 +82,6 @@ class _MaskedLink(trace_api.Link):
 
 def _dropped(item: Any) -> int:
     return int(getattr(item, "dropped_attributes", 0) or 0)
-
-
-def _raw_attributes(item: Any) -> Mapping[str, Any] | None:
-    """The plain dict inside the SDK's ``BoundedAttributes`` when there is one: iterating the
-    bounded mapping goes through Python-level ``__iter__``/``__getitem__`` per key, which costs
-    more than the masking itself. Falls back to the public mapping."""
-    attributes = getattr(item, "_attributes", None)
-    inner = getattr(attributes, "_dict", None)
-    if type(inner) is dict:
-        return inner
-    return item.attributes
 
 
 def _sequence(span: ReadableSpan, private: str, public: str) -> Sequence[Any]:
@@ -165,14 +155,14 @@ class SpanMasking:
         texts = [span.name or ""]
         json_texts: list[str] = []
         collect = self._collect
-        if not collect(_raw_attributes(span), texts, json_texts):
+        if not collect(sdk_attributes(span), texts, json_texts):
             return False
         for event in events:
             texts.append(event.name or "")
-            if not collect(_raw_attributes(event), texts, json_texts):
+            if not collect(sdk_attributes(event), texts, json_texts):
                 return False
         for link in links:
-            if not collect(_raw_attributes(link), texts, json_texts):
+            if not collect(sdk_attributes(link), texts, json_texts):
                 return False
             trace_state = link.context.trace_state
             if trace_state:
@@ -270,9 +260,9 @@ class SpanMasking:
         masker = self._masker
         batch = Batch(masker)
         name_ref = batch.add_text(span.name or "")
-        attr_entries = batch.add_attributes(_raw_attributes(span))
-        event_refs = [(batch.add_text(e.name or ""), batch.add_attributes(_raw_attributes(e))) for e in events]
-        link_entries = [batch.add_attributes(_raw_attributes(link)) for link in links]
+        attr_entries = batch.add_attributes(sdk_attributes(span))
+        event_refs = [(batch.add_text(e.name or ""), batch.add_attributes(sdk_attributes(e))) for e in events]
+        link_entries = [batch.add_attributes(sdk_attributes(link)) for link in links]
         status = span.status
         desc_ref = batch.add_text(status.description) if status is not None and status.description else None
 
