@@ -34,8 +34,9 @@ SRC = Path(aura_otel.__file__).resolve().parents[1]
 class Writer:
     """One exporter behind a real TracerProvider: what one process of a host has."""
 
-    def __init__(self, jobs_dir: Path, **kwargs: Any) -> None:
-        self.exporter = RunTelemetryExporter(jobs_dir, write_interval=0, pricer=None, **kwargs)
+    def __init__(self, jobs_dir: Path, *, write_interval: float = 0, **kwargs: Any) -> None:
+        self.exporter = RunTelemetryExporter(jobs_dir, write_interval=write_interval, pricer=None,
+                                             **kwargs)
         self.provider = TracerProvider()
         self.provider.add_span_processor(JobContextProcessor())
         self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
@@ -201,7 +202,10 @@ _DISK_FULL_SCRIPT = textwrap.dedent('''
         return {"valid": validation_errors(data) == [],
                 "scenes": sorted(r["scene_index"] for r in doc["records"])}
 
-    w = Writer(jobs)
+    # Only flush() writes (the background writer waits an hour), so no append is in progress
+    # while the journal is read below.
+    QUIET = 3600
+    w = Writer(jobs, write_interval=QUIET)
     w.stages("job-full", 10, pad=3000)
     w.flush()
     out["before"] = file_state()
@@ -219,7 +223,7 @@ _DISK_FULL_SCRIPT = textwrap.dedent('''
     w.stages("job-full", 10, first=10, pad=3000)
     w.flush()
     w.flush()
-    other = Writer(jobs)  # another process, also out of space
+    other = Writer(jobs, write_interval=QUIET)  # another process, also out of space
     other.stages("job-full", 1, first=100, pad=3000)
     other.flush()
     out["full"] = {"journal": journal_state(), "file": file_state(),
@@ -230,7 +234,7 @@ _DISK_FULL_SCRIPT = textwrap.dedent('''
     other.flush()
     out["after"] = {"journal": journal_state(), "file": file_state(),
                     "abandoned": w.exporter.stats.snapshot().get("jobs_abandoned", 0)}
-    third = Writer(jobs)  # and a fresh process, reading only the journal, adds a stage
+    third = Writer(jobs, write_interval=QUIET)  # a fresh process, reading only the journal
     third.stages("job-full", 1, first=200)
     third.flush()
     out["fresh"] = {"journal": journal_state(), "file": file_state()}
