@@ -1,0 +1,366 @@
+"""PostgreSQL as the shared store: many receivers and API servers, one view of every job.
+
+Tables live in the ``aura_otel`` schema (created by the migrations in ``migrations/``):
+
+* ``units``: one row per span, primary key (job id, span id). A span delivered twice, by a
+  retry or through two receivers, is one row (``ON CONFLICT DO NOTHING``): the first unit
+  stays, as in the folder's journal, because a span's unit never changes once it ended.
+* ``jobs``: per job, the v1 document assembled from its units with the same fold code as the
+  folder store (byte for byte the same file for the same spans), plus the columns the job list
+  filters and sorts on.
+
+A write is one transaction: lock the job's row (created on first sight), insert the units,
+read back every unit of the job in arrival order, assemble, update the row, commit. Writers of
+one job queue on its row lock and each one assembles after the previous one committed, so
+concurrent writers in any number of processes never lose or double a record; writers of
+different jobs never wait for each other. Only after the commit does the caller acknowledge.
+
+Connection trouble, a pool that cannot hand out a connection within ``timeout``, or a
+statement over ``statement_timeout`` raise :class:`~aura_otel.errors.StoreUnavailableError`
+(retryable); pooled connections are checked before use, so the store recovers by itself once
+the database is back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .. import figures
+from ..errors import (
+    ConfigurationError,
+    StoreUnavailableError,
+    TelemetryNotFoundError,
+    TelemetryTooLargeError,
+)
+from ..fold import Pricer, Unit, assemble
+from ..schema import EnumCase, dumps, validate_job_id
+from ..values import representable
+from . import redact_url
+from .base import JobFilter, JobLister, Store
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+    from ..server.joblist import JobPage
+
+logger = logging.getLogger("aura_otel.store")
+
+SCHEMA = "aura_otel"
+#: One number for every aura-otel process: migrations run under this advisory lock, so two
+#: receivers starting at once never apply the same migration twice.
+_MIGRATION_LOCK = 0x6175726F  # "auro"
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, SQL) of every migration shipped in the package, in order."""
+    found = []
+    for entry in resources.files(__package__).joinpath("migrations").iterdir():
+        name = entry.name
+        if name.endswith(".sql") and name[:4].isdigit():
+            found.append((int(name[:4]), name, entry.read_text(encoding="utf-8")))
+    found.sort()
+    versions = [v for v, _, _ in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise ConfigurationError(f"the packaged migrations are not numbered 1..n: {versions}")
+    return found
+
+
+def _checksum(sql: str) -> str:
+    return hashlib.sha256(sql.encode()).hexdigest()
+
+
+def _import_driver() -> tuple[Any, Any]:
+    try:
+        import psycopg
+        import psycopg_pool
+    except ImportError:  # pragma: no cover - depends on the install
+        raise ConfigurationError(
+            "the PostgreSQL store needs psycopg 3 and psycopg-pool: "
+            "pip install 'aura-otel[postgres]'") from None
+    return psycopg, psycopg_pool
+
+
+def _unavailable_types() -> tuple[type[BaseException], ...]:
+    psycopg, psycopg_pool = _import_driver()
+    return (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout,
+            psycopg_pool.PoolClosed)
+
+
+def _ns(moment: datetime) -> int:
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+
+
+class PostgresStore(Store):
+    """Jobs in PostgreSQL (see the module docstring). ``url`` is a libpq URL.
+
+    ``migrate`` applies pending migrations when the store opens (``aura-otel db upgrade``
+    does the same on its own); with it off, a database whose schema is behind is refused.
+    """
+
+    def __init__(self, url: str, *, max_file_bytes: int | None = None, migrate: bool = True,
+                 min_size: int = 1, max_size: int = 8, timeout: float = 5.0,
+                 statement_timeout: float = 10.0, sync: bool = True) -> None:
+        psycopg, psycopg_pool = _import_driver()
+        self.url = url
+        self.description = f"PostgreSQL {redact_url(url)}"
+        self.max_file_bytes = max_file_bytes
+        self.timeout = timeout
+        self._errors = _unavailable_types()
+        options = f"-c statement_timeout={max(1, int(statement_timeout * 1000))}"
+        if not sync:  # acknowledge before the WAL reaches the disk (like --durability write)
+            options += " -c synchronous_commit=off"
+        self.pool: ConnectionPool = psycopg_pool.ConnectionPool(
+            url, min_size=min_size, max_size=max_size, timeout=timeout, open=False,
+            kwargs={"options": options, "connect_timeout": max(1, int(timeout)),
+                    "application_name": "aura-otel"},
+            check=psycopg_pool.ConnectionPool.check_connection,
+            reconnect_timeout=0,  # keep trying for ever: the database comes back eventually
+            name="aura-otel",
+        )
+        self._lock = threading.Lock()
+        try:
+            self.pool.open(wait=False)
+            if migrate:
+                self.upgrade()
+            else:
+                self._check_schema()
+        except StoreUnavailableError as exc:
+            self.pool.close()
+            raise ConfigurationError(f"cannot reach {self.description}: {exc}") from None
+        except BaseException:
+            self.pool.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({redact_url(self.url)!r})"
+
+    # -- connections -----------------------------------------------------------------------------
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection; trouble reaching the database becomes StoreUnavailableError."""
+        try:
+            with self.pool.connection(timeout=self.timeout) as conn:
+                yield conn
+        except self._errors as exc:
+            raise StoreUnavailableError(f"PostgreSQL is unavailable: {exc}") from None
+
+    def check(self) -> None:
+        with self.connection() as conn:
+            conn.execute("SELECT 1")
+
+    def close(self) -> None:
+        self.pool.close()
+
+    # -- migrations ------------------------------------------------------------------------------
+    def applied(self) -> dict[int, tuple[str, str]]:
+        """version -> (name, checksum) of the migrations the database has."""
+        with self.connection() as conn:
+            exists = conn.execute("SELECT to_regclass(%s)",
+                                  (f"{SCHEMA}.schema_migrations",)).fetchone()
+            if exists is None or exists[0] is None:
+                return {}
+            rows = conn.execute(f"SELECT version, name, checksum FROM {SCHEMA}.schema_migrations")
+            return {int(v): (n, c) for v, n, c in rows.fetchall()}
+
+    def upgrade(self) -> list[str]:
+        """Apply the pending migrations, in order, in one transaction; returns their names.
+
+        Runs under an advisory lock (processes starting together apply each migration once),
+        and refuses a database whose applied migrations differ from the packaged ones or that
+        is newer than this version: the schema is only ever what the migrations made it.
+        """
+        shipped = migrations()
+        done: list[str] = []
+        with self.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_migrations ("
+                " version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())")
+            rows = conn.execute(f"SELECT version, name, checksum FROM {SCHEMA}.schema_migrations")
+            applied = {int(v): (n, c) for v, n, c in rows.fetchall()}
+            self._compare(applied, shipped)
+            for version, name, sql in shipped:
+                if version in applied:
+                    continue
+                conn.execute(sql)  # type: ignore[arg-type]  # packaged SQL, not user input
+                conn.execute(
+                    f"INSERT INTO {SCHEMA}.schema_migrations (version, name, checksum) "
+                    "VALUES (%s, %s, %s)", (version, name, _checksum(sql)))
+                done.append(name)
+        if done:
+            logger.info("aura-otel: applied migrations %s to %s", done, self.description)
+        return done
+
+    def _check_schema(self) -> None:
+        shipped = migrations()
+        applied = self.applied()
+        self._compare(applied, shipped)
+        if len(applied) < len(shipped):
+            raise ConfigurationError(
+                f"{self.description} is at schema version {len(applied)}, this aura-otel needs "
+                f"{len(shipped)}: run `aura-otel db upgrade --store URL`")
+
+    def _compare(self, applied: dict[int, tuple[str, str]],
+                 shipped: list[tuple[int, str, str]]) -> None:
+        known = {version: (name, _checksum(sql)) for version, name, sql in shipped}
+        for version, (name, checksum) in sorted(applied.items()):
+            if version not in known:
+                raise ConfigurationError(
+                    f"{self.description} has schema migration {version} ({name}), newer than "
+                    "this aura-otel knows: upgrade aura-otel")
+            if known[version][1] != checksum:
+                raise ConfigurationError(
+                    f"schema migration {name} applied to {self.description} differs from the "
+                    "packaged one: the schema was changed outside the migrations")
+
+    # -- writing ---------------------------------------------------------------------------------
+    def merge(self, job_id: str, units: dict[str, Unit], *, pricer: Pricer | None = None,
+              enum_case: EnumCase = "lower") -> dict[str, Unit]:
+        validate_job_id(job_id)
+        rows = []
+        for span_id, unit in units.items():
+            try:
+                data = orjson.dumps(unit)
+            except orjson.JSONEncodeError:  # as the folder's journal does: made writable
+                data = orjson.dumps(representable(unit))
+            rows.append((job_id, span_id, data))
+        with self.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            # The row lock is what orders writers of one job: created on first sight (a
+            # placeholder no reader sees, it is replaced before the commit), then locked.
+            cur.execute(
+                f"INSERT INTO {SCHEMA}.jobs (job_id, document, status, updated_at, span_count)"
+                " VALUES (%s, '', 'running', now(), 0) ON CONFLICT (job_id) DO NOTHING",
+                (job_id,))
+            cur.execute(f"SELECT 1 FROM {SCHEMA}.jobs WHERE job_id = %s FOR UPDATE", (job_id,))
+            if rows:
+                cur.executemany(
+                    f"INSERT INTO {SCHEMA}.units (job_id, span_id, unit) VALUES (%s, %s, %s)"
+                    " ON CONFLICT (job_id, span_id) DO NOTHING", rows)
+            cur.execute(f"SELECT span_id, unit FROM {SCHEMA}.units WHERE job_id = %s ORDER BY seq",
+                        (job_id,))
+            stored: dict[str, Unit] = {sid: orjson.loads(data) for sid, data in cur.fetchall()}
+            doc = assemble(job_id, stored, pricer=pricer)
+            data = dumps(doc, enum_case=enum_case)
+            status = figures.job_status(doc)
+            cur.execute(
+                f"UPDATE {SCHEMA}.jobs SET document = %s, status = %s, started_at = %s,"
+                " last_activity = %s, updated_at = clock_timestamp(), span_count = %s"
+                " WHERE job_id = %s",
+                (data, str(status), figures.parse_time(doc.get("collection_started_at")),
+                 figures.last_activity(doc), len(stored), job_id))
+        return stored
+
+    # -- reading ---------------------------------------------------------------------------------
+    def read_bytes(self, job_id: str) -> bytes:
+        validate_job_id(job_id)
+        with self.connection() as conn:
+            row = conn.execute(
+                f"SELECT octet_length(document), CASE WHEN %s::bigint IS NULL OR "
+                f"octet_length(document) <= %s THEN document END FROM {SCHEMA}.jobs "
+                "WHERE job_id = %s", (self.max_file_bytes, self.max_file_bytes, job_id)).fetchone()
+        if row is None:
+            raise TelemetryNotFoundError(f"no telemetry for job {job_id!r} in {self.description}")
+        size, data = row
+        if data is None:
+            raise TelemetryTooLargeError(
+                f"the document of job {job_id!r} is {size} bytes; the limit is "
+                f"{self.max_file_bytes}", size=int(size), limit=int(self.max_file_bytes or 0))
+        return bytes(data)
+
+    def exists(self, job_id: str) -> bool:
+        validate_job_id(job_id)
+        with self.connection() as conn:
+            return conn.execute(f"SELECT 1 FROM {SCHEMA}.jobs WHERE job_id = %s",
+                                (job_id,)).fetchone() is not None
+
+    def read_units(self, job_id: str) -> dict[str, Unit]:
+        validate_job_id(job_id)
+        with self.connection() as conn:
+            rows = conn.execute(f"SELECT span_id, unit FROM {SCHEMA}.units WHERE job_id = %s "
+                                "ORDER BY seq", (job_id,)).fetchall()
+        return {sid: orjson.loads(data) for sid, data in rows}
+
+    def read_journal(self, job_id: str) -> dict[str, Unit]:
+        """The folder store's name for :meth:`read_units` (trace links use it)."""
+        return self.read_units(job_id)
+
+    def job_ids(self) -> list[str]:
+        with self.connection() as conn:
+            rows = conn.execute(f"SELECT job_id FROM {SCHEMA}.jobs "
+                                "ORDER BY updated_at DESC, job_id").fetchall()
+        return [r[0] for r in rows]
+
+    def lister(self, *, abandoned_after: float | None = None) -> JobLister:
+        return PostgresJobList(self, abandoned_after=abandoned_after)
+
+
+class PostgresJobList(JobLister):
+    """The job list from indexed queries: one count and one page of documents per request."""
+
+    def __init__(self, store: PostgresStore, *, abandoned_after: float | None = None) -> None:
+        self.store = store
+        self.abandoned_after = abandoned_after
+        self.parses = 0
+
+    def page(self, page: int = 1, page_size: int = 50, filters: JobFilter | None = None) -> JobPage:
+        from ..server.joblist import JobPage, check_page, job_row
+
+        check_page(page, page_size)
+        filters = filters or JobFilter()
+        where, params = self._where(filters)
+        with self.store.connection() as conn:
+            total = conn.execute(f"SELECT count(*) FROM {SCHEMA}.jobs {where}",
+                                 params).fetchone()
+            rows = conn.execute(
+                f"SELECT job_id, document, updated_at FROM {SCHEMA}.jobs {where} "
+                "ORDER BY updated_at DESC, job_id LIMIT %s OFFSET %s",
+                [*params, page_size, (page - 1) * page_size]).fetchall()
+        items = []
+        for job_id, document, updated_at in rows:
+            self.parses += 1
+            items.append(job_row(job_id, bytes(document), _ns(updated_at),
+                                 abandoned_after=self.abandoned_after))
+        return JobPage(items=items, page=page, page_size=page_size,
+                       total=int(total[0]) if total else 0)
+
+    def _where(self, filters: JobFilter) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if filters.since is not None:
+            clauses.append("updated_at >= %s")
+            params.append(filters.since)
+        if filters.until is not None:
+            clauses.append("updated_at < %s")
+            params.append(filters.until)
+        if filters.search:
+            escaped = (filters.search.replace("\\", "\\\\").replace("%", "\\%")
+                       .replace("_", "\\_"))
+            clauses.append("job_id ILIKE %s")
+            params.append(f"%{escaped}%")
+        status = filters.status
+        if status is not None:
+            live = (status == figures.JobStatus.RUNNING or status == figures.JobStatus.ABANDONED)
+            clauses.append("status = %s")
+            params.append(str(figures.JobStatus.RUNNING) if live else status)
+            if live and self.abandoned_after is not None:
+                cutoff = datetime.now(UTC) - timedelta(seconds=self.abandoned_after)
+                if status == figures.JobStatus.ABANDONED:
+                    clauses.append("last_activity < %s")
+                else:
+                    clauses.append("(last_activity IS NULL OR last_activity >= %s)")
+                params.append(cutoff)
+            elif status == figures.JobStatus.ABANDONED:
+                clauses.append("false")
+        return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
