@@ -63,6 +63,8 @@ class ReceiverConfig:
     """What ``aura-otel collect`` runs with (each field has a command-line option)."""
 
     jobs_dir: str = field(default_factory=lambda: os.environ.get(c.ENV_JOBS_DIR) or "./jobs")
+    #: A ``postgresql://`` URL: the shared store instead of ``jobs_dir`` (docs/stores.md).
+    store: str | None = field(default_factory=lambda: os.environ.get(c.ENV_STORE) or None)
     #: ``HOST:PORT`` to serve OTLP/HTTP on, None to serve no HTTP.
     http: str | None = DEFAULT_HTTP
     #: ``HOST:PORT`` to serve OTLP/gRPC on, None to serve no gRPC.

@@ -32,7 +32,7 @@ from ..forwarding import ForwardingSpanProcessor
 from ..masking import MaskingSpanProcessor
 from ..schema import validate_job_id
 from .decode import to_spans
-from .jobs import JobBook
+from .shared import AnyBook
 from .stats import ReceiverStats
 
 logger = logging.getLogger("aura_otel.receiver")
@@ -82,7 +82,7 @@ def make_masking(rules: Any) -> tuple[MaskingSpanProcessor, _Collect]:
 
 
 class Ingestor:
-    def __init__(self, book: JobBook, stats: ReceiverStats, masking: MaskingSpanProcessor,
+    def __init__(self, book: AnyBook, stats: ReceiverStats, masking: MaskingSpanProcessor,
                  collect: _Collect, forward: ForwardingSpanProcessor | None = None) -> None:
         self.book = book
         self.stats = stats

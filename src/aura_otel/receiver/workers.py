@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from .. import conventions as c
 from .config import ReceiverConfig
 from .factory import create_receiver
-from .jobs import JobBook
+from .shared import AnyBook
 
 logger = logging.getLogger("aura_otel.receiver")
 _PR_SET_PDEATHSIG = 1
@@ -86,7 +86,7 @@ class Supervisor:
     workers: int
     addresses: dict[str, tuple[str, int]] = field(default_factory=dict)
     _procs: list[subprocess.Popen[str]] = field(default_factory=list)
-    _book: JobBook | None = None
+    _book: AnyBook | None = None
     _stopping: bool = False
 
     def start(self) -> None:
@@ -115,6 +115,8 @@ class Supervisor:
         env = {**os.environ, SUPERVISOR_PID_ENV: str(os.getpid())}
         if self.config.access_token:
             env[c.ENV_ACCESS_TOKEN] = self.config.access_token
+        if self.config.store:  # in the environment, like the token: a URL may hold a password
+            env[c.ENV_STORE] = self.config.store
         proc = subprocess.Popen(worker_command(self.config, self.addresses), env=env,
                                 stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None

@@ -12,9 +12,9 @@ import functools
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlencode
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -414,8 +414,11 @@ def create_app(
     else:
         middleware.append(Middleware(LoopbackHostGate))
     middleware.append(Middleware(ControlCharacterGate))
-    return Starlette(
+    starlette = Starlette(
         routes=routes,
         middleware=middleware,
         exception_handlers={404: app.http_error, 405: app.http_error},
     )
+    starlette.state.store_description = app.store.description
+    starlette.state.store = app.store
+    return starlette

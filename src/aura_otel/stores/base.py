@@ -85,10 +85,10 @@ class Store(ABC):
         once a span has ended), so a retried or doubly delivered span is one record."""
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def check(self) -> None:
+    def check(self) -> None:  # noqa: B027 - the folder has nothing to check
         """Raise StoreUnavailableError when the store cannot be used right now."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - the folder holds no connections
         """Release connections; the store is unusable afterwards."""
 
     def __enter__(self) -> Store:

@@ -110,7 +110,7 @@ class PostgresStore(Store):
     def __init__(self, url: str, *, max_file_bytes: int | None = None, migrate: bool = True,
                  min_size: int = 1, max_size: int = 8, timeout: float = 5.0,
                  statement_timeout: float = 10.0, sync: bool = True) -> None:
-        psycopg, psycopg_pool = _import_driver()
+        _psycopg, psycopg_pool = _import_driver()
         self.url = url
         self.description = f"PostgreSQL {redact_url(url)}"
         self.max_file_bytes = max_file_bytes
@@ -194,7 +194,7 @@ class PostgresStore(Store):
             for version, name, sql in shipped:
                 if version in applied:
                     continue
-                conn.execute(sql)  # type: ignore[arg-type]  # packaged SQL, not user input
+                conn.execute(sql.encode())  # packaged SQL, not user input
                 conn.execute(
                     f"INSERT INTO {SCHEMA}.schema_migrations (version, name, checksum) "
                     "VALUES (%s, %s, %s)", (version, name, _checksum(sql)))
@@ -351,7 +351,7 @@ class PostgresJobList(JobLister):
             params.append(f"%{escaped}%")
         status = filters.status
         if status is not None:
-            live = (status == figures.JobStatus.RUNNING or status == figures.JobStatus.ABANDONED)
+            live = (status in (figures.JobStatus.RUNNING, figures.JobStatus.ABANDONED))
             clauses.append("status = %s")
             params.append(str(figures.JobStatus.RUNNING) if live else status)
             if live and self.abandoned_after is not None:
