@@ -35,6 +35,9 @@ def add_collect_parser(sub: Any, func: Callable[[argparse.Namespace], int]) -> N
                          help="postgresql://user@host/db: the shared store, for several "
                               f"receivers and servers (${c.ENV_STORE}; docs/stores.md) "
                               "[the jobs folder]")
+    collect.add_argument("--store-timeout", type=float, default=10.0, metavar="SECONDS",
+                         help="longest wait for the shared store before a request is answered "
+                              "as retryable (503 / UNAVAILABLE) [10]")
     collect.add_argument("--http", default=defaults.DEFAULT_HTTP, type=_address, metavar="HOST:PORT",
                          help="OTLP/HTTP address (port 0: any free port; 'off': none) "
                               f"[{defaults.DEFAULT_HTTP}]")
@@ -83,6 +86,7 @@ def run_collect(args: argparse.Namespace) -> int:
     config = ReceiverConfig(
         jobs_dir=args.jobs_dir or os.environ.get(c.ENV_JOBS_DIR) or "./jobs",
         store=args.store or os.environ.get(c.ENV_STORE) or None,
+        store_timeout=args.store_timeout,
         http=args.http,
         grpc=args.grpc,
         access_token=args.access_token or os.environ.get(c.ENV_ACCESS_TOKEN),

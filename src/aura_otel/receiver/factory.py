@@ -40,7 +40,8 @@ def create_receiver(config: ReceiverConfig | None = None, *,
     book: JobBook | StoreBook
     if is_postgres_url(config.store):
         # Opened last among the checks: it connects and applies pending migrations.
-        store = open_store(config.store, sync=config.durability == "fsync")
+        store = open_store(config.store, sync=config.durability == "fsync",
+                           timeout=config.store_timeout, statement_timeout=config.store_timeout)
         book = StoreBook(store, stats, enum_case=resolve_enum_case(config.enum_case),
                          pricer=pricer)
     else:

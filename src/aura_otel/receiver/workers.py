@@ -66,6 +66,7 @@ def worker_command(config: ReceiverConfig, addresses: dict[str, tuple[str, int]]
            "--quiet-period", repr(config.quiet_period),
            "--idle-timeout", repr(config.idle_timeout),
            "--write-interval", repr(config.write_interval),
+           "--store-timeout", repr(config.store_timeout),
            "--max-request-bytes", str(config.max_request_bytes),
            "--max-decompressed-bytes", str(config.max_decompressed_bytes),
            "--max-concurrent-requests", str(config.max_concurrent_requests)]
