@@ -124,7 +124,9 @@ class PostgresStore(Store):
             kwargs={"options": options, "connect_timeout": max(1, int(timeout)),
                     "application_name": "aura-otel"},
             check=psycopg_pool.ConnectionPool.check_connection,
-            reconnect_timeout=0,  # keep trying for ever: the database comes back eventually
+            # A broken connection is replaced in the background (with backoff) and whenever
+            # a request finds the pool empty: an outage ends without a restart.
+            reconnect_timeout=24 * 3600.0,
             name="aura-otel",
         )
         self._lock = threading.Lock()
