@@ -130,6 +130,25 @@ def _cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_db_import(args: argparse.Namespace) -> int:
+    from .store import JobStore
+    from .stores import is_postgres_url
+    from .stores.postgres import PostgresStore
+    from .stores.transfer import describe, import_folder
+
+    settings = Settings.from_env(masking=False)
+    url = str(args.store or settings.store or "")
+    if not is_postgres_url(url):
+        print(f"aura-otel: error: db import needs a postgresql:// URL (--store or "
+              f"${c.ENV_STORE})", file=sys.stderr)
+        return 2
+    folder = args.jobs_dir or settings.jobs_dir
+    with PostgresStore(url, min_size=1, max_size=1) as store:
+        counts = import_folder(JobStore(folder), store)
+    print(describe(counts, folder))
+    return 0
+
+
 def _cmd_collect(args: argparse.Namespace) -> int:
     from .receiver.cli import run_collect
 
@@ -191,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade.add_argument("--check", action="store_true",
                          help="apply nothing; fail unless the schema is current")
     upgrade.set_defaults(func=_cmd_db_upgrade)
+    importer = db_sub.add_parser("import", help="copy a jobs folder into the PostgreSQL store "
+                                 "(its spans where journals exist, else its files)")
+    importer.add_argument("--jobs-dir", help=f"default ${c.ENV_JOBS_DIR} or ./jobs")
+    importer.add_argument("--store", metavar="URL", help=f"postgresql://... (${c.ENV_STORE})")
+    importer.set_defaults(func=_cmd_db_import)
 
     from .receiver.cli import add_collect_parser
 

@@ -96,6 +96,19 @@ def _unavailable_types() -> tuple[type[BaseException], ...]:
             psycopg_pool.PoolClosed)
 
 
+def _describe(data: bytes) -> tuple[str, datetime | None, datetime | None]:
+    """(status, start, last activity) of a document's bytes; ``unreadable`` when not v1."""
+    from ..errors import AuraOtelError
+    from ..schema import load_collection, to_dict
+
+    try:
+        doc = to_dict(load_collection(data))
+    except AuraOtelError:
+        return str(figures.JobStatus.UNREADABLE), None, None
+    return (str(figures.job_status(doc)), figures.parse_time(doc.get("collection_started_at")),
+            figures.last_activity(doc))
+
+
 def _ns(moment: datetime) -> int:
     return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
 
@@ -263,6 +276,21 @@ class PostgresStore(Store):
                 (data, str(status), figures.parse_time(doc.get("collection_started_at")),
                  figures.last_activity(doc), len(stored), job_id))
         return stored
+
+    def import_document(self, job_id: str, data: bytes, updated_at: datetime) -> bool:
+        """Store a document written before this store held the job (a ``telemetry.json`` with
+        no journal beside it), as it is, even unreadable: the list then shows it as the folder
+        did. A job already in the store is left alone (False): its spans are the better source.
+        A later span of an imported job rebuilds its document from the spans stored."""
+        validate_job_id(job_id)
+        status, started, last = _describe(data)
+        with self.connection() as conn, conn.transaction():
+            cur = conn.execute(
+                f"INSERT INTO {SCHEMA}.jobs (job_id, document, status, started_at, last_activity,"
+                " updated_at, span_count) VALUES (%s, %s, %s, %s, %s, %s, 0)"
+                " ON CONFLICT (job_id) DO NOTHING",
+                (job_id, data, status, started, last, updated_at))
+            return cur.rowcount == 1
 
     # -- reading ---------------------------------------------------------------------------------
     def read_bytes(self, job_id: str) -> bytes:
