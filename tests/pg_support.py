@@ -23,8 +23,10 @@ import pytest
 
 def find_bindir() -> Path | None:
     """The newest installed PostgreSQL's binaries (Debian keeps them off PATH)."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
-                   key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
+        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,
+    )
     if found:
         return Path(found[-1]).parent
     on_path = shutil.which("pg_ctl")
@@ -34,8 +36,10 @@ def find_bindir() -> Path | None:
 def need_postgres() -> Path:
     bindir = find_bindir()
     if bindir is None or not (bindir / "initdb").exists():
-        message = ("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb or pg_ctl "
-                   "on PATH): apt-get install postgresql")
+        message = (
+            "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb or pg_ctl "
+            "on PATH): apt-get install postgresql"
+        )
         if os.environ.get("CI"):
             pytest.fail(f"CI must run the PostgreSQL tests: {message}")
         pytest.skip(message)
@@ -69,28 +73,73 @@ class Cluster:
             nobody = pwd.getpwnam("nobody")
             os.chown(self.root, nobody.pw_uid, nobody.pw_gid)
             self._user = ["runuser", "-u", "nobody", "--"]
-        self._run([str(bindir / "initdb"), "-D", str(self.data), "-U", "postgres",
-                   "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"])
+        self._run(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ]
+        )
         self.running = False
 
     def _run(self, cmd: list[str]) -> None:
-        result = subprocess.run(self._user + cmd, capture_output=True, text=True, cwd=self.root,
-                                timeout=180)
+        result = subprocess.run(
+            self._user + cmd,
+            check=False,
+            capture_output=True,
+            text=True,
+            cwd=self.root,
+            timeout=180,
+        )
         if result.returncode != 0:
-            raise RuntimeError(f"{cmd[0]} failed ({result.returncode}):\n{result.stdout}\n"
-                               f"{result.stderr}")
+            raise RuntimeError(
+                f"{cmd[0]} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
 
     def start(self) -> None:
-        options = (f"-p {self.port} -c listen_addresses=127.0.0.1 "
-                   f"-c unix_socket_directories={self.root} -c max_connections=200")
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 "
+            f"-c unix_socket_directories={self.root} -c max_connections=200"
+        )
         # -w: pg_ctl itself waits (bounded by -t) until the server accepts connections.
-        self._run([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", options,
-                   "-l", str(self.root / "log"), "-w", "-t", "120", "start"])
+        self._run(
+            [
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-o",
+                options,
+                "-l",
+                str(self.root / "log"),
+                "-w",
+                "-t",
+                "120",
+                "start",
+            ]
+        )
         self.running = True
 
     def stop(self) -> None:
-        self._run([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w",
-                   "-t", "120", "stop"])
+        self._run(
+            [
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                "120",
+                "stop",
+            ]
+        )
         self.running = False
 
     def remove(self) -> None:

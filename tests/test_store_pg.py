@@ -56,10 +56,14 @@ def test_a_changed_or_newer_schema_is_refused(pg_url):
     with pytest.raises(ConfigurationError, match="differs from the packaged one"):
         PostgresStore(pg_url)
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute("UPDATE aura_otel.schema_migrations SET checksum = %s WHERE version = 1",
-                     (__import__("hashlib").sha256(migrations()[0][2].encode()).hexdigest(),))
-        conn.execute("INSERT INTO aura_otel.schema_migrations (version, name, checksum) "
-                     "VALUES (999, '0999_future.sql', 'x')")
+        conn.execute(
+            "UPDATE aura_otel.schema_migrations SET checksum = %s WHERE version = 1",
+            (__import__("hashlib").sha256(migrations()[0][2].encode()).hexdigest(),),
+        )
+        conn.execute(
+            "INSERT INTO aura_otel.schema_migrations (version, name, checksum) "
+            "VALUES (999, '0999_future.sql', 'x')"
+        )
     with pytest.raises(ConfigurationError, match="newer than this aura-otel"):
         PostgresStore(pg_url)
 
@@ -67,12 +71,16 @@ def test_a_changed_or_newer_schema_is_refused(pg_url):
 def test_db_upgrade_command(pg_url):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     cmd = [sys.executable, "-m", "aura_otel.cli", "db", "upgrade", "--store", pg_url]
-    check = subprocess.run([*cmd, "--check"], capture_output=True, text=True, env=env, timeout=120)
+    check = subprocess.run(
+        [*cmd, "--check"], check=False, capture_output=True, text=True, env=env, timeout=120
+    )
     assert check.returncode == 2 and "db upgrade" in check.stderr  # an empty database is behind
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "schema at version 1 (0001_jobs_and_units.sql)" in done.stdout
-    check = subprocess.run([*cmd, "--check"], capture_output=True, text=True, env=env, timeout=120)
+    check = subprocess.run(
+        [*cmd, "--check"], check=False, capture_output=True, text=True, env=env, timeout=120
+    )
     assert check.returncode == 0, check.stderr
 
 
@@ -103,8 +111,11 @@ def test_late_and_repeated_spans_merge_into_one_document(tmp_path, monkeypatch, 
     items = list(units.items())
     with PostgresStore(pg_url) as store:
         # Arrival in three requests, the root last, the middle one delivered twice.
-        thirds = [dict(items[: len(items) // 3]), dict(items[len(items) // 3: 2 * len(items) // 3]),
-                  dict(items[2 * len(items) // 3:])]
+        thirds = [
+            dict(items[: len(items) // 3]),
+            dict(items[len(items) // 3 : 2 * len(items) // 3]),
+            dict(items[2 * len(items) // 3 :]),
+        ]
         for part in (thirds[0], thirds[1], thirds[1], thirds[2]):
             store.merge("job-tts-failed", part)
         assert store.read_units("job-tts-failed") == units
@@ -129,8 +140,11 @@ def test_reads_validate_ids_and_report_missing_jobs(pg_url):
 def test_concurrent_writer_processes_lose_and_duplicate_nothing(tmp_path, monkeypatch, pg_url):
     """Four processes write the same jobs at once, one span per transaction, with overlaps."""
     local = demo_jobs(tmp_path, monkeypatch)
-    everything = [(job_id, span_id, unit) for job_id, _ in JOBS
-                  for span_id, unit in local.read_journal(job_id).items()]
+    everything = [
+        (job_id, span_id, unit)
+        for job_id, _ in JOBS
+        for span_id, unit in local.read_journal(job_id).items()
+    ]
     rng = random.Random(14)
     shares: list[list] = [[] for _ in range(4)]
     for item in everything:
@@ -143,9 +157,15 @@ def test_concurrent_writer_processes_lose_and_duplicate_nothing(tmp_path, monkey
         rng.shuffle(share)
         path = tmp_path / f"share-{n}.json"
         path.write_bytes(orjson.dumps(share))
-        procs.append(subprocess.Popen(
-            [sys.executable, str(ROOT / "tests" / "pg_writer.py"), pg_url, str(path)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(ROOT / "tests" / "pg_writer.py"), pg_url, str(path)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+        )
     for proc in procs:  # readiness: each has connected and is waiting for the go
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     for proc in procs:
@@ -158,7 +178,9 @@ def test_concurrent_writer_processes_lose_and_duplicate_nothing(tmp_path, monkey
     import psycopg
 
     with psycopg.connect(pg_url) as conn:
-        rows = conn.execute("SELECT job_id, count(*) FROM aura_otel.units GROUP BY job_id").fetchall()
+        rows = conn.execute(
+            "SELECT job_id, count(*) FROM aura_otel.units GROUP BY job_id"
+        ).fetchall()
     assert dict(rows) == {job_id: len(local.read_journal(job_id)) for job_id, _ in JOBS}
     with PostgresStore(pg_url) as store:
         for job_id, _ in JOBS:
@@ -166,5 +188,7 @@ def test_concurrent_writer_processes_lose_and_duplicate_nothing(tmp_path, monkey
             assert stored == local.read_journal(job_id)  # every unit, each once, unchanged
             # The document reflects every unit: no writer assembled from a stale view.
             assert store.read_bytes(job_id) == dumps(assemble(job_id, stored))
-            assert orjson.loads(store.read_bytes(job_id))["records"] == \
-                orjson.loads(local.read_bytes(job_id))["records"]
+            assert (
+                orjson.loads(store.read_bytes(job_id))["records"]
+                == orjson.loads(local.read_bytes(job_id))["records"]
+            )

@@ -53,8 +53,9 @@ def demo_spans(monkeypatch: pytest.MonkeyPatch, job_ids: list[str]) -> dict[str,
 
 
 def post(url: str, spans: list) -> httpx.Response:
-    return httpx.post(f"{url}/v1/traces", content=encode(spans).SerializeToString(),
-                      headers=PROTOBUF, timeout=60)
+    return httpx.post(
+        f"{url}/v1/traces", content=encode(spans).SerializeToString(), headers=PROTOBUF, timeout=60
+    )
 
 
 def split(job_ids: list[str], spans: dict[str, list]) -> tuple[list[list], list[list], set[str]]:
@@ -72,7 +73,7 @@ def split(job_ids: list[str], spans: dict[str, list]) -> tuple[list[list], list[
         else:
             target = zlib.crc32(job_id.encode()) % 2
             for i in range(0, len(job_spans), 4):
-                batches[target].append(job_spans[i:i + 4])
+                batches[target].append(job_spans[i : i + 4])
     return batches[0], batches[1], both
 
 
@@ -91,14 +92,16 @@ def test_two_receivers_one_database_equal_one_receiver(tmp_path, monkeypatch, pg
         for one, other in zip(first, second, strict=False):  # interleaved, as in production
             assert post(receivers[0].http_url, one).status_code == 200
             assert post(receivers[1].http_url, other).status_code == 200
-        for rest in first[len(second):]:
+        for rest in first[len(second) :]:
             assert post(receivers[0].http_url, rest).status_code == 200
-        for rest in second[len(first):]:
+        for rest in second[len(first) :]:
             assert post(receivers[1].http_url, rest).status_code == 200
         # Read at once: an acknowledged span is already committed (no flush, no waiting).
         with PostgresStore(pg_url, migrate=False) as store:
             for job_id in job_ids:
-                assert store.read_bytes(job_id) == telemetry_bytes(tmp_path / "single", job_id), job_id
+                assert store.read_bytes(job_id) == telemetry_bytes(tmp_path / "single", job_id), (
+                    job_id
+                )
                 assert len(store.read_units(job_id)) == len(spans[job_id])
             assert sorted(store.job_ids()) == job_ids
     finally:
@@ -109,8 +112,11 @@ def test_two_receivers_one_database_equal_one_receiver(tmp_path, monkeypatch, pg
 
 def grpc_export(target: str, body: bytes) -> ExportTraceServiceResponse:
     with grpc.insecure_channel(target) as channel:
-        call = channel.unary_unary(f"/{SERVICE}/Export", request_serializer=None,
-                                   response_deserializer=ExportTraceServiceResponse.FromString)
+        call = channel.unary_unary(
+            f"/{SERVICE}/Export",
+            request_serializer=None,
+            response_deserializer=ExportTraceServiceResponse.FromString,
+        )
         return call(body, timeout=60)
 
 
@@ -152,8 +158,10 @@ def test_database_slow_or_down_is_retryable_and_recovers(tmp_path, monkeypatch, 
 
         wait_for(accepted, "the receiver to store again after PostgreSQL returned")
         assert set(answers) <= {200, 503}
-        assert grpc_export(receiver.grpc_target,
-                           encode(spans["later-job"]).SerializeToString()) is not None
+        assert (
+            grpc_export(receiver.grpc_target, encode(spans["later-job"]).SerializeToString())
+            is not None
+        )
         with PostgresStore(pg_url, migrate=False) as store:
             assert len(store.read_units("down-job")) == len(spans["down-job"])
             assert len(store.read_units("later-job")) == len(spans["later-job"])

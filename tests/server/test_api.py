@@ -56,13 +56,6 @@ def jobs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module", params=["folder", "postgres"])
-def store_kind(request: pytest.FixtureRequest) -> str:
-    """Every test of this module runs on the jobs folder and on PostgreSQL: the API must not
-    tell them apart."""
-    return str(request.param)
-
-
 @pytest.fixture(scope="module")
 def client(jobs_dir: Path, store_kind: str, request: pytest.FixtureRequest) -> Iterator[httpx.Client]:
     target: Any = jobs_dir

@@ -18,8 +18,14 @@ from .stats import ReceiverStats
 
 
 class StoreBook:
-    def __init__(self, store: Store, stats: ReceiverStats, *, enum_case: EnumCase = "lower",
-                 pricer: Pricer | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        stats: ReceiverStats,
+        *,
+        enum_case: EnumCase = "lower",
+        pricer: Pricer | None = None,
+    ) -> None:
         self.store = store
         self.stats = stats
         self.enum_case = enum_case

@@ -15,14 +15,23 @@ from ..errors import ConfigurationError
 from .base import JobFilter, JobLister, Store
 from .local import LocalStore
 
-__all__ = ["JobFilter", "JobLister", "LocalStore", "Store", "is_postgres_url", "open_store",
-           "redact_url"]
+__all__ = [
+    "JobFilter",
+    "JobLister",
+    "LocalStore",
+    "Store",
+    "is_postgres_url",
+    "open_store",
+    "redact_url",
+]
 
 _PG_SCHEMES = ("postgresql", "postgres")
 
 
 def is_postgres_url(value: str | os.PathLike[str] | None) -> bool:
-    return isinstance(value, str) and value.split(":", 1)[0].lower() in _PG_SCHEMES and "://" in value
+    return (
+        isinstance(value, str) and value.split(":", 1)[0].lower() in _PG_SCHEMES and "://" in value
+    )
 
 
 def redact_url(url: str) -> str:
@@ -35,8 +44,9 @@ def redact_url(url: str) -> str:
     return parts._replace(netloc=f"{user}@{netloc[-1]}").geturl()
 
 
-def open_store(target: str | os.PathLike[str] | Store | None, *, jobs_dir: str | None = None,
-               **options: Any) -> Store:
+def open_store(
+    target: str | os.PathLike[str] | Store | None, *, jobs_dir: str | None = None, **options: Any
+) -> Store:
     """The store ``target`` names: a Store as is, a ``postgresql://`` URL, a ``file://`` URL or
     a folder path; None means ``jobs_dir`` (the folder). Options go to the store's class
     (``max_file_bytes`` for both; ``migrate``, pool sizes and timeouts for PostgreSQL)."""
@@ -56,7 +66,8 @@ def open_store(target: str | os.PathLike[str] | Store | None, *, jobs_dir: str |
         if parts.scheme.lower() != "file":
             raise ConfigurationError(
                 f"unsupported store URL scheme {parts.scheme!r}: use postgresql://user@host/db, "
-                "file:///path/to/jobs or a folder path")
+                "file:///path/to/jobs or a folder path"
+            )
         text = unquote(parts.path)
     local = {k: v for k, v in options.items() if k in ("max_file_bytes", "sync")}
     return LocalStore(text, **local)

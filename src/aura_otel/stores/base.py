@@ -78,8 +78,14 @@ class Store(ABC):
 
     # -- writing ---------------------------------------------------------------------------------
     @abstractmethod
-    def merge(self, job_id: str, units: dict[str, Unit], *, pricer: Pricer | None = None,
-              enum_case: EnumCase = "lower") -> dict[str, Unit]:
+    def merge(
+        self,
+        job_id: str,
+        units: dict[str, Unit],
+        *,
+        pricer: Pricer | None = None,
+        enum_case: EnumCase = "lower",
+    ) -> dict[str, Unit]:
         """Store ``units`` durably, rebuild the job's document from every unit stored for it,
         and return that union. A span already stored keeps its first unit (units never change
         once a span has ended), so a retried or doubly delivered span is one record."""

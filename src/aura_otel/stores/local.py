@@ -22,8 +22,13 @@ if TYPE_CHECKING:
 class LocalStore(JobStore, Store):
     """The jobs folder (see :mod:`aura_otel.store` for the layout and its guarantees)."""
 
-    def __init__(self, jobs_dir: str | os.PathLike[str], *, max_file_bytes: int | None = None,
-                 sync: bool = True) -> None:
+    def __init__(
+        self,
+        jobs_dir: str | os.PathLike[str],
+        *,
+        max_file_bytes: int | None = None,
+        sync: bool = True,
+    ) -> None:
         super().__init__(jobs_dir, max_file_bytes=max_file_bytes)
         self.sync = sync
         self.description = f"jobs folder {self.root}"
@@ -39,8 +44,14 @@ class LocalStore(JobStore, Store):
 
         return JobIndex(self, abandoned_after=abandoned_after)
 
-    def merge(self, job_id: str, units: dict[str, Unit], *, pricer: Pricer | None = None,
-              enum_case: EnumCase = "lower") -> dict[str, Unit]:
+    def merge(
+        self,
+        job_id: str,
+        units: dict[str, Unit],
+        *,
+        pricer: Pricer | None = None,
+        enum_case: EnumCase = "lower",
+    ) -> dict[str, Unit]:
         with self.journal(job_id) as journal:
             stored, _ = journal.read_from(0)
             new = {sid: unit for sid, unit in units.items() if sid not in stored}
@@ -49,6 +60,7 @@ class LocalStore(JobStore, Store):
                 if self.sync:
                     journal.sync()
                 stored.update(new)
-            journal.write_telemetry(dumps(assemble(job_id, stored, pricer=pricer),
-                                          enum_case=enum_case))
+            journal.write_telemetry(
+                dumps(assemble(job_id, stored, pricer=pricer), enum_case=enum_case)
+            )
         return stored

@@ -86,14 +86,19 @@ def _import_driver() -> tuple[Any, Any]:
     except ImportError:  # pragma: no cover - depends on the install
         raise ConfigurationError(
             "the PostgreSQL store needs psycopg 3 and psycopg-pool: "
-            "pip install 'aura-otel[postgres]'") from None
+            "pip install 'aura-otel[postgres]'"
+        ) from None
     return psycopg, psycopg_pool
 
 
 def _unavailable_types() -> tuple[type[BaseException], ...]:
     psycopg, psycopg_pool = _import_driver()
-    return (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout,
-            psycopg_pool.PoolClosed)
+    return (
+        psycopg.OperationalError,
+        psycopg.InterfaceError,
+        psycopg_pool.PoolTimeout,
+        psycopg_pool.PoolClosed,
+    )
 
 
 def _describe(data: bytes) -> tuple[str, datetime | None, datetime | None]:
@@ -105,8 +110,11 @@ def _describe(data: bytes) -> tuple[str, datetime | None, datetime | None]:
         doc = to_dict(load_collection(data))
     except AuraOtelError:
         return str(figures.JobStatus.UNREADABLE), None, None
-    return (str(figures.job_status(doc)), figures.parse_time(doc.get("collection_started_at")),
-            figures.last_activity(doc))
+    return (
+        str(figures.job_status(doc)),
+        figures.parse_time(doc.get("collection_started_at")),
+        figures.last_activity(doc),
+    )
 
 
 def _ns(moment: datetime) -> int:
@@ -120,9 +128,18 @@ class PostgresStore(Store):
     does the same on its own); with it off, a database whose schema is behind is refused.
     """
 
-    def __init__(self, url: str, *, max_file_bytes: int | None = None, migrate: bool = True,
-                 min_size: int = 1, max_size: int = 8, timeout: float = 5.0,
-                 statement_timeout: float = 10.0, sync: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_file_bytes: int | None = None,
+        migrate: bool = True,
+        min_size: int = 1,
+        max_size: int = 8,
+        timeout: float = 5.0,
+        statement_timeout: float = 10.0,
+        sync: bool = True,
+    ) -> None:
         _psycopg, psycopg_pool = _import_driver()
         self.url = url
         self.description = f"PostgreSQL {redact_url(url)}"
@@ -133,9 +150,16 @@ class PostgresStore(Store):
         if not sync:  # acknowledge before the WAL reaches the disk (like --durability write)
             options += " -c synchronous_commit=off"
         self.pool: ConnectionPool = psycopg_pool.ConnectionPool(
-            url, min_size=min_size, max_size=max_size, timeout=timeout, open=False,
-            kwargs={"options": options, "connect_timeout": max(1, int(timeout)),
-                    "application_name": "aura-otel"},
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,
+            open=False,
+            kwargs={
+                "options": options,
+                "connect_timeout": max(1, int(timeout)),
+                "application_name": "aura-otel",
+            },
             check=psycopg_pool.ConnectionPool.check_connection,
             # A broken connection is replaced in the background (with backoff) and whenever
             # a request finds the pool empty: an outage ends without a restart.
@@ -180,8 +204,9 @@ class PostgresStore(Store):
     def applied(self) -> dict[int, tuple[str, str]]:
         """version -> (name, checksum) of the migrations the database has."""
         with self.connection() as conn:
-            exists = conn.execute("SELECT to_regclass(%s)",
-                                  (f"{SCHEMA}.schema_migrations",)).fetchone()
+            exists = conn.execute(
+                "SELECT to_regclass(%s)", (f"{SCHEMA}.schema_migrations",)
+            ).fetchone()
             if exists is None or exists[0] is None:
                 return {}
             rows = conn.execute(f"SELECT version, name, checksum FROM {SCHEMA}.schema_migrations")
@@ -202,7 +227,8 @@ class PostgresStore(Store):
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_migrations ("
                 " version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
-                " applied_at timestamptz NOT NULL DEFAULT now())")
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
             rows = conn.execute(f"SELECT version, name, checksum FROM {SCHEMA}.schema_migrations")
             applied = {int(v): (n, c) for v, n, c in rows.fetchall()}
             self._compare(applied, shipped)
@@ -212,7 +238,9 @@ class PostgresStore(Store):
                 conn.execute(sql.encode())  # packaged SQL, not user input
                 conn.execute(
                     f"INSERT INTO {SCHEMA}.schema_migrations (version, name, checksum) "
-                    "VALUES (%s, %s, %s)", (version, name, _checksum(sql)))
+                    "VALUES (%s, %s, %s)",
+                    (version, name, _checksum(sql)),
+                )
                 done.append(name)
         if done:
             logger.info("aura-otel: applied migrations %s to %s", done, self.description)
@@ -225,24 +253,34 @@ class PostgresStore(Store):
         if len(applied) < len(shipped):
             raise ConfigurationError(
                 f"{self.description} is at schema version {len(applied)}, this aura-otel needs "
-                f"{len(shipped)}: run `aura-otel db upgrade --store URL`")
+                f"{len(shipped)}: run `aura-otel db upgrade --store URL`"
+            )
 
-    def _compare(self, applied: dict[int, tuple[str, str]],
-                 shipped: list[tuple[int, str, str]]) -> None:
+    def _compare(
+        self, applied: dict[int, tuple[str, str]], shipped: list[tuple[int, str, str]]
+    ) -> None:
         known = {version: (name, _checksum(sql)) for version, name, sql in shipped}
         for version, (name, checksum) in sorted(applied.items()):
             if version not in known:
                 raise ConfigurationError(
                     f"{self.description} has schema migration {version} ({name}), newer than "
-                    "this aura-otel knows: upgrade aura-otel")
+                    "this aura-otel knows: upgrade aura-otel"
+                )
             if known[version][1] != checksum:
                 raise ConfigurationError(
                     f"schema migration {name} applied to {self.description} differs from the "
-                    "packaged one: the schema was changed outside the migrations")
+                    "packaged one: the schema was changed outside the migrations"
+                )
 
     # -- writing ---------------------------------------------------------------------------------
-    def merge(self, job_id: str, units: dict[str, Unit], *, pricer: Pricer | None = None,
-              enum_case: EnumCase = "lower") -> dict[str, Unit]:
+    def merge(
+        self,
+        job_id: str,
+        units: dict[str, Unit],
+        *,
+        pricer: Pricer | None = None,
+        enum_case: EnumCase = "lower",
+    ) -> dict[str, Unit]:
         validate_job_id(job_id)
         rows = []
         for span_id, unit in units.items():
@@ -257,14 +295,19 @@ class PostgresStore(Store):
             cur.execute(
                 f"INSERT INTO {SCHEMA}.jobs (job_id, document, status, updated_at, span_count)"
                 " VALUES (%s, '', 'running', now(), 0) ON CONFLICT (job_id) DO NOTHING",
-                (job_id,))
+                (job_id,),
+            )
             cur.execute(f"SELECT 1 FROM {SCHEMA}.jobs WHERE job_id = %s FOR UPDATE", (job_id,))
             if rows:
                 cur.executemany(
                     f"INSERT INTO {SCHEMA}.units (job_id, span_id, unit) VALUES (%s, %s, %s)"
-                    " ON CONFLICT (job_id, span_id) DO NOTHING", rows)
-            cur.execute(f"SELECT span_id, unit FROM {SCHEMA}.units WHERE job_id = %s ORDER BY seq",
-                        (job_id,))
+                    " ON CONFLICT (job_id, span_id) DO NOTHING",
+                    rows,
+                )
+            cur.execute(
+                f"SELECT span_id, unit FROM {SCHEMA}.units WHERE job_id = %s ORDER BY seq",
+                (job_id,),
+            )
             stored: dict[str, Unit] = {sid: orjson.loads(data) for sid, data in cur.fetchall()}
             doc = assemble(job_id, stored, pricer=pricer)
             data = dumps(doc, enum_case=enum_case)
@@ -273,8 +316,15 @@ class PostgresStore(Store):
                 f"UPDATE {SCHEMA}.jobs SET document = %s, status = %s, started_at = %s,"
                 " last_activity = %s, updated_at = clock_timestamp(), span_count = %s"
                 " WHERE job_id = %s",
-                (data, str(status), figures.parse_time(doc.get("collection_started_at")),
-                 figures.last_activity(doc), len(stored), job_id))
+                (
+                    data,
+                    str(status),
+                    figures.parse_time(doc.get("collection_started_at")),
+                    figures.last_activity(doc),
+                    len(stored),
+                    job_id,
+                ),
+            )
         return stored
 
     def import_document(self, job_id: str, data: bytes, updated_at: datetime) -> bool:
@@ -289,7 +339,8 @@ class PostgresStore(Store):
                 f"INSERT INTO {SCHEMA}.jobs (job_id, document, status, started_at, last_activity,"
                 " updated_at, span_count) VALUES (%s, %s, %s, %s, %s, %s, 0)"
                 " ON CONFLICT (job_id) DO NOTHING",
-                (job_id, data, status, started, last, updated_at))
+                (job_id, data, status, started, last, updated_at),
+            )
             return cur.rowcount == 1
 
     # -- reading ---------------------------------------------------------------------------------
@@ -299,27 +350,36 @@ class PostgresStore(Store):
             row = conn.execute(
                 f"SELECT octet_length(document), CASE WHEN %s::bigint IS NULL OR "
                 f"octet_length(document) <= %s THEN document END FROM {SCHEMA}.jobs "
-                "WHERE job_id = %s", (self.max_file_bytes, self.max_file_bytes, job_id)).fetchone()
+                "WHERE job_id = %s",
+                (self.max_file_bytes, self.max_file_bytes, job_id),
+            ).fetchone()
         if row is None:
             raise TelemetryNotFoundError(f"no telemetry for job {job_id!r} in {self.description}")
         size, data = row
         if data is None:
             raise TelemetryTooLargeError(
                 f"the document of job {job_id!r} is {size} bytes; the limit is "
-                f"{self.max_file_bytes}", size=int(size), limit=int(self.max_file_bytes or 0))
+                f"{self.max_file_bytes}",
+                size=int(size),
+                limit=int(self.max_file_bytes or 0),
+            )
         return bytes(data)
 
     def exists(self, job_id: str) -> bool:
         validate_job_id(job_id)
         with self.connection() as conn:
-            return conn.execute(f"SELECT 1 FROM {SCHEMA}.jobs WHERE job_id = %s",
-                                (job_id,)).fetchone() is not None
+            return (
+                conn.execute(f"SELECT 1 FROM {SCHEMA}.jobs WHERE job_id = %s", (job_id,)).fetchone()
+                is not None
+            )
 
     def read_units(self, job_id: str) -> dict[str, Unit]:
         validate_job_id(job_id)
         with self.connection() as conn:
-            rows = conn.execute(f"SELECT span_id, unit FROM {SCHEMA}.units WHERE job_id = %s "
-                                "ORDER BY seq", (job_id,)).fetchall()
+            rows = conn.execute(
+                f"SELECT span_id, unit FROM {SCHEMA}.units WHERE job_id = %s ORDER BY seq",
+                (job_id,),
+            ).fetchall()
         return {sid: orjson.loads(data) for sid, data in rows}
 
     def read_journal(self, job_id: str) -> dict[str, Unit]:
@@ -328,8 +388,9 @@ class PostgresStore(Store):
 
     def job_ids(self) -> list[str]:
         with self.connection() as conn:
-            rows = conn.execute(f"SELECT job_id FROM {SCHEMA}.jobs "
-                                "ORDER BY updated_at DESC, job_id").fetchall()
+            rows = conn.execute(
+                f"SELECT job_id FROM {SCHEMA}.jobs ORDER BY updated_at DESC, job_id"
+            ).fetchall()
         return [r[0] for r in rows]
 
     def lister(self, *, abandoned_after: float | None = None) -> JobLister:
@@ -351,19 +412,23 @@ class PostgresJobList(JobLister):
         filters = filters or JobFilter()
         where, params = self._where(filters)
         with self.store.connection() as conn:
-            total = conn.execute(f"SELECT count(*) FROM {SCHEMA}.jobs {where}",
-                                 params).fetchone()
+            total = conn.execute(f"SELECT count(*) FROM {SCHEMA}.jobs {where}", params).fetchone()
             rows = conn.execute(
                 f"SELECT job_id, document, updated_at FROM {SCHEMA}.jobs {where} "
                 "ORDER BY updated_at DESC, job_id LIMIT %s OFFSET %s",
-                [*params, page_size, (page - 1) * page_size]).fetchall()
+                [*params, page_size, (page - 1) * page_size],
+            ).fetchall()
         items = []
         for job_id, document, updated_at in rows:
             self.parses += 1
-            items.append(job_row(job_id, bytes(document), _ns(updated_at),
-                                 abandoned_after=self.abandoned_after))
-        return JobPage(items=items, page=page, page_size=page_size,
-                       total=int(total[0]) if total else 0)
+            items.append(
+                job_row(
+                    job_id, bytes(document), _ns(updated_at), abandoned_after=self.abandoned_after
+                )
+            )
+        return JobPage(
+            items=items, page=page, page_size=page_size, total=int(total[0]) if total else 0
+        )
 
     def _where(self, filters: JobFilter) -> tuple[str, list[Any]]:
         clauses: list[str] = []
@@ -375,13 +440,12 @@ class PostgresJobList(JobLister):
             clauses.append("updated_at < %s")
             params.append(filters.until)
         if filters.search:
-            escaped = (filters.search.replace("\\", "\\\\").replace("%", "\\%")
-                       .replace("_", "\\_"))
+            escaped = filters.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             clauses.append("job_id ILIKE %s")
             params.append(f"%{escaped}%")
         status = filters.status
         if status is not None:
-            live = (status in (figures.JobStatus.RUNNING, figures.JobStatus.ABANDONED))
+            live = status in (figures.JobStatus.RUNNING, figures.JobStatus.ABANDONED)
             clauses.append("status = %s")
             params.append(str(figures.JobStatus.RUNNING) if live else status)
             if live and self.abandoned_after is not None:

@@ -46,5 +46,7 @@ def import_folder(folder: JobStore, store: PostgresStore) -> ImportCounts:
 
 
 def describe(counts: ImportCounts, folder: str | os.PathLike[str]) -> str:
-    return (f"imported {os.fspath(folder)}: {counts.merged} job(s) from their spans, "
-            f"{counts.documents} as documents only, {counts.skipped} skipped")
+    return (
+        f"imported {os.fspath(folder)}: {counts.merged} job(s) from their spans, "
+        f"{counts.documents} as documents only, {counts.skipped} skipped"
+    )
