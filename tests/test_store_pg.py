@@ -192,3 +192,87 @@ def test_concurrent_writer_processes_lose_and_duplicate_nothing(tmp_path, monkey
                 orjson.loads(store.read_bytes(job_id))["records"]
                 == orjson.loads(local.read_bytes(job_id))["records"]
             )
+
+
+def test_the_folder_store_works_without_the_driver(tmp_path):
+    """psycopg is an optional extra: without it the folder store, server and receiver import
+    and run, and asking for PostgreSQL says which extra to install."""
+    code = (
+        "import sys\n"
+        "sys.modules['psycopg'] = None\n"
+        "sys.modules['psycopg_pool'] = None\n"
+        "from aura_otel.stores import open_store\n"
+        "from aura_otel.server import create_app\n"
+        "from aura_otel.receiver import create_receiver\n"
+        "from aura_otel.errors import ConfigurationError\n"
+        f"store = open_store({str(tmp_path)!r})\n"
+        "store.merge('job-1', {'a': {'k': 'root', 's': 1, 'e': 2}})\n"
+        "assert store.read('job-1').job_id == 'job-1'\n"
+        f"create_app({str(tmp_path)!r})\n"
+        "try:\n"
+        "    open_store('postgresql://u@127.0.0.1/db')\n"
+        "except ConfigurationError as exc:\n"
+        "    print(exc)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "pip install 'aura-otel[postgres]'" in done.stdout
+
+
+def test_in_process_exporter_writes_the_same_document_to_postgresql(tmp_path, monkeypatch, pg_url):
+    """One provider, the same spans to two exporters: the folder's and PostgreSQL's."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from aura_otel import JobContextProcessor, RunTelemetryExporter
+    from aura_otel.masking import MaskingSpanProcessor
+
+    folder = RunTelemetryExporter(tmp_path / "folder")
+    shared = RunTelemetryExporter(tmp_path / "unused", store=pg_url)
+    provider = TracerProvider()
+    provider.add_span_processor(JobContextProcessor())
+    for exporter in (folder, shared):
+        provider.add_span_processor(
+            MaskingSpanProcessor(BatchSpanProcessor(exporter, schedule_delay_millis=50))
+        )
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", provider)
+    for job_id, fail_at in JOBS:
+        try:
+            run_pipeline(job_id, speed=0.0, fail_at=fail_at)
+        except Exception:
+            assert fail_at is not None
+    provider.force_flush()
+    provider.shutdown()
+    assert not (tmp_path / "unused").exists()
+    local = LocalStore(tmp_path / "folder")
+    with PostgresStore(pg_url) as store:
+        for job_id, _ in JOBS:
+            assert store.read_bytes(job_id) == local.read_bytes(job_id)
+
+
+def test_configure_takes_the_store_from_the_environment(tmp_path, monkeypatch, pg_url):
+    from aura_otel import configure
+
+    monkeypatch.setenv("AURA_OTEL_STORE", pg_url)
+    telemetry = configure(tracer_provider=None, set_global=False, metrics=False)
+    try:
+        assert telemetry.exporter is not None
+        assert isinstance(telemetry.exporter.shared, PostgresStore)
+    finally:
+        telemetry.shutdown()
+
+
+def test_a_bad_store_variable_is_a_configuration_error(monkeypatch):
+    from aura_otel.settings import Settings
+
+    monkeypatch.setenv("AURA_OTEL_STORE", "redis://cache/0")
+    with pytest.raises(ConfigurationError, match="AURA_OTEL_STORE"):
+        Settings.from_env(masking=False)
