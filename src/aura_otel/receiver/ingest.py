@@ -32,7 +32,7 @@ from ..forwarding import ForwardingSpanProcessor
 from ..masking import MaskingSpanProcessor
 from ..schema import validate_job_id
 from .decode import to_spans
-from .shared import AnyBook
+from .shared import AnyBook, StoreBook
 from .stats import ReceiverStats
 
 logger = logging.getLogger("aura_otel.receiver")
@@ -123,6 +123,9 @@ class Ingestor:
         new_folders = False
         stored: dict[str, dict[str, Unit]] = {}
         try:
+            if isinstance(self.book, StoreBook):  # the shared store: the request in one go
+                self.book.append_all(by_job)
+                by_job, stored = {}, by_job
             for job_id, units in by_job.items():
                 try:
                     new_folders = self.book.append(job_id, units) or new_folders

@@ -38,6 +38,12 @@ class StoreBook:
         self.stats.add("files_written")
         return False
 
+    def append_all(self, jobs: dict[str, dict[str, Unit]]) -> None:
+        """A request's jobs in one transaction: one commit for all of them, so a request is
+        stored whole or not at all, and the database flushes its log once per request."""
+        self.store.merge_many(jobs, pricer=self.pricer, enum_case=self.enum_case)
+        self.stats.add("files_written", len(jobs))
+
     def commit(self, job_ids: list[str], new_folders: bool) -> None:
         """Nothing left to make durable: every merge committed on its own."""
 

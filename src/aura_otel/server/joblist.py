@@ -206,3 +206,8 @@ def _epoch_ns(moment: datetime) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+
+
+#: The row builders, for other stores' listers (they cache rows the same way).
+parse_row = _row
+aged_row = _aged

@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from ..fold import Pricer, Unit
 from ..schema import Collection, EnumCase, load_collection
@@ -90,6 +90,19 @@ class Store(ABC):
         and return that union. A span already stored keeps its first unit (units never change
         once a span has ended), so a retried or doubly delivered span is one record."""
 
+    def merge_many(
+        self,
+        jobs: dict[str, dict[str, Unit]],
+        *,
+        pricer: Pricer | None = None,
+        enum_case: EnumCase = "lower",
+    ) -> dict[str, dict[str, Unit]]:
+        """:meth:`merge` for several jobs; a store that can makes it one atomic write."""
+        return {
+            job_id: self.merge(job_id, units, pricer=pricer, enum_case=enum_case)
+            for job_id, units in jobs.items()
+        }
+
     # -- lifecycle -------------------------------------------------------------------------------
     def check(self) -> None:  # noqa: B027 - the folder has nothing to check
         """Raise StoreUnavailableError when the store cannot be used right now."""
@@ -97,7 +110,7 @@ class Store(ABC):
     def close(self) -> None:  # noqa: B027 - the folder holds no connections
         """Release connections; the store is unusable afterwards."""
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: Any) -> None:

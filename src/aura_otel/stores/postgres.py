@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .. import figures
+from .._util import BoundedCache, throttled
 from ..errors import (
     ConfigurationError,
     StoreUnavailableError,
@@ -167,6 +168,9 @@ class PostgresStore(Store):
             name="aura-otel",
         )
         self._lock = threading.Lock()
+        self._failures = 0
+        #: The driver's words for the last failure (for start-up errors and diagnostics).
+        self.last_error = ""
         try:
             self.pool.open(wait=False)
             if migrate:
@@ -175,7 +179,9 @@ class PostgresStore(Store):
                 self._check_schema()
         except StoreUnavailableError as exc:
             self.pool.close()
-            raise ConfigurationError(f"cannot reach {self.description}: {exc}") from None
+            raise ConfigurationError(
+                f"cannot reach {self.description}: {self.last_error or exc}"
+            ) from None
         except BaseException:
             self.pool.close()
             raise
@@ -191,7 +197,23 @@ class PostgresStore(Store):
             with self.pool.connection(timeout=self.timeout) as conn:
                 yield conn
         except self._errors as exc:
-            raise StoreUnavailableError(f"PostgreSQL is unavailable: {exc}") from None
+            # The details (host, port, the server's words) go to the log, throttled during an
+            # outage; the error itself, which may reach a sender or a browser, stays generic.
+            with self._lock:
+                self._failures += 1
+                count = self._failures
+                self.last_error = f"{type(exc).__name__}: {exc}"
+            if throttled(count):
+                logger.warning(
+                    "aura-otel: %s is unavailable (%s #%d): %s",
+                    self.description,
+                    type(exc).__name__,
+                    count,
+                    exc,
+                )
+            raise StoreUnavailableError(
+                f"the PostgreSQL store is unavailable ({type(exc).__name__})"
+            ) from None
 
     def check(self) -> None:
         with self.connection() as conn:
@@ -281,49 +303,86 @@ class PostgresStore(Store):
         pricer: Pricer | None = None,
         enum_case: EnumCase = "lower",
     ) -> dict[str, Unit]:
-        validate_job_id(job_id)
+        return self.merge_many({job_id: units}, pricer=pricer, enum_case=enum_case)[job_id]
+
+    def merge_many(
+        self,
+        jobs: dict[str, dict[str, Unit]],
+        *,
+        pricer: Pricer | None = None,
+        enum_case: EnumCase = "lower",
+    ) -> dict[str, dict[str, Unit]]:
+        """:meth:`merge` for several jobs in one transaction (one commit, one WAL flush: a
+        request's jobs are acknowledged together or not at all).
+
+        Job rows are created and locked in id order, so two transactions sharing jobs take
+        their locks in the same order and never deadlock.
+        """
+        order = sorted(jobs)
         rows = []
-        for span_id, unit in units.items():
-            try:
-                data = orjson.dumps(unit)
-            except orjson.JSONEncodeError:  # as the folder's journal does: made writable
-                data = orjson.dumps(representable(unit))
-            rows.append((job_id, span_id, data))
+        for job_id in order:
+            validate_job_id(job_id)
+            for span_id, unit in jobs[job_id].items():
+                try:
+                    data = orjson.dumps(unit)
+                except orjson.JSONEncodeError:  # as the folder's journal does: made writable
+                    data = orjson.dumps(representable(unit))
+                rows.append((job_id, span_id, data))
+        if not order:
+            return {}
         with self.connection() as conn, conn.transaction(), conn.cursor() as cur:
             # The row lock is what orders writers of one job: created on first sight (a
             # placeholder no reader sees, it is replaced before the commit), then locked.
+            # Whole arrays per statement (unnest), not a statement per row: a request's
+            # hundreds of spans cost three round trips, not hundreds.
             cur.execute(
                 f"INSERT INTO {SCHEMA}.jobs (job_id, document, status, updated_at, span_count)"
-                " VALUES (%s, '', 'running', now(), 0) ON CONFLICT (job_id) DO NOTHING",
-                (job_id,),
+                " SELECT j, '', 'running', now(), 0 FROM unnest(%s::text[]) AS j"
+                " ON CONFLICT (job_id) DO NOTHING",
+                (order,),
             )
-            cur.execute(f"SELECT 1 FROM {SCHEMA}.jobs WHERE job_id = %s FOR UPDATE", (job_id,))
+            cur.execute(
+                f"SELECT job_id FROM {SCHEMA}.jobs WHERE job_id = ANY(%s) ORDER BY job_id"
+                " FOR UPDATE",
+                (order,),
+            )
             if rows:
-                cur.executemany(
-                    f"INSERT INTO {SCHEMA}.units (job_id, span_id, unit) VALUES (%s, %s, %s)"
+                cur.execute(
+                    f"INSERT INTO {SCHEMA}.units (job_id, span_id, unit)"
+                    " SELECT * FROM unnest(%s::text[], %s::text[], %s::bytea[])"
                     " ON CONFLICT (job_id, span_id) DO NOTHING",
-                    rows,
+                    ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]),
                 )
             cur.execute(
-                f"SELECT span_id, unit FROM {SCHEMA}.units WHERE job_id = %s ORDER BY seq",
-                (job_id,),
+                f"SELECT job_id, span_id, unit FROM {SCHEMA}.units WHERE job_id = ANY(%s)"
+                " ORDER BY job_id, seq",
+                (order,),
             )
-            stored: dict[str, Unit] = {sid: orjson.loads(data) for sid, data in cur.fetchall()}
-            doc = assemble(job_id, stored, pricer=pricer)
-            data = dumps(doc, enum_case=enum_case)
-            status = figures.job_status(doc)
-            cur.execute(
-                f"UPDATE {SCHEMA}.jobs SET document = %s, status = %s, started_at = %s,"
-                " last_activity = %s, updated_at = clock_timestamp(), span_count = %s"
-                " WHERE job_id = %s",
-                (
-                    data,
-                    str(status),
+            stored: dict[str, dict[str, Unit]] = {job_id: {} for job_id in order}
+            for job_id, span_id, data in cur.fetchall():
+                stored[job_id][span_id] = orjson.loads(data)
+            columns: tuple[list[Any], ...] = ([], [], [], [], [], [])
+            for job_id in order:
+                doc = assemble(job_id, stored[job_id], pricer=pricer)
+                values = (
+                    dumps(doc, enum_case=enum_case),
+                    str(figures.job_status(doc)),
                     figures.parse_time(doc.get("collection_started_at")),
                     figures.last_activity(doc),
-                    len(stored),
+                    len(stored[job_id]),
                     job_id,
-                ),
+                )
+                for column, value in zip(columns, values, strict=True):
+                    column.append(value)
+            cur.execute(
+                f"UPDATE {SCHEMA}.jobs AS j SET document = u.document, status = u.status,"
+                " started_at = u.started_at, last_activity = u.last_activity,"
+                " updated_at = clock_timestamp(), span_count = u.span_count"
+                " FROM unnest(%s::bytea[], %s::text[], %s::timestamptz[], %s::timestamptz[],"
+                " %s::int[], %s::text[])"
+                " AS u(document, status, started_at, last_activity, span_count, job_id)"
+                " WHERE j.job_id = u.job_id",
+                columns,
             )
         return stored
 
@@ -398,34 +457,57 @@ class PostgresStore(Store):
 
 
 class PostgresJobList(JobLister):
-    """The job list from indexed queries: one count and one page of documents per request."""
+    """The job list from indexed queries: a count and a page of (id, update time) per request;
+    documents are fetched and parsed only for rows not cached at that update time, so a list
+    that refreshes every few seconds parses only the jobs that changed."""
 
     def __init__(self, store: PostgresStore, *, abandoned_after: float | None = None) -> None:
         self.store = store
         self.abandoned_after = abandoned_after
-        self.parses = 0
+        self.parses = 0  # documents parsed (the benchmark and tests read it)
+        # job id -> (update time, row, last activity of a running job)
+        self._rows: BoundedCache[str, tuple[datetime, dict[str, Any], datetime | None]] = (
+            BoundedCache(20_000)
+        )
+        self._cache_lock = threading.Lock()
 
     def page(self, page: int = 1, page_size: int = 50, filters: JobFilter | None = None) -> JobPage:
-        from ..server.joblist import JobPage, check_page, job_row
+        from ..server.joblist import JobPage, aged_row, check_page, parse_row
 
         check_page(page, page_size)
         filters = filters or JobFilter()
         where, params = self._where(filters)
         with self.store.connection() as conn:
             total = conn.execute(f"SELECT count(*) FROM {SCHEMA}.jobs {where}", params).fetchone()
-            rows = conn.execute(
-                f"SELECT job_id, document, updated_at FROM {SCHEMA}.jobs {where} "
+            listed = conn.execute(
+                f"SELECT job_id, updated_at FROM {SCHEMA}.jobs {where} "
                 "ORDER BY updated_at DESC, job_id LIMIT %s OFFSET %s",
                 [*params, page_size, (page - 1) * page_size],
             ).fetchall()
-        items = []
-        for job_id, document, updated_at in rows:
+            stale = [
+                job_id
+                for job_id, updated_at in listed
+                if (cached := self._rows.get(job_id)) is None or cached[0] != updated_at
+            ]
+            fetched = {}
+            if stale:
+                for job_id, document, updated_at in conn.execute(
+                    f"SELECT job_id, document, updated_at FROM {SCHEMA}.jobs"
+                    " WHERE job_id = ANY(%s)",
+                    (stale,),
+                ).fetchall():
+                    fetched[job_id] = (bytes(document), updated_at)
+        for job_id, (document, updated_at) in fetched.items():
             self.parses += 1
-            items.append(
-                job_row(
-                    job_id, bytes(document), _ns(updated_at), abandoned_after=self.abandoned_after
-                )
-            )
+            row, last = parse_row(job_id, document, _ns(updated_at))
+            with self._cache_lock:
+                self._rows.put(job_id, (updated_at, row, last))
+        items = []
+        for job_id, _ in listed:
+            cached = self._rows.get(job_id)
+            if cached is None:  # deleted between the two queries, or forgotten: left out
+                continue
+            items.append(aged_row(cached[1], cached[2], None, self.abandoned_after))
         return JobPage(
             items=items, page=page, page_size=page_size, total=int(total[0]) if total else 0
         )
