@@ -276,3 +276,41 @@ def test_a_bad_store_variable_is_a_configuration_error(monkeypatch):
     monkeypatch.setenv("AURA_OTEL_STORE", "redis://cache/0")
     with pytest.raises(ConfigurationError, match="AURA_OTEL_STORE"):
         Settings.from_env(masking=False)
+
+
+def test_import_a_folder_then_show_it_from_the_command_line(tmp_path, monkeypatch, pg_url):
+    local = demo_jobs(tmp_path, monkeypatch)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    cli = [sys.executable, "-m", "aura_otel.cli"]
+    done = subprocess.run(
+        [*cli, "db", "import", "--jobs-dir", str(local.root), "--store", pg_url],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "3 job(s) from their spans, 0 as documents only, 0 skipped" in done.stdout
+    with PostgresStore(pg_url) as store:
+        for job_id, _ in JOBS:
+            assert store.read_bytes(job_id) == local.read_bytes(job_id)
+    shown = subprocess.run(
+        [*cli, "show", "job-tts-failed", "--store", pg_url],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "job-tts-failed" in shown.stdout
+    missing = subprocess.run(
+        [*cli, "show", "no-such-job", "--store", pg_url],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert missing.returncode == 2 and "no telemetry for job 'no-such-job'" in missing.stderr
