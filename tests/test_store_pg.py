@@ -314,3 +314,23 @@ def test_import_a_folder_then_show_it_from_the_command_line(tmp_path, monkeypatc
         timeout=120,
     )
     assert missing.returncode == 2 and "no telemetry for job 'no-such-job'" in missing.stderr
+
+
+def test_a_role_without_ddl_rights_uses_a_migrated_database(pg_url):
+    """Migrations need DDL rights once; afterwards a role that may only read and write rows
+    starts without issuing any DDL."""
+    import uuid
+
+    import psycopg
+
+    PostgresStore(pg_url).close()
+    role = f"rw_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"GRANT USAGE ON SCHEMA aura_otel TO {role}")
+        conn.execute(f"GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA aura_otel TO {role}")
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    url = pg_url.replace("postgres@", f"{role}@", 1)
+    with PostgresStore(url) as store:
+        store.merge("job-1", {"a": {"k": "root", "s": 1, "e": 2}})
+        assert store.read("job-1").job_id == "job-1"

@@ -243,6 +243,12 @@ class PostgresStore(Store):
         """
         shipped = migrations()
         done: list[str] = []
+        current = self.applied()
+        self._compare(current, shipped)
+        if len(current) == len(shipped):
+            # Nothing to do, and no DDL issued: a server whose role may only read and write
+            # rows starts against an up-to-date schema.
+            return done
         with self.connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
