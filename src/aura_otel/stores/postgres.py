@@ -162,9 +162,12 @@ class PostgresStore(Store):
                 "application_name": "aura-otel",
             },
             check=psycopg_pool.ConnectionPool.check_connection,
-            # A broken connection is replaced in the background (with backoff) and whenever
-            # a request finds the pool empty: an outage ends without a restart.
-            reconnect_timeout=24 * 3600.0,
+            # A broken connection is replaced in the background with a backoff that doubles
+            # up to this bound; then the pool gives up, and the next request that finds it
+            # empty starts a fresh attempt. A short bound keeps recovery prompt after a long
+            # outage (the backoff never grows past it) while an outage costs one attempt per
+            # request at most, not a storm.
+            reconnect_timeout=10.0,
             name="aura-otel",
         )
         self._lock = threading.Lock()
