@@ -334,3 +334,17 @@ def test_a_role_without_ddl_rights_uses_a_migrated_database(pg_url):
     with PostgresStore(url) as store:
         store.merge("job-1", {"a": {"k": "root", "s": 1, "e": 2}})
         assert store.read("job-1").job_id == "job-1"
+
+
+def test_without_postgresql_the_tests_skip_but_ci_fails(monkeypatch):
+    """Where PostgreSQL is missing the store tests skip, naming why; CI must run them, so
+    there the same absence fails."""
+    from . import pg_support
+
+    monkeypatch.setattr(pg_support, "find_bindir", lambda: None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="PostgreSQL is not installed"):
+        pg_support.need_postgres()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must run the PostgreSQL tests"):
+        pg_support.need_postgres()
