@@ -348,3 +348,14 @@ def test_without_postgresql_the_tests_skip_but_ci_fails(monkeypatch):
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI must run the PostgreSQL tests"):
         pg_support.need_postgres()
+
+
+def test_a_value_json_cannot_hold_is_stored_in_a_representable_form(pg_url):
+    """As the folder's journal does: an integer past 64 bits is written representably, and the
+    document is built from what was stored, so both agree."""
+    unit = {"k": "root", "s": 1, "e": 2, "corr": "c", "proj": 2**70}
+    with PostgresStore(pg_url) as store:
+        first = store.merge("job-big", {"root": unit})
+        assert first == store.read_units("job-big")
+        assert first["root"]["proj"] != 2**70
+        assert store.read_bytes("job-big") == dumps(assemble("job-big", first))

@@ -329,13 +329,17 @@ class PostgresStore(Store):
         """
         order = sorted(jobs)
         rows = []
+        written: dict[str, dict[str, Unit]] = {}  # the units as stored
         for job_id in order:
             validate_job_id(job_id)
+            mine = written[job_id] = {}
             for span_id, unit in jobs[job_id].items():
                 try:
                     data = orjson.dumps(unit)
                 except orjson.JSONEncodeError:  # as the folder's journal does: made writable
-                    data = orjson.dumps(representable(unit))
+                    unit = representable(unit)
+                    data = orjson.dumps(unit)
+                mine[span_id] = unit
                 rows.append((job_id, span_id, data))
         if not order:
             return {}
@@ -347,9 +351,13 @@ class PostgresStore(Store):
             cur.execute(
                 f"INSERT INTO {SCHEMA}.jobs (job_id, document, status, updated_at, span_count)"
                 " SELECT j, '', 'running', now(), 0 FROM unnest(%s::text[]) AS j"
-                " ON CONFLICT (job_id) DO NOTHING",
+                " ON CONFLICT (job_id) DO NOTHING RETURNING job_id",
                 (order,),
             )
+            # Jobs this transaction created hold only its own units (every writer creates the
+            # row before adding units, and nobody else can until this commits): no need to
+            # read them back. The usual case, a whole job in one request.
+            created = {row[0] for row in cur.fetchall()}
             cur.execute(
                 f"SELECT job_id FROM {SCHEMA}.jobs WHERE job_id = ANY(%s) ORDER BY job_id"
                 " FOR UPDATE",
@@ -362,14 +370,18 @@ class PostgresStore(Store):
                     " ON CONFLICT (job_id, span_id) DO NOTHING",
                     ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]),
                 )
-            cur.execute(
-                f"SELECT job_id, span_id, unit FROM {SCHEMA}.units WHERE job_id = ANY(%s)"
-                " ORDER BY job_id, seq",
-                (order,),
-            )
             stored: dict[str, dict[str, Unit]] = {job_id: {} for job_id in order}
-            for job_id, span_id, data in cur.fetchall():
-                stored[job_id][span_id] = orjson.loads(data)
+            for job_id in created:
+                stored[job_id] = written[job_id]
+            existing = [job_id for job_id in order if job_id not in created]
+            if existing:
+                cur.execute(
+                    f"SELECT job_id, span_id, unit FROM {SCHEMA}.units WHERE job_id = ANY(%s)"
+                    " ORDER BY job_id, seq",
+                    (existing,),
+                )
+                for job_id, span_id, data in cur.fetchall():
+                    stored[job_id][span_id] = orjson.loads(data)
             columns: tuple[list[Any], ...] = ([], [], [], [], [], [])
             for job_id in order:
                 doc = assemble(job_id, stored[job_id], pricer=pricer)
