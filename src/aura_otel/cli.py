@@ -76,7 +76,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if target:
         from .stores import open_store
 
-        with open_store(target, migrate=False) if is_pg(target) else open_store(target) as store:
+        with open_store(target, migrate=False) if _is_pg(target) else open_store(target) as store:
             render(to_dict(store.read(args.job_id)), abandoned_after=settings.abandoned_after)
         return 0
     render(to_dict(JobStore(args.jobs_dir or settings.jobs_dir).read(args.job_id)),
@@ -84,7 +84,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def is_pg(target: str) -> bool:
+def _is_pg(target: str) -> bool:
     from .stores import is_postgres_url
 
     return is_postgres_url(target)

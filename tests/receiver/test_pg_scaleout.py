@@ -167,3 +167,18 @@ def test_database_slow_or_down_is_retryable_and_recovers(tmp_path, monkeypatch, 
             assert len(store.read_units("later-job")) == len(spans["later-job"])
     finally:
         assert receiver.stop() == 0
+
+
+def test_workers_share_the_store(tmp_path, monkeypatch, pg_url):
+    """``--workers 2`` with ``--store``: each worker process writes PostgreSQL, none a folder."""
+    spans = demo_spans(monkeypatch, ["worker-a", "worker-b", "worker-c"])
+    receiver = CollectProcess(tmp_path / "unused", "--store", pg_url, "--workers", "2")
+    try:
+        for job_spans in spans.values():
+            assert post(receiver.http_url, job_spans).status_code == 200
+        with PostgresStore(pg_url, migrate=False) as store:
+            for job_id, job_spans in spans.items():
+                assert len(store.read_units(job_id)) == len(job_spans)
+    finally:
+        assert receiver.stop() == 0
+    assert not (tmp_path / "unused").exists()

@@ -85,7 +85,9 @@ def run_collect(args: argparse.Namespace) -> int:
 
     config = ReceiverConfig(
         jobs_dir=args.jobs_dir or os.environ.get(c.ENV_JOBS_DIR) or "./jobs",
-        store=args.store or os.environ.get(c.ENV_STORE) or None,
+        # As for serve: --store, then --jobs-dir, then $AURA_OTEL_STORE, then the folder's
+        # variable; an explicit folder is never overridden by the environment.
+        store=args.store or (None if args.jobs_dir else os.environ.get(c.ENV_STORE) or None),
         store_timeout=args.store_timeout,
         http=args.http,
         grpc=args.grpc,

@@ -59,7 +59,8 @@ def _fmt(host: str, port: int) -> str:
 def worker_command(config: ReceiverConfig, addresses: dict[str, tuple[str, int]]) -> list[str]:
     """The worker's command line (the access token travels in its environment, not in ps)."""
     cmd = [sys.executable, "-m", "aura_otel.cli", "collect", "--worker",
-           "--jobs-dir", config.jobs_dir,
+           # With a shared store the worker reads its URL from the environment (_spawn).
+           *([] if config.store else ["--jobs-dir", config.jobs_dir]),
            "--http", _fmt(*addresses["http"]) if "http" in addresses else "off",
            "--grpc", _fmt(*addresses["grpc"]) if "grpc" in addresses else "off",
            "--durability", config.durability,
