@@ -67,3 +67,24 @@ def examples() -> Path:
     if not EXAMPLES.is_dir():
         pytest.fail(f"the golden examples are missing at {EXAMPLES}")
     return EXAMPLES
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A throw-away PostgreSQL cluster for the whole session (tests/pg_support.py)."""
+    from .pg_support import Cluster, need_postgres
+
+    cluster = Cluster(need_postgres())
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+@pytest.fixture
+def pg_url(pg_cluster) -> str:
+    """The URL of a fresh database in the session's cluster (restarted if a test stopped it)."""
+    if not pg_cluster.running:
+        pg_cluster.start()
+    return pg_cluster.create_database()

@@ -605,3 +605,44 @@ def test_key_rule_matches_the_process_key_words() -> None:
         if any(p.search(key) for p in patterns) != any(w in words for w in key_words(key))
     ]
     assert not disagree, f"collector and process disagree on: {disagree}"
+
+
+# -- the postgres profile: the shared store --------------------------------------------------------
+POSTGRES_ENV = {
+    **TOKEN_ENV,
+    "AURA_OTEL_DB_PASSWORD": "test-db-password",
+    "AURA_OTEL_STORE": "postgresql://aura:test-db-password@postgres:5432/aura",
+}
+
+
+def test_postgres_is_an_option_the_compose_binary_accepts(tmp_path: Path) -> None:
+    """Off by default (nothing changes for the jobs folder); with ``--profile postgres`` the
+    database runs with a health check, unpublished, and both aura-otel services use it."""
+    plain = _resolved_compose(tmp_path)["services"]
+    assert "postgres" not in plain
+    assert plain["fold-receiver"]["environment"]["AURA_OTEL_STORE"] == ""
+    result = _run_compose(
+        COMPOSE_FILE, "--profile", "postgres", "config", "--format", "json",
+        env_extra=POSTGRES_ENV, tmp_path=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    database = services["postgres"]
+    assert _PINNED.match(database["image"])
+    assert not database.get("ports"), "the database must not be published"
+    assert "pg_isready" in " ".join(database["healthcheck"]["test"])
+    assert database["environment"]["POSTGRES_PASSWORD"] == "test-db-password"
+    for name in ("fold-receiver", "aura-otel"):
+        service = services[name]
+        assert service["environment"]["AURA_OTEL_STORE"] == POSTGRES_ENV["AURA_OTEL_STORE"]
+        assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
+    from aura_otel.settings import Settings
+
+    settings = Settings.from_env({"AURA_OTEL_STORE": POSTGRES_ENV["AURA_OTEL_STORE"]}, masking=False)
+    assert settings.store == POSTGRES_ENV["AURA_OTEL_STORE"]
+
+
+def test_scale_out_receivers_share_the_postgresql_store() -> None:
+    """The comments of scale-out.yaml show how each fold receiver runs: on the shared store."""
+    text = (CONFIG_DIR / "scale-out.yaml").read_text(encoding="utf-8")
+    assert "--store" in text and "postgresql://" in text

@@ -72,9 +72,22 @@ def _cmd_show(args: argparse.Namespace) -> int:
     from .terminal import render
 
     settings = Settings.from_env(masking=False)
-    store = JobStore(args.jobs_dir or settings.jobs_dir)
-    render(to_dict(store.read(args.job_id)), abandoned_after=settings.abandoned_after)
+    target = args.store or (None if args.jobs_dir else settings.store)
+    if target:
+        from .stores import open_store
+
+        with open_store(target, migrate=False) if _is_pg(target) else open_store(target) as store:
+            render(to_dict(store.read(args.job_id)), abandoned_after=settings.abandoned_after)
+        return 0
+    render(to_dict(JobStore(args.jobs_dir or settings.jobs_dir).read(args.job_id)),
+           abandoned_after=settings.abandoned_after)
     return 0
+
+
+def _is_pg(target: str) -> bool:
+    from .stores import is_postgres_url
+
+    return is_postgres_url(target)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -82,7 +95,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env(masking=False)
     run(
-        jobs_dir=args.jobs_dir or settings.jobs_dir,
+        jobs_dir=args.store or args.jobs_dir or settings.store or settings.jobs_dir,
         host=args.host,
         port=args.port,
         jaeger_url=args.jaeger_url or settings.jaeger_url,
@@ -92,6 +105,47 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         abandoned_after=(args.abandoned_after if args.abandoned_after is not None
                          else settings.abandoned_after),
     )
+    return 0
+
+
+def _cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from .stores import is_postgres_url, redact_url
+
+    settings = Settings.from_env(masking=False)
+    url = str(args.store or settings.store or "")
+    if not is_postgres_url(url):
+        print(f"aura-otel: error: db upgrade needs a postgresql:// URL (--store or "
+              f"${c.ENV_STORE}); the jobs folder has no schema", file=sys.stderr)
+        return 2
+    from .stores.postgres import PostgresStore
+
+    store = PostgresStore(url, migrate=not args.check, min_size=1, max_size=1)
+    with store:
+        if args.check:
+            print(f"{redact_url(url)}: schema at version {len(store.applied())}, current")
+            return 0
+        applied = store.applied()
+    print(f"{redact_url(url)}: schema at version {len(applied)} "
+          f"({', '.join(name for _, (name, _c) in sorted(applied.items()))})")
+    return 0
+
+
+def _cmd_db_import(args: argparse.Namespace) -> int:
+    from .store import JobStore
+    from .stores import is_postgres_url
+    from .stores.postgres import PostgresStore
+    from .stores.transfer import describe, import_folder
+
+    settings = Settings.from_env(masking=False)
+    url = str(args.store or settings.store or "")
+    if not is_postgres_url(url):
+        print(f"aura-otel: error: db import needs a postgresql:// URL (--store or "
+              f"${c.ENV_STORE})", file=sys.stderr)
+        return 2
+    folder = args.jobs_dir or settings.jobs_dir
+    with PostgresStore(url, min_size=1, max_size=1) as store:
+        counts = import_folder(JobStore(folder), store)
+    print(describe(counts, folder))
     return 0
 
 
@@ -128,10 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="print a job's Run Details in the terminal")
     show.add_argument("job_id", metavar="JOB_ID")
     show.add_argument("--jobs-dir", help=f"default ${c.ENV_JOBS_DIR} or ./jobs")
+    show.add_argument("--store", metavar="URL", help=f"postgresql://... (${c.ENV_STORE})")
     show.set_defaults(func=_cmd_show)
 
     serve = sub.add_parser("serve", help="serve the HTTP API and the Run Details pages")
     serve.add_argument("--jobs-dir", help=f"default ${c.ENV_JOBS_DIR} or ./jobs")
+    serve.add_argument("--store", metavar="URL",
+                       help=f"postgresql://user@host/db: read the shared store (${c.ENV_STORE}; "
+                            "docs/stores.md) [the jobs folder]")
     serve.add_argument("--host", default="127.0.0.1",
                        help="bind address (non-loopback needs --access-token)")
     serve.add_argument("--port", type=int, default=8765)
@@ -143,6 +201,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"quiet time before a job without an end is shown abandoned "
                             f"(${c.ENV_ABANDONED_AFTER}, default 3600)")
     serve.set_defaults(func=_cmd_serve)
+
+    db = sub.add_parser("db", help="manage the PostgreSQL store's schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    upgrade = db_sub.add_parser("upgrade", help="apply pending schema migrations (collect and "
+                                "serve also do it when they start)")
+    upgrade.add_argument("--store", metavar="URL", help=f"postgresql://... (${c.ENV_STORE})")
+    upgrade.add_argument("--check", action="store_true",
+                         help="apply nothing; fail unless the schema is current")
+    upgrade.set_defaults(func=_cmd_db_upgrade)
+    importer = db_sub.add_parser("import", help="copy a jobs folder into the PostgreSQL store "
+                                 "(its spans where journals exist, else its files)")
+    importer.add_argument("--jobs-dir", help=f"default ${c.ENV_JOBS_DIR} or ./jobs")
+    importer.add_argument("--store", metavar="URL", help=f"postgresql://... (${c.ENV_STORE})")
+    importer.set_defaults(func=_cmd_db_import)
 
     from .receiver.cli import add_collect_parser
 

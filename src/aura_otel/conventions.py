@@ -116,6 +116,7 @@ CONTRACT_KEYS: Final = frozenset(
 
 #: Environment variables aura-otel reads (the standard OTEL_* ones keep their own meaning).
 ENV_JOBS_DIR: Final = "AURA_OTEL_JOBS_DIR"
+ENV_STORE: Final = "AURA_OTEL_STORE"
 ENV_ENUM_CASE: Final = "AURA_OTEL_ENUM_CASE"
 ENV_PRICES_FILE: Final = "AURA_OTEL_PRICES_FILE"
 #: Extra secret patterns (RE2 syntax): a JSON array of strings, or one pattern per line.

@@ -58,3 +58,12 @@ class JobValidationError(AuraOtelError):
     The legacy pipeline told input-validation failures apart from generation failures; a host
     marks the former by raising this, or by calling ``JobHandle.fail_validation``.
     """
+
+
+class StoreUnavailableError(AuraOtelError, OSError):
+    """The shared store cannot be reached or answered too slowly; nothing was stored.
+
+    An OSError without an errno, so the receiver answers it as retryable (HTTP 503, gRPC
+    UNAVAILABLE) and never acknowledges the spans; the web server answers 503. Both recover
+    without a restart once the database answers again.
+    """

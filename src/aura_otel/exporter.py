@@ -28,6 +28,7 @@ from .forwarding import ForwardingSpanProcessor
 from .schema import EnumCase, dumps, validate_job_id
 from .settings import ENUM_CASE_RULE, ENUM_CASES, Settings
 from .store import JobStore, Journal
+from .stores import Store, open_store
 from .values import representable, shorten
 
 logger = logging.getLogger("aura_otel")
@@ -122,8 +123,18 @@ class RunTelemetryExporter(SpanExporter):
         write_interval: float = DEFAULT_WRITE_INTERVAL,
         on_job_complete: Callable[[str, dict[str, Any]], None] | None = None,
         give_up_after: float = DEFAULT_GIVE_UP_AFTER,
+        store: Store | str | None = None,
     ) -> None:
         self.store = JobStore(jobs_dir if jobs_dir is not None else default_jobs_dir())
+        #: A shared store (PostgreSQL) merges and assembles; the folder keeps its own path below.
+        self.shared: Store | None = None
+        if store is not None and not isinstance(store, JobStore):
+            opened = open_store(store)
+            if isinstance(opened, JobStore):
+                self.store = opened
+            else:
+                self.shared = opened
+        self._owns_shared = self.shared is not None and not isinstance(store, Store)
         self.enum_case = resolve_enum_case(enum_case)
         self.pricer = pricer
         self.stats = ExporterStats()
@@ -207,6 +218,8 @@ class RunTelemetryExporter(SpanExporter):
         self._write_dirty()
         if self._downstream is not None:
             self._downstream.shutdown()
+        if self.shared is not None and self._owns_shared:
+            self.shared.close()
         stats = self.stats.snapshot()
         logger.info("aura-otel: v1 exporter stopped: %s", stats)
 
@@ -247,6 +260,9 @@ class RunTelemetryExporter(SpanExporter):
                 return
             # One descriptor of the jobs folder for the whole round; if even that fails, each
             # job tries on its own (and fails, is counted and retried, as a job).
+            if self.shared is not None:  # a shared store: no jobs folder is touched
+                self._write_round(dirty, None)
+                return
             with ExitStack() as stack:
                 root_fd: int | None
                 try:
@@ -298,6 +314,8 @@ class RunTelemetryExporter(SpanExporter):
             )
 
     def _write_job(self, job_id: str, job: _Job, root_fd: int | None = None) -> dict[str, Any]:
+        if self.shared is not None:
+            return self._write_shared(self.shared, job_id, job)
         with self.store.journal(job_id, root_fd=root_fd, fresh=job.offset == 0) as journal:
             theirs, offset = journal.read_from(job.offset)
             with self._lock:
@@ -336,6 +354,21 @@ class RunTelemetryExporter(SpanExporter):
             journal.write_telemetry(data)
         self.stats.add("files_written")
         return doc
+
+    def _write_shared(self, shared: Store, job_id: str, job: _Job) -> dict[str, Any]:
+        """Hand our new units to the shared store, which merges them with every other
+        writer's and rebuilds the document; on failure they are handed over next round."""
+        with self._lock:
+            ours = {sid: job.units[sid] for sid in job.unjournaled}
+            job.unjournaled.clear()
+        try:
+            units = shared.merge(job_id, ours, pricer=self.pricer, enum_case=self.enum_case)
+        except BaseException:
+            with self._lock:
+                job.unjournaled[:0] = list(ours)
+            raise
+        self.stats.add("files_written")
+        return assemble(job_id, units, pricer=self.pricer)
 
     def _append(self, journal: Journal, job: _Job, ours: dict[str, Unit]) -> int:
         """Append our units; a unit JSON cannot hold is made representable, in memory too,

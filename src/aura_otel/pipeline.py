@@ -43,6 +43,7 @@ from .masking import MaskingRules, MaskingSpanProcessor
 from .metrics import MetricsPipeline
 from .pricing import load_price_table
 from .settings import Settings, otlp_exporter, parse_seconds
+from .stores import Store
 from .v1path import V1SpanSink
 
 logger = logging.getLogger("aura_otel")
@@ -142,6 +143,7 @@ def configure(
     write_interval: float | None = None,
     metrics: bool | None = None,
     otlp_shutdown_timeout: float | None = None,
+    store: str | Store | None = None,
 ) -> Telemetry:
     """Set up aura-otel and return its handle.
 
@@ -156,7 +158,9 @@ def configure(
     ``OTEL_EXPORTER_OTLP_*`` variables name an endpoint, and off (no error, no waiting)
     otherwise; ``metrics=False`` or ``OTEL_METRICS_EXPORTER=none`` keeps metrics off.
     ``otlp_shutdown_timeout`` (seconds, default 5) bounds how long flushing and exiting may
-    wait for the backend.
+    wait for the backend. ``store`` (default ``$AURA_OTEL_STORE``) is a ``postgresql://`` URL
+    or a :class:`~aura_otel.stores.Store`: jobs then go to that shared store instead of
+    ``jobs_dir`` (docs/stores.md).
     """
     settings = Settings.from_env(masking=masking is None)
     if settings.sdk_disabled:
@@ -190,6 +194,7 @@ def configure(
             pricer=pricer,
             on_job_complete=job_metrics.on_job_complete if job_metrics is not None else None,
             write_interval=write_interval if write_interval is not None else DEFAULT_WRITE_INTERVAL,
+            store=store if store is not None else (None if jobs_dir is not None else settings.store),
         )
     except Exception:
         if job_metrics is not None:  # a bad setting must not leave an exporting thread behind

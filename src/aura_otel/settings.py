@@ -149,6 +149,9 @@ class Settings:
 
     #: ``AURA_OTEL_JOBS_DIR``: where job folders go.
     jobs_dir: str = DEFAULT_JOBS_DIR
+    #: ``AURA_OTEL_STORE``: a ``postgresql://`` URL (the shared store) or a folder; unset, the
+    #: jobs folder above.
+    store: str | None = None
     #: ``AURA_OTEL_ENUM_CASE``: ``lower`` or ``pascal`` enum spelling in the files.
     enum_case: EnumCase = "lower"
     #: ``AURA_OTEL_PRICES_FILE``: a price override file.
@@ -198,6 +201,8 @@ class Settings:
         )
         values: dict[str, Any] = {
             "jobs_dir": read.text(c.ENV_JOBS_DIR) or DEFAULT_JOBS_DIR,
+            "store": read.parsed(c.ENV_STORE, _store_url, None,
+                                 "must be a postgresql:// URL, a file:// URL or a folder path"),
             "enum_case": read.parsed(c.ENV_ENUM_CASE, _enum_case, "lower", ENUM_CASE_RULE),
             "prices_file": read.text(c.ENV_PRICES_FILE),
             "jaeger_url": read.parsed(
@@ -311,3 +316,13 @@ def otlp_exporter(
         if url.endswith(path):
             url = url[: -len(path)]
     return exporter_class(endpoint=url + _PATHS[signal])
+
+
+def _store_url(value: str) -> str | None:
+    """A store target as ``AURA_OTEL_STORE`` may give it; other URL schemes are refused."""
+    text = value.strip()
+    if not text:
+        return None
+    if "://" in text and text.split("://", 1)[0].lower() not in ("postgresql", "postgres", "file"):
+        raise ValueError(text)
+    return text

@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterator
 from html import unescape
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -25,6 +26,7 @@ from ..server_support import (
     write_doc,
     write_trace_ids,
 )
+from .store_support import postgres_copy
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 JAEGER = "http://jaeger.local:16686"
@@ -47,8 +49,9 @@ def jobs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def http(jobs_dir: Path) -> Iterator[httpx.Client]:
-    with live_server(jobs_dir, jaeger_url=JAEGER + "/") as base, httpx.Client(base_url=base) as client:
+def http(jobs_dir: Path, store_kind: str, request: pytest.FixtureRequest) -> Iterator[httpx.Client]:
+    target: Any = postgres_copy(request, jobs_dir) if store_kind == "postgres" else jobs_dir
+    with live_server(target, jaeger_url=JAEGER + "/") as base, httpx.Client(base_url=base) as client:
         yield client
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from enum import Enum
 
-from .jobs import JobBook
+from .shared import AnyBook
 
 
 class Refusal(Enum):
@@ -19,7 +19,7 @@ class Refusal(Enum):
 
 
 class Admission:
-    def __init__(self, book: JobBook, max_concurrent: int, max_dirty_jobs: int) -> None:
+    def __init__(self, book: AnyBook, max_concurrent: int, max_dirty_jobs: int) -> None:
         self._book = book
         self._max = max_concurrent
         self._max_dirty = max_dirty_jobs

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import conventions as c
+from ..errors import ConfigurationError
 from . import config as defaults
 
 
@@ -30,6 +31,13 @@ def add_collect_parser(sub: Any, func: Callable[[argparse.Namespace], int]) -> N
         description="Receive OTLP traces (HTTP and gRPC) from services in any language, mask "
                     "them, fold them into one RunTelemetry v1 file per job. See docs/receiver.md.")
     collect.add_argument("--jobs-dir", help=f"default ${c.ENV_JOBS_DIR} or ./jobs")
+    collect.add_argument("--store", metavar="URL",
+                         help="postgresql://user@host/db: the shared store, for several "
+                              f"receivers and servers (${c.ENV_STORE}; docs/stores.md) "
+                              "[the jobs folder]")
+    collect.add_argument("--store-timeout", type=float, default=10.0, metavar="SECONDS",
+                         help="longest wait for the shared store before a request is answered "
+                              "as retryable (503 / UNAVAILABLE) [10]")
     collect.add_argument("--http", default=defaults.DEFAULT_HTTP, type=_address, metavar="HOST:PORT",
                          help="OTLP/HTTP address (port 0: any free port; 'off': none) "
                               f"[{defaults.DEFAULT_HTTP}]")
@@ -77,6 +85,10 @@ def run_collect(args: argparse.Namespace) -> int:
 
     config = ReceiverConfig(
         jobs_dir=args.jobs_dir or os.environ.get(c.ENV_JOBS_DIR) or "./jobs",
+        # As for serve: --store, then --jobs-dir, then $AURA_OTEL_STORE, then the folder's
+        # variable; an explicit folder is never overridden by the environment.
+        store=args.store or (None if args.jobs_dir else os.environ.get(c.ENV_STORE) or None),
+        store_timeout=args.store_timeout,
         http=args.http,
         grpc=args.grpc,
         access_token=args.access_token or os.environ.get(c.ENV_ACCESS_TOKEN),
@@ -102,7 +114,11 @@ def run_collect(args: argparse.Namespace) -> int:
         from .workers import die_with_supervisor
 
         die_with_supervisor()
-    receiver = create_receiver(config)
+    try:
+        receiver = create_receiver(config)
+    except ConfigurationError as exc:
+        print(f"aura-otel: error: {exc}", file=sys.stderr)
+        return 2
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -115,7 +131,9 @@ def run_collect(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"aura-otel: error: cannot listen: {exc}", file=sys.stderr)
             return 2
-        print(f"aura-otel collect: jobs folder {receiver.book.store.root}", flush=True)
+        store = receiver.book.store
+        where = getattr(store, "description", None) or f"jobs folder {getattr(store, 'root', '')}"
+        print(f"aura-otel collect: {where}", flush=True)
         if "http" in receiver.addresses:
             print(f"OTLP/HTTP listening on {receiver.url('http')}/v1/traces", flush=True)
         if "grpc" in receiver.addresses:

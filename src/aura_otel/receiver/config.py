@@ -63,6 +63,11 @@ class ReceiverConfig:
     """What ``aura-otel collect`` runs with (each field has a command-line option)."""
 
     jobs_dir: str = field(default_factory=lambda: os.environ.get(c.ENV_JOBS_DIR) or "./jobs")
+    #: A ``postgresql://`` URL: the shared store instead of ``jobs_dir`` (docs/stores.md).
+    store: str | None = field(default_factory=lambda: os.environ.get(c.ENV_STORE) or None)
+    #: Longest wait for the shared store (a pooled connection, one statement): past it the
+    #: request is answered as retryable instead of holding the sender.
+    store_timeout: float = 10.0
     #: ``HOST:PORT`` to serve OTLP/HTTP on, None to serve no HTTP.
     http: str | None = DEFAULT_HTTP
     #: ``HOST:PORT`` to serve OTLP/gRPC on, None to serve no gRPC.
@@ -101,6 +106,7 @@ class ReceiverConfig:
                 parse_address(value, f"--{name}")
         if self.durability not in ("fsync", "write"):
             raise ConfigurationError(f"durability must be 'fsync' or 'write', not {self.durability!r}")
+        _positive("store_timeout", self.store_timeout)
         for name in ("quiet_period", "idle_timeout"):
             _positive(name, getattr(self, name), zero=True)
         _positive("write_interval", self.write_interval, zero=True)

@@ -17,10 +17,12 @@ from ..pricing import load_price_table
 from ..server.security import check_bind
 from ..settings import otlp_exporter
 from ..store import JobStore
+from ..stores import is_postgres_url, open_store
 from .config import ReceiverConfig
 from .ingest import Ingestor, make_masking
 from .jobs import JobBook
 from .service import FoldReceiver
+from .shared import StoreBook
 from .stats import ReceiverStats
 
 
@@ -34,13 +36,6 @@ def create_receiver(config: ReceiverConfig | None = None, *,
         check_bind(host, config.access_token)
     rules = config.masking if config.masking is not None else MaskingRules.from_env()
     pricer = load_price_table(config.prices_file) if config.pricing else None
-    stats = ReceiverStats()
-    book = JobBook(
-        JobStore(config.jobs_dir), stats, enum_case=resolve_enum_case(config.enum_case),
-        pricer=pricer, quiet_period=config.quiet_period, idle_timeout=config.idle_timeout,
-        write_interval=config.write_interval, max_open_jobs=config.max_open_jobs,
-        sync=config.durability == "fsync", clock=clock,
-    )
     forward = None
     if config.forward_endpoint:
         exporter = otlp_exporter("traces", config.forward_endpoint, config.forward_protocol)
@@ -48,6 +43,24 @@ def create_receiver(config: ReceiverConfig | None = None, *,
             raise ConfigurationError(f"cannot forward to {config.forward_endpoint!r}")
         forward = ForwardingSpanProcessor(exporter, name="receiver-forward",
                                           label="receiver OTLP forwarding")
+    enum_case = resolve_enum_case(config.enum_case)
+    stats = ReceiverStats()
+    book: JobBook | StoreBook
+    if is_postgres_url(config.store):
+        # Opened after every other check: it connects and applies pending migrations.
+        store = open_store(config.store, sync=config.durability == "fsync",
+                           timeout=config.store_timeout, statement_timeout=config.store_timeout)
+        book = StoreBook(store, stats, enum_case=enum_case, pricer=pricer)
+    else:
+        folder = config.jobs_dir
+        if config.store:
+            folder = open_store(config.store).root  # type: ignore[attr-defined]
+        book = JobBook(
+            JobStore(folder), stats, enum_case=enum_case,
+            pricer=pricer, quiet_period=config.quiet_period, idle_timeout=config.idle_timeout,
+            write_interval=config.write_interval, max_open_jobs=config.max_open_jobs,
+            sync=config.durability == "fsync", clock=clock,
+        )
     masking, collect = make_masking(rules)
     ingestor = Ingestor(book, stats, masking, collect, forward)
     return FoldReceiver(config, book=book, stats=stats, ingestor=ingestor, forward=forward)

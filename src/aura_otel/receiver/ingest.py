@@ -32,7 +32,7 @@ from ..forwarding import ForwardingSpanProcessor
 from ..masking import MaskingSpanProcessor
 from ..schema import validate_job_id
 from .decode import to_spans
-from .jobs import JobBook
+from .shared import AnyBook, StoreBook
 from .stats import ReceiverStats
 
 logger = logging.getLogger("aura_otel.receiver")
@@ -82,7 +82,7 @@ def make_masking(rules: Any) -> tuple[MaskingSpanProcessor, _Collect]:
 
 
 class Ingestor:
-    def __init__(self, book: JobBook, stats: ReceiverStats, masking: MaskingSpanProcessor,
+    def __init__(self, book: AnyBook, stats: ReceiverStats, masking: MaskingSpanProcessor,
                  collect: _Collect, forward: ForwardingSpanProcessor | None = None) -> None:
         self.book = book
         self.stats = stats
@@ -123,6 +123,9 @@ class Ingestor:
         new_folders = False
         stored: dict[str, dict[str, Unit]] = {}
         try:
+            if isinstance(self.book, StoreBook):  # the shared store: the request in one go
+                self.book.append_all(by_job)
+                by_job, stored = {}, by_job
             for job_id, units in by_job.items():
                 try:
                     new_folders = self.book.append(job_id, units) or new_folders

@@ -18,7 +18,7 @@ from ..forwarding import ForwardingSpanProcessor
 from .admission import Admission
 from .config import ReceiverConfig
 from .ingest import Ingestor
-from .jobs import JobBook
+from .shared import AnyBook
 from .stats import ReceiverStats
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ _START_TIMEOUT = 30.0
 
 
 class FoldReceiver:
-    def __init__(self, config: ReceiverConfig, *, book: JobBook, stats: ReceiverStats,
+    def __init__(self, config: ReceiverConfig, *, book: AnyBook, stats: ReceiverStats,
                  ingestor: Ingestor, forward: ForwardingSpanProcessor | None = None) -> None:
         self.config = config
         self.book = book

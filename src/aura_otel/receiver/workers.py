@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from .. import conventions as c
 from .config import ReceiverConfig
 from .factory import create_receiver
-from .jobs import JobBook
+from .shared import AnyBook
 
 logger = logging.getLogger("aura_otel.receiver")
 _PR_SET_PDEATHSIG = 1
@@ -59,13 +59,15 @@ def _fmt(host: str, port: int) -> str:
 def worker_command(config: ReceiverConfig, addresses: dict[str, tuple[str, int]]) -> list[str]:
     """The worker's command line (the access token travels in its environment, not in ps)."""
     cmd = [sys.executable, "-m", "aura_otel.cli", "collect", "--worker",
-           "--jobs-dir", config.jobs_dir,
+           # With a shared store the worker reads its URL from the environment (_spawn).
+           *([] if config.store else ["--jobs-dir", config.jobs_dir]),
            "--http", _fmt(*addresses["http"]) if "http" in addresses else "off",
            "--grpc", _fmt(*addresses["grpc"]) if "grpc" in addresses else "off",
            "--durability", config.durability,
            "--quiet-period", repr(config.quiet_period),
            "--idle-timeout", repr(config.idle_timeout),
            "--write-interval", repr(config.write_interval),
+           "--store-timeout", repr(config.store_timeout),
            "--max-request-bytes", str(config.max_request_bytes),
            "--max-decompressed-bytes", str(config.max_decompressed_bytes),
            "--max-concurrent-requests", str(config.max_concurrent_requests)]
@@ -86,7 +88,7 @@ class Supervisor:
     workers: int
     addresses: dict[str, tuple[str, int]] = field(default_factory=dict)
     _procs: list[subprocess.Popen[str]] = field(default_factory=list)
-    _book: JobBook | None = None
+    _book: AnyBook | None = None
     _stopping: bool = False
 
     def start(self) -> None:
@@ -115,6 +117,8 @@ class Supervisor:
         env = {**os.environ, SUPERVISOR_PID_ENV: str(os.getpid())}
         if self.config.access_token:
             env[c.ENV_ACCESS_TOKEN] = self.config.access_token
+        if self.config.store:  # in the environment, like the token: a URL may hold a password
+            env[c.ENV_STORE] = self.config.store
         proc = subprocess.Popen(worker_command(self.config, self.addresses), env=env,
                                 stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ..stores import Store
 from .app import create_app
 from .security import check_bind, is_loopback_host
 
@@ -15,7 +16,7 @@ logger = logging.getLogger("aura_otel.server")
 
 def run(
     *,
-    jobs_dir: str | Path,
+    jobs_dir: str | Path | Store,
     host: str = "127.0.0.1",
     port: int = 8765,
     jaeger_url: str | None = None,
@@ -23,7 +24,7 @@ def run(
     max_file_bytes: int | None = None,
     abandoned_after: float | None = None,
 ) -> None:
-    """Serve ``jobs_dir`` until interrupted.
+    """Serve ``jobs_dir`` (a jobs folder, a ``postgresql://`` URL or a Store) until interrupted.
 
     Raises ConfigurationError before binding anything when ``host`` is reachable from other
     machines and no ``access_token`` is configured.
@@ -34,7 +35,7 @@ def run(
     import uvicorn  # imported late: only serving needs it
 
     shown = f"[{host}]" if ":" in host else host
-    print(f"aura-otel: serving {Path(jobs_dir).expanduser().absolute()} at http://{shown}:{port}/jobs",
-          flush=True)
+    where = getattr(app.state, "store_description", "")
+    print(f"aura-otel: serving {where} at http://{shown}:{port}/jobs", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False,
                 proxy_headers=False)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -29,10 +31,11 @@ from ..errors import (
     ConfigurationError,
     CorruptTelemetryError,
     InvalidJobIdError,
+    StoreUnavailableError,
     TelemetryNotFoundError,
     TelemetryTooLargeError,
 )
-from ..exporter import job_trace_ids
+from ..fold import trace_ids
 from ..schema import (
     DEFAULT_CURRENCY,
     SCHEMA_VERSION,
@@ -45,9 +48,9 @@ from ..schema import (
 )
 from ..settings import Settings, check_http_url, parse_seconds
 from ..shapes import TelemetrySchema
-from ..store import JobStore
+from ..stores import JobFilter, Store, open_store
 from . import views
-from .joblist import DEFAULT_PAGE_SIZE, JobIndex
+from .joblist import DEFAULT_PAGE_SIZE
 from .openapi import openapi_document
 from .problems import NOT_FOUND_GUIDANCE, correlation_id, problem
 from .security import ControlCharacterGate, LoopbackHostGate, SecurityHeaders, TokenGate
@@ -117,15 +120,51 @@ def _page_number(request: Request, name: str, default: int) -> int:
         raise ValueError(f"{name} must be a whole number, not {raw!r}") from None
 
 
+UNAVAILABLE_DETAIL = ("The job store cannot be reached right now; nothing is wrong with the "
+                      "request. Retry shortly.")
+_STATUSES = {str(s) for s in figures.JobStatus}
+
+
+def _date(request: Request, name: str) -> datetime | None:
+    """A ``from``/``to`` bound: an ISO 8601 date or date-time (UTC unless it says otherwise)."""
+    raw = (request.query_params.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{name} must be an ISO 8601 date or date-time "
+                         f"(2026-05-01 or 2026-05-01T12:00:00Z), not {raw!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    if len(raw) == 10 and name == "to":  # a whole day: up to the end of it
+        moment += timedelta(days=1)
+    return moment
+
+
+def job_filter(request: Request) -> JobFilter:
+    """The list's filters from the query string; ValueError names what is wrong."""
+    status = (request.query_params.get("status") or "").strip().lower() or None
+    if status is not None and status not in _STATUSES:
+        raise ValueError(f"status must be one of {', '.join(sorted(_STATUSES))}, not {status!r}")
+    search = (request.query_params.get("q") or "").strip() or None
+    if search is not None and len(search) > 200:
+        raise ValueError("q (search by job id) is limited to 200 characters")
+    since, until = _date(request, "from"), _date(request, "to")
+    if since is not None and until is not None and since >= until:
+        raise ValueError("from must be before to")
+    return JobFilter(status=status, since=since, until=until, search=search)
+
+
 class TelemetryApp:
     """Holds the app's configuration and answers its routes (one instance per app)."""
 
-    def __init__(self, jobs_dir: str | Path, jaeger_url: str | None,
+    def __init__(self, jobs_dir: str | Path | Store | None, jaeger_url: str | None,
                  max_file_bytes: int | None = None,
                  abandoned_after: float | None = None) -> None:
-        self.store = JobStore(jobs_dir, max_file_bytes=resolve_max_file_bytes(max_file_bytes))
+        self.store = open_store(jobs_dir, max_file_bytes=resolve_max_file_bytes(max_file_bytes))
         self.abandoned_after = abandoned_after
-        self.index = JobIndex(self.store, abandoned_after=abandoned_after)
+        self.index = self.store.lister(abandoned_after=abandoned_after)
         self.jaeger_url = _check_jaeger_url(jaeger_url)
         self.templates = Environment(
             loader=FileSystemLoader(HERE / "templates"),
@@ -173,6 +212,8 @@ class TelemetryApp:
             except TelemetryTooLargeError as exc:
                 logger.warning("job %r: %s [correlation %s]", job_id, exc, correlation_id(request))
                 return problem(request, 422, too_large_detail(job_id, exc))
+            except StoreUnavailableError as exc:
+                return self.unavailable(request, exc)
             except CorruptTelemetryError as exc:
                 logger.warning("job %r: unreadable telemetry (%s) [correlation %s]",
                                job_id, exc, correlation_id(request))
@@ -207,12 +248,23 @@ class TelemetryApp:
             jsonSchema=json_schema(),
         ).model_dump(mode="json"))
 
+    def unavailable(self, request: Request, exc: Exception) -> Response:
+        """503 with a problem object: the store is down or slow, the sender should retry."""
+        logger.warning("%s: the store is unavailable (%s) [correlation %s]",
+                       request.url.path, exc, correlation_id(request))
+        response = problem(request, 503, UNAVAILABLE_DETAIL, title="Service Unavailable")
+        response.headers["Retry-After"] = "5"
+        return response
+
     def jobs_api(self, request: Request) -> Response:
         try:
             page = self.index.page(_page_number(request, "page", 1),
-                                   _page_number(request, "pageSize", DEFAULT_PAGE_SIZE))
+                                   _page_number(request, "pageSize", DEFAULT_PAGE_SIZE),
+                                   job_filter(request))
         except ValueError as exc:
             return problem(request, 400, str(exc))
+        except StoreUnavailableError as exc:
+            return self.unavailable(request, exc)
         return JSONResponse(page.to_json())
 
     def openapi(self, request: Request) -> Response:
@@ -221,17 +273,35 @@ class TelemetryApp:
     # -- pages -----------------------------------------------------------------------------------
     def jobs_page(self, request: Request) -> Response:
         try:
-            page = self.index.page(_page_number(request, "page", 1), DEFAULT_PAGE_SIZE)
+            filters = job_filter(request)
+            page = self.index.page(_page_number(request, "page", 1), DEFAULT_PAGE_SIZE, filters)
         except ValueError as exc:
             return self.error_page(request, 400, "Invalid request", str(exc))
+        except StoreUnavailableError as exc:
+            logger.warning("/jobs: the store is unavailable (%s)", exc)
+            response = self.error_page(request, 503, "Jobs are unavailable right now",
+                                       UNAVAILABLE_DETAIL)
+            response.headers["Retry-After"] = "5"
+            return response
         running = any(figures.is_live(item["status"]) for item in page.items)
+        query = {key: request.query_params.get(key, "") for key in ("status", "from", "to", "q")}
+        keep = urlencode({k: v for k, v in query.items() if v})
         return self.render("jobs.html", page=page, labels=views.JOB_STATUS_LABELS,
-                           refresh_seconds=REFRESH_SECONDS if running else None)
+                           refresh_seconds=REFRESH_SECONDS if running else None,
+                           query=query, keep=("&" + keep) if keep else "",
+                           filtered=not filters.empty)
 
     def run_page(self, request: Request) -> Response:
         job_id = request.path_params["job_id"]
         try:
             collection = self.read(job_id)
+            trace_links = self.trace_links(job_id)
+        except StoreUnavailableError as exc:
+            logger.warning("job %r: the store is unavailable (%s)", job_id, exc)
+            response = self.error_page(request, 503, "Job unavailable right now",
+                                       UNAVAILABLE_DETAIL)
+            response.headers["Retry-After"] = "5"
+            return response
         except InvalidJobIdError as exc:
             return self.error_page(request, 400, "Not a valid job id", str(exc))
         except TelemetryNotFoundError:
@@ -254,7 +324,7 @@ class TelemetryApp:
             collection,
             sort=request.query_params.get("sort"),
             direction=request.query_params.get("dir", "asc"),
-            trace_links=self.trace_links(job_id),
+            trace_links=trace_links,
             abandoned_after=self.abandoned_after,
         )
         return self.render(
@@ -266,7 +336,7 @@ class TelemetryApp:
         if not self.jaeger_url:
             return []
         return [f"{self.jaeger_url}/trace/{trace_id}"
-                for trace_id in job_trace_ids(self.store, job_id) if trace_id.isalnum()]
+                for trace_id in trace_ids(self.store.read_units(job_id)) if trace_id.isalnum()]
 
     def bad_job_path(self, request: Request) -> Response:
         """Anything under /jobs/ that is not ``<id>/telemetry``: a bare id goes to its page."""
@@ -294,14 +364,16 @@ class TelemetryApp:
 
 
 def create_app(
-    jobs_dir: str | Path,
+    jobs_dir: str | Path | Store | None = None,
     *,
     jaeger_url: str | None = None,
     access_token: str | None = None,
     max_file_bytes: int | None = None,
     abandoned_after: float | None = None,
 ) -> Starlette:
-    """The ASGI app serving ``jobs_dir`` (read-only).
+    """The ASGI app serving ``jobs_dir`` (read-only): a jobs folder, a ``postgresql://`` URL or
+    a :class:`~aura_otel.stores.Store` (default ``$AURA_OTEL_STORE``, else the jobs folder of
+    ``$AURA_OTEL_JOBS_DIR``).
 
     Without ``access_token`` it answers only requests addressed to a loopback host name (it
     must be bound to loopback; see :func:`aura_otel.server.run`); with one, every request must
@@ -312,6 +384,9 @@ def create_app(
     """
     if access_token is not None and not access_token.strip():
         raise ConfigurationError("the access token is empty; give a real secret or none at all")
+    if jobs_dir is None:
+        settings = Settings.from_env(masking=False)
+        jobs_dir = settings.store or settings.jobs_dir
     app = TelemetryApp(jobs_dir, jaeger_url, max_file_bytes,
                        resolve_abandoned_after(abandoned_after))
     get = ["GET"]
@@ -339,8 +414,11 @@ def create_app(
     else:
         middleware.append(Middleware(LoopbackHostGate))
     middleware.append(Middleware(ControlCharacterGate))
-    return Starlette(
+    starlette = Starlette(
         routes=routes,
         middleware=middleware,
         exception_handlers={404: app.http_error, 405: app.http_error},
     )
+    starlette.state.store_description = app.store.description
+    starlette.state.store = app.store
+    return starlette

@@ -23,6 +23,7 @@ from ..errors import (
 )
 from ..schema import load_collection, to_dict
 from ..store import JobStore
+from ..stores.base import JobFilter, JobLister
 
 logger = logging.getLogger("aura_otel.server")
 
@@ -114,8 +115,20 @@ def _row(job_id: str, data: bytes, mtime_ns: int) -> tuple[dict[str, Any], datet
     ).model_dump(mode="json"), last
 
 
-class JobIndex:
-    """Rows of the jobs folder's jobs, cached by their file's (mtime_ns, size)."""
+def check_page(page: int, page_size: int) -> None:
+    if page < 1:
+        raise ValueError("page must be 1 or more")
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValueError(f"pageSize must be between 1 and {MAX_PAGE_SIZE}")
+
+
+class JobIndex(JobLister):
+    """Rows of the jobs folder's jobs, cached by their file's (mtime_ns, size).
+
+    Filters on time and id cost nothing beyond the listing (they use the file time and the
+    folder name); a status filter needs every remaining job's row, each parsed once and then
+    served from the cache until its file changes.
+    """
 
     def __init__(
         self, store: JobStore, *, abandoned_after: float | None = None
@@ -128,16 +141,24 @@ class JobIndex:
         self._lock = threading.Lock()
         self.parses = 0  # how many files were read and parsed (the benchmark reports it)
 
-    def page(self, page: int = 1, page_size: int = DEFAULT_PAGE_SIZE) -> JobPage:
-        if page < 1:
-            raise ValueError("page must be 1 or more")
-        if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise ValueError(f"pageSize must be between 1 and {MAX_PAGE_SIZE}")
-        entries = self.store.job_entries()
+    def page(self, page: int = 1, page_size: int = DEFAULT_PAGE_SIZE,
+             filters: JobFilter | None = None) -> JobPage:
+        check_page(page, page_size)
+        all_entries = self.store.job_entries()
+        entries = all_entries
         start = (page - 1) * page_size
+        if filters is not None and not filters.empty:
+            entries = _narrow(entries, filters)
+            if filters.status is not None:
+                rows = [row for job_id, mtime_ns, size in entries
+                        if (row := self._row(job_id, mtime_ns, size)) is not None
+                        and row["status"] == filters.status]
+                self._prune(len(all_entries), all_entries)
+                return JobPage(items=rows[start:start + page_size], page=page,
+                               page_size=page_size, total=len(rows))
         items = [self._row(job_id, mtime_ns, size)
                  for job_id, mtime_ns, size in entries[start:start + page_size]]
-        self._prune(len(entries), entries)
+        self._prune(len(all_entries), all_entries)
         return JobPage(items=[row for row in items if row is not None], page=page,
                        page_size=page_size, total=len(entries))
 
@@ -169,3 +190,24 @@ class JobIndex:
         with self._lock:
             for job_id in [j for j in self._rows if j not in present]:
                 del self._rows[job_id]
+
+
+def _narrow(entries: list[tuple[str, int, int]], filters: JobFilter) -> list[tuple[str, int, int]]:
+    """Entries within the time range whose id contains the search text (case-insensitive)."""
+    since = _epoch_ns(filters.since) if filters.since is not None else None
+    until = _epoch_ns(filters.until) if filters.until is not None else None
+    needle = filters.search.casefold() if filters.search else None
+    return [(job_id, mtime_ns, size) for job_id, mtime_ns, size in entries
+            if (since is None or mtime_ns >= since) and (until is None or mtime_ns < until)
+            and (needle is None or needle in job_id.casefold())]
+
+
+def _epoch_ns(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+
+
+#: The row builders, for other stores' listers (they cache rows the same way).
+parse_row = _row
+aged_row = _aged

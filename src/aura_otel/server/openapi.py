@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from ..figures import JobStatus
 from ..schema import Collection
 from ..shapes import RESPONSE_MODELS
 from .joblist import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
@@ -52,6 +53,7 @@ _ERRORS = {
     "404": _problem("No telemetry for this job (the problem has a `guidance` field)"),
     "422": _problem("The telemetry file is larger than the server parses (--max-file-bytes)"),
     "500": _problem("Unreadable telemetry file or unexpected error (no internals disclosed)"),
+    "503": _problem("The job store (PostgreSQL) is unavailable; retry after Retry-After seconds"),
 }
 
 
@@ -132,11 +134,39 @@ def openapi_document() -> dict[str, Any]:
                                 "default": DEFAULT_PAGE_SIZE,
                             },
                         },
+                        {
+                            "name": "status",
+                            "in": "query",
+                            "description": "Only jobs with this status",
+                            "schema": {"type": "string", "enum": [str(s) for s in JobStatus]},
+                        },
+                        {
+                            "name": "from",
+                            "in": "query",
+                            "description": "Only jobs updated at or after this ISO 8601 date "
+                            "or date-time (UTC unless it has an offset)",
+                            "schema": {"type": "string"},
+                        },
+                        {
+                            "name": "to",
+                            "in": "query",
+                            "description": "Only jobs updated before this date-time (a bare "
+                            "date includes that whole day)",
+                            "schema": {"type": "string"},
+                        },
+                        {
+                            "name": "q",
+                            "in": "query",
+                            "description": "Only jobs whose id contains this text "
+                            "(case-insensitive)",
+                            "schema": {"type": "string", "maxLength": 200},
+                        },
                     ],
                     "responses": {
                         "200": _json(_ref("JobPage"), "One page of jobs"),
                         "400": _ERRORS["400"],
                         "401": _ERRORS["401"],
+                        "503": _ERRORS["503"],
                     },
                 }
             },

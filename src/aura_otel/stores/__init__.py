@@ -1,0 +1,73 @@
+"""Stores: the jobs folder (default) or PostgreSQL, chosen by a URL.
+
+``open_store("postgresql://user@host/db")`` opens the shared store; anything else (a path,
+``file:///srv/jobs`` or nothing) is the jobs folder. ``--store`` on ``collect`` and ``serve``,
+``configure(store=...)`` and ``AURA_OTEL_STORE`` all go through here. See docs/stores.md.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from ..errors import ConfigurationError
+from .base import JobFilter, JobLister, Store
+from .local import LocalStore
+
+__all__ = [
+    "JobFilter",
+    "JobLister",
+    "LocalStore",
+    "Store",
+    "is_postgres_url",
+    "open_store",
+    "redact_url",
+]
+
+_PG_SCHEMES = ("postgresql", "postgres")
+
+
+def is_postgres_url(value: str | os.PathLike[str] | None) -> bool:
+    return (
+        isinstance(value, str) and value.split(":", 1)[0].lower() in _PG_SCHEMES and "://" in value
+    )
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password, for logs and start-up lines."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = (parts.username or "") + ":***"
+    return parts._replace(netloc=f"{user}@{netloc[-1]}").geturl()
+
+
+def open_store(
+    target: str | os.PathLike[str] | Store | None, *, jobs_dir: str | None = None, **options: Any
+) -> Store:
+    """The store ``target`` names: a Store as is, a ``postgresql://`` URL, a ``file://`` URL or
+    a folder path; None means ``jobs_dir`` (the folder). Options go to the store's class
+    (``max_file_bytes`` for both; ``migrate``, pool sizes and timeouts for PostgreSQL)."""
+    if isinstance(target, Store):
+        return target
+    if target is None or (isinstance(target, str) and not target.strip()):
+        if jobs_dir is None:
+            raise ConfigurationError("no store given: pass a postgresql:// URL or a jobs folder")
+        target = jobs_dir
+    if is_postgres_url(target):
+        from .postgres import PostgresStore
+
+        return PostgresStore(str(target), **options)
+    text = os.fspath(target)
+    if "://" in text:
+        parts = urlsplit(text)
+        if parts.scheme.lower() != "file":
+            raise ConfigurationError(
+                f"unsupported store URL scheme {parts.scheme!r}: use postgresql://user@host/db, "
+                "file:///path/to/jobs or a folder path"
+            )
+        text = unquote(parts.path)
+    local = {k: v for k, v in options.items() if k in ("max_file_bytes", "sync")}
+    return LocalStore(text, **local)

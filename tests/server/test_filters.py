@@ -1,0 +1,127 @@
+"""The job list's filters (status, date range, id search) on the API and the page, on both
+stores: the same question gets the same jobs from the folder and from PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from ..server_support import (
+    ADAPTER_CASE,
+    REFERENCE,
+    live_server,
+    put_example,
+    put_file,
+    running_job,
+    unpriced_job,
+    write_doc,
+)
+from .store_support import postgres_copy
+
+DAY = 86400
+#: 2026-09-01T00:00:00Z and the following days: the files' times, i.e. the jobs' updatedAt.
+SEPT_1 = datetime(2026, 9, 1, tzinfo=UTC).timestamp()
+
+
+@pytest.fixture(scope="module")
+def jobs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("jobs")
+    put_example(root, REFERENCE, "render-failed-A", mtime=SEPT_1 + 0 * DAY + 60)
+    put_example(root, ADAPTER_CASE, "promo_ok-1", mtime=SEPT_1 + 1 * DAY + 60)
+    put_example(root, ADAPTER_CASE, "promo%ok-2", mtime=SEPT_1 + 2 * DAY + 60)
+    write_doc(root, running_job("Live-Promo"), mtime=SEPT_1 + 3 * DAY + 60)
+    write_doc(root, unpriced_job("warned-job"), mtime=SEPT_1 + 4 * DAY + 60)
+    put_file(root, "broken-job", b'{"version": "1.0"', mtime=SEPT_1 + 5 * DAY + 60)
+    return root
+
+
+@pytest.fixture(scope="module")
+def base(jobs_dir: Path, store_kind: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    target: Any = postgres_copy(request, jobs_dir) if store_kind == "postgres" else jobs_dir
+    with live_server(target) as url:
+        yield url
+
+
+def ids(base: str, **params: Any) -> list[str]:
+    answer = httpx.get(f"{base}/api/jobs", params=params, timeout=30)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["totalItems"] == len(body["items"]) or "pageSize" in params
+    return [item["jobId"] for item in body["items"]]
+
+
+def test_status_filter(base: str) -> None:
+    assert ids(base, status="ok") == ["promo%ok-2", "promo_ok-1"]
+    assert ids(base, status="failed") == ["render-failed-A"]
+    assert ids(base, status="running") == ["Live-Promo"]
+    assert ids(base, status="warn") == ["warned-job"]
+    assert ids(base, status="unreadable") == ["broken-job"]
+    assert ids(base, status="abandoned") == []
+
+
+def test_search_by_id_is_a_case_insensitive_substring(base: str) -> None:
+    assert ids(base, q="PROMO") == ["Live-Promo", "promo%ok-2", "promo_ok-1"]
+    # Wildcards of SQL are plain characters here.
+    assert ids(base, q="%") == ["promo%ok-2"]
+    assert ids(base, q="o_o") == ["promo_ok-1"]
+    assert ids(base, q="nothing-like-this") == []
+
+
+def test_date_range_bounds_the_last_update(base: str) -> None:
+    assert ids(base, **{"from": "2026-09-02", "to": "2026-09-03"}) == ["promo%ok-2", "promo_ok-1"]
+    assert ids(base, **{"from": "2026-09-05T00:00:00Z"}) == ["broken-job", "warned-job"]
+    assert ids(base, to="2026-09-01") == ["render-failed-A"]
+    assert ids(base, **{"from": "2026-09-04T02:00:00+02:00", "to": "2026-09-04"}) == ["Live-Promo"]
+
+
+def test_filters_combine_with_each_other_and_with_pages(base: str) -> None:
+    assert ids(base, q="promo", status="ok", **{"from": "2026-09-03"}) == ["promo%ok-2"]
+    first = httpx.get(f"{base}/api/jobs", params={"q": "-", "pageSize": 2}).json()
+    second = httpx.get(f"{base}/api/jobs", params={"q": "-", "pageSize": 2, "page": 2}).json()
+    assert first["totalItems"] == second["totalItems"] == 6
+    assert first["totalPages"] == 3
+    everything = ids(base)
+    assert [i["jobId"] for i in first["items"] + second["items"]] == everything[:4]
+
+
+@pytest.mark.parametrize(
+    ("params", "says"),
+    [
+        ({"status": "bogus"}, "status must be one of"),
+        ({"from": "yesterday"}, "from must be an ISO 8601"),
+        ({"to": "2026-13-01"}, "to must be an ISO 8601"),
+        ({"from": "2026-09-03", "to": "2026-09-02"}, "from must be before to"),
+        ({"q": "x" * 201}, "limited to 200 characters"),
+    ],
+)
+def test_bad_filters_are_a_400_problem(base: str, params: dict[str, str], says: str) -> None:
+    answer = httpx.get(f"{base}/api/jobs", params=params)
+    assert answer.status_code == 400
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert says in answer.json()["detail"]
+
+
+def test_the_page_filters_and_keeps_its_filters_across_pages(base: str) -> None:
+    html = httpx.get(f"{base}/jobs", params={"status": "ok"}).text
+    assert 'data-job-id="promo_ok-1"' in html and 'data-job-id="promo%ok-2"' in html
+    assert 'data-job-id="Live-Promo"' not in html
+    assert "matching the filters" in html and 'href="/jobs">Clear filters' in html
+    assert '<option value="ok" selected>' in html
+    empty = httpx.get(f"{base}/jobs", params={"q": "no-such-job"}).text
+    assert "No jobs match the filters" in empty
+    bad = httpx.get(f"{base}/jobs", params={"from": "soon"})
+    assert bad.status_code == 400 and "from must be an ISO 8601" in bad.text
+
+
+def test_abandoned_is_judged_by_the_clock_on_both_stores(
+    jobs_dir: Path, store_kind: str, request: pytest.FixtureRequest
+) -> None:
+    target: Any = postgres_copy(request, jobs_dir) if store_kind == "postgres" else jobs_dir
+    with live_server(target, abandoned_after=60) as url:
+        assert ids(url, status="abandoned") == ["Live-Promo"]
+        assert ids(url, status="running") == []
