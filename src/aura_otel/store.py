@@ -65,6 +65,9 @@ class UnitFields(TypedDict, total=False):
     e: int
     p: str
     t: str  # root: the trace id (for links to a trace backend)
+    fw: int  # root: 1 when the job's spans were also forwarded to a trace backend
+    n: str  # child or link: the span's name (for the drill-down)
+    x: dict[str, str]  # failed stage: the exception's type, message and stack (masked)
     err: str  # root: the job's error code when it failed
     msg: str  # root: the failure message (masked)
     corr: str  # correlation id
