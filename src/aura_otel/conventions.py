@@ -129,6 +129,8 @@ ENV_MASK_PII: Final = "AURA_OTEL_MASK_PII"
 #: Longest string value (characters) scanned; longer ones are cut first. Default 65536.
 ENV_MASK_MAX_VALUE_LENGTH: Final = "AURA_OTEL_MASK_MAX_VALUE_LENGTH"
 ENV_JAEGER_URL: Final = "AURA_OTEL_JAEGER_URL"
+#: Trace link template of any backend, with ``{trace_id}`` (wins over the Jaeger URL).
+ENV_TRACE_URL: Final = "AURA_OTEL_TRACE_URL"
 ENV_ACCESS_TOKEN: Final = "AURA_OTEL_ACCESS_TOKEN"
 #: Largest telemetry.json the server reads, in bytes (default 32 MiB).
 ENV_MAX_FILE_BYTES: Final = "AURA_OTEL_MAX_FILE_BYTES"

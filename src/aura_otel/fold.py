@@ -358,6 +358,13 @@ def fold_span(span: Any) -> FoldedSpan | None:
         meta.pop(CACHED_TOKENS_METADATA, None)  # written after pricing, from the merged usage
         unit["usage"] = usage
     unit["k"] = STAGE
+    response_model = attrs.get(c.GEN_AI_RESPONSE_MODEL)
+    if isinstance(response_model, str) and response_model:
+        # The record keeps one model (the response's wins); the drill-down shows both.
+        unit["rm"] = response_model
+        request_model = attrs.get(c.GEN_AI_REQUEST_MODEL)
+        if isinstance(request_model, str) and request_model:
+            unit["qm"] = request_model
     if is_error:
         failure = _exception_details(span)
         if failure:

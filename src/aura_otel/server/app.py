@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -32,7 +33,9 @@ from ..errors import (
     TelemetryNotFoundError,
     TelemetryTooLargeError,
 )
-from ..exporter import job_trace_ids
+from ..exporter import was_forwarded
+from ..fold import trace_ids
+from ..pricing import PriceTable, load_price_table
 from ..schema import (
     DEFAULT_CURRENCY,
     SCHEMA_VERSION,
@@ -43,9 +46,10 @@ from ..schema import (
     json_schema,
     to_http,
 )
-from ..settings import Settings, check_http_url, parse_seconds
+from ..settings import Settings, check_http_url, check_trace_url, parse_seconds
 from ..shapes import TelemetrySchema
 from ..store import JobStore
+from . import operation as operation_view
 from . import views
 from .joblist import DEFAULT_PAGE_SIZE, JobIndex
 from .openapi import openapi_document
@@ -107,6 +111,32 @@ def _check_jaeger_url(jaeger_url: str | None) -> str | None:
         ) from None
 
 
+def _trace_template(jaeger_url: str | None, trace_url: str | None) -> tuple[str | None, str]:
+    """The link template and the backend's name for the button: ``trace_url`` (any backend)
+    wins; a Jaeger base URL is the shorthand for Jaeger's ``/trace/{trace_id}`` page."""
+    if trace_url:
+        try:
+            template = check_trace_url(trace_url)
+        except ValueError:
+            raise ConfigurationError(
+                f"the trace URL must be an http(s) URL containing {{trace_id}}, not {trace_url!r}"
+            ) from None
+        host = urlsplit(template.replace("{trace_id}", "0")).hostname or "the trace backend"
+        return template, host
+    jaeger = _check_jaeger_url(jaeger_url)
+    return (f"{jaeger}/trace/{{trace_id}}" if jaeger else None), "Jaeger"
+
+
+def _server_prices() -> PriceTable | None:
+    """The table the drill-down explains rates with (shipped, plus the override file). A bad
+    override only costs the explanation: the figures come from the files, priced at fold time."""
+    try:
+        return load_price_table()
+    except ConfigurationError as exc:
+        logger.warning("the drill-down shows no rates: %s", exc)
+        return None
+
+
 def _page_number(request: Request, name: str, default: int) -> int:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
@@ -122,11 +152,13 @@ class TelemetryApp:
 
     def __init__(self, jobs_dir: str | Path, jaeger_url: str | None,
                  max_file_bytes: int | None = None,
-                 abandoned_after: float | None = None) -> None:
+                 abandoned_after: float | None = None,
+                 trace_url: str | None = None) -> None:
         self.store = JobStore(jobs_dir, max_file_bytes=resolve_max_file_bytes(max_file_bytes))
         self.abandoned_after = abandoned_after
         self.index = JobIndex(self.store, abandoned_after=abandoned_after)
-        self.jaeger_url = _check_jaeger_url(jaeger_url)
+        self.trace_template, self.trace_backend = _trace_template(jaeger_url, trace_url)
+        self.prices = _server_prices()
         self.templates = Environment(
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
@@ -230,8 +262,42 @@ class TelemetryApp:
 
     def run_page(self, request: Request) -> Response:
         job_id = request.path_params["job_id"]
+        collection = self.read_for_page(request, job_id)
+        if isinstance(collection, Response):
+            return collection
+        details = views.run_details(
+            collection,
+            sort=request.query_params.get("sort"),
+            direction=request.query_params.get("dir", "asc"),
+            traces=self.traces(job_id),
+            trace_backend=self.trace_backend,
+            abandoned_after=self.abandoned_after,
+        )
+        return self.render(
+            "run_details.html", run=details, rendered_at=views.now_text(),
+            refresh_seconds=REFRESH_SECONDS if details.running else None,
+        )
+
+    def operation_page(self, request: Request) -> Response:
+        """One operation on a page of its own: the drill-down without JavaScript (the Run
+        Details page's script shows the same page's panel in place)."""
+        job_id = request.path_params["job_id"]
+        collection = self.read_for_page(request, job_id)
+        if isinstance(collection, Response):
+            return collection
         try:
-            collection = self.read(job_id)
+            op = operation_view.operation(figures.as_dict(collection),
+                                          self.store.read_journal(job_id),
+                                          int(request.path_params["position"]), self.prices)
+        except IndexError:
+            return self.error_page(request, 404, "Operation not found",
+                                   f"Job “{job_id}” has no operation with that number.")
+        return self.render("operation.html", op=op, job_url=views.job_url(job_id))
+
+    def read_for_page(self, request: Request, job_id: str) -> Collection | Response:
+        """The job's collection, or the error page that explains why there is none."""
+        try:
+            return self.read(job_id)
         except InvalidJobIdError as exc:
             return self.error_page(request, 400, "Not a valid job id", str(exc))
         except TelemetryNotFoundError:
@@ -250,23 +316,25 @@ class TelemetryApp:
                 request, 500, "Telemetry cannot be read",
                 f"The telemetry file of job “{job_id}” is corrupt or incomplete.",
                 "It may still be being written by an old tool, or have been edited by hand.")
-        details = views.run_details(
-            collection,
-            sort=request.query_params.get("sort"),
-            direction=request.query_params.get("dir", "asc"),
-            trace_links=self.trace_links(job_id),
-            abandoned_after=self.abandoned_after,
-        )
-        return self.render(
-            "run_details.html", run=details, rendered_at=views.now_text(),
-            refresh_seconds=REFRESH_SECONDS if details.running else None,
-        )
 
-    def trace_links(self, job_id: str) -> list[str]:
-        if not self.jaeger_url:
-            return []
-        return [f"{self.jaeger_url}/trace/{trace_id}"
-                for trace_id in job_trace_ids(self.store, job_id) if trace_id.isalnum()]
+    def traces(self, job_id: str) -> list[tuple[str, str | None]]:
+        """The job's trace ids, each with its link: only when a template is configured and the
+        job's spans were forwarded (a backend that never got the trace shows an empty page)."""
+        units = self.store.read_journal(job_id)
+        ids = [t for t in trace_ids(units) if t.isalnum()]
+        linked = self.trace_template is not None and was_forwarded(units)
+        return [(t, self.trace_template.replace("{trace_id}", quote(t)) if linked and
+                 self.trace_template else None) for t in ids]
+
+    def operation(self, job_id: str, position: int) -> operation_view.Operation:
+        return operation_view.operation(figures.as_dict(self.read(job_id)),
+                                        self.store.read_journal(job_id), position, self.prices)
+
+    def operation_api(self, request: Request, job_id: str) -> dict[str, Any]:
+        try:
+            return self.operation(job_id, int(request.path_params["position"])).to_json()
+        except IndexError:
+            raise TelemetryNotFoundError("no such operation") from None
 
     def bad_job_path(self, request: Request) -> Response:
         """Anything under /jobs/ that is not ``<id>/telemetry``: a bare id goes to its page."""
@@ -297,6 +365,7 @@ def create_app(
     jobs_dir: str | Path,
     *,
     jaeger_url: str | None = None,
+    trace_url: str | None = None,
     access_token: str | None = None,
     max_file_bytes: int | None = None,
     abandoned_after: float | None = None,
@@ -313,12 +382,14 @@ def create_app(
     if access_token is not None and not access_token.strip():
         raise ConfigurationError("the access token is empty; give a real secret or none at all")
     app = TelemetryApp(jobs_dir, jaeger_url, max_file_bytes,
-                       resolve_abandoned_after(abandoned_after))
+                       resolve_abandoned_after(abandoned_after), trace_url)
     get = ["GET"]
     routes = [
         Route("/", lambda request: RedirectResponse("/jobs", status_code=307), methods=get),
         Route("/api/telemetry/schema", app.schema, methods=get),
         Route("/api/telemetry/{job_id}/diagnostics", app.api(app.diagnostics), methods=get),
+        Route("/api/telemetry/{job_id}/ops/{position:int}", app.api(app.operation_api),
+              methods=get),
         Route("/api/telemetry/{job_id}", app.api(app.telemetry), methods=get),
         # Ids that are empty or contain '/' after decoding: answered 400 by the id validator.
         Route("/api/telemetry/{job_id:path}", app.api(app.telemetry), methods=get),
@@ -328,6 +399,7 @@ def create_app(
         Route("/openapi.json", app.openapi, methods=get),
         Route("/jobs", app.jobs_page, methods=get),
         Route("/jobs/{job_id}/telemetry", app.run_page, methods=get),
+        Route("/jobs/{job_id}/telemetry/ops/{position:int}", app.operation_page, methods=get),
         Route("/jobs/{rest:path}", app.bad_job_path, methods=get),
         Route("/favicon.ico", lambda request: RedirectResponse("/static/favicon.svg", 301),
               methods=get),

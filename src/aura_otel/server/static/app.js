@@ -56,6 +56,57 @@
     });
   }
 
+  // The drill-down: an operation's own page, shown in a side panel without leaving the run.
+  var lastTrigger = null;
+
+  function closePanel(panel) {
+    panel.hidden = true;
+    panel.innerHTML = "";
+    if (lastTrigger) lastTrigger.focus();
+  }
+
+  function openOperation(link) {
+    var panel = document.getElementById("op-panel");
+    if (!panel) return false;
+    lastTrigger = link.getAttribute("aria-hidden") === "true"
+      ? document.querySelector('.timeline-label[data-op="' + link.getAttribute("data-op") + '"]') : link;
+    fetch(link.getAttribute("href"), { headers: { "Accept": "text/html" } })
+      .then(function (response) {
+        if (!response.ok) throw new Error("HTTP " + response.status);
+        return response.text();
+      })
+      .then(function (html) {
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        var section = doc.getElementById("operation");
+        if (!section) throw new Error("no operation in the page");
+        panel.innerHTML = "";
+        var close = document.createElement("button");
+        close.type = "button";
+        close.className = "button op-close";
+        close.textContent = "Close";
+        close.addEventListener("click", function () { closePanel(panel); });
+        panel.appendChild(close);
+        panel.appendChild(document.importNode(section, true));
+        panel.hidden = false;
+        var heading = panel.querySelector("#op-heading");
+        if (heading) heading.focus();
+      })
+      .catch(function () { window.location.href = link.getAttribute("href"); });
+    return true;
+  }
+
+  function enableDrillDown() {
+    document.addEventListener("click", function (event) {
+      var link = event.target.closest ? event.target.closest("a.op-link") : null;
+      if (!link || event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
+      if (openOperation(link)) event.preventDefault();
+    });
+    document.addEventListener("keydown", function (event) {
+      var panel = document.getElementById("op-panel");
+      if (event.key === "Escape" && panel && !panel.hidden) closePanel(panel);
+    });
+  }
+
   function enableRefresh() {
     var seconds = Number(document.body.getAttribute("data-refresh-seconds"));
     if (!seconds) return;
@@ -64,6 +115,7 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     Array.prototype.forEach.call(document.querySelectorAll("table.sortable"), enableSorting);
+    enableDrillDown();
     enableRefresh();
   });
 })();
