@@ -8,8 +8,8 @@ job (which has no summary yet) shows the summary of its records so far, labelled
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -45,11 +45,11 @@ __all__ = [
     "money",
     "now_text",
     "op_url",
-    "short_duration",
     "percent",
     "row_cost",
     "run_details",
     "seconds",
+    "short_duration",
     "sort_rows",
 ]
 
