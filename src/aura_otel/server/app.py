@@ -48,7 +48,7 @@ from ..schema import (
 )
 from ..settings import Settings, check_http_url, check_trace_url, parse_seconds
 from ..shapes import TelemetrySchema
-from ..store import JobStore
+from ..store import JobStore, Units
 from . import operation as operation_view
 from . import views
 from .joblist import DEFAULT_PAGE_SIZE, JobIndex
@@ -265,17 +265,22 @@ class TelemetryApp:
         collection = self.read_for_page(request, job_id)
         if isinstance(collection, Response):
             return collection
+        units = self.store.read_journal(job_id)
         details = views.run_details(
             collection,
             sort=request.query_params.get("sort"),
             direction=request.query_params.get("dir", "asc"),
-            traces=self.traces(job_id),
+            traces=self.traces(job_id, units),
             trace_backend=self.trace_backend,
             abandoned_after=self.abandoned_after,
         )
+        doc = figures.as_dict(collection)
+        operations = [operation_view.operation(doc, units, n, self.prices)
+                      for n in range(len(doc.get("records") or []))]
         return self.render(
             "run_details.html", run=details, rendered_at=views.now_text(),
             refresh_seconds=REFRESH_SECONDS if details.running else None,
+            operations=operations, job_url=views.job_url(job_id),
         )
 
     def operation_page(self, request: Request) -> Response:
@@ -317,10 +322,11 @@ class TelemetryApp:
                 f"The telemetry file of job “{job_id}” is corrupt or incomplete.",
                 "It may still be being written by an old tool, or have been edited by hand.")
 
-    def traces(self, job_id: str) -> list[tuple[str, str | None]]:
+    def traces(self, job_id: str, units: Units | None = None) -> list[tuple[str, str | None]]:
         """The job's trace ids, each with its link: only when a template is configured and the
         job's spans were forwarded (a backend that never got the trace shows an empty page)."""
-        units = self.store.read_journal(job_id)
+        if units is None:
+            units = self.store.read_journal(job_id)
         ids = [t for t in trace_ids(units) if t.isalnum()]
         linked = self.trace_template is not None and was_forwarded(units)
         return [(t, self.trace_template.replace("{trace_id}", quote(t)) if linked and

@@ -1,5 +1,6 @@
 // aura-otel pages: everything is readable without this script; it only adds instant table
-// sorting (the header links sort on the server without it) and self-refresh of running jobs.
+// sorting (the header links sort on the server without it), self-refresh of running jobs, and
+// the operation drill-down in a side panel (without it, each operation's link opens its page).
 (function () {
   "use strict";
 
@@ -67,31 +68,27 @@
 
   function openOperation(link) {
     var panel = document.getElementById("op-panel");
-    if (!panel) return false;
+    var template = document.getElementById("op-template-" + link.getAttribute("data-op"));
+    if (!panel || !template) return false;
     lastTrigger = link.getAttribute("aria-hidden") === "true"
       ? document.querySelector('.timeline-label[data-op="' + link.getAttribute("data-op") + '"]') : link;
-    fetch(link.getAttribute("href"), { headers: { "Accept": "text/html" } })
-      .then(function (response) {
-        if (!response.ok) throw new Error("HTTP " + response.status);
-        return response.text();
-      })
-      .then(function (html) {
-        var doc = new DOMParser().parseFromString(html, "text/html");
-        var section = doc.getElementById("operation");
-        if (!section) throw new Error("no operation in the page");
-        panel.innerHTML = "";
-        var close = document.createElement("button");
-        close.type = "button";
-        close.className = "button op-close";
-        close.textContent = "Close";
-        close.addEventListener("click", function () { closePanel(panel); });
-        panel.appendChild(close);
-        panel.appendChild(document.importNode(section, true));
-        panel.hidden = false;
-        var heading = panel.querySelector("#op-heading");
-        if (heading) heading.focus();
-      })
-      .catch(function () { window.location.href = link.getAttribute("href"); });
+    panel.innerHTML = "";
+    var close = document.createElement("button");
+    close.type = "button";
+    close.className = "button op-close";
+    close.textContent = "Close";
+    close.addEventListener("click", function () { closePanel(panel); });
+    panel.appendChild(close);
+    panel.appendChild(document.importNode(template.content, true));
+    // Inside the panel, the previous/next links move the panel instead of leaving the page.
+    Array.prototype.forEach.call(panel.querySelectorAll(".op-nav a[rel]"), function (a) {
+      var target = Number(link.getAttribute("data-op")) + (a.getAttribute("rel") === "next" ? 1 : -1);
+      a.classList.add("op-link");
+      a.setAttribute("data-op", String(target));
+    });
+    panel.hidden = false;
+    var heading = panel.querySelector("#op-heading");
+    if (heading) heading.focus();
     return true;
   }
 
