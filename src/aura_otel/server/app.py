@@ -11,9 +11,10 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -35,6 +36,8 @@ from ..errors import (
 )
 from ..exporter import was_forwarded
 from ..fold import trace_ids
+from ..insights import FolderJobSource, JobSource, charts, iter_summaries
+from ..insights import fleet as fleet_view
 from ..pricing import PriceTable, load_price_table
 from ..schema import (
     DEFAULT_CURRENCY,
@@ -159,6 +162,8 @@ class TelemetryApp:
         self.index = JobIndex(self.store, abandoned_after=abandoned_after)
         self.trace_template, self.trace_backend = _trace_template(jaeger_url, trace_url)
         self.prices = _server_prices()
+        #: The fleet view's jobs: the local folder here; another store plugs in as a JobSource.
+        self.source: JobSource = FolderJobSource(self.store)
         self.templates = Environment(
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
@@ -281,6 +286,7 @@ class TelemetryApp:
             "run_details.html", run=details, rendered_at=views.now_text(),
             refresh_seconds=REFRESH_SECONDS if details.running else None,
             operations=operations, job_url=views.job_url(job_id),
+            anomalies=self.job_anomalies(job_id),
         )
 
     def operation_page(self, request: Request) -> Response:
@@ -298,6 +304,55 @@ class TelemetryApp:
             return self.error_page(request, 404, "Operation not found",
                                    f"Job “{job_id}” has no operation with that number.")
         return self.render("operation.html", op=op, job_url=views.job_url(job_id))
+
+    # -- fleet view ------------------------------------------------------------------------------
+    def fleet(self, request: Request) -> fleet_view.Fleet:
+        """The fleet figures for the request's period and filters (ValueError: bad query)."""
+        history = list(iter_summaries(self.source))
+        latest = max((j.started for j in history), default=None)
+        filters = fleet_view.parse_filters(
+            request.query_params,
+            datetime.fromtimestamp(latest, UTC) if latest is not None else None)
+        return fleet_view.compute(self.source, filters, history=history)
+
+    def insights_page(self, request: Request) -> Response:
+        try:
+            result = self.fleet(request)
+        except ValueError as exc:
+            return self.error_page(request, 400, "Invalid request", str(exc))
+        query = urlencode(result.filters.query())
+        return self.render("insights.html", fleet=result, charts=charts, query=query,
+                           filter_names=fleet_view.FILTER_NAMES)
+
+    def insights_api(self, request: Request) -> Response:
+        try:
+            return JSONResponse(self.fleet(request).to_json())
+        except ValueError as exc:
+            return problem(request, 400, str(exc))
+
+    def insights_download(self, request: Request) -> Response:
+        """One chart's numbers as CSV or JSON (an attachment, named after chart and period)."""
+        chart, fmt = request.path_params["chart"], request.path_params["fmt"]
+        try:
+            result = self.fleet(request)
+        except ValueError as exc:
+            return problem(request, 400, str(exc))
+        table = result.tables.get(chart)
+        if table is None or fmt not in ("csv", "json"):
+            return problem(request, 404, f"There is no chart {chart!r} as {fmt!r}.",
+                           guidance="Charts: " + ", ".join(result.tables) + "; formats: csv, json.")
+        name = f"{chart}_{result.filters.since}_{result.filters.until}.{fmt}"
+        headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+        if fmt == "csv":
+            return Response(table.to_csv(), media_type="text/csv; charset=utf-8", headers=headers)
+        return JSONResponse(table.to_json(), headers=headers)
+
+    def job_anomalies(self, job_id: str) -> list[Any]:
+        """This job's anomalies against its comparable history (the fleet view's method)."""
+        from ..insights import job_anomalies
+
+        history = list(iter_summaries(self.source))
+        return job_anomalies(history, [job_id])
 
     def read_for_page(self, request: Request, job_id: str) -> Collection | Response:
         """The job's collection, or the error page that explains why there is none."""
@@ -401,6 +456,9 @@ def create_app(
         Route("/api/telemetry/{job_id:path}", app.api(app.telemetry), methods=get),
         Route("/api/cost-tracking/run-summary/{job_id:path}", app.api(app.run_summary), methods=get),
         Route("/api/jobs", app.jobs_api, methods=get),
+        Route("/api/insights", app.insights_api, methods=get),
+        Route("/api/insights/{chart}.{fmt}", app.insights_download, methods=get),
+        Route("/insights", app.insights_page, methods=get),
         Route("/api/openapi.json", app.openapi, methods=get),
         Route("/openapi.json", app.openapi, methods=get),
         Route("/jobs", app.jobs_page, methods=get),
