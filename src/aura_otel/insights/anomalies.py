@@ -38,7 +38,9 @@ RECENT_DAYS = 3
 
 @dataclass(frozen=True)
 class Anomaly:
-    kind: str  # job_cost | job_duration | stage_cost | stage_latency | provider_errors | stage_trend
+    kind: (
+        str  # job_cost | job_duration | stage_cost | stage_latency | provider_errors | stage_trend
+    )
     subject: str  # a job id, a provider or a stage
     job_id: str | None
     stage: str | None
@@ -51,10 +53,19 @@ class Anomaly:
     at: str
 
     def to_json(self) -> dict[str, object]:
-        return {"kind": self.kind, "subject": self.subject, "jobId": self.job_id,
-                "stage": self.stage, "provider": self.provider, "value": self.value,
-                "threshold": self.threshold, "median": self.median, "history": self.history,
-                "explanation": self.explanation, "at": self.at}
+        return {
+            "kind": self.kind,
+            "subject": self.subject,
+            "jobId": self.job_id,
+            "stage": self.stage,
+            "provider": self.provider,
+            "value": self.value,
+            "threshold": self.threshold,
+            "median": self.median,
+            "history": self.history,
+            "explanation": self.explanation,
+            "at": self.at,
+        }
 
 
 def robust_threshold(history: Sequence[float], k: float = K) -> tuple[float, float]:
@@ -75,8 +86,9 @@ def _check(window: deque[float], value: float) -> tuple[float, float] | None:
     return (threshold, median) if value > threshold and value > 0 else None
 
 
-def job_anomalies(jobs: Iterable[JobSummary], in_period: Iterable[str] | None = None,
-                  history: int = HISTORY) -> list[Anomaly]:
+def job_anomalies(
+    jobs: Iterable[JobSummary], in_period: Iterable[str] | None = None, history: int = HISTORY
+) -> list[Anomaly]:
     """Jobs (and their stages) far above the last ``history`` comparable ones before them.
 
     Comparable jobs are those of the same project; comparable stage operations are those of
@@ -97,17 +109,30 @@ def job_anomalies(jobs: Iterable[JobSummary], in_period: Iterable[str] | None = 
         cost = job.cost
         at = _day(job.started)
         if judge:
-            for kind, value, window, unit in (("job_cost", cost, cost_hist[job.project], "$"),
-                                              ("job_duration", job.elapsed_ms / 1000,
-                                               time_hist[job.project], "s")):
+            for kind, value, window, unit in (
+                ("job_cost", cost, cost_hist[job.project], "$"),
+                ("job_duration", job.elapsed_ms / 1000, time_hist[job.project], "s"),
+            ):
                 hit = _check(window, value)
                 if hit:
                     threshold, median = hit
-                    found.append(Anomaly(
-                        kind, job.job_id, job.job_id, None, None, value, threshold, median,
-                        len(window), f"{_fmt(value, unit)} against a median of "
-                        f"{_fmt(median, unit)} over the last {len(window)} jobs of project "
-                        f"{job.project or '(none)'} (threshold {_fmt(threshold, unit)})", at))
+                    found.append(
+                        Anomaly(
+                            kind,
+                            job.job_id,
+                            job.job_id,
+                            None,
+                            None,
+                            value,
+                            threshold,
+                            median,
+                            len(window),
+                            f"{_fmt(value, unit)} against a median of "
+                            f"{_fmt(median, unit)} over the last {len(window)} jobs of project "
+                            f"{job.project or '(none)'} (threshold {_fmt(threshold, unit)})",
+                            at,
+                        )
+                    )
         cost_hist[job.project].append(cost)
         time_hist[job.project].append(job.elapsed_ms / 1000)
         for op in job.ops:
@@ -120,13 +145,24 @@ def job_anomalies(jobs: Iterable[JobSummary], in_period: Iterable[str] | None = 
                     hit = _check(window, value)
                     if hit:
                         threshold, median = hit
-                        found.append(Anomaly(
-                            kind, f"{job.job_id} · {op.stage}", job.job_id, op.stage,
-                            op.provider or None, value, threshold, median, len(window),
-                            f"{op.stage} ({op.provider or 'no provider'}) took "
-                            f"{_fmt(value, unit)} against a median of {_fmt(median, unit)} "
-                            f"over its last {len(window)} runs (threshold "
-                            f"{_fmt(threshold, unit)})", at))
+                        found.append(
+                            Anomaly(
+                                kind,
+                                f"{job.job_id} · {op.stage}",
+                                job.job_id,
+                                op.stage,
+                                op.provider or None,
+                                value,
+                                threshold,
+                                median,
+                                len(window),
+                                f"{op.stage} ({op.provider or 'no provider'}) took "
+                                f"{_fmt(value, unit)} against a median of {_fmt(median, unit)} "
+                                f"over its last {len(window)} runs (threshold "
+                                f"{_fmt(threshold, unit)})",
+                                at,
+                            )
+                        )
                 window.append(value)
     return found
 
@@ -165,12 +201,22 @@ def provider_error_jumps(jobs: Iterable[JobSummary], since: float, until: float)
         rate = errors / total
         threshold = p + ERROR_Z * math.sqrt(p * (1 - p) / total)
         if rate > threshold:
-            found.append(Anomaly(
-                "provider_errors", provider, None, None, provider, rate, threshold,
-                b_errors / b_total, b_total,
-                f"{provider}: {errors} of {total} operations failed in the last day "
-                f"({rate:.1%}) against {b_errors / b_total:.1%} before (threshold {threshold:.1%})",
-                _day(split)))
+            found.append(
+                Anomaly(
+                    "provider_errors",
+                    provider,
+                    None,
+                    None,
+                    provider,
+                    rate,
+                    threshold,
+                    b_errors / b_total,
+                    b_total,
+                    f"{provider}: {errors} of {total} operations failed in the last day "
+                    f"({rate:.1%}) against {b_errors / b_total:.1%} before (threshold {threshold:.1%})",
+                    _day(split),
+                )
+            )
     return found
 
 
@@ -198,9 +244,20 @@ def stage_latency_trends(jobs: Iterable[JobSummary], since: float, until: float)
         threshold, median = robust_threshold(earlier)
         value = statistics.median(recent)
         if value > threshold:
-            found.append(Anomaly(
-                "stage_trend", stage, None, stage, None, value, threshold, median, len(earlier),
-                f"{stage}: median latency {value:.2f} s over the last {RECENT_DAYS} days against "
-                f"{median:.2f} s on the {len(earlier)} days before (threshold {threshold:.2f} s)",
-                _day(until)))
+            found.append(
+                Anomaly(
+                    "stage_trend",
+                    stage,
+                    None,
+                    stage,
+                    None,
+                    value,
+                    threshold,
+                    median,
+                    len(earlier),
+                    f"{stage}: median latency {value:.2f} s over the last {RECENT_DAYS} days against "
+                    f"{median:.2f} s on the {len(earlier)} days before (threshold {threshold:.2f} s)",
+                    _day(until),
+                )
+            )
     return found

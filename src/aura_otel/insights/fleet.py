@@ -48,7 +48,9 @@ class Filters:
 
     @property
     def end(self) -> datetime:
-        return datetime(self.until.year, self.until.month, self.until.day, tzinfo=UTC) + timedelta(days=1)
+        return datetime(self.until.year, self.until.month, self.until.day, tzinfo=UTC) + timedelta(
+            days=1
+        )
 
     def query(self) -> dict[str, str]:
         values = {"since": self.since.isoformat(), "until": self.until.isoformat()}
@@ -56,13 +58,16 @@ class Filters:
         return values
 
     def op_matches(self, op: Op) -> bool:
-        return ((not self.provider or op.provider == self.provider)
-                and (not self.model or op.model == self.model)
-                and (not self.stage or op.stage == self.stage))
+        return (
+            (not self.provider or op.provider == self.provider)
+            and (not self.model or op.model == self.model)
+            and (not self.stage or op.stage == self.stage)
+        )
 
     def job_matches(self, job: JobSummary) -> bool:
-        return ((not self.project or job.project == self.project)
-                and (not self.status or job.status == self.status))
+        return (not self.project or job.project == self.project) and (
+            not self.status or job.status == self.status
+        )
 
 
 def parse_filters(params: Mapping[str, str], latest: datetime | None) -> Filters:
@@ -71,6 +76,7 @@ def parse_filters(params: Mapping[str, str], latest: datetime | None) -> Filters
     Without dates the period is the 30 days up to the latest job's day (not today: a folder
     of older jobs still shows something).
     """
+
     def day(name: str) -> date | None:
         raw = (params.get(name) or "").strip()
         if not raw:
@@ -100,8 +106,12 @@ class Table:
     unit: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"chart": self.key, "title": self.title, "columns": self.columns,
-                "rows": [dict(zip(self.columns, row, strict=True)) for row in self.rows]}
+        return {
+            "chart": self.key,
+            "title": self.title,
+            "columns": self.columns,
+            "rows": [dict(zip(self.columns, row, strict=True)) for row in self.rows],
+        }
 
     def to_csv(self) -> str:
         out = io.StringIO()
@@ -135,11 +145,19 @@ class Fleet:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "period": {"since": self.filters.since.isoformat(), "until": self.filters.until.isoformat()},
+            "period": {
+                "since": self.filters.since.isoformat(),
+                "until": self.filters.until.isoformat(),
+            },
             "filters": {n: getattr(self.filters, n) or None for n in FILTER_NAMES},
-            "totals": {"jobs": self.jobs, "operations": self.operations,
-                       "cost": self.total_cost, "unpricedOperations": self.unpriced,
-                       "cacheHits": self.cache_hits, "cacheSaved": self.saved},
+            "totals": {
+                "jobs": self.jobs,
+                "operations": self.operations,
+                "cost": self.total_cost,
+                "unpricedOperations": self.unpriced,
+                "cacheHits": self.cache_hits,
+                "cacheSaved": self.saved,
+            },
             "charts": {key: table.to_json() for key, table in self.tables.items()},
             "anomalies": [a.to_json() for a in self.anomalies],
         }
@@ -162,11 +180,15 @@ def _latency_table(key: str, title: str, groups: Mapping[str, list[float]]) -> T
     rows = []
     for name, values in sorted(groups.items()):
         values.sort()
-        rows.append([name, len(values), round(percentile(values, 50), 3), round(percentile(values, 95), 3)])
+        rows.append(
+            [name, len(values), round(percentile(values, 50), 3), round(percentile(values, 95), 3)]
+        )
     return Table(key, title, ["name", "operations", "p50Seconds", "p95Seconds"], rows, "pair", "s")
 
 
-def compute(source: JobSource, filters: Filters, *, history: Iterable[JobSummary] | None = None) -> Fleet:
+def compute(
+    source: JobSource, filters: Filters, *, history: Iterable[JobSummary] | None = None
+) -> Fleet:
     """The fleet figures for ``filters``; ``history`` (default: every job of the source)
     feeds the anomaly baselines, which reach back before the period."""
     everything = list(history) if history is not None else list(iter_summaries(source))
@@ -181,9 +203,13 @@ def compute(source: JobSource, filters: Filters, *, history: Iterable[JobSummary
             choices["model"].add(op.model)
             choices["stage"].add(op.stage)
     per_day: dict[str, list[float]] = defaultdict(list)
-    by: dict[str, dict[str, list[float]]] = {k: defaultdict(list) for k in ("stage", "provider", "model")}
+    by: dict[str, dict[str, list[float]]] = {
+        k: defaultdict(list) for k in ("stage", "provider", "model")
+    }
     lat: dict[str, dict[str, list[float]]] = {k: defaultdict(list) for k in ("stage", "provider")}
-    reliability: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # ops, errors, retried, retries
+    reliability: dict[str, list[int]] = defaultdict(
+        lambda: [0, 0, 0, 0]
+    )  # ops, errors, retried, retries
     cache = [0, 0]
     saved: list[float] = []
     unpriced = 0
@@ -224,37 +250,116 @@ def compute(source: JobSource, filters: Filters, *, history: Iterable[JobSummary
         key = day.isoformat()
         days.append([key, _money(per_day.get(key, [])), len(per_day.get(key, []))])
         day += timedelta(days=1)
-    tables["cost_per_day"] = Table("cost_per_day", "Cost per day", ["day", "cost", "jobs"], days, "column", "$")
+    tables["cost_per_day"] = Table(
+        "cost_per_day", "Cost per day", ["day", "cost", "jobs"], days, "column", "$"
+    )
     for name in ("stage", "provider", "model"):
-        rows = sorted(([k, _money(v), len(v)] for k, v in by[name].items()), key=lambda r: (-r[1], r[0]))
-        tables[f"cost_by_{name}"] = Table(f"cost_by_{name}", f"Cost by {name}", [name, "cost", "pricedOperations"], rows, "bar", "$")
-    tables["latency_by_stage"] = _latency_table("latency_by_stage", "Latency by stage (p50 / p95)", lat["stage"])
-    tables["latency_by_provider"] = _latency_table("latency_by_provider", "Latency by provider (p50 / p95)", lat["provider"])
+        totals = sorted(
+            ((k, _money(v), len(v)) for k, v in by[name].items()), key=lambda r: (-r[1], r[0])
+        )
+        rows: list[list[Any]] = [list(r) for r in totals]
+        tables[f"cost_by_{name}"] = Table(
+            f"cost_by_{name}",
+            f"Cost by {name}",
+            [name, "cost", "pricedOperations"],
+            rows,
+            "bar",
+            "$",
+        )
+    tables["latency_by_stage"] = _latency_table(
+        "latency_by_stage", "Latency by stage (p50 / p95)", lat["stage"]
+    )
+    tables["latency_by_provider"] = _latency_table(
+        "latency_by_provider", "Latency by provider (p50 / p95)", lat["provider"]
+    )
     tables["provider_reliability"] = Table(
-        "provider_reliability", "Error and retry rates by provider",
-        ["provider", "operations", "errors", "errorRate", "retriedOperations", "retryRate", "retries"],
-        [[p, n, e, round(e / n, 4) if n else 0.0, rt, round(rt / n, 4) if n else 0.0, rs]
-         for p, (n, e, rt, rs) in sorted(reliability.items())], "pair", "%")
+        "provider_reliability",
+        "Error and retry rates by provider",
+        [
+            "provider",
+            "operations",
+            "errors",
+            "errorRate",
+            "retriedOperations",
+            "retryRate",
+            "retries",
+        ],
+        [
+            [p, n, e, round(e / n, 4) if n else 0.0, rt, round(rt / n, 4) if n else 0.0, rs]
+            for p, (n, e, rt, rs) in sorted(reliability.items())
+        ],
+        "pair",
+        "%",
+    )
     total_saved = _money(saved)
-    tables["cache"] = Table("cache", "Cache hits and savings", ["operations", "cacheHits", "hitRate", "saved"],
-                            [[cache[0], cache[1], round(cache[1] / cache[0], 4) if cache[0] else 0.0, total_saved]],
-                            "table")
+    tables["cache"] = Table(
+        "cache",
+        "Cache hits and savings",
+        ["operations", "cacheHits", "hitRate", "saved"],
+        [[cache[0], cache[1], round(cache[1] / cache[0], 4) if cache[0] else 0.0, total_saved]],
+        "table",
+    )
     expensive = sorted(job_rows, key=lambda r: (-r[2], r[0]))[:TOP_JOBS]
     slowest = sorted(job_rows, key=lambda r: (-r[3], r[0]))[:TOP_JOBS]
     cols = ["jobId", "project", "cost", "elapsedSeconds", "status"]
-    tables["expensive_jobs"] = Table("expensive_jobs", "Most expensive jobs", cols,
-                                     [[j, p, c, ms / 1000, s] for j, p, c, ms, s in expensive], "bar", "$")
-    tables["slowest_jobs"] = Table("slowest_jobs", "Slowest jobs", cols,
-                                   [[j, p, c, ms / 1000, s] for j, p, c, ms, s in slowest], "bar", "s")
+    tables["expensive_jobs"] = Table(
+        "expensive_jobs",
+        "Most expensive jobs",
+        cols,
+        [[j, p, c, ms / 1000, s] for j, p, c, ms, s in expensive],
+        "bar",
+        "$",
+    )
+    tables["slowest_jobs"] = Table(
+        "slowest_jobs",
+        "Slowest jobs",
+        cols,
+        [[j, p, c, ms / 1000, s] for j, p, c, ms, s in slowest],
+        "bar",
+        "s",
+    )
     anomalies = job_anomalies(everything, matched_ids)
     anomalies += provider_error_jumps(in_period, start, end)
     anomalies += stage_latency_trends(in_period, start, end)
-    tables["anomalies"] = Table("anomalies", "Anomalies", ["kind", "subject", "jobId", "value", "threshold", "median", "history", "at", "explanation"],
-                                [[a.kind, a.subject, a.job_id, round(a.value, 6), round(a.threshold, 6), round(a.median, 6), a.history, a.at, a.explanation]
-                                 for a in anomalies], "table")
+    tables["anomalies"] = Table(
+        "anomalies",
+        "Anomalies",
+        [
+            "kind",
+            "subject",
+            "jobId",
+            "value",
+            "threshold",
+            "median",
+            "history",
+            "at",
+            "explanation",
+        ],
+        [
+            [
+                a.kind,
+                a.subject,
+                a.job_id,
+                round(a.value, 6),
+                round(a.threshold, 6),
+                round(a.median, 6),
+                a.history,
+                a.at,
+                a.explanation,
+            ]
+            for a in anomalies
+        ],
+        "table",
+    )
     return Fleet(
-        filters=filters, jobs=len(job_rows), operations=cache[0],
-        total_cost=_money(r[2] for r in job_rows), unpriced=unpriced, cache_hits=cache[1],
-        saved=total_saved, tables=tables, anomalies=anomalies,
+        filters=filters,
+        jobs=len(job_rows),
+        operations=cache[0],
+        total_cost=_money(r[2] for r in job_rows),
+        unpriced=unpriced,
+        cache_hits=cache[1],
+        saved=total_saved,
+        tables=tables,
+        anomalies=anomalies,
         choices={k: sorted(v - {""}) for k, v in choices.items()},
     )

@@ -95,20 +95,22 @@ def summarize_doc(doc: Mapping[str, Any]) -> JobSummary | None:
         if end is not None and end > last_end:
             last_end = end
         unpriced = figures.is_unpriced(rec)
-        ops.append(Op(
-            stage=figures.lower(rec.get("stage")),
-            provider=str(rec.get("provider") or ""),
-            model=str(rec.get("model_id") or ""),
-            status=figures.record_status(rec),
-            latency_ms=int(_number(rec.get("latency_ms")) or 0),
-            cost=None if unpriced else _number(rec.get("cost_estimate")),
-            retries=int(_number(rec.get("retries")) or 0),
-            cache_hit=rec.get("cache_hit") is True,
-            saved=figures.cost_saved(rec),
-            error_code=str(rec.get("error_code") or ""),
-            started_ns=_epoch_ns(rec.get("started_at")),
-            unpriced=unpriced,
-        ))
+        ops.append(
+            Op(
+                stage=figures.lower(rec.get("stage")),
+                provider=str(rec.get("provider") or ""),
+                model=str(rec.get("model_id") or ""),
+                status=figures.record_status(rec),
+                latency_ms=int(_number(rec.get("latency_ms")) or 0),
+                cost=None if unpriced else _number(rec.get("cost_estimate")),
+                retries=int(_number(rec.get("retries")) or 0),
+                cache_hit=rec.get("cache_hit") is True,
+                saved=figures.cost_saved(rec),
+                error_code=str(rec.get("error_code") or ""),
+                started_ns=_epoch_ns(rec.get("started_at")),
+                unpriced=unpriced,
+            )
+        )
     end = ended or last_end
     budget = None
     for rec in recs:
@@ -131,12 +133,14 @@ class JobSource(Protocol):
     """The fleet view's only way to jobs. ``since``/``until`` bound the job's start time
     (inclusive, exclusive); None leaves that side open."""
 
-    def iter_collections(self, since: datetime | None = None,
-                         until: datetime | None = None) -> Iterable[Collection]: ...
+    def iter_collections(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> Iterable[Collection]: ...
 
 
-def iter_summaries(source: JobSource, since: datetime | None = None,
-                   until: datetime | None = None) -> Iterator[JobSummary]:
+def iter_summaries(
+    source: JobSource, since: datetime | None = None, until: datetime | None = None
+) -> Iterator[JobSummary]:
     """Summaries through the source's own fast path when it has one, else from collections."""
     fast = getattr(source, "iter_summaries", None)
     if fast is not None:
@@ -183,16 +187,18 @@ class FolderJobSource:
             return None
         return summarize_doc(doc) if isinstance(doc, dict) else None
 
-    def iter_summaries(self, since: datetime | None = None,
-                       until: datetime | None = None) -> Iterator[JobSummary]:
+    def iter_summaries(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> Iterator[JobSummary]:
         low = since.timestamp() if since else float("-inf")
         high = until.timestamp() if until else float("inf")
         for summary in self.refresh():
             if low <= summary.started < high:
                 yield summary
 
-    def iter_collections(self, since: datetime | None = None,
-                         until: datetime | None = None) -> Iterator[Collection]:
+    def iter_collections(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> Iterator[Collection]:
         for summary in self.iter_summaries(since, until):
             try:
                 yield self.store.read(summary.job_id)

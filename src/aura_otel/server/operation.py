@@ -19,8 +19,14 @@ from ..pricing import PriceTable, Unpriced, describe_rates
 from ..schema import format_timestamp_ns
 
 #: Record fields the drill-down lists itself; every other metadata key is shown as given.
-_USAGE_METADATA = ("characters", "images", "image_size", "image_quality", "duration_seconds",
-                   "cached_input_tokens")
+_USAGE_METADATA = (
+    "characters",
+    "images",
+    "image_size",
+    "image_quality",
+    "duration_seconds",
+    "cached_input_tokens",
+)
 
 
 @dataclass(frozen=True)
@@ -38,9 +44,17 @@ class Call:
     cost: float | None
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "offsetMs": self.offset_ms,
-                "durationMs": self.duration_ms, "provider": self.provider, "model": self.model,
-                "tokensIn": self.tokens_in, "tokensOut": self.tokens_out, "cost": self.cost}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "offsetMs": self.offset_ms,
+            "durationMs": self.duration_ms,
+            "provider": self.provider,
+            "model": self.model,
+            "tokensIn": self.tokens_in,
+            "tokensOut": self.tokens_out,
+            "cost": self.cost,
+        }
 
 
 @dataclass
@@ -62,10 +76,18 @@ class Operation:
         return figures.STATUS_WORDS.get(self.status, self.status)
 
     def to_json(self) -> dict[str, Any]:
-        return {"jobId": self.job_id, "position": self.position, "label": self.label,
-                "status": self.status, "fields": dict(self.fields), "pricing": self.pricing,
-                "metadata": dict(self.metadata), "error": self.error or None,
-                "calls": [c.to_json() for c in self.calls], "spanFound": self.span_found}
+        return {
+            "jobId": self.job_id,
+            "position": self.position,
+            "label": self.label,
+            "status": self.status,
+            "fields": dict(self.fields),
+            "pricing": self.pricing,
+            "metadata": dict(self.metadata),
+            "error": self.error or None,
+            "calls": [c.to_json() for c in self.calls],
+            "spanFound": self.span_found,
+        }
 
 
 def _key(stage: Any, started: Any, ended: Any, scene: Any) -> tuple[str, str, str, Any]:
@@ -75,12 +97,17 @@ def _key(stage: Any, started: Any, ended: Any, scene: Any) -> tuple[str, str, st
 def _stage_span(rec: Mapping[str, Any], units: Mapping[str, Unit]) -> str | None:
     """The span id whose unit made ``rec``: a record is its span's stage, start, end and scene
     (the fold writes all four from the span and never changes them)."""
-    want = _key(rec.get("stage"), rec.get("started_at"), rec.get("ended_at"), rec.get("scene_index"))
+    want = _key(
+        rec.get("stage"), rec.get("started_at"), rec.get("ended_at"), rec.get("scene_index")
+    )
     for span_id, unit in units.items():
         if unit.get("k") != STAGE:
             continue
         r = unit.get("r") or {}
-        if _key(r.get("stage"), r.get("started_at"), r.get("ended_at"), r.get("scene_index")) == want:
+        if (
+            _key(r.get("stage"), r.get("started_at"), r.get("ended_at"), r.get("scene_index"))
+            == want
+        ):
             return span_id
     return None
 
@@ -95,13 +122,18 @@ def _pricing(rec: Mapping[str, Any], prices: PriceTable | None) -> list[str]:
     metadata = rec.get("metadata") or {}
     provider, model = rec.get("provider"), rec.get("model_id")
     if how == figures.PRICING_EXPLICIT:
-        return ["Explicit cost reported by the span (set_cost or gen_ai.usage.cost); the "
-                "price table was not consulted."]
+        return [
+            "Explicit cost reported by the span (set_cost or gen_ai.usage.cost); the "
+            "price table was not consulted."
+        ]
     if how == figures.PRICING_CACHE_HIT:
         saved = figures.cost_saved(rec)
-        return ["Cache hit: no provider was paid, so the cost is $0.",
-                f"Saved {figures.money(saved)} (what the price table would have charged)."
-                if saved else "The saving is unknown (the usage could not be priced)."]
+        return [
+            "Cache hit: no provider was paid, so the cost is $0.",
+            f"Saved {figures.money(saved)} (what the price table would have charged)."
+            if saved
+            else "The saving is unknown (the usage could not be priced).",
+        ]
     if how == figures.PRICING_UNPRICED:
         lines = ["Unpriced: the cost is unknown, not zero."]
         if metadata.get("pricing_error"):
@@ -113,8 +145,10 @@ def _pricing(rec: Mapping[str, Any], prices: PriceTable | None) -> list[str]:
             if isinstance(result, Unpriced):
                 lines.append(f"Reason (table {prices.version}): {result.reason}.")
             else:
-                lines.append(f"The server's table {prices.version} prices it now; the job was "
-                             "folded with a table that could not.")
+                lines.append(
+                    f"The server's table {prices.version} prices it now; the job was "
+                    "folded with a table that could not."
+                )
         return lines
     if rec.get("cost_estimate") is None:
         return ["No cost: nothing priced was used (no tokens, characters, images or seconds)."]
@@ -125,8 +159,11 @@ def _pricing(rec: Mapping[str, Any], prices: PriceTable | None) -> list[str]:
         if not isinstance(found, str):
             prov, entry, how_matched = found
             note = "" if prices.version == version else f" (the server's table {prices.version})"
-            lines.append(f"Rate used{note}: {prov.name}/{entry.id}, matched by {how_matched}: "
-                         + "; ".join(describe_rates(entry)) + ".")
+            lines.append(
+                f"Rate used{note}: {prov.name}/{entry.id}, matched by {how_matched}: "
+                + "; ".join(describe_rates(entry))
+                + "."
+            )
     return lines
 
 
@@ -146,23 +183,29 @@ def _calls(stage_span: str, units: Mapping[str, Unit]) -> list[Call]:
     for span_id, unit in units.items():
         if unit.get("k") not in (CHILD, LINK) or stage_of(span_id, units) != stage_span:
             continue
-        calls.append(Call(
-            name=str(unit.get("n") or "(unnamed span)"),
-            kind="call with usage" if unit.get("k") == CHILD else "span",
-            offset_ms=round((unit.get("s", start) - start) / 1e6, 3),
-            duration_ms=round((unit.get("e", 0) - unit.get("s", 0)) / 1e6, 3),
-            provider=unit.get("provider"),
-            model=unit.get("model"),
-            tokens_in=unit.get("tin"),
-            tokens_out=unit.get("tout"),
-            cost=unit.get("cost"),
-        ))
+        calls.append(
+            Call(
+                name=str(unit.get("n") or "(unnamed span)"),
+                kind="call with usage" if unit.get("k") == CHILD else "span",
+                offset_ms=round((unit.get("s", start) - start) / 1e6, 3),
+                duration_ms=round((unit.get("e", 0) - unit.get("s", 0)) / 1e6, 3),
+                provider=unit.get("provider"),
+                model=unit.get("model"),
+                tokens_in=unit.get("tin"),
+                tokens_out=unit.get("tout"),
+                cost=unit.get("cost"),
+            )
+        )
     calls.sort(key=lambda call: (call.offset_ms, call.name))
     return calls
 
 
-def operation(doc: Mapping[str, Any], units: Mapping[str, Unit], position: int,
-              prices: PriceTable | None = None) -> Operation:
+def operation(
+    doc: Mapping[str, Any],
+    units: Mapping[str, Unit],
+    position: int,
+    prices: PriceTable | None = None,
+) -> Operation:
     """Operation ``position`` (its index in the file's records); IndexError when none."""
     records: Sequence[Mapping[str, Any]] = doc.get("records") or []
     if not 0 <= position < len(records):
@@ -174,7 +217,10 @@ def operation(doc: Mapping[str, Any], units: Mapping[str, Unit], position: int,
     cached = metadata.get("cached_input_tokens")
     fields = [
         ("Stage", stage if scene is None else f"{stage} #{scene}"),
-        ("Status", figures.STATUS_WORDS.get(figures.record_status(rec), _opt(rec.get("result_status")))),
+        (
+            "Status",
+            figures.STATUS_WORDS.get(figures.record_status(rec), _opt(rec.get("result_status"))),
+        ),
         ("Started", _opt(rec.get("started_at"))),
         ("Ended", _opt(rec.get("ended_at"))),
         ("Latency", f"{int(rec.get('latency_ms') or 0):,} ms"),
@@ -195,9 +241,14 @@ def operation(doc: Mapping[str, Any], units: Mapping[str, Unit], position: int,
         ("Message", _opt(rec.get("message"))),
     ]
     op = Operation(
-        job_id=str(doc.get("job_id")), position=position, count=len(records),
-        label=fields[0][1], status=figures.record_status(rec), fields=fields,
-        pricing=_pricing(rec, prices), metadata=_metadata(rec),
+        job_id=str(doc.get("job_id")),
+        position=position,
+        count=len(records),
+        label=fields[0][1],
+        status=figures.record_status(rec),
+        fields=fields,
+        pricing=_pricing(rec, prices),
+        metadata=_metadata(rec),
     )
     span_id = _stage_span(rec, units)
     if span_id is not None:
