@@ -138,7 +138,8 @@ def job_anomalies(
         for op in job.ops:
             key = (job.project, op.stage, op.provider)
             checks = [("stage_latency", op.latency_ms / 1000, op_time[key], "s")]
-            if op.cost is not None:
+            if op.cost is not None and not op.cache_hit:
+                # A cache hit costs 0 by design: it is not comparable work for a cost baseline.
                 checks.append(("stage_cost", op.cost, op_cost[key], "$"))
             for kind, value, window, unit in checks:
                 if judge:
