@@ -96,7 +96,15 @@ def job_anomalies(
     are given for the ids in ``in_period`` (all when None) but every job feeds the baseline.
     """
     wanted = None if in_period is None else set(in_period)
-    ordered = sorted(jobs, key=lambda j: (j.started, j.job_id))
+    pool = list(jobs)
+    if wanted is not None:
+        # Only the judged jobs' projects, and nothing after the last judged job, can matter:
+        # a job page judges one job without walking the whole fleet.
+        judged = [j for j in pool if j.job_id in wanted]
+        projects = {j.project for j in judged}
+        last = max((j.started for j in judged), default=float("-inf"))
+        pool = [j for j in pool if j.project in projects and j.started <= last]
+    ordered = sorted(pool, key=lambda j: (j.started, j.job_id))
     cost_hist: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=history))
     time_hist: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=history))
     op_cost: dict[tuple[str, str, str], deque[float]] = defaultdict(lambda: deque(maxlen=history))

@@ -154,6 +154,8 @@ def render(table: Table) -> Markup:
         return pairs(table, 3, 5, "%", ("error rate", "retry rate"))
     if table.key == "slowest_jobs":
         return bars(table, 0, 3, "s")
+    if table.key == "expensive_jobs":
+        return bars(table, 0, 2, "$")
     if kind == "bar":
         return bars(table)
     return Markup("")
