@@ -10,9 +10,8 @@ few past outliers cannot drag: see ``docs/insights.md``.
 from __future__ import annotations
 
 import math
-import statistics
 from collections import defaultdict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -68,10 +67,18 @@ class Anomaly:
         }
 
 
-def robust_threshold(history: Sequence[float], k: float = K) -> tuple[float, float]:
+def _median(values: list[float]) -> float:
+    values.sort()
+    n = len(values)
+    mid = n // 2
+    return values[mid] if n % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def robust_threshold(history: Iterable[float], k: float = K) -> tuple[float, float]:
     """(threshold, median) of a history: max(median + k·1.4826·MAD, median × MIN_RATIO)."""
-    median = statistics.median(history)
-    mad = statistics.median(abs(x - median) for x in history)
+    values = list(history)
+    median = _median(values)
+    mad = _median([abs(x - median) for x in values])
     return max(median + k * MAD_SCALE * mad, median * MIN_RATIO), median
 
 
@@ -87,13 +94,19 @@ def _check(window: deque[float], value: float) -> tuple[float, float] | None:
 
 
 def job_anomalies(
-    jobs: Iterable[JobSummary], in_period: Iterable[str] | None = None, history: int = HISTORY
+    jobs: Iterable[JobSummary],
+    in_period: Iterable[str] | None = None,
+    history: int = HISTORY,
+    verdicts: dict[str, list[Anomaly]] | None = None,
 ) -> list[Anomaly]:
     """Jobs (and their stages) far above the last ``history`` comparable ones before them.
 
     Comparable jobs are those of the same project; comparable stage operations are those of
     the same project, stage and provider. ``jobs`` is the whole history (any order); verdicts
     are given for the ids in ``in_period`` (all when None) but every job feeds the baseline.
+
+    ``verdicts`` memoises per-job results for one unchanged history: walking the baselines is
+    cheap, the medians are not, and the fleet view asks about the same jobs on every request.
     """
     wanted = None if in_period is None else set(in_period)
     pool = list(jobs)
@@ -114,6 +127,11 @@ def job_anomalies(
         if job.status == "running":
             continue
         judge = wanted is None or job.job_id in wanted
+        known = verdicts.get(job.job_id) if verdicts is not None and judge else None
+        if known is not None:
+            found.extend(known)
+            judge = False
+        start = len(found)
         cost = job.cost
         at = _day(job.started)
         if judge:
@@ -173,6 +191,8 @@ def job_anomalies(
                             )
                         )
                 window.append(value)
+        if verdicts is not None and known is None and (wanted is None or job.job_id in wanted):
+            verdicts[job.job_id] = found[start:]
     return found
 
 
@@ -245,13 +265,13 @@ def stage_latency_trends(jobs: Iterable[JobSummary], since: float, until: float)
     last_day = int((until - 1) // 86400)
     found = []
     for stage, days in sorted(daily.items()):
-        medians = {d: statistics.median(v) for d, v in days.items()}
+        medians = {d: _median(v) for d, v in days.items()}
         earlier = [m for d, m in medians.items() if d <= last_day - RECENT_DAYS]
         recent = [m for d, m in medians.items() if d > last_day - RECENT_DAYS]
         if len(earlier) < 5 or not recent:
             continue
         threshold, median = robust_threshold(earlier)
-        value = statistics.median(recent)
+        value = _median(recent)
         if value > threshold:
             found.append(
                 Anomaly(

@@ -187,7 +187,11 @@ def _latency_table(key: str, title: str, groups: Mapping[str, list[float]]) -> T
 
 
 def compute(
-    source: JobSource, filters: Filters, *, history: Iterable[JobSummary] | None = None
+    source: JobSource,
+    filters: Filters,
+    *,
+    history: Iterable[JobSummary] | None = None,
+    verdicts: dict[str, list[Anomaly]] | None = None,
 ) -> Fleet:
     """The fleet figures for ``filters``; ``history`` (default: every job of the source)
     feeds the anomaly baselines, which reach back before the period."""
@@ -318,7 +322,7 @@ def compute(
         "bar",
         "s",
     )
-    anomalies = job_anomalies(everything, matched_ids)
+    anomalies = job_anomalies(everything, matched_ids, verdicts=verdicts)
     anomalies += provider_error_jumps(in_period, start, end)
     anomalies += stage_latency_trends(in_period, start, end)
     tables["anomalies"] = Table(

@@ -164,19 +164,26 @@ class FolderJobSource:
         self.store = store
         self._cache: dict[str, tuple[int, int, JobSummary | None]] = {}
         self._lock = threading.Lock()
+        #: Bumped whenever a refresh finds a job added, changed or gone: results derived from
+        #: the whole history (anomaly verdicts) stay valid while it stays the same.
+        self.generation = 0
 
     def refresh(self) -> list[JobSummary]:
         """Every job's summary, re-reading only the files that changed since the last call."""
         entries = self.store.job_entries()
         with self._lock:
             fresh: dict[str, tuple[int, int, JobSummary | None]] = {}
+            changed = len(entries) != len(self._cache)
             for job_id, mtime_ns, size in entries:
                 cached = self._cache.get(job_id)
                 if cached is not None and cached[0] == mtime_ns and cached[1] == size:
                     fresh[job_id] = cached
                     continue
+                changed = True
                 fresh[job_id] = (mtime_ns, size, self._load(job_id))
             self._cache = fresh
+            if changed:
+                self.generation += 1
             return [s for _, _, s in fresh.values() if s is not None]
 
     def _load(self, job_id: str) -> JobSummary | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -164,6 +165,8 @@ class TelemetryApp:
         self.prices = _server_prices()
         #: The fleet view's jobs: the local folder here; another store plugs in as a JobSource.
         self.source: JobSource = FolderJobSource(self.store)
+        self._verdicts: tuple[int | None, dict[str, list[Any]]] = (None, {})
+        self._verdict_lock = threading.Lock()
         self.templates = Environment(
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
@@ -313,7 +316,19 @@ class TelemetryApp:
         filters = fleet_view.parse_filters(
             request.query_params,
             datetime.fromtimestamp(latest, UTC) if latest is not None else None)
-        return fleet_view.compute(self.source, filters, history=history)
+        return fleet_view.compute(self.source, filters, history=history,
+                                  verdicts=self.verdicts())
+
+    def verdicts(self) -> dict[str, list[Any]] | None:
+        """Anomaly verdicts memoised for the source's current generation (None: a source
+        that cannot tell when its history changed is judged afresh)."""
+        generation = getattr(self.source, "generation", None)
+        if generation is None:
+            return None
+        with self._verdict_lock:
+            if self._verdicts[0] != generation:
+                self._verdicts = (generation, {})
+            return self._verdicts[1]
 
     def insights_page(self, request: Request) -> Response:
         try:
@@ -352,7 +367,7 @@ class TelemetryApp:
         from ..insights import job_anomalies
 
         history = list(iter_summaries(self.source))
-        return job_anomalies(history, [job_id])
+        return job_anomalies(history, [job_id], verdicts=self.verdicts())
 
     def read_for_page(self, request: Request, job_id: str) -> Collection | Response:
         """The job's collection, or the error page that explains why there is none."""
