@@ -55,12 +55,13 @@ def main() -> None:
         print(f"cold /api/insights (30 days): {cold:.2f} s, summary cache +{rss_mb() - before:.0f} MB peak RSS")
         for label, params in (("30 days", {}), ("365 days", {"since": "2025-11-02", "until": "2026-11-01"})):
             times = []
-            for _ in range(3):
+            for _ in range(4):
                 started = time.perf_counter()
                 body = client.get("/api/insights", params=params).json()
                 times.append(time.perf_counter() - started)
+            # The first warm request of a period also judges its jobs' anomalies (memoised).
             print(f"warm /api/insights ({label}, {body['totals']['jobs']:,} jobs in period): "
-                  f"median {statistics.median(times):.2f} s")
+                  f"first {times[0]:.2f} s, then median {statistics.median(times[1:]):.2f} s")
         started = time.perf_counter()
         assert client.get("/insights").status_code == 200
         print(f"warm /insights page: {time.perf_counter() - started:.2f} s")

@@ -58,3 +58,23 @@ class JobValidationError(AuraOtelError):
     The legacy pipeline told input-validation failures apart from generation failures; a host
     marks the former by raising this, or by calling ``JobHandle.fail_validation``.
     """
+
+
+class BudgetExceeded(AuraOtelError):
+    """A stage's estimated cost would cross a hard budget threshold; the stage did not start.
+
+    ``scope`` is ``job``, ``project`` or ``month``; ``provider`` is set when the threshold was
+    a provider's; ``limit``, ``spent`` and ``estimated`` are amounts in the budget's currency.
+    """
+
+    error_code = "BUDGET_EXCEEDED"
+
+    def __init__(self, message: str, *, scope: str, subject: str, provider: str | None,
+                 limit: float, spent: float, estimated: float) -> None:
+        super().__init__(message)
+        self.scope = scope
+        self.subject = subject
+        self.provider = provider
+        self.limit = limit
+        self.spent = spent
+        self.estimated = estimated

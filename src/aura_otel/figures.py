@@ -345,3 +345,32 @@ def headline(
         "saved": total_saved(recs),
         "record_costs": [record_cost(r) for r in recs],
     }
+
+
+# -- budgets -------------------------------------------------------------------------------------
+#: The start of the message of a job stopped by a hard budget threshold (aura_otel.budgets).
+BUDGET_EXCEEDED_PREFIX = "budget exceeded"
+
+
+def within_budget(
+    collection: CollectionLike,
+    budget: float | None = None,
+    provider_limits: Mapping[str, float] | None = None,
+) -> bool:
+    """Whether a job stayed within its hard thresholds: its total cost within ``budget``, each
+    provider's within its limit (names compared case-insensitively), and no stage refused by
+    a hard threshold. Crossing a soft threshold is a warning, still within budget."""
+    doc = as_dict(collection)
+    recs = records(doc)
+    if any(str(r.get("message") or "").startswith(BUDGET_EXCEEDED_PREFIX) for r in recs):
+        return False
+    costs = [r.get("cost_estimate") for r in recs if r.get("cost_estimate") is not None]
+    if budget is not None and costs and sum_money(costs) > budget + 1e-12:
+        return False
+    for provider, limit in (provider_limits or {}).items():
+        spent = [r.get("cost_estimate") for r in recs
+                 if str(r.get("provider") or "").lower() == provider.lower()
+                 and r.get("cost_estimate") is not None]
+        if spent and sum_money(spent) > limit + 1e-12:
+            return False
+    return True

@@ -326,6 +326,9 @@ def fold_span(span: Any) -> FoldedSpan | None:
     if span.name == c.JOB_SPAN_NAME:
         unit["k"] = ROOT
         unit["t"] = f"{ctx.trace_id:032x}"
+        budget = _amount(attrs.get(c.BUDGET_AMOUNT))
+        if budget is not None:
+            unit["b"] = budget  # the legacy report's withinBudget is judged against it
         if _is_error(span):
             unit["err"] = _error_code(span, found, True) or "GENERATION_ERROR"
             message = _message(span, found)

@@ -28,6 +28,7 @@ from starlette.staticfiles import StaticFiles
 
 from .. import conventions as c
 from .. import figures, legacy
+from ..budgets import BudgetRules
 from ..errors import (
     ConfigurationError,
     CorruptTelemetryError,
@@ -163,6 +164,7 @@ class TelemetryApp:
         self.index = JobIndex(self.store, abandoned_after=abandoned_after)
         self.trace_template, self.trace_backend = _trace_template(jaeger_url, trace_url)
         self.prices = _server_prices()
+        self.budget_rules = BudgetRules.from_env()
         #: The fleet view's jobs: the local folder here; another store plugs in as a JobSource.
         self.source: JobSource = FolderJobSource(self.store)
         self._verdicts: tuple[int | None, dict[str, list[Any]]] = (None, {})
@@ -233,7 +235,13 @@ class TelemetryApp:
         return legacy.diagnostics_summary(self.read(job_id))
 
     def run_summary(self, request: Request, job_id: str) -> dict[str, Any]:
-        return legacy.run_cost_report(self.read(job_id))
+        collection = self.read(job_id)
+        units = self.store.read_journal(job_id)
+        budget = next((float(u["b"]) for u in units.values() if u.get("k") == "root" and "b" in u),
+                      self.budget_rules.job.total.hard)
+        limits = {name: limit.hard for name, limit in self.budget_rules.job.providers.items()
+                  if limit.hard is not None}
+        return legacy.run_cost_report(collection, budget=budget, provider_limits=limits)
 
     def schema(self, request: Request) -> Response:
         return JSONResponse(TelemetrySchema(
