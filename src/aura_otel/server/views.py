@@ -153,6 +153,8 @@ def _ms_clock(value: Any) -> str:
 
 def short_duration(ms: float) -> str:
     """A bar's duration in the unit a reader compares at a glance: ms below one second."""
+    if ms < 10:
+        return f"{ms:.1f} ms"
     if ms < 1000:
         return f"{ms:.0f} ms"
     if ms < 60_000:
@@ -172,8 +174,8 @@ def ticks(total_seconds: float, target: int = 6) -> list[Tick]:
     n = 0
     while n * step <= total_seconds * 1.0000001:
         value = n * step
-        out.append(Tick(round(value / total_seconds * 100, 3), short_duration(value * 1000)
-                        if value else "0"))
+        label = "0" if not value else f"{value:g} s" if value >= 1 else short_duration(value * 1000)
+        out.append(Tick(round(value / total_seconds * 100, 3), label))
         n += 1
     return out
 
