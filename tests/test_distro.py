@@ -128,7 +128,7 @@ def web_server() -> Iterator[str]:
     """The HTTP dependency the service calls (urllib is instrumented, so a client span)."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
+        def do_GET(self) -> None:  # noqa: N802
             self.send_response(200)
             self.send_header("Content-Length", "2")
             self.end_headers()

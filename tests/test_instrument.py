@@ -164,6 +164,7 @@ def test_exception_in_stage_is_recorded_and_reraised_unchanged(traced) -> None:
 
 def _real_timeouts() -> list[BaseException]:
     """Timeouts as the studio's HTTP and LLM clients really raise them."""
+    import socket
 
     import httpx
     import openai
@@ -171,8 +172,8 @@ def _real_timeouts() -> list[BaseException]:
     request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
     return [
         TimeoutError("provider took too long"),
-        TimeoutError(),
-        TimeoutError("timed out"),
+        asyncio.TimeoutError(),
+        socket.timeout("timed out"),
         httpx.ReadTimeout("read timed out", request=request),
         httpx.ConnectTimeout("connect timed out", request=request),
         openai.APITimeoutError(request=request),
@@ -363,7 +364,7 @@ def test_two_process_job_yields_one_file_with_all_stages(tmp_path: Path) -> None
 
 
 class _FakeOpenAI(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
+    def do_POST(self) -> None:  # noqa: N802
         length = int(self.headers.get("content-length", 0))
         body = json.loads(self.rfile.read(length))
         reply = {

@@ -384,7 +384,7 @@ def test_a_span_that_cannot_be_masked_is_dropped_counted_and_never_raises(caplog
 
 
 class _FailingTarget(SpanProcessor):
-    def on_end(self, span) -> None:
+    def on_end(self, span) -> None:  # noqa: ANN001
         raise RuntimeError("exporter bug")
 
 
@@ -476,10 +476,10 @@ def test_on_start_is_not_forwarded_to_targets() -> None:
     seen: list[str] = []
 
     class Recorder(SpanProcessor):
-        def on_start(self, span, parent_context=None) -> None:
+        def on_start(self, span, parent_context=None) -> None:  # noqa: ANN001
             seen.append("start")
 
-        def on_end(self, span) -> None:
+        def on_end(self, span) -> None:  # noqa: ANN001
             seen.append("end")
 
     provider = TracerProvider()
@@ -499,7 +499,7 @@ def test_masking_runs_off_the_application_thread_and_flush_delivers_everything()
     release = threading.Event()
 
     class Held(SpanProcessor):
-        def on_end(self, span) -> None:
+        def on_end(self, span) -> None:  # noqa: ANN001
             if threading.get_ident() == app:
                 ran_on_app_thread.append(span.name)  # masking inline: what must not happen
             else:
@@ -530,7 +530,7 @@ def test_a_full_masking_queue_masks_in_the_caller_instead_of_losing_or_growing()
     gate = threading.Event()
 
     class Slow(SpanProcessor):
-        def on_end(self, span) -> None:
+        def on_end(self, span) -> None:  # noqa: ANN001
             if threading.current_thread().name == "aura-otel-masking":
                 gate.wait(10)  # the worker is stuck: the queue fills up
 

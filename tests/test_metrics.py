@@ -179,7 +179,7 @@ def test_a_traces_only_endpoint_does_not_enable_metrics(monkeypatch: pytest.Monk
 def test_an_endpoint_argument_is_a_base_url(argument: str, expected: str) -> None:
     exporter = make_otlp_metric_exporter(argument, "http/protobuf")
     assert isinstance(exporter, HttpMetrics)
-    assert exporter._endpoint == expected
+    assert exporter._endpoint == expected  # noqa: SLF001 (the URL the exporter will post to)
 
 
 def test_protocol_and_endpoint_from_the_standard_variables(monkeypatch: pytest.MonkeyPatch) -> None:
