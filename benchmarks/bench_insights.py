@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
 from starlette.testclient import TestClient  # noqa: E402
+from tests.fleet_support import write_many  # noqa: E402
 
 from aura_otel.server import create_app  # noqa: E402
-from tests.fleet_support import write_many  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -52,16 +52,23 @@ def main() -> None:
         response = client.get("/api/insights")
         cold = time.perf_counter() - started
         assert response.status_code == 200, response.text
-        print(f"cold /api/insights (30 days): {cold:.2f} s, summary cache +{rss_mb() - before:.0f} MB peak RSS")
-        for label, params in (("30 days", {}), ("365 days", {"since": "2025-11-02", "until": "2026-11-01"})):
+        print(
+            f"cold /api/insights (30 days): {cold:.2f} s, summary cache +{rss_mb() - before:.0f} MB peak RSS"
+        )
+        for label, params in (
+            ("30 days", {}),
+            ("365 days", {"since": "2025-11-02", "until": "2026-11-01"}),
+        ):
             times = []
             for _ in range(4):
                 started = time.perf_counter()
                 body = client.get("/api/insights", params=params).json()
                 times.append(time.perf_counter() - started)
             # The first warm request of a period also judges its jobs' anomalies (memoised).
-            print(f"warm /api/insights ({label}, {body['totals']['jobs']:,} jobs in period): "
-                  f"first {times[0]:.2f} s, then median {statistics.median(times[1:]):.2f} s")
+            print(
+                f"warm /api/insights ({label}, {body['totals']['jobs']:,} jobs in period): "
+                f"first {times[0]:.2f} s, then median {statistics.median(times[1:]):.2f} s"
+            )
         started = time.perf_counter()
         assert client.get("/insights").status_code == 200
         print(f"warm /insights page: {time.perf_counter() - started:.2f} s")

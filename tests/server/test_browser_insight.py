@@ -40,8 +40,15 @@ TEMPLATE = "http://127.0.0.1:9/trace/{trace_id}"  # never visited: only the href
 def jobs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("jobs")
     steady_fleet(root)
-    write(root, Spec("job-spike", "alpha", EPOCH_NS + 19 * DAY_NS + 23 * 3600 * 10**9,
-                     stage_scale={"visuals": 5.0}))
+    write(
+        root,
+        Spec(
+            "job-spike",
+            "alpha",
+            EPOCH_NS + 19 * DAY_NS + 23 * 3600 * 10**9,
+            stage_scale={"visuals": 5.0},
+        ),
+    )
     forwarded = make_pipeline(root, downstream=InMemorySpanExporter(), pricer=load_price_table())
     _produce(forwarded, "job-forwarded")
     forwarded.flush()
@@ -96,8 +103,8 @@ def non_white_pixels(png: bytes) -> int:
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     pos, idat, width, height, channels = 8, b"", 0, 0, 0
     while pos < len(png):
-        length, kind = struct.unpack(">I4s", png[pos:pos + 8])
-        data = png[pos + 8:pos + 8 + length]
+        length, kind = struct.unpack(">I4s", png[pos : pos + 8])
+        data = png[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             width, height, depth, color = struct.unpack(">IIBB", data[:10])
             assert depth == 8 and color in (2, 6)
@@ -111,7 +118,7 @@ def non_white_pixels(png: bytes) -> int:
     count = 0
     for y in range(height):
         filter_type = raw[y * (stride + 1)]
-        line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        line = bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
         for i in range(stride):
             left = line[i - channels] if i >= channels else 0
             up = previous[i]
@@ -127,8 +134,9 @@ def non_white_pixels(png: bytes) -> int:
                 pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
                 pred = left if pa <= pb and pa <= pc else up if pb <= pc else corner
                 line[i] = (line[i] + pred) & 255
-        count += sum(1 for x in range(0, stride, channels)
-                     if min(line[x], line[x + 1], line[x + 2]) < 230)
+        count += sum(
+            1 for x in range(0, stride, channels) if min(line[x], line[x + 1], line[x + 2]) < 230
+        )
         previous = line
     return count
 
@@ -195,10 +203,13 @@ def test_trace_links_and_timeline(page: Page, base_url: str) -> None:
     # Ticks, durations on bars, millisecond hover text, and Elapsed beside the latency sum.
     assert page.locator("#timeline-axis .tick").count() >= 3
     expect(page.locator("#timeline .timeline-duration").first).to_have_text(
-        page.locator("#timeline .timeline-duration").first.inner_text())
+        page.locator("#timeline .timeline-duration").first.inner_text()
+    )
     assert " ms" in page.locator("#timeline a.timeline-bar").first.get_attribute("title")
     expect(page.locator('li.card[data-card="elapsed"] .card-label')).to_have_text("Elapsed")
-    expect(page.locator('li.card[data-card="latency"] .card-label')).to_have_text("Sum of Stage Latencies")
+    expect(page.locator('li.card[data-card="latency"] .card-label')).to_have_text(
+        "Sum of Stage Latencies"
+    )
     page.goto(f"{base_url}/jobs/job-local/telemetry")
     expect(page.locator("code.trace-id")).to_have_count(1)
     expect(page.locator("a.trace-link")).to_have_count(0)
@@ -211,7 +222,8 @@ def test_fleet_charts_render_and_download(page: Page, base_url: str) -> None:
     for n in range(charts.count()):
         chart = charts.nth(n)
         areas = chart.locator("rect").evaluate_all(
-            "rs => rs.map(r => r.getBBox().width * r.getBBox().height)")
+            "rs => rs.map(r => r.getBBox().width * r.getBBox().height)"
+        )
         assert areas and max(areas) > 200, n
         assert non_white_pixels(chart.screenshot()) > 500, n
     expect(page.locator("#anomaly-table")).to_contain_text("job-spike")
@@ -219,7 +231,9 @@ def test_fleet_charts_render_and_download(page: Page, base_url: str) -> None:
     with page.expect_download() as info:
         page.locator('#chart-cost_by_stage a:text("CSV")').click()
     download = info.value
-    assert download.suggested_filename.startswith("cost_by_stage_") and download.suggested_filename.endswith(".csv")
+    assert download.suggested_filename.startswith(
+        "cost_by_stage_"
+    ) and download.suggested_filename.endswith(".csv")
     rows = list(csv.DictReader(io.StringIO(Path(download.path()).read_text())))
     assert {r["stage"] for r in rows} == {"script", "tts", "visuals"}
     # Keyboard: the filter form is reachable and submits with Enter.
