@@ -223,6 +223,28 @@ def test_api_page_and_downloads(http: httpx.Client) -> None:
     assert http.get("/api/insights/cost_by_stage.xml").status_code == 404
 
 
+def test_anomalies_as_a_metric(tmp_path: Path) -> None:
+    steady_fleet(tmp_path)
+    write(
+        tmp_path,
+        Spec(
+            "job-spike",
+            "alpha",
+            EPOCH_NS + 19 * DAY_NS + 23 * 3600 * 10**9,
+            stage_scale={"visuals": 5.0},
+        ),
+    )
+    with live_server(tmp_path) as base:
+        response = httpx.get(f"{base}/api/insights/metrics")
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    lines = dict(
+        line.rsplit(" ", 1) for line in response.text.splitlines() if not line.startswith("#")
+    )
+    assert lines['aura_insights_anomalies{kind="stage_latency"}'] == "1"
+    assert lines['aura_insights_anomalies{kind="provider_errors"}'] == "0"
+    assert lines["aura_insights_jobs"] == "101"
+
+
 def test_csv_cells_cannot_become_formulas(tmp_path: Path) -> None:
     write(tmp_path, Spec("job-1", '=HYPERLINK("http://evil")', EPOCH_NS))
     fleet = compute(FolderJobSource(JobStore(tmp_path)), ALL)

@@ -367,3 +367,33 @@ def compute(
         anomalies=anomalies,
         choices={k: sorted(v - {""}) for k, v in choices.items()},
     )
+
+
+ANOMALY_KINDS = (
+    "job_cost",
+    "job_duration",
+    "stage_cost",
+    "stage_latency",
+    "provider_errors",
+    "stage_trend",
+)
+
+
+def prometheus_text(fleet: Fleet) -> str:
+    """``aura_insights_anomalies{kind=...}`` (every kind, zeros included, so an alert rule
+    sees the series before the first anomaly) and the period's totals."""
+    counts = dict.fromkeys(ANOMALY_KINDS, 0)
+    for anomaly in fleet.anomalies:
+        counts[anomaly.kind] = counts.get(anomaly.kind, 0) + 1
+    lines = [
+        "# HELP aura_insights_anomalies Anomalies in the period, by kind (docs/insights.md).",
+        "# TYPE aura_insights_anomalies gauge",
+        *(f'aura_insights_anomalies{{kind="{kind}"}} {n}' for kind, n in counts.items()),
+        "# HELP aura_insights_jobs Jobs in the period matching the filters.",
+        "# TYPE aura_insights_jobs gauge",
+        f"aura_insights_jobs {fleet.jobs}",
+        "# HELP aura_insights_cost_usd Cost of the period's jobs (unpriced operations excluded).",
+        "# TYPE aura_insights_cost_usd gauge",
+        f"aura_insights_cost_usd {fleet.total_cost}",
+    ]
+    return "\n".join(lines) + "\n"

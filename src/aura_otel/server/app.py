@@ -353,6 +353,16 @@ class TelemetryApp:
         except ValueError as exc:
             return problem(request, 400, str(exc))
 
+    def insights_metrics(self, request: Request) -> Response:
+        """The fleet's anomaly counts (and totals) in the Prometheus text format, for the
+        same query as ``/api/insights``: a scraper alerts on them like on any other metric."""
+        try:
+            result = self.fleet(request)
+        except ValueError as exc:
+            return problem(request, 400, str(exc))
+        return Response(fleet_view.prometheus_text(result),
+                        media_type="text/plain; version=0.0.4; charset=utf-8")
+
     def insights_download(self, request: Request) -> Response:
         """One chart's numbers as CSV or JSON (an attachment, named after chart and period)."""
         chart, fmt = request.path_params["chart"], request.path_params["fmt"]
@@ -480,6 +490,7 @@ def create_app(
         Route("/api/cost-tracking/run-summary/{job_id:path}", app.api(app.run_summary), methods=get),
         Route("/api/jobs", app.jobs_api, methods=get),
         Route("/api/insights", app.insights_api, methods=get),
+        Route("/api/insights/metrics", app.insights_metrics, methods=get),
         Route("/api/insights/{chart}.{fmt}", app.insights_download, methods=get),
         Route("/insights", app.insights_page, methods=get),
         Route("/api/openapi.json", app.openapi, methods=get),
