@@ -249,3 +249,15 @@ def test_job_page_shows_its_anomalies(page: Page, base_url: str) -> None:
     expect(page.locator("#job-anomalies")).to_contain_text("visuals")
     page.goto(f"{base_url}/jobs/job-d05-01/telemetry")
     expect(page.locator("#job-anomalies")).to_have_count(0)
+
+
+def test_phone_layout_of_the_new_pages(browser: Browser, base_url: str) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    try:
+        phone = context.new_page()
+        for path in ("/insights", "/jobs/job-forwarded/telemetry/ops/1"):
+            phone.goto(f"{base_url}{path}")
+            assert phone.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0, path
+        screenshot(phone, "insights-phone.png")
+    finally:
+        context.close()
