@@ -167,8 +167,15 @@ def openapi_document() -> dict[str, Any]:
                     "operationId": "getInsights",
                     "parameters": [
                         {"name": name, "in": "query", "schema": {"type": "string"}}
-                        for name in ("since", "until", "project", "provider", "model",
-                                     "stage", "status")
+                        for name in (
+                            "since",
+                            "until",
+                            "project",
+                            "provider",
+                            "model",
+                            "stage",
+                            "status",
+                        )
                     ],
                     "responses": {
                         "200": _json(_INSIGHTS, "The fleet view's figures (docs/insights.md)"),
