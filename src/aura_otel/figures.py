@@ -321,6 +321,17 @@ def success_rate(summary: Mapping[str, Any]) -> float:
     return (summary.get("successful_operations") or 0) / total * 100 if total else 0.0
 
 
+def elapsed(collection: CollectionLike) -> str:
+    """The job's wall-clock time, first start to last end (so far, for a running job), one
+    decimal: stages overlap and wait, so it is not the sum of their latencies."""
+    doc = as_dict(collection)
+    start = parse_time(doc.get("collection_started_at"))
+    if start is None:
+        return NOT_AVAILABLE
+    end = parse_time(doc.get("collection_ended_at")) or last_activity(doc) or start
+    return seconds(max((end - start).total_seconds(), 0.0) * 1000, 1)
+
+
 def headline(
     collection: CollectionLike,
     *,
@@ -339,6 +350,7 @@ def headline(
         "total_cost": total_cost(summary, unpriced),
         "unpriced": unpriced,
         "latency": seconds(int(summary.get("total_latency_ms") or 0), 1),
+        "elapsed": elapsed(doc),
         "tokens": int(summary.get("total_tokens_in") or 0)
         + int(summary.get("total_tokens_out") or 0),
         "cache_hits": int(summary.get("cache_hits") or 0),

@@ -355,18 +355,6 @@ def _issues(diagnostics: Mapping[str, Any]) -> list[Issue]:
     return issues
 
 
-def _elapsed(doc: Mapping[str, Any], rows: Sequence[StageRow], now: datetime | None) -> str:
-    """Wall-clock time of the job: stages overlap and wait, so it is not the latency sum."""
-    start = figures.parse_time(doc.get("collection_started_at"))
-    end = figures.parse_time(doc.get("collection_ended_at"))
-    if start is None:
-        return NOT_AVAILABLE
-    if end is None:
-        ends = [e for e in (figures.parse_time(r.ended_at) for r in rows) if e is not None]
-        end = max(ends, default=start)
-    return seconds(max((end - start).total_seconds(), 0.0) * 1000, 1)
-
-
 def _cards(summary: Mapping[str, Any], unpriced: int, elapsed: str = NOT_AVAILABLE) -> list[Card]:
     ops = int(summary.get("total_operations") or 0)
     tokens_in = int(summary.get("total_tokens_in") or 0)
@@ -418,7 +406,7 @@ def run_details(
         finished=(date_time(doc.get("collection_ended_at")) if not figures.is_running(doc)
                   else "still running" if running else "never (abandoned)"),
         running=running,
-        cards=_cards(summary, unpriced, _elapsed(doc, rows, now)),
+        cards=_cards(summary, unpriced, figures.elapsed(doc)),
         rows=sort_rows(rows, sort, direction),
         headers=_headers(doc["job_id"], sort, direction),
         timeline=bars,
