@@ -150,3 +150,46 @@ def test_the_run_page_links_every_operation_without_javascript(http: httpx.Clien
 def test_a_bad_trace_template_is_a_configuration_error(tmp_path: Path, url: str) -> None:
     with pytest.raises(ConfigurationError):
         create_app(tmp_path, trace_url=url)
+
+
+def test_how_each_cost_came_about() -> None:
+    from aura_otel.server.operation import operation
+
+    prices = load_price_table()
+    base = {
+        "stage": "script",
+        "latency_ms": 1,
+        "result_status": "ok",
+        "started_at": "2026-11-20T10:00:00Z",
+        "ended_at": "2026-11-20T10:00:01Z",
+    }
+    cases = {
+        "explicit": {**base, "cost_estimate": 0.5, "metadata": {"pricing": "explicit"}},
+        "cache": {
+            **base,
+            "cost_estimate": 0.0,
+            "cache_hit": True,
+            "metadata": {"pricing": "cache_hit", "cost_saved": 0.02},
+        },
+        "unpriced": {
+            **base,
+            "provider": "openai",
+            "model_id": "no-such-model",
+            "tokens_in": 5,
+            "metadata": {"pricing": "unpriced"},
+        },
+        "legacy": {**base, "cost_estimate": 0.01},
+        "nothing": dict(base),
+    }
+    doc = {"job_id": "j", "records": list(cases.values())}
+    said = {name: operation(doc, {}, n, prices).pricing for n, name in enumerate(cases)}
+    assert said["explicit"][0].startswith("Explicit cost")
+    assert said["cache"] == [
+        "Cache hit: no provider was paid, so the cost is $0.",
+        "Saved $0.0200 (what the price table would have charged).",
+    ]
+    assert "no-such-model" in said["unpriced"][1] and prices.version in said["unpriced"][1]
+    assert said["legacy"][0].startswith("Cost as the file states it")
+    assert said["nothing"][0].startswith("No cost")
+    with pytest.raises(IndexError):
+        operation(doc, {}, 5, prices)

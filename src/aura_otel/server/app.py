@@ -212,6 +212,9 @@ class TelemetryApp:
             except TelemetryNotFoundError:
                 return problem(request, 404, f"No telemetry was found for job {job_id!r}.",
                                guidance=NOT_FOUND_GUIDANCE)
+            except IndexError:
+                return problem(request, 404, f"Job {job_id!r} has no operation with that "
+                               "number (operations are numbered from 0 in file order).")
             except TelemetryTooLargeError as exc:
                 logger.warning("job %r: %s [correlation %s]", job_id, exc, correlation_id(request))
                 return problem(request, 422, too_large_detail(job_id, exc))
@@ -425,10 +428,8 @@ class TelemetryApp:
                                         self.store.read_journal(job_id), position, self.prices)
 
     def operation_api(self, request: Request, job_id: str) -> dict[str, Any]:
-        try:
-            return self.operation(job_id, int(request.path_params["position"])).to_json()
-        except IndexError:
-            raise TelemetryNotFoundError("no such operation") from None
+        # An IndexError (no such operation) becomes a 404 problem in ``api``.
+        return self.operation(job_id, int(request.path_params["position"])).to_json()
 
     def bad_job_path(self, request: Request) -> Response:
         """Anything under /jobs/ that is not ``<id>/telemetry``: a bare id goes to its page."""

@@ -153,7 +153,12 @@ def _pricing(rec: Mapping[str, Any], prices: PriceTable | None) -> list[str]:
     if rec.get("cost_estimate") is None:
         return ["No cost: nothing priced was used (no tokens, characters, images or seconds)."]
     version = rec.get("pricing_version")
-    lines = [f"Priced by table {_opt(version)} at fold time ({rec.get('currency') or 'USD'})."]
+    if version is None:
+        return [
+            "Cost as the file states it: no price table version is recorded, so the "
+            "producer (or an older writer) set it."
+        ]
+    lines = [f"Priced by table {version} at fold time ({rec.get('currency') or 'USD'})."]
     if prices is not None:
         found = prices.find(provider, model)
         if not isinstance(found, str):
