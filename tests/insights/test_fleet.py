@@ -125,6 +125,14 @@ def test_a_job_far_above_its_history_is_flagged_stage_by_stage(tmp_path: Path) -
     assert ("stage_cost", "job-spike", "visuals") in kinds
     assert ("job_cost", "job-spike", None) in kinds
     assert {a.job_id for a in fleet.anomalies} == {"job-spike"}
+    # Verdicts memoised for this history answer the same, in the same order.
+    verdicts: dict = {}
+    source = FolderJobSource(JobStore(tmp_path))
+    first = compute(source, ALL, verdicts=verdicts).anomalies
+    assert (
+        "job-spike" in verdicts
+        and compute(source, ALL, verdicts=verdicts).anomalies == first == fleet.anomalies
+    )
 
 
 def test_a_provider_error_jump_and_a_latency_trend(tmp_path: Path) -> None:

@@ -322,7 +322,10 @@ def compute(
         "bar",
         "s",
     )
-    anomalies = job_anomalies(everything, matched_ids, verdicts=verdicts)
+    anomalies = sorted(
+        job_anomalies(everything, matched_ids, verdicts=verdicts),
+        key=lambda a: (a.at, a.job_id or "", a.kind, a.subject),
+    )
     anomalies += provider_error_jumps(in_period, start, end)
     anomalies += stage_latency_trends(in_period, start, end)
     tables["anomalies"] = Table(
