@@ -245,6 +245,12 @@ def test_fleet_charts_render_and_download(page: Page, base_url: str) -> None:
 
 
 def test_job_page_shows_its_anomalies(page: Page, base_url: str) -> None:
+    page.goto(f"{base_url}/jobs")
+    page.get_by_role("link", name="Insights").click()  # the fleet view is one click away
+    page.wait_for_url(f"{base_url}/insights")
+    page.locator("#anomaly-table").get_by_role("link", name="job-spike").first.click()
+    page.wait_for_url(f"{base_url}/jobs/job-spike/telemetry")
+    screenshot(page, "run-details-anomalies.png")
     page.goto(f"{base_url}/jobs/job-spike/telemetry")
     expect(page.locator("#job-anomalies")).to_contain_text("visuals")
     page.goto(f"{base_url}/jobs/job-d05-01/telemetry")
