@@ -294,7 +294,8 @@ class TelemetryApp:
             abandoned_after=self.abandoned_after,
         )
         doc = figures.as_dict(collection)
-        operations = [operation_view.operation(doc, units, n, self.prices)
+        index = operation_view.SpanIndex(units)
+        operations = [operation_view.operation(doc, units, n, self.prices, index)
                       for n in range(len(doc.get("records") or []))]
         return self.render(
             "run_details.html", run=details, rendered_at=views.now_text(),

@@ -94,24 +94,6 @@ def _key(stage: Any, started: Any, ended: Any, scene: Any) -> tuple[str, str, st
     return (figures.lower(stage), str(started), str(ended), scene)
 
 
-def _stage_span(rec: Mapping[str, Any], units: Mapping[str, Unit]) -> str | None:
-    """The span id whose unit made ``rec``: a record is its span's stage, start, end and scene
-    (the fold writes all four from the span and never changes them)."""
-    want = _key(
-        rec.get("stage"), rec.get("started_at"), rec.get("ended_at"), rec.get("scene_index")
-    )
-    for span_id, unit in units.items():
-        if unit.get("k") != STAGE:
-            continue
-        r = unit.get("r") or {}
-        if (
-            _key(r.get("stage"), r.get("started_at"), r.get("ended_at"), r.get("scene_index"))
-            == want
-        ):
-            return span_id
-    return None
-
-
 def _opt(value: Any) -> str:
     return figures.NOT_AVAILABLE if value is None or value == "" else str(value)
 
@@ -182,27 +164,57 @@ def _metadata(rec: Mapping[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
-def _calls(stage_span: str, units: Mapping[str, Unit]) -> list[Call]:
-    start = units[stage_span].get("s", 0)
-    calls = []
-    for span_id, unit in units.items():
-        if unit.get("k") not in (CHILD, LINK) or stage_of(span_id, units) != stage_span:
-            continue
-        calls.append(
-            Call(
-                name=str(unit.get("n") or "(unnamed span)"),
-                kind="call with usage" if unit.get("k") == CHILD else "span",
-                offset_ms=round((unit.get("s", start) - start) / 1e6, 3),
-                duration_ms=round((unit.get("e", 0) - unit.get("s", 0)) / 1e6, 3),
-                provider=unit.get("provider"),
-                model=unit.get("model"),
-                tokens_in=unit.get("tin"),
-                tokens_out=unit.get("tout"),
-                cost=unit.get("cost"),
+class SpanIndex:
+    """A job's units indexed once: which stage span made which record, and which spans ran
+    below each stage. A page shows every operation of a job; looking each up by a scan of the
+    journal would cost the square of its size."""
+
+    def __init__(self, units: Mapping[str, Unit]) -> None:
+        self.units = units
+        self.by_key: dict[tuple[str, str, str, Any], str] = {}
+        self.below: dict[str, list[str]] = {}
+        for span_id, unit in units.items():
+            kind = unit.get("k")
+            if kind == STAGE:
+                r = unit.get("r") or {}
+                key = _key(
+                    r.get("stage"), r.get("started_at"), r.get("ended_at"), r.get("scene_index")
+                )
+                self.by_key.setdefault(key, span_id)
+            elif kind in (CHILD, LINK):
+                owner = stage_of(span_id, units)
+                if owner is not None:
+                    self.below.setdefault(owner, []).append(span_id)
+
+    def stage_span(self, rec: Mapping[str, Any]) -> str | None:
+        """The span id whose unit made ``rec``: a record is its span's stage, start, end and
+        scene (the fold writes all four from the span and never changes them)."""
+        return self.by_key.get(
+            _key(
+                rec.get("stage"), rec.get("started_at"), rec.get("ended_at"), rec.get("scene_index")
             )
         )
-    calls.sort(key=lambda call: (call.offset_ms, call.name))
-    return calls
+
+    def calls(self, stage_span: str) -> list[Call]:
+        start = self.units[stage_span].get("s", 0)
+        calls = []
+        for span_id in self.below.get(stage_span, ()):
+            unit = self.units[span_id]
+            calls.append(
+                Call(
+                    name=str(unit.get("n") or "(unnamed span)"),
+                    kind="call with usage" if unit.get("k") == CHILD else "span",
+                    offset_ms=round((unit.get("s", start) - start) / 1e6, 3),
+                    duration_ms=round((unit.get("e", 0) - unit.get("s", 0)) / 1e6, 3),
+                    provider=unit.get("provider"),
+                    model=unit.get("model"),
+                    tokens_in=unit.get("tin"),
+                    tokens_out=unit.get("tout"),
+                    cost=unit.get("cost"),
+                )
+            )
+        calls.sort(key=lambda call: (call.offset_ms, call.name))
+        return calls
 
 
 def operation(
@@ -210,8 +222,10 @@ def operation(
     units: Mapping[str, Unit],
     position: int,
     prices: PriceTable | None = None,
+    index: SpanIndex | None = None,
 ) -> Operation:
-    """Operation ``position`` (its index in the file's records); IndexError when none."""
+    """Operation ``position`` (its index in the file's records); IndexError when none.
+    ``index`` (of the same ``units``) saves re-indexing when a page shows every operation."""
     records: Sequence[Mapping[str, Any]] = doc.get("records") or []
     if not 0 <= position < len(records):
         raise IndexError(position)
@@ -255,7 +269,8 @@ def operation(
         pricing=_pricing(rec, prices),
         metadata=_metadata(rec),
     )
-    span_id = _stage_span(rec, units)
+    index = index if index is not None else SpanIndex(units)
+    span_id = index.stage_span(rec)
     if span_id is not None:
         op.span_found = True
         unit = units[span_id]
@@ -263,7 +278,7 @@ def operation(
         op.fields[7] = ("Requested model", _opt(requested))
         op.fields[8] = ("Response model", _opt(unit.get("rm")))
         op.error = dict(units[span_id].get("x") or {})
-        op.calls = _calls(span_id, units)
+        op.calls = index.calls(span_id)
         op.fields.append(("Span", span_id))
         op.fields.append(("Span start", format_timestamp_ns(units[span_id].get("s", 0))))
     return op
