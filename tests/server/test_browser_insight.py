@@ -263,7 +263,9 @@ def test_phone_layout_of_the_new_pages(browser: Browser, base_url: str) -> None:
         phone = context.new_page()
         for path in ("/insights", "/jobs/job-forwarded/telemetry/ops/1"):
             phone.goto(f"{base_url}{path}")
-            assert phone.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0, path
+            assert (
+                phone.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+            ), path
         screenshot(phone, "insights-phone.png")
     finally:
         context.close()
