@@ -57,10 +57,12 @@ def write_doc(jobs_dir: Path, doc: dict[str, Any], *, mtime: float | None = None
     return path
 
 
-def write_trace_ids(jobs_dir: Path, job_id: str, trace_ids: list[str]) -> None:
-    """Root-span units in the job's journal, as the exporter leaves them: what the Jaeger link
-    reads (through ``exporter.job_trace_ids``)."""
-    units = {f"root{n}": {"k": ROOT, "t": trace_id, "s": 0, "e": 1} for n, trace_id in enumerate(trace_ids)}
+def write_trace_ids(jobs_dir: Path, job_id: str, trace_ids: list[str], *,
+                    forwarded: bool = True) -> None:
+    """Root-span units in the job's journal, as the exporter leaves them: what the trace link
+    reads (``fw`` is the exporter's mark that the spans also went to a trace backend)."""
+    units = {f"root{n}": {"k": ROOT, "t": trace_id, "s": 0, "e": 1, **({"fw": 1} if forwarded else {})}
+             for n, trace_id in enumerate(trace_ids)}
     with JobStore(jobs_dir).journal(job_id) as journal:
         journal.append(units)
 

@@ -165,6 +165,7 @@ def test_every_view_shows_the_same_figures(job: Pipeline) -> None:
         "success": head["success_rate"],
         "cost": head["total_cost"],
         "latency": head["latency"],
+        "elapsed": head["elapsed"],
         "tokens": figures.count(head["tokens"]),
         "cache": str(head["cache_hits"]),
     }

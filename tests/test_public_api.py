@@ -7,7 +7,7 @@ import inspect
 import aura_otel
 
 PUBLIC = {
-    "AuraOtelError", "Collection", "ConfigurationError", "CorruptTelemetryError",
+    "AuraOtelError", "BudgetExceeded", "Collection", "ConfigurationError", "CorruptTelemetryError",
     "InvalidJobIdError", "JobContextProcessor", "JobHandle", "JobStore", "JobValidationError",
     "MaskingRules", "MaskingSpanProcessor", "Record", "ResultStatus", "RunTelemetryExporter",
     "SelectionSource", "Stage", "StageHandle", "Summary", "Telemetry", "TelemetryNotFoundError",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from .errors import (
     AuraOtelError,
+    BudgetExceeded,
     ConfigurationError,
     CorruptTelemetryError,
     InvalidJobIdError,
@@ -46,6 +47,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuraOtelError",
+    "BudgetExceeded",
     "Collection",
     "ConfigurationError",
     "CorruptTelemetryError",

@@ -99,6 +99,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         jaeger_url=args.jaeger_url or settings.jaeger_url,
+        trace_url=args.trace_url or settings.trace_url,
         access_token=args.access_token or settings.access_token,
         max_file_bytes=(args.max_file_bytes if args.max_file_bytes is not None
                         else settings.max_file_bytes),
@@ -194,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="bind address (non-loopback needs --access-token)")
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument("--jaeger-url", help=f"Jaeger UI base URL for trace links (${c.ENV_JAEGER_URL})")
+    serve.add_argument("--trace-url", metavar="TEMPLATE",
+                       help="trace link of any backend, e.g. 'http://jaeger:16686/trace/{trace_id}' "
+                            f"(${c.ENV_TRACE_URL}; wins over --jaeger-url)")
     serve.add_argument("--access-token", help=f"required on every request (${c.ENV_ACCESS_TOKEN})")
     serve.add_argument("--max-file-bytes", type=int, metavar="N",
                        help=f"largest telemetry.json to parse (${c.ENV_MAX_FILE_BYTES}, default 32 MiB)")

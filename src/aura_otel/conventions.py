@@ -17,6 +17,10 @@ STAGE_SPAN_PREFIX: Final = "aura.stage."
 JOB_ID: Final = "aura.job.id"
 CORRELATION_ID: Final = "aura.correlation.id"
 PROJECT_ID: Final = "aura.project.id"
+#: On the job span: the job's hard budget (an amount in the cost currency). ``job(budget=)``
+#: sets it; plain-OTel producers set it themselves. The fold keeps it in the journal so the
+#: legacy report's ``withinBudget`` can be judged.
+BUDGET_AMOUNT: Final = "aura.budget.amount"
 
 # -- stage ---------------------------------------------------------------------------------------
 STAGE: Final = "aura.stage"
@@ -130,6 +134,10 @@ ENV_MASK_PII: Final = "AURA_OTEL_MASK_PII"
 #: Longest string value (characters) scanned; longer ones are cut first. Default 65536.
 ENV_MASK_MAX_VALUE_LENGTH: Final = "AURA_OTEL_MASK_MAX_VALUE_LENGTH"
 ENV_JAEGER_URL: Final = "AURA_OTEL_JAEGER_URL"
+#: Trace link template of any backend, with ``{trace_id}`` (wins over the Jaeger URL).
+ENV_TRACE_URL: Final = "AURA_OTEL_TRACE_URL"
+#: A JSON or TOML file of job, project and monthly budgets (see aura_otel.budgets).
+ENV_BUDGETS_FILE: Final = "AURA_OTEL_BUDGETS_FILE"
 ENV_ACCESS_TOKEN: Final = "AURA_OTEL_ACCESS_TOKEN"
 #: Largest telemetry.json the server reads, in bytes (default 32 MiB).
 ENV_MAX_FILE_BYTES: Final = "AURA_OTEL_MAX_FILE_BYTES"
@@ -140,4 +148,6 @@ ENV_ABANDONED_AFTER: Final = "AURA_OTEL_ABANDONED_AFTER"
 METRIC_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
 METRIC_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
 METRIC_COST: Final = "aura.cost"
+#: Soft budget thresholds crossed (``aura.budget.scope`` = job, project or month).
+METRIC_BUDGET_WARNINGS: Final = "aura.budget.warnings"
 GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"

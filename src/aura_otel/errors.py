@@ -67,3 +67,23 @@ class StoreUnavailableError(AuraOtelError, OSError):
     UNAVAILABLE) and never acknowledges the spans; the web server answers 503. Both recover
     without a restart once the database answers again.
     """
+
+
+class BudgetExceeded(AuraOtelError):
+    """A stage's estimated cost would cross a hard budget threshold; the stage did not start.
+
+    ``scope`` is ``job``, ``project`` or ``month``; ``provider`` is set when the threshold was
+    a provider's; ``limit``, ``spent`` and ``estimated`` are amounts in the budget's currency.
+    """
+
+    error_code = "BUDGET_EXCEEDED"
+
+    def __init__(self, message: str, *, scope: str, subject: str, provider: str | None,
+                 limit: float, spent: float, estimated: float) -> None:
+        super().__init__(message)
+        self.scope = scope
+        self.subject = subject
+        self.provider = provider
+        self.limit = limit
+        self.spent = spent
+        self.estimated = estimated

@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -186,6 +186,8 @@ class RunTelemetryExporter(SpanExporter):
                         logger.error("aura-otel: span rejected, nothing written: %s", exc)
                     continue
                 valid.add(item.job_id)
+            if self._downstream is not None and item.unit.get("k") == ROOT:
+                item.unit["fw"] = 1  # trace links are offered only for forwarded jobs
             folded.append(item)
         if folded:
             with self._lock:
@@ -386,3 +388,9 @@ class RunTelemetryExporter(SpanExporter):
 def job_trace_ids(store: JobStore, job_id: str) -> list[str]:
     """Trace ids recorded for a job (empty when unknown): for links to a trace backend."""
     return trace_ids(store.read_journal(job_id))
+
+
+def was_forwarded(units: Mapping[str, Unit]) -> bool:
+    """Whether a job's root span went to a trace backend too: a link to a backend that never
+    received the trace would open an empty page."""
+    return any(u.get("k") == ROOT and u.get("fw") for u in units.values())

@@ -321,6 +321,17 @@ def success_rate(summary: Mapping[str, Any]) -> float:
     return (summary.get("successful_operations") or 0) / total * 100 if total else 0.0
 
 
+def elapsed(collection: CollectionLike) -> str:
+    """The job's wall-clock time, first start to last end (so far, for a running job), one
+    decimal: stages overlap and wait, so it is not the sum of their latencies."""
+    doc = as_dict(collection)
+    start = parse_time(doc.get("collection_started_at"))
+    if start is None:
+        return NOT_AVAILABLE
+    end = parse_time(doc.get("collection_ended_at")) or last_activity(doc) or start
+    return seconds(max((end - start).total_seconds(), 0.0) * 1000, 1)
+
+
 def headline(
     collection: CollectionLike,
     *,
@@ -339,9 +350,39 @@ def headline(
         "total_cost": total_cost(summary, unpriced),
         "unpriced": unpriced,
         "latency": seconds(int(summary.get("total_latency_ms") or 0), 1),
+        "elapsed": elapsed(doc),
         "tokens": int(summary.get("total_tokens_in") or 0)
         + int(summary.get("total_tokens_out") or 0),
         "cache_hits": int(summary.get("cache_hits") or 0),
         "saved": total_saved(recs),
         "record_costs": [record_cost(r) for r in recs],
     }
+
+
+# -- budgets -------------------------------------------------------------------------------------
+#: The start of the message of a job stopped by a hard budget threshold (aura_otel.budgets).
+BUDGET_EXCEEDED_PREFIX = "budget exceeded"
+
+
+def within_budget(
+    collection: CollectionLike,
+    budget: float | None = None,
+    provider_limits: Mapping[str, float] | None = None,
+) -> bool:
+    """Whether a job stayed within its hard thresholds: its total cost within ``budget``, each
+    provider's within its limit (names compared case-insensitively), and no stage refused by
+    a hard threshold. Crossing a soft threshold is a warning, still within budget."""
+    doc = as_dict(collection)
+    recs = records(doc)
+    if any(str(r.get("message") or "").startswith(BUDGET_EXCEEDED_PREFIX) for r in recs):
+        return False
+    costs = [r.get("cost_estimate") for r in recs if r.get("cost_estimate") is not None]
+    if budget is not None and costs and sum_money(costs) > budget + 1e-12:
+        return False
+    for provider, limit in (provider_limits or {}).items():
+        spent = [r.get("cost_estimate") for r in recs
+                 if str(r.get("provider") or "").lower() == provider.lower()
+                 and r.get("cost_estimate") is not None]
+        if spent and sum_money(spent) > limit + 1e-12:
+            return False
+    return True

@@ -261,6 +261,21 @@ def _exception_event(span: Any) -> Mapping[str, Any] | None:
     return last
 
 
+def _exception_details(span: Any) -> dict[str, str]:
+    """The exception event's type, message and stack trace (masked upstream, like every
+    attribute): the v1 record keeps only a message, and the drill-down shows the rest."""
+    event = _exception_event(span)
+    if event is None:
+        return {}
+    out = {}
+    for key, short in (("exception.type", "type"), ("exception.message", "message"),
+                       ("exception.stacktrace", "stack")):
+        value = event.get(key)
+        if isinstance(value, str) and value:
+            out[short] = value
+    return out
+
+
 def _message(span: Any, found: Mapping[str, Any]) -> str | None:
     message = found.get("message")
     if message:
@@ -350,6 +365,9 @@ def fold_span(span: Any) -> FoldedSpan | None:
     if span.name == c.JOB_SPAN_NAME:
         unit["k"] = ROOT
         unit["t"] = f"{ctx.trace_id:032x}"
+        budget = _amount(attrs.get(c.BUDGET_AMOUNT))
+        if budget is not None:
+            unit["b"] = budget  # the legacy report's withinBudget is judged against it
         if _is_error(span):
             unit["err"] = _error_code(span, found, True) or "GENERATION_ERROR"
             message = _message(span, found)
@@ -359,6 +377,7 @@ def fold_span(span: Any) -> FoldedSpan | None:
 
     usage = {name: found[name] for name in _USAGE_SLOTS if name in found}
     if found.get("stage") not in _STAGE_SET:
+        unit["n"] = span.name  # the drill-down names the calls folded into a stage
         if ("tokens_in" not in found and "tokens_out" not in found and "cost_estimate" not in found
                 and not usage):
             unit["k"] = LINK
@@ -381,6 +400,17 @@ def fold_span(span: Any) -> FoldedSpan | None:
         meta.pop(CACHED_TOKENS_METADATA, None)  # written after pricing, from the merged usage
         unit["usage"] = usage
     unit["k"] = STAGE
+    response_model = attrs.get(c.GEN_AI_RESPONSE_MODEL)
+    if isinstance(response_model, str) and response_model:
+        # The record keeps one model (the response's wins); the drill-down shows both.
+        unit["rm"] = response_model
+        request_model = attrs.get(c.GEN_AI_REQUEST_MODEL)
+        if isinstance(request_model, str) and request_model:
+            unit["qm"] = request_model
+    if is_error:
+        failure = _exception_details(span)
+        if failure:
+            unit["x"] = failure
     # ``found`` becomes the record: its slots are named after the record's fields.
     found["job_id"] = job_id
     found["latency_ms"] = max(0, (end - start) // 1_000_000)
@@ -671,6 +701,11 @@ def keep_previous_records(doc: dict[str, Any], previous: bytes | None) -> dict[s
         records=records,
         summary=summarize(records) if ended else None,
     )
+
+
+def stage_of(span_id: str, units: Mapping[str, Unit]) -> str | None:
+    """The span id of the stage a child or link span is folded into (None: none)."""
+    return _stage_ancestor(span_id, units)
 
 
 def trace_ids(units: Mapping[str, Unit]) -> list[str]:

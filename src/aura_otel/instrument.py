@@ -29,6 +29,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import Span, Status, StatusCode, TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from . import budgets
 from . import conventions as c
 from .errors import InvalidJobIdError, JobValidationError
 from .fold import plain_attributes
@@ -99,7 +100,7 @@ class _SpanHandle:
 class JobHandle(_SpanHandle):
     """The running job: its ids, and the way to mark an input-validation failure."""
 
-    __slots__ = ("_failed", "correlation_id", "job_id", "project_id", "tracer_provider")
+    __slots__ = ("_failed", "budget", "correlation_id", "job_id", "project_id", "tracer_provider")
 
     def __init__(
         self,
@@ -115,6 +116,7 @@ class JobHandle(_SpanHandle):
         self.project_id = project_id
         self.tracer_provider = tracer_provider
         self._failed = False
+        self.budget: float | None = None
 
     def fail_validation(self, message: str) -> None:
         """Record the job as failed input validation (``VALIDATION_ERROR``) without raising."""
@@ -160,11 +162,12 @@ def error_code_for(exc: BaseException) -> str:
 class StageHandle(_SpanHandle):
     """One stage operation. Every setter is cheap and never raises into the pipeline."""
 
-    __slots__ = ("_error_code", "_result_set", "_retries", "stage")
+    __slots__ = ("_cost", "_error_code", "_result_set", "_retries", "stage")
 
     def __init__(self, span: Span, stage: Stage) -> None:
         super().__init__(span)
         self.stage = stage
+        self._cost: float | None = None
         self._retries = 0
         self._result_set = False
         self._error_code: str | None = None
@@ -209,7 +212,9 @@ class StageHandle(_SpanHandle):
         self.span.set_attributes({k: v for k, v in pairs if v is not None})
 
     def set_cost(self, amount: float, currency: str = "USD") -> None:
-        """An explicit cost (it always wins over the price table)."""
+        """An explicit cost (it always wins over the price table, and over the estimate a
+        budget was charged with)."""
+        self._cost = float(amount)
         self.span.set_attributes(
             {c.COST_AMOUNT: float(amount), c.COST_CURRENCY: currency, c.COST_SOURCE: "explicit"}
         )
@@ -338,12 +343,17 @@ class job(_Scope):
         project_id: str | None = None,
         tracer_provider: TracerProvider | None = None,
         metadata: Mapping[str, Any] | None = None,
+        budget: float | None = None,
     ) -> None:
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int | float)
+                                   or budget < 0):
+            raise ValueError(f"budget must be a non-negative amount, not {budget!r}")
         self.job_id = job_id
         self.correlation_id = correlation_id
         self.project_id = project_id
         self.tracer_provider = tracer_provider
         self.metadata = metadata
+        self.budget = None if budget is None else float(budget)
         self.handle: JobHandle | None = None
 
     def _open(self) -> JobHandle:
@@ -359,6 +369,8 @@ class job(_Scope):
         }
         if self.project_id:
             attrs[c.PROJECT_ID] = self.project_id
+        if self.budget is not None:
+            attrs[c.BUDGET_AMOUNT] = self.budget
         if self.metadata:
             attrs.update(metadata_attributes(self.metadata))
         ctx = context.get_current()
@@ -371,6 +383,7 @@ class job(_Scope):
         handle = JobHandle(
             span, str(self.job_id), correlation_id, self.project_id, self.tracer_provider
         )
+        handle.budget = self.budget
         ctx = trace.set_span_in_context(span, ctx)
         self._attach(context.set_value(_JOB_KEY, handle, ctx))
         self._span, self.handle = span, handle
@@ -392,6 +405,8 @@ class job(_Scope):
             self._detach()
             if span is not None:
                 span.end()
+            if handle is not None:
+                budgets.active().release(handle.job_id)
 
 
 class stage(_Scope):
@@ -416,8 +431,14 @@ class stage(_Scope):
         error_code: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         tracer_provider: TracerProvider | None = None,
+        estimated_cost: float | None = None,
     ) -> None:
         text = str(name.value if isinstance(name, Stage) else name).lower()
+        if estimated_cost is not None and (isinstance(estimated_cost, bool)
+                                           or not isinstance(estimated_cost, int | float)
+                                           or estimated_cost < 0):
+            raise ValueError(f"estimated_cost must be a non-negative amount, not {estimated_cost!r}")
+        self.estimated_cost = None if estimated_cost is None else float(estimated_cost)
         if text not in STAGES:
             raise ValueError(f"unknown stage {name!r}; expected one of {', '.join(STAGES)}")
         self.stage = Stage(text)
@@ -455,6 +476,11 @@ class stage(_Scope):
         job_handle = current_job()
         if provider is None and job_handle is not None:
             provider = job_handle.tracer_provider
+        self._job = job_handle
+        if self.estimated_cost is not None and job_handle is not None:
+            # Before the span starts: a refused stage leaves no record, only the exception.
+            budgets.active().check(job_handle.job_id, job_handle.project_id, job_handle.budget,
+                                   self.provider, self.estimated_cost)
         span = _tracer(provider).start_span(
             c.STAGE_SPAN_PREFIX + self.stage.value, attributes=self._attributes()
         )
@@ -470,10 +496,34 @@ class stage(_Scope):
         try:
             if exc is not None and self.handle is not None:
                 self.handle._record_exception(exc)
+            self._charge(exc)
         finally:
             self._detach()
             if self._span is not None:
                 self._span.end()
+
+    def _charge(self, exc: BaseException | None) -> None:
+        """Charge the stage's cost (explicit, else its estimate) to the budgets; a soft
+        threshold it crosses makes the record a ``warn`` with the reason (an error stays an
+        error), a log line and a metric."""
+        job_handle, handle = getattr(self, "_job", None), self.handle
+        if job_handle is None or handle is None:
+            return
+        amount = handle._cost if handle._cost is not None else self.estimated_cost
+        if not amount:
+            return
+        try:
+            crossed = budgets.active().charge(job_handle.job_id, job_handle.project_id,
+                                              job_handle.budget, self.provider, amount)
+        except Exception:  # the ledger never breaks a stage
+            logger.debug("aura-otel: charging a budget failed", exc_info=True)
+            return
+        ledger = budgets.active()
+        for message in crossed:
+            logger.warning("aura-otel: job %s: %s", job_handle.job_id, message)
+            ledger.count_warning(message.split()[1])
+        if crossed and exc is None and not handle._result_set:
+            handle.warn("; ".join(crossed))
 
 
 def current_job() -> JobHandle | None:

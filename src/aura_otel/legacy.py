@@ -163,7 +163,12 @@ def _token_stats(summary: Mapping[str, Any], saved: float) -> TokenStats:
     )
 
 
-def cost_report(collection: CollectionLike) -> RunCostReport:
+def cost_report(
+    collection: CollectionLike,
+    *,
+    budget: float | None = None,
+    provider_limits: Mapping[str, float] | None = None,
+) -> RunCostReport:
     """The legacy RunCostReport of one collection, as its model.
 
     A running job's report is computed over its records so far, every figure from the same
@@ -195,14 +200,23 @@ def cost_report(collection: CollectionLike) -> RunCostReport:
         operations=_operations(records),
         tokenStats=_token_stats(summary, figures.total_saved(records)),
         optimizationSuggestions=_suggestions(summary),
-        withinBudget=True,
+        withinBudget=figures.within_budget(doc, budget, provider_limits),
         provisional=True if figures.is_running(doc) else None,
     )
 
 
-def run_cost_report(collection: CollectionLike) -> dict[str, Any]:
-    """The legacy RunCostReport (camelCase, absent values left out) of one collection."""
-    return cost_report(collection).legacy()
+def run_cost_report(
+    collection: CollectionLike,
+    *,
+    budget: float | None = None,
+    provider_limits: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
+    """The legacy RunCostReport (camelCase, absent values left out) of one collection.
+
+    ``withinBudget`` is judged against the job's hard thresholds (its ``aura.budget.amount``
+    and the budgets file's per-provider ones); without any it is true, as the old studio said
+    of a job it had no budget for."""
+    return cost_report(collection, budget=budget, provider_limits=provider_limits).legacy()
 
 
 # -- diagnostics ---------------------------------------------------------------------------------

@@ -34,7 +34,8 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from . import _threads
+from . import _threads, budgets
+from .budgets import BudgetRules
 from .errors import ConfigurationError
 from .exporter import DEFAULT_WRITE_INTERVAL, RunTelemetryExporter
 from .forwarding import DEFAULT_SHUTDOWN_TIMEOUT_MILLIS, ForwardingSpanProcessor, SharedDeadline
@@ -169,6 +170,7 @@ def configure(
     budget_millis = _shutdown_budget_millis(otlp_shutdown_timeout)
     rules = masking if masking is not None else settings.masking_rules()
     pricer = load_price_table(prices_file or settings.prices_file) if pricing else None
+    budget_rules = BudgetRules.from_env()  # a bad budgets file fails here, not at a stage
     otlp = make_otlp_exporter(otlp_endpoint, otlp_protocol, settings)
     metric_exporter = (
         None
@@ -186,6 +188,13 @@ def configure(
         )
         if metric_exporter is not None
         else None
+    )
+    budgets.install(
+        budgets.Budgets(
+            budget_rules,
+            jobs_dir if jobs_dir is not None else settings.jobs_dir,
+            meter_provider=job_metrics.meter_provider if job_metrics is not None else None,
+        )
     )
     try:
         exporter = RunTelemetryExporter(

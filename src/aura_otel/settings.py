@@ -96,6 +96,18 @@ def check_http_url(raw: str) -> str:
     return raw.rstrip("/")
 
 
+TRACE_ID_FIELD = "{trace_id}"
+
+
+def check_trace_url(raw: str) -> str:
+    """A trace link template: an http(s) URL naming ``{trace_id}`` exactly where the backend
+    wants it (a path for Jaeger and Phoenix, inside a query for Tempo's Explore)."""
+    if TRACE_ID_FIELD not in raw:
+        raise ValueError
+    check_http_url(raw.replace(TRACE_ID_FIELD, "0"))
+    return raw
+
+
 def bsp_max_queue_size(env: Mapping[str, str]) -> int:
     """``OTEL_BSP_MAX_QUEUE_SIZE`` read as the SDK reads it: a bad value is logged and the
     default used, because the SDK's own batch processors accept the same variable that way
@@ -158,6 +170,8 @@ class Settings:
     prices_file: str | None = None
     #: ``AURA_OTEL_JAEGER_URL``: the Jaeger UI the server links traces to.
     jaeger_url: str | None = None
+    #: ``AURA_OTEL_TRACE_URL``: a trace link template with ``{trace_id}`` (any backend).
+    trace_url: str | None = None
     #: ``AURA_OTEL_ACCESS_TOKEN``: the token the server requires.
     access_token: str | None = None
     #: ``AURA_OTEL_MAX_FILE_BYTES``: the largest telemetry.json the server parses.
@@ -207,6 +221,10 @@ class Settings:
             "prices_file": read.text(c.ENV_PRICES_FILE),
             "jaeger_url": read.parsed(
                 c.ENV_JAEGER_URL, check_http_url, None, "the Jaeger URL must be an http(s) URL"
+            ),
+            "trace_url": read.parsed(
+                c.ENV_TRACE_URL, check_trace_url, None,
+                "the trace URL must be an http(s) URL containing {trace_id}",
             ),
             "access_token": read.text(c.ENV_ACCESS_TOKEN),
             "max_file_bytes": read.parsed(

@@ -65,6 +65,12 @@ class UnitFields(TypedDict, total=False):
     e: int
     p: str
     t: str  # root: the trace id (for links to a trace backend)
+    b: float  # root: the job's budget (aura.budget.amount)
+    fw: int  # root: 1 when the job's spans were also forwarded to a trace backend
+    n: str  # child or link: the span's name (for the drill-down)
+    rm: str  # stage: the response model, when the span named one
+    qm: str  # stage: the request model, beside a response model
+    x: dict[str, str]  # failed stage: the exception's type, message and stack (masked)
     err: str  # root: the job's error code when it failed
     msg: str  # root: the failure message (masked)
     corr: str  # correlation id

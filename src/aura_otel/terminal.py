@@ -43,6 +43,7 @@ def _figures(doc: Mapping[str, Any]) -> Table:
         ("Total Operations", figures.count(head["operations"])),
         ("Success Rate", head["success_rate"]),
         ("Total Cost", total),
+        ("Elapsed", head["elapsed"]),
         ("Total Latency", head["latency"]),
         ("Total Tokens", figures.count(head["tokens"])),
         ("Cache Hits", figures.count(head["cache_hits"])),

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import httpx
 
+from aura_otel.exporter import was_forwarded
+from aura_otel.store import JobStore
+
 from ..otlp_receivers import black_hole
 from .support import demo_job_spans, encode, running_receiver, telemetry
 
@@ -24,6 +27,8 @@ def test_a_black_holed_forward_target_blocks_nothing(tmp_path, monkeypatch):
             receiver.flush()
             for n in range(10):
                 assert telemetry(tmp_path / "jobs", f"fw-{n}")["summary"]["total_operations"] == 3
+                # The journal says the job was forwarded: the server offers its trace link.
+                assert was_forwarded(JobStore(tmp_path / "jobs").read_journal(f"fw-{n}"))
             forwarding = receiver.counters()["forwarding"]
             assert forwarding["spans_exported"] == 0
             assert forwarding["spans_dropped"] > 0  # the queue overflowed: counted, not waited for

@@ -290,7 +290,8 @@ def test_openapi_document(client: httpx.Client) -> None:
     assert doc["openapi"].startswith("3.1")
     assert set(doc["paths"]) == {
         "/api/telemetry/schema", "/api/telemetry/{jobId}", "/api/telemetry/{jobId}/diagnostics",
-        "/api/cost-tracking/run-summary/{jobId}", "/api/jobs",
+        "/api/cost-tracking/run-summary/{jobId}", "/api/jobs", "/api/telemetry/{jobId}/ops/{n}",
+        "/api/insights",
     }
     schemas = doc["components"]["schemas"]
     for ref in _refs(doc):
@@ -314,7 +315,7 @@ def test_every_answer_matches_the_openapi_document(client: httpx.Client) -> None
     seen: set[tuple[str, int]] = set()
     for template, operations in doc["paths"].items():
         responses = operations["get"]["responses"]
-        urls = ([template.replace("{jobId}", job_id) for job_id in _VALIDATED_IDS]
+        urls = ([template.replace("{jobId}", job_id).replace("{n}", "0") for job_id in _VALIDATED_IDS]
                 if "{jobId}" in template else [template, template + "?page=0"])
         for url in urls:
             response = client.get(url)

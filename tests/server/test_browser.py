@@ -191,8 +191,9 @@ def test_demo_job_in_the_browser(page: Page, base_url: str, jobs_dir: Path) -> N
     assert page.locator("#cost-bars li").count() == len(doc["summary"]["cost_by_stage"])
     trace_ids = job_trace_ids(JobStore(jobs_dir), DEMO_JOB)  # written by the real exporter
     assert len(trace_ids) == 1
-    link = page.get_by_role("link", name="Open trace in Jaeger")
-    assert link.get_attribute("href") == f"{JAEGER}/trace/{trace_ids[0]}"
+    # The demo forwards nowhere: its trace id is shown, but no backend has the trace to link to.
+    expect(page.locator("code.trace-id")).to_have_text(trace_ids[0])
+    expect(page.get_by_role("link", name="Open trace in Jaeger")).to_have_count(0)
     screenshot(page, "run-details-demo.png")
 
 

@@ -56,7 +56,8 @@ def test_sort_rows(column: str, direction: str, order: list[int]) -> None:
 
 def test_run_details_of_the_reference_job() -> None:
     details = views.run_details(load_collection(REFERENCE.read_bytes()), sort="cost", direction="desc")
-    assert [c.value for c in details.cards] == ["3", "66.7%", "$0.0900", "9.0 s", "300", "1"]
+    assert [c.value for c in details.cards] == ["3", "66.7%", "$0.0900", "12.0 s", "9.0 s", "300",
+                                                   "1"]
     assert [b.stage for b in details.cost_bars] == ["visuals", "tts", "script"]
     assert details.status == "failed" and details.status_label == "Failed"
     assert details.short_correlation == "7d0c5f0e…"

@@ -27,7 +27,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from ..errors import InvalidJobIdError
-from ..fold import Unit, fold_span
+from ..fold import ROOT, Unit, fold_span
 from ..forwarding import ForwardingSpanProcessor
 from ..masking import MaskingSpanProcessor
 from ..schema import validate_job_id
@@ -119,6 +119,8 @@ class Ingestor:
                     rejected[UNSAFE_JOB_ID] = rejected.get(UNSAFE_JOB_ID, 0) + 1
                     continue
                 valid.add(item.job_id)
+            if self.forward is not None and item.unit.get("k") == ROOT:
+                item.unit["fw"] = 1  # trace links are offered only for forwarded jobs
             by_job.setdefault(item.job_id, {})[item.span_id] = item.unit
         new_folders = False
         stored: dict[str, dict[str, Unit]] = {}

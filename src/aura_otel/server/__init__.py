@@ -20,6 +20,7 @@ def run(
     host: str = "127.0.0.1",
     port: int = 8765,
     jaeger_url: str | None = None,
+    trace_url: str | None = None,
     access_token: str | None = None,
     max_file_bytes: int | None = None,
     abandoned_after: float | None = None,
@@ -30,7 +31,8 @@ def run(
     machines and no ``access_token`` is configured.
     """
     check_bind(host, access_token)
-    app = create_app(jobs_dir, jaeger_url=jaeger_url, access_token=access_token,
+    app = create_app(jobs_dir, jaeger_url=jaeger_url, trace_url=trace_url,
+                     access_token=access_token,
                      max_file_bytes=max_file_bytes, abandoned_after=abandoned_after)
     import uvicorn  # imported late: only serving needs it
 

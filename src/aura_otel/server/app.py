@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -27,6 +28,7 @@ from starlette.staticfiles import StaticFiles
 
 from .. import conventions as c
 from .. import figures, legacy
+from ..budgets import BudgetRules
 from ..errors import (
     ConfigurationError,
     CorruptTelemetryError,
@@ -35,7 +37,11 @@ from ..errors import (
     TelemetryNotFoundError,
     TelemetryTooLargeError,
 )
+from ..exporter import was_forwarded
 from ..fold import trace_ids
+from ..insights import FolderJobSource, JobSource, charts, iter_summaries
+from ..insights import fleet as fleet_view
+from ..pricing import PriceTable, load_price_table
 from ..schema import (
     DEFAULT_CURRENCY,
     SCHEMA_VERSION,
@@ -46,9 +52,11 @@ from ..schema import (
     json_schema,
     to_http,
 )
-from ..settings import Settings, check_http_url, parse_seconds
+from ..settings import Settings, check_http_url, check_trace_url, parse_seconds
 from ..shapes import TelemetrySchema
+from ..store import Units
 from ..stores import JobFilter, Store, open_store
+from . import operation as operation_view
 from . import views
 from .joblist import DEFAULT_PAGE_SIZE
 from .openapi import openapi_document
@@ -110,6 +118,32 @@ def _check_jaeger_url(jaeger_url: str | None) -> str | None:
         ) from None
 
 
+def _trace_template(jaeger_url: str | None, trace_url: str | None) -> tuple[str | None, str]:
+    """The link template and the backend's name for the button: ``trace_url`` (any backend)
+    wins; a Jaeger base URL is the shorthand for Jaeger's ``/trace/{trace_id}`` page."""
+    if trace_url:
+        try:
+            template = check_trace_url(trace_url)
+        except ValueError:
+            raise ConfigurationError(
+                f"the trace URL must be an http(s) URL containing {{trace_id}}, not {trace_url!r}"
+            ) from None
+        host = urlsplit(template.replace("{trace_id}", "0")).hostname or "the trace backend"
+        return template, host
+    jaeger = _check_jaeger_url(jaeger_url)
+    return (f"{jaeger}/trace/{{trace_id}}" if jaeger else None), "Jaeger"
+
+
+def _server_prices() -> PriceTable | None:
+    """The table the drill-down explains rates with (shipped, plus the override file). A bad
+    override only costs the explanation: the figures come from the files, priced at fold time."""
+    try:
+        return load_price_table()
+    except ConfigurationError as exc:
+        logger.warning("the drill-down shows no rates: %s", exc)
+        return None
+
+
 def _page_number(request: Request, name: str, default: int) -> int:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
@@ -161,11 +195,18 @@ class TelemetryApp:
 
     def __init__(self, jobs_dir: str | Path | Store | None, jaeger_url: str | None,
                  max_file_bytes: int | None = None,
-                 abandoned_after: float | None = None) -> None:
+                 abandoned_after: float | None = None,
+                 trace_url: str | None = None) -> None:
         self.store = open_store(jobs_dir, max_file_bytes=resolve_max_file_bytes(max_file_bytes))
         self.abandoned_after = abandoned_after
         self.index = self.store.lister(abandoned_after=abandoned_after)
-        self.jaeger_url = _check_jaeger_url(jaeger_url)
+        self.trace_template, self.trace_backend = _trace_template(jaeger_url, trace_url)
+        self.prices = _server_prices()
+        self.budget_rules = BudgetRules.from_env()
+        #: The fleet view's jobs, through the store interface (folder or PostgreSQL).
+        self.source: JobSource = FolderJobSource(self.store)
+        self._verdicts: tuple[int | None, dict[str, list[Any]]] = (None, {})
+        self._verdict_lock = threading.Lock()
         self.templates = Environment(
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
@@ -209,6 +250,9 @@ class TelemetryApp:
             except TelemetryNotFoundError:
                 return problem(request, 404, f"No telemetry was found for job {job_id!r}.",
                                guidance=NOT_FOUND_GUIDANCE)
+            except IndexError:
+                return problem(request, 404, f"Job {job_id!r} has no operation with that "
+                               "number (operations are numbered from 0 in file order).")
             except TelemetryTooLargeError as exc:
                 logger.warning("job %r: %s [correlation %s]", job_id, exc, correlation_id(request))
                 return problem(request, 422, too_large_detail(job_id, exc))
@@ -234,7 +278,13 @@ class TelemetryApp:
         return legacy.diagnostics_summary(self.read(job_id))
 
     def run_summary(self, request: Request, job_id: str) -> dict[str, Any]:
-        return legacy.run_cost_report(self.read(job_id))
+        collection = self.read(job_id)
+        units = self.store.read_units(job_id)
+        budget = next((float(u["b"]) for u in units.values() if u.get("k") == "root" and "b" in u),
+                      self.budget_rules.job.total.hard)
+        limits = {name: limit.hard for name, limit in self.budget_rules.job.providers.items()
+                  if limit.hard is not None}
+        return legacy.run_cost_report(collection, budget=budget, provider_limits=limits)
 
     def schema(self, request: Request) -> Response:
         return JSONResponse(TelemetrySchema(
@@ -293,9 +343,120 @@ class TelemetryApp:
 
     def run_page(self, request: Request) -> Response:
         job_id = request.path_params["job_id"]
+        collection = self.read_for_page(request, job_id)
+        if isinstance(collection, Response):
+            return collection
+        units = self.store.read_units(job_id)
+        details = views.run_details(
+            collection,
+            sort=request.query_params.get("sort"),
+            direction=request.query_params.get("dir", "asc"),
+            traces=self.traces(job_id, units),
+            trace_backend=self.trace_backend,
+            abandoned_after=self.abandoned_after,
+        )
+        doc = figures.as_dict(collection)
+        index = operation_view.SpanIndex(units)
+        operations = [operation_view.operation(doc, units, n, self.prices, index)
+                      for n in range(len(doc.get("records") or []))]
+        return self.render(
+            "run_details.html", run=details, rendered_at=views.now_text(),
+            refresh_seconds=REFRESH_SECONDS if details.running else None,
+            operations=operations, job_url=views.job_url(job_id),
+            anomalies=self.job_anomalies(job_id),
+        )
+
+    def operation_page(self, request: Request) -> Response:
+        """One operation on a page of its own: the drill-down without JavaScript (the Run
+        Details page's script shows the same page's panel in place)."""
+        job_id = request.path_params["job_id"]
+        collection = self.read_for_page(request, job_id)
+        if isinstance(collection, Response):
+            return collection
         try:
-            collection = self.read(job_id)
-            trace_links = self.trace_links(job_id)
+            op = operation_view.operation(figures.as_dict(collection),
+                                          self.store.read_units(job_id),
+                                          int(request.path_params["position"]), self.prices)
+        except IndexError:
+            return self.error_page(request, 404, "Operation not found",
+                                   f"Job “{job_id}” has no operation with that number.")
+        return self.render("operation.html", op=op, job_url=views.job_url(job_id))
+
+    # -- fleet view ------------------------------------------------------------------------------
+    def fleet(self, request: Request) -> fleet_view.Fleet:
+        """The fleet figures for the request's period and filters (ValueError: bad query)."""
+        history = list(iter_summaries(self.source))
+        latest = max((j.started for j in history), default=None)
+        filters = fleet_view.parse_filters(
+            request.query_params,
+            datetime.fromtimestamp(latest, UTC) if latest is not None else None)
+        return fleet_view.compute(self.source, filters, history=history,
+                                  verdicts=self.verdicts())
+
+    def verdicts(self) -> dict[str, list[Any]] | None:
+        """Anomaly verdicts memoised for the source's current generation (None: a source
+        that cannot tell when its history changed is judged afresh)."""
+        generation = getattr(self.source, "generation", None)
+        if generation is None:
+            return None
+        with self._verdict_lock:
+            if self._verdicts[0] != generation:
+                self._verdicts = (generation, {})
+            return self._verdicts[1]
+
+    def insights_page(self, request: Request) -> Response:
+        try:
+            result = self.fleet(request)
+        except ValueError as exc:
+            return self.error_page(request, 400, "Invalid request", str(exc))
+        query = urlencode(result.filters.query())
+        return self.render("insights.html", fleet=result, charts=charts, query=query,
+                           filter_names=fleet_view.FILTER_NAMES)
+
+    def insights_api(self, request: Request) -> Response:
+        try:
+            return JSONResponse(self.fleet(request).to_json())
+        except ValueError as exc:
+            return problem(request, 400, str(exc))
+
+    def insights_metrics(self, request: Request) -> Response:
+        """The fleet's anomaly counts (and totals) in the Prometheus text format, for the
+        same query as ``/api/insights``: a scraper alerts on them like on any other metric."""
+        try:
+            result = self.fleet(request)
+        except ValueError as exc:
+            return problem(request, 400, str(exc))
+        return Response(fleet_view.prometheus_text(result),
+                        media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    def insights_download(self, request: Request) -> Response:
+        """One chart's numbers as CSV or JSON (an attachment, named after chart and period)."""
+        chart, fmt = request.path_params["chart"], request.path_params["fmt"]
+        try:
+            result = self.fleet(request)
+        except ValueError as exc:
+            return problem(request, 400, str(exc))
+        table = result.tables.get(chart)
+        if table is None or fmt not in ("csv", "json"):
+            return problem(request, 404, f"There is no chart {chart!r} as {fmt!r}.",
+                           guidance="Charts: " + ", ".join(result.tables) + "; formats: csv, json.")
+        name = f"{chart}_{result.filters.since}_{result.filters.until}.{fmt}"
+        headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+        if fmt == "csv":
+            return Response(table.to_csv(), media_type="text/csv; charset=utf-8", headers=headers)
+        return JSONResponse(table.to_json(), headers=headers)
+
+    def job_anomalies(self, job_id: str) -> list[Any]:
+        """This job's anomalies against its comparable history (the fleet view's method)."""
+        from ..insights import job_anomalies
+
+        history = list(iter_summaries(self.source))
+        return job_anomalies(history, [job_id], verdicts=self.verdicts())
+
+    def read_for_page(self, request: Request, job_id: str) -> Collection | Response:
+        """The job's collection, or the error page that explains why there is none."""
+        try:
+            return self.read(job_id)
         except StoreUnavailableError as exc:
             logger.warning("job %r: the store is unavailable (%s)", job_id, exc)
             response = self.error_page(request, 503, "Job unavailable right now",
@@ -320,23 +481,24 @@ class TelemetryApp:
                 request, 500, "Telemetry cannot be read",
                 f"The telemetry file of job “{job_id}” is corrupt or incomplete.",
                 "It may still be being written by an old tool, or have been edited by hand.")
-        details = views.run_details(
-            collection,
-            sort=request.query_params.get("sort"),
-            direction=request.query_params.get("dir", "asc"),
-            trace_links=trace_links,
-            abandoned_after=self.abandoned_after,
-        )
-        return self.render(
-            "run_details.html", run=details, rendered_at=views.now_text(),
-            refresh_seconds=REFRESH_SECONDS if details.running else None,
-        )
 
-    def trace_links(self, job_id: str) -> list[str]:
-        if not self.jaeger_url:
-            return []
-        return [f"{self.jaeger_url}/trace/{trace_id}"
-                for trace_id in trace_ids(self.store.read_units(job_id)) if trace_id.isalnum()]
+    def traces(self, job_id: str, units: Units | None = None) -> list[tuple[str, str | None]]:
+        """The job's trace ids, each with its link: only when a template is configured and the
+        job's spans were forwarded (a backend that never got the trace shows an empty page)."""
+        if units is None:
+            units = self.store.read_units(job_id)
+        ids = [t for t in trace_ids(units) if t.isalnum()]
+        linked = self.trace_template is not None and was_forwarded(units)
+        return [(t, self.trace_template.replace("{trace_id}", quote(t)) if linked and
+                 self.trace_template else None) for t in ids]
+
+    def operation(self, job_id: str, position: int) -> operation_view.Operation:
+        return operation_view.operation(figures.as_dict(self.read(job_id)),
+                                        self.store.read_units(job_id), position, self.prices)
+
+    def operation_api(self, request: Request, job_id: str) -> dict[str, Any]:
+        # An IndexError (no such operation) becomes a 404 problem in ``api``.
+        return self.operation(job_id, int(request.path_params["position"])).to_json()
 
     def bad_job_path(self, request: Request) -> Response:
         """Anything under /jobs/ that is not ``<id>/telemetry``: a bare id goes to its page."""
@@ -367,6 +529,7 @@ def create_app(
     jobs_dir: str | Path | Store | None = None,
     *,
     jaeger_url: str | None = None,
+    trace_url: str | None = None,
     access_token: str | None = None,
     max_file_bytes: int | None = None,
     abandoned_after: float | None = None,
@@ -388,21 +551,28 @@ def create_app(
         settings = Settings.from_env(masking=False)
         jobs_dir = settings.store or settings.jobs_dir
     app = TelemetryApp(jobs_dir, jaeger_url, max_file_bytes,
-                       resolve_abandoned_after(abandoned_after))
+                       resolve_abandoned_after(abandoned_after), trace_url)
     get = ["GET"]
     routes = [
         Route("/", lambda request: RedirectResponse("/jobs", status_code=307), methods=get),
         Route("/api/telemetry/schema", app.schema, methods=get),
         Route("/api/telemetry/{job_id}/diagnostics", app.api(app.diagnostics), methods=get),
+        Route("/api/telemetry/{job_id}/ops/{position:int}", app.api(app.operation_api),
+              methods=get),
         Route("/api/telemetry/{job_id}", app.api(app.telemetry), methods=get),
         # Ids that are empty or contain '/' after decoding: answered 400 by the id validator.
         Route("/api/telemetry/{job_id:path}", app.api(app.telemetry), methods=get),
         Route("/api/cost-tracking/run-summary/{job_id:path}", app.api(app.run_summary), methods=get),
         Route("/api/jobs", app.jobs_api, methods=get),
+        Route("/api/insights", app.insights_api, methods=get),
+        Route("/api/insights/metrics", app.insights_metrics, methods=get),
+        Route("/api/insights/{chart}.{fmt}", app.insights_download, methods=get),
+        Route("/insights", app.insights_page, methods=get),
         Route("/api/openapi.json", app.openapi, methods=get),
         Route("/openapi.json", app.openapi, methods=get),
         Route("/jobs", app.jobs_page, methods=get),
         Route("/jobs/{job_id}/telemetry", app.run_page, methods=get),
+        Route("/jobs/{job_id}/telemetry/ops/{position:int}", app.operation_page, methods=get),
         Route("/jobs/{rest:path}", app.bad_job_path, methods=get),
         Route("/favicon.ico", lambda request: RedirectResponse("/static/favicon.svg", 301),
               methods=get),

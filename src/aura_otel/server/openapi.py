@@ -57,6 +57,35 @@ _ERRORS = {
 }
 
 
+_OPERATION: dict[str, Any] = {
+    "type": "object",
+    "required": ["jobId", "position", "fields", "pricing", "metadata", "calls", "spanFound"],
+    "properties": {
+        "jobId": {"type": "string"},
+        "position": {"type": "integer"},
+        "label": {"type": "string"},
+        "status": {"type": "string"},
+        "fields": {"type": "object", "additionalProperties": {"type": "string"}},
+        "pricing": {"type": "array", "items": {"type": "string"}},
+        "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+        "error": {"type": ["object", "null"]},
+        "calls": {"type": "array", "items": {"type": "object"}},
+        "spanFound": {"type": "boolean"},
+    },
+}
+_INSIGHTS: dict[str, Any] = {
+    "type": "object",
+    "required": ["period", "filters", "totals", "charts", "anomalies"],
+    "properties": {
+        "period": {"type": "object"},
+        "filters": {"type": "object"},
+        "totals": {"type": "object"},
+        "charts": {"type": "object"},
+        "anomalies": {"type": "array", "items": {"type": "object"}},
+    },
+}
+
+
 def _components() -> dict[str, Any]:
     """Every answer's schema, from its model; shared parts become named components."""
     models: list[tuple[type[BaseModel], JsonSchemaMode]] = [(Collection, "serialization")]
@@ -112,6 +141,49 @@ def openapi_document() -> dict[str, Any]:
                     "operationId": "getRunSummary",
                     "parameters": job,
                     "responses": {"200": _json(_ref("RunCostReport"), "The report"), **_ERRORS},
+                }
+            },
+            "/api/telemetry/{jobId}/ops/{n}": {
+                "get": {
+                    "summary": "One operation in full: record, pricing, exception, folded calls",
+                    "operationId": "getOperation",
+                    "parameters": [
+                        *job,
+                        {
+                            "name": "n",
+                            "in": "path",
+                            "required": True,
+                            "description": "The record's position in the file, from 0",
+                            "schema": {"type": "integer", "minimum": 0},
+                        },
+                    ],
+                    "responses": {
+                        "200": _json(_OPERATION, "The operation (docs/insights.md)"),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/api/insights": {
+                "get": {
+                    "summary": "Fleet figures, charts and anomalies over a period and filters",
+                    "operationId": "getInsights",
+                    "parameters": [
+                        {"name": name, "in": "query", "schema": {"type": "string"}}
+                        for name in (
+                            "since",
+                            "until",
+                            "project",
+                            "provider",
+                            "model",
+                            "stage",
+                            "status",
+                        )
+                    ],
+                    "responses": {
+                        "200": _json(_INSIGHTS, "The fleet view's figures (docs/insights.md)"),
+                        "400": _problem("A bad date, or a period over 366 days"),
+                        "401": _ERRORS["401"],
+                    },
                 }
             },
             "/api/jobs": {

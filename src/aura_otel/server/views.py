@@ -8,6 +8,7 @@ job (which has no summary yet) shows the summary of its records so far, labelled
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,10 +44,12 @@ __all__ = [
     "job_url",
     "money",
     "now_text",
+    "op_url",
     "percent",
     "row_cost",
     "run_details",
     "seconds",
+    "short_duration",
     "sort_rows",
 ]
 
@@ -66,6 +69,11 @@ def row_cost(row: Mapping[str, Any]) -> str:
 
 def job_url(job_id: str) -> str:
     return f"/jobs/{quote(job_id, safe='')}/telemetry"
+
+
+def op_url(job_id: str, position: int) -> str:
+    """An operation's own page: the drill-down works as a plain link without JavaScript."""
+    return f"{job_url(job_id)}/ops/{position}"
 
 
 # -- the Run Details page ------------------------------------------------------------------------
@@ -128,6 +136,48 @@ class TimelineBar:
     left: float
     width: float
     title: str
+    position: int = 0
+    duration: str = ""
+
+
+@dataclass(frozen=True)
+class Tick:
+    left: float
+    label: str
+
+
+def _ms_clock(value: Any) -> str:
+    parsed = figures.parse_time(value)
+    return parsed.strftime("%H:%M:%S.%f")[:-3] if parsed else NOT_AVAILABLE
+
+
+def short_duration(ms: float) -> str:
+    """A bar's duration in the unit a reader compares at a glance: ms below one second."""
+    if ms < 10:
+        return f"{ms:.1f} ms"
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.2f} s"
+    return f"{ms / 60_000:.0f} min {ms % 60_000 / 1000:.0f} s"
+
+
+def ticks(total_seconds: float, target: int = 6) -> list[Tick]:
+    """Axis ticks at round steps (1, 2, 5 × 10ⁿ seconds), about ``target`` of them: a reader
+    places a bar by the nearest tick, so ticks must fall on numbers worth reading."""
+    if total_seconds <= 0:
+        return []
+    raw = total_seconds / target
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    out = []
+    n = 0
+    while n * step <= total_seconds * 1.0000001:
+        value = n * step
+        label = "0" if not value else f"{value:g} s" if value >= 1 else short_duration(value * 1000)
+        out.append(Tick(round(value / total_seconds * 100, 3), label))
+        n += 1
+    return out
 
 
 @dataclass(frozen=True)
@@ -176,18 +226,24 @@ class RunDetails:
     headers: list[SortHeader]
     timeline: list[TimelineBar]
     timeline_total: str
+    timeline_ticks: list[Tick]
     cost_bars: list[CostBar]
     providers: list[tuple[str, int]]
     suggestions: list[dict[str, Any]]
     issues: list[Issue]
     unpriced: int
-    trace_links: list[str] = field(default_factory=list)
+    traces: list[tuple[str, str | None]] = field(default_factory=list)
+    trace_backend: str = "Jaeger"
     sort: str | None = None
     direction: str = "asc"
 
     @property
     def status_label(self) -> str:
         return JOB_STATUS_LABELS.get(self.status, self.status)
+
+    @property
+    def trace_links(self) -> list[str]:
+        return [url for _, url in self.traces if url]
 
     @property
     def short_correlation(self) -> str:
@@ -267,8 +323,11 @@ def _timeline(doc: Mapping[str, Any], rows: Sequence[StageRow]) -> tuple[list[Ti
             status=row.status,
             left=round(left, 3),
             width=round(width, 3),
-            title=(f"{row.label}: {row.status_word}, starts at +{offset:.2f} s, "
-                   f"lasts {row.latency_ms / 1000:.2f} s ({clock(row.started_at)}–{clock(row.ended_at)} UTC)"),
+            title=(f"{row.label}: {row.status_word}, starts at +{offset * 1000:,.0f} ms, "
+                   f"lasts {row.latency_ms:,} ms ({_ms_clock(row.started_at)}–"
+                   f"{_ms_clock(row.ended_at)} UTC)"),
+            position=row.position,
+            duration=short_duration(row.latency_ms),
         ))
     return bars, total
 
@@ -296,7 +355,7 @@ def _issues(diagnostics: Mapping[str, Any]) -> list[Issue]:
     return issues
 
 
-def _cards(summary: Mapping[str, Any], unpriced: int) -> list[Card]:
+def _cards(summary: Mapping[str, Any], unpriced: int, elapsed: str = NOT_AVAILABLE) -> list[Card]:
     ops = int(summary.get("total_operations") or 0)
     tokens_in = int(summary.get("total_tokens_in") or 0)
     tokens_out = int(summary.get("total_tokens_out") or 0)
@@ -307,7 +366,9 @@ def _cards(summary: Mapping[str, Any], unpriced: int) -> list[Card]:
         Card("Success Rate", percent(figures.success_rate(summary)),
              f"{summary.get('successful_operations') or 0} of {ops} succeeded", key="success"),
         Card("Total Cost", cost_value, cost_note, key="cost"),
-        Card("Total Latency", seconds(int(summary.get("total_latency_ms") or 0), 1), key="latency"),
+        Card("Elapsed", elapsed, "first start to last end", key="elapsed"),
+        Card("Sum of Stage Latencies", seconds(int(summary.get("total_latency_ms") or 0), 1),
+             "stages overlap, so this can exceed Elapsed", key="latency"),
         Card("Total Tokens", count(tokens_in + tokens_out),
              f"{count(tokens_in)} in · {count(tokens_out)} out", key="tokens"),
         Card("Cache Hits", count(int(summary.get("cache_hits") or 0)), key="cache"),
@@ -319,7 +380,8 @@ def run_details(
     *,
     sort: str | None = None,
     direction: str = "asc",
-    trace_links: Sequence[str] = (),
+    traces: Sequence[tuple[str, str | None]] = (),
+    trace_backend: str = "Jaeger",
     now: datetime | None = None,
     abandoned_after: float | None = None,
 ) -> RunDetails:
@@ -344,18 +406,20 @@ def run_details(
         finished=(date_time(doc.get("collection_ended_at")) if not figures.is_running(doc)
                   else "still running" if running else "never (abandoned)"),
         running=running,
-        cards=_cards(summary, unpriced),
+        cards=_cards(summary, unpriced, figures.elapsed(doc)),
         rows=sort_rows(rows, sort, direction),
         headers=_headers(doc["job_id"], sort, direction),
         timeline=bars,
         timeline_total=f"{total_seconds:,.1f} s" if total_seconds >= 10 else f"{total_seconds:.2f} s",
+        timeline_ticks=ticks(total_seconds) if bars else [],
         cost_bars=_cost_bars(summary, rows),
         providers=providers,
         suggestions=[{**s, "savings": "unknown (no prices)" if all_unpriced else money(s["estimatedSavings"])}
                      for s in legacy.optimization_suggestions(doc)],
         issues=_issues(legacy.diagnostics_summary(doc)),
         unpriced=unpriced,
-        trace_links=list(trace_links),
+        traces=list(traces),
+        trace_backend=trace_backend,
         sort=sort,
         direction=direction,
     )

@@ -73,6 +73,11 @@ class Store(ABC):
         """Every fold unit stored for the job, by span id (empty when none)."""
 
     @abstractmethod
+    def job_entries(self) -> list[tuple[str, int, int]]:
+        """(job id, version stamp, size) of every job, newest first: a reader that caches
+        per-job figures re-reads a job only when its stamp or size changed."""
+
+    @abstractmethod
     def lister(self, *, abandoned_after: float | None = None) -> JobLister:
         """The job list over this store."""
 

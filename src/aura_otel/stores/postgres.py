@@ -466,6 +466,16 @@ class PostgresStore(Store):
         """The folder store's name for :meth:`read_units` (trace links use it)."""
         return self.read_units(job_id)
 
+    def job_entries(self) -> list[tuple[str, int, int]]:
+        """(job id, version stamp, size) of every job, newest first: what the folder's
+        (mtime_ns, size) listing gives, so a summary cache works the same on both stores."""
+        with self.connection() as conn:
+            rows = conn.execute(
+                "SELECT job_id, updated_at, octet_length(document) FROM aura_otel.jobs "
+                "ORDER BY updated_at DESC, job_id"
+            ).fetchall()
+        return [(job_id, _ns(updated), size) for job_id, updated, size in rows]
+
     def job_ids(self) -> list[str]:
         with self.connection() as conn:
             rows = conn.execute(

@@ -1,5 +1,6 @@
 // aura-otel pages: everything is readable without this script; it only adds instant table
-// sorting (the header links sort on the server without it) and self-refresh of running jobs.
+// sorting (the header links sort on the server without it), self-refresh of running jobs, and
+// the operation drill-down in a side panel (without it, each operation's link opens its page).
 (function () {
   "use strict";
 
@@ -56,6 +57,53 @@
     });
   }
 
+  // The drill-down: an operation's own page, shown in a side panel without leaving the run.
+  var lastTrigger = null;
+
+  function closePanel(panel) {
+    panel.hidden = true;
+    panel.innerHTML = "";
+    if (lastTrigger) lastTrigger.focus();
+  }
+
+  function openOperation(link) {
+    var panel = document.getElementById("op-panel");
+    var template = document.getElementById("op-template-" + link.getAttribute("data-op"));
+    if (!panel || !template) return false;
+    lastTrigger = link.getAttribute("aria-hidden") === "true"
+      ? document.querySelector('.timeline-label[data-op="' + link.getAttribute("data-op") + '"]') : link;
+    panel.innerHTML = "";
+    var close = document.createElement("button");
+    close.type = "button";
+    close.className = "button op-close";
+    close.textContent = "Close";
+    close.addEventListener("click", function () { closePanel(panel); });
+    panel.appendChild(close);
+    panel.appendChild(document.importNode(template.content, true));
+    // Inside the panel, the previous/next links move the panel instead of leaving the page.
+    Array.prototype.forEach.call(panel.querySelectorAll(".op-nav a[rel]"), function (a) {
+      var target = Number(link.getAttribute("data-op")) + (a.getAttribute("rel") === "next" ? 1 : -1);
+      a.classList.add("op-link");
+      a.setAttribute("data-op", String(target));
+    });
+    panel.hidden = false;
+    var heading = panel.querySelector("#op-heading");
+    if (heading) heading.focus();
+    return true;
+  }
+
+  function enableDrillDown() {
+    document.addEventListener("click", function (event) {
+      var link = event.target.closest ? event.target.closest("a.op-link") : null;
+      if (!link || event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
+      if (openOperation(link)) event.preventDefault();
+    });
+    document.addEventListener("keydown", function (event) {
+      var panel = document.getElementById("op-panel");
+      if (event.key === "Escape" && panel && !panel.hidden) closePanel(panel);
+    });
+  }
+
   function enableRefresh() {
     var seconds = Number(document.body.getAttribute("data-refresh-seconds"));
     if (!seconds) return;
@@ -64,6 +112,7 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     Array.prototype.forEach.call(document.querySelectorAll("table.sortable"), enableSorting);
+    enableDrillDown();
     enableRefresh();
   });
 })();

@@ -1,0 +1,186 @@
+"""Budgets on a real TracerProvider: soft thresholds warn, hard thresholds stop a stage first."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+import aura_otel
+from aura_otel import budgets, job, stage
+from aura_otel.budgets import BudgetRules, Budgets
+from aura_otel.errors import BudgetExceeded, ConfigurationError
+
+from .conftest import Pipeline, make_pipeline
+from .fleet_support import EPOCH_NS, Spec, write
+from .server_support import live_server
+
+
+@pytest.fixture
+def ledger() -> Iterator[Budgets]:
+    """A fresh ledger with a metric reader, put back to an empty one afterwards."""
+    reader = InMemoryMetricReader()
+    installed = budgets.install(Budgets(meter_provider=MeterProvider(metric_readers=[reader])))
+    installed.reader = reader  # type: ignore[attr-defined]
+    yield installed
+    budgets.install(Budgets())
+
+
+def _warnings_counted(ledger: Budgets) -> dict[str, int]:
+    data = ledger.reader.get_metrics_data()  # type: ignore[attr-defined]
+    out: dict[str, int] = {}
+    for rm in data.resource_metrics if data else []:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                if metric.name == "aura.budget.warnings":
+                    for point in metric.data.data_points:
+                        out[point.attributes["aura.budget.scope"]] = point.value
+    return out
+
+
+def test_a_hard_job_budget_stops_the_stage_before_it_starts(
+    pipeline: Pipeline, ledger: Budgets
+) -> None:
+    started = []
+    with job("job-b1", budget=0.05, tracer_provider=pipeline.provider):
+        with stage("script", provider="openai", estimated_cost=0.03) as s:
+            s.set_cost(0.03)
+        with (
+            pytest.raises(BudgetExceeded) as caught,
+            stage("tts", provider="elevenlabs", estimated_cost=0.03),
+        ):
+            started.append("tts")  # never runs
+    pipeline.flush()
+    assert started == []
+    err = caught.value
+    assert isinstance(err, aura_otel.AuraOtelError) and err.error_code == "BUDGET_EXCEEDED"
+    assert (err.scope, err.subject, err.limit, err.spent, err.estimated) == (
+        "job",
+        "job-b1",
+        0.05,
+        0.03,
+        0.03,
+    )
+    assert "not started" in str(err)
+    doc = pipeline.read("job-b1")
+    assert [r["stage"] for r in doc["records"]] == ["script"]  # a refused stage leaves no record
+
+
+def test_a_soft_threshold_warns_logs_and_counts(
+    pipeline: Pipeline, ledger: Budgets, caplog: pytest.LogCaptureFixture
+) -> None:
+    ledger.rules = BudgetRules.parse({"job": {"soft": 0.04, "hard": 1.0}})
+    with (
+        caplog.at_level(logging.WARNING, logger="aura_otel"),
+        job("job-b2", tracer_provider=pipeline.provider),
+    ):
+        with stage("script", provider="openai", estimated_cost=0.03):
+            pass
+        with stage("tts", provider="elevenlabs", estimated_cost=0.03):
+            pass
+        with stage("render", provider="ffmpeg", estimated_cost=0.03):
+            pass
+    pipeline.flush()
+    statuses = [(r["stage"], r["result_status"]) for r in pipeline.read("job-b2")["records"]]
+    assert statuses == [("script", "ok"), ("tts", "warn"), ("render", "ok")]  # crossed once
+    tts = pipeline.read("job-b2")["records"][1]
+    assert tts["message"].startswith("budget: job 'job-b2' crossed its soft threshold $0.0400")
+    assert any("crossed its soft threshold" in r.getMessage() for r in caplog.records)
+    assert _warnings_counted(ledger) == {"job": 1}
+
+
+def test_provider_thresholds_as_the_old_studio_had(pipeline: Pipeline, ledger: Budgets) -> None:
+    ledger.rules = BudgetRules.parse(
+        {"job": {"providers": {"OpenAI": {"soft": 0.01, "hard": 0.05}}}}
+    )
+    with job("job-b3", tracer_provider=pipeline.provider):
+        with stage("script", provider="openai", estimated_cost=0.04):
+            pass
+        with stage(
+            "tts", provider="elevenlabs", estimated_cost=0.50
+        ):  # another provider: free to go
+            pass
+        with (
+            pytest.raises(BudgetExceeded) as caught,
+            stage("visuals", provider="openai", estimated_cost=0.02),
+        ):
+            pass
+    assert caught.value.provider == "openai"
+    pipeline.flush()
+    assert pipeline.read("job-b3")["records"][0]["result_status"] == "warn"
+
+
+def test_project_and_month_budgets_start_from_the_jobs_folder(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs"
+    doc = write(jobs, Spec("job-old", "alpha", EPOCH_NS))  # costs 0.09 in November 2026
+    cost = sum(r.get("cost_estimate") or 0 for r in doc["records"])
+    ledger = Budgets(BudgetRules.parse({"projects": {"alpha": {"hard": cost + 0.01}}}), jobs)
+    ledger.check("job-new", "alpha", None, "openai", 0.01)  # exactly up to the limit: allowed
+    with pytest.raises(BudgetExceeded) as caught:
+        ledger.check("job-new", "alpha", None, "openai", 0.02)
+    assert caught.value.scope == "project" and caught.value.spent == pytest.approx(cost)
+    ledger.check("job-new", "beta", None, "openai", 5.0)  # another project: no limit
+    monthly = Budgets(BudgetRules.parse({"month": {"hard": 100.0}}), jobs)
+    monthly.check("job-x", None, None, None, 99.0)  # the old job is not in this month
+
+
+def test_the_budgets_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    toml = tmp_path / "budgets.toml"
+    toml.write_text(
+        "[job]\nsoft = 0.5\nhard = 1\n[job.providers.openai]\nhard = 0.4\n"
+        "[projects.demo]\nhard = 20\n[month]\nsoft = 400\nhard = 500\n"
+    )
+    rules = BudgetRules.from_file(toml)
+    assert rules.job.total.hard == 1.0 and rules.job.providers["openai"].hard == 0.4
+    assert rules.projects["demo"].total.hard == 20 and rules.month.total.soft == 400
+    as_json = tmp_path / "budgets.json"
+    as_json.write_bytes(orjson.dumps({"job": {"hard": 2}}))
+    assert BudgetRules.from_file(as_json).job.total.hard == 2.0
+    for bad in (
+        {"job": {"hard": -1}},
+        {"job": {"soft": 3, "hard": 2}},
+        {"jobs": {}},
+        {"job": {"hard": "1"}},
+        {"job": {"limit": 1}},
+    ):
+        with pytest.raises(ConfigurationError):
+            BudgetRules.parse(bad)
+    monkeypatch.setenv("AURA_OTEL_BUDGETS_FILE", str(tmp_path / "missing.toml"))
+    with pytest.raises(ConfigurationError):
+        aura_otel.configure(tmp_path / "jobs", set_global=False)
+    with pytest.raises(ValueError):
+        job("j", budget=-1)
+    with pytest.raises(ValueError):
+        stage("script", estimated_cost=True)
+
+
+def test_plain_otel_budget_attribute_and_within_budget(tmp_path: Path, ledger: Budgets) -> None:
+    p = make_pipeline(tmp_path / "jobs")
+    tracer = p.provider.get_tracer("plain")
+    for job_id, budget in (("job-over", 0.05), ("job-under", 1.0)):
+        with tracer.start_as_current_span(
+            "aura.job", attributes={"aura.job.id": job_id, "aura.budget.amount": budget}
+        ):
+            with tracer.start_as_current_span(
+                "aura.stage.script",
+                attributes={
+                    "aura.job.id": job_id,
+                    "aura.stage": "script",
+                    "gen_ai.usage.cost": 0.08,
+                },
+            ):
+                pass
+    p.flush()
+    p.provider.shutdown()
+    units = aura_otel.JobStore(tmp_path / "jobs").read_journal("job-over")
+    assert [u["b"] for u in units.values() if u["k"] == "root"] == [0.05]
+    with live_server(tmp_path / "jobs") as base:
+        over = httpx.get(f"{base}/api/cost-tracking/run-summary/job-over").json()
+        under = httpx.get(f"{base}/api/cost-tracking/run-summary/job-under").json()
+    assert over["withinBudget"] is False and under["withinBudget"] is True
