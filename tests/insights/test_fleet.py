@@ -257,3 +257,30 @@ def test_csv_cells_cannot_become_formulas(tmp_path: Path) -> None:
     write(tmp_path, Spec("job-1", '=HYPERLINK("http://evil")', EPOCH_NS))
     fleet = compute(FolderJobSource(JobStore(tmp_path)), ALL)
     assert "'=HYPERLINK" in fleet.tables["expensive_jobs"].to_csv()
+
+
+def test_postgresql_gives_the_same_fleet_as_the_folder(steady: Path, request: pytest.FixtureRequest) -> None:
+    """The fleet view reads through the store interface: the same jobs in PostgreSQL give the
+    same figures, and a job rewritten there is picked up by the summary cache."""
+    from aura_otel.stores.postgres import PostgresStore
+
+    from ..server.store_support import postgres_copy
+
+    url = postgres_copy(request, steady)
+    with PostgresStore(url) as store:
+        source = FolderJobSource(store)
+        folder = compute(FolderJobSource(JobStore(steady)), ALL).to_json()
+        assert compute(source, ALL).to_json() == folder
+        first = store.job_entries()
+        assert len(first) == 100
+        job_id = first[-1][0]
+        doc = orjson.loads(store.read_bytes(job_id))
+        for record in doc["records"]:
+            if record.get("cost_estimate") is not None:
+                record["cost_estimate"] *= 3
+        with store.connection() as conn, conn.transaction():
+            conn.execute(
+                "UPDATE aura_otel.jobs SET document = %s, updated_at = now() WHERE job_id = %s",
+                (orjson.dumps(doc), job_id),
+            )
+        assert compute(source, ALL).total_cost > compute(FolderJobSource(JobStore(steady)), ALL).total_cost
