@@ -28,17 +28,27 @@ class NullExporter(SpanExporter):
 def stage_attributes(job_id: str, i: int) -> dict:
     """15 attributes, as a typical stage span carries."""
     return {
-        "aura.stage": STAGES[i % 8], "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini",
-        "gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": 1200 + i,
-        "gen_ai.usage.output_tokens": 300, "aura.cost.amount": 0.0123, "aura.cache.hit": i % 3 == 0,
-        "aura.retry.count": i % 2, "aura.result.message": "Script generated: 1200 characters",
-        "aura.meta.script_length": 1200, "aura.meta.voice_name": "Rachel",
-        "aura.meta.output_path": f"renders/{job_id}/scene-{i}.mp4", "aura.meta.resolution": "1920x1080",
+        "aura.stage": STAGES[i % 8],
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.operation.name": "chat",
+        "gen_ai.usage.input_tokens": 1200 + i,
+        "gen_ai.usage.output_tokens": 300,
+        "aura.cost.amount": 0.0123,
+        "aura.cache.hit": i % 3 == 0,
+        "aura.retry.count": i % 2,
+        "aura.result.message": "Script generated: 1200 characters",
+        "aura.meta.script_length": 1200,
+        "aura.meta.voice_name": "Rachel",
+        "aura.meta.output_path": f"renders/{job_id}/scene-{i}.mp4",
+        "aura.meta.resolution": "1920x1080",
         "aura.scene.index": i,
     }
 
 
-def run_jobs(provider: TracerProvider, n_jobs: int, stages_per_job: int = 8, prefix: str = "bench") -> None:
+def run_jobs(
+    provider: TracerProvider, n_jobs: int, stages_per_job: int = 8, prefix: str = "bench"
+) -> None:
     """``n_jobs`` jobs named ``<prefix>-<n>``: give each call its own prefix when the same
     exporter sees several calls, or the jobs of one call would continue those of the last."""
     tracer = provider.get_tracer("bench")
@@ -48,8 +58,9 @@ def run_jobs(provider: TracerProvider, n_jobs: int, stages_per_job: int = 8, pre
             "aura.job", attributes={"aura.job.id": job_id, "aura.correlation.id": f"corr-{j}"}
         ):
             for i in range(stages_per_job):
-                with tracer.start_as_current_span(f"aura.stage.{STAGES[i % 8]}",
-                                                  attributes=stage_attributes(job_id, i)) as span:
+                with tracer.start_as_current_span(
+                    f"aura.stage.{STAGES[i % 8]}", attributes=stage_attributes(job_id, i)
+                ) as span:
                     span.add_event("provider.response", {"http.status_code": 200, "bytes": 5120})
 
 
@@ -59,7 +70,7 @@ def bare_sdk(n_jobs: int) -> tuple[float, float]:
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(NullExporter()))
     app = timed(lambda: run_jobs(provider, n_jobs))
-    total = app + timed(lambda: provider.force_flush())
+    total = app + timed(provider.force_flush)
     provider.shutdown()
     return app, total
 
@@ -82,4 +93,15 @@ def timed(fn: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
-__all__ = ["SPANS_PER_JOB", "STAGES", "NullExporter", "bare_sdk", "bare_span_seconds", "best_of", "run_jobs", "stage_attributes", "timed", "trace"]
+__all__ = [
+    "SPANS_PER_JOB",
+    "STAGES",
+    "NullExporter",
+    "bare_sdk",
+    "bare_span_seconds",
+    "best_of",
+    "run_jobs",
+    "stage_attributes",
+    "timed",
+    "trace",
+]

@@ -16,13 +16,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import bare_span_seconds, run_jobs  # noqa: E402
-from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from aura_otel import JobContextProcessor  # noqa: E402
-from aura_otel.fold import assemble, fold_span  # noqa: E402
+from _common import bare_span_seconds, run_jobs
+from aura_otel import JobContextProcessor
+from aura_otel.fold import assemble, fold_span
 
 GOAL = 0.2  # fold + assemble per span, as a fraction of a bare SDK span
 REFERENCE_GOAL_RATE = 100_000  # spans/s on the reference machine (bare span ~50 us)
@@ -56,12 +56,24 @@ def main() -> int:
     bare = bare_span_seconds()
     ratio = per_span / bare
     print(f"spans folded            {len(spans)}")
-    print(f"bare SDK span           {bare * 1e6:8.1f} us   (15 attributes, one event, BatchSpanProcessor)")
-    print(f"fold_span               {fold_s * 1e6:8.1f} us/span   {fold_s / bare:5.2f} of a bare span")
-    print(f"assemble                {assemble_s * 1e6:8.1f} us/span   {assemble_s / bare:5.2f} of a bare span")
-    print(f"fold + assemble         {per_span * 1e6:8.1f} us/span   {1 / per_span:,.0f} spans/s here")
-    print(f"ratio to a bare span    {ratio:8.2f}      (goal <= {GOAL}) {'OK' if ratio <= GOAL else 'ABOVE GOAL'}")
-    print(f"at the reference speed  {REFERENCE_GOAL_RATE * GOAL / ratio:,.0f} spans/s (bare span 50 us; goal {REFERENCE_GOAL_RATE:,})")
+    print(
+        f"bare SDK span           {bare * 1e6:8.1f} us   (15 attributes, one event, BatchSpanProcessor)"
+    )
+    print(
+        f"fold_span               {fold_s * 1e6:8.1f} us/span   {fold_s / bare:5.2f} of a bare span"
+    )
+    print(
+        f"assemble                {assemble_s * 1e6:8.1f} us/span   {assemble_s / bare:5.2f} of a bare span"
+    )
+    print(
+        f"fold + assemble         {per_span * 1e6:8.1f} us/span   {1 / per_span:,.0f} spans/s here"
+    )
+    print(
+        f"ratio to a bare span    {ratio:8.2f}      (goal <= {GOAL}) {'OK' if ratio <= GOAL else 'ABOVE GOAL'}"
+    )
+    print(
+        f"at the reference speed  {REFERENCE_GOAL_RATE * GOAL / ratio:,.0f} spans/s (bare span 50 us; goal {REFERENCE_GOAL_RATE:,})"
+    )
     return 0
 
 

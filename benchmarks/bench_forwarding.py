@@ -31,16 +31,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # noqa: E402
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import (  # noqa: E402
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     SpanExporter,
     SpanExportResult,
 )
 
-from aura_otel import configure  # noqa: E402
-from aura_otel.forwarding import ForwardingSpanProcessor  # noqa: E402
+from aura_otel import configure
+from aura_otel.forwarding import ForwardingSpanProcessor
 
 STAGES = ("brief", "plan", "script", "ssml", "tts", "visuals", "render", "post")
 REPEATS = 5
@@ -113,35 +113,51 @@ def app_time(make: Callable[[], tuple[TracerProvider, Callable[[], None]]], n_jo
     samples = []
     for repeat in range(REPEATS):
         provider, stop = make()
-        samples.append(timed(lambda: run_jobs(provider, n_jobs, repeat)))
+        samples.append(timed(lambda p=provider, r=repeat: run_jobs(p, n_jobs, r)))
         stop()
     return statistics.median(samples)
 
 
-def scenarios(hole: BlackHole, tmp: Path) -> dict[str, Callable[[], tuple[TracerProvider, Callable[[], None]]]]:
-    def sdk(exporter: Callable[[], SpanExporter]) -> Callable[[], tuple[TracerProvider, Callable[[], None]]]:
+def scenarios(
+    hole: BlackHole, tmp: Path
+) -> dict[str, Callable[[], tuple[TracerProvider, Callable[[], None]]]]:
+    def sdk(
+        exporter: Callable[[], SpanExporter],
+    ) -> Callable[[], tuple[TracerProvider, Callable[[], None]]]:
         def make() -> tuple[TracerProvider, Callable[[], None]]:
             provider = TracerProvider()
             provider.add_span_processor(BatchSpanProcessor(exporter()))
             return provider, lambda: None  # the bare SDK's shutdown would wait for the black hole
+
         return make
 
-    def forwarding(exporter: Callable[[], SpanExporter]) -> Callable[[], tuple[TracerProvider, Callable[[], None]]]:
+    def forwarding(
+        exporter: Callable[[], SpanExporter],
+    ) -> Callable[[], tuple[TracerProvider, Callable[[], None]]]:
         def make() -> tuple[TracerProvider, Callable[[], None]]:
             provider = TracerProvider()
-            provider.add_span_processor(ForwardingSpanProcessor(exporter(), shutdown_timeout_millis=100))
+            provider.add_span_processor(
+                ForwardingSpanProcessor(exporter(), shutdown_timeout_millis=100)
+            )
             return provider, provider.shutdown
+
         return make
 
     def pipeline(endpoint: str | None) -> Callable[[], tuple[TracerProvider, Callable[[], None]]]:
         def make() -> tuple[TracerProvider, Callable[[], None]]:
             telemetry = configure(
-                tmp / f"jobs-{time.monotonic_ns()}", tracer_provider=TracerProvider(),
-                set_global=False, propagate_threads=False, otlp_endpoint=endpoint,
-                metrics=False, otlp_shutdown_timeout=0.1, pricing=False,
+                tmp / f"jobs-{time.monotonic_ns()}",
+                tracer_provider=TracerProvider(),
+                set_global=False,
+                propagate_threads=False,
+                otlp_endpoint=endpoint,
+                metrics=False,
+                otlp_shutdown_timeout=0.1,
+                pricing=False,
             )
             assert telemetry.tracer_provider is not None
             return telemetry.tracer_provider, telemetry.shutdown
+
         return make
 
     def dead() -> SpanExporter:
@@ -185,18 +201,27 @@ def main() -> int:
     for name in LABELS:
         out = subprocess.run(
             [sys.executable, __file__, "--jobs", str(args.jobs), "--scenario", name],
-            capture_output=True, text=True, check=True, timeout=600,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=600,
         )
         results[name] = float(out.stdout.strip().splitlines()[-1])
     base = results["sdk-null"]
     spans = args.jobs * (len(STAGES) + 1)
-    print(f"{args.jobs} jobs ({spans} spans) per run; application-thread time, median of {REPEATS} runs")
+    print(
+        f"{args.jobs} jobs ({spans} spans) per run; application-thread time, median of {REPEATS} runs"
+    )
     for name, label in LABELS.items():
         print(f"{label:48s} {results[name] * 1e3:8.1f} ms  {results[name] / base:5.2f}x")
-    print(f"forwarding vs bare SDK, same dead backend:       "
-          f"{results['forwarding-black-hole'] / results['sdk-black-hole']:5.2f}x")
-    print(f"configure(): dead endpoint vs no endpoint:       "
-          f"{results['configure-black-hole'] / results['configure-no-endpoint']:5.2f}x")
+    print(
+        f"forwarding vs bare SDK, same dead backend:       "
+        f"{results['forwarding-black-hole'] / results['sdk-black-hole']:5.2f}x"
+    )
+    print(
+        f"configure(): dead endpoint vs no endpoint:       "
+        f"{results['configure-black-hole'] / results['configure-no-endpoint']:5.2f}x"
+    )
     return 0
 
 

@@ -45,16 +45,31 @@ def make_jobs(root: Path, count: int) -> None:
     for n in range(count):
         job_id = f"job-{n:06d}"
         records = [
-            record_dict(job_id=job_id, correlation_id="c", stage=stage, latency_ms=1000 + i,
-                        provider="OpenAI", tokens_in=100, tokens_out=50, cost_estimate=0.01 * (i + 1),
-                        result_status="ok", started_at=f"2026-11-20T10:00:0{i}.000000Z",
-                        ended_at=f"2026-11-20T10:00:0{i + 1}.000000Z")
-            for i, stage in enumerate(("brief", "plan", "script", "ssml", "tts", "visuals", "render", "post"))
+            record_dict(
+                job_id=job_id,
+                correlation_id="c",
+                stage=stage,
+                latency_ms=1000 + i,
+                provider="OpenAI",
+                tokens_in=100,
+                tokens_out=50,
+                cost_estimate=0.01 * (i + 1),
+                result_status="ok",
+                started_at=f"2026-11-20T10:00:0{i}.000000Z",
+                ended_at=f"2026-11-20T10:00:0{i + 1}.000000Z",
+            )
+            for i, stage in enumerate(
+                ("brief", "plan", "script", "ssml", "tts", "visuals", "render", "post")
+            )
         ]
-        doc = collection_dict(job_id=job_id, correlation_id="c",
-                              collection_started_at="2026-11-20T10:00:00.000000Z",
-                              collection_ended_at="2026-11-20T10:00:09.000000Z",
-                              records=records, summary=summarize(records))
+        doc = collection_dict(
+            job_id=job_id,
+            correlation_id="c",
+            collection_started_at="2026-11-20T10:00:00.000000Z",
+            collection_ended_at="2026-11-20T10:00:09.000000Z",
+            records=records,
+            summary=summarize(records),
+        )
         folder = root / job_id
         folder.mkdir()
         path = folder / "telemetry.json"
@@ -124,18 +139,30 @@ def main() -> None:
         try:
             with httpx.Client(base_url=base, timeout=60) as http:
                 http.get("/api/jobs")  # warm the cache
-                http_s, response = timed(lambda: http.get("/api/jobs", params={"pageSize": PAGE_SIZE}), 20)
+                http_s, response = timed(
+                    lambda: http.get("/api/jobs", params={"pageSize": PAGE_SIZE}), 20
+                )
                 body = orjson.loads(response.content)  # type: ignore[union-attr]
                 assert body["totalItems"] == args.jobs
         finally:
             stop()
 
         print(f"naive (parse every file) per request : {naive_s * 1000:9.1f} ms")
-        print(f"aura-otel first request (cold cache) : {cold_s * 1000:9.1f} ms   ratio naive/this {naive_s / cold_s:7.1f}x")
-        print(f"aura-otel next requests (warm cache) : {warm_s * 1000:9.1f} ms   ratio naive/this {naive_s / warm_s:7.1f}x")
-        print(f"aura-otel after 10 files changed     : {changed_s * 1000:9.1f} ms   ratio naive/this {naive_s / changed_s:7.1f}x")
-        print(f"GET /api/jobs over HTTP (warm)       : {http_s * 1000:9.1f} ms   ratio naive/this {naive_s / http_s:7.1f}x")
-        print(f"files parsed by aura-otel in total   : {index.parses} (naive: {args.jobs} per request)")
+        print(
+            f"aura-otel first request (cold cache) : {cold_s * 1000:9.1f} ms   ratio naive/this {naive_s / cold_s:7.1f}x"
+        )
+        print(
+            f"aura-otel next requests (warm cache) : {warm_s * 1000:9.1f} ms   ratio naive/this {naive_s / warm_s:7.1f}x"
+        )
+        print(
+            f"aura-otel after 10 files changed     : {changed_s * 1000:9.1f} ms   ratio naive/this {naive_s / changed_s:7.1f}x"
+        )
+        print(
+            f"GET /api/jobs over HTTP (warm)       : {http_s * 1000:9.1f} ms   ratio naive/this {naive_s / http_s:7.1f}x"
+        )
+        print(
+            f"files parsed by aura-otel in total   : {index.parses} (naive: {args.jobs} per request)"
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

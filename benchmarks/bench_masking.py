@@ -25,11 +25,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import NullExporter, stage_attributes, timed  # noqa: E402
-from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from aura_otel.masking import Masker, MaskingRules, MaskingSpanProcessor  # noqa: E402
+from _common import NullExporter, stage_attributes, timed
+from aura_otel.masking import Masker, MaskingRules, MaskingSpanProcessor
 
 CLEAN = (
     "The render stage composed 42 scenes at 1920x1080 using gpt-4o-2024-08-06, file "
@@ -63,7 +63,9 @@ def make_spans(provider: TracerProvider, n: int, secret: bool) -> None:
         attrs["aura.job.id"] = "job-2024-11-24-0001"
         if secret:
             attrs["aura.result.message"] = SECRET
-        with tracer.start_as_current_span(f"aura.stage.{attrs['aura.stage']}", attributes=attrs) as span:
+        with tracer.start_as_current_span(
+            f"aura.stage.{attrs['aura.stage']}", attributes=attrs
+        ) as span:
             span.add_event("provider.response", {"http.status_code": 200, "bytes": 5120})
 
 
@@ -75,12 +77,20 @@ def providers(masker: Masker, background: bool) -> tuple[TracerProvider, TracerP
     bare = TracerProvider()
     bare.add_span_processor(SimpleSpanProcessor(NullExporter()))
     masked = TracerProvider()
-    masked.add_span_processor(MaskingSpanProcessor(SimpleSpanProcessor(NullExporter()), masker=masker,
-                                                   mask_logs=False, background=background))
+    masked.add_span_processor(
+        MaskingSpanProcessor(
+            SimpleSpanProcessor(NullExporter()),
+            masker=masker,
+            mask_logs=False,
+            background=background,
+        )
+    )
     return bare, masked
 
 
-def compare(masker: Masker, n: int, repeat: int, secret: bool, background: bool = False) -> tuple[float, float]:
+def compare(
+    masker: Masker, n: int, repeat: int, secret: bool, background: bool = False
+) -> tuple[float, float]:
     """Synchronous masking (``background=False``) measures the masking work itself; with the
     background worker, what the application thread pays (the masking then runs beside it)."""
     bare, masked = providers(masker, background)
@@ -95,8 +105,10 @@ def compare(masker: Masker, n: int, repeat: int, secret: bool, background: bool 
 
 def report(label: str, bare_us: float, masked_us: float) -> None:
     extra = masked_us - bare_us
-    print(f"{label:<34}: bare SDK {bare_us:7.1f} us, with masking {masked_us:7.1f} us, "
-          f"masking {extra:6.1f} us = {extra / bare_us:.2f}x a bare span")
+    print(
+        f"{label:<34}: bare SDK {bare_us:7.1f} us, with masking {masked_us:7.1f} us, "
+        f"masking {extra:6.1f} us = {extra / bare_us:.2f}x a bare span"
+    )
 
 
 def main() -> int:
@@ -114,10 +126,14 @@ def main() -> int:
         print(f"{'text: ' + label:<34}: {measure():8.1f} MB/s")
     report("typical stage span, clean", *compare(masker, args.spans, args.repeat, secret=False))
     report("typical stage span, one secret", *compare(masker, args.spans, args.repeat, secret=True))
-    report("app thread, worker on, clean", *compare(masker, args.spans, args.repeat, secret=False,
-                                                    background=True))
-    report("app thread, worker on, one secret", *compare(masker, args.spans, args.repeat, secret=True,
-                                                         background=True))
+    report(
+        "app thread, worker on, clean",
+        *compare(masker, args.spans, args.repeat, secret=False, background=True),
+    )
+    report(
+        "app thread, worker on, one secret",
+        *compare(masker, args.spans, args.repeat, secret=True, background=True),
+    )
     return 0
 
 

@@ -30,14 +30,22 @@ def rss_mb() -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=100_000)
-    parser.add_argument("--trim", action="store_true",
-                        help="return freed memory to the OS before each reading (glibc)")
+    parser.add_argument(
+        "--trim",
+        action="store_true",
+        help="return freed memory to the OS before each reading (glibc)",
+    )
     args = parser.parse_args()
     step = max(1, args.jobs // 10)
     with tempfile.TemporaryDirectory() as tmp:
         provider = TracerProvider()
-        telemetry = aura_otel.configure(Path(tmp) / "jobs", tracer_provider=provider, set_global=False,
-                                        propagate_threads=False, metrics=False)  # the real wiring
+        telemetry = aura_otel.configure(
+            Path(tmp) / "jobs",
+            tracer_provider=provider,
+            set_global=False,
+            propagate_threads=False,
+            metrics=False,
+        )  # the real wiring
         exporter = telemetry.exporter
         assert exporter is not None
         readings = []
@@ -51,8 +59,10 @@ def main() -> int:
             if args.trim:
                 MemoryTrimmer().maybe_trim(force=True)
             readings.append(rss_mb())
-            print(f"{done + step:>8} jobs  rss {readings[-1]:7.1f} MB  held in memory: {exporter.pending_jobs()}",
-                  flush=True)
+            print(
+                f"{done + step:>8} jobs  rss {readings[-1]:7.1f} MB  held in memory: {exporter.pending_jobs()}",
+                flush=True,
+            )
         provider.shutdown()
     growth = readings[-1] - readings[1] if len(readings) > 1 else 0.0
     print(f"growth after warm-up     {growth:+.1f} MB over {args.jobs - step:,} jobs")

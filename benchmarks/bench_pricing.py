@@ -13,18 +13,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import STAGES, NullExporter, best_of, timed  # noqa: E402
-from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from aura_otel.fold import assemble, fold_span  # noqa: E402
-from aura_otel.pricing import load_price_table  # noqa: E402
+from _common import STAGES, NullExporter, best_of, timed
+from aura_otel.fold import assemble, fold_span
+from aura_otel.pricing import load_price_table
 
 MODELS = [
-    ("openai", "gpt-4o-mini"), ("OpenAI", "gpt-4o-2024-08-06"), ("azure.ai.openai", "gpt-4.1-mini"),
-    ("anthropic", "claude-sonnet-4-5-20250929"), ("gcp.gemini", "gemini-2.5-flash"),
-    ("mistral_ai", "mistral-large-latest"), ("acme", "unknown-model"), ("ollama", "llama3.1:8b"),
+    ("openai", "gpt-4o-mini"),
+    ("OpenAI", "gpt-4o-2024-08-06"),
+    ("azure.ai.openai", "gpt-4.1-mini"),
+    ("anthropic", "claude-sonnet-4-5-20250929"),
+    ("gcp.gemini", "gemini-2.5-flash"),
+    ("mistral_ai", "mistral-large-latest"),
+    ("acme", "unknown-model"),
+    ("ollama", "llama3.1:8b"),
 ]
 
 
@@ -35,11 +40,18 @@ def make_spans(provider: TracerProvider, n_jobs: int) -> None:
         with tracer.start_as_current_span("aura.job", attributes={"aura.job.id": job_id}):
             for i in range(8):
                 prov, model = MODELS[(i + j) % len(MODELS)]
-                with tracer.start_as_current_span(f"aura.stage.{STAGES[i]}", attributes={
-                    "aura.job.id": job_id, "aura.stage": STAGES[i], "gen_ai.provider.name": prov,
-                    "gen_ai.response.model": model, "gen_ai.usage.input_tokens": 1200 + i,
-                    "gen_ai.usage.output_tokens": 300, "gen_ai.usage.cache_read.input_tokens": 200,
-                }):
+                with tracer.start_as_current_span(
+                    f"aura.stage.{STAGES[i]}",
+                    attributes={
+                        "aura.job.id": job_id,
+                        "aura.stage": STAGES[i],
+                        "gen_ai.provider.name": prov,
+                        "gen_ai.response.model": model,
+                        "gen_ai.usage.input_tokens": 1200 + i,
+                        "gen_ai.usage.output_tokens": 300,
+                        "gen_ai.usage.cache_read.input_tokens": 200,
+                    },
+                ):
                     pass
 
 
@@ -72,19 +84,31 @@ def main() -> int:
     priced = best_of(lambda: timed(lambda: fold_all(table)), 5)
     print(f"spans                          {len(spans)}")
     print(f"bare SDK (make + export)       {len(spans) / sdk:,.0f} spans/s")
-    print(f"fold + assemble, no pricer     {len(spans) / plain:,.0f} spans/s   {plain / sdk:.2f}x the SDK's time")
-    print(f"fold + assemble, price table   {len(spans) / priced:,.0f} spans/s   {priced / sdk:.2f}x the SDK's time")
-    print(f"pricing overhead               {priced / plain:.2f}x fold + assemble without a pricer "
-          "(quotes are memoised: a job's file is reassembled on every write)")
+    print(
+        f"fold + assemble, no pricer     {len(spans) / plain:,.0f} spans/s   {plain / sdk:.2f}x the SDK's time"
+    )
+    print(
+        f"fold + assemble, price table   {len(spans) / priced:,.0f} spans/s   {priced / sdk:.2f}x the SDK's time"
+    )
+    print(
+        f"pricing overhead               {priced / plain:.2f}x fold + assemble without a pricer "
+        "(quotes are memoised: a job's file is reassembled on every write)"
+    )
 
     def cold() -> None:  # every usage distinct: no memoised quote helps
         for i in range(20_000):
-            table.quote(stage="script", provider="OpenAI", model="gpt-4o-2024-08-06",
-                        usage={"tokens_in": 10_000 + i, "tokens_out": 300, "cached_input_tokens": 200})
+            table.quote(
+                stage="script",
+                provider="OpenAI",
+                model="gpt-4o-2024-08-06",
+                usage={"tokens_in": 10_000 + i, "tokens_out": 300, "cached_input_tokens": 200},
+            )
 
     per_quote = timed(cold) / 20_000
     per_span = sdk / len(spans)
-    print(f"a first-time quote             {per_quote * 1e6:.1f} us   {per_quote / per_span:.2f}x the SDK's time per span")
+    print(
+        f"a first-time quote             {per_quote * 1e6:.1f} us   {per_quote / per_span:.2f}x the SDK's time per span"
+    )
     return 0
 
 

@@ -68,17 +68,36 @@ def make_requests(n_spans: int, prefix: str, *, roots: bool = True) -> list[byte
     if not roots:
         spans = [s for s in spans if s.name != "aura.job"]
     per = JOBS_PER_REQUEST * (SPANS_PER_JOB if roots else SPANS_PER_JOB - 1)
-    return [encode_spans(spans[i:i + per]).SerializeToString() for i in range(0, len(spans), per)]
+    return [encode_spans(spans[i : i + per]).SerializeToString() for i in range(0, len(spans), per)]
 
 
 class Receiver:
     def __init__(self, jobs_dir: str, durability: str, workers: int = 1) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "aura_otel.cli", "collect", "--jobs-dir", jobs_dir,
-             "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--durability", durability,
-             "--max-concurrent-requests", "16", "--workers", str(workers)],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+            [
+                sys.executable,
+                "-m",
+                "aura_otel.cli",
+                "collect",
+                "--jobs-dir",
+                jobs_dir,
+                "--http",
+                "127.0.0.1:0",
+                "--grpc",
+                "127.0.0.1:0",
+                "--durability",
+                durability,
+                "--max-concurrent-requests",
+                "16",
+                "--workers",
+                str(workers),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
         self.http = self.grpc = ""
         assert self.proc.stdout is not None
         while not (self.http and self.grpc):
@@ -120,8 +139,11 @@ def send_all(receiver: Receiver, protocol: str, bodies: list[bytes], clients: in
                     except queue.Empty:
                         return
                     t0 = time.perf_counter()
-                    response = http.post(receiver.http, content=body,
-                                         headers={"Content-Type": "application/x-protobuf"})
+                    response = http.post(
+                        receiver.http,
+                        content=body,
+                        headers={"Content-Type": "application/x-protobuf"},
+                    )
                     elapsed = time.perf_counter() - t0
                     if response.status_code != 200:
                         failures.append(str(response.status_code))
@@ -133,7 +155,9 @@ def send_all(receiver: Receiver, protocol: str, bodies: list[bytes], clients: in
             with grpc.insecure_channel(receiver.grpc) as channel:
                 call = channel.unary_unary(
                     "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-                    request_serializer=None, response_deserializer=None)
+                    request_serializer=None,
+                    response_deserializer=None,
+                )
                 while True:
                     try:
                         body = work.get_nowait()
@@ -160,8 +184,14 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def throughput(protocol: str, n_spans: int, clients: int, durability: str, workers: int,
-               bodies: list[bytes] | None = None) -> tuple[float, float]:
+def throughput(
+    protocol: str,
+    n_spans: int,
+    clients: int,
+    durability: str,
+    workers: int,
+    bodies: list[bytes] | None = None,
+) -> tuple[float, float]:
     """(spans/s into v1 files, spans/s acknowledged)."""
     bodies = bodies or make_requests(n_spans, f"bench-{protocol}-{_run_id()}")
     spans = n_spans // SPANS_PER_JOB * SPANS_PER_JOB
@@ -175,11 +205,13 @@ def throughput(protocol: str, n_spans: int, clients: int, durability: str, worke
         files = sum(1 for _ in Path(tmp).glob("*/telemetry.json"))
     assert files == spans // SPANS_PER_JOB, (files, spans // SPANS_PER_JOB)
     rate = spans / total
-    print(f"{protocol:4s} {durability:5s} {workers} worker{'s' if workers > 1 else ' '}: {spans} spans in {len(bodies)} requests, {clients} clients: "
-          f"{rate:,.0f} spans/s into v1 files ({spans / acked:,.0f}/s acknowledged); "
-          f"request latency p50 {pct(latencies, .5) * 1000:.0f} ms, p99 {pct(latencies, .99) * 1000:.0f} ms "
-          f"({len(bodies[0]) // 1024} KiB, {JOBS_PER_REQUEST * SPANS_PER_JOB} spans each)"
-          f"  [goal {GOAL:,}/s: {'met' if rate >= GOAL else 'NOT met'}]")
+    print(
+        f"{protocol:4s} {durability:5s} {workers} worker{'s' if workers > 1 else ' '}: {spans} spans in {len(bodies)} requests, {clients} clients: "
+        f"{rate:,.0f} spans/s into v1 files ({spans / acked:,.0f}/s acknowledged); "
+        f"request latency p50 {pct(latencies, 0.5) * 1000:.0f} ms, p99 {pct(latencies, 0.99) * 1000:.0f} ms "
+        f"({len(bodies[0]) // 1024} KiB, {JOBS_PER_REQUEST * SPANS_PER_JOB} spans each)"
+        f"  [goal {GOAL:,}/s: {'met' if rate >= GOAL else 'NOT met'}]"
+    )
     return rate, spans / acked
 
 
@@ -202,8 +234,10 @@ sys.exit(main())
 
 
 def phoenix_python() -> str | None:
-    for candidate in (os.environ.get("AURA_OTEL_PHOENIX_PYTHON"),
-                      str(ROOT / ".venv-phoenix" / "bin" / "python")):
+    for candidate in (
+        os.environ.get("AURA_OTEL_PHOENIX_PYTHON"),
+        str(ROOT / ".venv-phoenix" / "bin" / "python"),
+    ):
         if candidate and Path(candidate).is_file():
             return candidate
     return None
@@ -223,13 +257,22 @@ class Phoenix:
         self.base = f"http://127.0.0.1:{ports[0]}"
         self.http = self.base + "/v1/traces"
         self.grpc = f"127.0.0.1:{ports[1]}"
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": workdir,
-               "PHOENIX_HOST": "127.0.0.1", "PHOENIX_PORT": str(ports[0]),
-               "PHOENIX_GRPC_PORT": str(ports[1]), "PHOENIX_WORKING_DIR": workdir,
-               "PHOENIX_TELEMETRY_ENABLED": "false"}
-        self.proc = subprocess.Popen([python, "-c", PHOENIX_LAUNCHER], env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": workdir,
+            "PHOENIX_HOST": "127.0.0.1",
+            "PHOENIX_PORT": str(ports[0]),
+            "PHOENIX_GRPC_PORT": str(ports[1]),
+            "PHOENIX_WORKING_DIR": workdir,
+            "PHOENIX_TELEMETRY_ENABLED": "false",
+        }
+        self.proc = subprocess.Popen(
+            [python, "-c", PHOENIX_LAUNCHER],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         import httpx
 
         deadline = time.monotonic() + 300
@@ -259,8 +302,9 @@ class Phoenix:
             self.proc.wait(10)
 
 
-def phoenix_throughput(phoenix: Phoenix, protocol: str, bodies: list[bytes], spans: int,
-                       clients: int) -> tuple[float, float]:
+def phoenix_throughput(
+    phoenix: Phoenix, protocol: str, bodies: list[bytes], spans: int, clients: int
+) -> tuple[float, float]:
     """(spans/s stored and queryable, spans/s acknowledged)."""
     before = phoenix.spans()
     t0 = time.perf_counter()
@@ -273,9 +317,11 @@ def phoenix_throughput(phoenix: Phoenix, protocol: str, bodies: list[bytes], spa
         time.sleep(0.25)
     total = time.perf_counter() - t0
     rate = spans / total
-    print(f"{protocol:4s} Phoenix : {spans} spans: {rate:,.0f} spans/s stored and queryable "
-          f"({spans / acked:,.0f}/s acknowledged); request latency p50 "
-          f"{pct(latencies, .5) * 1000:.0f} ms, p99 {pct(latencies, .99) * 1000:.0f} ms")
+    print(
+        f"{protocol:4s} Phoenix : {spans} spans: {rate:,.0f} spans/s stored and queryable "
+        f"({spans / acked:,.0f}/s acknowledged); request latency p50 "
+        f"{pct(latencies, 0.5) * 1000:.0f} ms, p99 {pct(latencies, 0.99) * 1000:.0f} ms"
+    )
     return rate, spans / acked
 
 
@@ -290,8 +336,10 @@ def memory_per_open_job(n_jobs: int) -> None:
         after = receiver.rss_mb()
         receiver.stop()
     jobs = len(rest) * JOBS_PER_REQUEST
-    print(f"memory: {jobs} open jobs (no root yet) held in {after - before:+.1f} MB of RSS: "
-          f"~{(after - before) * 1024 * 1024 / jobs:.0f} bytes per open job (spans live in the journals)")
+    print(
+        f"memory: {jobs} open jobs (no root yet) held in {after - before:+.1f} MB of RSS: "
+        f"~{(after - before) * 1024 * 1024 / jobs:.0f} bytes per open job (spans live in the journals)"
+    )
 
 
 def memory_flat(n_jobs: int, parts: int = 10) -> None:
@@ -307,8 +355,11 @@ def memory_flat(n_jobs: int, parts: int = 10) -> None:
             send_all(receiver, "http", bodies, 2)
             samples.append(receiver.rss_mb())
         receiver.stop()
-    print(f"memory over {n_jobs} finished jobs, RSS after each tenth: "
-          + ", ".join(f"{m:.0f}" for m in samples) + " MB")
+    print(
+        f"memory over {n_jobs} finished jobs, RSS after each tenth: "
+        + ", ".join(f"{m:.0f}" for m in samples)
+        + " MB"
+    )
 
 
 def main() -> int:
@@ -319,8 +370,12 @@ def main() -> int:
     parser.add_argument("--open-jobs", type=int, default=20_000)
     parser.add_argument("--flat-jobs", type=int, default=20_000)
     parser.add_argument("--workers", default="1", help="receiver processes to try, e.g. 1,2")
-    parser.add_argument("--peer-spans", type=int, default=5_040,
-                        help="spans sent to both for the Phoenix ratio (Phoenix stores ~100/s)")
+    parser.add_argument(
+        "--peer-spans",
+        type=int,
+        default=5_040,
+        help="spans sent to both for the Phoenix ratio (Phoenix stores ~100/s)",
+    )
     args = parser.parse_args()
     print(f"bench_receiver: {os.cpu_count()} CPUs; the receiver and this sender share them")
     modes = ("fsync", "write") if args.durability == "both" else (args.durability,)
@@ -340,10 +395,12 @@ def main() -> int:
                     spans = args.peer_spans // SPANS_PER_JOB * SPANS_PER_JOB
                     ours = throughput(protocol, args.peer_spans, args.clients, "fsync", 1, bodies)
                     theirs = phoenix_throughput(phoenix, protocol, bodies, spans, args.clients)
-                    print(f"{protocol:4s} ratio aura-otel collect / Phoenix (same payloads, clients "
-                          f"and run): stored {ours[0] / theirs[0]:.2f}x, acknowledged "
-                          f"{ours[1] / theirs[1]:.2f}x (Phoenix acknowledges before storing; "
-                          "aura-otel after the journal is synced)")
+                    print(
+                        f"{protocol:4s} ratio aura-otel collect / Phoenix (same payloads, clients "
+                        f"and run): stored {ours[0] / theirs[0]:.2f}x, acknowledged "
+                        f"{ours[1] / theirs[1]:.2f}x (Phoenix acknowledges before storing; "
+                        "aura-otel after the journal is synced)"
+                    )
             finally:
                 phoenix.stop()
     memory_per_open_job(args.open_jobs)

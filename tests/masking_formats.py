@@ -26,8 +26,11 @@ def r(alphabet: str, n: int) -> str:
     alphabet has them (a real token's look, and what random-looking checks expect)."""
     while True:
         out = "".join(_rng.choice(alphabet) for _ in range(n))
-        classes = [c for c in (string.digits, string.ascii_lowercase, string.ascii_uppercase)
-                   if set(c) & set(alphabet)]
+        classes = [
+            c
+            for c in (string.digits, string.ascii_lowercase, string.ascii_uppercase)
+            if set(c) & set(alphabet)
+        ]
         if n < 6 or all(set(out) & set(c) for c in classes):
             return out
 
@@ -44,8 +47,12 @@ def _token(rule: str, secret: str) -> tuple[str, str]:
 
 def _context(key: str, value: str, style: int) -> tuple[str, str]:
     """A vendor credential next to its name, the way gitleaks' context rules find them."""
-    forms = [f'{key.upper()}="{value}"', f"{key.lower()}: {value}", f'"{key}": "{value}"',
-             f"export {key.upper()}={value}"]
+    forms = [
+        f'{key.upper()}="{value}"',
+        f"{key.lower()}: {value}",
+        f'"{key}": "{value}"',
+        f"export {key.upper()}={value}",
+    ]
     return forms[style % len(forms)], value
 
 
@@ -54,7 +61,8 @@ _PREFIXED: dict[str, str] = {
     "1password-secret-key": f"A3-{r(UPPER_ALNUM, 6)}-{r(UPPER_ALNUM, 11)}-{r(UPPER_ALNUM, 5)}-{r(UPPER_ALNUM, 5)}-{r(UPPER_ALNUM, 5)}",
     "1password-service-account-token": "ops_eyJ" + r(B64, 260),
     "adobe-client-secret": "p8e-" + r(ALNUM, 32),
-    "age-secret-key": "AGE-SECRET-KEY-1" + "".join(_rng.choice("QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L") for _ in range(58)),
+    "age-secret-key": "AGE-SECRET-KEY-1"
+    + "".join(_rng.choice("QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L") for _ in range(58)),
     "airtable-personnal-access-token": "pat" + r(ALNUM, 14) + "." + r(HEX, 64),
     "alibaba-access-key-id": "LTAI" + r(ALNUM, 20),
     "anthropic-admin-api-key": "sk-ant-admin01-" + r(B64URL, 93) + "AA",
@@ -64,7 +72,8 @@ _PREFIXED: dict[str, str] = {
     "authress-service-client-access-key": f"sc_{r(LOWER_ALNUM, 10)}.{r(LOWER_ALNUM, 5)}.acc_{r(LOWER_ALNUM, 20)}.{r(B64URL, 60)}",
     "aws-access-token": "AKIA" + r("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16),
     "aws-amazon-bedrock-api-key-long-lived": "ABSK" + r(B64, 120),
-    "aws-amazon-bedrock-api-key-short-lived": "bedrock-api-key-YmVkcm9jay5hbWF6b25hd3MuY29t" + r(B64, 40),
+    "aws-amazon-bedrock-api-key-short-lived": "bedrock-api-key-YmVkcm9jay5hbWF6b25hd3MuY29t"
+    + r(B64, 40),
     "azure-ad-client-secret": f"{r(ALNUM, 3)}8Q~{r(ALNUM, 34)}",
     "clickhouse-cloud-api-secret-key": "4b1d" + r(ALNUM, 38),
     "clojars-api-token": "CLOJARS_" + r(LOWER_ALNUM, 60),
@@ -104,7 +113,10 @@ _PREFIXED: dict[str, str] = {
     "gitlab-ptt": "glptt-" + r(HEX, 40),
     "gitlab-rrt": "GR1348941" + r(B64URL, 20),
     "gitlab-runner-authentication-token": "glrt-" + r(B64URL, 20),
-    "gitlab-runner-authentication-token-routable": "glrt-t1_" + r(B64URL, 27) + "." + r(LOWER_ALNUM, 9),
+    "gitlab-runner-authentication-token-routable": "glrt-t1_"
+    + r(B64URL, 27)
+    + "."
+    + r(LOWER_ALNUM, 9),
     "gitlab-scim-token": "glsoat-" + r(B64URL, 20),
     "gitlab-session-cookie": "_gitlab_session=" + r(LOWER_ALNUM, 32),
     "grafana-api-key": "eyJrIjoi" + r(ALNUM, 80),
@@ -132,7 +144,11 @@ _PREFIXED: dict[str, str] = {
     "planetscale-password": "pscale_pw_" + r(B64URL, 43),
     "postman-api-token": f"PMAK-{r(HEX, 24)}-{r(HEX, 34)}",
     "prefect-api-token": "pnu_" + r(ALNUM, 36),
-    "private-key": "-----BEGIN PRIVATE KEY-----\n" + r(B64, 64) + "\n" + r(B64, 40) + "\n-----END PRIVATE KEY-----",
+    "private-key": "-----BEGIN PRIVATE KEY-----\n"
+    + r(B64, 64)
+    + "\n"
+    + r(B64, 40)
+    + "\n-----END PRIVATE KEY-----",
     "pulumi-api-token": "pul-" + r(HEX, 40),
     "pypi-upload-token": "pypi-AgEIcHlwaS5vcmc" + r(B64URL, 80),
     "readme-api-token": "rdme_" + r(LOWER_ALNUM, 70),
@@ -140,7 +156,12 @@ _PREFIXED: dict[str, str] = {
     "scalingo-api-token": "tk-us-" + r(B64URL, 48),
     "sendgrid-api-token": f"SG.{r(B64URL, 22)}.{r(B64URL, 43)}",
     "sendinblue-api-token": f"xkeysib-{r(HEX, 64)}-{r(ALNUM, 16)}",
-    "sentry-org-token": "sntrys_eyJpYXQiO" + r(ALNUM, 40) + "LCJyZWdpb25fdXJs" + r(ALNUM, 40) + "_" + r(ALNUM, 43),
+    "sentry-org-token": "sntrys_eyJpYXQiO"
+    + r(ALNUM, 40)
+    + "LCJyZWdpb25fdXJs"
+    + r(ALNUM, 40)
+    + "_"
+    + r(ALNUM, 43),
     "sentry-user-token": "sntryu_" + r(HEX, 64),
     "settlemint-application-access-token": "sm_aat_" + r(ALNUM, 16),
     "settlemint-personal-access-token": "sm_pat_" + r(ALNUM, 16),
@@ -159,7 +180,12 @@ _PREFIXED: dict[str, str] = {
     "slack-legacy-token": f"xoxs-{r(string.digits, 10)}-{r(string.digits, 11)}-{r(string.digits, 12)}-{r(HEX, 20)}",
     "slack-legacy-workspace-token": "xoxa-2-" + r(ALNUM, 40),
     "slack-user-token": f"xoxp-{r(string.digits, 12)}-{r(string.digits, 12)}-{r(string.digits, 12)}-{r(ALNUM, 32)}",
-    "slack-webhook-url": "https://hooks.slack.com/services/T" + r(UPPER_ALNUM, 8) + "/B" + r(UPPER_ALNUM, 8) + "/" + r(ALNUM, 24),
+    "slack-webhook-url": "https://hooks.slack.com/services/T"
+    + r(UPPER_ALNUM, 8)
+    + "/B"
+    + r(UPPER_ALNUM, 8)
+    + "/"
+    + r(ALNUM, 24),
     "sourcegraph-access-token": "sgp_" + r(HEX, 16) + "_" + r(HEX, 40),
     "square-access-token": "EAAA" + r(B64URL, 60),
     "stripe-access-token": "sk_live_" + r(ALNUM, 48),
@@ -174,59 +200,111 @@ _PREFIXED: dict[str, str] = {
     "hashicorp-tf-password": f'administrator_login_password = "{r(ALNUM, 20)}"',
     "generic-api-key": f"client_secret = {r(ALNUM, 32)}",
     "sidekiq-secret": f"BUNDLE_ENTERPRISE__CONTRIBSYS__COM={r(HEX, 8)}:{r(HEX, 8)}",
-    "pkcs12-file": "-----BEGIN ENCRYPTED PRIVATE KEY-----\n" + r(B64, 64) + "\n-----END ENCRYPTED PRIVATE KEY-----",
+    "pkcs12-file": "-----BEGIN ENCRYPTED PRIVATE KEY-----\n"
+    + r(B64, 64)
+    + "\n-----END ENCRYPTED PRIVATE KEY-----",
 }
 
 # -- gitleaks: context rules (a vendor's name next to the credential) --------------------------
 _CONTEXT_VALUES: dict[str, str] = {
-    "adafruit-api-key": r(LOWER_ALNUM, 32), "adobe-client-id": r(HEX, 32), "airtable-api-key": r(LOWER_ALNUM, 17),
-    "algolia-api-key": r(LOWER_ALNUM, 32), "alibaba-secret-key": r(LOWER_ALNUM, 30),
-    "asana-client-id": r(string.digits, 16), "asana-client-secret": r(LOWER_ALNUM, 32),
-    "atlassian-api-token": "ATATT3xFfGF0" + r(B64URL, 180), "beamer-api-token": "b_" + r(B64URL, 44),
-    "bitbucket-client-id": r(LOWER_ALNUM, 32), "bitbucket-client-secret": r(B64URL, 64),
-    "bittrex-access-key": r(LOWER_ALNUM, 32), "bittrex-secret-key": r(LOWER_ALNUM, 32),
-    "cisco-meraki-api-key": r(HEX, 40), "cloudflare-api-key": r(B64URL, 40),
-    "cloudflare-global-api-key": r(HEX, 37), "codecov-access-token": r(LOWER_ALNUM, 32),
-    "cohere-api-token": r(ALNUM, 40), "coinbase-access-token": r(B64URL, 64),
-    "confluent-access-token": r(LOWER_ALNUM, 16), "confluent-secret-key": r(LOWER_ALNUM, 64),
-    "contentful-delivery-api-token": r(B64URL, 43), "datadog-access-token": r(LOWER_ALNUM, 40),
+    "adafruit-api-key": r(LOWER_ALNUM, 32),
+    "adobe-client-id": r(HEX, 32),
+    "airtable-api-key": r(LOWER_ALNUM, 17),
+    "algolia-api-key": r(LOWER_ALNUM, 32),
+    "alibaba-secret-key": r(LOWER_ALNUM, 30),
+    "asana-client-id": r(string.digits, 16),
+    "asana-client-secret": r(LOWER_ALNUM, 32),
+    "atlassian-api-token": "ATATT3xFfGF0" + r(B64URL, 180),
+    "beamer-api-token": "b_" + r(B64URL, 44),
+    "bitbucket-client-id": r(LOWER_ALNUM, 32),
+    "bitbucket-client-secret": r(B64URL, 64),
+    "bittrex-access-key": r(LOWER_ALNUM, 32),
+    "bittrex-secret-key": r(LOWER_ALNUM, 32),
+    "cisco-meraki-api-key": r(HEX, 40),
+    "cloudflare-api-key": r(B64URL, 40),
+    "cloudflare-global-api-key": r(HEX, 37),
+    "codecov-access-token": r(LOWER_ALNUM, 32),
+    "cohere-api-token": r(ALNUM, 40),
+    "coinbase-access-token": r(B64URL, 64),
+    "confluent-access-token": r(LOWER_ALNUM, 16),
+    "confluent-secret-key": r(LOWER_ALNUM, 64),
+    "contentful-delivery-api-token": r(B64URL, 43),
+    "datadog-access-token": r(LOWER_ALNUM, 40),
     "defined-networking-api-token": f"dnkey-{r(B64URL, 26)}-{r(B64URL, 52)}",
-    "discord-api-token": r(HEX, 64), "discord-client-id": r(string.digits, 18),
-    "discord-client-secret": r(B64URL, 32), "droneci-access-token": r(LOWER_ALNUM, 32),
+    "discord-api-token": r(HEX, 64),
+    "discord-client-id": r(string.digits, 18),
+    "discord-client-secret": r(B64URL, 32),
+    "droneci-access-token": r(LOWER_ALNUM, 32),
     "dropbox-api-token": r(LOWER_ALNUM, 15),
     "dropbox-long-lived-api-token": r(LOWER_ALNUM, 11) + "AAAAAAAAAA" + r(B64URL, 43),
-    "dropbox-short-lived-api-token": "sl." + r(B64URL, 135), "etsy-access-token": r(LOWER_ALNUM, 24),
-    "facebook-secret": r(HEX, 32), "fastly-api-token": r(B64URL, 32), "finicity-api-token": r(HEX, 32),
-    "finicity-client-secret": r(LOWER_ALNUM, 20), "finnhub-access-token": r(LOWER_ALNUM, 20),
-    "flickr-access-token": r(LOWER_ALNUM, 32), "freshbooks-access-token": r(LOWER_ALNUM, 64),
-    "gitter-access-token": r(B64URL, 40), "gocardless-api-token": "live_" + r(B64URL, 40),
-    "heroku-api-key": uuid(), "hubspot-api-key": uuid().upper(), "intercom-api-key": r(B64URL, 60),
-    "jfrog-api-key": r(LOWER_ALNUM, 73), "jfrog-identity-token": r(LOWER_ALNUM, 64),
-    "kraken-access-token": r(B64 + "=_-", 86), "kucoin-access-token": r(HEX, 24), "kucoin-secret-key": uuid(),
-    "launchdarkly-access-token": r(B64URL, 40), "linear-client-secret": r(HEX, 32),
-    "linkedin-client-id": r(LOWER_ALNUM, 14), "linkedin-client-secret": r(LOWER_ALNUM, 16),
-    "lob-api-key": "live_" + r(HEX, 35), "lob-pub-api-key": "test_pub_" + r(HEX, 31),
-    "looker-client-id": r(LOWER_ALNUM, 20), "looker-client-secret": r(LOWER_ALNUM, 24),
-    "mailchimp-api-key": r(HEX, 32) + "-us20", "mailgun-private-api-token": "key-" + r(HEX, 32),
-    "mailgun-pub-key": "pubkey-" + r(HEX, 32), "mailgun-signing-key": f"{r(HEX, 32)}-{r(HEX, 8)}-{r(HEX, 8)}",
-    "mapbox-api-token": f"pk.{r(LOWER_ALNUM, 60)}.{r(LOWER_ALNUM, 22)}", "mattermost-access-token": r(LOWER_ALNUM, 26),
-    "messagebird-api-token": r(LOWER_ALNUM, 25), "messagebird-client-id": uuid(),
-    "netlify-access-token": r(B64URL, 43), "new-relic-browser-api-token": "NRJS-" + r(HEX, 19),
-    "new-relic-insert-key": "NRII-" + r(B64URL, 32), "new-relic-user-api-id": r(LOWER_ALNUM, 64),
-    "new-relic-user-api-key": "NRAK-" + r(UPPER_ALNUM, 27), "nytimes-access-token": r(B64URL, 32),
+    "dropbox-short-lived-api-token": "sl." + r(B64URL, 135),
+    "etsy-access-token": r(LOWER_ALNUM, 24),
+    "facebook-secret": r(HEX, 32),
+    "fastly-api-token": r(B64URL, 32),
+    "finicity-api-token": r(HEX, 32),
+    "finicity-client-secret": r(LOWER_ALNUM, 20),
+    "finnhub-access-token": r(LOWER_ALNUM, 20),
+    "flickr-access-token": r(LOWER_ALNUM, 32),
+    "freshbooks-access-token": r(LOWER_ALNUM, 64),
+    "gitter-access-token": r(B64URL, 40),
+    "gocardless-api-token": "live_" + r(B64URL, 40),
+    "heroku-api-key": uuid(),
+    "hubspot-api-key": uuid().upper(),
+    "intercom-api-key": r(B64URL, 60),
+    "jfrog-api-key": r(LOWER_ALNUM, 73),
+    "jfrog-identity-token": r(LOWER_ALNUM, 64),
+    "kraken-access-token": r(B64 + "=_-", 86),
+    "kucoin-access-token": r(HEX, 24),
+    "kucoin-secret-key": uuid(),
+    "launchdarkly-access-token": r(B64URL, 40),
+    "linear-client-secret": r(HEX, 32),
+    "linkedin-client-id": r(LOWER_ALNUM, 14),
+    "linkedin-client-secret": r(LOWER_ALNUM, 16),
+    "lob-api-key": "live_" + r(HEX, 35),
+    "lob-pub-api-key": "test_pub_" + r(HEX, 31),
+    "looker-client-id": r(LOWER_ALNUM, 20),
+    "looker-client-secret": r(LOWER_ALNUM, 24),
+    "mailchimp-api-key": r(HEX, 32) + "-us20",
+    "mailgun-private-api-token": "key-" + r(HEX, 32),
+    "mailgun-pub-key": "pubkey-" + r(HEX, 32),
+    "mailgun-signing-key": f"{r(HEX, 32)}-{r(HEX, 8)}-{r(HEX, 8)}",
+    "mapbox-api-token": f"pk.{r(LOWER_ALNUM, 60)}.{r(LOWER_ALNUM, 22)}",
+    "mattermost-access-token": r(LOWER_ALNUM, 26),
+    "messagebird-api-token": r(LOWER_ALNUM, 25),
+    "messagebird-client-id": uuid(),
+    "netlify-access-token": r(B64URL, 43),
+    "new-relic-browser-api-token": "NRJS-" + r(HEX, 19),
+    "new-relic-insert-key": "NRII-" + r(B64URL, 32),
+    "new-relic-user-api-id": r(LOWER_ALNUM, 64),
+    "new-relic-user-api-key": "NRAK-" + r(UPPER_ALNUM, 27),
+    "nytimes-access-token": r(B64URL, 32),
     "okta-access-token": "00" + r(B64URL, 40),
-    "plaid-api-token": f"access-production-{uuid()}", "plaid-client-id": r(LOWER_ALNUM, 24),
-    "plaid-secret-key": r(LOWER_ALNUM, 30), "privateai-api-token": r(LOWER_ALNUM, 32),
-    "rapidapi-access-token": r(B64URL, 50), "sendbird-access-id": uuid(), "sendbird-access-token": r(HEX, 40),
-    "sentry-access-token": r(HEX, 64), "snyk-api-token": uuid(), "sonar-api-token": "squ_" + r(HEX, 40),
-    "squarespace-access-token": uuid(), "sumologic-access-id": "su" + r(ALNUM, 12),
-    "sumologic-access-token": r(ALNUM, 64), "telegram-bot-api-token": f"{r(string.digits, 10)}:A{r(B64URL, 34)}",
-    "travisci-access-token": r(LOWER_ALNUM, 22), "twitch-api-token": r(LOWER_ALNUM, 30),
-    "twitter-access-secret": r(LOWER_ALNUM, 45), "twitter-access-token": f"{r(string.digits, 19)}-{r(ALNUM, 30)}",
-    "twitter-api-key": r(LOWER_ALNUM, 25), "twitter-api-secret": r(LOWER_ALNUM, 50),
-    "twitter-bearer-token": "A" * 22 + r(ALNUM, 90), "typeform-api-token": "tfp_" + r(B64URL, 59),
-    "yandex-access-token": f"t1.{r(B64URL, 20)}.{r(B64URL, 86)}", "yandex-api-key": "AQVN" + r(B64URL, 36),
-    "yandex-aws-access-token": "YC" + r(B64URL, 38), "zendesk-secret-key": r(LOWER_ALNUM, 40),
+    "plaid-api-token": f"access-production-{uuid()}",
+    "plaid-client-id": r(LOWER_ALNUM, 24),
+    "plaid-secret-key": r(LOWER_ALNUM, 30),
+    "privateai-api-token": r(LOWER_ALNUM, 32),
+    "rapidapi-access-token": r(B64URL, 50),
+    "sendbird-access-id": uuid(),
+    "sendbird-access-token": r(HEX, 40),
+    "sentry-access-token": r(HEX, 64),
+    "snyk-api-token": uuid(),
+    "sonar-api-token": "squ_" + r(HEX, 40),
+    "squarespace-access-token": uuid(),
+    "sumologic-access-id": "su" + r(ALNUM, 12),
+    "sumologic-access-token": r(ALNUM, 64),
+    "telegram-bot-api-token": f"{r(string.digits, 10)}:A{r(B64URL, 34)}",
+    "travisci-access-token": r(LOWER_ALNUM, 22),
+    "twitch-api-token": r(LOWER_ALNUM, 30),
+    "twitter-access-secret": r(LOWER_ALNUM, 45),
+    "twitter-access-token": f"{r(string.digits, 19)}-{r(ALNUM, 30)}",
+    "twitter-api-key": r(LOWER_ALNUM, 25),
+    "twitter-api-secret": r(LOWER_ALNUM, 50),
+    "twitter-bearer-token": "A" * 22 + r(ALNUM, 90),
+    "typeform-api-token": "tfp_" + r(B64URL, 59),
+    "yandex-access-token": f"t1.{r(B64URL, 20)}.{r(B64URL, 86)}",
+    "yandex-api-key": "AQVN" + r(B64URL, 36),
+    "yandex-aws-access-token": "YC" + r(B64URL, 38),
+    "zendesk-secret-key": r(LOWER_ALNUM, 40),
 }
 
 
@@ -237,7 +315,10 @@ def _context_key(rule: str) -> str:
 
 GITLEAKS: dict[str, tuple[str, str]] = {
     **{rule: _token(rule, secret) for rule, secret in _PREFIXED.items()},
-    **{rule: _context(_context_key(rule), value, i) for i, (rule, value) in enumerate(_CONTEXT_VALUES.items())},
+    **{
+        rule: _context(_context_key(rule), value, i)
+        for i, (rule, value) in enumerate(_CONTEXT_VALUES.items())
+    },
 }
 _SECRET_OF = {
     "curl-auth-header": lambda t: t.split("Basic ")[1].split('"')[0],
@@ -259,7 +340,9 @@ DETECT_SECRETS: dict[str, tuple[str, str]] = {
     "AzureStorageKeyDetector": _token("azure", "AccountKey=" + r(B64, 86) + "=="),
     "BasicAuthDetector": _token("url", f"https://admin:{r(ALNUM, 14)}@db.internal:5432/app"),
     "CloudantDetector": _context("cloudant_password", r(HEX, 64), 1),
-    "DiscordBotTokenDetector": _token("discord", f"M{r(B64URL, 23)}.{r(B64URL, 6)}.{r(B64URL, 27)}"),
+    "DiscordBotTokenDetector": _token(
+        "discord", f"M{r(B64URL, 23)}.{r(B64URL, 6)}.{r(B64URL, 27)}"
+    ),
     "GitHubTokenDetector": _token("github", "ghp_" + r(ALNUM, 36)),
     "GitLabTokenDetector": _token("gitlab", "glpat-" + r(B64URL, 20)),
     "Base64HighEntropyString": _context("signing_secret", r(B64, 44) + "=", 2),
@@ -271,10 +354,20 @@ DETECT_SECRETS: dict[str, tuple[str, str]] = {
     "MailchimpDetector": _token("mailchimp", r(HEX, 32) + "-us6"),
     "NpmDetector": _token("npmrc", "//registry.npmjs.org/:_authToken=npm_" + r(ALNUM, 36)),
     "OpenAIDetector": _token("openai", "sk-" + r(ALNUM, 20) + "T3BlbkFJ" + r(ALNUM, 20)),
-    "PrivateKeyDetector": _token("pem", "-----BEGIN RSA PRIVATE KEY-----\n" + r(B64, 64) + "\n-----END RSA PRIVATE KEY-----"),
+    "PrivateKeyDetector": _token(
+        "pem", "-----BEGIN RSA PRIVATE KEY-----\n" + r(B64, 64) + "\n-----END RSA PRIVATE KEY-----"
+    ),
     "PypiTokenDetector": _token("pypi", "pypi-AgENdGVzdC5weXBpLm9yZw" + r(B64URL, 80)),
     "SendGridDetector": _token("sendgrid", f"SG.{r(B64URL, 22)}.{r(B64URL, 43)}"),
-    "SlackDetector": _token("slack", "https://hooks.slack.com/services/T" + r(UPPER_ALNUM, 10) + "/B" + r(UPPER_ALNUM, 10) + "/" + r(ALNUM, 24)),
+    "SlackDetector": _token(
+        "slack",
+        "https://hooks.slack.com/services/T"
+        + r(UPPER_ALNUM, 10)
+        + "/B"
+        + r(UPPER_ALNUM, 10)
+        + "/"
+        + r(ALNUM, 24),
+    ),
     "SoftlayerDetector": _token("softlayer", "https://api.softlayer.com/soap/v3/" + r(HEX, 64)),
     "SquareOAuthDetector": _token("square", "sq0csp-" + r(B64URL, 43)),
     "StripeDetector": _token("stripe", "rk_live_" + r(ALNUM, 24)),
@@ -288,16 +381,27 @@ ISSUE_11: dict[str, tuple[str, str]] = {
     "google-oauth-client-secret": _token("google", "GOCSPX-" + r(B64URL, 28)),
     "google-oauth-refresh-token": _token("google", "1//0" + r(B64URL, 100)),
     "slack-refresh-token": _token("slack", "xoxe-1-" + r(UPPER_ALNUM, 146)),
-    "discord-webhook": _token("discord", f"https://discord.com/api/webhooks/{r(string.digits, 18)}/{r(B64URL, 68)}"),
-    "telegram-bot-url": (f"GET https://api.telegram.org/bot{(tg := r(string.digits, 10) + ':A' + r(B64URL, 34))}/sendMessage", tg),
+    "discord-webhook": _token(
+        "discord", f"https://discord.com/api/webhooks/{r(string.digits, 18)}/{r(B64URL, 68)}"
+    ),
+    "telegram-bot-url": (
+        f"GET https://api.telegram.org/bot{(tg := r(string.digits, 10) + ':A' + r(B64URL, 34))}/sendMessage",
+        tg,
+    ),
     "elevenlabs-key": _token("elevenlabs", "sk_" + r(HEX, 48)),
     "docker-hub-pat": _token("docker", "dckr_pat_" + r(B64URL, 27)),
     "huggingface-token": _token("hf", "hf_" + r(string.ascii_letters, 34)),
     "vault-token": _token("vault", "hvs." + r(B64URL, 95)),
-    "age-key": _token("age", "AGE-SECRET-KEY-1" + "".join(_rng.choice("QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L") for _ in range(58))),
+    "age-key": _token(
+        "age",
+        "AGE-SECRET-KEY-1"
+        + "".join(_rng.choice("QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L") for _ in range(58)),
+    ),
     "twilio-account-sid": _token("twilio", "AC" + r(HEX, 32)),
     "mailgun-key": _token("mailgun", "key-" + r(HEX, 32)),
-    "ifttt-webhook": _token("ifttt", f"https://maker.ifttt.com/trigger/render_done/with/key/{r(B64URL, 22)}"),
+    "ifttt-webhook": _token(
+        "ifttt", f"https://maker.ifttt.com/trigger/render_done/with/key/{r(B64URL, 22)}"
+    ),
     "curl-user-long-flag": (f"curl --user ops:{_PW} https://x", _PW),
     "mysql-p": (f"mysql -h db -u root -p{(pw := r(ALNUM, 12))} app", pw),
     "mysqldump-password": (f"mysqldump --password={(pw2 := r(ALNUM, 12))} app", pw2),
@@ -307,12 +411,30 @@ ISSUE_11: dict[str, tuple[str, str]] = {
     "env-smtp-pass": (f"SMTP_PASS={(pw5 := r(ALNUM, 12))}", pw5),
     "env-db-pwd": (f"DB_PWD={(pw6 := r(ALNUM, 12))}", pw6),
     "env-mysql-pwd": (f"export MYSQL_PWD='{(pw7 := r(ALNUM, 12))}'", pw7),
-    "query-sig": (f"https://acct.blob.core.windows.net/c/b.mp4?sv=2024-01-01&sig={(sig := r(B64, 43))}%3D", sig),
-    "query-signature": (f"https://cdn.example.com/v.mp4?Expires=1700000000&Signature={(sig2 := r(B64URL, 60))}", sig2),
-    "query-x-amz-signature": (f"https://s3.amazonaws.com/b/k?X-Amz-Credential=AKIA/x&X-Amz-Signature={(sig3 := r(HEX, 64))}", sig3),
-    "query-code": (f"https://app.example.com/callback?code={(code := '4/0A' + r(B64URL, 40))}&state=xyz", code),
-    "pem-body-without-begin": ((body := "\n".join(r(B64, 64) for _ in range(4))) + "\n-----END PRIVATE KEY-----", body.splitlines()[1]),
-    "pem-der-first-line": (f"key material: MIIEvQIBADANBgkqhkiG9w0BAQEFAASC{r(B64, 60)}", "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"),
+    "query-sig": (
+        f"https://acct.blob.core.windows.net/c/b.mp4?sv=2024-01-01&sig={(sig := r(B64, 43))}%3D",
+        sig,
+    ),
+    "query-signature": (
+        f"https://cdn.example.com/v.mp4?Expires=1700000000&Signature={(sig2 := r(B64URL, 60))}",
+        sig2,
+    ),
+    "query-x-amz-signature": (
+        f"https://s3.amazonaws.com/b/k?X-Amz-Credential=AKIA/x&X-Amz-Signature={(sig3 := r(HEX, 64))}",
+        sig3,
+    ),
+    "query-code": (
+        f"https://app.example.com/callback?code={(code := '4/0A' + r(B64URL, 40))}&state=xyz",
+        code,
+    ),
+    "pem-body-without-begin": (
+        (body := "\n".join(r(B64, 64) for _ in range(4))) + "\n-----END PRIVATE KEY-----",
+        body.splitlines()[1],
+    ),
+    "pem-der-first-line": (
+        f"key material: MIIEvQIBADANBgkqhkiG9w0BAQEFAASC{r(B64, 60)}",
+        "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
+    ),
     "entropy-after-credential-word": (f"the token is {(ent := r(ALNUM, 32))}", ent),
 }
 

@@ -113,7 +113,7 @@ def http_receiver() -> Iterator[tuple[str, Received]]:
     received = Received()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+        def do_POST(self) -> None:
             with received.lock:
                 received.headers.append({k.lower(): v for k, v in self.headers.items()})
             length = int(self.headers.get("Content-Length") or 0)
@@ -154,19 +154,19 @@ def http_receiver() -> Iterator[tuple[str, Received]]:
 @contextmanager
 def grpc_receiver() -> Iterator[tuple[str, Received]]:
     """An OTLP/gRPC receiver; yields its endpoint (``http://127.0.0.1:PORT``)."""
-    import grpc  # noqa: PLC0415
-    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc  # noqa: PLC0415
-    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc  # noqa: PLC0415
+    import grpc
+    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
     received = Received()
 
     class Traces(trace_service_pb2_grpc.TraceServiceServicer):
-        def Export(self, request: Any, context: Any) -> Any:  # noqa: N802
+        def Export(self, request: Any, context: Any) -> Any:
             received.add_traces(request)
             return trace_service_pb2.ExportTraceServiceResponse()
 
     class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
-        def Export(self, request: Any, context: Any) -> Any:  # noqa: N802
+        def Export(self, request: Any, context: Any) -> Any:
             received.add_metrics(request)
             return metrics_service_pb2.ExportMetricsServiceResponse()
 

@@ -57,23 +57,33 @@ def write_doc(jobs_dir: Path, doc: dict[str, Any], *, mtime: float | None = None
     return path
 
 
-def write_trace_ids(jobs_dir: Path, job_id: str, trace_ids: list[str], *,
-                    forwarded: bool = True) -> None:
+def write_trace_ids(
+    jobs_dir: Path, job_id: str, trace_ids: list[str], *, forwarded: bool = True
+) -> None:
     """Root-span units in the job's journal, as the exporter leaves them: what the trace link
     reads (``fw`` is the exporter's mark that the spans also went to a trace backend)."""
-    units = {f"root{n}": {"k": ROOT, "t": trace_id, "s": 0, "e": 1, **({"fw": 1} if forwarded else {})}
-             for n, trace_id in enumerate(trace_ids)}
+    units = {
+        f"root{n}": {"k": ROOT, "t": trace_id, "s": 0, "e": 1, **({"fw": 1} if forwarded else {})}
+        for n, trace_id in enumerate(trace_ids)
+    }
     with JobStore(jobs_dir).journal(job_id) as journal:
         journal.append(units)
 
 
-def record(job_id: str, stage: str, start_s: float, latency_ms: int, **fields: Any) -> dict[str, Any]:
+def record(
+    job_id: str, stage: str, start_s: float, latency_ms: int, **fields: Any
+) -> dict[str, Any]:
     """A v1 record starting ``start_s`` seconds after 2026-11-20T10:00:00Z."""
     start_us = round(start_s * 1_000_000)
     end_us = start_us + latency_ms * 1000
     return record_dict(
-        job_id=job_id, correlation_id=f"corr-{job_id}", stage=stage, latency_ms=latency_ms,
-        started_at=_at(start_us), ended_at=_at(end_us), result_status=fields.pop("result_status", "ok"),
+        job_id=job_id,
+        correlation_id=f"corr-{job_id}",
+        stage=stage,
+        latency_ms=latency_ms,
+        started_at=_at(start_us),
+        ended_at=_at(end_us),
+        result_status=fields.pop("result_status", "ok"),
         **fields,
     )
 
@@ -85,7 +95,9 @@ def _at(micros: int) -> str:
     return f"2026-11-20T{10 + hours:02d}:{minutes:02d}:{secs:02d}.{rest:06d}Z"
 
 
-def collection(job_id: str, records: list[dict[str, Any]], *, finished_s: float | None) -> dict[str, Any]:
+def collection(
+    job_id: str, records: list[dict[str, Any]], *, finished_s: float | None
+) -> dict[str, Any]:
     """A collection whose summary is computed by the schema's own summarize (None = running)."""
     return collection_dict(
         job_id=job_id,
@@ -98,23 +110,57 @@ def collection(job_id: str, records: list[dict[str, Any]], *, finished_s: float 
 
 
 def running_job(job_id: str) -> dict[str, Any]:
-    return collection(job_id, [
-        record(job_id, "brief", 0.0, 20),
-        record(job_id, "script", 0.1, 1500, provider="OpenAI", model_id="gpt-4o",
-               tokens_in=900, tokens_out=300, cost_estimate=0.02),
-    ], finished_s=None)
+    return collection(
+        job_id,
+        [
+            record(job_id, "brief", 0.0, 20),
+            record(
+                job_id,
+                "script",
+                0.1,
+                1500,
+                provider="OpenAI",
+                model_id="gpt-4o",
+                tokens_in=900,
+                tokens_out=300,
+                cost_estimate=0.02,
+            ),
+        ],
+        finished_s=None,
+    )
 
 
 def unpriced_job(job_id: str) -> dict[str, Any]:
     """A finished job where two operations have no price (pricing marks them unpriced)."""
-    return collection(job_id, [
-        record(job_id, "script", 0.0, 2000, provider="OpenAI", tokens_in=100, tokens_out=50,
-               cost_estimate=0.25),
-        record(job_id, "tts", 2.0, 3000, provider="NewVoice", metadata={"pricing": "unpriced"}),
-        record(job_id, "visuals", 5.0, 1000, provider="NewImages", scene_index=1,
-               metadata={"pricing": "unpriced"}, result_status="warn", message="fallback model"),
-        record(job_id, "render", 6.0, 4000, provider="ffmpeg", cost_estimate=0.0),
-    ], finished_s=10.0)
+    return collection(
+        job_id,
+        [
+            record(
+                job_id,
+                "script",
+                0.0,
+                2000,
+                provider="OpenAI",
+                tokens_in=100,
+                tokens_out=50,
+                cost_estimate=0.25,
+            ),
+            record(job_id, "tts", 2.0, 3000, provider="NewVoice", metadata={"pricing": "unpriced"}),
+            record(
+                job_id,
+                "visuals",
+                5.0,
+                1000,
+                provider="NewImages",
+                scene_index=1,
+                metadata={"pricing": "unpriced"},
+                result_status="warn",
+                message="fallback model",
+            ),
+            record(job_id, "render", 6.0, 4000, provider="ffmpeg", cost_estimate=0.0),
+        ],
+        finished_s=10.0,
+    )
 
 
 def free_port() -> int:
@@ -135,8 +181,7 @@ def live_server(jobs_dir: Path, **app_kwargs: Any) -> Iterator[str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(jobs_dir, **app_kwargs), log_level="warning",
-                            lifespan="off")
+    config = uvicorn.Config(create_app(jobs_dir, **app_kwargs), log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

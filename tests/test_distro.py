@@ -38,7 +38,10 @@ pytestmark = pytest.mark.system
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
-GROUPS = {"opentelemetry_distro": AuraOtelDistro, "opentelemetry_configurator": AuraOtelConfigurator}
+GROUPS = {
+    "opentelemetry_distro": AuraOtelDistro,
+    "opentelemetry_configurator": AuraOtelConfigurator,
+}
 
 SECRET_KEY = "sk-proj-Zq8vN3kLm2Xp7Rt4Yw9Bc6Df"
 BEARER = "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJzdHVkaW8ifQ.c2lnbmF0dXJl"
@@ -109,7 +112,9 @@ def _metadata_path(tmp_path: Path) -> list[str]:
     if ENTRY_POINT_NAME in installed:
         return []
     if os.environ.get("CI"):
-        pytest.fail("aura-otel is installed without its entry points; reinstall it (pip install -e .)")
+        pytest.fail(
+            "aura-otel is installed without its entry points; reinstall it (pip install -e .)"
+        )
     site = tmp_path / "site"
     info = site / "aura_otel-0.0.0.dist-info"
     info.mkdir(parents=True)
@@ -128,7 +133,7 @@ def web_server() -> Iterator[str]:
     """The HTTP dependency the service calls (urllib is instrumented, so a client span)."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Length", "2")
             self.end_headers()
@@ -149,7 +154,9 @@ def web_server() -> Iterator[str]:
 def _instrument_command() -> str:
     found = shutil.which("opentelemetry-instrument", path=str(Path(sys.executable).parent))
     if found is None:
-        pytest.fail("opentelemetry-instrument is missing (it ships with opentelemetry-instrumentation)")
+        pytest.fail(
+            "opentelemetry-instrument is missing (it ships with opentelemetry-instrumentation)"
+        )
     return found
 
 
@@ -199,7 +206,9 @@ def test_an_unmodified_service_gets_masking_v1_files_and_forwarding(
     assert record["metadata"]["api_key"] == "[REDACTED]"
 
     # The urllib instrumentation activated, and its span carries the job id (stamping).
-    client = [s for s in received.spans if s.scope.startswith("opentelemetry.instrumentation.urllib")]
+    client = [
+        s for s in received.spans if s.scope.startswith("opentelemetry.instrumentation.urllib")
+    ]
     assert client, f"no urllib client span among {received.span_names()}"
     assert client[0].attributes[c.JOB_ID] == "job-auto-1"
     assert client[0].resource["service.name"] == "legacy-studio"

@@ -129,7 +129,9 @@ KILL_SCRIPT = textwrap.dedent(
 )
 
 
-def _wait_for_records(path: Path, count: int, proc: subprocess.Popen, budget: float = 120.0) -> None:
+def _wait_for_records(
+    path: Path, count: int, proc: subprocess.Popen, budget: float = 120.0
+) -> None:
     """Readiness only: wait (bounded, generously) until the writer has put ``count`` records out."""
     deadline = time.monotonic() + budget
     while time.monotonic() < deadline and proc.poll() is None:
@@ -153,8 +155,12 @@ def test_kill_minus_9_leaves_a_valid_file_with_every_stage_already_written(tmp_p
     script.write_text(KILL_SCRIPT)
     jobs = tmp_path / "jobs"
     path = jobs / "killed-job" / "telemetry.json"
-    proc = subprocess.Popen([sys.executable, str(script), str(jobs)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(jobs)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None and proc.stdin is not None
         seen = [proc.stdout.readline().split()[1] for _ in range(3)]
@@ -202,10 +208,14 @@ def test_late_spans_update_a_finalised_file(pipeline: Pipeline) -> None:
     from opentelemetry import trace
 
     tracer = pipeline.provider.get_tracer("t")
-    root = tracer.start_span("aura.job", attributes={"aura.job.id": "late", "aura.correlation.id": "c"})
+    root = tracer.start_span(
+        "aura.job", attributes={"aura.job.id": "late", "aura.correlation.id": "c"}
+    )
     ctx = trace.set_span_in_context(root)
     straggler = tracer.start_span("aura.stage.post", context=ctx, attributes={"aura.stage": "post"})
-    with tracer.start_as_current_span("aura.stage.brief", context=ctx, attributes={"aura.stage": "brief"}):
+    with tracer.start_as_current_span(
+        "aura.stage.brief", context=ctx, attributes={"aura.stage": "brief"}
+    ):
         pass
     root.end()
     pipeline.flush()

@@ -48,7 +48,11 @@ def test_every_received_span_is_forwarded_and_written(tmp_path: Path) -> None:
         assert exporter.force_flush()  # pushes the downstream queue now, not on its next tick
         assert received.wait_for(lambda r: len(r.spans) == 3)
         provider.shutdown()
-    assert sorted(s.name for s in received.spans) == ["aura.job", "aura.stage.render", "aura.stage.script"]
+    assert sorted(s.name for s in received.spans) == [
+        "aura.job",
+        "aura.stage.render",
+        "aura.stage.script",
+    ]
     assert {s.attributes[c.JOB_ID] for s in received.spans} == {"job-own-provider"}
     doc = json.loads((tmp_path / "job-own-provider" / "telemetry.json").read_text())
     assert [r["stage"] for r in doc["records"]] == ["script", "render"]

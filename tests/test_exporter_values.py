@@ -73,8 +73,9 @@ def plain(jobs_dir: Path, *, batch: bool = False, **kwargs: Any) -> Plain:
     provider = TracerProvider(id_generator=CountingIds())
     provider.add_span_processor(JobContextProcessor())
     if batch:  # one export call for every span: a bad one must not cost its neighbours
-        provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=60_000,
-                                                       max_export_batch_size=512))
+        provider.add_span_processor(
+            BatchSpanProcessor(exporter, schedule_delay_millis=60_000, max_export_batch_size=512)
+        )
     else:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     return Plain(provider, exporter, jobs_dir)
@@ -90,40 +91,56 @@ def sink(tmp_path: Path) -> Iterator[Plain]:
 def hostile_job(p: Plain, job_id: str) -> None:
     """One job whose every field holds something JSON cannot write as given."""
     tracer = p.tracer()
-    root = tracer.start_span("aura.job", attributes={"aura.job.id": job_id,
-                                                      "aura.correlation.id": "corr-" + SURROGATE,
-                                                      "aura.project.id": SURROGATE})
+    root = tracer.start_span(
+        "aura.job",
+        attributes={
+            "aura.job.id": job_id,
+            "aura.correlation.id": "corr-" + SURROGATE,
+            "aura.project.id": SURROGATE,
+        },
+    )
     ctx = trace.set_span_in_context(root)
-    s = tracer.start_span("aura.stage.script " + SURROGATE, context=ctx, attributes={
-        "aura.stage": "script",
-        "gen_ai.provider.name": "openai" + SURROGATE,
-        "gen_ai.request.model": SURROGATE,
-        "gen_ai.usage.input_tokens": BIG,            # not a valid count: left out
-        "gen_ai.usage.output_tokens": 12,
-        "aura.cost.amount": math.inf,                # not a valid amount: left out
-        "gen_ai.usage.cost": 10**400,                # beyond any float: left out too
-        "aura.result.message": "wrote " + SURROGATE,
-        "aura.meta.big": BIG,
-        "aura.meta.negative_big": -BIG,
-        "aura.meta.nan": math.nan,
-        "aura.meta.inf": -math.inf,
-        "aura.meta.file": SURROGATE,
-        "aura.meta.list": (BIG, 1, 2),
-        "aura.meta.enormous": 10**5000,              # more digits than Python will print
-        "aura.meta.names": (SURROGATE, "ok"),
-        "aura.meta." + SURROGATE: "key with a surrogate",
-        "aura.meta_json.doc": '{"n": 1e400, "s": "x"}',
-        "aura.meta_json.raw": "not json " + SURROGATE,
-        "aura.meta_json.deep": "[" * 300 + "]" * 300,   # orjson writes ~254 levels, pydantic reads ~200
-        "aura.meta_json.deep_objects": '{"a":' * 200 + "1" + "}" * 200,
-    })
+    s = tracer.start_span(
+        "aura.stage.script " + SURROGATE,
+        context=ctx,
+        attributes={
+            "aura.stage": "script",
+            "gen_ai.provider.name": "openai" + SURROGATE,
+            "gen_ai.request.model": SURROGATE,
+            "gen_ai.usage.input_tokens": BIG,  # not a valid count: left out
+            "gen_ai.usage.output_tokens": 12,
+            "aura.cost.amount": math.inf,  # not a valid amount: left out
+            "gen_ai.usage.cost": 10**400,  # beyond any float: left out too
+            "aura.result.message": "wrote " + SURROGATE,
+            "aura.meta.big": BIG,
+            "aura.meta.negative_big": -BIG,
+            "aura.meta.nan": math.nan,
+            "aura.meta.inf": -math.inf,
+            "aura.meta.file": SURROGATE,
+            "aura.meta.list": (BIG, 1, 2),
+            "aura.meta.enormous": 10**5000,  # more digits than Python will print
+            "aura.meta.names": (SURROGATE, "ok"),
+            "aura.meta." + SURROGATE: "key with a surrogate",
+            "aura.meta_json.doc": '{"n": 1e400, "s": "x"}',
+            "aura.meta_json.raw": "not json " + SURROGATE,
+            "aura.meta_json.deep": "[" * 300
+            + "]" * 300,  # orjson writes ~254 levels, pydantic reads ~200
+            "aura.meta_json.deep_objects": '{"a":' * 200 + "1" + "}" * 200,
+        },
+    )
     s.add_event("note " + SURROGATE, {"detail": SURROGATE, "n": BIG})
     s.set_status(Status(StatusCode.ERROR, "failed on " + SURROGATE))
-    s.add_event("exception", {"exception.type": "mod.Err" + SURROGATE,
-                              "exception.message": "boom " + SURROGATE})
+    s.add_event(
+        "exception",
+        {"exception.type": "mod.Err" + SURROGATE, "exception.message": "boom " + SURROGATE},
+    )
     s.end()
-    t = tracer.start_span("aura.stage.tts", context=ctx, start_time=2**80,
-                          attributes={"aura.stage": "tts", "aura.retry.count": BIG})
+    t = tracer.start_span(
+        "aura.stage.tts",
+        context=ctx,
+        start_time=2**80,
+        attributes={"aura.stage": "tts", "aura.retry.count": BIG},
+    )
     t.end(end_time=2**81)
     root.set_status(Status(StatusCode.ERROR, SURROGATE))
     root.end()
@@ -151,7 +168,9 @@ def test_values_json_cannot_hold_cost_only_themselves(sink: Plain) -> None:
     assert "[nested too deeply]" in orjson.dumps(meta["deep_objects"]).decode()
     assert script["provider"] == "openaiclip-\ufffd.mp4"
     assert script["message"] == "wrote clip-\ufffd.mp4"
-    assert script["tokens_out"] == 12 and "tokens_in" not in script and "cost_estimate" not in script
+    assert (
+        script["tokens_out"] == 12 and "tokens_in" not in script and "cost_estimate" not in script
+    )
     tts = next(r for r in doc["records"] if r["stage"] == "tts")
     assert tts["started_at"].startswith("2262-04-11T23:47:16")  # clamped, not lost
     assert doc["correlation_id"] == "corr-clip-\ufffd.mp4"
@@ -202,16 +221,26 @@ def test_a_job_that_cannot_be_written_is_given_up_once_not_retried_forever(
     assert stats["write_errors"] == 3  # three attempts, then no more
     assert p.exporter.pending_jobs() == 0
     assert [r.getMessage() for r in caplog.records].count(
-        next(r.getMessage() for r in caplog.records if "gave up" in r.getMessage())) == 1
+        next(r.getMessage() for r in caplog.records if "gave up" in r.getMessage())
+    ) == 1
     assert list(outside.iterdir()) == []
     p.read("fine")
     p.provider.shutdown()
 
 
-@pytest.mark.parametrize("bad", [
-    "job\u0085x", "job\u200bx", "job\u202ex", "job\u2028x", "job\ue000x",
-    os.fsdecode(b"job-\xff"), "\u20ac" * 128, "../escape",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "job\u0085x",
+        "job\u200bx",
+        "job\u202ex",
+        "job\u2028x",
+        "job\ue000x",
+        os.fsdecode(b"job-\xff"),
+        "\u20ac" * 128,
+        "../escape",
+    ],
+)
 def test_unsafe_ids_are_rejected_up_front_counted_and_nothing_is_written(
     sink: Plain, bad: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -230,13 +259,19 @@ def test_unsafe_ids_are_rejected_up_front_counted_and_nothing_is_written(
 
 # -- Hypothesis: arbitrary values, names and events, no masking in front -------------------------
 #: Any text, lone surrogates included (Hypothesis leaves them out unless asked).
-_text = st.text(st.one_of(
-    st.characters(),
-    st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF, exclude_categories=()),
-))
+_text = st.text(
+    st.one_of(
+        st.characters(),
+        st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF, exclude_categories=()),
+    )
+)
 _scalars = st.one_of(
-    _text, st.booleans(), st.integers(), st.floats(allow_nan=True, allow_infinity=True),
-    st.integers(min_value=2**63, max_value=2**1100), st.integers(min_value=-(2**1100), max_value=-(2**63)),
+    _text,
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=2**63, max_value=2**1100),
+    st.integers(min_value=-(2**1100), max_value=-(2**63)),
 )
 # What the SDK accepts: a scalar or a homogeneous sequence of one scalar type.
 _values = st.one_of(
@@ -247,40 +282,78 @@ _values = st.one_of(
     st.lists(st.floats(), max_size=4).map(tuple),
     st.lists(st.booleans(), max_size=4).map(tuple),
 )
-_contract_keys = st.sampled_from([
-    "aura.stage", "gen_ai.provider.name", "gen_ai.system", "gen_ai.request.model",
-    "gen_ai.response.model", "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens",
-    "gen_ai.usage.prompt_tokens", "aura.cost.amount", "aura.cost.currency", "aura.result.status",
-    "aura.result.message", "error.type", "aura.selection.source", "aura.fallback.reason",
-    "aura.cache.hit", "aura.retry.count", "aura.scene.index", "aura.usage.characters",
-    "aura.usage.images", "aura.usage.image_size", "aura.usage.output_seconds",
-    "aura.correlation.id", "aura.project.id",
-])
-_keys = st.one_of(_contract_keys, _text.filter(bool).map(lambda k: "aura.meta." + k),
-                  _text.filter(bool).map(lambda k: "aura.meta_json." + k), _text.filter(bool))
+_contract_keys = st.sampled_from(
+    [
+        "aura.stage",
+        "gen_ai.provider.name",
+        "gen_ai.system",
+        "gen_ai.request.model",
+        "gen_ai.response.model",
+        "gen_ai.usage.input_tokens",
+        "gen_ai.usage.output_tokens",
+        "gen_ai.usage.prompt_tokens",
+        "aura.cost.amount",
+        "aura.cost.currency",
+        "aura.result.status",
+        "aura.result.message",
+        "error.type",
+        "aura.selection.source",
+        "aura.fallback.reason",
+        "aura.cache.hit",
+        "aura.retry.count",
+        "aura.scene.index",
+        "aura.usage.characters",
+        "aura.usage.images",
+        "aura.usage.image_size",
+        "aura.usage.output_seconds",
+        "aura.correlation.id",
+        "aura.project.id",
+    ]
+)
+_keys = st.one_of(
+    _contract_keys,
+    _text.filter(bool).map(lambda k: "aura.meta." + k),
+    _text.filter(bool).map(lambda k: "aura.meta_json." + k),
+    _text.filter(bool),
+)
 _attributes = st.dictionaries(_keys, _values, max_size=8)
 _events = st.lists(
-    st.tuples(st.one_of(st.just("exception"), _text),
-              st.dictionaries(st.one_of(st.sampled_from(["exception.type", "exception.message"]),
-                                        _text.filter(bool)), _values, max_size=3)),
+    st.tuples(
+        st.one_of(st.just("exception"), _text),
+        st.dictionaries(
+            st.one_of(st.sampled_from(["exception.type", "exception.message"]), _text.filter(bool)),
+            _values,
+            max_size=3,
+        ),
+    ),
     max_size=3,
 )
 _stage_spans = st.lists(
-    st.tuples(st.one_of(st.sampled_from(["aura.stage.script", "aura.stage.tts", "aura.job"]), _text),
-              st.sampled_from(["script", "tts", "visuals", "Render", "bogus"]),
-              _attributes, _events,
-              st.one_of(st.none(), _text),
-              st.one_of(st.none(), st.integers(min_value=1, max_value=2**90))),
-    min_size=1, max_size=4,
+    st.tuples(
+        st.one_of(st.sampled_from(["aura.stage.script", "aura.stage.tts", "aura.job"]), _text),
+        st.sampled_from(["script", "tts", "visuals", "Render", "bogus"]),
+        _attributes,
+        _events,
+        st.one_of(st.none(), _text),
+        st.one_of(st.none(), st.integers(min_value=1, max_value=2**90)),
+    ),
+    min_size=1,
+    max_size=4,
 )
 
 
-def _emit(tracer: trace.Tracer, job_id: str, spans: list[tuple[Any, ...]], root_status: str | None) -> None:
+def _emit(
+    tracer: trace.Tracer, job_id: str, spans: list[tuple[Any, ...]], root_status: str | None
+) -> None:
     root = tracer.start_span("aura.job", attributes={"aura.job.id": job_id})
     ctx = trace.set_span_in_context(root)
     for name, stage_name, attrs, events, status, start in spans:
-        span = tracer.start_span(name, context=ctx, start_time=start,
-                                 attributes={"aura.stage": stage_name, **attrs, "aura.job.id": job_id})
+        span = tracer.start_span(
+            name,
+            context=ctx,
+            start_time=start,
+            attributes={"aura.stage": stage_name, **attrs, "aura.job.id": job_id},
+        )
         for event_name, event_attrs in events:
             span.add_event(event_name, event_attrs)
         if status is not None:
@@ -291,13 +364,18 @@ def _emit(tracer: trace.Tracer, job_id: str, spans: list[tuple[Any, ...]], root_
     root.end()
 
 
-_fuzz = settings(max_examples=60, deadline=None,
-                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+_fuzz = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 @_fuzz
 @given(spans=_stage_spans, root_status=st.one_of(st.none(), _text))
-def test_fuzz_the_fold_always_gives_a_valid_file(spans: list[tuple[Any, ...]], root_status: str | None) -> None:
+def test_fuzz_the_fold_always_gives_a_valid_file(
+    spans: list[tuple[Any, ...]], root_status: str | None
+) -> None:
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     from aura_otel.values import representable
@@ -323,9 +401,13 @@ _counter = iter(range(10**9))
 
 
 @_fuzz
-@given(spans=_stage_spans, root_status=st.one_of(st.none(), _text), job_id=st.one_of(st.none(), _text))
+@given(
+    spans=_stage_spans, root_status=st.one_of(st.none(), _text), job_id=st.one_of(st.none(), _text)
+)
 def test_fuzz_the_v1_exporter_always_writes_a_valid_file(
-    tmp_path_factory: pytest.TempPathFactory, spans: list[tuple[Any, ...]], root_status: str | None,
+    tmp_path_factory: pytest.TempPathFactory,
+    spans: list[tuple[Any, ...]],
+    root_status: str | None,
     job_id: str | None,
 ) -> None:
     p = plain(tmp_path_factory.mktemp("fuzz") / "jobs")
@@ -355,14 +437,23 @@ def test_a_huge_value_is_cut_so_its_job_stays_readable(sink: Plain) -> None:
 
     tracer = sink.tracer()
     with tracer.start_as_current_span("aura.job", attributes={"aura.job.id": "huge"}):
-        with tracer.start_as_current_span("aura.stage.script", attributes={
-                "aura.stage": "script", "aura.meta.log": "x" * 20_000_000, "aura.meta.small": "kept",
-                "aura.result.message": "done"}):
+        with tracer.start_as_current_span(
+            "aura.stage.script",
+            attributes={
+                "aura.stage": "script",
+                "aura.meta.log": "x" * 20_000_000,
+                "aura.meta.small": "kept",
+                "aura.result.message": "done",
+            },
+        ):
             pass
     sink.flush()
     path = sink.jobs_dir / "huge" / "telemetry.json"
     assert path.stat().st_size < DEFAULT_MAX_FILE_BYTES
     record = sink.read("huge")["records"][0]
-    assert record["metadata"]["log"].endswith(" [TRUNCATED]") and len(record["metadata"]["log"]) == 65536
+    assert (
+        record["metadata"]["log"].endswith(" [TRUNCATED]")
+        and len(record["metadata"]["log"]) == 65536
+    )
     assert record["metadata"]["small"] == "kept" and record["message"] == "done"
     JobStore(sink.jobs_dir, max_file_bytes=DEFAULT_MAX_FILE_BYTES).read("huge")  # the server's read

@@ -28,28 +28,62 @@ def test_plain_api_spans_reproduce_the_reference_file(pipeline: Pipeline, exampl
     """No aura-otel helpers: spans shaped per the contract give exactly the golden file."""
     tracer = pipeline.provider.get_tracer("plain")
     corr = "7d0c5f0e-3c4a-4e0e-9f4e-2b1d8a6c9e11"
-    root = tracer.start_span("aura.job", start_time=at("10:00:00"),
-                             attributes={"aura.job.id": "job-abc123", "aura.correlation.id": corr})
+    root = tracer.start_span(
+        "aura.job",
+        start_time=at("10:00:00"),
+        attributes={"aura.job.id": "job-abc123", "aura.correlation.id": corr},
+    )
     from opentelemetry import trace
 
     ctx = trace.set_span_in_context(root)
-    s = tracer.start_span("aura.stage.script", context=ctx, start_time=at("10:00:00.1"), attributes={
-        "aura.stage": "script", "gen_ai.provider.name": "OpenAI", "gen_ai.request.model": "gpt-4o-mini",
-        "gen_ai.usage.input_tokens": 100, "gen_ai.usage.output_tokens": 200, "aura.cache.hit": True,
-        "aura.cost.amount": 0.01, "aura.result.message": "Script generated: 1200 characters",
-        "aura.meta.script_length": 1200, "aura.meta.rag_enabled": False, "aura.meta.used_fallback": False,
-    })
+    s = tracer.start_span(
+        "aura.stage.script",
+        context=ctx,
+        start_time=at("10:00:00.1"),
+        attributes={
+            "aura.stage": "script",
+            "gen_ai.provider.name": "OpenAI",
+            "gen_ai.request.model": "gpt-4o-mini",
+            "gen_ai.usage.input_tokens": 100,
+            "gen_ai.usage.output_tokens": 200,
+            "aura.cache.hit": True,
+            "aura.cost.amount": 0.01,
+            "aura.result.message": "Script generated: 1200 characters",
+            "aura.meta.script_length": 1200,
+            "aura.meta.rag_enabled": False,
+            "aura.meta.used_fallback": False,
+        },
+    )
     s.end(end_time=at("10:00:02.6"))
-    s = tracer.start_span("aura.stage.tts", context=ctx, start_time=at("10:00:02.7"), attributes={
-        "aura.stage": "tts", "gen_ai.provider.name": "ElevenLabs",
-        "gen_ai.request.model": "eleven_multilingual_v2", "aura.retry.count": 2, "aura.cost.amount": 0.03,
-        "aura.meta.total_characters": 1200, "aura.meta.scene_count": 6, "aura.meta.voice_name": "Rachel",
-    })
+    s = tracer.start_span(
+        "aura.stage.tts",
+        context=ctx,
+        start_time=at("10:00:02.7"),
+        attributes={
+            "aura.stage": "tts",
+            "gen_ai.provider.name": "ElevenLabs",
+            "gen_ai.request.model": "eleven_multilingual_v2",
+            "aura.retry.count": 2,
+            "aura.cost.amount": 0.03,
+            "aura.meta.total_characters": 1200,
+            "aura.meta.scene_count": 6,
+            "aura.meta.voice_name": "Rachel",
+        },
+    )
     s.end(end_time=at("10:00:07.7"))
-    s = tracer.start_span("aura.stage.visuals", context=ctx, start_time=at("10:00:08"), attributes={
-        "aura.stage": "visuals", "aura.scene.index": 0, "gen_ai.provider.name": "StableDiffusion",
-        "gen_ai.request.model": "sdxl", "aura.cost.amount": 0.05, "error.type": "TIMEOUT",
-    })
+    s = tracer.start_span(
+        "aura.stage.visuals",
+        context=ctx,
+        start_time=at("10:00:08"),
+        attributes={
+            "aura.stage": "visuals",
+            "aura.scene.index": 0,
+            "gen_ai.provider.name": "StableDiffusion",
+            "gen_ai.request.model": "sdxl",
+            "aura.cost.amount": 0.05,
+            "error.type": "TIMEOUT",
+        },
+    )
     s.set_status(Status(StatusCode.ERROR, "Image generation timed out after 1500 ms"))
     s.end(end_time=at("10:00:09.5"))
     root.end(end_time=at("10:00:12"))
@@ -61,8 +95,19 @@ def test_plain_api_spans_reproduce_the_reference_file(pipeline: Pipeline, exampl
 class FakeSpan:
     """A ReadableSpan-shaped object for the pure fold (no SDK needed)."""
 
-    def __init__(self, name, attrs, *, span_id, parent=None, start=T0, end=T0 + 1_000_000_000,
-                 status=None, events=(), trace_id=0xABC):
+    def __init__(
+        self,
+        name,
+        attrs,
+        *,
+        span_id,
+        parent=None,
+        start=T0,
+        end=T0 + 1_000_000_000,
+        status=None,
+        events=(),
+        trace_id=0xABC,
+    ):
         from opentelemetry.trace import SpanContext
 
         self.name = name
@@ -88,54 +133,128 @@ JOB = {"aura.job.id": "job-1", "aura.correlation.id": "c-1"}
 
 def test_older_semconv_and_openinference_names_are_read() -> None:
     spans = [
-        FakeSpan("aura.stage.script", {**JOB, "aura.stage": "script", "gen_ai.system": "openai",
-                                       "gen_ai.usage.prompt_tokens": 10, "gen_ai.usage.completion_tokens": 20,
-                                       "gen_ai.usage.cost": 0.5}, span_id=2),
-        FakeSpan("aura.stage.plan", {**JOB, "aura.stage": "plan", "llm.provider": "anthropic",
-                                     "llm.model_name": "claude", "llm.token_count.prompt": 7,
-                                     "llm.token_count.completion": 8, "llm.cost.total": 0.25}, span_id=3,
-                 start=T0 + 5),
+        FakeSpan(
+            "aura.stage.script",
+            {
+                **JOB,
+                "aura.stage": "script",
+                "gen_ai.system": "openai",
+                "gen_ai.usage.prompt_tokens": 10,
+                "gen_ai.usage.completion_tokens": 20,
+                "gen_ai.usage.cost": 0.5,
+            },
+            span_id=2,
+        ),
+        FakeSpan(
+            "aura.stage.plan",
+            {
+                **JOB,
+                "aura.stage": "plan",
+                "llm.provider": "anthropic",
+                "llm.model_name": "claude",
+                "llm.token_count.prompt": 7,
+                "llm.token_count.completion": 8,
+                "llm.cost.total": 0.25,
+            },
+            span_id=3,
+            start=T0 + 5,
+        ),
     ]
     recs = assemble("job-1", fold_all(spans))["records"]
-    assert (recs[0]["provider"], recs[0]["tokens_in"], recs[0]["tokens_out"], recs[0]["cost_estimate"]) == (
-        "openai", 10, 20, 0.5)
-    assert (recs[1]["provider"], recs[1]["model_id"], recs[1]["tokens_in"], recs[1]["cost_estimate"]) == (
-        "anthropic", "claude", 7, 0.25)
+    assert (
+        recs[0]["provider"],
+        recs[0]["tokens_in"],
+        recs[0]["tokens_out"],
+        recs[0]["cost_estimate"],
+    ) == ("openai", 10, 20, 0.5)
+    assert (
+        recs[1]["provider"],
+        recs[1]["model_id"],
+        recs[1]["tokens_in"],
+        recs[1]["cost_estimate"],
+    ) == ("anthropic", "claude", 7, 0.25)
 
 
 def test_response_model_wins_over_request_model() -> None:
-    units = fold_all([FakeSpan("aura.stage.script", {**JOB, "aura.stage": "script",
-                                                     "gen_ai.request.model": "gpt-4o",
-                                                     "gen_ai.response.model": "gpt-4o-2024-08-06"},
-                               span_id=2)])
+    units = fold_all(
+        [
+            FakeSpan(
+                "aura.stage.script",
+                {
+                    **JOB,
+                    "aura.stage": "script",
+                    "gen_ai.request.model": "gpt-4o",
+                    "gen_ai.response.model": "gpt-4o-2024-08-06",
+                },
+                span_id=2,
+            )
+        ]
+    )
     assert assemble("job-1", units)["records"][0]["model_id"] == "gpt-4o-2024-08-06"
 
 
 def test_genai_children_fold_into_their_stage_without_double_counting() -> None:
     stage = FakeSpan("aura.stage.script", {**JOB, "aura.stage": "script"}, span_id=2, parent=1)
     http = FakeSpan("POST", {**JOB}, span_id=3, parent=2)
-    llm1 = FakeSpan("chat gpt-4o", {**JOB, "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o",
-                                     "gen_ai.usage.input_tokens": 100, "gen_ai.usage.output_tokens": 10,
-                                     "aura.cost.amount": 0.1}, span_id=4, parent=3)
-    llm2 = FakeSpan("chat gpt-4o", {**JOB, "gen_ai.usage.input_tokens": 50, "gen_ai.usage.output_tokens": 5,
-                                     "aura.cost.amount": 0.2}, span_id=5, parent=2)
+    llm1 = FakeSpan(
+        "chat gpt-4o",
+        {
+            **JOB,
+            "gen_ai.provider.name": "openai",
+            "gen_ai.request.model": "gpt-4o",
+            "gen_ai.usage.input_tokens": 100,
+            "gen_ai.usage.output_tokens": 10,
+            "aura.cost.amount": 0.1,
+        },
+        span_id=4,
+        parent=3,
+    )
+    llm2 = FakeSpan(
+        "chat gpt-4o",
+        {
+            **JOB,
+            "gen_ai.usage.input_tokens": 50,
+            "gen_ai.usage.output_tokens": 5,
+            "aura.cost.amount": 0.2,
+        },
+        span_id=5,
+        parent=2,
+    )
     rec = assemble("job-1", fold_all([stage, http, llm1, llm2]))["records"]
     assert len(rec) == 1
     assert (rec[0]["tokens_in"], rec[0]["tokens_out"], rec[0]["cost_estimate"]) == (150, 15, 0.3)
     assert (rec[0]["provider"], rec[0]["model_id"]) == ("openai", "gpt-4o")
 
-    own = FakeSpan("aura.stage.script", {**JOB, "aura.stage": "script", "gen_ai.usage.input_tokens": 1,
-                                         "gen_ai.usage.output_tokens": 2, "aura.cost.amount": 0.01,
-                                         "gen_ai.provider.name": "mine"}, span_id=2)
+    own = FakeSpan(
+        "aura.stage.script",
+        {
+            **JOB,
+            "aura.stage": "script",
+            "gen_ai.usage.input_tokens": 1,
+            "gen_ai.usage.output_tokens": 2,
+            "aura.cost.amount": 0.01,
+            "gen_ai.provider.name": "mine",
+        },
+        span_id=2,
+    )
     rec = assemble("job-1", fold_all([own, llm1, llm2]))["records"]
-    assert (rec[0]["tokens_in"], rec[0]["tokens_out"], rec[0]["cost_estimate"], rec[0]["provider"]) == (
-        1, 2, 0.01, "mine")
+    assert (
+        rec[0]["tokens_in"],
+        rec[0]["tokens_out"],
+        rec[0]["cost_estimate"],
+        rec[0]["provider"],
+    ) == (1, 2, 0.01, "mine")
 
 
 def test_child_with_its_own_stage_is_a_record_of_its_own() -> None:
     parent = FakeSpan("aura.stage.visuals", {**JOB, "aura.stage": "visuals"}, span_id=2)
-    child = FakeSpan("aura.stage.visuals", {**JOB, "aura.stage": "visuals", "aura.scene.index": 1,
-                                            "gen_ai.usage.input_tokens": 5}, span_id=3, parent=2, start=T0 + 1)
+    child = FakeSpan(
+        "aura.stage.visuals",
+        {**JOB, "aura.stage": "visuals", "aura.scene.index": 1, "gen_ai.usage.input_tokens": 5},
+        span_id=3,
+        parent=2,
+        start=T0 + 1,
+    )
     recs = assemble("job-1", fold_all([parent, child]))["records"]
     assert len(recs) == 2 and "tokens_in" not in recs[0] and recs[1]["tokens_in"] == 5
 
@@ -144,28 +263,54 @@ def test_status_derivation_and_last_exception_message() -> None:
     from types import SimpleNamespace
 
     ev = lambda msg, typ="ValueError": SimpleNamespace(  # noqa: E731
-        name="exception", attributes={"exception.message": msg, "exception.type": typ})
+        name="exception", attributes={"exception.message": msg, "exception.type": typ}
+    )
     spans = [
-        FakeSpan("aura.stage.tts", {**JOB, "aura.stage": "tts"}, span_id=2,
-                 status=Status(StatusCode.ERROR), events=[ev("first"), ev("last", "mod.Timeout")]),
-        FakeSpan("aura.stage.tts", {**JOB, "aura.stage": "tts", "aura.result.status": "Warn"}, span_id=3,
-                 start=T0 + 1),
-        FakeSpan("aura.stage.tts", {**JOB, "aura.stage": "tts"}, span_id=4, start=T0 + 2,
-                 events=[ev("handled")]),
+        FakeSpan(
+            "aura.stage.tts",
+            {**JOB, "aura.stage": "tts"},
+            span_id=2,
+            status=Status(StatusCode.ERROR),
+            events=[ev("first"), ev("last", "mod.Timeout")],
+        ),
+        FakeSpan(
+            "aura.stage.tts",
+            {**JOB, "aura.stage": "tts", "aura.result.status": "Warn"},
+            span_id=3,
+            start=T0 + 1,
+        ),
+        FakeSpan(
+            "aura.stage.tts",
+            {**JOB, "aura.stage": "tts"},
+            span_id=4,
+            start=T0 + 2,
+            events=[ev("handled")],
+        ),
     ]
     recs = assemble("job-1", fold_all(spans))["records"]
-    assert (recs[0]["result_status"], recs[0]["message"], recs[0]["error_code"]) == ("error", "last", "Timeout")
+    assert (recs[0]["result_status"], recs[0]["message"], recs[0]["error_code"]) == (
+        "error",
+        "last",
+        "Timeout",
+    )
     assert recs[1]["result_status"] == "warn"
     assert recs[2]["result_status"] == "ok" and "error_code" not in recs[2]
 
 
 def test_nested_metadata_round_trips_and_plain_strings_are_not_decoded() -> None:
     nested = {"scenes": [{"i": 0, "tags": ["a", "b"]}, {"i": 1, "tags": []}], "none": None}
-    span = FakeSpan("aura.stage.plan", {**JOB, "aura.stage": "plan",
-                                        "aura.meta_json.layout": orjson.dumps(nested).decode(),
-                                        "aura.meta.raw": '{"not": "decoded"}',
-                                        "aura.meta.list": ("x", "y"),
-                                        "aura.meta_json.broken": "{nope"}, span_id=2)
+    span = FakeSpan(
+        "aura.stage.plan",
+        {
+            **JOB,
+            "aura.stage": "plan",
+            "aura.meta_json.layout": orjson.dumps(nested).decode(),
+            "aura.meta.raw": '{"not": "decoded"}',
+            "aura.meta.list": ("x", "y"),
+            "aura.meta_json.broken": "{nope",
+        },
+        span_id=2,
+    )
     doc = assemble("job-1", fold_all([span]))
     meta = doc["records"][0]["metadata"]
     assert meta["layout"] == nested
@@ -176,16 +321,32 @@ def test_nested_metadata_round_trips_and_plain_strings_are_not_decoded() -> None
 
 
 def test_bad_attribute_values_never_break_the_record() -> None:
-    span = FakeSpan("aura.stage.render", {**JOB, "aura.stage": "render",
-                                          "gen_ai.usage.input_tokens": float("nan"),
-                                          "gen_ai.usage.output_tokens": -3, "aura.retry.count": "two",
-                                          "aura.cost.amount": float("inf"), "aura.scene.index": True,
-                                          "aura.cache.hit": "yes", "aura.selection.source": "random",
-                                          "aura.usage.output_seconds": 10**400 if False else 1e308},
-                    span_id=2)
+    span = FakeSpan(
+        "aura.stage.render",
+        {
+            **JOB,
+            "aura.stage": "render",
+            "gen_ai.usage.input_tokens": float("nan"),
+            "gen_ai.usage.output_tokens": -3,
+            "aura.retry.count": "two",
+            "aura.cost.amount": float("inf"),
+            "aura.scene.index": True,
+            "aura.cache.hit": "yes",
+            "aura.selection.source": "random",
+            "aura.usage.output_seconds": 10**400 if False else 1e308,
+        },
+        span_id=2,
+    )
     doc = assemble("job-1", fold_all([span]))
     rec = doc["records"][0]
-    for field in ("tokens_in", "tokens_out", "cost_estimate", "scene_index", "cache_hit", "selection_source"):
+    for field in (
+        "tokens_in",
+        "tokens_out",
+        "cost_estimate",
+        "scene_index",
+        "cache_hit",
+        "selection_source",
+    ):
         assert field not in rec
     assert rec["retries"] == 0
     assert validation_errors(dumps(doc)) == []
@@ -201,19 +362,37 @@ def test_unknown_stage_is_not_a_record() -> None:
 
 
 def test_job_failure_outside_stages_adds_the_legacy_post_record() -> None:
-    root = FakeSpan("aura.job", {**JOB, "error.type": "VALIDATION_ERROR"}, span_id=1,
-                    status=Status(StatusCode.ERROR, "brief is empty"), end=T0 + 3_000_000_000)
+    root = FakeSpan(
+        "aura.job",
+        {**JOB, "error.type": "VALIDATION_ERROR"},
+        span_id=1,
+        status=Status(StatusCode.ERROR, "brief is empty"),
+        end=T0 + 3_000_000_000,
+    )
     ok = FakeSpan("aura.stage.brief", {**JOB, "aura.stage": "brief"}, span_id=2, parent=1)
     doc = assemble("job-1", fold_all([root, ok]))
     last = doc["records"][-1]
     assert (last["stage"], last["result_status"], last["error_code"], last["message"]) == (
-        "post", "error", "VALIDATION_ERROR", "brief is empty")
+        "post",
+        "error",
+        "VALIDATION_ERROR",
+        "brief is empty",
+    )
     assert doc["summary"]["failed_operations"] == 1
 
-    root2 = FakeSpan("aura.job", {**JOB, "error.type": "RuntimeError"}, span_id=1,
-                     status=Status(StatusCode.ERROR, "boom"))
-    failed_stage = FakeSpan("aura.stage.tts", {**JOB, "aura.stage": "tts"}, span_id=2, parent=1,
-                            status=Status(StatusCode.ERROR, "boom"))
+    root2 = FakeSpan(
+        "aura.job",
+        {**JOB, "error.type": "RuntimeError"},
+        span_id=1,
+        status=Status(StatusCode.ERROR, "boom"),
+    )
+    failed_stage = FakeSpan(
+        "aura.stage.tts",
+        {**JOB, "aura.stage": "tts"},
+        span_id=2,
+        parent=1,
+        status=Status(StatusCode.ERROR, "boom"),
+    )
     doc = assemble("job-1", fold_all([root2, failed_stage]))
     assert [r["stage"] for r in doc["records"]] == ["tts"]  # the stage already carries the error
     doc = assemble("job-1", fold_all([root2]))
@@ -221,15 +400,25 @@ def test_job_failure_outside_stages_adds_the_legacy_post_record() -> None:
 
 
 def test_running_job_has_no_end_and_no_summary() -> None:
-    doc = assemble("job-1", fold_all([FakeSpan("aura.stage.brief", {**JOB, "aura.stage": "brief"}, span_id=2)]))
+    doc = assemble(
+        "job-1", fold_all([FakeSpan("aura.stage.brief", {**JOB, "aura.stage": "brief"}, span_id=2)])
+    )
     assert "collection_ended_at" not in doc and "summary" not in doc
     assert load_collection(dumps(doc)).collection_ended_at is None
 
 
 def test_records_are_in_start_time_order() -> None:
-    spans = [FakeSpan(f"aura.stage.{s}", {**JOB, "aura.stage": s}, span_id=i + 2, start=T0 + (5 - i) * 1000)
-             for i, s in enumerate(["brief", "plan", "script"])]
-    assert [r["stage"] for r in assemble("job-1", fold_all(spans))["records"]] == ["script", "plan", "brief"]
+    spans = [
+        FakeSpan(
+            f"aura.stage.{s}", {**JOB, "aura.stage": s}, span_id=i + 2, start=T0 + (5 - i) * 1000
+        )
+        for i, s in enumerate(["brief", "plan", "script"])
+    ]
+    assert [r["stage"] for r in assemble("job-1", fold_all(spans))["records"]] == [
+        "script",
+        "plan",
+        "brief",
+    ]
 
 
 def test_assembling_again_gives_the_same_file_and_never_changes_the_units() -> None:
@@ -238,17 +427,33 @@ def test_assembling_again_gives_the_same_file_and_never_changes_the_units() -> N
 
     spans = [
         FakeSpan("aura.job", {**JOB, "aura.project.id": "p-9"}, span_id=1, end=T0 + 9_000_000_000),
-        FakeSpan("aura.stage.script", {"aura.job.id": "job-1", "aura.stage": "script",
-                                       "aura.cost.amount": 0.1}, span_id=2, parent=1),
-        FakeSpan("aura.stage.tts", {**JOB, "aura.project.id": "p-9", "aura.stage": "tts",
-                                    "aura.cost.amount": 0.2, "aura.meta.voice": "Rachel"},
-                 span_id=3, parent=1, start=T0 + 5),
+        FakeSpan(
+            "aura.stage.script",
+            {"aura.job.id": "job-1", "aura.stage": "script", "aura.cost.amount": 0.1},
+            span_id=2,
+            parent=1,
+        ),
+        FakeSpan(
+            "aura.stage.tts",
+            {
+                **JOB,
+                "aura.project.id": "p-9",
+                "aura.stage": "tts",
+                "aura.cost.amount": 0.2,
+                "aura.meta.voice": "Rachel",
+            },
+            span_id=3,
+            parent=1,
+            start=T0 + 5,
+        ),
     ]
     units = fold_all(spans)
     before = copy.deepcopy(units)
     first = assemble("job-1", units)
     # the job's ids fill the stage that had none; the one that had both is kept as it was
-    assert [(r["correlation_id"], r.get("project_id")) for r in first["records"]] == [("c-1", "p-9")] * 2
+    assert [(r["correlation_id"], r.get("project_id")) for r in first["records"]] == [
+        ("c-1", "p-9")
+    ] * 2
     assert first["summary"]["total_cost"] == 0.3
     for rec in first["records"]:  # a listener scribbling on the collection it was given
         rec["metadata"] = {"changed": True}
@@ -258,8 +463,17 @@ def test_assembling_again_gives_the_same_file_and_never_changes_the_units() -> N
 
 
 def test_alias_precedence_does_not_depend_on_attribute_order() -> None:
-    current, older, oldest = "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt"
-    orders = [(current, older, oldest), (oldest, older, current), (older, oldest, current), (oldest, current, older)]
+    current, older, oldest = (
+        "gen_ai.usage.input_tokens",
+        "gen_ai.usage.prompt_tokens",
+        "llm.token_count.prompt",
+    )
+    orders = [
+        (current, older, oldest),
+        (oldest, older, current),
+        (older, oldest, current),
+        (oldest, current, older),
+    ]
     for keys in orders:
         values = {current: 1, older: 2, oldest: 3}
         attrs = {**JOB, "aura.stage": "script", **{k: values[k] for k in keys}}
@@ -274,10 +488,21 @@ def test_alias_precedence_does_not_depend_on_attribute_order() -> None:
 def test_huge_values_saturate_and_the_file_stays_valid() -> None:
     big = 2**63 - 1
     parent = FakeSpan("aura.stage.script", {**JOB, "aura.stage": "script"}, span_id=2)
-    kids = [FakeSpan("chat", {**JOB, "gen_ai.usage.input_tokens": big, "aura.cost.amount": 1e308},
-                     span_id=3 + i, parent=2) for i in range(2)]
-    other = FakeSpan("aura.stage.tts", {**JOB, "aura.stage": "tts", "gen_ai.usage.input_tokens": big,
-                                        "aura.cost.amount": 1e308}, span_id=9, start=T0 + 5)
+    kids = [
+        FakeSpan(
+            "chat",
+            {**JOB, "gen_ai.usage.input_tokens": big, "aura.cost.amount": 1e308},
+            span_id=3 + i,
+            parent=2,
+        )
+        for i in range(2)
+    ]
+    other = FakeSpan(
+        "aura.stage.tts",
+        {**JOB, "aura.stage": "tts", "gen_ai.usage.input_tokens": big, "aura.cost.amount": 1e308},
+        span_id=9,
+        start=T0 + 5,
+    )
     root = FakeSpan("aura.job", dict(JOB), span_id=1, end=T0 + 10**10)
     doc = assemble("job-1", fold_all([root, parent, *kids, other]))
     assert doc["records"][0]["tokens_in"] == big
@@ -295,14 +520,25 @@ def test_plain_api_ok_and_warn_records_take_their_message_from_the_contract_attr
     tracer = pipeline.provider.get_tracer("plain")
     root = tracer.start_span("aura.job", attributes={"aura.job.id": "plain-msg"})
     ctx = trace.set_span_in_context(root)
-    for stage, status, message in (("render", "ok", "Render completed successfully"),
-                                   ("tts", "warn", "voice fell back to default")):
-        span = tracer.start_span(f"aura.stage.{stage}", context=ctx, attributes={
-            "aura.stage": stage, "aura.result.status": status, "aura.result.message": message})
+    for stage, status, message in (
+        ("render", "ok", "Render completed successfully"),
+        ("tts", "warn", "voice fell back to default"),
+    ):
+        span = tracer.start_span(
+            f"aura.stage.{stage}",
+            context=ctx,
+            attributes={
+                "aura.stage": stage,
+                "aura.result.status": status,
+                "aura.result.message": message,
+            },
+        )
         span.set_status(Status(StatusCode.OK, "ignored: OK carries no description"))
         span.end()
     root.end()
     pipeline.flush()
     records = pipeline.read("plain-msg")["records"]
     assert [(r["result_status"], r["message"]) for r in records] == [
-        ("ok", "Render completed successfully"), ("warn", "voice fell back to default")]
+        ("ok", "Render completed successfully"),
+        ("warn", "voice fell back to default"),
+    ]

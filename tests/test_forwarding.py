@@ -99,7 +99,9 @@ def test_spans_reach_a_live_backend_and_are_counted(jobs_dir: Path, protocol: st
 
 
 # -- dead backends -------------------------------------------------------------------------------
-def test_a_refusing_endpoint_loses_nothing_silently(jobs_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_refusing_endpoint_loses_nothing_silently(
+    jobs_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with refusing_endpoint() as endpoint:
         exporter = HttpSpanExporter(endpoint=f"{endpoint}/v1/traces", timeout=1)
         pipe = _Pipeline(jobs_dir, ForwardingSpanProcessor(exporter, schedule_delay_millis=10))
@@ -178,7 +180,9 @@ def test_an_exporter_that_raises_is_contained_and_counted(jobs_dir: Path) -> Non
     stats = forwarding.stats()
     assert stats["spans_failed"] == len(STAGES) + 1
     assert stats["export_failures"] >= 1
-    _assert_complete(json.loads((jobs_dir / "job-raise" / "telemetry.json").read_text()), "job-raise")
+    _assert_complete(
+        json.loads((jobs_dir / "job-raise" / "telemetry.json").read_text()), "job-raise"
+    )
 
 
 def test_spans_ending_after_shutdown_are_counted_as_dropped(jobs_dir: Path) -> None:
@@ -221,6 +225,10 @@ def test_stats_are_consistent_under_concurrent_producers() -> None:
 
 @pytest.fixture(autouse=True)
 def _no_global_otlp_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_BSP_MAX_QUEUE_SIZE"):
+    for name in (
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_BSP_MAX_QUEUE_SIZE",
+    ):
         monkeypatch.delenv(name, raising=False)
     yield

@@ -156,7 +156,11 @@ def test_exception_in_stage_is_recorded_and_reraised_unchanged(traced) -> None:
     pipeline.flush()
     rec = pipeline.read("exc")["records"]
     assert len(rec) == 1  # the stage carries the error: no extra post record
-    assert (rec[0]["result_status"], rec[0]["error_code"], rec[0]["message"]) == ("error", "ValueError", "bad frame 7")
+    assert (rec[0]["result_status"], rec[0]["error_code"], rec[0]["message"]) == (
+        "error",
+        "ValueError",
+        "bad frame 7",
+    )
     rec = pipeline.read("exc-code")["records"][0]
     assert (rec["error_code"], rec["message"]) == ("TIMEOUT", "image generation timed out")
     assert pipeline.read("exc-explicit")["records"][0]["error_code"] == "PROVIDER_DOWN"
@@ -164,7 +168,6 @@ def test_exception_in_stage_is_recorded_and_reraised_unchanged(traced) -> None:
 
 def _real_timeouts() -> list[BaseException]:
     """Timeouts as the studio's HTTP and LLM clients really raise them."""
-    import socket
 
     import httpx
     import openai
@@ -172,8 +175,8 @@ def _real_timeouts() -> list[BaseException]:
     request = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
     return [
         TimeoutError("provider took too long"),
-        asyncio.TimeoutError(),
-        socket.timeout("timed out"),
+        TimeoutError(),
+        TimeoutError("timed out"),
         httpx.ReadTimeout("read timed out", request=request),
         httpx.ConnectTimeout("connect timed out", request=request),
         openai.APITimeoutError(request=request),
@@ -193,7 +196,9 @@ def test_timeouts_of_every_common_client_record_the_legacy_timeout_code(traced) 
             with stage("script"):
                 raise LookupError("no such voice")
     pipeline.flush()
-    codes = [pipeline.read(f"timeout-{i}")["records"][0]["error_code"] for i in range(len(timeouts))]
+    codes = [
+        pipeline.read(f"timeout-{i}")["records"][0]["error_code"] for i in range(len(timeouts))
+    ]
     assert codes == ["TIMEOUT"] * len(timeouts)
     assert pipeline.read("not-a-timeout")["records"][0]["error_code"] == "LookupError"
 
@@ -234,12 +239,18 @@ def test_job_failures_outside_stages_get_the_legacy_post_record(traced) -> None:
     with job("soft", tracer_provider=pipeline.provider) as handle:
         handle.fail_validation("duration over limit")
     pipeline.flush()
-    for job_id, code, message in (("invalid", "VALIDATION_ERROR", "topic must not be empty"),
-                                  ("crashed", "GENERATION_ERROR", "disk full"),
-                                  ("soft", "VALIDATION_ERROR", "duration over limit")):
+    for job_id, code, message in (
+        ("invalid", "VALIDATION_ERROR", "topic must not be empty"),
+        ("crashed", "GENERATION_ERROR", "disk full"),
+        ("soft", "VALIDATION_ERROR", "duration over limit"),
+    ):
         last = pipeline.read(job_id)["records"][-1]
         assert (last["stage"], last["result_status"], last["error_code"], last["message"]) == (
-            "post", "error", code, message)
+            "post",
+            "error",
+            code,
+            message,
+        )
 
 
 def test_decorators_on_sync_and_async_functions(traced) -> None:
@@ -271,8 +282,17 @@ def test_decorators_on_sync_and_async_functions(traced) -> None:
     assert pipeline_fn.__name__ == "pipeline_fn" and write_script.__name__ == "write_script"
     pipeline.flush()
     script, tts = pipeline.read("decorated")["records"]
-    assert (script["tokens_in"], script["tokens_out"], script["retries"], script["model_id"]) == (10, 5, 1, "gpt-4o-mini")
-    assert (tts["cache_hit"], tts["result_status"], tts["message"]) == (True, "warn", "voice fell back to default")
+    assert (script["tokens_in"], script["tokens_out"], script["retries"], script["model_id"]) == (
+        10,
+        5,
+        1,
+        "gpt-4o-mini",
+    )
+    assert (tts["cache_hit"], tts["result_status"], tts["message"]) == (
+        True,
+        "warn",
+        "voice fell back to default",
+    )
     # A cache hit paid no provider: free, and marked why.
     assert tts["metadata"] == {"characters": 5, "duration_seconds": 1.5, "pricing": "cache_hit"}
     assert tts["cost_estimate"] == 0
@@ -281,7 +301,9 @@ def test_decorators_on_sync_and_async_functions(traced) -> None:
 def test_third_party_spans_under_a_stage_carry_the_job_id(traced) -> None:
     pipeline, memory = traced
     other = pipeline.provider.get_tracer("some.http.client")
-    with job("stamped", correlation_id="corr-9", project_id="p-1", tracer_provider=pipeline.provider):
+    with job(
+        "stamped", correlation_id="corr-9", project_id="p-1", tracer_provider=pipeline.provider
+    ):
         with stage("script"):
             with other.start_as_current_span("POST /v1/chat"):
                 with other.start_as_current_span("dns"):
@@ -290,7 +312,10 @@ def test_third_party_spans_under_a_stage_carry_the_job_id(traced) -> None:
     for name in ("POST /v1/chat", "dns", "aura.stage.script"):
         attrs = spans[name].attributes
         assert (attrs["aura.job.id"], attrs["aura.correlation.id"], attrs["aura.project.id"]) == (
-            "stamped", "corr-9", "p-1")
+            "stamped",
+            "corr-9",
+            "p-1",
+        )
 
 
 def test_stage_spans_use_current_genai_names(traced) -> None:
@@ -347,8 +372,11 @@ def test_two_process_job_yields_one_file_with_all_stages(tmp_path: Path) -> None
             pass
         headers = inject_context({})
         assert "traceparent" in headers and "two-proc" in headers["baggage"]
-        subprocess.run([sys.executable, str(script), str(tmp_path / "jobs"), json.dumps(headers)],
-                       check=True, timeout=60)
+        subprocess.run(
+            [sys.executable, str(script), str(tmp_path / "jobs"), json.dumps(headers)],
+            check=True,
+            timeout=60,
+        )
         with stage("render"):
             pass
     pipeline.flush()
@@ -364,14 +392,21 @@ def test_two_process_job_yields_one_file_with_all_stages(tmp_path: Path) -> None
 
 
 class _FakeOpenAI(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         length = int(self.headers.get("content-length", 0))
         body = json.loads(self.rfile.read(length))
         reply = {
-            "id": "chatcmpl-1", "object": "chat.completion", "created": 1_700_000_000,
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 1_700_000_000,
             "model": body["model"] + "-2024-08-06",
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": "A script about the sun."}}],
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": "A script about the sun."},
+                }
+            ],
             "usage": {"prompt_tokens": 42, "completion_tokens": 17, "total_tokens": 59},
         }
         data = json.dumps(reply).encode()
@@ -397,13 +432,17 @@ def test_real_openai_client_instrumented_folds_into_its_stage(traced) -> None:
     instrumentor = OpenAIInstrumentor()
     instrumentor.instrument(tracer_provider=pipeline.provider)
     try:
-        client = OpenAI(base_url=f"http://127.0.0.1:{server.server_port}/v1", api_key="sk-test-not-real",
-                        max_retries=0)
+        client = OpenAI(
+            base_url=f"http://127.0.0.1:{server.server_port}/v1",
+            api_key="sk-test-not-real",
+            max_retries=0,
+        )
         with job("llm", tracer_provider=pipeline.provider):
             with stage("script"):
                 for _ in range(2):
-                    client.chat.completions.create(model="gpt-4o",
-                                                   messages=[{"role": "user", "content": "hi"}])
+                    client.chat.completions.create(
+                        model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
+                    )
     finally:
         instrumentor.uninstrument()
         server.shutdown()

@@ -34,10 +34,14 @@ def assert_same(actual: Any, expected: Any, path: str = "$") -> None:
         for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
             assert_same(a, e, f"{path}[{i}]")
     elif isinstance(expected, bool) or expected is None or isinstance(expected, str):
-        assert actual == expected and type(actual) is type(expected), f"{path}: {actual!r} != {expected!r}"
+        assert actual == expected and type(actual) is type(expected), (
+            f"{path}: {actual!r} != {expected!r}"
+        )
     else:
         assert isinstance(actual, (int, float)) and not isinstance(actual, bool), path
-        assert math.isclose(actual, expected, rel_tol=0, abs_tol=1e-9), f"{path}: {actual} != {expected}"
+        assert math.isclose(actual, expected, rel_tol=0, abs_tol=1e-9), (
+            f"{path}: {actual} != {expected}"
+        )
 
 
 def load(path) -> Any:
@@ -79,7 +83,9 @@ def test_report_of_reference_job() -> None:
     assert report["totalCost"] == 0.09
     assert [op["operationType"] for op in report["operations"]] == ["script", "tts", "visuals"]
     assert report["operations"][0]["timestamp"] == "2026-11-20T10:00:00.1Z"
-    assert report["costByStage"]["visuals"]["percentageOfTotal"] == pytest.approx(0.05 / 0.09 * 100, abs=1e-9)
+    assert report["costByStage"]["visuals"]["percentageOfTotal"] == pytest.approx(
+        0.05 / 0.09 * 100, abs=1e-9
+    )
     assert report["costByStage"]["tts"]["durationSeconds"] == 5.0
     assert report["tokenStats"]["averageResponseTimeMs"] == 3000
     # a cache hit and only 2 retries: neither of the old rules fires
@@ -87,21 +93,37 @@ def test_report_of_reference_job() -> None:
 
 
 def test_project_id_comes_from_the_first_record() -> None:
-    doc = collection("p1", [record("p1", "script", 0, 10, project_id="proj-7"),
-                            record("p1", "tts", 1, 10, project_id="proj-8")], finished_s=2)
+    doc = collection(
+        "p1",
+        [
+            record("p1", "script", 0, 10, project_id="proj-7"),
+            record("p1", "tts", 1, 10, project_id="proj-8"),
+        ],
+        finished_s=2,
+    )
     assert legacy.run_cost_report(doc)["projectId"] == "proj-7"
 
 
 def test_stage_provider_is_the_first_records_and_missing_provider_is_unknown() -> None:
-    doc = collection("p2", [
-        record("p2", "visuals", 0, 100, provider="A", cost_estimate=0.1),
-        record("p2", "visuals", 1, 300, provider="B", cost_estimate=0.2),
-        record("p2", "render", 2, 100),
-    ], finished_s=3)
+    doc = collection(
+        "p2",
+        [
+            record("p2", "visuals", 0, 100, provider="A", cost_estimate=0.1),
+            record("p2", "visuals", 1, 300, provider="B", cost_estimate=0.2),
+            record("p2", "render", 2, 100),
+        ],
+        finished_s=3,
+    )
     report = legacy.run_cost_report(doc)
     visuals = report["costByStage"]["visuals"]
-    assert visuals == {"stageName": "visuals", "cost": 0.3, "percentageOfTotal": 100.0,
-                       "durationSeconds": 0.4, "operationCount": 2, "providerName": "A"}
+    assert visuals == {
+        "stageName": "visuals",
+        "cost": 0.3,
+        "percentageOfTotal": 100.0,
+        "durationSeconds": 0.4,
+        "operationCount": 2,
+        "providerName": "A",
+    }
     assert "providerName" not in report["costByStage"]["render"]
     assert report["costByStage"]["render"]["percentageOfTotal"] == 0
     assert report["operations"][2]["providerName"] == "Unknown"
@@ -110,8 +132,14 @@ def test_stage_provider_is_the_first_records_and_missing_provider_is_unknown() -
 
 
 def test_cost_by_provider_sums_without_float_drift() -> None:
-    doc = collection("p3", [record("p3", "script", 0, 1, provider="X", cost_estimate=0.1),
-                            record("p3", "tts", 1, 1, provider="X", cost_estimate=0.2)], finished_s=2)
+    doc = collection(
+        "p3",
+        [
+            record("p3", "script", 0, 1, provider="X", cost_estimate=0.1),
+            record("p3", "tts", 1, 1, provider="X", cost_estimate=0.2),
+        ],
+        finished_s=2,
+    )
     report = legacy.run_cost_report(doc)
     assert report["costByProvider"] == {"X": 0.3}
     assert report["totalCost"] == 0.3
@@ -152,27 +180,36 @@ def test_rates_are_zero_without_operations() -> None:
 # -- suggestions ---------------------------------------------------------------------------------
 def test_caching_suggestion_without_cache_hits() -> None:
     doc = collection("s1", [record("s1", "script", 0, 1, cost_estimate=0.1)], finished_s=1)
-    assert legacy.optimization_suggestions(doc) == [{
-        "category": "Caching",
-        "suggestion": "Enable LLM response caching to reduce costs on repeated queries",
-        "estimatedSavings": 0.03,  # 30% of 0.1, exactly
-        "qualityImpact": "None",
-    }]
+    assert legacy.optimization_suggestions(doc) == [
+        {
+            "category": "Caching",
+            "suggestion": "Enable LLM response caching to reduce costs on repeated queries",
+            "estimatedSavings": 0.03,  # 30% of 0.1, exactly
+            "qualityImpact": "None",
+        }
+    ]
 
 
 @pytest.mark.parametrize(("retries", "fires"), [(5, False), (6, True)])
 def test_reliability_suggestion_above_five_retries(retries: int, fires: bool) -> None:
-    doc = collection("s2", [record("s2", "tts", 0, 1, cost_estimate=0.5, cache_hit=True, retries=3),
-                            record("s2", "tts", 1, 1, cost_estimate=0.5, retries=retries - 3)],
-                     finished_s=2)
+    doc = collection(
+        "s2",
+        [
+            record("s2", "tts", 0, 1, cost_estimate=0.5, cache_hit=True, retries=3),
+            record("s2", "tts", 1, 1, cost_estimate=0.5, retries=retries - 3),
+        ],
+        finished_s=2,
+    )
     suggestions = legacy.optimization_suggestions(doc)
     if fires:
-        assert suggestions == [{
-            "category": "Reliability",
-            "suggestion": "High retry count detected. Review provider reliability and error handling",
-            "estimatedSavings": 0.1,
-            "qualityImpact": "None",
-        }]
+        assert suggestions == [
+            {
+                "category": "Reliability",
+                "suggestion": "High retry count detected. Review provider reliability and error handling",
+                "estimatedSavings": 0.1,
+                "qualityImpact": "None",
+            }
+        ]
     else:
         assert suggestions == []
     assert legacy.run_cost_report(doc)["optimizationSuggestions"] == suggestions
@@ -182,20 +219,35 @@ def test_reliability_suggestion_above_five_retries(retries: int, fires: bool) ->
 def test_diagnostics_of_the_reference_job() -> None:
     diag = legacy.diagnostics_summary(load(REFERENCE))
     assert diag == {
-        "totalOperations": 3, "successfulOperations": 2, "failedOperations": 1,
-        "totalRetries": 2, "warningCount": 0, "averageLatency": 3000.0,
-        "failureDetails": [{
-            "stage": "visuals", "provider": "StableDiffusion", "errorCode": "TIMEOUT",
-            "message": "Image generation timed out after 1500 ms",
-            "timestamp": "2026-11-20T10:00:08Z",
-        }],
+        "totalOperations": 3,
+        "successfulOperations": 2,
+        "failedOperations": 1,
+        "totalRetries": 2,
+        "warningCount": 0,
+        "averageLatency": 3000.0,
+        "failureDetails": [
+            {
+                "stage": "visuals",
+                "provider": "StableDiffusion",
+                "errorCode": "TIMEOUT",
+                "message": "Image generation timed out after 1500 ms",
+                "timestamp": "2026-11-20T10:00:08Z",
+            }
+        ],
         "warningDetails": [],
     }
 
 
 def test_diagnostics_defaults_and_mixed_case_statuses() -> None:
-    doc = collection("d1", [record("d1", "script", 0, 100), record("d1", "tts", 1, 200),
-                            record("d1", "render", 2, 300)], finished_s=3)
+    doc = collection(
+        "d1",
+        [
+            record("d1", "script", 0, 100),
+            record("d1", "tts", 1, 200),
+            record("d1", "render", 2, 300),
+        ],
+        finished_s=3,
+    )
     doc["records"][0]["result_status"] = "ERROR"
     doc["records"][1]["result_status"] = "Warn"
     doc["records"][2]["result_status"] = "Error"
@@ -205,14 +257,21 @@ def test_diagnostics_defaults_and_mixed_case_statuses() -> None:
     assert diag["successfulOperations"] == 0
     assert diag["averageLatency"] == 200
     assert diag["failureDetails"][0] == {
-        "stage": "script", "provider": "Unknown", "errorCode": "UNKNOWN",
-        "message": "No error message", "timestamp": "2026-11-20T10:00:00Z",
+        "stage": "script",
+        "provider": "Unknown",
+        "errorCode": "UNKNOWN",
+        "message": "No error message",
+        "timestamp": "2026-11-20T10:00:00Z",
     }
     assert diag["failureDetails"][1]["errorCode"] == "GENERATION_ERROR"
-    assert diag["warningDetails"] == [{
-        "stage": "tts", "provider": "Unknown", "message": "No warning message",
-        "timestamp": "2026-11-20T10:00:01Z",
-    }]
+    assert diag["warningDetails"] == [
+        {
+            "stage": "tts",
+            "provider": "Unknown",
+            "message": "No warning message",
+            "timestamp": "2026-11-20T10:00:01Z",
+        }
+    ]
     assert legacy.job_status(doc) == "failed"
 
 
@@ -228,15 +287,18 @@ def test_job_status() -> None:
     assert legacy.job_status(doc) == "failed"
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("2026-11-20T10:00:00Z", "2026-11-20T10:00:00Z"),
-    ("2026-11-20T10:00:00.000000Z", "2026-11-20T10:00:00Z"),
-    ("2026-11-20T10:00:00.100000Z", "2026-11-20T10:00:00.1Z"),
-    ("2026-11-20T10:00:00.123456Z", "2026-11-20T10:00:00.123456Z"),
-    ("2026-11-20T12:00:00+02:00", "2026-11-20T10:00:00Z"),
-    ("not a time", None),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-11-20T10:00:00Z", "2026-11-20T10:00:00Z"),
+        ("2026-11-20T10:00:00.000000Z", "2026-11-20T10:00:00Z"),
+        ("2026-11-20T10:00:00.100000Z", "2026-11-20T10:00:00.1Z"),
+        ("2026-11-20T10:00:00.123456Z", "2026-11-20T10:00:00.123456Z"),
+        ("2026-11-20T12:00:00+02:00", "2026-11-20T10:00:00Z"),
+        ("not a time", None),
+        (None, None),
+    ],
+)
 def test_legacy_timestamp_spelling(value: str | None, expected: str | None) -> None:
     assert legacy.legacy_timestamp(value) == expected
 

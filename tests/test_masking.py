@@ -45,8 +45,12 @@ def _pipeline(rules: MaskingRules | None = None, resource: Resource | None = Non
     exporter = InMemorySpanExporter()
     # background=False: masking runs in on_end itself, so the spans are there when the test
     # looks (the background worker has tests of its own below)
-    processor = MaskingSpanProcessor(SimpleSpanProcessor(exporter), rules=rules or MaskingRules(),
-                                     mask_logs=False, background=False)
+    processor = MaskingSpanProcessor(
+        SimpleSpanProcessor(exporter),
+        rules=rules or MaskingRules(),
+        mask_logs=False,
+        background=False,
+    )
     # no shutdown at interpreter exit: tests that provoke failures would log their counters then
     provider = TracerProvider(resource=resource or Resource.get_empty(), shutdown_on_exit=False)
     provider.add_span_processor(processor)
@@ -55,8 +59,10 @@ def _pipeline(rules: MaskingRules | None = None, resource: Resource | None = Non
 
 # -- the spec's old case and old rules ------------------------------------------------------------
 def test_spec_old_message_case_gives_its_old_result(masker: Masker) -> None:
-    assert (masker.mask_text("API error: sk-1234567890abcdef1234567890abcdef failed")
-            == "API error: [REDACTED] failed")
+    assert (
+        masker.mask_text("API error: sk-1234567890abcdef1234567890abcdef failed")
+        == "API error: [REDACTED] failed"
+    )
 
 
 def test_spec_old_metadata_case_gives_its_old_result() -> None:
@@ -64,11 +70,16 @@ def test_spec_old_metadata_case_gives_its_old_result() -> None:
     with provider.get_tracer("t").start_as_current_span("s") as span:
         span.set_attribute("aura.meta.api_key", "sk-secret123")
         span.set_attribute("aura.meta.model", "gpt-4")
-        span.set_attribute("aura.meta_json.request", '{"api_key": "sk-secret123", "model": "gpt-4"}')
+        span.set_attribute(
+            "aura.meta_json.request", '{"api_key": "sk-secret123", "model": "gpt-4"}'
+        )
     (out,) = exporter.get_finished_spans()
     assert out.attributes["aura.meta.api_key"] == REDACTED
     assert out.attributes["aura.meta.model"] == "gpt-4"
-    assert orjson.loads(out.attributes["aura.meta_json.request"]) == {"api_key": REDACTED, "model": "gpt-4"}
+    assert orjson.loads(out.attributes["aura.meta_json.request"]) == {
+        "api_key": REDACTED,
+        "model": "gpt-4",
+    }
 
 
 @pytest.mark.parametrize(
@@ -92,9 +103,26 @@ def test_corpus_is_large_and_covers_every_rule() -> None:
     assert len(SECRETS) >= 200
     rules = {s.rule for s in SECRETS}
     assert rules >= {
-        "openai", "anthropic", "google", "aws_access_key_id", "aws_secret", "github", "slack",
-        "stripe", "jwt", "bearer", "basic", "pem", "url_credentials", "query", "long_hex",
-        "key_value", "cookie", "email", "card", "phone",
+        "openai",
+        "anthropic",
+        "google",
+        "aws_access_key_id",
+        "aws_secret",
+        "github",
+        "slack",
+        "stripe",
+        "jwt",
+        "bearer",
+        "basic",
+        "pem",
+        "url_credentials",
+        "query",
+        "long_hex",
+        "key_value",
+        "cookie",
+        "email",
+        "card",
+        "phone",
     }
 
 
@@ -132,9 +160,24 @@ def test_key_words_split_on_separators_and_camel_case(key: str, words: tuple[str
 
 @pytest.mark.parametrize(
     "key",
-    ["api_key", "apiKey", "x-api-key", "APIKEY", "access_token", "refreshToken", "client_secret",
-     "db.password", "PASSWD", "user_pwd", "Authorization", "set-cookie", "aws_credentials",
-     "credential", "private_key", "aura.meta.github_token"],
+    [
+        "api_key",
+        "apiKey",
+        "x-api-key",
+        "APIKEY",
+        "access_token",
+        "refreshToken",
+        "client_secret",
+        "db.password",
+        "PASSWD",
+        "user_pwd",
+        "Authorization",
+        "set-cookie",
+        "aws_credentials",
+        "credential",
+        "private_key",
+        "aura.meta.github_token",
+    ],
 )
 def test_sensitive_keys_lose_their_whole_value(key: str) -> None:
     provider, _, exporter = _pipeline()
@@ -147,8 +190,18 @@ def test_sensitive_keys_lose_their_whole_value(key: str) -> None:
 
 @pytest.mark.parametrize(
     "key",
-    ["max_tokens", "keyframe_count", "monkey", "author", "tokens_per_second", "aura.meta.max_tokens",
-     "keynote", "primary", "gen_ai.usage.input_tokens", "llm.token_count.prompt"],
+    [
+        "max_tokens",
+        "keyframe_count",
+        "monkey",
+        "author",
+        "tokens_per_second",
+        "aura.meta.max_tokens",
+        "keynote",
+        "primary",
+        "gen_ai.usage.input_tokens",
+        "llm.token_count.prompt",
+    ],
 )
 def test_harmless_keys_keep_their_values(key: str) -> None:
     provider, _, exporter = _pipeline()
@@ -223,13 +276,16 @@ def test_invalid_environment_is_an_error_at_start_up_not_at_the_first_span() -> 
 
 
 def test_environment_formats() -> None:
-    rules = MaskingRules.from_env({
-        c.ENV_MASK_EXTRA_PATTERNS: '["ACME-[0-9]{6}", "int_[a-z]{8},x"]',
-        c.ENV_MASK_EXTRA_KEYS: "ssn, session_id",
-        c.ENV_MASK_ALLOW_KEYS: "content_hash",
-        c.ENV_MASK_PII: "email,card",
-        c.ENV_MASK_MAX_VALUE_LENGTH: "4096",
-    }, extra_keys=["tax_id"])
+    rules = MaskingRules.from_env(
+        {
+            c.ENV_MASK_EXTRA_PATTERNS: '["ACME-[0-9]{6}", "int_[a-z]{8},x"]',
+            c.ENV_MASK_EXTRA_KEYS: "ssn, session_id",
+            c.ENV_MASK_ALLOW_KEYS: "content_hash",
+            c.ENV_MASK_PII: "email,card",
+            c.ENV_MASK_MAX_VALUE_LENGTH: "4096",
+        },
+        extra_keys=["tax_id"],
+    )
     assert rules.extra_patterns == ("ACME-[0-9]{6}", "int_[a-z]{8},x")
     assert rules.extra_keys == ("ssn", "session_id", "tax_id")
     assert rules.allow_keys == ("content_hash",)
@@ -251,8 +307,11 @@ def test_processor_reads_the_environment_when_no_rules_are_given(monkeypatch) ->
 
 
 def test_extra_patterns_keys_and_allow_list_apply() -> None:
-    rules = MaskingRules(extra_patterns=("ACME-[0-9]{6}",), extra_keys=("ssn", "session_id"),
-                         allow_keys=("content_hash", "build_token"))
+    rules = MaskingRules(
+        extra_patterns=("ACME-[0-9]{6}",),
+        extra_keys=("ssn", "session_id"),
+        allow_keys=("content_hash", "build_token"),
+    )
     provider, _, exporter = _pipeline(rules)
     sha = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     with provider.get_tracer("t").start_as_current_span("s") as span:
@@ -262,7 +321,9 @@ def test_extra_patterns_keys_and_allow_list_apply() -> None:
         span.set_attribute("session", "kept")
         span.set_attribute("content_hash", sha)
         span.set_attribute("aura.meta.build_token", "ci-7")
-        span.set_attribute("aura.meta_json.doc", orjson.dumps({"ssn": "1", "content_hash": sha}).decode())
+        span.set_attribute(
+            "aura.meta_json.doc", orjson.dumps({"ssn": "1", "content_hash": sha}).decode()
+        )
     (out,) = exporter.get_finished_spans()
     attrs = out.attributes
     assert attrs["note"] == "customer [REDACTED] called"
@@ -287,13 +348,19 @@ def test_anchored_user_patterns_apply_to_every_value_not_just_the_first() -> Non
 
 def test_user_patterns_may_match_non_ascii_and_empty_matches_are_skipped() -> None:
     masker = Masker(MaskingRules(extra_patterns=(r"\bx|€[0-9]+",)))
-    assert masker.mask_text("préface €123 et x, puis 漢字") == "préface [REDACTED] et [REDACTED], puis 漢字"
+    assert (
+        masker.mask_text("préface €123 et x, puis 漢字")
+        == "préface [REDACTED] et [REDACTED], puis 漢字"
+    )
 
 
 @pytest.mark.parametrize(
     ("flag", "text"),
-    [("mask_email", "mail jane.doe@example.com"), ("mask_card", "card 4111 1111 1111 1111"),
-     ("mask_phone", "call +44 20 7946 0958")],
+    [
+        ("mask_email", "mail jane.doe@example.com"),
+        ("mask_card", "card 4111 1111 1111 1111"),
+        ("mask_phone", "call +44 20 7946 0958"),
+    ],
 )
 def test_each_pii_category_can_be_switched_off(flag: str, text: str) -> None:
     assert Masker(MaskingRules()).mask_text(text) != text
@@ -309,7 +376,10 @@ def test_cards_need_a_valid_luhn_check(masker: Masker) -> None:
     assert masker.mask_text("+0 4111111111111111") == "+0 [REDACTED]"
     assert masker.mask_text("1 12345678901234567890123456789012345") == "1 [REDACTED]"
     # several cards in one run of digits are all found in one pass
-    assert masker.mask_text("373001111123334 378282246310005 4111111111111111") == "[REDACTED] [REDACTED] [REDACTED]"
+    assert (
+        masker.mask_text("373001111123334 378282246310005 4111111111111111")
+        == "[REDACTED] [REDACTED] [REDACTED]"
+    )
 
 
 # -- size cap and fail closed ------------------------------------------------------------------------
@@ -374,8 +444,9 @@ class _BrokenSpan(ReadableSpan):
 
 def test_a_span_that_cannot_be_masked_is_dropped_counted_and_never_raises(caplog) -> None:
     exporter = InMemorySpanExporter()
-    processor = MaskingSpanProcessor(SimpleSpanProcessor(exporter), rules=MaskingRules(), mask_logs=False,
-                                     background=False)
+    processor = MaskingSpanProcessor(
+        SimpleSpanProcessor(exporter), rules=MaskingRules(), mask_logs=False, background=False
+    )
     with caplog.at_level(logging.ERROR, logger="aura_otel"):
         processor.on_end(_BrokenSpan(name="secret sk-1234567890abcdef", attributes={"a": "b"}))
     assert exporter.get_finished_spans() == ()
@@ -384,14 +455,19 @@ def test_a_span_that_cannot_be_masked_is_dropped_counted_and_never_raises(caplog
 
 
 class _FailingTarget(SpanProcessor):
-    def on_end(self, span) -> None:  # noqa: ANN001
+    def on_end(self, span) -> None:
         raise RuntimeError("exporter bug")
 
 
 def test_a_failing_target_does_not_stop_the_others() -> None:
     exporter = InMemorySpanExporter()
-    processor = MaskingSpanProcessor(_FailingTarget(), SimpleSpanProcessor(exporter),
-                                     rules=MaskingRules(), mask_logs=False, background=False)
+    processor = MaskingSpanProcessor(
+        _FailingTarget(),
+        SimpleSpanProcessor(exporter),
+        rules=MaskingRules(),
+        mask_logs=False,
+        background=False,
+    )
     provider = TracerProvider(shutdown_on_exit=False)
     provider.add_span_processor(processor)
     with provider.get_tracer("t").start_as_current_span("s"):
@@ -402,7 +478,9 @@ def test_a_failing_target_does_not_stop_the_others() -> None:
 
 # -- the span processor ------------------------------------------------------------------------------
 def test_targets_receive_only_masked_copies_with_every_location_masked() -> None:
-    resource = Resource({"service.name": "studio", "process.command_args": ("run", "--api-key=abcdef123456")})
+    resource = Resource(
+        {"service.name": "studio", "process.command_args": ("run", "--api-key=abcdef123456")}
+    )
     provider, _, exporter = _pipeline(resource=resource)
     tracer = provider.get_tracer("t")
     key = "sk-proj-AbCdEf0123456789_GhIjKl"
@@ -420,9 +498,16 @@ def test_targets_receive_only_masked_copies_with_every_location_masked() -> None
         span.set_attribute("late", key)  # set long after on_start
     out = exporter.get_finished_spans()[-1]
     assert isinstance(out, MaskedSpan)
-    blob = repr((out.name, dict(out.attributes), [(e.name, dict(e.attributes)) for e in out.events],
-                 [dict(link.attributes) for link in out.links], out.status.description,
-                 dict(out.resource.attributes)))
+    blob = repr(
+        (
+            out.name,
+            dict(out.attributes),
+            [(e.name, dict(e.attributes)) for e in out.events],
+            [dict(link.attributes) for link in out.links],
+            out.status.description,
+            dict(out.resource.attributes),
+        )
+    )
     assert key not in blob and "abcdef123456" not in blob
     assert out.name == "call [REDACTED]"
     assert out.attributes["aura.meta.list"] == ("ok", "x [REDACTED]")
@@ -442,7 +527,9 @@ def test_clean_span_reaches_targets_unchanged() -> None:
     provider, processor, exporter = _pipeline()
     tracer = provider.get_tracer("scope", "1.2.3")
     with tracer.start_as_current_span("aura.job") as parent:
-        with tracer.start_as_current_span("aura.stage.script", kind=trace_api.SpanKind.CLIENT) as span:
+        with tracer.start_as_current_span(
+            "aura.stage.script", kind=trace_api.SpanKind.CLIENT
+        ) as span:
             span.set_attributes({"aura.stage": "script", "gen_ai.usage.input_tokens": 12})
             span.add_event("done", {"n": 1})
     child = exporter.get_finished_spans()[0]
@@ -452,7 +539,10 @@ def test_clean_span_reaches_targets_unchanged() -> None:
     assert child.kind is trace_api.SpanKind.CLIENT
     assert child.parent.span_id == parent.get_span_context().span_id
     assert child.context == span.get_span_context()
-    assert child.instrumentation_scope.name == "scope" and child.instrumentation_scope.version == "1.2.3"
+    assert (
+        child.instrumentation_scope.name == "scope"
+        and child.instrumentation_scope.version == "1.2.3"
+    )
     assert child.start_time == span.start_time and child.end_time == span.end_time
     assert dict(child.attributes) == {"aura.stage": "script", "gen_ai.usage.input_tokens": 12}
     assert child.events[0].name == "done"
@@ -464,8 +554,11 @@ def test_dropped_counts_survive_the_copy() -> None:
 
     exporter = InMemorySpanExporter()
     provider = TracerProvider(span_limits=SpanLimits(max_span_attributes=2))
-    provider.add_span_processor(MaskingSpanProcessor(SimpleSpanProcessor(exporter),
-                                                     rules=MaskingRules(), mask_logs=False, background=False))
+    provider.add_span_processor(
+        MaskingSpanProcessor(
+            SimpleSpanProcessor(exporter), rules=MaskingRules(), mask_logs=False, background=False
+        )
+    )
     with provider.get_tracer("t").start_as_current_span("s") as span:
         span.set_attributes({"a": "1", "b": "2", "c": "3", "api_key": "x"})
     (out,) = exporter.get_finished_spans()
@@ -476,15 +569,16 @@ def test_on_start_is_not_forwarded_to_targets() -> None:
     seen: list[str] = []
 
     class Recorder(SpanProcessor):
-        def on_start(self, span, parent_context=None) -> None:  # noqa: ANN001
+        def on_start(self, span, parent_context=None) -> None:
             seen.append("start")
 
-        def on_end(self, span) -> None:  # noqa: ANN001
+        def on_end(self, span) -> None:
             seen.append("end")
 
     provider = TracerProvider()
-    provider.add_span_processor(MaskingSpanProcessor(Recorder(), rules=MaskingRules(), mask_logs=False,
-                                                     background=False))
+    provider.add_span_processor(
+        MaskingSpanProcessor(Recorder(), rules=MaskingRules(), mask_logs=False, background=False)
+    )
     with provider.get_tracer("t").start_as_current_span("s"):
         pass
     assert seen == ["end"]
@@ -499,14 +593,15 @@ def test_masking_runs_off_the_application_thread_and_flush_delivers_everything()
     release = threading.Event()
 
     class Held(SpanProcessor):
-        def on_end(self, span) -> None:  # noqa: ANN001
+        def on_end(self, span) -> None:
             if threading.get_ident() == app:
                 ran_on_app_thread.append(span.name)  # masking inline: what must not happen
             else:
                 release.wait(60)  # the worker waits here until the application is done
 
-    processor = MaskingSpanProcessor(Held(), SimpleSpanProcessor(exporter), rules=MaskingRules(),
-                                     mask_logs=False)
+    processor = MaskingSpanProcessor(
+        Held(), SimpleSpanProcessor(exporter), rules=MaskingRules(), mask_logs=False
+    )
     provider = TracerProvider()
     provider.add_span_processor(processor)
     tracer = provider.get_tracer("t")
@@ -530,12 +625,17 @@ def test_a_full_masking_queue_masks_in_the_caller_instead_of_losing_or_growing()
     gate = threading.Event()
 
     class Slow(SpanProcessor):
-        def on_end(self, span) -> None:  # noqa: ANN001
+        def on_end(self, span) -> None:
             if threading.current_thread().name == "aura-otel-masking":
                 gate.wait(10)  # the worker is stuck: the queue fills up
 
-    processor = MaskingSpanProcessor(Slow(), SimpleSpanProcessor(exporter), rules=MaskingRules(),
-                                     mask_logs=False, max_queue_size=5)
+    processor = MaskingSpanProcessor(
+        Slow(),
+        SimpleSpanProcessor(exporter),
+        rules=MaskingRules(),
+        mask_logs=False,
+        max_queue_size=5,
+    )
     provider = TracerProvider()
     provider.add_span_processor(processor)
     tracer = provider.get_tracer("t")
@@ -583,9 +683,12 @@ def test_resource_is_masked_once_per_resource_object() -> None:
 
 def test_json_metadata_is_masked_recursively_and_escapes_do_not_hide_secrets() -> None:
     provider, _, exporter = _pipeline()
-    doc = {"headers": {"Authorization": "Bearer abcdef0123456789", "X-Trace": "ok"},
-           "items": [{"password": "p1"}, "mail a.b@example.com", {"nested": ["sk-1234567890abcdef"]}],
-           "max_tokens": 10, "sk-1234567890abcdef": "key as key"}
+    doc = {
+        "headers": {"Authorization": "Bearer abcdef0123456789", "X-Trace": "ok"},
+        "items": [{"password": "p1"}, "mail a.b@example.com", {"nested": ["sk-1234567890abcdef"]}],
+        "max_tokens": 10,
+        "sk-1234567890abcdef": "key as key",
+    }
     escaped = '{"note": "sk-\\u0031234567890abcdef"}'  # the JSON escape hides nothing
     with provider.get_tracer("t").start_as_current_span("s") as span:
         span.set_attribute("aura.meta_json.req", orjson.dumps(doc).decode())
@@ -596,10 +699,13 @@ def test_json_metadata_is_masked_recursively_and_escapes_do_not_hide_secrets() -
     assert orjson.loads(out.attributes["aura.meta_json.req"]) == {
         "headers": {"Authorization": REDACTED, "X-Trace": "ok"},
         "items": [{"password": REDACTED}, f"mail {REDACTED}", {"nested": [REDACTED]}],
-        "max_tokens": 10, REDACTED: "key as key",
+        "max_tokens": 10,
+        REDACTED: "key as key",
     }
     assert orjson.loads(out.attributes["aura.meta_json.esc"]) == {"note": REDACTED}
-    assert out.attributes["aura.meta_json.bad"] == "{not json token=[REDACTED]"  # a bare value runs to white space
+    assert (
+        out.attributes["aura.meta_json.bad"] == "{not json token=[REDACTED]"
+    )  # a bare value runs to white space
     assert out.attributes["aura.meta_json.clean"] == '{"a": 1, "b": "c"}'  # untouched byte for byte
 
 
@@ -714,7 +820,8 @@ print("ok")
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=False, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"

@@ -40,8 +40,12 @@ def masker() -> Masker:
 
 def _pipeline(rules: MaskingRules | None = None):
     exporter = InMemorySpanExporter()
-    processor = MaskingSpanProcessor(SimpleSpanProcessor(exporter), rules=rules or MaskingRules(),
-                                     mask_logs=False, background=False)
+    processor = MaskingSpanProcessor(
+        SimpleSpanProcessor(exporter),
+        rules=rules or MaskingRules(),
+        mask_logs=False,
+        background=False,
+    )
     provider = TracerProvider(resource=Resource.get_empty(), shutdown_on_exit=False)
     provider.add_span_processor(processor)
     return provider, processor, exporter
@@ -70,12 +74,17 @@ def test_every_reference_format_is_masked_on_both_sinks(tmp_path: Path) -> None:
         jobs_dir, processor, _, _ = _run(tmp_path, receiver, texts, texts[:60])
     assert processor.stats()["spans_dropped"] == 0
     v1_raw = b"".join(p.read_bytes() for p in jobs_dir.rglob("*") if p.is_file())
-    v1_text = "\n".join(_json_strings(orjson.loads((jobs_dir / "job-e2e-0001" / "telemetry.json").read_bytes())))
+    v1_text = "\n".join(
+        _json_strings(orjson.loads((jobs_dir / "job-e2e-0001" / "telemetry.json").read_bytes()))
+    )
     proto_text = "\n".join(s for r in receiver.requests for s in _proto_strings(r))
     proto_raw = b"".join(receiver.bodies)
-    leaks = [(rule, sink) for rule, (_, secret) in FORMATS.items()
-             for sink, text, raw in (("v1", v1_text, v1_raw), ("otlp", proto_text, proto_raw))
-             if secret in text or secret.encode() in raw]
+    leaks = [
+        (rule, sink)
+        for rule, (_, secret) in FORMATS.items()
+        for sink, text, raw in (("v1", v1_text, v1_raw), ("otlp", proto_text, proto_raw))
+        if secret in text or secret.encode() in raw
+    ]
     assert leaks == []
 
 
@@ -105,18 +114,28 @@ PII_POSITIVE = [
 ]
 PII_NEGATIVE = [
     "GB82 WEST 1234 5698 7654 33",  # mod-97 fails
-    "000-12-3456", "666-12-3456", "912-12-3456", "123-00-4567", "123-45-0000",  # SSN area rules
+    "000-12-3456",
+    "666-12-3456",
+    "912-12-3456",
+    "123-00-4567",
+    "123-45-0000",  # SSN area rules
     "order 123456789",  # a compact 9-digit number without an SSN label
-    "QQ 12 34 56 C", "GB 12 34 56 A",  # not allocated NINO prefixes
+    "QQ 12 34 56 C",
+    "GB 12 34 56 A",  # not allocated NINO prefixes
     "4111.1111.1111.1112",  # Luhn fails
-    "(115) 215-0283", "415-115-0283",  # no such area code / exchange
+    "(115) 215-0283",
+    "415-115-0283",  # no such area code / exchange
     "thumbnail@2x.png",
 ]
 
 
 @pytest.mark.parametrize(("category", "text"), PII_POSITIVE)
-def test_pii_beyond_ascii_and_us_formats_is_masked(masker: Masker, category: str, text: str) -> None:
-    assert masker.mask_text(f"contact: {text}.") == f"contact: {REDACTED}." or text not in masker.mask_text(text)
+def test_pii_beyond_ascii_and_us_formats_is_masked(
+    masker: Masker, category: str, text: str
+) -> None:
+    assert masker.mask_text(
+        f"contact: {text}."
+    ) == f"contact: {REDACTED}." or text not in masker.mask_text(text)
     assert masker.mask_text(text) != text
 
 
@@ -138,15 +157,55 @@ def test_each_pii_category_is_switchable_through_the_environment(category: str) 
 
 # -- 3. key words by segment ---------------------------------------------------------------------
 SENSITIVE_KEYS = [
-    "pass", "passphrase", "pin", "otp", "auth", "hmac", "session_id", "sessionId", "JSESSIONID",
-    "secretkey", "SECRETKEY", "accesskey", "authtoken", "authToken", "clientsecret", "clientSecret",
-    "bearer", "SMTP_PASS", "PGPASSWORD", "DB_PWD", "MYSQL_ROOT_PASSWORD", "db.pass", "user-pin",
-    "x-auth", "otp_code", "app.hmac", "client_id", "aws.access-id", "ssn",
+    "pass",
+    "passphrase",
+    "pin",
+    "otp",
+    "auth",
+    "hmac",
+    "session_id",
+    "sessionId",
+    "JSESSIONID",
+    "secretkey",
+    "SECRETKEY",
+    "accesskey",
+    "authtoken",
+    "authToken",
+    "clientsecret",
+    "clientSecret",
+    "bearer",
+    "SMTP_PASS",
+    "PGPASSWORD",
+    "DB_PWD",
+    "MYSQL_ROOT_PASSWORD",
+    "db.pass",
+    "user-pin",
+    "x-auth",
+    "otp_code",
+    "app.hmac",
+    "client_id",
+    "aws.access-id",
+    "ssn",
 ]
 BENIGN_KEYS = [
-    "max_tokens", "keyframe_count", "pinned_model", "passport", "compass", "bypass_cache",
-    "auth_method", "auth_type", "pin_mode", "pass_rate", "author", "tokenizer", "spinner",
-    "gen_ai.usage.input_tokens", "keynote", "session", "session_count", "otp_enabled_count",
+    "max_tokens",
+    "keyframe_count",
+    "pinned_model",
+    "passport",
+    "compass",
+    "bypass_cache",
+    "auth_method",
+    "auth_type",
+    "pin_mode",
+    "pass_rate",
+    "author",
+    "tokenizer",
+    "spinner",
+    "gen_ai.usage.input_tokens",
+    "keynote",
+    "session",
+    "session_count",
+    "otp_enabled_count",
 ]
 
 
@@ -170,8 +229,16 @@ def test_benign_look_alike_keys_keep_their_values(key: str) -> None:
     assert out.attributes[key] == "plain value"
 
 
-@pytest.mark.parametrize("text", ["SMTP_PASS=hunter22", 'config {"pass": "hunter22"}', "pin: hunter22",
-                                  "export PGPASSWORD=hunter22", "x-auth-token: hunter22"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SMTP_PASS=hunter22",
+        'config {"pass": "hunter22"}',
+        "pin: hunter22",
+        "export PGPASSWORD=hunter22",
+        "x-auth-token: hunter22",
+    ],
+)
 def test_key_words_apply_in_text_too(masker: Masker, text: str) -> None:
     assert "hunter22" not in masker.mask_text(text)
 
@@ -180,14 +247,18 @@ def test_key_words_apply_in_text_too(masker: Masker, text: str) -> None:
 SECRET = "sk-live9Xq2Lm7Rt4Vw1Zy8Kp3Hd6"
 
 
-def _string_paths(descriptor: Descriptor, prefix: str = "", seen: tuple[str, ...] = ()) -> Iterator[str]:
+def _string_paths(
+    descriptor: Descriptor, prefix: str = "", seen: tuple[str, ...] = ()
+) -> Iterator[str]:
     """Every string field reachable from ``descriptor``, as a dotted path (a message type is
     not entered twice on one path: AnyValue nests)."""
     for field in descriptor.fields:
         path = f"{prefix}{field.name}"
         if field.type == FieldDescriptor.TYPE_STRING:
             yield path
-        elif field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.full_name not in seen:
+        elif (
+            field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.full_name not in seen
+        ):
             yield from _string_paths(field.message_type, path + ".", (*seen, descriptor.full_name))
 
 
@@ -219,23 +290,40 @@ def _normal(path: str) -> str:
 #: String fields the Python SDK has no way to fill: it produces no entity references, attribute
 #: values cannot be key-value lists or nested arrays, and its OTLP encoder does not send a
 #: link's tracestate (masked anyway).
-UNREACHABLE = ("resource.entity_refs", "kvlist_value", "array_value.values.array_value",
-               "links.trace_state")
+UNREACHABLE = (
+    "resource.entity_refs",
+    "kvlist_value",
+    "array_value.values.array_value",
+    "links.trace_state",
+)
 
 
 def test_every_string_field_of_the_otlp_span_model_is_masked() -> None:
-    expected = {p for p in _string_paths(ResourceSpans.DESCRIPTOR)
-                if not any(u in p for u in UNREACHABLE)}
+    expected = {
+        p for p in _string_paths(ResourceSpans.DESCRIPTOR) if not any(u in p for u in UNREACHABLE)
+    }
     with _Receiver() as receiver:
         resource = Resource({SECRET: SECRET, "list": [SECRET]}, schema_url=f"https://x/{SECRET}")
         provider = TracerProvider(resource=resource, shutdown_on_exit=False)
         exporter = OTLPSpanExporter(endpoint=receiver.endpoint, timeout=10)
-        provider.add_span_processor(MaskingSpanProcessor(SimpleSpanProcessor(exporter), mask_logs=False,
-                                                         rules=MaskingRules(), background=False))
-        tracer = provider.get_tracer(f"scope {SECRET}", f"1.0 {SECRET}", schema_url=f"https://s/{SECRET}",
-                                     attributes={SECRET: SECRET, "scope.list": [SECRET]})
+        provider.add_span_processor(
+            MaskingSpanProcessor(
+                SimpleSpanProcessor(exporter),
+                mask_logs=False,
+                rules=MaskingRules(),
+                background=False,
+            )
+        )
+        tracer = provider.get_tracer(
+            f"scope {SECRET}",
+            f"1.0 {SECRET}",
+            schema_url=f"https://s/{SECRET}",
+            attributes={SECRET: SECRET, "scope.list": [SECRET]},
+        )
         parent = trace_api.SpanContext(
-            0x0AF7651916CD43DD8448EB211C80319C, 0x00F067AA0BA902B7, is_remote=True,
+            0x0AF7651916CD43DD8448EB211C80319C,
+            0x00F067AA0BA902B7,
+            is_remote=True,
             trace_flags=trace_api.TraceFlags(1),
             trace_state=trace_api.TraceState([("vendor", SECRET)]),
         )
@@ -268,10 +356,15 @@ def test_a_surrogate_and_a_huge_integer_cost_nothing_in_a_batch_of_21_jobs(tmp_p
     other jobs' spans: all 21 arrive, and every job's v1 file is written."""
     bad = os.fsdecode(b"scene_\xff.png")
     with http_receiver() as (endpoint, received):
-        otlp = BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces", timeout=10),
-                                  schedule_delay_millis=600_000, max_export_batch_size=512)
+        otlp = BatchSpanProcessor(
+            OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces", timeout=10),
+            schedule_delay_millis=600_000,
+            max_export_batch_size=512,
+        )
         v1 = RunTelemetryExporter(tmp_path / "jobs", write_interval=0.05)
-        processor = MaskingSpanProcessor(otlp, v1, rules=MaskingRules(), mask_logs=False, background=False)
+        processor = MaskingSpanProcessor(
+            otlp, v1, rules=MaskingRules(), mask_logs=False, background=False
+        )
         provider = TracerProvider(resource=Resource({"service.name": bad}), shutdown_on_exit=False)
         provider.add_span_processor(processor)
         tracer = provider.get_tracer(f"scope {bad}")
@@ -280,8 +373,14 @@ def test_a_surrogate_and_a_huge_integer_cost_nothing_in_a_batch_of_21_jobs(tmp_p
             name = f"aura.job {bad}" if i == 7 else c.JOB_SPAN_NAME
             with tracer.start_as_current_span(name, attributes={c.JOB_ID: job_id}) as span:
                 if i == 7:
-                    span.set_attributes({"aura.meta.file": bad, "aura.meta.big": 2**70, bad: "key",
-                                         "aura.meta.list": [1, -(2**80)]})
+                    span.set_attributes(
+                        {
+                            "aura.meta.file": bad,
+                            "aura.meta.big": 2**70,
+                            bad: "key",
+                            "aura.meta.list": [1, -(2**80)],
+                        }
+                    )
                     span.add_event(f"event {bad}", {"path": bad})
                     span.set_status(Status(StatusCode.ERROR, f"cannot open {bad}"))
         assert provider.force_flush(30_000)
@@ -309,11 +408,16 @@ class _Unreadable(tuple):
 
 def test_a_value_whose_handling_raises_costs_only_that_value() -> None:
     exporter = InMemorySpanExporter()
-    processor = MaskingSpanProcessor(SimpleSpanProcessor(exporter), rules=MaskingRules(),
-                                     mask_logs=False, background=False)
+    processor = MaskingSpanProcessor(
+        SimpleSpanProcessor(exporter), rules=MaskingRules(), mask_logs=False, background=False
+    )
     context = trace_api.SpanContext(1, 2, is_remote=False, trace_flags=trace_api.TraceFlags(1))
-    span = ReadableSpan(name="s", context=context, resource=Resource.get_empty(),
-                        attributes={"note": f"key {SECRET}", "bad": _Unreadable(), "fine": "hello"})
+    span = ReadableSpan(
+        name="s",
+        context=context,
+        resource=Resource.get_empty(),
+        attributes={"note": f"key {SECRET}", "bad": _Unreadable(), "fine": "hello"},
+    )
     processor.on_end(span)
     (out,) = exporter.get_finished_spans()
     assert out.attributes["bad"] == REDACTED
@@ -330,29 +434,52 @@ _any_text = st.one_of(
     st.text(st.characters(), max_size=40),
     st.tuples(st.text(max_size=10), _surrogate, st.text(max_size=10)).map("".join),
 )
-_integer = st.one_of(st.integers(min_value=-(2**63), max_value=2**63 - 1),
-                     st.integers(min_value=2**63, max_value=2**100),
-                     st.integers(min_value=-(2**100), max_value=-(2**63) - 1))
-_scalar = st.one_of(_any_text, st.booleans(), _integer, st.floats(allow_nan=True, allow_infinity=True))
+_integer = st.one_of(
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.integers(min_value=2**63, max_value=2**100),
+    st.integers(min_value=-(2**100), max_value=-(2**63) - 1),
+)
+_scalar = st.one_of(
+    _any_text, st.booleans(), _integer, st.floats(allow_nan=True, allow_infinity=True)
+)
 _value = st.one_of(_scalar, st.lists(_any_text, max_size=4), st.lists(_integer, max_size=4))
 
 
 @pytest.fixture(scope="module")
 def fuzz_sink():
     with http_receiver() as (endpoint, received):
-        provider = TracerProvider(resource=Resource({"service.name": "fuzz"}), shutdown_on_exit=False)
-        provider.add_span_processor(MaskingSpanProcessor(
-            SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces", timeout=10)),
-            rules=MaskingRules(), mask_logs=False, background=False))
+        provider = TracerProvider(
+            resource=Resource({"service.name": "fuzz"}), shutdown_on_exit=False
+        )
+        provider.add_span_processor(
+            MaskingSpanProcessor(
+                SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces", timeout=10)),
+                rules=MaskingRules(),
+                mask_logs=False,
+                background=False,
+            )
+        )
         yield provider, received
         provider.shutdown()
 
 
-@settings(max_examples=60, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(name=_any_text, attributes=st.dictionaries(_any_text.filter(bool), _value, max_size=5),
-       events=st.lists(st.tuples(_any_text, st.dictionaries(_any_text.filter(bool), _value, max_size=3)), max_size=3))
-def test_fuzz_any_attribute_name_value_or_event_reaches_a_real_otlp_receiver(fuzz_sink, name, attributes, events) -> None:
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    name=_any_text,
+    attributes=st.dictionaries(_any_text.filter(bool), _value, max_size=5),
+    events=st.lists(
+        st.tuples(_any_text, st.dictionaries(_any_text.filter(bool), _value, max_size=3)),
+        max_size=3,
+    ),
+)
+def test_fuzz_any_attribute_name_value_or_event_reaches_a_real_otlp_receiver(
+    fuzz_sink, name, attributes, events
+) -> None:
     provider, received = fuzz_sink
     before = len(received.spans)
     with provider.get_tracer("fuzz").start_as_current_span(name, attributes=attributes) as span:
@@ -369,8 +496,12 @@ def test_every_built_in_rule_has_a_positive_example(masker: Masker) -> None:
     from .masking_corpus import secrets
 
     scanner = masker._scanner
-    examples = ([text for text, _ in FORMATS.values()] + [s.text for s in secrets()]
-                + [text for _, text in PII_POSITIVE] + BENIGN)
+    examples = (
+        [text for text, _ in FORMATS.values()]
+        + [s.text for s in secrets()]
+        + [text for _, text in PII_POSITIVE]
+        + BENIGN
+    )
     fired: set[str] = set()
     for text in examples:
         data = text.encode()
@@ -378,6 +509,8 @@ def test_every_built_in_rule_has_a_positive_example(masker: Masker) -> None:
         while (found := scanner._match(data, pos)) is not None:
             index, spans = found
             fired.add(scanner.rules[index].name)
-            fired.update(scanner.rules[i].name for i, _ in scanner._others_at(data, spans[0][0], index))
+            fired.update(
+                scanner.rules[i].name for i, _ in scanner._others_at(data, spans[0][0], index)
+            )
             pos = max(spans[0][1], spans[0][0] + 1)
     assert {rule.name for rule in scanner.rules} - fired == set()

@@ -48,7 +48,7 @@ class _Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 encoding = self.headers.get("Content-Encoding", "")
                 if encoding == "gzip":
@@ -126,19 +126,23 @@ def _emit(provider: TracerProvider, texts: list[str]) -> tuple[int, str]:
             stage = STAGES[i % len(STAGES)]
             link = trace_api.Link(root.get_span_context(), {"link.note": text, f"link.{text}": "k"})
             with tracer.start_as_current_span(f"aura.stage.{stage} {text}", links=[link]) as span:
-                span.set_attributes({
-                    c.JOB_ID: JOB_ID,
-                    c.CORRELATION_ID: CORRELATION_ID,
-                    c.STAGE: stage,
-                    "aura.meta.note": text,
-                    f"aura.meta.{text}": "value under a secret key",
-                    "aura.meta.list": ["plain", text],
-                    "aura.meta_json.nested": json.dumps({"a": {"b": [text, 1]}, text: "x", "note": text}),
-                    c.FALLBACK_REASON: text,
-                    c.GEN_AI_REQUEST_MODEL: text,
-                    c.RESULT_MESSAGE: text,
-                    "custom.attribute": text,
-                })
+                span.set_attributes(
+                    {
+                        c.JOB_ID: JOB_ID,
+                        c.CORRELATION_ID: CORRELATION_ID,
+                        c.STAGE: stage,
+                        "aura.meta.note": text,
+                        f"aura.meta.{text}": "value under a secret key",
+                        "aura.meta.list": ["plain", text],
+                        "aura.meta_json.nested": json.dumps(
+                            {"a": {"b": [text, 1]}, text: "x", "note": text}
+                        ),
+                        c.FALLBACK_REASON: text,
+                        c.GEN_AI_REQUEST_MODEL: text,
+                        c.RESULT_MESSAGE: text,
+                        "custom.attribute": text,
+                    }
+                )
                 span.add_event(text, {"detail": text, "nested.list": [text]})
                 try:
                     raise RuntimeError(f"provider refused: {text}")
@@ -147,8 +151,13 @@ def _emit(provider: TracerProvider, texts: list[str]) -> tuple[int, str]:
                 span.set_status(Status(StatusCode.ERROR, f"failed: {text}"))
                 span.set_attribute("late.attribute", text)  # set after everything else
         with tracer.start_as_current_span("aura.stage.post") as span:
-            span.set_attributes({c.JOB_ID: JOB_ID, c.STAGE: "post",
-                                 c.RESULT_MESSAGE: f"see trace {trace_hex} for job {JOB_ID}"})
+            span.set_attributes(
+                {
+                    c.JOB_ID: JOB_ID,
+                    c.STAGE: "post",
+                    c.RESULT_MESSAGE: f"see trace {trace_hex} for job {JOB_ID}",
+                }
+            )
     return root.get_span_context().trace_id, trace_hex
 
 
@@ -156,8 +165,13 @@ def _run(tmp_path: Path, receiver: _Receiver, texts: list[str], resource_texts: 
     jobs_dir = tmp_path / "jobs"
     v1 = RunTelemetryExporter(jobs_dir, write_interval=0.05)
     otlp = OTLPSpanExporter(endpoint=receiver.endpoint, timeout=10)
-    resource = Resource({"service.name": "e2e", **{f"corpus.{i}": t for i, t in enumerate(resource_texts)},
-                         **{f"corpus.name.{t}": "k" for t in resource_texts[:50]}})
+    resource = Resource(
+        {
+            "service.name": "e2e",
+            **{f"corpus.{i}": t for i, t in enumerate(resource_texts)},
+            **{f"corpus.name.{t}": "k" for t in resource_texts[:50]},
+        }
+    )
     provider = TracerProvider(resource=resource)
     processor = MaskingSpanProcessor(v1, otlp, rules=MaskingRules(), mask_logs=False)
     provider.add_span_processor(processor)
@@ -217,8 +231,16 @@ def test_no_corpus_secret_survives_in_v1_files_or_otlp(tmp_path: Path, receiver:
     assert len(doc["records"]) == len(texts) + 1
     assert all(r["correlation_id"] == CORRELATION_ID for r in doc["records"])
     assert doc["records"][-1]["message"] == f"see trace {trace_hex} for job {JOB_ID}"
-    assert all(r["message"] == "[REDACTED]" or "[REDACTED]" in r["message"] for r in doc["records"][:-1])
-    spans = [s for r in receiver.requests for rs in r.resource_spans for ss in rs.scope_spans for s in ss.spans]
+    assert all(
+        r["message"] == "[REDACTED]" or "[REDACTED]" in r["message"] for r in doc["records"][:-1]
+    )
+    spans = [
+        s
+        for r in receiver.requests
+        for rs in r.resource_spans
+        for ss in rs.scope_spans
+        for s in ss.spans
+    ]
     assert len(spans) == len(texts) + 2
     assert {s.trace_id for s in spans} == {trace_id.to_bytes(16, "big")}
     assert CORRELATION_ID in proto_text and JOB_ID in proto_text
@@ -235,7 +257,13 @@ def test_benign_corpus_survives_end_to_end(tmp_path: Path, receiver: _Receiver) 
     resource = receiver.requests[0].resource_spans[0].resource
     values = {kv.key: kv.value.string_value for kv in resource.attributes}
     assert [values[f"corpus.{i}"] for i in range(len(BENIGN))] == BENIGN
-    spans = [s for r in receiver.requests for rs in r.resource_spans for ss in rs.scope_spans for s in ss.spans]
+    spans = [
+        s
+        for r in receiver.requests
+        for rs in r.resource_spans
+        for ss in rs.scope_spans
+        for s in ss.spans
+    ]
     stage_spans = [s for s in spans if s.name.startswith("aura.stage.") and s.events]
     assert [s.name.split(" ", 1)[1] for s in stage_spans] == BENIGN
     assert [s.events[0].name for s in stage_spans] == BENIGN
@@ -243,15 +271,24 @@ def test_benign_corpus_survives_end_to_end(tmp_path: Path, receiver: _Receiver) 
     assert processor.stats()["values_failed_closed"] == 0
 
 
-def test_configure_installs_masking_on_both_paths(tmp_path: Path, receiver: _Receiver, monkeypatch) -> None:
+def test_configure_installs_masking_on_both_paths(
+    tmp_path: Path, receiver: _Receiver, monkeypatch
+) -> None:
     """The default wiring: ``configure()`` puts masking in front of the v1 files and OTLP, and
     reads extra rules from the environment."""
     from aura_otel.pipeline import configure
 
     monkeypatch.setenv(c.ENV_MASK_EXTRA_PATTERNS, '["ACME-[0-9]{6}"]')
     base = receiver.endpoint.removesuffix("/v1/traces")
-    telemetry = configure(tmp_path / "jobs", otlp_endpoint=base, tracer_provider=TracerProvider(),
-                          set_global=False, propagate_threads=False, metrics=False, pricing=False)
+    telemetry = configure(
+        tmp_path / "jobs",
+        otlp_endpoint=base,
+        tracer_provider=TracerProvider(),
+        set_global=False,
+        propagate_threads=False,
+        metrics=False,
+        pricing=False,
+    )
     sample = [s for s in SECRETS if s.rule in ("openai", "pem", "email", "key_value")][:12]
     texts = [s.text for s in sample] + ["customer ACME-123456 complained"]
     try:

@@ -26,20 +26,51 @@ DELIMITER = st.sampled_from([" ", "\n", "\t", ", ", "; ", " (", ") ", ": ", " | 
 
 #: Text that often stands right before a secret: a key-value rule must not swallow only the
 #: secret's first word and let the rest through.
-CONTEXT = st.sampled_from(["", "Password: ", "token=", "Cookie: ", "Authorization: ", "api_key=",
-                           "error: ", "https://x.example/a?b=1&sig=", '"secret": "', "+1 "])
+CONTEXT = st.sampled_from(
+    [
+        "",
+        "Password: ",
+        "token=",
+        "Cookie: ",
+        "Authorization: ",
+        "api_key=",
+        "error: ",
+        "https://x.example/a?b=1&sig=",
+        '"secret": "',
+        "+1 ",
+    ]
+)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(prefix=TEXT, before=DELIMITER, context=CONTEXT, secret=st.sampled_from(SECRETS), after=DELIMITER,
-       suffix=TEXT)
+@given(
+    prefix=TEXT,
+    before=DELIMITER,
+    context=CONTEXT,
+    secret=st.sampled_from(SECRETS),
+    after=DELIMITER,
+    suffix=TEXT,
+)
 @example(prefix="", before=" ", context="", secret=SECRETS[0], after=" ", suffix="")
-@example(prefix="+0", before=" ", context="", secret=next(s for s in SECRETS if s.rule == "card"), after=" ",
-         suffix="")
-@example(prefix="", before=" ", context="Password: ", secret=next(s for s in SECRETS if s.rule == "pem"),
-         after=" ", suffix="")
-def test_a_secret_at_any_position_of_random_text_is_masked(prefix, before, context, secret, after,
-                                                          suffix) -> None:
+@example(
+    prefix="+0",
+    before=" ",
+    context="",
+    secret=next(s for s in SECRETS if s.rule == "card"),
+    after=" ",
+    suffix="",
+)
+@example(
+    prefix="",
+    before=" ",
+    context="Password: ",
+    secret=next(s for s in SECRETS if s.rule == "pem"),
+    after=" ",
+    suffix="",
+)
+def test_a_secret_at_any_position_of_random_text_is_masked(
+    prefix, before, context, secret, after, suffix
+) -> None:
     out = MASKER.mask_text(prefix + before + context + secret.text + after + suffix)
     for needle in secret.needles:
         assert needle not in out
@@ -53,7 +84,9 @@ def test_a_secret_at_any_position_of_random_text_is_masked(prefix, before, conte
     ),
     joiner=DELIMITER,
 )
-@example(parts=["373001111123334", "373001111123334", "5005000000004"], joiner=" ")  # found by hypothesis
+@example(
+    parts=["373001111123334", "373001111123334", "5005000000004"], joiner=" "
+)  # found by hypothesis
 def test_masking_is_idempotent(parts, joiner) -> None:
     once = MASKER.mask_text(joiner.join(parts))
     assert MASKER.mask_text(once) == once
@@ -69,8 +102,30 @@ def test_masking_arbitrary_unicode_never_raises_and_is_idempotent(text) -> None:
 
 
 WORD = st.sampled_from(
-    ["api", "key", "keys", "token", "tokens", "secret", "password", "pwd", "max", "frame", "keyframe",
-     "monkey", "author", "count", "private", "cookie", "credentials", "user", "id", "x", "2", "auth"]
+    [
+        "api",
+        "key",
+        "keys",
+        "token",
+        "tokens",
+        "secret",
+        "password",
+        "pwd",
+        "max",
+        "frame",
+        "keyframe",
+        "monkey",
+        "author",
+        "count",
+        "private",
+        "cookie",
+        "credentials",
+        "user",
+        "id",
+        "x",
+        "2",
+        "auth",
+    ]
 )
 
 
@@ -83,8 +138,11 @@ def _render(words: list[str], style: str) -> str:
 
 
 @settings(max_examples=600, deadline=None)
-@given(words=st.lists(WORD, min_size=1, max_size=4), style=st.sampled_from(["_", ".", "-", "camel", "upper"]),
-       sep=st.sampled_from(["=", ": ", " = ", '": "']))
+@given(
+    words=st.lists(WORD, min_size=1, max_size=4),
+    style=st.sampled_from(["_", ".", "-", "camel", "upper"]),
+    sep=st.sampled_from(["=", ": ", " = ", '": "']),
+)
 def test_key_value_text_rule_agrees_with_the_key_word_rule(words, style, sep) -> None:
     """The RE2 pre-filter for ``key=value`` in text and the whole-word decision on keys never
     disagree: a value is hidden exactly when its key is sensitive."""

@@ -32,10 +32,15 @@ pytestmark = pytest.mark.usefixtures("no_otel_env")
 
 
 def _record(stage: str, **fields: Any) -> dict[str, Any]:
-    base = dict(
-        job_id="j", correlation_id="c", stage=stage, latency_ms=1500, result_status="ok",
-        started_at="2026-11-24T10:00:00Z", ended_at="2026-11-24T10:00:01.5Z",
-    )
+    base = {
+        "job_id": "j",
+        "correlation_id": "c",
+        "stage": stage,
+        "latency_ms": 1500,
+        "result_status": "ok",
+        "started_at": "2026-11-24T10:00:00Z",
+        "ended_at": "2026-11-24T10:00:01.5Z",
+    }
     return record_dict(**{**base, **fields})
 
 
@@ -60,19 +65,40 @@ def test_tokens_cost_and_duration_by_stage_provider_model(recorder: Any) -> None
     metrics.record_collection(
         {
             "records": [
-                _record("script", provider="OpenAI", model_id="gpt-4o", tokens_in=100, tokens_out=200,
-                        cost_estimate=0.01),
-                _record("script", provider="OpenAI", model_id="gpt-4o", tokens_in=50, tokens_out=10,
-                        cost_estimate=0.02),
+                _record(
+                    "script",
+                    provider="OpenAI",
+                    model_id="gpt-4o",
+                    tokens_in=100,
+                    tokens_out=200,
+                    cost_estimate=0.01,
+                ),
+                _record(
+                    "script",
+                    provider="OpenAI",
+                    model_id="gpt-4o",
+                    tokens_in=50,
+                    tokens_out=10,
+                    cost_estimate=0.02,
+                ),
                 _record("tts", provider="ElevenLabs", cost_estimate=0.03, retries=2),
-                _record("visuals", provider="StableDiffusion", result_status="error",
-                        error_code="TIMEOUT", cost_estimate=0.05, latency_ms=4000),
+                _record(
+                    "visuals",
+                    provider="StableDiffusion",
+                    result_status="error",
+                    error_code="TIMEOUT",
+                    cost_estimate=0.05,
+                    latency_ms=4000,
+                ),
                 _record("post"),  # no provider, no model, no usage: no GenAI measurement
             ]
         }
     )
     found = _collect(reader)
-    tokens = {(p.attributes[c.STAGE], p.attributes[c.GEN_AI_TOKEN_TYPE]): p for p in found[c.METRIC_TOKEN_USAGE]}
+    tokens = {
+        (p.attributes[c.STAGE], p.attributes[c.GEN_AI_TOKEN_TYPE]): p
+        for p in found[c.METRIC_TOKEN_USAGE]
+    }
     assert set(tokens) == {("script", "input"), ("script", "output")}
     assert (tokens[("script", "input")].sum, tokens[("script", "input")].count) == (150, 2)
     assert tokens[("script", "output")].sum == 210
@@ -122,12 +148,18 @@ def test_the_exporter_reports_each_finished_job_once(tmp_path: Any, recorder: An
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("t")
     with tracer.start_as_current_span(c.JOB_SPAN_NAME, attributes={c.JOB_ID: "j1"}):
-        with tracer.start_as_current_span("aura.stage.script", attributes={c.JOB_ID: "j1", c.STAGE: "script"}):
+        with tracer.start_as_current_span(
+            "aura.stage.script", attributes={c.JOB_ID: "j1", c.STAGE: "script"}
+        ):
             for _ in range(2):  # two LLM calls made by an instrumented client
                 with tracer.start_as_current_span(
                     "chat gpt-4o",
-                    attributes={c.JOB_ID: "j1", c.GEN_AI_PROVIDER_NAME: "openai",
-                                c.GEN_AI_REQUEST_MODEL: "gpt-4o", c.GEN_AI_USAGE_INPUT_TOKENS: 10},
+                    attributes={
+                        c.JOB_ID: "j1",
+                        c.GEN_AI_PROVIDER_NAME: "openai",
+                        c.GEN_AI_REQUEST_MODEL: "gpt-4o",
+                        c.GEN_AI_USAGE_INPUT_TOKENS: 10,
+                    },
                 ):
                     pass
         exporter.force_flush()
@@ -150,7 +182,9 @@ def test_a_failing_listener_is_counted_and_the_file_still_written(tmp_path: Any)
     exporter = RunTelemetryExporter(tmp_path, write_interval=0, on_job_complete=listener)
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    with provider.get_tracer("t").start_as_current_span(c.JOB_SPAN_NAME, attributes={c.JOB_ID: "j2"}):
+    with provider.get_tracer("t").start_as_current_span(
+        c.JOB_SPAN_NAME, attributes={c.JOB_ID: "j2"}
+    ):
         pass
     provider.shutdown()
     assert (tmp_path / "j2" / "telemetry.json").is_file()
@@ -179,7 +213,7 @@ def test_a_traces_only_endpoint_does_not_enable_metrics(monkeypatch: pytest.Monk
 def test_an_endpoint_argument_is_a_base_url(argument: str, expected: str) -> None:
     exporter = make_otlp_metric_exporter(argument, "http/protobuf")
     assert isinstance(exporter, HttpMetrics)
-    assert exporter._endpoint == expected  # noqa: SLF001 (the URL the exporter will post to)
+    assert exporter._endpoint == expected
 
 
 def test_protocol_and_endpoint_from_the_standard_variables(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -200,7 +234,9 @@ def test_shutdown_against_a_black_hole_is_bounded(monkeypatch: pytest.MonkeyPatc
     with black_hole() as hole:
         exporter = make_otlp_metric_exporter(hole.endpoint, "http/protobuf")
         assert exporter is not None
-        pipeline = MetricsPipeline(exporter, export_interval_millis=60_000, shutdown_timeout_millis=200)
+        pipeline = MetricsPipeline(
+            exporter, export_interval_millis=60_000, shutdown_timeout_millis=200
+        )
         pipeline.recorder.record(_record("script", provider="p", tokens_in=5))
         assert pipeline.force_flush() is False  # the backend never answered
         pipeline.shutdown()  # returns although the export still hangs

@@ -182,7 +182,10 @@ def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Phoenix]:
     log = workdir / "phoenix.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [str(python), "-c", LAUNCHER], env=env, stdout=out, stderr=subprocess.STDOUT,
+            [str(python), "-c", LAUNCHER],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     server = Phoenix(http_port, grpc_port, process, log)
@@ -192,12 +195,16 @@ def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Phoenix]:
             if process.poll() is not None:
                 pytest.fail(f"Phoenix exited ({process.returncode}):\n{log.read_text()[-4000:]}")
             try:
-                if httpx.get(f"{server.base_url}/healthz", timeout=2).status_code == 200 and _listening(grpc_port):
+                if httpx.get(
+                    f"{server.base_url}/healthz", timeout=2
+                ).status_code == 200 and _listening(grpc_port):
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"Phoenix did not start in {STARTUP_TIMEOUT:g}s:\n{log.read_text()[-4000:]}")
+                pytest.fail(
+                    f"Phoenix did not start in {STARTUP_TIMEOUT:g}s:\n{log.read_text()[-4000:]}"
+                )
             time.sleep(0.5)
         for port in (http_port, grpc_port):
             addresses = _listening(port)
@@ -229,10 +236,16 @@ def seeded_secrets() -> list[tuple[str, tuple[str, ...]]]:
     openai = "sk-proj-" + "Q7vW2xK9pL4mN8rT1yU6zB3cD5fG0hJ"
     return [
         (f"OpenAI call failed with key {openai}", (openai,)),
-        ("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhdXJhIn0.c2VjcmV0c2ln", ("c2VjcmV0c2ln",)),
+        (
+            "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhdXJhIn0.c2VjcmV0c2ln",
+            ("c2VjcmV0c2ln",),
+        ),
         ("aws access key AKIAQ3EGRBKLMNXZ7Y2W rejected", ("AKIAQ3EGRBKLMNXZ7Y2W",)),
         ("db at postgres://studio:Tr0ub4dor-9x@db.internal/app", ("Tr0ub4dor-9x",)),
-        ("hmac 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", ("9f86d081884c7d659a2feaa0c55ad015",)),
+        (
+            "hmac 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            ("9f86d081884c7d659a2feaa0c55ad015",),
+        ),
         ("send it to jane.doe@example.com", ("jane.doe@example.com",)),
         ("api_key=hunter2hunter2hunter2", ("hunter2hunter2hunter2",)),
     ]
@@ -266,7 +279,9 @@ SEEDED_JOB = textwrap.dedent(
 
 
 def _client_env(tmp_path: Path, phoenix: Phoenix, protocol: str, project: str) -> dict[str, str]:
-    endpoint = phoenix.base_url if protocol == "http/protobuf" else f"http://127.0.0.1:{phoenix.grpc_port}"
+    endpoint = (
+        phoenix.base_url if protocol == "http/protobuf" else f"http://127.0.0.1:{phoenix.grpc_port}"
+    )
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(tmp_path),
@@ -284,7 +299,12 @@ def _client_env(tmp_path: Path, phoenix: Phoenix, protocol: str, project: str) -
 
 def _run(args: list[str], env: dict[str, str], cwd: Path) -> None:
     result = subprocess.run(
-        [sys.executable, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=180,
+        [sys.executable, *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
         check=False,
     )
     assert result.returncode == 0, f"{args[:3]} failed:\n{result.stdout}\n{result.stderr}"
@@ -318,7 +338,9 @@ def test_demo_and_seeded_jobs_reach_phoenix_complete_and_masked(
     demo = [s for s in spans if s["attributes"].get(c.JOB_ID) == demo_job]
     names = sorted(s["name"] for s in demo)
     assert names.count(c.JOB_SPAN_NAME) == 1
-    assert {n.removeprefix(c.STAGE_SPAN_PREFIX) for n in names if n != c.JOB_SPAN_NAME} == set(DEMO_STAGES)
+    assert {n.removeprefix(c.STAGE_SPAN_PREFIX) for n in names if n != c.JOB_SPAN_NAME} == set(
+        DEMO_STAGES
+    )
     assert len(demo) == len(demo_doc["records"]) + 1
     root = next(s for s in demo if s["name"] == c.JOB_SPAN_NAME)
     assert root["attributes"][c.CORRELATION_ID] == demo_doc["correlation_id"]
@@ -334,7 +356,10 @@ def test_demo_and_seeded_jobs_reach_phoenix_complete_and_masked(
         if "provider" in record:
             assert attrs[c.GEN_AI_PROVIDER_NAME] == record["provider"]
         if "model_id" in record:
-            assert record["model_id"] in (attrs.get(c.GEN_AI_RESPONSE_MODEL), attrs.get(c.GEN_AI_REQUEST_MODEL))
+            assert record["model_id"] in (
+                attrs.get(c.GEN_AI_RESPONSE_MODEL),
+                attrs.get(c.GEN_AI_REQUEST_MODEL),
+            )
         if "tokens_in" in record:
             assert attrs[c.GEN_AI_USAGE_INPUT_TOKENS] == record["tokens_in"]
             assert attrs[c.GEN_AI_USAGE_OUTPUT_TOKENS] == record["tokens_out"]
@@ -349,5 +374,7 @@ def test_demo_and_seeded_jobs_reach_phoenix_complete_and_masked(
     phoenix_text = json.dumps(seeded)
     file_text = store.telemetry_path(seeded_job).read_text()
     leaked = [n for _, needles in secrets for n in needles if n in phoenix_text or n in file_text]
-    assert not leaked, f"{len(leaked)} seeded secrets reached Phoenix or the file, e.g. {leaked[:3]}"
+    assert not leaked, (
+        f"{len(leaked)} seeded secrets reached Phoenix or the file, e.g. {leaked[:3]}"
+    )
     assert "[REDACTED]" in phoenix_text

@@ -15,8 +15,15 @@ import pytest
 
 def run_app(code: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AURA_OTEL_"))}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, capture_output=True,
-                          text=True, timeout=120, env={**clean, **env})
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**clean, **env},
+        check=False,
+    )
 
 
 PLAIN_API_JOB = """
@@ -35,28 +42,40 @@ PLAIN_API_JOB = """
 
 
 def test_plain_opentelemetry_api_under_configure_gives_a_correct_file(tmp_path: Path) -> None:
-    result = run_app("import aura_otel\ntelemetry = aura_otel.configure()\n" + textwrap.dedent(PLAIN_API_JOB),
-                     cwd=tmp_path)
+    result = run_app(
+        "import aura_otel\ntelemetry = aura_otel.configure()\n" + textwrap.dedent(PLAIN_API_JOB),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
-    doc = json.loads((tmp_path / "jobs" / "plain-1" / "telemetry.json").read_text())  # ./jobs default
+    doc = json.loads(
+        (tmp_path / "jobs" / "plain-1" / "telemetry.json").read_text()
+    )  # ./jobs default
     assert [r["stage"] for r in doc["records"]] == ["script", "tts"]
     script = doc["records"][0]
-    assert (script["provider"], script["tokens_in"], script["cost_estimate"]) == ("openai", 10, 0.25)
+    assert (script["provider"], script["tokens_in"], script["cost_estimate"]) == (
+        "openai",
+        10,
+        0.25,
+    )
     assert doc["summary"]["total_cost"] == 0.25
     assert len(doc["correlation_id"]) == 36  # generated: the root span carried none
 
 
 def test_jobs_dir_comes_from_the_environment(tmp_path: Path) -> None:
     target = tmp_path / "elsewhere"
-    result = run_app("import aura_otel\ntelemetry = aura_otel.configure()\n" + textwrap.dedent(PLAIN_API_JOB),
-                     cwd=tmp_path, AURA_OTEL_JOBS_DIR=str(target))
+    result = run_app(
+        "import aura_otel\ntelemetry = aura_otel.configure()\n" + textwrap.dedent(PLAIN_API_JOB),
+        cwd=tmp_path,
+        AURA_OTEL_JOBS_DIR=str(target),
+    )
     assert result.returncode == 0, result.stderr
     assert (target / "plain-1" / "telemetry.json").is_file()
     assert not (tmp_path / "jobs").exists()
 
 
 def test_otel_sdk_disabled_turns_everything_off(tmp_path: Path) -> None:
-    result = run_app("""
+    result = run_app(
+        """
         import aura_otel
         from opentelemetry import trace
         telemetry = aura_otel.configure()
@@ -67,13 +86,17 @@ def test_otel_sdk_disabled_turns_everything_off(tmp_path: Path) -> None:
         telemetry.force_flush()
         telemetry.shutdown()
         print(type(trace.get_tracer_provider()).__name__)
-    """, cwd=tmp_path, OTEL_SDK_DISABLED="true")
+    """,
+        cwd=tmp_path,
+        OTEL_SDK_DISABLED="true",
+    )
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / "jobs").exists()
 
 
 def test_an_installed_sdk_provider_is_extended_not_replaced(tmp_path: Path) -> None:
-    result = run_app("""
+    result = run_app(
+        """
         from opentelemetry import trace
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
@@ -91,31 +114,44 @@ def test_an_installed_sdk_provider_is_extended_not_replaced(tmp_path: Path) -> N
                 pass
         telemetry.force_flush()
         print(sorted(s.name for s in memory.get_finished_spans()))
-    """, cwd=tmp_path)
+    """,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert "aura.stage.plan" in result.stdout  # the host's own exporter still gets the spans
     assert (tmp_path / "jobs" / "ext-1" / "telemetry.json").is_file()
 
 
 def test_sampler_and_resource_variables_keep_their_meaning(tmp_path: Path) -> None:
-    off = run_app("import aura_otel\ntelemetry = aura_otel.configure()\n" + textwrap.dedent(PLAIN_API_JOB),
-                  cwd=tmp_path, OTEL_TRACES_SAMPLER="always_off")
+    off = run_app(
+        "import aura_otel\ntelemetry = aura_otel.configure()\n" + textwrap.dedent(PLAIN_API_JOB),
+        cwd=tmp_path,
+        OTEL_TRACES_SAMPLER="always_off",
+    )
     assert off.returncode == 0, off.stderr
     assert not (tmp_path / "jobs" / "plain-1").exists()
 
-    named = run_app("""
+    named = run_app(
+        """
         import aura_otel
         telemetry = aura_otel.configure(service_name="from-argument")
         print(dict(telemetry.tracer_provider.resource.attributes))
-    """, cwd=tmp_path, OTEL_RESOURCE_ATTRIBUTES="deployment.environment=staging")
+    """,
+        cwd=tmp_path,
+        OTEL_RESOURCE_ATTRIBUTES="deployment.environment=staging",
+    )
     assert named.returncode == 0, named.stderr
     assert "'service.name': 'from-argument'" in named.stdout
     assert "'deployment.environment': 'staging'" in named.stdout
-    overridden = run_app("""
+    overridden = run_app(
+        """
         import aura_otel
         telemetry = aura_otel.configure(service_name="from-argument")
         print(dict(telemetry.tracer_provider.resource.attributes))
-    """, cwd=tmp_path, OTEL_SERVICE_NAME="render-service")
+    """,
+        cwd=tmp_path,
+        OTEL_SERVICE_NAME="render-service",
+    )
     assert overridden.returncode == 0, overridden.stderr
     assert "'service.name': 'render-service'" in overridden.stdout  # the deployment's variable wins
 
@@ -131,8 +167,15 @@ def test_the_demo_takes_its_service_name_from_the_standard_variable(tmp_path: Pa
         "import aura_otel.demo as d, opentelemetry.trace as t; d.run_demo('jobs', job_id='svc', speed=0);"
         "print('service=' + t.get_tracer_provider().resource.attributes['service.name'])"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     assert "service=studio" in out.stdout
 
@@ -141,14 +184,22 @@ def test_the_demo_takes_its_service_name_from_the_standard_variable(tmp_path: Pa
     ("env", "expected"),
     [
         ({"AURA_OTEL_ENUM_CASE": "shouting"}, "enum case must be 'lower' or 'pascal'"),
-        ({"OTEL_EXPORTER_OTLP_PROTOCOL": "carrier-pigeon", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"},
-         "OTLP protocol must be"),
+        (
+            {
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "carrier-pigeon",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+            },
+            "OTLP protocol must be",
+        ),
         ({"AURA_OTEL_MASK_EXTRA_PATTERNS": '["(unclosed"]'}, ""),
         ({"AURA_OTEL_PRICES_FILE": "/nonexistent/prices.json"}, "prices.json"),
     ],
 )
-def test_bad_settings_fail_at_configure_with_a_clear_error(tmp_path: Path, env: dict, expected: str) -> None:
-    result = run_app("""
+def test_bad_settings_fail_at_configure_with_a_clear_error(
+    tmp_path: Path, env: dict, expected: str
+) -> None:
+    result = run_app(
+        """
         import aura_otel
         try:
             aura_otel.configure()
@@ -156,18 +207,27 @@ def test_bad_settings_fail_at_configure_with_a_clear_error(tmp_path: Path, env: 
             print("ConfigurationError:", exc)
         else:
             print("no error")
-    """, cwd=tmp_path, **env)
+    """,
+        cwd=tmp_path,
+        **env,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ConfigurationError:"), result.stdout
     assert expected in result.stdout
 
 
 def test_pascal_case_switch_writes_the_old_spelling(tmp_path: Path) -> None:
-    result = run_app("import aura_otel\ntelemetry = aura_otel.configure()\n" + textwrap.dedent(PLAIN_API_JOB),
-                     cwd=tmp_path, AURA_OTEL_ENUM_CASE="pascal")
+    result = run_app(
+        "import aura_otel\ntelemetry = aura_otel.configure()\n" + textwrap.dedent(PLAIN_API_JOB),
+        cwd=tmp_path,
+        AURA_OTEL_ENUM_CASE="pascal",
+    )
     assert result.returncode == 0, result.stderr
     doc = json.loads((tmp_path / "jobs" / "plain-1" / "telemetry.json").read_text())
-    assert [(r["stage"], r["result_status"]) for r in doc["records"]] == [("Script", "Ok"), ("Tts", "Ok")]
+    assert [(r["stage"], r["result_status"]) for r in doc["records"]] == [
+        ("Script", "Ok"),
+        ("Tts", "Ok"),
+    ]
     assert doc["summary"]["cost_by_stage"] == {"script": 0.25, "tts": 0.0}
 
 
@@ -178,14 +238,20 @@ def test_a_burst_of_spans_is_all_folded_never_dropped(tmp_path: Path) -> None:
 
     import aura_otel
 
-    telemetry = aura_otel.configure(tmp_path / "jobs", tracer_provider=TracerProvider(), set_global=False,
-                                    propagate_threads=False)
+    telemetry = aura_otel.configure(
+        tmp_path / "jobs",
+        tracer_provider=TracerProvider(),
+        set_global=False,
+        propagate_threads=False,
+    )
     tracer = telemetry.tracer_provider.get_tracer("flood")
     created = 0
     for j in range(40):
         with tracer.start_as_current_span("aura.job", attributes={"aura.job.id": f"flood-{j}"}):
             for _ in range(20):
-                with tracer.start_as_current_span("aura.stage.render", attributes={"aura.stage": "render"}):
+                with tracer.start_as_current_span(
+                    "aura.stage.render", attributes={"aura.stage": "render"}
+                ):
                     created += 1
             created += 1
     telemetry.force_flush()

@@ -34,8 +34,10 @@ BUDGET_S = 0.4
 def _owner(target: Any) -> Any:
     """The component a bounded wait belongs to (its target closes over it)."""
     for cell in getattr(target, "__closure__", None) or ():
-        if isinstance(cell.cell_contents, aura_otel.forwarding.ForwardingSpanProcessor
-                      | aura_otel.metrics.MetricsPipeline):
+        if isinstance(
+            cell.cell_contents,
+            aura_otel.forwarding.ForwardingSpanProcessor | aura_otel.metrics.MetricsPipeline,
+        ):
             return cell.cell_contents
     return None
 
@@ -63,7 +65,10 @@ def dead_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Te
         telemetry = configure(
             tmp_path / "jobs",
             tracer_provider=TracerProvider(resource=Resource.create({"service.name": "t"})),
-            set_global=False, propagate_threads=False, write_interval=0, pricing=False,
+            set_global=False,
+            propagate_threads=False,
+            write_interval=0,
+            pricing=False,
             otlp_shutdown_timeout=BUDGET_S,
         )
         try:
@@ -90,8 +95,10 @@ def test_force_flush_shares_one_budget_across_traces_and_metrics(
     assert [name for name, _ in waits] == ["traces", "metrics"]
     # The traces flush is blocked on the black hole for all it was given; metrics get the rest.
     assert sum(ms for _, ms in waits) <= BUDGET_S * 1000 + 5, waits
-    assert (dead_backend.tracer_provider is not None
-            and (Path(dead_backend.jobs_dir or "") / "job-deadline" / "telemetry.json").is_file())
+    assert (
+        dead_backend.tracer_provider is not None
+        and (Path(dead_backend.jobs_dir or "") / "job-deadline" / "telemetry.json").is_file()
+    )
 
 
 def test_a_smaller_flush_timeout_is_the_shared_budget(

@@ -93,7 +93,9 @@ def _attrs(point: Any) -> dict[str, Any]:
 
 
 # -- off by default ------------------------------------------------------------------------------
-def test_no_endpoint_means_no_forwarding_no_metrics_no_error(tmp_path: Path, telemetries: list) -> None:
+def test_no_endpoint_means_no_forwarding_no_metrics_no_error(
+    tmp_path: Path, telemetries: list
+) -> None:
     telemetry = _configure(tmp_path, telemetries)
     assert telemetry.forwarding is None and telemetry.metrics is None
     assert telemetry.forwarding_stats() == {}
@@ -150,7 +152,9 @@ def test_env_endpoint_forwards_spans_and_metrics(
     assert list(tokens[("script", "input")].explicit_bounds)[:3] == [1, 4, 16]
     cost = {_attrs(p)[c.STAGE]: p.as_double for p in _points(received, c.METRIC_COST)}
     assert cost == {"script": pytest.approx(0.1), "tts": pytest.approx(0.2)}
-    durations = {_attrs(p)[c.STAGE]: _attrs(p) for p in _points(received, c.METRIC_OPERATION_DURATION)}
+    durations = {
+        _attrs(p)[c.STAGE]: _attrs(p) for p in _points(received, c.METRIC_OPERATION_DURATION)
+    }
     assert durations["visuals"][c.ERROR_TYPE] == "LLM_ERROR"
     assert c.ERROR_TYPE not in durations["script"]
     resource = received.spans[0].resource
@@ -162,7 +166,9 @@ def test_headers_and_compression_come_from_the_standard_variables(
 ) -> None:
     with http_receiver() as (endpoint, received):
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
-        monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=studio-7,authorization=Api-Key%20k1")
+        monkeypatch.setenv(
+            "OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=studio-7,authorization=Api-Key%20k1"
+        )
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
         telemetry = _configure(tmp_path, telemetries)
         _run_job(telemetry, "job-headers")
@@ -200,7 +206,10 @@ def test_metrics_can_be_turned_off_with_the_standard_variable(
 
 # -- dead backends never slow the job or cost the v1 files ---------------------------------------
 def test_a_refusing_endpoint_keeps_files_complete_and_counts_failures(
-    tmp_path: Path, telemetries: list, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    telemetries: list,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     with refusing_endpoint() as endpoint:
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
@@ -215,7 +224,9 @@ def test_a_refusing_endpoint_keeps_files_complete_and_counts_failures(
             telemetry.shutdown()
     stats = telemetry.forwarding_stats()
     assert stats["spans_exported"] == 0
-    assert stats["spans_failed"] + stats["spans_dropped"] + stats["spans_in_flight"] == 3 * len(SPAN_NAMES)
+    assert stats["spans_failed"] + stats["spans_dropped"] + stats["spans_in_flight"] == 3 * len(
+        SPAN_NAMES
+    )
     assert stats["export_failures"] >= 1
     lines = [r.getMessage() for r in caplog.records if "OTLP forwarding" in r.getMessage()]
     assert lines and f"failed={stats['spans_failed']}" in lines[0]
@@ -248,11 +259,15 @@ def test_a_black_holed_endpoint_never_holds_up_the_job(
 
 
 @pytest.mark.parametrize("bad", [-1, float("nan"), "5", True])
-def test_a_negative_shutdown_budget_is_a_configuration_error(tmp_path: Path, telemetries: list, bad: float) -> None:
+def test_a_negative_shutdown_budget_is_a_configuration_error(
+    tmp_path: Path, telemetries: list, bad: float
+) -> None:
     from aura_otel.errors import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="otlp_shutdown_timeout"):
-        _configure(tmp_path, telemetries, otlp_endpoint="http://127.0.0.1:9", otlp_shutdown_timeout=bad)
+        _configure(
+            tmp_path, telemetries, otlp_endpoint="http://127.0.0.1:9", otlp_shutdown_timeout=bad
+        )
 
 
 def test_a_bad_setting_after_the_metrics_starts_nothing(tmp_path: Path, telemetries: list) -> None:

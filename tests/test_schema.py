@@ -36,11 +36,20 @@ def test_the_dict_builders_follow_the_models() -> None:
     """summarize and record_dict build plain dicts for speed; their keys, order and defaults
     are the models' own, so the two definitions cannot drift apart."""
     assert list(summarize([])) == list(Summary.model_fields)
-    rec = record_dict(job_id="j", correlation_id="c", stage="tts", latency_ms=0,
-                      result_status="ok", started_at="2026-01-01T00:00:00.000000Z",
-                      ended_at="2026-01-01T00:00:00.000000Z")
-    defaults = {name: info.default for name, info in Record.model_fields.items()
-                if not info.is_required() and info.default is not None}
+    rec = record_dict(
+        job_id="j",
+        correlation_id="c",
+        stage="tts",
+        latency_ms=0,
+        result_status="ok",
+        started_at="2026-01-01T00:00:00.000000Z",
+        ended_at="2026-01-01T00:00:00.000000Z",
+    )
+    defaults = {
+        name: info.default
+        for name, info in Record.model_fields.items()
+        if not info.is_required() and info.default is not None
+    }
     assert {name: rec[name] for name in defaults} == defaults
     assert list(rec) == [name for name in Record.model_fields if name in rec]
 
@@ -64,9 +73,12 @@ def test_pascal_case_in_lowercase_out(examples: Path) -> None:
     pascal = load_collection((examples / "reference-job.pascal.json").read_bytes())
     lower = (examples / "reference-job.json").read_bytes()
     assert dumps(to_dict(pascal)) == lower
-    assert summarize(orjson.loads((examples / "reference-job.pascal.json").read_bytes())["records"])[
-        "failed_operations"
-    ] == 1
+    assert (
+        summarize(orjson.loads((examples / "reference-job.pascal.json").read_bytes())["records"])[
+            "failed_operations"
+        ]
+        == 1
+    )
 
 
 def test_pascal_output_switch_reproduces_old_writer(examples: Path) -> None:
@@ -88,19 +100,40 @@ def test_money_has_no_float_drift() -> None:
 
 def test_every_field_round_trips() -> None:
     rec = record_dict(
-        job_id="job-1", correlation_id="corr", project_id="proj", stage="visuals", scene_index=3,
-        model_id="sdxl", provider="Stability", selection_source="fallback",
-        fallback_reason="primary refused", tokens_in=1, tokens_out=2, cache_hit=False, retries=4,
-        latency_ms=1500, cost_estimate=0.05, currency="EUR", pricing_version="2026-11",
-        result_status="warn", error_code="TIMEOUT", message="slow",
-        started_at="2026-11-20T10:00:08.000001Z", ended_at="2026-11-20T10:00:09.500001Z",
+        job_id="job-1",
+        correlation_id="corr",
+        project_id="proj",
+        stage="visuals",
+        scene_index=3,
+        model_id="sdxl",
+        provider="Stability",
+        selection_source="fallback",
+        fallback_reason="primary refused",
+        tokens_in=1,
+        tokens_out=2,
+        cache_hit=False,
+        retries=4,
+        latency_ms=1500,
+        cost_estimate=0.05,
+        currency="EUR",
+        pricing_version="2026-11",
+        result_status="warn",
+        error_code="TIMEOUT",
+        message="slow",
+        started_at="2026-11-20T10:00:08.000001Z",
+        ended_at="2026-11-20T10:00:09.500001Z",
         metadata={"nested": {"a": [1, 2, {"b": None}]}, "flag": True},
     )
     assert list(rec) == list(RECORD_FIELDS)  # every field present, in v1 order
-    doc = {"version": "1.0", "job_id": "job-1", "correlation_id": "corr",
-           "collection_started_at": "2026-11-20T10:00:00.000000Z",
-           "collection_ended_at": "2026-11-20T10:00:12.000000Z", "records": [rec],
-           "summary": summarize([rec])}
+    doc = {
+        "version": "1.0",
+        "job_id": "job-1",
+        "correlation_id": "corr",
+        "collection_started_at": "2026-11-20T10:00:00.000000Z",
+        "collection_ended_at": "2026-11-20T10:00:12.000000Z",
+        "records": [rec],
+        "summary": summarize([rec]),
+    }
     assert list(doc) == list(COLLECTION_FIELDS)
     again = to_dict(load_collection(dumps(doc)))
     assert again == doc
@@ -108,9 +141,16 @@ def test_every_field_round_trips() -> None:
 
 
 def test_absent_optional_fields_are_left_out_and_defaults_written() -> None:
-    rec = record_dict(job_id="j", correlation_id="c", stage="tts", latency_ms=0,
-                      result_status="ok", started_at="2026-01-01T00:00:00.000000Z",
-                      ended_at="2026-01-01T00:00:00.000000Z", provider=None)
+    rec = record_dict(
+        job_id="j",
+        correlation_id="c",
+        stage="tts",
+        latency_ms=0,
+        result_status="ok",
+        started_at="2026-01-01T00:00:00.000000Z",
+        ended_at="2026-01-01T00:00:00.000000Z",
+        provider=None,
+    )
     assert "provider" not in rec and "metadata" not in rec
     assert rec["version"] == "1.0" and rec["retries"] == 0 and rec["currency"] == "USD"
 
@@ -138,7 +178,9 @@ def test_unsafe_job_ids_rejected(bad: object) -> None:
         validate_job_id(bad)
 
 
-@pytest.mark.parametrize("good", ["job-abc123", "7d0c5f0e-3c4a-4e0e-9f4e-2b1d8a6c9e11", "x" * 128, "a.b"])
+@pytest.mark.parametrize(
+    "good", ["job-abc123", "7d0c5f0e-3c4a-4e0e-9f4e-2b1d8a6c9e11", "x" * 128, "a.b"]
+)
 def test_safe_job_ids_accepted(good: str) -> None:
     assert validate_job_id(good) == good
 
@@ -169,8 +211,16 @@ def test_ids_the_file_system_cannot_take_are_rejected_with_a_clear_error(bad: st
     assert not is_safe_job_id(bad)
 
 
-@pytest.mark.parametrize("good", ["\u20ac" * 85, "Vid\u00e9o-\u00e9t\u00e9", "\u30b8\u30e7\u30d6-1",
-                                  "job 12", "\U0001f3ac-scene"])
+@pytest.mark.parametrize(
+    "good",
+    [
+        "\u20ac" * 85,
+        "Vid\u00e9o-\u00e9t\u00e9",
+        "\u30b8\u30e7\u30d6-1",
+        "job 12",
+        "\U0001f3ac-scene",
+    ],
+)
 def test_non_ascii_ids_within_255_bytes_are_accepted(good: str, tmp_path: Path) -> None:
     assert validate_job_id(good) == good
     (tmp_path / good).mkdir()  # and the file system does take them
@@ -185,8 +235,11 @@ def test_validation_lists_every_problem_with_its_path(examples: Path) -> None:
     raw["summary"]["total_cost"] = float("nan")
     del raw["correlation_id"]
     raw["records"][0]["surprise"] = 1
-    problems = dict(validation_errors(orjson.dumps(raw, option=orjson.OPT_SERIALIZE_NUMPY)
-                                      .replace(b"null", b"NaN")))
+    problems = dict(
+        validation_errors(
+            orjson.dumps(raw, option=orjson.OPT_SERIALIZE_NUMPY).replace(b"null", b"NaN")
+        )
+    )
     assert "$.correlation_id" in problems
     assert "$.records[0].latency_ms" in problems
     assert "$.records[1].stage" in problems
@@ -206,7 +259,7 @@ def test_corrupt_documents_raise_a_clear_error() -> None:
 def test_huge_numbers_are_rejected(examples: Path) -> None:
     raw = orjson.loads((examples / "reference-job.json").read_bytes())
     text = orjson.dumps(raw).replace(b'"latency_ms":2500', b'"latency_ms":' + b"9" * 40)
-    assert ("$.records[0].latency_ms" in dict(validation_errors(text)))
+    assert "$.records[0].latency_ms" in dict(validation_errors(text))
 
 
 def test_json_schema_is_generated_from_the_models() -> None:

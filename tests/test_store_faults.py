@@ -35,23 +35,33 @@ class Writer:
     """One exporter behind a real TracerProvider: what one process of a host has."""
 
     def __init__(self, jobs_dir: Path, *, write_interval: float = 0, **kwargs: Any) -> None:
-        self.exporter = RunTelemetryExporter(jobs_dir, write_interval=write_interval, pricer=None,
-                                             **kwargs)
+        self.exporter = RunTelemetryExporter(
+            jobs_dir, write_interval=write_interval, pricer=None, **kwargs
+        )
         self.provider = TracerProvider()
         self.provider.add_span_processor(JobContextProcessor())
         self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
         self.tracer = self.provider.get_tracer("faults")
 
-    def stages(self, job_id: str, count: int, *, first: int = 0, finish: bool = False,
-               pad: int = 0) -> None:
+    def stages(
+        self, job_id: str, count: int, *, first: int = 0, finish: bool = False, pad: int = 0
+    ) -> None:
         """``count`` stage spans of ``job_id`` (and its root span when ``finish``)."""
-        root = self.tracer.start_span("aura.job", attributes={"aura.job.id": job_id,
-                                                              "aura.correlation.id": "corr-1"})
+        root = self.tracer.start_span(
+            "aura.job", attributes={"aura.job.id": job_id, "aura.correlation.id": "corr-1"}
+        )
         ctx = trace.set_span_in_context(root)
         for n in range(first, first + count):
-            span = self.tracer.start_span("aura.stage.visuals", context=ctx, attributes={
-                "aura.job.id": job_id, "aura.stage": "visuals", "aura.scene.index": n,
-                "aura.meta.pad": "x" * pad})
+            span = self.tracer.start_span(
+                "aura.stage.visuals",
+                context=ctx,
+                attributes={
+                    "aura.job.id": job_id,
+                    "aura.stage": "visuals",
+                    "aura.scene.index": n,
+                    "aura.meta.pad": "x" * pad,
+                },
+            )
             span.end()
         if finish:
             root.end()
@@ -74,7 +84,9 @@ def scenes(doc: dict[str, Any]) -> list[int]:
 
 
 def tree(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 # -- planted links -------------------------------------------------------------------------------
@@ -174,7 +186,7 @@ def test_a_lost_journal_never_shrinks_a_larger_file(tmp_path: Path) -> None:
 
 
 # -- a full disk ----------------------------------------------------------------------------------
-_DISK_FULL_SCRIPT = textwrap.dedent('''
+_DISK_FULL_SCRIPT = textwrap.dedent("""
     import errno, json, os, sys
     sys.path[:0] = [sys.argv[2], sys.argv[3]]
     from aura_otel.store import JOURNAL_FILE, TELEMETRY_FILE
@@ -241,7 +253,7 @@ _DISK_FULL_SCRIPT = textwrap.dedent('''
     for writer in (w, other, third):
         writer.close()
     print(json.dumps(out))
-''')
+""")
 
 
 def _unshare_available() -> str | None:
@@ -253,7 +265,9 @@ def _unshare_available() -> str | None:
     return None
 
 
-def test_a_full_disk_leaves_whole_journal_lines_and_recovers_when_space_returns(tmp_path: Path) -> None:
+def test_a_full_disk_leaves_whole_journal_lines_and_recovers_when_space_returns(
+    tmp_path: Path,
+) -> None:
     reason = _unshare_available()
     if reason is not None:
         pytest.skip(reason)
@@ -263,10 +277,17 @@ def test_a_full_disk_leaves_whole_journal_lines_and_recovers_when_space_returns(
     script.write_text(_DISK_FULL_SCRIPT)
     root = str(Path(__file__).resolve().parents[1])
     # A private mount namespace: the tmpfs exists only for this shell and its children.
-    command = (f"mount -t tmpfs -o size=384k aura-test {mount} && "
-               f"exec {sys.executable} {script} {mount} {SRC} {root}")
-    done = subprocess.run(["unshare", "-m", "sh", "-c", command], capture_output=True,
-                          text=True, timeout=120, check=False)
+    command = (
+        f"mount -t tmpfs -o size=384k aura-test {mount} && "
+        f"exec {sys.executable} {script} {mount} {SRC} {root}"
+    )
+    done = subprocess.run(
+        ["unshare", "-m", "sh", "-c", command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     if done.returncode != 0 and "mount" in done.stderr and "permi" in done.stderr.lower():
         pytest.skip(f"mounting a tmpfs is not permitted here: {done.stderr.strip()}")
     assert done.returncode == 0, done.stderr[-3000:]

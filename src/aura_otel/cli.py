@@ -22,18 +22,27 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     console = make_console()
     fail_at = Stage(args.fail_at) if args.fail_at else None
-    result = run_demo(args.jobs_dir, job_id=args.job_id, fail_at=fail_at, speed=args.speed,
-                      enum_case=args.enum_case)
+    result = run_demo(
+        args.jobs_dir,
+        job_id=args.job_id,
+        fail_at=fail_at,
+        speed=args.speed,
+        enum_case=args.enum_case,
+    )
     doc = to_dict(load_collection(result.path.read_bytes()))
     render(doc, console)
     if result.failed:
-        console.print(f"[red]The job failed at the {fail_at.value if fail_at else '?'} stage, "
-                      "as --fail-at asked: the file records it.[/red]")
+        console.print(
+            f"[red]The job failed at the {fail_at.value if fail_at else '?'} stage, "
+            "as --fail-at asked: the file records it.[/red]"
+        )
     jobs_dir = result.path.parent.parent
     console.print(f"\nTelemetry file: [bold]{result.path}[/bold]")
-    console.print("View it in the browser:\n"
-                  f"  aura-otel serve --jobs-dir {jobs_dir}\n"
-                  f"  then open http://127.0.0.1:8765/jobs/{result.job_id}/telemetry")
+    console.print(
+        "View it in the browser:\n"
+        f"  aura-otel serve --jobs-dir {jobs_dir}\n"
+        f"  then open http://127.0.0.1:8765/jobs/{result.job_id}/telemetry"
+    )
     return 0
 
 
@@ -79,8 +88,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
         with open_store(target, migrate=False) if _is_pg(target) else open_store(target) as store:
             render(to_dict(store.read(args.job_id)), abandoned_after=settings.abandoned_after)
         return 0
-    render(to_dict(JobStore(args.jobs_dir or settings.jobs_dir).read(args.job_id)),
-           abandoned_after=settings.abandoned_after)
+    render(
+        to_dict(JobStore(args.jobs_dir or settings.jobs_dir).read(args.job_id)),
+        abandoned_after=settings.abandoned_after,
+    )
     return 0
 
 
@@ -101,10 +112,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         jaeger_url=args.jaeger_url or settings.jaeger_url,
         trace_url=args.trace_url or settings.trace_url,
         access_token=args.access_token or settings.access_token,
-        max_file_bytes=(args.max_file_bytes if args.max_file_bytes is not None
-                        else settings.max_file_bytes),
-        abandoned_after=(args.abandoned_after if args.abandoned_after is not None
-                         else settings.abandoned_after),
+        max_file_bytes=(
+            args.max_file_bytes if args.max_file_bytes is not None else settings.max_file_bytes
+        ),
+        abandoned_after=(
+            args.abandoned_after if args.abandoned_after is not None else settings.abandoned_after
+        ),
     )
     return 0
 
@@ -115,8 +128,11 @@ def _cmd_db_upgrade(args: argparse.Namespace) -> int:
     settings = Settings.from_env(masking=False)
     url = str(args.store or settings.store or "")
     if not is_postgres_url(url):
-        print(f"aura-otel: error: db upgrade needs a postgresql:// URL (--store or "
-              f"${c.ENV_STORE}); the jobs folder has no schema", file=sys.stderr)
+        print(
+            f"aura-otel: error: db upgrade needs a postgresql:// URL (--store or "
+            f"${c.ENV_STORE}); the jobs folder has no schema",
+            file=sys.stderr,
+        )
         return 2
     from .stores.postgres import PostgresStore
 
@@ -126,8 +142,10 @@ def _cmd_db_upgrade(args: argparse.Namespace) -> int:
             print(f"{redact_url(url)}: schema at version {len(store.applied())}, current")
             return 0
         applied = store.applied()
-    print(f"{redact_url(url)}: schema at version {len(applied)} "
-          f"({', '.join(name for _, (name, _c) in sorted(applied.items()))})")
+    print(
+        f"{redact_url(url)}: schema at version {len(applied)} "
+        f"({', '.join(name for _, (name, _c) in sorted(applied.items()))})"
+    )
     return 0
 
 
@@ -140,8 +158,10 @@ def _cmd_db_import(args: argparse.Namespace) -> int:
     settings = Settings.from_env(masking=False)
     url = str(args.store or settings.store or "")
     if not is_postgres_url(url):
-        print(f"aura-otel: error: db import needs a postgresql:// URL (--store or "
-              f"${c.ENV_STORE})", file=sys.stderr)
+        print(
+            f"aura-otel: error: db import needs a postgresql:// URL (--store or ${c.ENV_STORE})",
+            file=sys.stderr,
+        )
         return 2
     folder = args.jobs_dir or settings.jobs_dir
     with PostgresStore(url, min_size=1, max_size=1) as store:
@@ -164,10 +184,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="run a simulated video job end to end and show it")
-    demo.add_argument("--jobs-dir", help=f"where job folders go (default ${c.ENV_JOBS_DIR} or ./jobs)")
+    demo.add_argument(
+        "--jobs-dir", help=f"where job folders go (default ${c.ENV_JOBS_DIR} or ./jobs)"
+    )
     demo.add_argument("--job-id", help="job id to use (default: demo-<time>-<random>)")
-    demo.add_argument("--fail-at", choices=STAGES, metavar="STAGE",
-                      help=f"make this stage raise, to see a failed job ({', '.join(STAGES)})")
+    demo.add_argument(
+        "--fail-at",
+        choices=STAGES,
+        metavar="STAGE",
+        help=f"make this stage raise, to see a failed job ({', '.join(STAGES)})",
+    )
     demo.add_argument("--speed", type=float, default=1.0, help="scale the simulated latencies")
     demo.add_argument("--enum-case", choices=("lower", "pascal"), help="enum spelling in the file")
     demo.set_defaults(func=_cmd_demo)
@@ -176,7 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument("-o", "--output", help="write to this file instead of stdout")
     schema.set_defaults(func=_cmd_schema)
 
-    validate = sub.add_parser("validate", help="check telemetry files against v1; lists every problem")
+    validate = sub.add_parser(
+        "validate", help="check telemetry files against v1; lists every problem"
+    )
     validate.add_argument("files", nargs="+", metavar="FILE")
     validate.set_defaults(func=_cmd_validate)
 
@@ -188,34 +216,57 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="serve the HTTP API and the Run Details pages")
     serve.add_argument("--jobs-dir", help=f"default ${c.ENV_JOBS_DIR} or ./jobs")
-    serve.add_argument("--store", metavar="URL",
-                       help=f"postgresql://user@host/db: read the shared store (${c.ENV_STORE}; "
-                            "docs/stores.md) [the jobs folder]")
-    serve.add_argument("--host", default="127.0.0.1",
-                       help="bind address (non-loopback needs --access-token)")
+    serve.add_argument(
+        "--store",
+        metavar="URL",
+        help=f"postgresql://user@host/db: read the shared store (${c.ENV_STORE}; "
+        "docs/stores.md) [the jobs folder]",
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="bind address (non-loopback needs --access-token)"
+    )
     serve.add_argument("--port", type=int, default=8765)
-    serve.add_argument("--jaeger-url", help=f"Jaeger UI base URL for trace links (${c.ENV_JAEGER_URL})")
-    serve.add_argument("--trace-url", metavar="TEMPLATE",
-                       help="trace link of any backend, e.g. 'http://jaeger:16686/trace/{trace_id}' "
-                            f"(${c.ENV_TRACE_URL}; wins over --jaeger-url)")
+    serve.add_argument(
+        "--jaeger-url", help=f"Jaeger UI base URL for trace links (${c.ENV_JAEGER_URL})"
+    )
+    serve.add_argument(
+        "--trace-url",
+        metavar="TEMPLATE",
+        help="trace link of any backend, e.g. 'http://jaeger:16686/trace/{trace_id}' "
+        f"(${c.ENV_TRACE_URL}; wins over --jaeger-url)",
+    )
     serve.add_argument("--access-token", help=f"required on every request (${c.ENV_ACCESS_TOKEN})")
-    serve.add_argument("--max-file-bytes", type=int, metavar="N",
-                       help=f"largest telemetry.json to parse (${c.ENV_MAX_FILE_BYTES}, default 32 MiB)")
-    serve.add_argument("--abandoned-after", type=float, metavar="SECONDS",
-                       help=f"quiet time before a job without an end is shown abandoned "
-                            f"(${c.ENV_ABANDONED_AFTER}, default 3600)")
+    serve.add_argument(
+        "--max-file-bytes",
+        type=int,
+        metavar="N",
+        help=f"largest telemetry.json to parse (${c.ENV_MAX_FILE_BYTES}, default 32 MiB)",
+    )
+    serve.add_argument(
+        "--abandoned-after",
+        type=float,
+        metavar="SECONDS",
+        help=f"quiet time before a job without an end is shown abandoned "
+        f"(${c.ENV_ABANDONED_AFTER}, default 3600)",
+    )
     serve.set_defaults(func=_cmd_serve)
 
     db = sub.add_parser("db", help="manage the PostgreSQL store's schema")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
-    upgrade = db_sub.add_parser("upgrade", help="apply pending schema migrations (collect and "
-                                "serve also do it when they start)")
+    upgrade = db_sub.add_parser(
+        "upgrade",
+        help="apply pending schema migrations (collect and serve also do it when they start)",
+    )
     upgrade.add_argument("--store", metavar="URL", help=f"postgresql://... (${c.ENV_STORE})")
-    upgrade.add_argument("--check", action="store_true",
-                         help="apply nothing; fail unless the schema is current")
+    upgrade.add_argument(
+        "--check", action="store_true", help="apply nothing; fail unless the schema is current"
+    )
     upgrade.set_defaults(func=_cmd_db_upgrade)
-    importer = db_sub.add_parser("import", help="copy a jobs folder into the PostgreSQL store "
-                                 "(its spans where journals exist, else its files)")
+    importer = db_sub.add_parser(
+        "import",
+        help="copy a jobs folder into the PostgreSQL store "
+        "(its spans where journals exist, else its files)",
+    )
     importer.add_argument("--jobs-dir", help=f"default ${c.ENV_JOBS_DIR} or ./jobs")
     importer.add_argument("--store", metavar="URL", help=f"postgresql://... (${c.ENV_STORE})")
     importer.set_defaults(func=_cmd_db_import)

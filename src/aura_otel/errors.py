@@ -78,8 +78,17 @@ class BudgetExceeded(AuraOtelError):
 
     error_code = "BUDGET_EXCEEDED"
 
-    def __init__(self, message: str, *, scope: str, subject: str, provider: str | None,
-                 limit: float, spent: float, estimated: float) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        scope: str,
+        subject: str,
+        provider: str | None,
+        limit: float,
+        spent: float,
+        estimated: float,
+    ) -> None:
         super().__init__(message)
         self.scope = scope
         self.subject = subject

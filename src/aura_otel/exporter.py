@@ -146,7 +146,9 @@ class RunTelemetryExporter(SpanExporter):
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._downstream = (
-            ForwardingSpanProcessor(downstream, name="downstream") if downstream is not None else None
+            ForwardingSpanProcessor(downstream, name="downstream")
+            if downstream is not None
+            else None
         )
         self._on_job_complete = on_job_complete
         self._trimmer = MemoryTrimmer()
@@ -300,8 +302,10 @@ class RunTelemetryExporter(SpanExporter):
             if job.failures == 0:
                 job.failing_since = now
             job.failures += 1
-            give_up = (job.failures >= MIN_WRITE_ATTEMPTS
-                       and now - job.failing_since >= self._give_up_after)
+            give_up = (
+                job.failures >= MIN_WRITE_ATTEMPTS
+                and now - job.failing_since >= self._give_up_after
+            )
             if give_up:
                 if self._jobs.get(job_id) is job:
                     del self._jobs[job_id]
@@ -312,7 +316,11 @@ class RunTelemetryExporter(SpanExporter):
             logger.error(
                 "aura-otel: gave up writing telemetry for job %r after %d failed attempts over "
                 "%.0fs (last error: %s: %s); its spans since the last successful write are lost",
-                job_id, job.failures, now - job.failing_since, type(exc).__name__, exc,
+                job_id,
+                job.failures,
+                now - job.failing_since,
+                type(exc).__name__,
+                exc,
             )
 
     def _write_job(self, job_id: str, job: _Job, root_fd: int | None = None) -> dict[str, Any]:
@@ -328,8 +336,11 @@ class RunTelemetryExporter(SpanExporter):
             if journal.damaged and not job.damaged:
                 job.damaged = True
                 self.stats.add("jobs_damaged")
-                logger.warning("aura-otel: the journal of job %r is damaged; its file keeps the "
-                               "records the journal lost", job_id)
+                logger.warning(
+                    "aura-otel: the journal of job %r is damaged; its file keeps the "
+                    "records the journal lost",
+                    job_id,
+                )
             try:
                 job.offset = self._append(journal, job, ours) if ours else offset
             except BaseException:

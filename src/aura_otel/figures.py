@@ -380,9 +380,12 @@ def within_budget(
     if budget is not None and costs and sum_money(costs) > budget + 1e-12:
         return False
     for provider, limit in (provider_limits or {}).items():
-        spent = [r.get("cost_estimate") for r in recs
-                 if str(r.get("provider") or "").lower() == provider.lower()
-                 and r.get("cost_estimate") is not None]
+        spent = [
+            r.get("cost_estimate")
+            for r in recs
+            if str(r.get("provider") or "").lower() == provider.lower()
+            and r.get("cost_estimate") is not None
+        ]
         if spent and sum_money(spent) > limit + 1e-12:
             return False
     return True

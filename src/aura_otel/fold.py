@@ -148,11 +148,22 @@ _slot("images", (c.USAGE_IMAGES,), _count)
 _slot("image_size", (c.USAGE_IMAGE_SIZE,), lambda v: v if isinstance(v, str) else None)
 _slot("image_quality", (c.USAGE_IMAGE_QUALITY,), lambda v: v if isinstance(v, str) else None)
 _slot("duration_seconds", (c.USAGE_OUTPUT_SECONDS,), _amount)
-_USAGE_SLOTS = ("characters", "images", "image_size", "image_quality", "duration_seconds",
-                CACHED_TOKENS_METADATA)
+_USAGE_SLOTS = (
+    "characters",
+    "images",
+    "image_size",
+    "image_quality",
+    "duration_seconds",
+    CACHED_TOKENS_METADATA,
+)
 #: A child unit's short keys for the slots it carries.
-_CHILD_KEYS = (("provider", "provider"), ("model_id", "model"), ("tokens_in", "tin"),
-               ("tokens_out", "tout"), ("cost_estimate", "cost"))
+_CHILD_KEYS = (
+    ("provider", "provider"),
+    ("model_id", "model"),
+    ("tokens_in", "tin"),
+    ("tokens_out", "tout"),
+    ("cost_estimate", "cost"),
+)
 
 # How the fold treats an attribute key, decided once per distinct key: a slot, metadata
 # (plain or JSON-encoded), or nothing. Bounded: a host minting keys per span only costs a clear.
@@ -167,9 +178,9 @@ def _key_kind(key: str) -> tuple[int, str]:
     kind = _KEY_KINDS.get(key)
     if kind is None:
         if key.startswith(_META):
-            kind = (_PLAIN_META, key[len(_META):])
+            kind = (_PLAIN_META, key[len(_META) :])
         elif key.startswith(_META_JSON):
-            kind = (_JSON_META, key[len(_META_JSON):])
+            kind = (_JSON_META, key[len(_META_JSON) :])
         else:
             kind = (_SKIP, "")
         _KEY_KINDS.put(key, kind)
@@ -182,7 +193,9 @@ def _key_kind(key: str) -> tuple[int, str]:
 #: matter. Bounded like _KEY_KINDS: a host minting key sets per span only costs a clear.
 _Plan = tuple[
     tuple[tuple[str, str, _Convert], ...],  # slots with one key present: (key, slot, convert)
-    tuple[tuple[str, tuple[str, ...], _Convert], ...],  # aliased slots: (slot, keys by rank, convert)
+    tuple[
+        tuple[str, tuple[str, ...], _Convert], ...
+    ],  # aliased slots: (slot, keys by rank, convert)
     tuple[tuple[str, int, str], ...],  # metadata in attribute order: (key, kind, name)
 ]
 _PLANS: dict[tuple[str, ...], _Plan] = {}
@@ -201,7 +214,9 @@ def _plan(keys: tuple[str, ...]) -> _Plan:
             continue
         name, rank, convert, _ = spec
         slots.setdefault(name, []).append((rank, key, convert))
-    single = tuple((entries[0][1], name, entries[0][2]) for name, entries in slots.items() if len(entries) == 1)
+    single = tuple(
+        (entries[0][1], name, entries[0][2]) for name, entries in slots.items() if len(entries) == 1
+    )
     aliased = tuple(
         (name, tuple(key for _, key, _ in sorted(entries)), entries[0][2])
         for name, entries in slots.items()
@@ -268,8 +283,11 @@ def _exception_details(span: Any) -> dict[str, str]:
     if event is None:
         return {}
     out = {}
-    for key, short in (("exception.type", "type"), ("exception.message", "message"),
-                       ("exception.stacktrace", "stack")):
+    for key, short in (
+        ("exception.type", "type"),
+        ("exception.message", "message"),
+        ("exception.stacktrace", "stack"),
+    ):
         value = event.get(key)
         if isinstance(value, str) and value:
             out[short] = value
@@ -378,8 +396,12 @@ def fold_span(span: Any) -> FoldedSpan | None:
     usage = {name: found[name] for name in _USAGE_SLOTS if name in found}
     if found.get("stage") not in _STAGE_SET:
         unit["n"] = span.name  # the drill-down names the calls folded into a stage
-        if ("tokens_in" not in found and "tokens_out" not in found and "cost_estimate" not in found
-                and not usage):
+        if (
+            "tokens_in" not in found
+            and "tokens_out" not in found
+            and "cost_estimate" not in found
+            and not usage
+        ):
             unit["k"] = LINK
             return FoldedSpan(job_id, span_id, unit)
         unit["k"] = CHILD
@@ -447,12 +469,19 @@ PRICING_ERROR_METADATA = "pricing_error"
 
 
 def _has_own_usage(rec: Mapping[str, Any], usage: Mapping[str, Any]) -> bool:
-    return (rec.get("tokens_in") is not None or rec.get("tokens_out") is not None
-            or any(k in usage for k in _PRICED_QUANTITIES))
+    return (
+        rec.get("tokens_in") is not None
+        or rec.get("tokens_out") is not None
+        or any(k in usage for k in _PRICED_QUANTITIES)
+    )
 
 
 def _child_usage(child: Unit) -> dict[str, Any]:
-    return {**child.get("usage", {}), "tokens_in": child.get("tin"), "tokens_out": child.get("tout")}
+    return {
+        **child.get("usage", {}),
+        "tokens_in": child.get("tin"),
+        "tokens_out": child.get("tout"),
+    }
 
 
 class _CostParts:
@@ -504,8 +533,15 @@ class _CostParts:
             rec["metadata"] = {**(rec.get("metadata") or {}), PRICING_KEY: PRICING_EXPLICIT}
 
 
-def _price(rec: dict[str, Any], usage: Mapping[str, Any], *, own_usage: bool,
-           own_model: str | None, children: list[Unit], pricer: Pricer | None) -> None:
+def _price(
+    rec: dict[str, Any],
+    usage: Mapping[str, Any],
+    *,
+    own_usage: bool,
+    own_model: str | None,
+    children: list[Unit],
+    pricer: Pricer | None,
+) -> None:
     """Fill a record's cost when its span gave none (see docs/pricing.md, "How a run is priced").
 
     - A stage with no usage of its own is an envelope: each GenAI call inside it is priced on
@@ -520,18 +556,26 @@ def _price(rec: dict[str, Any], usage: Mapping[str, Any], *, own_usage: bool,
         for child in children:
             if "cost" in child:
                 parts.add_explicit(child["cost"])
-            elif _has_own_usage({"tokens_in": child.get("tin"), "tokens_out": child.get("tout")},
-                                child.get("usage", {})):
-                parts.add_usage(child.get("provider") or rec.get("provider"),
-                                child.get("model") or rec.get("model_id"), _child_usage(child))
+            elif _has_own_usage(
+                {"tokens_in": child.get("tin"), "tokens_out": child.get("tout")},
+                child.get("usage", {}),
+            ):
+                parts.add_usage(
+                    child.get("provider") or rec.get("provider"),
+                    child.get("model") or rec.get("model_id"),
+                    _child_usage(child),
+                )
     elif children and all("cost" in ch for ch in children):
         for child in children:
             parts.add_explicit(child["cost"])
     elif own_model is None and len({ch["model"] for ch in children if "model" in ch}) > 1:
         parts.unpriced += 1
     else:
-        parts.add_usage(rec.get("provider"), rec.get("model_id"),
-                        {**usage, "tokens_in": rec.get("tokens_in"), "tokens_out": rec.get("tokens_out")})
+        parts.add_usage(
+            rec.get("provider"),
+            rec.get("model_id"),
+            {**usage, "tokens_in": rec.get("tokens_in"), "tokens_out": rec.get("tokens_out")},
+        )
     parts.apply(rec)
 
 
@@ -546,8 +590,11 @@ def _build_record(unit: Unit, children: list[Unit], pricer: Pricer | None) -> di
     if built.get("cost_estimate") is not None:
         # The span gave its cost: it wins, whatever the table or a cache hit would say.
         return _marked(built, {PRICING_KEY: PRICING_EXPLICIT})
-    if not children and (not unit_usage or unit_usage.get(CACHED_TOKENS_METADATA) is None) and (
-            not _has_own_usage(built, unit_usage or {})):
+    if (
+        not children
+        and (not unit_usage or unit_usage.get(CACHED_TOKENS_METADATA) is None)
+        and (not _has_own_usage(built, unit_usage or {}))
+    ):
         return _cache_hit(dict(built)) if built.get("cache_hit") is True else dict(built)
     rec = dict(built)
     usage = dict(unit_usage or {})
@@ -562,8 +609,11 @@ def _build_record(unit: Unit, children: list[Unit], pricer: Pricer | None) -> di
                 rec["tokens_in"] = min(sum(tin), MAX_INT)
             if tout:
                 rec["tokens_out"] = min(sum(tout), MAX_INT)
-            cached = [ch["usage"][CACHED_TOKENS_METADATA] for ch in children
-                      if CACHED_TOKENS_METADATA in ch.get("usage", {})]
+            cached = [
+                ch["usage"][CACHED_TOKENS_METADATA]
+                for ch in children
+                if CACHED_TOKENS_METADATA in ch.get("usage", {})
+            ]
             if cached and CACHED_TOKENS_METADATA not in usage:
                 usage[CACHED_TOKENS_METADATA] = min(sum(cached), MAX_INT)
         if rec.get("provider") is None:
@@ -571,10 +621,14 @@ def _build_record(unit: Unit, children: list[Unit], pricer: Pricer | None) -> di
         if rec.get("model_id") is None:
             rec["model_id"] = next((ch["model"] for ch in children if "model" in ch), None)
     if rec.get("cost_estimate") is None and (own_usage or children):
-        _price(rec, usage, own_usage=own_usage, own_model=own_model, children=children,
-               pricer=pricer)
+        _price(
+            rec, usage, own_usage=own_usage, own_model=own_model, children=children, pricer=pricer
+        )
     if usage.get(CACHED_TOKENS_METADATA) is not None:
-        rec["metadata"] = {**(rec.get("metadata") or {}), CACHED_TOKENS_METADATA: usage[CACHED_TOKENS_METADATA]}
+        rec["metadata"] = {
+            **(rec.get("metadata") or {}),
+            CACHED_TOKENS_METADATA: usage[CACHED_TOKENS_METADATA],
+        }
     if rec.get("cache_hit") is True:
         return _cache_hit(rec)
     return record_from(rec)
@@ -608,7 +662,9 @@ def _stable_correlation_id(job_id: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"aura-otel:{job_id}"))
 
 
-def assemble(job_id: str, units: Mapping[str, Unit], *, pricer: Pricer | None = None) -> dict[str, Any]:
+def assemble(
+    job_id: str, units: Mapping[str, Unit], *, pricer: Pricer | None = None
+) -> dict[str, Any]:
     """The v1 collection dict for one job, from all of its units seen so far.
 
     A job whose root span has not ended yet gets no ``collection_ended_at`` and no summary: a
@@ -639,23 +695,37 @@ def assemble(job_id: str, units: Mapping[str, Unit], *, pricer: Pricer | None = 
         rec = _build_record(unit, children.get(span_id, []), pricer)
         # The job's ids fill a record's gaps; a record with none to fill is kept as it is.
         if "correlation_id" not in rec or ("project_id" not in rec and project_id is not None):
-            rec = record_from({**rec, "correlation_id": rec.get("correlation_id") or correlation_id,
-                               "project_id": rec.get("project_id") or project_id})
+            rec = record_from(
+                {
+                    **rec,
+                    "correlation_id": rec.get("correlation_id") or correlation_id,
+                    "project_id": rec.get("project_id") or project_id,
+                }
+            )
         records.append(rec)
 
     started = root["s"] if root else min((u["s"] for u in units.values()), default=0)
     if root is not None and "err" in root:
         message = root.get("msg")
-        already = any(r["result_status"] == STATUS_ERROR and r.get("message") == message
-                      for r in records)
+        already = any(
+            r["result_status"] == STATUS_ERROR and r.get("message") == message for r in records
+        )
         if not already:
             code = "VALIDATION_ERROR" if root["err"] == "VALIDATION_ERROR" else "GENERATION_ERROR"
-            records.append(record_dict(
-                job_id=job_id, correlation_id=correlation_id, project_id=project_id,
-                stage="post", latency_ms=0, result_status=STATUS_ERROR, error_code=code,
-                message=message, started_at=format_timestamp_ns(root["e"]),
-                ended_at=format_timestamp_ns(root["e"]),
-            ))
+            records.append(
+                record_dict(
+                    job_id=job_id,
+                    correlation_id=correlation_id,
+                    project_id=project_id,
+                    stage="post",
+                    latency_ms=0,
+                    result_status=STATUS_ERROR,
+                    error_code=code,
+                    message=message,
+                    started_at=format_timestamp_ns(root["e"]),
+                    ended_at=format_timestamp_ns(root["e"]),
+                )
+            )
     return collection_dict(
         job_id=job_id,
         correlation_id=correlation_id,
@@ -667,8 +737,12 @@ def assemble(job_id: str, units: Mapping[str, Unit], *, pricer: Pricer | None = 
 
 
 def _record_key(rec: Mapping[str, Any]) -> tuple[str, str, str, Any]:
-    return (str(rec.get("stage", "")).lower(), str(rec.get("started_at", "")),
-            str(rec.get("ended_at", "")), rec.get("scene_index"))
+    return (
+        str(rec.get("stage", "")).lower(),
+        str(rec.get("started_at", "")),
+        str(rec.get("ended_at", "")),
+        rec.get("scene_index"),
+    )
 
 
 def keep_previous_records(doc: dict[str, Any], previous: bytes | None) -> dict[str, Any]:
@@ -711,4 +785,3 @@ def stage_of(span_id: str, units: Mapping[str, Unit]) -> str | None:
 def trace_ids(units: Mapping[str, Unit]) -> list[str]:
     """The trace ids of a job's root spans (for links to a trace backend)."""
     return sorted({u["t"] for u in units.values() if u.get("k") == ROOT and "t" in u})
-

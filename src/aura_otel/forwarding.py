@@ -132,7 +132,9 @@ class CountingSpanExporter(SpanExporter):
                         failures,
                         len(spans),
                     )
-        self._stats.add("spans_exported" if result is SpanExportResult.SUCCESS else "spans_failed", len(spans))
+        self._stats.add(
+            "spans_exported" if result is SpanExportResult.SUCCESS else "spans_failed", len(spans)
+        )
         return result
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
@@ -288,7 +290,9 @@ class ForwardingSpanProcessor(SpanProcessor):
         if self._closed.is_set():
             return False
         budget = self._budget(min(float(timeout_millis), self._shutdown_timeout_millis))
-        return run_bounded(lambda: self._batch.force_flush(int(budget)), budget, f"{self.name}-flush")
+        return run_bounded(
+            lambda: self._batch.force_flush(int(budget)), budget, f"{self.name}-flush"
+        )
 
     def _budget(self, millis: float) -> float:
         return self._deadline.remaining_millis(millis) if self._deadline is not None else millis

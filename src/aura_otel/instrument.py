@@ -345,8 +345,9 @@ class job(_Scope):
         metadata: Mapping[str, Any] | None = None,
         budget: float | None = None,
     ) -> None:
-        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int | float)
-                                   or budget < 0):
+        if budget is not None and (
+            isinstance(budget, bool) or not isinstance(budget, int | float) or budget < 0
+        ):
             raise ValueError(f"budget must be a non-negative amount, not {budget!r}")
         self.job_id = job_id
         self.correlation_id = correlation_id
@@ -434,10 +435,14 @@ class stage(_Scope):
         estimated_cost: float | None = None,
     ) -> None:
         text = str(name.value if isinstance(name, Stage) else name).lower()
-        if estimated_cost is not None and (isinstance(estimated_cost, bool)
-                                           or not isinstance(estimated_cost, int | float)
-                                           or estimated_cost < 0):
-            raise ValueError(f"estimated_cost must be a non-negative amount, not {estimated_cost!r}")
+        if estimated_cost is not None and (
+            isinstance(estimated_cost, bool)
+            or not isinstance(estimated_cost, int | float)
+            or estimated_cost < 0
+        ):
+            raise ValueError(
+                f"estimated_cost must be a non-negative amount, not {estimated_cost!r}"
+            )
         self.estimated_cost = None if estimated_cost is None else float(estimated_cost)
         if text not in STAGES:
             raise ValueError(f"unknown stage {name!r}; expected one of {', '.join(STAGES)}")
@@ -479,8 +484,13 @@ class stage(_Scope):
         self._job = job_handle
         if self.estimated_cost is not None and job_handle is not None:
             # Before the span starts: a refused stage leaves no record, only the exception.
-            budgets.active().check(job_handle.job_id, job_handle.project_id, job_handle.budget,
-                                   self.provider, self.estimated_cost)
+            budgets.active().check(
+                job_handle.job_id,
+                job_handle.project_id,
+                job_handle.budget,
+                self.provider,
+                self.estimated_cost,
+            )
         span = _tracer(provider).start_span(
             c.STAGE_SPAN_PREFIX + self.stage.value, attributes=self._attributes()
         )
@@ -513,8 +523,9 @@ class stage(_Scope):
         if not amount:
             return
         try:
-            crossed = budgets.active().charge(job_handle.job_id, job_handle.project_id,
-                                              job_handle.budget, self.provider, amount)
+            crossed = budgets.active().charge(
+                job_handle.job_id, job_handle.project_id, job_handle.budget, self.provider, amount
+            )
         except Exception:  # the ledger never breaks a stage
             logger.debug("aura-otel: charging a budget failed", exc_info=True)
             return

@@ -50,7 +50,6 @@ from .v1path import V1SpanSink
 logger = logging.getLogger("aura_otel")
 
 
-
 def make_otlp_exporter(
     endpoint: str | None = None, protocol: str | None = None, settings: Settings | None = None
 ) -> SpanExporter | None:
@@ -203,7 +202,9 @@ def configure(
             pricer=pricer,
             on_job_complete=job_metrics.on_job_complete if job_metrics is not None else None,
             write_interval=write_interval if write_interval is not None else DEFAULT_WRITE_INTERVAL,
-            store=store if store is not None else (None if jobs_dir is not None else settings.store),
+            store=store
+            if store is not None
+            else (None if jobs_dir is not None else settings.store),
         )
     except Exception:
         if job_metrics is not None:  # a bad setting must not leave an exporting thread behind

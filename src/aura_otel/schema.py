@@ -333,7 +333,9 @@ def record_from(fields: Mapping[str, Any]) -> dict[str, Any]:
     Keys that are not v1 record fields are ignored, so a caller may pass its working dict.
     """
     get = fields.get
-    return {name: value for name, default in _RECORD_SLOTS if (value := get(name, default)) is not None}
+    return {
+        name: value for name, default in _RECORD_SLOTS if (value := get(name, default)) is not None
+    }
 
 
 def collection_dict(**fields: Any) -> dict[str, Any]:

@@ -215,15 +215,21 @@ class Settings:
         )
         values: dict[str, Any] = {
             "jobs_dir": read.text(c.ENV_JOBS_DIR) or DEFAULT_JOBS_DIR,
-            "store": read.parsed(c.ENV_STORE, _store_url, None,
-                                 "must be a postgresql:// URL, a file:// URL or a folder path"),
+            "store": read.parsed(
+                c.ENV_STORE,
+                _store_url,
+                None,
+                "must be a postgresql:// URL, a file:// URL or a folder path",
+            ),
             "enum_case": read.parsed(c.ENV_ENUM_CASE, _enum_case, "lower", ENUM_CASE_RULE),
             "prices_file": read.text(c.ENV_PRICES_FILE),
             "jaeger_url": read.parsed(
                 c.ENV_JAEGER_URL, check_http_url, None, "the Jaeger URL must be an http(s) URL"
             ),
             "trace_url": read.parsed(
-                c.ENV_TRACE_URL, check_trace_url, None,
+                c.ENV_TRACE_URL,
+                check_trace_url,
+                None,
                 "the trace URL must be an http(s) URL containing {trace_id}",
             ),
             "access_token": read.text(c.ENV_ACCESS_TOKEN),

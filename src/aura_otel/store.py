@@ -97,6 +97,7 @@ class JournalLine(TypedDict):
     v: Literal[1]
     units: list[tuple[str, UnitFields]]
 
+
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC
 #: A job's own folder and files are never reached through a link.
@@ -243,8 +244,12 @@ def _parse_units(data: bytes) -> tuple[Units, int]:
             damaged += 1
             continue
         for pair in chunk:
-            if (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)
-                    and isinstance(pair[1], dict)):
+            if (
+                isinstance(pair, list)
+                and len(pair) == 2
+                and isinstance(pair[0], str)
+                and isinstance(pair[1], dict)
+            ):
                 units[pair[0]] = pair[1]
     return units, damaged
 
@@ -348,7 +353,9 @@ class JobStore:
     ``max_file_bytes`` caps the ``telemetry.json`` a reader will load (None: no cap).
     """
 
-    def __init__(self, jobs_dir: str | os.PathLike[str], *, max_file_bytes: int | None = None) -> None:
+    def __init__(
+        self, jobs_dir: str | os.PathLike[str], *, max_file_bytes: int | None = None
+    ) -> None:
         self.root = Path(jobs_dir).expanduser().absolute()
         self._root = str(self.root)
         self.max_file_bytes = max_file_bytes
@@ -415,8 +422,9 @@ class JobStore:
         finally:
             os.close(root_fd)
 
-    def _job_dir_at(self, root_fd: int, job_id: str, *, create: bool,
-                    fresh: bool = False) -> tuple[int, bool]:
+    def _job_dir_at(
+        self, root_fd: int, job_id: str, *, create: bool, fresh: bool = False
+    ) -> tuple[int, bool]:
         """The job's folder in ``root_fd``, and whether this call created it. ``fresh`` (a
         job this writer has not written yet) tries ``mkdir`` first: one system call fewer for
         a new job, and the same outcome for an existing one."""
@@ -443,8 +451,9 @@ class JobStore:
         except OSError as exc:
             if _is_link_refusal(exc):
                 raise UnsafeFileError(
-                    exc.errno, f"the folder of job {job_id!r} is a symbolic link or not a folder; "
-                    "not followed"
+                    exc.errno,
+                    f"the folder of job {job_id!r} is a symbolic link or not a folder; "
+                    "not followed",
                 ) from None
             raise
 
@@ -468,7 +477,9 @@ class JobStore:
         except UnsafeFileError as exc:
             if exc.errno in (errno.ELOOP, errno.EMLINK):
                 raise TelemetryNotFoundError(missing) from None
-            raise CorruptTelemetryError(f"the telemetry of job {job_id!r} is not a regular file") from None
+            raise CorruptTelemetryError(
+                f"the telemetry of job {job_id!r} is not a regular file"
+            ) from None
         finally:
             os.close(dir_fd)
 
@@ -508,8 +519,9 @@ class JobStore:
 
     # -- writing ---------------------------------------------------------------------------------
     @contextmanager
-    def journal(self, job_id: str, *, root_fd: int | None = None,
-                fresh: bool = False) -> Iterator[Journal]:
+    def journal(
+        self, job_id: str, *, root_fd: int | None = None, fresh: bool = False
+    ) -> Iterator[Journal]:
         """The job's journal, exclusively locked (an flock: it excludes other processes too).
 
         ``root_fd`` (from :meth:`root_fd`) spares reopening the jobs folder for every job of a

@@ -75,7 +75,11 @@ def shorten(value: Any, limit: int) -> Any:
     """``value`` with every string longer than ``limit`` characters cut to ``limit`` (mark
     included); containers are copied only where something was cut."""
     if isinstance(value, str):
-        return value if len(value) <= limit else value[: limit - len(TRUNCATION_MARK)] + TRUNCATION_MARK
+        return (
+            value
+            if len(value) <= limit
+            else value[: limit - len(TRUNCATION_MARK)] + TRUNCATION_MARK
+        )
     if isinstance(value, dict):
         items = {key: shorten(item, limit) for key, item in value.items()}
         return value if all(items[k] is value[k] for k in value) else items

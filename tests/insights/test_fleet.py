@@ -259,7 +259,9 @@ def test_csv_cells_cannot_become_formulas(tmp_path: Path) -> None:
     assert "'=HYPERLINK" in fleet.tables["expensive_jobs"].to_csv()
 
 
-def test_postgresql_gives_the_same_fleet_as_the_folder(steady: Path, request: pytest.FixtureRequest) -> None:
+def test_postgresql_gives_the_same_fleet_as_the_folder(
+    steady: Path, request: pytest.FixtureRequest
+) -> None:
     """The fleet view reads through the store interface: the same jobs in PostgreSQL give the
     same figures, and a job rewritten there is picked up by the summary cache."""
     from aura_otel.stores.postgres import PostgresStore
@@ -283,4 +285,7 @@ def test_postgresql_gives_the_same_fleet_as_the_folder(steady: Path, request: py
                 "UPDATE aura_otel.jobs SET document = %s, updated_at = now() WHERE job_id = %s",
                 (orjson.dumps(doc), job_id),
             )
-        assert compute(source, ALL).total_cost > compute(FolderJobSource(JobStore(steady)), ALL).total_cost
+        assert (
+            compute(source, ALL).total_cost
+            > compute(FolderJobSource(JobStore(steady)), ALL).total_cost
+        )

@@ -45,9 +45,15 @@ def test_list_as_a_table(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(["prices"], capsys)
     assert code == 0
     assert "Price table 2026.11.0 (as of 2026-11-24, USD)" in out
-    for text in ("gpt-4o-mini", "in 0.15 / cached 0.075 / out 0.60 per 1M tokens",
-                 "eleven_v3", "dall-e-3", "1024x1792: standard 0.08, hd 0.12 per image",
-                 "sd3.5-large", "per second of output"):
+    for text in (
+        "gpt-4o-mini",
+        "in 0.15 / cached 0.075 / out 0.60 per 1M tokens",
+        "eleven_v3",
+        "dall-e-3",
+        "1024x1792: standard 0.08, hd 0.12 per image",
+        "sd3.5-large",
+        "per second of output",
+    ):
         assert text in out, text
 
 
@@ -58,43 +64,92 @@ def test_list_unknown_provider(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_quote_tokens_prints_amount_and_breakdown(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(["prices", "quote", "--provider", "openai", "--model", "gpt-4o-2024-08-06",
-                        "--tokens-in", "1000", "--tokens-out", "500", "--cached", "200"], capsys)
+    code, out, _ = run(
+        [
+            "prices",
+            "quote",
+            "--provider",
+            "openai",
+            "--model",
+            "gpt-4o-2024-08-06",
+            "--tokens-in",
+            "1000",
+            "--tokens-out",
+            "500",
+            "--cached",
+            "200",
+        ],
+        capsys,
+    )
     assert code == 0
     lines = out.splitlines()
-    assert lines[0] == "openai / gpt-4o  (matched by version suffix removed (gpt-4o-2024-08-06 -> gpt-4o))"
+    assert (
+        lines[0]
+        == "openai / gpt-4o  (matched by version suffix removed (gpt-4o-2024-08-06 -> gpt-4o))"
+    )
     assert "800 x $2.50 per 1M tokens  = $0.002" in lines[1]
     assert "200 x $1.25 per 1M tokens  = $0.00025" in lines[2]
     assert "500 x $10.00 per 1M tokens  = $0.005" in lines[3]
     assert "$0.00725 USD" in lines[4] and "price table 2026.11.0" in lines[4]
 
 
-def test_quote_images_as_json_with_provider_before_quote(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(["prices", "--provider", "openai", "quote", "--model", "dall-e-3", "--images", "3",
-                        "--size", "1792x1024", "--quality", "hd", "--json"], capsys)
+def test_quote_images_as_json_with_provider_before_quote(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(
+        [
+            "prices",
+            "--provider",
+            "openai",
+            "quote",
+            "--model",
+            "dall-e-3",
+            "--images",
+            "3",
+            "--size",
+            "1792x1024",
+            "--quality",
+            "hd",
+            "--json",
+        ],
+        capsys,
+    )
     assert code == 0
     doc = json.loads(out)
     assert doc["amount"] == 0.36 and doc["pricing_version"] == "2026.11.0"
-    assert doc["lines"] == [{"label": "images 1792x1024 hd", "quantity": 3, "rate": 0.12,
-                             "per": "image", "amount": 0.36}]
+    assert doc["lines"] == [
+        {
+            "label": "images 1792x1024 hd",
+            "quantity": 3,
+            "rate": 0.12,
+            "per": "image",
+            "amount": 0.36,
+        }
+    ]
 
 
 @pytest.mark.parametrize(
     ("argv", "amount"),
     [
-        (["--provider", "elevenlabs", "--model", "eleven_turbo_v2_5", "--characters", "3000"], 0.15),
+        (
+            ["--provider", "elevenlabs", "--model", "eleven_turbo_v2_5", "--characters", "3000"],
+            0.15,
+        ),
         (["--provider", "aws.mediaconvert", "--model", "uhd", "--seconds", "120"], 0.06),
         (["--provider", "ollama", "--model", "llama3.1:8b", "--tokens-in", "99999"], 0),
     ],
 )
-def test_quote_other_units(argv: list[str], amount: float, capsys: pytest.CaptureFixture[str]) -> None:
+def test_quote_other_units(
+    argv: list[str], amount: float, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, _ = run(["prices", "quote", *argv, "--json"], capsys)
     assert code == 0 and json.loads(out)["amount"] == amount
 
 
 def test_quote_unknown_model_is_unpriced(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(["prices", "quote", "--provider", "openai", "--model", "gpt-99",
-                        "--tokens-in", "5"], capsys)
+    code, out, _ = run(
+        ["prices", "quote", "--provider", "openai", "--model", "gpt-99", "--tokens-in", "5"], capsys
+    )
     assert code == 1
     assert out.startswith("unpriced: model 'gpt-99' of provider 'openai' is not in price table")
     assert "$0" not in out.replace("never $0", "")
@@ -102,10 +157,32 @@ def test_quote_unknown_model_is_unpriced(capsys: pytest.CaptureFixture[str]) -> 
 
 def test_quote_with_an_override_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "mine.json"
-    path.write_text(json.dumps({"version": "mine", "providers": {"acme": {"models": {
-        "acme-1": {"input_per_1m": 4, "output_per_1m": 4}}}}}))
-    code, out, _ = run(["prices", "quote", "--file", str(path), "--provider", "acme", "--model",
-                        "acme-1", "--tokens-in", "250000", "--json"], capsys)
+    path.write_text(
+        json.dumps(
+            {
+                "version": "mine",
+                "providers": {
+                    "acme": {"models": {"acme-1": {"input_per_1m": 4, "output_per_1m": 4}}}
+                },
+            }
+        )
+    )
+    code, out, _ = run(
+        [
+            "prices",
+            "quote",
+            "--file",
+            str(path),
+            "--provider",
+            "acme",
+            "--model",
+            "acme-1",
+            "--tokens-in",
+            "250000",
+            "--json",
+        ],
+        capsys,
+    )
     assert code == 0
     doc = json.loads(out)
     assert (doc["amount"], doc["pricing_version"]) == (1.0, "2026.11.0+mine")
@@ -121,10 +198,14 @@ def test_list_reads_the_override_from_the_environment(
     assert code == 0
     doc = json.loads(out)
     assert doc["files"][-1] == str(path)
-    assert doc["providers"]["acme"]["models"] == [{"model": "acme-tts", "rates": {"per_1k_characters": 0.5}}]
+    assert doc["providers"]["acme"]["models"] == [
+        {"model": "acme-tts", "rates": {"per_1k_characters": 0.5}}
+    ]
 
 
-def test_bad_override_file_exits_2_with_the_reason(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_override_file_exits_2_with_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "bad.json"
     path.write_text(json.dumps({"providers": {"openai": {"models": {"gpt-4o": {"per_token": 1}}}}}))
     code, out, err = run(["prices", "--file", str(path)], capsys)
@@ -153,16 +234,34 @@ def _aura_otel_has_prices() -> bool:
     return "register_prices" in source
 
 
-@pytest.mark.skipif(not _aura_otel_has_prices(), reason="the aura-otel command does not register prices yet")
+@pytest.mark.skipif(
+    not _aura_otel_has_prices(), reason="the aura-otel command does not register prices yet"
+)
 def test_the_installed_command(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
     env.pop(c.ENV_PRICES_FILE, None)
     result = subprocess.run(
-        [sys.executable, "-c", "import sys; from aura_otel.cli import main; sys.exit(main(sys.argv[1:]))",
-         "prices", "quote", "--provider", "anthropic",
-         "--model", "claude-sonnet-4-5-20250929", "--tokens-in", "2000", "--tokens-out", "1000",
-         "--json"],
-        capture_output=True, text=True, env=env, timeout=60, check=False,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from aura_otel.cli import main; sys.exit(main(sys.argv[1:]))",
+            "prices",
+            "quote",
+            "--provider",
+            "anthropic",
+            "--model",
+            "claude-sonnet-4-5-20250929",
+            "--tokens-in",
+            "2000",
+            "--tokens-out",
+            "1000",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["amount"] == 0.021  # 2000 x 3/1M + 1000 x 15/1M

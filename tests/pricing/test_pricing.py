@@ -109,17 +109,22 @@ def test_tokens(table: PriceTable) -> None:
 
 def test_cached_tokens_are_a_subset_priced_at_the_cached_rate(table: PriceTable) -> None:
     # 800 uncached x 2.50/1M + 200 cached x 1.25/1M + 500 x 10/1M = 0.002 + 0.00025 + 0.005
-    result = estimate(table, "openai", "gpt-4o", tokens_in=1000, tokens_out=500,
-                      cached_input_tokens=200)
+    result = estimate(
+        table, "openai", "gpt-4o", tokens_in=1000, tokens_out=500, cached_input_tokens=200
+    )
     assert result.total == Decimal("0.00725")
     assert [(line.label, line.quantity) for line in result.lines] == [
-        ("input tokens (uncached)", 800), ("cached input tokens", 200), ("output tokens", 500)]
+        ("input tokens (uncached)", 800),
+        ("cached input tokens", 200),
+        ("output tokens", 500),
+    ]
 
 
 def test_cached_tokens_without_a_cached_rate_cost_the_input_rate(table: PriceTable) -> None:
     # mistral-large publishes no cached price: 1000 x 2/1M + 100 x 6/1M, cache or not
-    result = estimate(table, "mistral", "mistral-large", tokens_in=1000, tokens_out=100,
-                      cached_input_tokens=400)
+    result = estimate(
+        table, "mistral", "mistral-large", tokens_in=1000, tokens_out=100, cached_input_tokens=400
+    )
     assert result.total == Decimal("0.0026")
     assert any("cached-input" in note for note in result.notes)
 
@@ -127,13 +132,16 @@ def test_cached_tokens_without_a_cached_rate_cost_the_input_rate(table: PriceTab
 def test_cached_tokens_reported_apart_from_input_are_not_lost(table: PriceTable) -> None:
     # 100 cached > 10 input: cannot be a subset, so both are priced as reported:
     # 10 x 3/1M + 100 x 0.30/1M + 1 x 15/1M = 0.00003 + 0.00003 + 0.000015
-    result = estimate(table, "anthropic", "claude-3-5-sonnet", tokens_in=10, tokens_out=1,
-                      cached_input_tokens=100)
+    result = estimate(
+        table, "anthropic", "claude-3-5-sonnet", tokens_in=10, tokens_out=1, cached_input_tokens=100
+    )
     assert result.total == Decimal("0.000075")
 
 
 def test_characters(table: PriceTable) -> None:
-    assert total(table, "ElevenLabs", "eleven_multilingual_v2", characters=1234) == Decimal("0.1234")
+    assert total(table, "ElevenLabs", "eleven_multilingual_v2", characters=1234) == Decimal(
+        "0.1234"
+    )
     assert total(table, "openai", "tts-1-hd", characters=2500) == Decimal("0.075")  # 2.5 x 0.030
     # an Azure voice name matches the neural pattern: 1000 x 0.015/1k
     result = estimate(table, "azure", "en-US-JennyNeural", characters=1000)
@@ -142,17 +150,20 @@ def test_characters(table: PriceTable) -> None:
 
 
 def test_characters_entry_ignores_the_audio_duration_and_says_so(table: PriceTable) -> None:
-    result = estimate(table, "elevenlabs", "eleven_flash_v2_5", characters=2000,
-                      duration_seconds=61.5)
+    result = estimate(
+        table, "elevenlabs", "eleven_flash_v2_5", characters=2000, duration_seconds=61.5
+    )
     assert result.total == Decimal("0.1")  # 2 x 0.05; seconds are not what this engine bills
     assert result.notes == ("not priced by this entry: seconds",)
 
 
 def test_images_by_size_and_quality(table: PriceTable) -> None:
-    assert total(table, "openai", "dall-e-3", images=3, image_size="1792x1024",
-                 image_quality="hd") == Decimal("0.36")  # 3 x 0.12
-    assert total(table, "openai", "gpt-image-1", images=4, image_size="1024 X 1536",
-                 image_quality="Medium") == Decimal("0.252")  # 4 x 0.063
+    assert total(
+        table, "openai", "dall-e-3", images=3, image_size="1792x1024", image_quality="hd"
+    ) == Decimal("0.36")  # 3 x 0.12
+    assert total(
+        table, "openai", "gpt-image-1", images=4, image_size="1024 X 1536", image_quality="Medium"
+    ) == Decimal("0.252")  # 4 x 0.063
     assert total(table, "openai", "dall-e-2", images=5, image_size="512x512") == Decimal("0.09")
     assert total(table, "stability", "sd3.5-large", images=2) == Decimal("0.13")  # 2 x 0.065
 
@@ -171,8 +182,9 @@ def test_images_use_a_documented_default_only_where_the_api_has_one(table: Price
 
 
 def test_seconds_of_output(table: PriceTable) -> None:
-    assert total(table, "gcp.vertex_ai", "veo-3.0-fast-generate-001",
-                 duration_seconds=8) == Decimal("1.2")  # 8 x 0.15
+    assert total(
+        table, "gcp.vertex_ai", "veo-3.0-fast-generate-001", duration_seconds=8
+    ) == Decimal("1.2")  # 8 x 0.15
     # MediaConvert HD: $0.015 per minute = 0.00025/s; 90.5 s -> 0.022625
     assert total(table, "aws.mediaconvert", "hd", duration_seconds=90.5) == Decimal("0.022625")
     assert total(table, "openai", "gpt-4o-mini-tts", duration_seconds=60) == Decimal("0.015")
@@ -188,8 +200,9 @@ def test_totals_round_half_up_to_one_hundred_millionth(table: PriceTable) -> Non
 
 def test_quote_amount_is_the_exact_decimal(table: PriceTable) -> None:
     # 3 x 0.1/1M (gpt-4.1-nano input) = 0.0000003; as a float it must read back exactly
-    quote = table.quote(stage="script", provider="openai", model="gpt-4.1-nano",
-                        usage={"tokens_in": 3})
+    quote = table.quote(
+        stage="script", provider="openai", model="gpt-4.1-nano", usage={"tokens_in": 3}
+    )
     assert quote is not None
     assert Decimal(repr(quote.amount)) == Decimal("0.0000003")
     assert quote.version == SHIPPED and quote.currency == "USD"
@@ -233,8 +246,9 @@ def test_model_matching(table: PriceTable, provider: str, model: str, entry: str
 
 def test_an_exact_dated_id_beats_its_family(table: PriceTable) -> None:
     # the first gpt-4o snapshot kept its launch price: 1000 x 5/1M + 1000 x 15/1M
-    assert total(table, "openai", "gpt-4o-2024-05-13", tokens_in=1000,
-                 tokens_out=1000) == Decimal("0.02")
+    assert total(table, "openai", "gpt-4o-2024-05-13", tokens_in=1000, tokens_out=1000) == Decimal(
+        "0.02"
+    )
 
 
 def test_version_families_strip_one_suffix_at_a_time() -> None:
@@ -244,12 +258,23 @@ def test_version_families_strip_one_suffix_at_a_time() -> None:
 
 @pytest.mark.parametrize(
     ("name", "canonical"),
-    [("OpenAI", "openai"), ("azure.ai.openai", "azure"), ("az.ai.openai", "azure"),
-     ("gcp.gemini", "google"), ("Google", "google"), ("vertex_ai", "google"),
-     ("ElevenLabs", "elevenlabs"), ("Eleven Labs", "elevenlabs"), ("mistral_ai", "mistral"),
-     ("Stability AI", "stability"), ("FFmpeg", "local")],
+    [
+        ("OpenAI", "openai"),
+        ("azure.ai.openai", "azure"),
+        ("az.ai.openai", "azure"),
+        ("gcp.gemini", "google"),
+        ("Google", "google"),
+        ("vertex_ai", "google"),
+        ("ElevenLabs", "elevenlabs"),
+        ("Eleven Labs", "elevenlabs"),
+        ("mistral_ai", "mistral"),
+        ("Stability AI", "stability"),
+        ("FFmpeg", "local"),
+    ],
 )
-def test_provider_names_ignore_case_and_map_aliases(table: PriceTable, name: str, canonical: str) -> None:
+def test_provider_names_ignore_case_and_map_aliases(
+    table: PriceTable, name: str, canonical: str
+) -> None:
     provider = table.provider(name)
     assert provider is not None and provider.name == canonical
 
@@ -262,8 +287,15 @@ def test_provider_is_inferred_only_when_one_provider_has_the_model(table: PriceT
 
 def test_unknown_provider_or_model_is_unpriced_never_zero(table: PriceTable) -> None:
     for provider, model in (("acme-ai", "gpt-4o"), ("openai", "gpt-99-ultra"), ("openai", None)):
-        assert table.quote(stage="script", provider=provider, model=model,
-                           usage={"tokens_in": 100, "tokens_out": 10}) is None
+        assert (
+            table.quote(
+                stage="script",
+                provider=provider,
+                model=model,
+                usage={"tokens_in": 100, "tokens_out": 10},
+            )
+            is None
+        )
         result = table.price(provider, model, {"tokens_in": 100})
         assert isinstance(result, Unpriced) and result.reason
 
@@ -276,21 +308,36 @@ def write(tmp_path: Path, name: str, doc: Any) -> Path:
 
 
 def test_override_merges_over_the_shipped_table(tmp_path: Path) -> None:
-    path = write(tmp_path, "prices.json", {
-        "version": "acme-1",
-        "providers": {
-            "OpenAI": {"models": {"gpt-4o": {"input_per_1m": 2, "output_per_1m": 8}}},
-            "acme": {"aliases": ["acme.ai"], "source": "our contract",
-                     "models": {"acme-large": {"input_per_1m": 1, "output_per_1m": 3}}},
-            "stability": {"aliases": ["StableDiffusion"]},
+    path = write(
+        tmp_path,
+        "prices.json",
+        {
+            "version": "acme-1",
+            "providers": {
+                "OpenAI": {"models": {"gpt-4o": {"input_per_1m": 2, "output_per_1m": 8}}},
+                "acme": {
+                    "aliases": ["acme.ai"],
+                    "source": "our contract",
+                    "models": {"acme-large": {"input_per_1m": 1, "output_per_1m": 3}},
+                },
+                "stability": {"aliases": ["StableDiffusion"]},
+            },
         },
-    })
+    )
     table = load_price_table(path)
     assert table.version == f"{SHIPPED}+acme-1"
     # the replaced entry lost its cached rate (replaced whole): 1000 x 2/1M + 1000 x 8/1M
-    assert total(table, "openai", "gpt-4o-2024-08-06", tokens_in=1000, tokens_out=1000,
-                 cached_input_tokens=500) == Decimal("0.01")
-    assert total(table, "Acme.AI", "acme-large", tokens_in=1000, tokens_out=1000) == Decimal("0.004")
+    assert total(
+        table,
+        "openai",
+        "gpt-4o-2024-08-06",
+        tokens_in=1000,
+        tokens_out=1000,
+        cached_input_tokens=500,
+    ) == Decimal("0.01")
+    assert total(table, "Acme.AI", "acme-large", tokens_in=1000, tokens_out=1000) == Decimal(
+        "0.004"
+    )
     assert total(table, "StableDiffusion", "sd3.5-medium", images=2) == Decimal("0.07")
     # everything else is still the shipped price: 1000 x 0.15/1M
     assert total(table, "openai", "gpt-4o-mini", tokens_in=1000) == Decimal("0.00015")
@@ -298,8 +345,17 @@ def test_override_merges_over_the_shipped_table(tmp_path: Path) -> None:
 
 
 def test_override_can_take_over_an_alias(tmp_path: Path) -> None:
-    path = write(tmp_path, "p.json", {"providers": {"openai": {"models": {
-        "gpt-4-1106-preview": {"input_per_1m": 1, "output_per_1m": 1}}}}})
+    path = write(
+        tmp_path,
+        "p.json",
+        {
+            "providers": {
+                "openai": {
+                    "models": {"gpt-4-1106-preview": {"input_per_1m": 1, "output_per_1m": 1}}
+                }
+            }
+        },
+    )
     table = load_price_table(path)
     assert estimate(table, "openai", "gpt-4-1106-preview", tokens_in=10**6).total == Decimal("1")
     assert estimate(table, "openai", "gpt-4-0125-preview", tokens_in=10**6).total == Decimal("10")
@@ -316,7 +372,10 @@ def test_override_without_version_is_versioned_by_its_content(tmp_path: Path) ->
 
 
 def test_toml_override(tmp_path: Path) -> None:
-    path = write(tmp_path, "prices.toml", """
+    path = write(
+        tmp_path,
+        "prices.toml",
+        """
 version = "team-toml"
 
 [providers.elevenlabs.models.eleven_v3]
@@ -324,23 +383,29 @@ per_1k_characters = 0.12
 
 [providers.openai.models."dall-e-3".per_image."1024x1024"]
 standard = 0.03
-""")
+""",
+    )
     table = load_price_table(path)
     assert table.version == f"{SHIPPED}+team-toml"
     assert total(table, "elevenlabs", "eleven_v3", characters=1000) == Decimal("0.12")
-    assert total(table, "openai", "dall-e-3", images=1, image_size="1024x1024",
-                 image_quality="standard") == Decimal("0.03")
+    assert total(
+        table, "openai", "dall-e-3", images=1, image_size="1024x1024", image_quality="standard"
+    ) == Decimal("0.03")
 
 
 def test_override_from_the_environment_and_path_beats_it(tmp_path: Path) -> None:
     env_file = write(tmp_path, "env.json", {"version": "from-env", "providers": {}})
     arg_file = write(tmp_path, "arg.json", {"version": "from-arg", "providers": {}})
     assert load_price_table(environ={c.ENV_PRICES_FILE: str(env_file)}).version.endswith("from-env")
-    assert load_price_table(arg_file, environ={c.ENV_PRICES_FILE: str(env_file)}).version.endswith("from-arg")
+    assert load_price_table(arg_file, environ={c.ENV_PRICES_FILE: str(env_file)}).version.endswith(
+        "from-arg"
+    )
     assert load_price_table(environ={c.ENV_PRICES_FILE: ""}).version == SHIPPED
 
 
-def test_process_environment_is_read_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_process_environment_is_read_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(c.ENV_PRICES_FILE, str(write(tmp_path, "e.json", {"version": "v9"})))
     assert load_price_table().version == f"{SHIPPED}+v9"
 
@@ -348,32 +413,64 @@ def test_process_environment_is_read_by_default(tmp_path: Path, monkeypatch: pyt
 @pytest.mark.parametrize(
     ("doc", "expected"),
     [
-        ({"providers": {"openai": {"models": {"gpt-4o": {"per_minute": 1}}}}},
-         "providers.openai.models.gpt-4o.per_minute: unknown unit or field 'per_minute'"),
-        ({"providers": {"openai": {"models": {"gpt-4o": {"input_per_1m": -1, "output_per_1m": 1}}}}},
-         "providers.openai.models.gpt-4o.input_per_1m: negative price -1"),
-        ({"providers": {"openai": {"models": {"tts-1": {"per_1k_characters": "0.015"}}}}},
-         "a price must be a number, got str"),
-        ({"providers": {"openai": {"models": {"gpt-x": {"input_per_1m": 1}}}}},
-         "token prices need both input_per_1m and output_per_1m"),
-        ({"providers": {"openai": {"models": {"gpt-x": {"note": "free?"}}}}},
-         "no price: give at least one of"),
-        ({"providers": {"openai": {"models": {"img": {"per_image": {"big": 1}}}}}},
-         "size 'big' must look like 1024x1024"),
-        ({"providers": {"openai": {"models": {"img": {"per_image": {"1x1": 1}, "default_size": "2x2"}}}}},
-         "'2x2' is not one of the sizes in per_image"),
-        ({"providers": {"openai": {"models": {"v": {"per_1k_characters": 1, "patterns": ["("]}}}}},
-         "not a valid regular expression"),
+        (
+            {"providers": {"openai": {"models": {"gpt-4o": {"per_minute": 1}}}}},
+            "providers.openai.models.gpt-4o.per_minute: unknown unit or field 'per_minute'",
+        ),
+        (
+            {
+                "providers": {
+                    "openai": {"models": {"gpt-4o": {"input_per_1m": -1, "output_per_1m": 1}}}
+                }
+            },
+            "providers.openai.models.gpt-4o.input_per_1m: negative price -1",
+        ),
+        (
+            {"providers": {"openai": {"models": {"tts-1": {"per_1k_characters": "0.015"}}}}},
+            "a price must be a number, got str",
+        ),
+        (
+            {"providers": {"openai": {"models": {"gpt-x": {"input_per_1m": 1}}}}},
+            "token prices need both input_per_1m and output_per_1m",
+        ),
+        (
+            {"providers": {"openai": {"models": {"gpt-x": {"note": "free?"}}}}},
+            "no price: give at least one of",
+        ),
+        (
+            {"providers": {"openai": {"models": {"img": {"per_image": {"big": 1}}}}}},
+            "size 'big' must look like 1024x1024",
+        ),
+        (
+            {
+                "providers": {
+                    "openai": {"models": {"img": {"per_image": {"1x1": 1}, "default_size": "2x2"}}}
+                }
+            },
+            "'2x2' is not one of the sizes in per_image",
+        ),
+        (
+            {
+                "providers": {
+                    "openai": {"models": {"v": {"per_1k_characters": 1, "patterns": ["("]}}}
+                }
+            },
+            "not a valid regular expression",
+        ),
         ({"providers": {"openai": {"model": {}}}}, "unknown field 'model'"),
         ({"prices": {}}, "unknown field 'prices'"),
         ({"providers": {" ": {"models": {}}}}, "a provider name is empty"),
         ({"format": 2}, "unsupported format 2"),
         ({"as_of": "last tuesday"}, "is not a date"),
         ({"currency": "EUR"}, "currency 'EUR' differs from the shipped table's 'USD'"),
-        ({"providers": {"acme": {"aliases": ["openai"], "models": {}}}},
-         "provider name 'openai' is used by both"),
-        ({"providers": {"openai": {"models": {"x": {"per_second": 1, "aliases": ["gpt-4o"]}}}}},
-         "model name 'gpt-4o' is used by both"),
+        (
+            {"providers": {"acme": {"aliases": ["openai"], "models": {}}}},
+            "provider name 'openai' is used by both",
+        ),
+        (
+            {"providers": {"openai": {"models": {"x": {"per_second": 1, "aliases": ["gpt-4o"]}}}}},
+            "model name 'gpt-4o' is used by both",
+        ),
     ],
 )
 def test_override_errors_are_clear(tmp_path: Path, doc: Any, expected: str) -> None:
@@ -385,8 +482,21 @@ def test_override_errors_are_clear(tmp_path: Path, doc: Any, expected: str) -> N
 
 
 def test_every_problem_of_a_file_is_listed_at_once(tmp_path: Path) -> None:
-    path = write(tmp_path, "bad.json", {"providers": {"openai": {"models": {
-        "a": {"per_second": -2}, "b": {"per_hour": 1}, "c": {"per_image": "free"}}}}})
+    path = write(
+        tmp_path,
+        "bad.json",
+        {
+            "providers": {
+                "openai": {
+                    "models": {
+                        "a": {"per_second": -2},
+                        "b": {"per_hour": 1},
+                        "c": {"per_image": "free"},
+                    }
+                }
+            }
+        },
+    )
     with pytest.raises(PricingError) as info:
         load_price_table(path)
     message = str(info.value)
@@ -430,7 +540,8 @@ class SpanFactory:
 
     def span(self, name: str, attributes: Mapping[str, Any]) -> Any:
         return self.tracer.start_as_current_span(
-            name, attributes={c.JOB_ID: self.job_id, **attributes})
+            name, attributes={c.JOB_ID: self.job_id, **attributes}
+        )
 
     def stage(self, stage: str, **attributes: Any) -> Any:
         return self.span(f"{c.STAGE_SPAN_PREFIX}{stage}", {c.STAGE: stage, **attributes})
@@ -447,9 +558,16 @@ class SpanFactory:
         return assemble(self.job_id, units, pricer=pricer)
 
 
-def llm(model: str, tokens_in: int, tokens_out: int, *, provider: str = "openai", **extra: Any) -> dict[str, Any]:
-    return {c.GEN_AI_PROVIDER_NAME: provider, c.GEN_AI_RESPONSE_MODEL: model,
-            c.GEN_AI_USAGE_INPUT_TOKENS: tokens_in, c.GEN_AI_USAGE_OUTPUT_TOKENS: tokens_out, **extra}
+def llm(
+    model: str, tokens_in: int, tokens_out: int, *, provider: str = "openai", **extra: Any
+) -> dict[str, Any]:
+    return {
+        c.GEN_AI_PROVIDER_NAME: provider,
+        c.GEN_AI_RESPONSE_MODEL: model,
+        c.GEN_AI_USAGE_INPUT_TOKENS: tokens_in,
+        c.GEN_AI_USAGE_OUTPUT_TOKENS: tokens_out,
+        **extra,
+    }
 
 
 def one_record(spans: SpanFactory, pricer: Any) -> dict[str, Any]:
@@ -460,8 +578,10 @@ def one_record(spans: SpanFactory, pricer: Any) -> dict[str, Any]:
 
 def test_stage_usage_is_priced_with_the_table_version(table: PriceTable) -> None:
     spans = SpanFactory()
-    with spans.stage("script", **llm("gpt-4o-2024-08-06", 1000, 500,
-                                     **{c.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: 200})):
+    with spans.stage(
+        "script",
+        **llm("gpt-4o-2024-08-06", 1000, 500, **{c.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: 200}),
+    ):
         pass
     rec = one_record(spans, table)
     assert rec["cost_estimate"] == 0.00725
@@ -474,8 +594,15 @@ def test_explicit_cost_wins(table: PriceTable) -> None:
     spans = SpanFactory()
     with spans.stage("script", **llm("gpt-4o", 1000, 500, **{c.COST_AMOUNT: 0.5})):
         pass
-    with spans.stage("tts", **{c.GEN_AI_PROVIDER_NAME: "elevenlabs", c.GEN_AI_REQUEST_MODEL: "eleven_v3",
-                               c.USAGE_CHARACTERS: 1000, c.COST_AMOUNT: 0}):
+    with spans.stage(
+        "tts",
+        **{
+            c.GEN_AI_PROVIDER_NAME: "elevenlabs",
+            c.GEN_AI_REQUEST_MODEL: "eleven_v3",
+            c.USAGE_CHARACTERS: 1000,
+            c.COST_AMOUNT: 0,
+        },
+    ):
         pass
     explicit, zero = spans.records(table)
     assert explicit["cost_estimate"] == 0.5 and "pricing_version" not in explicit
@@ -496,8 +623,9 @@ def test_a_cache_hit_costs_nothing_and_reports_what_it_saved(table: PriceTable) 
         pass
     with spans.stage("plan", **llm("gpt-4o", 1000, 500)):
         pass
-    with spans.stage("tts", **{c.CACHE_HIT: True, c.GEN_AI_PROVIDER_NAME: "NewVoice",
-                               c.USAGE_CHARACTERS: 10}):
+    with spans.stage(
+        "tts", **{c.CACHE_HIT: True, c.GEN_AI_PROVIDER_NAME: "NewVoice", c.USAGE_CHARACTERS: 10}
+    ):
         pass
     with spans.stage("brief", **{c.CACHE_HIT: True, c.COST_AMOUNT: 0.02}):
         pass
@@ -527,8 +655,10 @@ def test_a_cache_hit_is_free_with_pricing_off() -> None:
 
 def test_unknown_model_is_marked_unpriced_and_has_no_cost(table: PriceTable) -> None:
     spans = SpanFactory()
-    with spans.stage("visuals", **{c.GEN_AI_PROVIDER_NAME: "StableDiffusion", c.USAGE_IMAGES: 2,
-                                   c.META_PREFIX + "seed": 7}):
+    with spans.stage(
+        "visuals",
+        **{c.GEN_AI_PROVIDER_NAME: "StableDiffusion", c.USAGE_IMAGES: 2, c.META_PREFIX + "seed": 7},
+    ):
         pass
     rec = one_record(spans, table)
     assert "cost_estimate" not in rec and "pricing_version" not in rec
@@ -567,7 +697,9 @@ def test_genai_children_with_different_models_are_priced_each(table: PriceTable)
     with spans.stage("plan"):
         with spans.span("chat gpt-4o-mini", llm("gpt-4o-mini", 2000, 1000)):
             pass
-        with spans.span("chat claude", llm("claude-haiku-4-5-20251001", 1000, 200, provider="anthropic")):
+        with spans.span(
+            "chat claude", llm("claude-haiku-4-5-20251001", 1000, 200, provider="anthropic")
+        ):
             pass
     rec = one_record(spans, table)
     # 2000 x 0.15/1M + 1000 x 0.60/1M = 0.0009 ; 1000 x 1/1M + 200 x 5/1M = 0.002
@@ -581,7 +713,9 @@ def test_children_explicit_and_estimated_costs_add_up(table: PriceTable) -> None
     with spans.stage("script", **{c.GEN_AI_PROVIDER_NAME: "openai"}):
         with spans.span("chat 1", llm("gpt-4o", 1000, 0, **{"gen_ai.usage.cost": 0.1})):
             pass
-        with spans.span("chat 2", {c.GEN_AI_RESPONSE_MODEL: "gpt-4o", c.GEN_AI_USAGE_INPUT_TOKENS: 1000}):
+        with spans.span(
+            "chat 2", {c.GEN_AI_RESPONSE_MODEL: "gpt-4o", c.GEN_AI_USAGE_INPUT_TOKENS: 1000}
+        ):
             pass  # no provider on the child: the stage's is used; 1000 x 2.5/1M
     rec = one_record(spans, table)
     assert rec["cost_estimate"] == 0.1025
@@ -647,7 +781,9 @@ def test_a_failing_pricer_costs_a_price_not_the_file() -> None:
 
 # -- end to end: spans -> exporter -> v1 file ------------------------------------------------------------
 @pytest.fixture
-def exporter_run(tmp_path: Path, table: PriceTable) -> Iterator[tuple[SpanFactory, RunTelemetryExporter]]:
+def exporter_run(
+    tmp_path: Path, table: PriceTable
+) -> Iterator[tuple[SpanFactory, RunTelemetryExporter]]:
     spans = SpanFactory("e2e-job")
     exporter = RunTelemetryExporter(tmp_path, pricer=table, write_interval=0)
     spans.provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -665,15 +801,28 @@ def test_summary_totals_with_priced_explicit_and_unpriced_records(
                 pass
             with spans.span("chat b", llm("claude-haiku-4-5", 1000, 200, provider="Anthropic")):
                 pass
-        with spans.stage("script", **llm("gpt-4o-2024-08-06", 1000, 500,
-                                         **{c.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: 200})):
+        with spans.stage(
+            "script",
+            **llm("gpt-4o-2024-08-06", 1000, 500, **{c.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: 200}),
+        ):
             pass  # 0.00725
-        with spans.stage("tts", **{c.GEN_AI_PROVIDER_NAME: "ElevenLabs", c.USAGE_CHARACTERS: 1500,
-                                   c.COST_AMOUNT: 0.03, c.GEN_AI_REQUEST_MODEL: "eleven_v3"}):
+        with spans.stage(
+            "tts",
+            **{
+                c.GEN_AI_PROVIDER_NAME: "ElevenLabs",
+                c.USAGE_CHARACTERS: 1500,
+                c.COST_AMOUNT: 0.03,
+                c.GEN_AI_REQUEST_MODEL: "eleven_v3",
+            },
+        ):
             pass  # explicit 0.03 (the table would say 0.15)
-        with spans.stage("visuals", **{c.GEN_AI_PROVIDER_NAME: "StableDiffusion", c.USAGE_IMAGES: 4}):
+        with spans.stage(
+            "visuals", **{c.GEN_AI_PROVIDER_NAME: "StableDiffusion", c.USAGE_IMAGES: 4}
+        ):
             pass  # unknown provider: unpriced
-        with spans.stage("render", **{c.GEN_AI_PROVIDER_NAME: "ffmpeg", c.USAGE_OUTPUT_SECONDS: 42.5}):
+        with spans.stage(
+            "render", **{c.GEN_AI_PROVIDER_NAME: "ffmpeg", c.USAGE_OUTPUT_SECONDS: 42.5}
+        ):
             pass  # local: 0
     exporter.force_flush()
     collection = load_collection((tmp_path / "e2e-job" / "telemetry.json").read_bytes())
@@ -684,13 +833,23 @@ def test_summary_totals_with_priced_explicit_and_unpriced_records(
     assert records["visuals"].cost_estimate is None
     assert records["render"].cost_estimate == 0 and records["render"].pricing_version == SHIPPED
     assert {s: r.pricing_version for s, r in records.items()} == {
-        "plan": SHIPPED, "script": SHIPPED, "tts": None, "visuals": None, "render": SHIPPED}
+        "plan": SHIPPED,
+        "script": SHIPPED,
+        "tts": None,
+        "visuals": None,
+        "render": SHIPPED,
+    }
     summary = collection.summary
     assert summary is not None
     # 0.0029 + 0.00725 + 0.03 + 0 (visuals unknown, not 0 - it just adds nothing)
     assert summary.total_cost == 0.04015
-    assert summary.cost_by_stage == {"plan": 0.0029, "script": 0.00725, "tts": 0.03,
-                                     "visuals": 0, "render": 0}
+    assert summary.cost_by_stage == {
+        "plan": 0.0029,
+        "script": 0.00725,
+        "tts": 0.03,
+        "visuals": 0,
+        "render": 0,
+    }
     assert (summary.total_tokens_in, summary.total_tokens_out) == (4000, 1700)
     doc = json.loads((tmp_path / "e2e-job" / "telemetry.json").read_bytes())
     assert count_unpriced(doc["records"]) == 1
@@ -727,8 +886,9 @@ def test_the_documented_override_examples_load(tmp_path: Path) -> None:
     assert from_json.version == from_toml.version == f"{SHIPPED}+acme-2026-12"
     for table in (from_json, from_toml):
         # 1000 uncached x 2/1M + 1000 cached x 1/1M + 1000 x 8/1M
-        assert total(table, "openai", "gpt-4o", tokens_in=2000, cached_input_tokens=1000,
-                     tokens_out=1000) == Decimal("0.011")
+        assert total(
+            table, "openai", "gpt-4o", tokens_in=2000, cached_input_tokens=1000, tokens_out=1000
+        ) == Decimal("0.011")
         assert total(table, "StableDiffusion", "stable-image-core", images=1) == Decimal("0.03")
     assert total(from_json, "acme", "renderer-v2", duration_seconds=100) == Decimal("0.2")
     assert total(from_json, "acme", "acme-img", images=2, image_size="512x512") == Decimal("0.1")
@@ -738,16 +898,23 @@ def test_the_documented_override_examples_load(tmp_path: Path) -> None:
 def test_the_documented_quote_matches_the_command(table: PriceTable) -> None:
     text = DOCS.read_text(encoding="utf-8")
     assert "$0.00725 USD" in text
-    assert total(table, "openai", "gpt-4o-2024-08-06", tokens_in=1000, tokens_out=500,
-                 cached_input_tokens=200) == Decimal("0.00725")
+    assert total(
+        table,
+        "openai",
+        "gpt-4o-2024-08-06",
+        tokens_in=1000,
+        tokens_out=500,
+        cached_input_tokens=200,
+    ) == Decimal("0.00725")
 
 
 def test_quotes_are_memoised_but_unhashable_usage_still_prices(table: PriceTable) -> None:
     usage = {"tokens_in": 4000, "tokens_out": 0}
     first = table.quote(stage="plan", provider="openai", model="gpt-4o", usage=usage)
     assert first is table.quote(stage="plan", provider="openai", model="gpt-4o", usage=dict(usage))
-    odd = table.quote(stage="plan", provider="openai", model="gpt-4o",
-                      usage={**usage, "labels": ["a", "b"]})  # a custom caller's extra key
+    odd = table.quote(
+        stage="plan", provider="openai", model="gpt-4o", usage={**usage, "labels": ["a", "b"]}
+    )  # a custom caller's extra key
     assert odd == first == Quote(0.01, "USD", SHIPPED)  # 4000 x 2.5/1M
 
 
@@ -755,16 +922,35 @@ def test_quotes_are_memoised_but_unhashable_usage_still_prices(table: PriceTable
 def test_configure_prices_with_the_override_and_refuses_a_bad_file(tmp_path: Path) -> None:
     from aura_otel import configure, job, stage
 
-    bad = write(tmp_path, "bad.json", {"providers": {"openai": {"models": {"gpt-4o": {"input_per_1m": -2, "output_per_1m": 1}}}}})
+    bad = write(
+        tmp_path,
+        "bad.json",
+        {"providers": {"openai": {"models": {"gpt-4o": {"input_per_1m": -2, "output_per_1m": 1}}}}},
+    )
     with pytest.raises(PricingError, match="negative price -2"):
-        configure(tmp_path / "jobs", prices_file=bad, tracer_provider=TracerProvider(),
-                  set_global=False, propagate_threads=False)
+        configure(
+            tmp_path / "jobs",
+            prices_file=bad,
+            tracer_provider=TracerProvider(),
+            set_global=False,
+            propagate_threads=False,
+        )
     assert not (tmp_path / "jobs").exists()  # refused before anything was set up
 
-    good = write(tmp_path, "ours.toml", '[providers.acme.models."acme-large"]\ninput_per_1m = 3\noutput_per_1m = 9\n')
+    good = write(
+        tmp_path,
+        "ours.toml",
+        '[providers.acme.models."acme-large"]\ninput_per_1m = 3\noutput_per_1m = 9\n',
+    )
     provider = TracerProvider()
-    telemetry = configure(tmp_path / "jobs", prices_file=good, tracer_provider=provider,
-                          set_global=False, propagate_threads=False, write_interval=0)
+    telemetry = configure(
+        tmp_path / "jobs",
+        prices_file=good,
+        tracer_provider=provider,
+        set_global=False,
+        propagate_threads=False,
+        write_interval=0,
+    )
     try:
         with job("configured", tracer_provider=provider):
             with stage("script", provider="acme", model="acme-large") as handle:

@@ -25,17 +25,41 @@ def main(job_id: str, node_url: str) -> int:
         with stage(Stage.SCRIPT, provider="openai", model="gpt-4o") as s:
             s.record_usage(tokens_in=1850, tokens_out=1200)
         # The media service runs tts and visuals: one HTTP call, the context in its headers.
-        body = json.dumps({"stages": [
-            {"stage": "tts", "provider": "elevenlabs", "model": "eleven_multilingual_v2",
-             "characters": 1200, "output_seconds": 58.4, "metadata": {"voice_name": "Rachel"}},
-            {"stage": "visuals", "provider": "openai", "model": "gpt-image-1", "scene_index": 0,
-             "images": 1, "image_size": "1024x1024", "image_quality": "medium"},
-            {"stage": "visuals", "provider": "stability", "model": "stable-image-core",
-             "scene_index": 1, "images": 1, "warn": "scene 2 used the fallback image model"},
-        ]}).encode()
+        body = json.dumps(
+            {
+                "stages": [
+                    {
+                        "stage": "tts",
+                        "provider": "elevenlabs",
+                        "model": "eleven_multilingual_v2",
+                        "characters": 1200,
+                        "output_seconds": 58.4,
+                        "metadata": {"voice_name": "Rachel"},
+                    },
+                    {
+                        "stage": "visuals",
+                        "provider": "openai",
+                        "model": "gpt-image-1",
+                        "scene_index": 0,
+                        "images": 1,
+                        "image_size": "1024x1024",
+                        "image_quality": "medium",
+                    },
+                    {
+                        "stage": "visuals",
+                        "provider": "stability",
+                        "model": "stable-image-core",
+                        "scene_index": 1,
+                        "images": 1,
+                        "warn": "scene 2 used the fallback image model",
+                    },
+                ]
+            }
+        ).encode()
         headers = aura_otel.inject_context({"Content-Type": "application/json"})
-        request = urllib.request.Request(f"{node_url}/stages", data=body, headers=dict(headers),
-                                         method="POST")
+        request = urllib.request.Request(
+            f"{node_url}/stages", data=body, headers=dict(headers), method="POST"
+        )
         with urllib.request.urlopen(request, timeout=60) as response:
             answer = json.loads(response.read())
         assert answer["ok"], answer

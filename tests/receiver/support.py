@@ -53,7 +53,9 @@ class ManualClock:
 
 
 @contextmanager
-def running_receiver(jobs_dir: Path, *, clock: Any = None, **settings: Any) -> Iterator[FoldReceiver]:
+def running_receiver(
+    jobs_dir: Path, *, clock: Any = None, **settings: Any
+) -> Iterator[FoldReceiver]:
     settings.setdefault("http", "127.0.0.1:0")
     settings.setdefault("grpc", "127.0.0.1:0")
     config = ReceiverConfig(jobs_dir=str(jobs_dir), **settings)
@@ -127,9 +129,23 @@ class CollectProcess:
     def __init__(self, jobs_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
         full_env = {**os.environ, "PYTHONPATH": str(SRC), **(env or {})}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "aura_otel.cli", "collect", "--jobs-dir", str(jobs_dir),
-             "--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env, text=True,
+            [
+                sys.executable,
+                "-m",
+                "aura_otel.cli",
+                "collect",
+                "--jobs-dir",
+                str(jobs_dir),
+                "--http",
+                "127.0.0.1:0",
+                "--grpc",
+                "127.0.0.1:0",
+                *args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=full_env,
+            text=True,
         )
         self.lines: list[str] = []
         self.http_url = self.grpc_target = ""
@@ -208,8 +224,13 @@ def otlp_json(spans: list[Any]) -> bytes:
     return orjson.dumps(doc)
 
 
-def demo_job_spans(job_id: str, *, root: bool = True, stages: tuple[str, ...] = ("brief", "script", "tts"),
-                   secret: str | None = None) -> list[Any]:
+def demo_job_spans(
+    job_id: str,
+    *,
+    root: bool = True,
+    stages: tuple[str, ...] = ("brief", "script", "tts"),
+    secret: str | None = None,
+) -> list[Any]:
     """A small job's spans (root last, as a job ends), via the real SDK."""
     from aura_otel import conventions as c
 
@@ -219,23 +240,39 @@ def demo_job_spans(job_id: str, *, root: bool = True, stages: tuple[str, ...] = 
             # The stages of a job whose root never arrives: parent them to a span nobody sends.
             from opentelemetry import trace as api
 
-            parent = api.set_span_in_context(api.NonRecordingSpan(api.SpanContext(
-                0x1F2E3D4C5B6A79881F2E3D4C5B6A7988, 0x0123456789ABCDEF, True,
-                api.TraceFlags(api.TraceFlags.SAMPLED))))
+            parent = api.set_span_in_context(
+                api.NonRecordingSpan(
+                    api.SpanContext(
+                        0x1F2E3D4C5B6A79881F2E3D4C5B6A7988,
+                        0x0123456789ABCDEF,
+                        True,
+                        api.TraceFlags(api.TraceFlags.SAMPLED),
+                    )
+                )
+            )
             for i, name in enumerate(stages):
-                with tracer.start_as_current_span(f"aura.stage.{name}", context=parent,
-                                                  attributes={**attrs, c.STAGE: name,
-                                                              "aura.meta.seq": i}):
+                with tracer.start_as_current_span(
+                    f"aura.stage.{name}",
+                    context=parent,
+                    attributes={**attrs, c.STAGE: name, "aura.meta.seq": i},
+                ):
                     pass
             return
         with tracer.start_as_current_span(c.JOB_SPAN_NAME, attributes=attrs):
             for i, name in enumerate(stages):
                 extra = {"aura.meta.note": secret} if secret else {}
                 with tracer.start_as_current_span(
-                        f"aura.stage.{name}",
-                        attributes={c.STAGE: name, c.GEN_AI_PROVIDER_NAME: "openai", c.GEN_AI_REQUEST_MODEL: "gpt-4o",
-                                    c.GEN_AI_USAGE_INPUT_TOKENS: 100 + i, c.GEN_AI_USAGE_OUTPUT_TOKENS: 50 + i,
-                                    "aura.meta.seq": i, **extra}):
+                    f"aura.stage.{name}",
+                    attributes={
+                        c.STAGE: name,
+                        c.GEN_AI_PROVIDER_NAME: "openai",
+                        c.GEN_AI_REQUEST_MODEL: "gpt-4o",
+                        c.GEN_AI_USAGE_INPUT_TOKENS: 100 + i,
+                        c.GEN_AI_USAGE_OUTPUT_TOKENS: 50 + i,
+                        "aura.meta.seq": i,
+                        **extra,
+                    },
+                ):
                     pass
 
     return record_spans(build)

@@ -13,9 +13,14 @@ from .support import SRC, CollectProcess, demo_job_spans, encode
 
 
 def collect(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "aura_otel.cli", "collect", *args],
-                          env={**os.environ, "PYTHONPATH": str(SRC)}, capture_output=True,
-                          text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "aura_otel.cli", "collect", *args],
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_bad_settings_exit_2_with_the_reason(tmp_path):
@@ -37,7 +42,9 @@ def test_a_busy_port_is_a_clear_error(tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = collect("--jobs-dir", str(tmp_path), "--http", f"127.0.0.1:{port}", "--grpc", "off")
+        result = collect(
+            "--jobs-dir", str(tmp_path), "--http", f"127.0.0.1:{port}", "--grpc", "off"
+        )
     assert result.returncode == 2
     assert "cannot listen" in result.stderr and "in use" in result.stderr
 
@@ -45,9 +52,12 @@ def test_a_busy_port_is_a_clear_error(tmp_path):
 def test_sigterm_writes_every_pending_file_and_exits_0(tmp_path):
     receiver = CollectProcess(tmp_path, "--write-interval", "3600")  # nothing written before
     try:
-        response = httpx.post(receiver.http_url + "/v1/traces",
-                              content=encode(demo_job_spans("term-1")).SerializeToString(),
-                              headers={"Content-Type": "application/x-protobuf"}, timeout=30)
+        response = httpx.post(
+            receiver.http_url + "/v1/traces",
+            content=encode(demo_job_spans("term-1")).SerializeToString(),
+            headers={"Content-Type": "application/x-protobuf"},
+            timeout=30,
+        )
         assert response.status_code == 200
     finally:
         assert receiver.stop() == 0

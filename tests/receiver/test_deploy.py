@@ -21,15 +21,21 @@ def test_compose_runs_the_fold_receiver_behind_the_collector(tmp_path: Path) -> 
     jobs_dir = fold["environment"]["AURA_OTEL_JOBS_DIR"]
     fold_volume = next(v for v in fold["volumes"] if v["target"] == jobs_dir)
     server = services["aura-otel"]
-    server_volume = next(v for v in server["volumes"]
-                         if v["target"] == server["environment"]["AURA_OTEL_JOBS_DIR"])
+    server_volume = next(
+        v for v in server["volumes"] if v["target"] == server["environment"]["AURA_OTEL_JOBS_DIR"]
+    )
     assert fold_volume["source"] == server_volume["source"]  # the server shows what it writes
     assert "fold-receiver" in services["otel-collector"]["depends_on"]
 
     # Listening on every interface is allowed because the token is set (the real bind guard).
-    receiver = create_receiver(ReceiverConfig(
-        jobs_dir=str(tmp_path / "jobs"), http=args.http, grpc=args.grpc,
-        access_token=fold["environment"]["AURA_OTEL_ACCESS_TOKEN"]))
+    receiver = create_receiver(
+        ReceiverConfig(
+            jobs_dir=str(tmp_path / "jobs"),
+            http=args.http,
+            grpc=args.grpc,
+            access_token=fold["environment"]["AURA_OTEL_ACCESS_TOKEN"],
+        )
+    )
     receiver.ingestor.masking.shutdown()
 
     # The collector routes every trace to it over gRPC, with the token, before redaction.

@@ -31,17 +31,29 @@ def request_for(n: int) -> tuple[bytes, str, list[str]]:
     for i in range(SPANS_PER_REQUEST):
         mark = f"{n}-{i}"
         marks.append(mark)
-        span = spans.add(trace_id=trace_id, span_id=(((job + 1) << 32) + n * 100 + i + 1).to_bytes(8, "big"),
-                         parent_span_id=root_id, name="aura.stage.visuals",
-                         start_time_unix_nano=10**18 + n * 1000 + i, end_time_unix_nano=10**18 + n * 1000 + i + 1)
-        span.attributes.extend([
-            KeyValue(key=c.JOB_ID, value=AnyValue(string_value=job_id)),
-            KeyValue(key=c.STAGE, value=AnyValue(string_value="visuals")),
-            KeyValue(key="aura.meta.mark", value=AnyValue(string_value=mark)),
-        ])
+        span = spans.add(
+            trace_id=trace_id,
+            span_id=(((job + 1) << 32) + n * 100 + i + 1).to_bytes(8, "big"),
+            parent_span_id=root_id,
+            name="aura.stage.visuals",
+            start_time_unix_nano=10**18 + n * 1000 + i,
+            end_time_unix_nano=10**18 + n * 1000 + i + 1,
+        )
+        span.attributes.extend(
+            [
+                KeyValue(key=c.JOB_ID, value=AnyValue(string_value=job_id)),
+                KeyValue(key=c.STAGE, value=AnyValue(string_value="visuals")),
+                KeyValue(key="aura.meta.mark", value=AnyValue(string_value=mark)),
+            ]
+        )
     if n % REQUESTS_PER_JOB == REQUESTS_PER_JOB - 1:
-        root = spans.add(trace_id=trace_id, span_id=root_id, name=c.JOB_SPAN_NAME,
-                         start_time_unix_nano=10**18, end_time_unix_nano=10**18 + 10**9)
+        root = spans.add(
+            trace_id=trace_id,
+            span_id=root_id,
+            name=c.JOB_SPAN_NAME,
+            start_time_unix_nano=10**18,
+            end_time_unix_nano=10**18 + 10**9,
+        )
         root.attributes.append(KeyValue(key=c.JOB_ID, value=AnyValue(string_value=job_id)))
     return request.SerializeToString(), job_id, marks
 
@@ -62,8 +74,11 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_acknowledged(tmp_path, wri
             while True:
                 body, job_id, marks = request_for(n)
                 try:
-                    response = client.post(first.http_url + "/v1/traces", content=body,
-                                           headers={"Content-Type": "application/x-protobuf"})
+                    response = client.post(
+                        first.http_url + "/v1/traces",
+                        content=body,
+                        headers={"Content-Type": "application/x-protobuf"},
+                    )
                 except httpx.TransportError:
                     return  # the receiver died under this request: it acknowledged nothing
                 if response.status_code != 200:
@@ -102,9 +117,15 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_acknowledged(tmp_path, wri
         assert count[0] >= 40
         # And it keeps serving: the stream continues where it stopped.
         body, job_id, _ = request_for(10_000)
-        response = httpx.post(second.http_url + "/v1/traces", content=body,
-                              headers={"Content-Type": "application/x-protobuf"}, timeout=30)
+        response = httpx.post(
+            second.http_url + "/v1/traces",
+            content=body,
+            headers={"Content-Type": "application/x-protobuf"},
+            timeout=30,
+        )
         assert response.status_code == 200
     finally:
         assert second.stop() == 0
-    assert not list(jobs_dir.glob(".aura-receiver-touched.*"))  # a clean stop leaves nothing to repair
+    assert not list(
+        jobs_dir.glob(".aura-receiver-touched.*")
+    )  # a clean stop leaves nothing to repair

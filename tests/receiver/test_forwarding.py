@@ -16,13 +16,18 @@ from .support import demo_job_spans, encode, running_receiver, telemetry
 def test_a_black_holed_forward_target_blocks_nothing(tmp_path, monkeypatch):
     monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "16")  # a small queue: overflow is counted
     with black_hole() as hole:
-        with running_receiver(tmp_path / "jobs", grpc=None, forward_endpoint=hole.endpoint) as receiver:
+        with running_receiver(
+            tmp_path / "jobs", grpc=None, forward_endpoint=hole.endpoint
+        ) as receiver:
             # One request: its 40 spans reach the forwarder at once, so at most 16 queued and 16
             # in flight can be taken, whatever the machine's pace; the rest is dropped.
             spans = [s for n in range(10) for s in demo_job_spans(f"fw-{n}")]
-            response = httpx.post(receiver.url("http") + "/v1/traces",
-                                  content=encode(spans).SerializeToString(),
-                                  headers={"Content-Type": "application/x-protobuf"}, timeout=60)
+            response = httpx.post(
+                receiver.url("http") + "/v1/traces",
+                content=encode(spans).SerializeToString(),
+                headers={"Content-Type": "application/x-protobuf"},
+                timeout=60,
+            )
             assert response.status_code == 200
             receiver.flush()
             for n in range(10):

@@ -13,16 +13,21 @@ from .support import demo_job_spans, encode, journal_span_ids, running_receiver,
 
 @pytest.fixture
 def receiver(tmp_path):
-    with running_receiver(tmp_path / "jobs", http=None, max_request_bytes=64 * 1024,
-                          max_decompressed_bytes=256 * 1024) as r:
+    with running_receiver(
+        tmp_path / "jobs", http=None, max_request_bytes=64 * 1024, max_decompressed_bytes=256 * 1024
+    ) as r:
         yield r
 
 
 def export(receiver, body: bytes, *, compression=None, metadata=()) -> ExportTraceServiceResponse:
-    with grpc.insecure_channel(receiver.url("grpc"), options=[
-            ("grpc.max_send_message_length", 256 * 1024 * 1024)]) as channel:
-        call = channel.unary_unary(f"/{SERVICE}/Export", request_serializer=None,
-                                   response_deserializer=ExportTraceServiceResponse.FromString)
+    with grpc.insecure_channel(
+        receiver.url("grpc"), options=[("grpc.max_send_message_length", 256 * 1024 * 1024)]
+    ) as channel:
+        call = channel.unary_unary(
+            f"/{SERVICE}/Export",
+            request_serializer=None,
+            response_deserializer=ExportTraceServiceResponse.FromString,
+        )
         return call(body, timeout=30, compression=compression, metadata=metadata)
 
 
@@ -34,8 +39,11 @@ def nothing_written(tmp_path) -> bool:
 def test_export_and_gzip(tmp_path, receiver):
     answer = export(receiver, encode(demo_job_spans("g-1")).SerializeToString())
     assert not answer.HasField("partial_success")
-    zipped = export(receiver, encode(demo_job_spans("g-2")).SerializeToString(),
-                    compression=grpc.Compression.Gzip)
+    zipped = export(
+        receiver,
+        encode(demo_job_spans("g-2")).SerializeToString(),
+        compression=grpc.Compression.Gzip,
+    )
     assert not zipped.HasField("partial_success")
     receiver.flush()
     assert telemetry(tmp_path / "jobs", "g-1")["summary"]["total_operations"] == 3
@@ -68,7 +76,9 @@ def test_over_the_size_limit_is_resource_exhausted(tmp_path, receiver, compressi
 
 
 def test_partial_success(tmp_path, receiver):
-    answer = export(receiver, encode(demo_job_spans("ok-1") + demo_job_spans("bad/id")).SerializeToString())
+    answer = export(
+        receiver, encode(demo_job_spans("ok-1") + demo_job_spans("bad/id")).SerializeToString()
+    )
     assert answer.partial_success.rejected_spans == 4
     assert "unsafe aura.job.id" in answer.partial_success.error_message
     receiver.flush()

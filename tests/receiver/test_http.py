@@ -28,7 +28,9 @@ JSON = {"Content-Type": "application/json"}
 
 
 def post(receiver, body: bytes, headers: dict[str, str]) -> httpx.Response:
-    return httpx.post(receiver.url("http") + "/v1/traces", content=body, headers=headers, timeout=30)
+    return httpx.post(
+        receiver.url("http") + "/v1/traces", content=body, headers=headers, timeout=30
+    )
 
 
 def assert_still_serving(receiver, tmp_path, job_id: str = "after-1") -> None:
@@ -45,8 +47,9 @@ def nothing_written(tmp_path) -> bool:
 
 @pytest.fixture
 def receiver(tmp_path):
-    with running_receiver(tmp_path / "jobs", grpc=None, max_request_bytes=64 * 1024,
-                          max_decompressed_bytes=256 * 1024) as r:
+    with running_receiver(
+        tmp_path / "jobs", grpc=None, max_request_bytes=64 * 1024, max_decompressed_bytes=256 * 1024
+    ) as r:
         yield r
 
 
@@ -88,22 +91,30 @@ def test_json_with_int64_as_strings_and_enums_as_ints(tmp_path, receiver):
     assert len(telemetry(tmp_path / "jobs", "json-1")["records"]) == 3
 
 
-@pytest.mark.parametrize("body, headers, status, words", [
-    (b"\xff\xff\xff\xff not protobuf", PROTO, 400, "not an OTLP"),
-    (b"{not json", JSON, 400, "not valid JSON"),
-    (b"[]", JSON, 400, "JSON object"),
-    (b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz", "spanId": "00"}]}]}]}',
-     JSON, 400, "not hex"),
-    (b'{"resourceSpans": "nope"}', JSON, 400, "must be a list"),
-    (b"", JSON, 400, "not valid JSON"),
-    (b"x", {"Content-Type": "text/plain"}, 415, "unsupported Content-Type"),
-    (b"x", {}, 415, "unsupported Content-Type"),
-    (b"x", {**PROTO, "Content-Encoding": "br"}, 415, "Content-Encoding"),
-    (b"not gzip at all", {**PROTO, "Content-Encoding": "gzip"}, 400, "gzip"),
-    (gzip.compress(b"x" * 100)[:20], {**PROTO, "Content-Encoding": "gzip"}, 400, "truncated"),
-])
-def test_bad_payloads_get_a_clear_status_and_nothing_is_written(tmp_path, receiver, body, headers,
-                                                                  status, words):
+@pytest.mark.parametrize(
+    "body, headers, status, words",
+    [
+        (b"\xff\xff\xff\xff not protobuf", PROTO, 400, "not an OTLP"),
+        (b"{not json", JSON, 400, "not valid JSON"),
+        (b"[]", JSON, 400, "JSON object"),
+        (
+            b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz", "spanId": "00"}]}]}]}',
+            JSON,
+            400,
+            "not hex",
+        ),
+        (b'{"resourceSpans": "nope"}', JSON, 400, "must be a list"),
+        (b"", JSON, 400, "not valid JSON"),
+        (b"x", {"Content-Type": "text/plain"}, 415, "unsupported Content-Type"),
+        (b"x", {}, 415, "unsupported Content-Type"),
+        (b"x", {**PROTO, "Content-Encoding": "br"}, 415, "Content-Encoding"),
+        (b"not gzip at all", {**PROTO, "Content-Encoding": "gzip"}, 400, "gzip"),
+        (gzip.compress(b"x" * 100)[:20], {**PROTO, "Content-Encoding": "gzip"}, 400, "truncated"),
+    ],
+)
+def test_bad_payloads_get_a_clear_status_and_nothing_is_written(
+    tmp_path, receiver, body, headers, status, words
+):
     response = post(receiver, body, headers)
     assert response.status_code == status
     if response.headers["content-type"] == "application/x-protobuf":
@@ -132,10 +143,11 @@ def test_oversized_bodies_are_refused_before_they_are_held(tmp_path, receiver):
 
     def chunks():  # no Content-Length: the limit applies while reading
         for i in range(0, len(big), 8192):
-            yield big[i:i + 8192]
+            yield big[i : i + 8192]
 
-    streamed = httpx.post(receiver.url("http") + "/v1/traces", content=chunks(), headers=PROTO,
-                          timeout=30)
+    streamed = httpx.post(
+        receiver.url("http") + "/v1/traces", content=chunks(), headers=PROTO, timeout=30
+    )
     assert streamed.status_code == 413
     assert nothing_written(tmp_path)
     assert receiver.counters()["requests_too_large"] == 2

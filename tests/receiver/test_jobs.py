@@ -23,9 +23,12 @@ from .support import (
 
 
 def send(receiver, spans) -> None:
-    response = httpx.post(receiver.url("http") + "/v1/traces",
-                          content=encode(spans).SerializeToString(),
-                          headers={"Content-Type": "application/x-protobuf"}, timeout=30)
+    response = httpx.post(
+        receiver.url("http") + "/v1/traces",
+        content=encode(spans).SerializeToString(),
+        headers={"Content-Type": "application/x-protobuf"},
+        timeout=30,
+    )
     assert response.status_code == 200
 
 
@@ -36,8 +39,9 @@ def clock():
 
 @pytest.fixture
 def receiver(tmp_path, clock):
-    with running_receiver(tmp_path / "jobs", grpc=None, clock=clock, quiet_period=5,
-                          idle_timeout=60) as r:
+    with running_receiver(
+        tmp_path / "jobs", grpc=None, clock=clock, quiet_period=5, idle_timeout=60
+    ) as r:
         yield r
 
 
@@ -115,8 +119,9 @@ def test_a_missing_parent_holds_the_job_for_the_quiet_period_only(tmp_path, rece
             with tracer.start_as_current_span("aura.stage.brief", attributes={c.STAGE: "brief"}):
                 pass
             with tracer.start_as_current_span("HTTP POST", attributes={c.JOB_ID: "other"}):
-                with tracer.start_as_current_span("aura.stage.tts",
-                                                  attributes={c.STAGE: "tts", c.JOB_ID: "quiet-1"}):
+                with tracer.start_as_current_span(
+                    "aura.stage.tts", attributes={c.STAGE: "tts", c.JOB_ID: "quiet-1"}
+                ):
                     pass
 
     spans = [s for s in record_spans(build) if s.attributes.get(c.JOB_ID) == "quiet-1"]
@@ -136,8 +141,10 @@ def test_a_missing_parent_holds_the_job_for_the_quiet_period_only(tmp_path, rece
 def test_spans_of_one_job_from_two_services_in_many_requests(tmp_path, receiver):
     """Two services (two resources), interleaved, root in the middle: one file, as in-process."""
     api_spans = demo_job_spans("multi-1", stages=("brief", "plan"))
-    worker_spans = record_spans(lambda tracer: _continue(tracer, api_spans, ("tts", "render")),
-                                service_name="render-service")
+    worker_spans = record_spans(
+        lambda tracer: _continue(tracer, api_spans, ("tts", "render")),
+        service_name="render-service",
+    )
     order = [worker_spans[0], api_spans[-1], api_spans[0], worker_spans[1], api_spans[1]]
     for span in order:
         send(receiver, [span])
@@ -153,12 +160,14 @@ def _continue(tracer, api_spans, stages):
     from opentelemetry import trace
 
     root = next(s for s in api_spans if s.name == c.JOB_SPAN_NAME)
-    remote = trace.SpanContext(root.context.trace_id, root.context.span_id, True,
-                               trace.TraceFlags(1))
+    remote = trace.SpanContext(
+        root.context.trace_id, root.context.span_id, True, trace.TraceFlags(1)
+    )
     ctx = trace.set_span_in_context(trace.NonRecordingSpan(remote))
     for name in stages:
-        with tracer.start_as_current_span(f"aura.stage.{name}", context=ctx,
-                                          attributes={c.JOB_ID: "multi-1", c.STAGE: name}):
+        with tracer.start_as_current_span(
+            f"aura.stage.{name}", context=ctx, attributes={c.JOB_ID: "multi-1", c.STAGE: name}
+        ):
             pass
 
 

@@ -23,12 +23,14 @@ class HeldRequest:
         host, port = receiver.addresses["http"]
         self.sock = socket.create_connection((host, port), timeout=60)
         self.body = body
-        head = (f"POST /v1/traces HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                f"Content-Type: application/x-protobuf\r\nContent-Length: {len(body)}\r\n\r\n")
+        head = (
+            f"POST /v1/traces HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Content-Type: application/x-protobuf\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
         self.sock.sendall(head.encode() + body[: len(body) // 2])
 
     def release(self) -> bytes:
-        self.sock.sendall(self.body[len(self.body) // 2:])
+        self.sock.sendall(self.body[len(self.body) // 2 :])
         answer = b""
         while b"\r\n\r\n" not in answer:
             answer += self.sock.recv(65536)
@@ -38,14 +40,17 @@ class HeldRequest:
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_the_real_exporter_retries_until_the_receiver_has_room(tmp_path, protocol):
-    with running_receiver(tmp_path / "jobs", max_concurrent_requests=1,
-                          retry_after_seconds=1) as receiver:
+    with running_receiver(
+        tmp_path / "jobs", max_concurrent_requests=1, retry_after_seconds=1
+    ) as receiver:
         held = HeldRequest(receiver, encode(demo_job_spans("held-1")).SerializeToString())
         wait_for(lambda: receiver.counters()["requests_in_flight"] == 1, "the held request")
 
         exporter = otlp_exporter(receiver, protocol, timeout=60)
         outcome: list[SpanExportResult] = []
-        sender = threading.Thread(target=lambda: outcome.append(exporter.export(demo_job_spans("retry-1"))))
+        sender = threading.Thread(
+            target=lambda: outcome.append(exporter.export(demo_job_spans("retry-1")))
+        )
         sender.start()
         refused = "requests_refused_overload"
         wait_for(lambda: receiver.counters()[refused] >= 1, "the exporter to be told to retry")
@@ -64,12 +69,17 @@ def test_the_real_exporter_retries_until_the_receiver_has_room(tmp_path, protoco
 def test_the_refusal_itself(tmp_path):
     import httpx
 
-    with running_receiver(tmp_path / "jobs", grpc=None, max_concurrent_requests=1,
-                          retry_after_seconds=7) as receiver:
+    with running_receiver(
+        tmp_path / "jobs", grpc=None, max_concurrent_requests=1, retry_after_seconds=7
+    ) as receiver:
         held = HeldRequest(receiver, encode(demo_job_spans("held-2")).SerializeToString())
         wait_for(lambda: receiver.counters()["requests_in_flight"] == 1, "the held request")
-        response = httpx.post(receiver.url("http") + "/v1/traces", content=b"",
-                              headers={"Content-Type": "application/x-protobuf"}, timeout=30)
+        response = httpx.post(
+            receiver.url("http") + "/v1/traces",
+            content=b"",
+            headers={"Content-Type": "application/x-protobuf"},
+            timeout=30,
+        )
         assert response.status_code == 429
         assert response.headers["retry-after"] == "7"
         held.release()

@@ -44,41 +44,66 @@ def _s(text: str) -> AnyValue:
 def build_request(job_id: str, texts: list[str]) -> ExportTraceServiceRequest:
     request = ExportTraceServiceRequest()
     rs = request.resource_spans.add()
-    rs.resource.attributes.extend([_kv("service.name", _s("svc")),
-                                   *[_kv(f"res.{i}", _s(t)) for i, t in enumerate(texts)]])
+    rs.resource.attributes.extend(
+        [_kv("service.name", _s("svc")), *[_kv(f"res.{i}", _s(t)) for i, t in enumerate(texts)]]
+    )
     ss = rs.scope_spans.add()
     ss.scope.name = texts[0]
     ss.scope.version = texts[1 % len(texts)]
     ss.scope.attributes.extend([_kv("scope.note", _s(t)) for t in texts])
     trace_id = bytes.fromhex("5b8efff798038103d269b633813fc60c")
-    root = ss.spans.add(trace_id=trace_id, span_id=bytes.fromhex("eee19b7ec3c1b174"),
-                        name=c.JOB_SPAN_NAME, start_time_unix_nano=1_000, end_time_unix_nano=9_000_000_000)
+    root = ss.spans.add(
+        trace_id=trace_id,
+        span_id=bytes.fromhex("eee19b7ec3c1b174"),
+        name=c.JOB_SPAN_NAME,
+        start_time_unix_nano=1_000,
+        end_time_unix_nano=9_000_000_000,
+    )
     root.attributes.extend([_kv(c.JOB_ID, _s(job_id))])
     for i, text in enumerate(texts):
-        span = ss.spans.add(trace_id=trace_id, span_id=(i + 1).to_bytes(8, "big"),
-                            parent_span_id=root.span_id, name=f"aura.stage.script {text}",
-                            trace_state=f"vendor={text[:8]}", kind=3,
-                            start_time_unix_nano=1_000_000 * (i + 1),
-                            end_time_unix_nano=1_000_000 * (i + 2))
+        span = ss.spans.add(
+            trace_id=trace_id,
+            span_id=(i + 1).to_bytes(8, "big"),
+            parent_span_id=root.span_id,
+            name=f"aura.stage.script {text}",
+            trace_state=f"vendor={text[:8]}",
+            kind=3,
+            start_time_unix_nano=1_000_000 * (i + 1),
+            end_time_unix_nano=1_000_000 * (i + 2),
+        )
         array = AnyValue()
         array.array_value.values.extend([_s("plain"), _s(text)])
         mixed = AnyValue()
         mixed.array_value.values.extend([_s(text), AnyValue(int_value=3)])
         kvlist = AnyValue()
-        kvlist.kvlist_value.values.extend([_kv("inner", _s(text)), _kv(text, _s("under a secret key"))])
-        span.attributes.extend([
-            _kv(c.JOB_ID, _s(job_id)), _kv(c.STAGE, _s("script")),
-            _kv("aura.meta.note", _s(text)), _kv(f"aura.meta.{text}", _s("value under a secret key")),
-            _kv("aura.meta.list", array), _kv("aura.meta.mixed", mixed), _kv("aura.meta.map", kvlist),
-            _kv("aura.meta.bytes", AnyValue(bytes_value=text.encode())),
-            _kv("aura.meta_json.nested", _s(json.dumps({"a": [text], text: "x"}))),
-            _kv(c.RESULT_MESSAGE, _s(text)), _kv(c.GEN_AI_REQUEST_MODEL, _s(text)),
-            _kv(c.FALLBACK_REASON, _s(text)), _kv("custom.attribute", _s(text)),
-        ])
+        kvlist.kvlist_value.values.extend(
+            [_kv("inner", _s(text)), _kv(text, _s("under a secret key"))]
+        )
+        span.attributes.extend(
+            [
+                _kv(c.JOB_ID, _s(job_id)),
+                _kv(c.STAGE, _s("script")),
+                _kv("aura.meta.note", _s(text)),
+                _kv(f"aura.meta.{text}", _s("value under a secret key")),
+                _kv("aura.meta.list", array),
+                _kv("aura.meta.mixed", mixed),
+                _kv("aura.meta.map", kvlist),
+                _kv("aura.meta.bytes", AnyValue(bytes_value=text.encode())),
+                _kv("aura.meta_json.nested", _s(json.dumps({"a": [text], text: "x"}))),
+                _kv(c.RESULT_MESSAGE, _s(text)),
+                _kv(c.GEN_AI_REQUEST_MODEL, _s(text)),
+                _kv(c.FALLBACK_REASON, _s(text)),
+                _kv("custom.attribute", _s(text)),
+            ]
+        )
         event = span.events.add(name=text, time_unix_nano=1_000_000 * (i + 1))
-        event.attributes.extend([_kv("exception.message", _s(f"refused: {text}")),
-                                 _kv("exception.stacktrace", _s(f"Traceback: {text}")),
-                                 _kv("exception.type", _s("RuntimeError"))])
+        event.attributes.extend(
+            [
+                _kv("exception.message", _s(f"refused: {text}")),
+                _kv("exception.stacktrace", _s(f"Traceback: {text}")),
+                _kv("exception.type", _s("RuntimeError")),
+            ]
+        )
         link = span.links.add(trace_id=trace_id, span_id=root.span_id)
         link.attributes.extend([_kv("link.note", _s(text)), _kv(f"link.{text}", _s("k"))])
         span.status.code = 2
@@ -105,25 +130,43 @@ def _json_body(request: ExportTraceServiceRequest) -> bytes:
 def _send(receiver, how: str, request: ExportTraceServiceRequest) -> None:
     if how == "grpc":
         with grpc.insecure_channel(receiver.url("grpc")) as channel:
-            call = channel.unary_unary(f"/{SERVICE}/Export", request_serializer=None,
-                                       response_deserializer=ExportTraceServiceResponse.FromString)
+            call = channel.unary_unary(
+                f"/{SERVICE}/Export",
+                request_serializer=None,
+                response_deserializer=ExportTraceServiceResponse.FromString,
+            )
             answer = call(request.SerializeToString(), timeout=30)
     else:
-        body, kind = ((_json_body(request), "application/json") if how == "json"
-                      else (request.SerializeToString(), "application/x-protobuf"))
-        response = httpx.post(receiver.url("http") + "/v1/traces", content=body,
-                              headers={"Content-Type": kind}, timeout=30)
+        body, kind = (
+            (_json_body(request), "application/json")
+            if how == "json"
+            else (request.SerializeToString(), "application/x-protobuf")
+        )
+        response = httpx.post(
+            receiver.url("http") + "/v1/traces",
+            content=body,
+            headers={"Content-Type": kind},
+            timeout=30,
+        )
         assert response.status_code == 200, response.content
-        answer = (json_format.ParseDict(orjson.loads(response.content), ExportTraceServiceResponse())
-                  if how == "json" else ExportTraceServiceResponse.FromString(response.content))
+        answer = (
+            json_format.ParseDict(orjson.loads(response.content), ExportTraceServiceResponse())
+            if how == "json"
+            else ExportTraceServiceResponse.FromString(response.content)
+        )
     assert answer.partial_success.rejected_spans == 0
 
 
 def _forwarded_strings(received) -> str:
     out: list[str] = []
     for span in received.spans:
-        out += [span.name, span.status_message, span.scope, json.dumps(span.attributes),
-                json.dumps(span.resource)]
+        out += [
+            span.name,
+            span.status_message,
+            span.scope,
+            json.dumps(span.attributes),
+            json.dumps(span.resource),
+        ]
     return "\n".join(out)
 
 
@@ -141,9 +184,12 @@ def test_no_secret_reaches_a_file_a_log_or_a_forward(tmp_path, caplog, how):
         files = [p for p in (tmp_path / "jobs").rglob("*") if p.is_file()]
         written = b"".join(p.read_bytes() for p in files)
         # JSON escapes (\u00e9, \/) would hide a needle from a byte search: compare decoded too.
-        decoded = "\n".join(json.dumps(orjson.loads(line), ensure_ascii=False)
-                            for p in files for line in p.read_bytes().splitlines()
-                            if line.strip().startswith((b"[", b"{")) and _loads(line))
+        decoded = "\n".join(
+            json.dumps(orjson.loads(line), ensure_ascii=False)
+            for p in files
+            for line in p.read_bytes().splitlines()
+            if line.strip().startswith((b"[", b"{")) and _loads(line)
+        )
         doc = orjson.loads((tmp_path / "jobs" / "secret-job" / "telemetry.json").read_bytes())
         forward_text = _forwarded_strings(forwarded)
         forward_raw = b"".join(forwarded_bodies(forwarded))
@@ -151,9 +197,13 @@ def test_no_secret_reaches_a_file_a_log_or_a_forward(tmp_path, caplog, how):
     leaks = []
     for secret in SAMPLE:
         for needle in secret.needles:
-            for where, haystack in (("file", written.decode("utf-8", "replace")), ("file", decoded),
-                                    ("forward", forward_text), ("forward", forward_raw.decode("utf-8", "replace")),
-                                    ("log", logs)):
+            for where, haystack in (
+                ("file", written.decode("utf-8", "replace")),
+                ("file", decoded),
+                ("forward", forward_text),
+                ("forward", forward_raw.decode("utf-8", "replace")),
+                ("log", logs),
+            ):
                 if needle in haystack:
                     leaks.append((where, secret.rule, needle))
     assert leaks == []
@@ -171,5 +221,7 @@ def _loads(line: bytes) -> bool:
 
 
 def forwarded_bodies(received) -> list[bytes]:
-    return [json.dumps([s.attributes, s.resource, s.name, s.status_message, s.scope]).encode()
-            for s in received.spans]
+    return [
+        json.dumps([s.attributes, s.resource, s.name, s.status_message, s.scope]).encode()
+        for s in received.spans
+    ]

@@ -26,15 +26,30 @@ def test_a_network_address_needs_a_token(tmp_path, address):
     with pytest.raises(ConfigurationError, match="access token"):
         create_receiver(ReceiverConfig(jobs_dir=str(tmp_path), http=None, grpc=address))
     # With a token the same settings are accepted (not started: tests bind 127.0.0.1 only).
-    create_receiver(ReceiverConfig(jobs_dir=str(tmp_path), http=address, grpc=None,
-                                   access_token=TOKEN)).ingestor.masking.shutdown()
+    create_receiver(
+        ReceiverConfig(jobs_dir=str(tmp_path), http=address, grpc=None, access_token=TOKEN)
+    ).ingestor.masking.shutdown()
 
 
 def test_the_command_refuses_a_network_address_without_a_token(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "aura_otel.cli", "collect", "--jobs-dir", str(tmp_path),
-         "--http", "0.0.0.0:0", "--grpc", "off"],
-        check=False, capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"},
+        [
+            sys.executable,
+            "-m",
+            "aura_otel.cli",
+            "collect",
+            "--jobs-dir",
+            str(tmp_path),
+            "--http",
+            "0.0.0.0:0",
+            "--grpc",
+            "off",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 2
     assert "refusing to listen on '0.0.0.0'" in result.stderr
@@ -51,8 +66,12 @@ def test_every_request_must_carry_the_token(tmp_path):
     with running_receiver(tmp_path / "jobs", access_token=TOKEN) as receiver:
         url = receiver.url("http") + "/v1/traces"
         proto = {"Content-Type": "application/x-protobuf"}
-        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN},
-                        {"Authorization": f"Basic {TOKEN}"}):
+        for headers in (
+            {},
+            {"Authorization": "Bearer wrong"},
+            {"Authorization": TOKEN},
+            {"Authorization": f"Basic {TOKEN}"},
+        ):
             response = httpx.post(url, content=body, headers={**proto, **headers})
             assert response.status_code == 401
             assert response.headers["www-authenticate"].startswith("Bearer")
@@ -66,7 +85,9 @@ def test_every_request_must_carry_the_token(tmp_path):
         with grpc.insecure_channel(receiver.url("grpc")) as channel:
             call = channel.unary_unary(
                 "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-                request_serializer=None, response_deserializer=None)
+                request_serializer=None,
+                response_deserializer=None,
+            )
             with pytest.raises(grpc.RpcError) as caught:
                 call(body, timeout=30)
             assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED

@@ -34,8 +34,14 @@ def _node_ready() -> str:
             pytest.fail(reason)
         pytest.skip(reason)
     if not (NODE_DIR / "node_modules" / "@opentelemetry" / "sdk-trace-node").is_dir():
-        result = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR,
-                                capture_output=True, text=True, timeout=600, check=False)
+        result = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"],
+            cwd=NODE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
         if result.returncode != 0:
             pytest.fail(f"npm ci failed in {NODE_DIR}:\n{result.stderr[-4000:]}")
     return node
@@ -50,18 +56,35 @@ def test_a_job_across_python_and_node_is_one_file(tmp_path):
             "OTEL_EXPORTER_OTLP_HEADERS": f"authorization=Bearer {TOKEN}",
         }
         base_env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-        media = subprocess.Popen([node, str(NODE_DIR / "service.js")], cwd=NODE_DIR,
-                                 env={**base_env, **otlp_env, "OTEL_SERVICE_NAME": "media-service"},
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        media = subprocess.Popen(
+            [node, str(NODE_DIR / "service.js")],
+            cwd=NODE_DIR,
+            env={**base_env, **otlp_env, "OTEL_SERVICE_NAME": "media-service"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             assert media.stdout is not None
             port = json.loads(media.stdout.readline())["port"]  # blocks until it listens
             runner = subprocess.run(
-                [sys.executable, str(Path(__file__).with_name("python_service.py")), "xlang-1",
-                 f"http://127.0.0.1:{port}"],
-                env={**base_env, **otlp_env, "PYTHONPATH": str(SRC),
-                     "AURA_OTEL_JOBS_DIR": str(tmp_path / "runner-local")},
-                capture_output=True, text=True, timeout=300, check=False)
+                [
+                    sys.executable,
+                    str(Path(__file__).with_name("python_service.py")),
+                    "xlang-1",
+                    f"http://127.0.0.1:{port}",
+                ],
+                env={
+                    **base_env,
+                    **otlp_env,
+                    "PYTHONPATH": str(SRC),
+                    "AURA_OTEL_JOBS_DIR": str(tmp_path / "runner-local"),
+                },
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
             assert runner.returncode == 0, runner.stderr
         finally:
             media.terminate()

@@ -35,12 +35,16 @@ def test_two_workers_fold_jobs_split_across_them(tmp_path):
         # kernel may hand them to either worker.
         for n in range(12):
             spans = demo_job_spans(f"w-{n}")
-            for part in ([s for s in spans if s.name != c.JOB_SPAN_NAME],
-                         [s for s in spans if s.name == c.JOB_SPAN_NAME]):
-                response = httpx.post(receiver.http_url + "/v1/traces",
-                                      content=encode(part).SerializeToString(),
-                                      headers={"Content-Type": "application/x-protobuf",
-                                               "Connection": "close"}, timeout=30)
+            for part in (
+                [s for s in spans if s.name != c.JOB_SPAN_NAME],
+                [s for s in spans if s.name == c.JOB_SPAN_NAME],
+            ):
+                response = httpx.post(
+                    receiver.http_url + "/v1/traces",
+                    content=encode(part).SerializeToString(),
+                    headers={"Content-Type": "application/x-protobuf", "Connection": "close"},
+                    timeout=30,
+                )
                 assert response.status_code == 200
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
@@ -60,8 +64,12 @@ def test_a_killed_supervisor_takes_its_workers_with_it(tmp_path):
     first = CollectProcess(jobs_dir, "--workers", "2", "--write-interval", "3600")
     try:
         body = encode(demo_job_spans("k-1")).SerializeToString()
-        response = httpx.post(first.http_url + "/v1/traces", content=body,
-                              headers={"Content-Type": "application/x-protobuf"}, timeout=30)
+        response = httpx.post(
+            first.http_url + "/v1/traces",
+            content=body,
+            headers={"Content-Type": "application/x-protobuf"},
+            timeout=30,
+        )
         assert response.status_code == 200
     finally:
         first.kill9()

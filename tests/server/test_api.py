@@ -48,8 +48,13 @@ def jobs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_doc(root, running_job("job-running"), mtime=BASE_TIME + 2)
     write_doc(root, unpriced_job("job-unpriced"), mtime=BASE_TIME + 1)
     put_file(root, "job-truncated", REFERENCE.read_bytes()[:300], mtime=BASE_TIME)
-    put_file(root, "job-wrongtypes", b'{"version": "1.0", "job_id": "job-wrongtypes", '
-             b'"correlation_id": 7, "collection_started_at": "x", "records": "no"}', mtime=BASE_TIME - 1)
+    put_file(
+        root,
+        "job-wrongtypes",
+        b'{"version": "1.0", "job_id": "job-wrongtypes", '
+        b'"correlation_id": 7, "collection_started_at": "x", "records": "no"}',
+        mtime=BASE_TIME - 1,
+    )
     put_file(root, "job-empty", b"", mtime=BASE_TIME - 2)
     (root / "job-folder" / "telemetry.json").mkdir(parents=True)
     (root / "not-a-job").mkdir()  # a folder without telemetry.json is not listed
@@ -57,7 +62,9 @@ def jobs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def client(jobs_dir: Path, store_kind: str, request: pytest.FixtureRequest) -> Iterator[httpx.Client]:
+def client(
+    jobs_dir: Path, store_kind: str, request: pytest.FixtureRequest
+) -> Iterator[httpx.Client]:
     target: Any = jobs_dir
     if store_kind == "postgres":
         target = postgres_copy(request, jobs_dir)
@@ -80,7 +87,9 @@ def assert_problem(response: httpx.Response, status: int, title: str) -> dict[st
 
 
 # -- v1 collection -------------------------------------------------------------------------------
-def test_telemetry_is_the_collection_with_explicit_nulls(client: httpx.Client, jobs_dir: Path) -> None:
+def test_telemetry_is_the_collection_with_explicit_nulls(
+    client: httpx.Client, jobs_dir: Path
+) -> None:
     response = client.get("/api/telemetry/job-abc123")
     assert response.status_code == 200
     body = response.json()
@@ -110,7 +119,9 @@ def test_schema_endpoint(client: httpx.Client) -> None:
     assert body["stages"] == list(STAGES)
     assert body["resultStatuses"] == list(RESULT_STATUSES)
     assert body["selectionSources"] == list(SELECTION_SOURCES)
-    assert all(v == v.lower() for v in body["stages"] + body["resultStatuses"] + body["selectionSources"])
+    assert all(
+        v == v.lower() for v in body["stages"] + body["resultStatuses"] + body["selectionSources"]
+    )
     assert body["jsonSchema"] == json_schema()
 
 
@@ -122,10 +133,16 @@ def test_run_summary_is_the_golden_report(client: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize("job_id", ["job-abc123", "job-pascal", "job-running", "job-unpriced"])
-def test_run_summary_and_diagnostics_match_the_adapter(client: httpx.Client, jobs_dir: Path, job_id: str) -> None:
+def test_run_summary_and_diagnostics_match_the_adapter(
+    client: httpx.Client, jobs_dir: Path, job_id: str
+) -> None:
     doc = file_doc(jobs_dir, job_id)
-    assert client.get(f"/api/cost-tracking/run-summary/{job_id}").json() == legacy.run_cost_report(doc)
-    assert client.get(f"/api/telemetry/{job_id}/diagnostics").json() == legacy.diagnostics_summary(doc)
+    assert client.get(f"/api/cost-tracking/run-summary/{job_id}").json() == legacy.run_cost_report(
+        doc
+    )
+    assert client.get(f"/api/telemetry/{job_id}/diagnostics").json() == legacy.diagnostics_summary(
+        doc
+    )
 
 
 def test_diagnostics_of_pascal_file_finds_the_failure(client: httpx.Client) -> None:
@@ -135,8 +152,17 @@ def test_diagnostics_of_pascal_file_finds_the_failure(client: httpx.Client) -> N
 
 
 # -- errors --------------------------------------------------------------------------------------
-UNSAFE_IDS = ["..%2Fetc", "%2E%2E", "a%5Cb", "a%00b", "%20job", "job%20", "x" * 129, "a%0Ab",
-              "..%2F..%2Fetc%2Fpasswd"]
+UNSAFE_IDS = [
+    "..%2Fetc",
+    "%2E%2E",
+    "a%5Cb",
+    "a%00b",
+    "%20job",
+    "job%20",
+    "x" * 129,
+    "a%0Ab",
+    "..%2F..%2Fetc%2Fpasswd",
+]
 
 
 @pytest.mark.parametrize("prefix", ["/api/telemetry/", "/api/cost-tracking/run-summary/"])
@@ -146,14 +172,27 @@ def test_unsafe_or_missing_id_is_400(client: httpx.Client, prefix: str, job_id: 
     assert "job id" in body["detail"]
 
 
-@pytest.mark.parametrize("path", ["/api/telemetry/..%2Fx/diagnostics", "/api/telemetry//diagnostics",
-                                  "/api/telemetry/a%2Fb/diagnostics"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/telemetry/..%2Fx/diagnostics",
+        "/api/telemetry//diagnostics",
+        "/api/telemetry/a%2Fb/diagnostics",
+    ],
+)
 def test_unsafe_id_on_diagnostics_is_400(client: httpx.Client, path: str) -> None:
     assert_problem(client.get(path), 400, "Invalid Request")
 
 
-@pytest.mark.parametrize("path", ["/api/telemetry/nope", "/api/telemetry/nope/diagnostics",
-                                  "/api/cost-tracking/run-summary/nope", "/api/telemetry/not-a-job"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/telemetry/nope",
+        "/api/telemetry/nope/diagnostics",
+        "/api/cost-tracking/run-summary/nope",
+        "/api/telemetry/not-a-job",
+    ],
+)
 def test_unknown_job_is_404_with_guidance(client: httpx.Client, path: str) -> None:
     body = assert_problem(client.get(path), 404, "Telemetry Not Found")
     assert body["guidance"]
@@ -170,7 +209,7 @@ def test_corrupt_file_is_a_clear_500_without_internals(
     body = assert_problem(client.get(prefix + job_id), 500, "Internal Server Error")
     assert job_id in body["detail"] and "corrupt" in body["detail"]
     text = orjson.dumps(body).decode()
-    for leak in (str(jobs_dir), "Traceback", "pydantic", "File \"", ".py"):
+    for leak in (str(jobs_dir), "Traceback", "pydantic", 'File "', ".py"):
         assert leak not in text
     # the server is still fine afterwards
     assert client.get("/api/telemetry/job-abc123").status_code == 200
@@ -188,7 +227,9 @@ def test_unknown_endpoint_is_a_problem(client: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
-@pytest.mark.parametrize("path", ["/api/telemetry/job-abc123", "/api/jobs", "/jobs/job-abc123/telemetry"])
+@pytest.mark.parametrize(
+    "path", ["/api/telemetry/job-abc123", "/api/jobs", "/jobs/job-abc123/telemetry"]
+)
 def test_server_is_read_only(client: httpx.Client, jobs_dir: Path, method: str, path: str) -> None:
     before = sorted((p.relative_to(jobs_dir), p.stat().st_mtime_ns) for p in jobs_dir.rglob("*"))
     response = client.request(method, path, content=b"{}")
@@ -208,8 +249,16 @@ def test_security_headers(client: httpx.Client) -> None:
 def test_job_list_newest_first_with_figures(client: httpx.Client, jobs_dir: Path) -> None:
     body = client.get("/api/jobs").json()
     ids = [item["jobId"] for item in body["items"]]
-    assert ids == ["job-abc123", "job-pascal", "job-cost1", "job-running", "job-unpriced",
-                   "job-truncated", "job-wrongtypes", "job-empty"]
+    assert ids == [
+        "job-abc123",
+        "job-pascal",
+        "job-cost1",
+        "job-running",
+        "job-unpriced",
+        "job-truncated",
+        "job-wrongtypes",
+        "job-empty",
+    ]
     assert body["totalItems"] == 8 and body["page"] == 1 and body["totalPages"] == 1
     rows = {item["jobId"]: item for item in body["items"]}
     ref = file_doc(jobs_dir, "job-abc123")
@@ -231,14 +280,18 @@ def test_job_list_newest_first_with_figures(client: httpx.Client, jobs_dir: Path
 
 def test_job_list_pagination(client: httpx.Client) -> None:
     all_ids = [i["jobId"] for i in client.get("/api/jobs").json()["items"]]
-    pages = [client.get("/api/jobs", params={"page": n, "pageSize": 3}).json() for n in (1, 2, 3, 4)]
+    pages = [
+        client.get("/api/jobs", params={"page": n, "pageSize": 3}).json() for n in (1, 2, 3, 4)
+    ]
     assert [p["totalPages"] for p in pages] == [3, 3, 3, 3]
     assert [i["jobId"] for p in pages for i in p["items"]] == all_ids
     assert pages[3]["items"] == []
 
 
-@pytest.mark.parametrize("params", [{"page": "0"}, {"page": "x"}, {"pageSize": "0"},
-                                    {"pageSize": "100000"}, {"page": "-1"}])
+@pytest.mark.parametrize(
+    "params",
+    [{"page": "0"}, {"page": "x"}, {"pageSize": "0"}, {"pageSize": "100000"}, {"page": "-1"}],
+)
 def test_job_list_bad_parameters_are_400(client: httpx.Client, params: dict[str, str]) -> None:
     assert_problem(client.get("/api/jobs", params=params), 400, "Invalid Request")
 
@@ -261,12 +314,18 @@ def test_job_list_of_ten_thousand_folders(tmp_path: Path) -> None:
     count = 10_000
     for n in range(count):
         job_id = f"job-{n:05d}"
-        put_file(tmp_path, job_id, data.replace(b'"job-cost1"', f'"{job_id}"'.encode()),
-                 mtime=BASE_TIME + n)
+        put_file(
+            tmp_path,
+            job_id,
+            data.replace(b'"job-cost1"', f'"{job_id}"'.encode()),
+            mtime=BASE_TIME + n,
+        )
     with live_server(tmp_path) as base, httpx.Client(base_url=base, timeout=30) as http:
         body = http.get("/api/jobs", params={"pageSize": 50}).json()
         assert body["totalItems"] == count and body["totalPages"] == 200
-        assert [i["jobId"] for i in body["items"]] == [f"job-{n:05d}" for n in range(9999, 9949, -1)]
+        assert [i["jobId"] for i in body["items"]] == [
+            f"job-{n:05d}" for n in range(9999, 9949, -1)
+        ]
         last = http.get("/api/jobs", params={"pageSize": 50, "page": 200}).json()
         assert [i["jobId"] for i in last["items"]][-1] == "job-00000"
         assert all(i["status"] == "ok" and i["totalCost"] == 0.08 for i in last["items"])
@@ -289,21 +348,36 @@ def test_openapi_document(client: httpx.Client) -> None:
     doc = client.get("/api/openapi.json").json()
     assert doc["openapi"].startswith("3.1")
     assert set(doc["paths"]) == {
-        "/api/telemetry/schema", "/api/telemetry/{jobId}", "/api/telemetry/{jobId}/diagnostics",
-        "/api/cost-tracking/run-summary/{jobId}", "/api/jobs", "/api/telemetry/{jobId}/ops/{n}",
+        "/api/telemetry/schema",
+        "/api/telemetry/{jobId}",
+        "/api/telemetry/{jobId}/diagnostics",
+        "/api/cost-tracking/run-summary/{jobId}",
+        "/api/jobs",
+        "/api/telemetry/{jobId}/ops/{n}",
         "/api/insights",
     }
     schemas = doc["components"]["schemas"]
     for ref in _refs(doc):
         assert ref.startswith("#/components/schemas/") and ref.rsplit("/", 1)[1] in schemas, ref
-    assert set(schemas["Collection"]["properties"]) == set(to_http(load_collection(REFERENCE.read_bytes())))
+    assert set(schemas["Collection"]["properties"]) == set(
+        to_http(load_collection(REFERENCE.read_bytes()))
+    )
     assert client.get("/openapi.json").json() == doc
 
 
 #: Job ids that reach every answer of a job endpoint: finished, PascalCase, running, unpriced,
 #: unreadable in two ways, unsafe, absent.
-_VALIDATED_IDS = ("job-abc123", "job-pascal", "job-cost1", "job-running", "job-unpriced",
-                  "job-truncated", "job-wrongtypes", "bad%5Cid", "ghost")
+_VALIDATED_IDS = (
+    "job-abc123",
+    "job-pascal",
+    "job-cost1",
+    "job-running",
+    "job-unpriced",
+    "job-truncated",
+    "job-wrongtypes",
+    "bad%5Cid",
+    "ghost",
+)
 
 
 def test_every_answer_matches_the_openapi_document(client: httpx.Client) -> None:
@@ -315,8 +389,11 @@ def test_every_answer_matches_the_openapi_document(client: httpx.Client) -> None
     seen: set[tuple[str, int]] = set()
     for template, operations in doc["paths"].items():
         responses = operations["get"]["responses"]
-        urls = ([template.replace("{jobId}", job_id).replace("{n}", "0") for job_id in _VALIDATED_IDS]
-                if "{jobId}" in template else [template, template + "?page=0"])
+        urls = (
+            [template.replace("{jobId}", job_id).replace("{n}", "0") for job_id in _VALIDATED_IDS]
+            if "{jobId}" in template
+            else [template, template + "?page=0"]
+        )
         for url in urls:
             response = client.get(url)
             declared = responses.get(str(response.status_code))
@@ -341,7 +418,6 @@ def test_the_checker_refuses_what_the_document_forbids(client: httpx.Client) -> 
     assert errors({**report, "surprise": 1}, schema, doc)
     assert errors({**report, "totalCost": "free"}, schema, doc)
     assert errors({k: v for k, v in report.items() if k != "jobId"}, schema, doc)
-
 
 
 def test_links_out_of_the_jobs_folder_are_not_followed(tmp_path: Path) -> None:

@@ -36,25 +36,42 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 JAEGER = "http://127.0.0.1:16686"
 DEMO_JOB = "demo-browser"
 
 if CHROMIUM is None and not os.environ.get("CI"):
-    pytest.skip("Debian's chromium is not installed (apt-get install chromium); CI installs it",
-                allow_module_level=True)
+    pytest.skip(
+        "Debian's chromium is not installed (apt-get install chromium); CI installs it",
+        allow_module_level=True,
+    )
 
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
 
 def _run_demo(jobs_dir: Path) -> None:
     """Produce a job the way a user does: the ``aura-otel demo`` command, in its own process."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
-    code = ("import sys; from aura_otel.cli import main; "
-            f"sys.exit(main(['demo', '--jobs-dir', {str(jobs_dir)!r}, '--job-id', {DEMO_JOB!r}, "
-            "'--speed', '0.2']))")
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=120)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
+    code = (
+        "import sys; from aura_otel.cli import main; "
+        f"sys.exit(main(['demo', '--jobs-dir', {str(jobs_dir)!r}, '--job-id', {DEMO_JOB!r}, "
+        "'--speed', '0.2']))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, timeout=120, check=False
+    )
     assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
     assert (jobs_dir / DEMO_JOB / "telemetry.json").is_file()
 
@@ -115,8 +132,9 @@ def expected_cards(jobs_dir: Path, job_id: str) -> dict[str, str]:
     doc = orjson.loads((jobs_dir / job_id / "telemetry.json").read_bytes())
     s = doc["summary"]
     ops = s["total_operations"]
-    all_unpriced = ops > 0 and all((r.get("metadata") or {}).get("pricing") == "unpriced"
-                                   for r in doc["records"])
+    all_unpriced = ops > 0 and all(
+        (r.get("metadata") or {}).get("pricing") == "unpriced" for r in doc["records"]
+    )
     return {
         "operations": f"{ops:,}",
         "success": f"{(s['successful_operations'] / ops * 100 if ops else 0):.1f}%",
@@ -128,19 +146,26 @@ def expected_cards(jobs_dir: Path, job_id: str) -> dict[str, str]:
 
 
 def shown_cards(page: Page) -> dict[str, str]:
-    return {key: page.locator(f'li.card[data-card="{key}"] .card-value').inner_text().strip()
-            for key in ("operations", "success", "cost", "latency", "tokens", "cache")}
+    return {
+        key: page.locator(f'li.card[data-card="{key}"] .card-value').inner_text().strip()
+        for key in ("operations", "success", "cost", "latency", "tokens", "cache")
+    }
 
 
 def column_values(page: Page, column: str) -> list[str]:
-    return [t.strip() for t in page.locator(f'#stage-table tbody td[data-column="{column}"]').all_inner_texts()]
+    return [
+        t.strip()
+        for t in page.locator(f'#stage-table tbody td[data-column="{column}"]').all_inner_texts()
+    ]
 
 
 def money_values(texts: list[str]) -> list[float]:
     return [float(t.replace("$", "").replace(",", "")) for t in texts if t.startswith("$")]
 
 
-def test_job_list_to_run_details_and_sort_by_cost(page: Page, base_url: str, jobs_dir: Path) -> None:
+def test_job_list_to_run_details_and_sort_by_cost(
+    page: Page, base_url: str, jobs_dir: Path
+) -> None:
     page.goto(f"{base_url}/jobs")
     expect(page.locator("h1")).to_have_text("Jobs")
     row = page.locator('tr[data-job-id="job-abc123"]')
@@ -167,7 +192,9 @@ def test_job_list_to_run_details_and_sort_by_cost(page: Page, base_url: str, job
     # keyboard sorting: a header is a link, so Enter sorts
     page.locator('#stage-table th[data-column="latency"] a').focus()
     page.keyboard.press("Enter")
-    expect(page.locator('#stage-table th[data-column="latency"]')).to_have_attribute("aria-sort", "ascending")
+    expect(page.locator('#stage-table th[data-column="latency"]')).to_have_attribute(
+        "aria-sort", "ascending"
+    )
     assert column_values(page, "latency") == ["1.50 s", "2.50 s", "5.00 s"]
 
     cost_header.locator("a").click()  # back to the cost order for the picture
@@ -176,13 +203,17 @@ def test_job_list_to_run_details_and_sort_by_cost(page: Page, base_url: str, job
 
 def test_sorted_page_survives_a_reload(page: Page, base_url: str) -> None:
     page.goto(f"{base_url}/jobs/job-abc123/telemetry?sort=cost&dir=desc")
-    expect(page.locator('#stage-table th[data-column="cost"]')).to_have_attribute("aria-sort", "descending")
+    expect(page.locator('#stage-table th[data-column="cost"]')).to_have_attribute(
+        "aria-sort", "descending"
+    )
     assert column_values(page, "cost") == ["$0.0500", "$0.0300", "$0.0100"]
 
 
 def test_demo_job_in_the_browser(page: Page, base_url: str, jobs_dir: Path) -> None:
     page.goto(f"{base_url}/jobs")
-    page.locator(f'tr[data-job-id="{DEMO_JOB}"]').get_by_role("link", name=f"View details of {DEMO_JOB}").click()
+    page.locator(f'tr[data-job-id="{DEMO_JOB}"]').get_by_role(
+        "link", name=f"View details of {DEMO_JOB}"
+    ).click()
     page.wait_for_url(f"{base_url}/jobs/{DEMO_JOB}/telemetry")
     assert shown_cards(page) == expected_cards(jobs_dir, DEMO_JOB)
     doc = orjson.loads((jobs_dir / DEMO_JOB / "telemetry.json").read_bytes())
@@ -200,7 +231,9 @@ def test_demo_job_in_the_browser(page: Page, base_url: str, jobs_dir: Path) -> N
 def test_unpriced_operations_in_the_browser(page: Page, base_url: str) -> None:
     page.goto(f"{base_url}/jobs/job-unpriced/telemetry")
     assert column_values(page, "cost") == ["$0.2500", "unpriced", "unpriced", "$0.0000"]
-    expect(page.locator('li.card[data-card="cost"] .card-note')).to_have_text("2 unpriced operations not included")
+    expect(page.locator('li.card[data-card="cost"] .card-note')).to_have_text(
+        "2 unpriced operations not included"
+    )
     page.locator('#stage-table th[data-column="cost"] a').click()
     page.locator('#stage-table th[data-column="cost"] a').click()
     assert column_values(page, "cost")[-2:] == ["unpriced", "unpriced"]  # unpriced stay last

@@ -54,10 +54,17 @@ def test_a_fifo_named_telemetry_json_never_hangs_the_server(jobs: Path) -> None:
     (jobs / "job-fifo").mkdir()
     fifo = jobs / "job-fifo" / "telemetry.json"
     os.mkfifo(fifo)
-    with released(fifo), live_server(jobs) as base, \
-            httpx.Client(base_url=base, timeout=CLIENT_TIMEOUT) as http:
-        paths = ["/api/telemetry/job-fifo", "/api/telemetry/job-fifo/diagnostics",
-                 "/api/cost-tracking/run-summary/job-fifo", "/jobs/job-fifo/telemetry"]
+    with (
+        released(fifo),
+        live_server(jobs) as base,
+        httpx.Client(base_url=base, timeout=CLIENT_TIMEOUT) as http,
+    ):
+        paths = [
+            "/api/telemetry/job-fifo",
+            "/api/telemetry/job-fifo/diagnostics",
+            "/api/cost-tracking/run-summary/job-fifo",
+            "/jobs/job-fifo/telemetry",
+        ]
         # More requests at once than the server has worker threads (40).
         with ThreadPoolExecutor(max_workers=16) as pool:
             answers = list(pool.map(http.get, paths * 15))
@@ -77,8 +84,10 @@ def test_files_over_the_size_cap_get_a_clear_problem_not_a_parse(jobs: Path) -> 
     size = (jobs / "job-ok" / "telemetry.json").stat().st_size
     small = (jobs / "job-cost1" / "telemetry.json").stat().st_size
     assert small < size
-    with live_server(jobs, max_file_bytes=size - 1) as base, \
-            httpx.Client(base_url=base, timeout=CLIENT_TIMEOUT) as http:
+    with (
+        live_server(jobs, max_file_bytes=size - 1) as base,
+        httpx.Client(base_url=base, timeout=CLIENT_TIMEOUT) as http,
+    ):
         response = http.get("/api/telemetry/job-ok")
         assert response.status_code == 422
         assert response.headers["content-type"].startswith("application/problem+json")
@@ -93,15 +102,18 @@ def test_files_over_the_size_cap_get_a_clear_problem_not_a_parse(jobs: Path) -> 
         assert rows["job-cost1"]["status"] != "unreadable"
 
 
-def test_the_size_cap_comes_from_the_environment(jobs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_size_cap_comes_from_the_environment(
+    jobs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AURA_OTEL_MAX_FILE_BYTES", "100")
     with live_server(jobs) as base, httpx.Client(base_url=base, timeout=CLIENT_TIMEOUT) as http:
         assert http.get("/api/telemetry/job-cost1").status_code == 422
 
 
 @pytest.mark.parametrize("bad", ["0", "-5", "lots", "1.5"])
-def test_a_bad_size_cap_is_a_configuration_error(jobs: Path, monkeypatch: pytest.MonkeyPatch,
-                                                 bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_bad_size_cap_is_a_configuration_error(
+    jobs: Path, monkeypatch: pytest.MonkeyPatch, bad: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("AURA_OTEL_MAX_FILE_BYTES", bad)
     with pytest.raises(ConfigurationError, match="AURA_OTEL_MAX_FILE_BYTES"):
         create_app(jobs)
@@ -115,8 +127,11 @@ def test_file_reading_routes_run_off_the_event_loop(jobs: Path) -> None:
     """Starlette runs plain (non-async) endpoints in its thread pool: a slow disk or a big
     parse holds up one worker thread, never the loop that serves every other request."""
     app = create_app(jobs)
-    reading = [r for r in app.routes if isinstance(r, Route)
-               and ("{job_id" in r.path or r.path in ("/api/jobs", "/jobs"))]
+    reading = [
+        r
+        for r in app.routes
+        if isinstance(r, Route) and ("{job_id" in r.path or r.path in ("/api/jobs", "/jobs"))
+    ]
     assert len(reading) >= 6
     for route in reading:
         assert not inspect.iscoroutinefunction(route.endpoint), route.path
@@ -134,8 +149,9 @@ def test_a_file_swapped_for_a_fifo_after_the_listing_is_flagged_not_waited_on(jo
     os.mkfifo(target)
     rows: list[dict | None] = []
     with released(target):  # a blocked read (the old behaviour) is let go, and fails below
-        reader = threading.Thread(target=lambda: rows.append(index._row("job-ok", 1, 1)),
-                                  daemon=True)  # what page() does for a listed entry
+        reader = threading.Thread(
+            target=lambda: rows.append(index._row("job-ok", 1, 1)), daemon=True
+        )  # what page() does for a listed entry
         reader.start()
         reader.join(CLIENT_TIMEOUT)
         blocked = reader.is_alive()

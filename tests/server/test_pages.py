@@ -40,9 +40,25 @@ def jobs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     put_example(root, ADAPTER_CASE, "job-cost1", mtime=1_790_000_008)
     write_doc(root, running_job("job-running"), mtime=1_790_000_007)
     write_doc(root, unpriced_job("job-unpriced"), mtime=1_790_000_006)
-    write_doc(root, collection("job-xss", [record(
-        "job-xss", "script", 0, 10, result_status="error", provider="<b>prov</b>",
-        message='<script>alert("x")</script>')], finished_s=1), mtime=1_790_000_005)
+    write_doc(
+        root,
+        collection(
+            "job-xss",
+            [
+                record(
+                    "job-xss",
+                    "script",
+                    0,
+                    10,
+                    result_status="error",
+                    provider="<b>prov</b>",
+                    message='<script>alert("x")</script>',
+                )
+            ],
+            finished_s=1,
+        ),
+        mtime=1_790_000_005,
+    )
     put_file(root, "job-broken", b'{"version": "1.0", "job_id": ', mtime=1_790_000_004)
     write_trace_ids(root, "job-abc123", [TRACE_ID])
     return root
@@ -51,7 +67,10 @@ def jobs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def http(jobs_dir: Path, store_kind: str, request: pytest.FixtureRequest) -> Iterator[httpx.Client]:
     target: Any = postgres_copy(request, jobs_dir) if store_kind == "postgres" else jobs_dir
-    with live_server(target, jaeger_url=JAEGER + "/") as base, httpx.Client(base_url=base) as client:
+    with (
+        live_server(target, jaeger_url=JAEGER + "/") as base,
+        httpx.Client(base_url=base) as client,
+    ):
         yield client
 
 
@@ -60,14 +79,19 @@ def summary_of(jobs_dir: Path, job_id: str) -> dict:
 
 
 def cards(html: str) -> dict[str, str]:
-    found = re.findall(r'<li class="card" data-card="(\w+)">\s*<span class="card-label">([^<]*)</span>'
-                       r'\s*<span class="card-value">([^<]*)</span>', html)
+    found = re.findall(
+        r'<li class="card" data-card="(\w+)">\s*<span class="card-label">([^<]*)</span>'
+        r'\s*<span class="card-value">([^<]*)</span>',
+        html,
+    )
     return {label: unescape(value) for _, label, value in found}
 
 
 def stage_cells(html: str, column: str) -> list[str]:
-    return [unescape(re.sub(r"<[^>]+>", "", cell)).strip() for cell in
-            re.findall(rf'<td data-column="{column}"[^>]*>(.*?)</td>', html, flags=re.S)]
+    return [
+        unescape(re.sub(r"<[^>]+>", "", cell)).strip()
+        for cell in re.findall(rf'<td data-column="{column}"[^>]*>(.*?)</td>', html, flags=re.S)
+    ]
 
 
 def positions(html: str) -> list[int]:
@@ -80,8 +104,15 @@ def test_job_list_page(http: httpx.Client) -> None:
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
     html = response.text
     ids = re.findall(r'<tr data-job-id="([^"]+)">', html)
-    assert ids == ["job-abc123", "job-pascal", "job-cost1", "job-running", "job-unpriced",
-                   "job-xss", "job-broken"]
+    assert ids == [
+        "job-abc123",
+        "job-pascal",
+        "job-cost1",
+        "job-running",
+        "job-unpriced",
+        "job-xss",
+        "job-broken",
+    ]
     for job_id in ids:
         assert f'href="/jobs/{job_id}/telemetry"' in html
     assert html.count(">View Details<") == len(ids)
@@ -153,13 +184,16 @@ def test_stage_table(http: httpx.Client) -> None:
     assert '<th scope="col"' in html and "<caption" in html
 
 
-@pytest.mark.parametrize(("column", "direction", "expected"), [
-    ("cost", "asc", [0, 1, 2]),
-    ("cost", "desc", [2, 1, 0]),
-    ("latency", "desc", [1, 0, 2]),
-    ("provider", "asc", [1, 0, 2]),
-    ("status", "desc", [2, 0, 1]),
-])
+@pytest.mark.parametrize(
+    ("column", "direction", "expected"),
+    [
+        ("cost", "asc", [0, 1, 2]),
+        ("cost", "desc", [2, 1, 0]),
+        ("latency", "desc", [1, 0, 2]),
+        ("provider", "asc", [1, 0, 2]),
+        ("status", "desc", [2, 0, 1]),
+    ],
+)
 def test_table_sorts_on_the_server_without_javascript(
     http: httpx.Client, column: str, direction: str, expected: list[int]
 ) -> None:
@@ -178,17 +212,27 @@ def test_unknown_sort_is_ignored(http: httpx.Client) -> None:
 
 def test_cost_bars_largest_first_with_share(http: httpx.Client) -> None:
     html = http.get("/jobs/job-abc123/telemetry").text
-    bars = re.findall(r'<li class="cost-bar" data-stage="(\w+)">.*?<span class="cost-amount">([^<]+)</span>'
-                      r'.*?<span class="cost-share">([^<]+)</span>', html, flags=re.S)
-    assert bars == [("visuals", "$0.0500", "55.6%"), ("tts", "$0.0300", "33.3%"),
-                    ("script", "$0.0100", "11.1%")]
+    bars = re.findall(
+        r'<li class="cost-bar" data-stage="(\w+)">.*?<span class="cost-amount">([^<]+)</span>'
+        r'.*?<span class="cost-share">([^<]+)</span>',
+        html,
+        flags=re.S,
+    )
+    assert bars == [
+        ("visuals", "$0.0500", "55.6%"),
+        ("tts", "$0.0300", "33.3%"),
+        ("script", "$0.0100", "11.1%"),
+    ]
 
 
 def test_providers_failures_and_timeline(http: httpx.Client) -> None:
     html = http.get("/jobs/job-abc123/telemetry").text
     providers = re.search(r'<table class="providers".*?</table>', html, flags=re.S).group(0)
     assert re.findall(r"<tr><td>([^<]+)</td><td class=\"num\">(\d+)</td></tr>", providers) == [
-        ("ElevenLabs", "1"), ("OpenAI", "1"), ("StableDiffusion", "1")]
+        ("ElevenLabs", "1"),
+        ("OpenAI", "1"),
+        ("StableDiffusion", "1"),
+    ]
     issues = re.search(r'<table id="issues-table">.*?</table>', html, flags=re.S).group(0)
     assert "TIMEOUT" in issues and "Image generation timed out after 1500 ms" in issues
     assert "10:00:08" in issues
@@ -207,16 +251,36 @@ def test_unpriced_operations_are_counted_never_zero(http: httpx.Client) -> None:
     assert "2 unpriced operations not included" in html
     assert 'id="unpriced-note"' in html
     assert "Caching" in html and "$0.0750" in html  # no cache hits: 30% of 0.25
-    assert "fallback model" in re.search(r'<table id="issues-table">.*?</table>', html, flags=re.S).group(0)
-    bars = dict(re.findall(r'<li class="cost-bar" data-stage="(\w+)">.*?<span class="cost-amount">([^<]+)</span>',
-                           html, flags=re.S))
-    assert bars == {"script": "$0.2500", "render": "$0.0000", "tts": "unpriced", "visuals": "unpriced"}
+    assert "fallback model" in re.search(
+        r'<table id="issues-table">.*?</table>', html, flags=re.S
+    ).group(0)
+    bars = dict(
+        re.findall(
+            r'<li class="cost-bar" data-stage="(\w+)">.*?<span class="cost-amount">([^<]+)</span>',
+            html,
+            flags=re.S,
+        )
+    )
+    assert bars == {
+        "script": "$0.2500",
+        "render": "$0.0000",
+        "tts": "unpriced",
+        "visuals": "unpriced",
+    }
 
 
 def test_a_job_without_any_price_is_not_shown_as_free(tmp_path: Path) -> None:
-    write_doc(tmp_path, collection("free?", [
-        record("free?", "tts", 0, 100, metadata={"pricing": "unpriced"}),
-        record("free?", "render", 1, 100, metadata={"pricing": "unpriced"})], finished_s=2))
+    write_doc(
+        tmp_path,
+        collection(
+            "free?",
+            [
+                record("free?", "tts", 0, 100, metadata={"pricing": "unpriced"}),
+                record("free?", "render", 1, 100, metadata={"pricing": "unpriced"}),
+            ],
+            finished_s=2,
+        ),
+    )
     with live_server(tmp_path) as base:
         html = httpx.get(f"{base}/jobs/free%3F/telemetry").text
     assert cards(html)["Total Cost"] == "unpriced"
@@ -284,6 +348,8 @@ def test_invalid_and_corrupt_jobs_are_friendly_errors(http: httpx.Client, jobs_d
 
 def test_short_links_redirect(http: httpx.Client) -> None:
     response = http.get("/jobs/job-abc123")
-    assert response.status_code == 307 and response.headers["location"] == "/jobs/job-abc123/telemetry"
+    assert (
+        response.status_code == 307 and response.headers["location"] == "/jobs/job-abc123/telemetry"
+    )
     root = http.get("/")
     assert root.status_code == 307 and root.headers["location"] == "/jobs"

@@ -36,7 +36,9 @@ def guarded(jobs_dir: Path) -> Iterator[str]:
 
 
 # -- binding rules -------------------------------------------------------------------------------
-@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.53", "::1", "[::1]", "localhost", "LOCALHOST"])
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "127.0.0.53", "::1", "[::1]", "localhost", "LOCALHOST"]
+)
 def test_loopback_hosts(host: str) -> None:
     assert is_loopback_host(host)
     check_bind(host, None)  # allowed without a token
@@ -63,8 +65,15 @@ def test_bad_jaeger_url_is_a_configuration_error(jobs_dir: Path, url: str) -> No
         create_app(jobs_dir, jaeger_url=url)
 
 
-@pytest.mark.parametrize(("header", "name"), [("127.0.0.1:8765", "127.0.0.1"), ("[::1]:80", "::1"),
-                                             ("localhost", "localhost"), ("evil.example:80", "evil.example")])
+@pytest.mark.parametrize(
+    ("header", "name"),
+    [
+        ("127.0.0.1:8765", "127.0.0.1"),
+        ("[::1]:80", "::1"),
+        ("localhost", "localhost"),
+        ("evil.example:80", "evil.example"),
+    ],
+)
 def test_host_name(header: str, name: str) -> None:
     assert host_name(header) == name
 
@@ -73,7 +82,10 @@ def test_host_name(header: str, name: str) -> None:
 def test_without_token_only_loopback_host_headers_are_served(jobs_dir: Path) -> None:
     with live_server(jobs_dir) as base, httpx.Client(base_url=base) as http:
         assert http.get("/api/telemetry/job-abc123").status_code == 200
-        assert http.get("/api/telemetry/job-abc123", headers={"Host": "localhost:1"}).status_code == 200
+        assert (
+            http.get("/api/telemetry/job-abc123", headers={"Host": "localhost:1"}).status_code
+            == 200
+        )
         rebound = http.get("/api/telemetry/job-abc123", headers={"Host": "evil.example"})
         assert rebound.status_code == 400
         assert "Host" in rebound.json()["detail"]
@@ -81,9 +93,19 @@ def test_without_token_only_loopback_host_headers_are_served(jobs_dir: Path) -> 
 
 
 # -- access token --------------------------------------------------------------------------------
-@pytest.mark.parametrize("path", ["/api/telemetry/job-abc123", "/api/jobs", "/api/telemetry/schema",
-                                  "/api/openapi.json", "/static/app.css", "/jobs",
-                                  "/jobs/job-abc123/telemetry", "/api/telemetry/nope"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/telemetry/job-abc123",
+        "/api/jobs",
+        "/api/telemetry/schema",
+        "/api/openapi.json",
+        "/static/app.css",
+        "/jobs",
+        "/jobs/job-abc123/telemetry",
+        "/api/telemetry/nope",
+    ],
+)
 def test_every_request_needs_the_token(guarded: str, path: str) -> None:
     with httpx.Client(base_url=guarded) as http:
         refused = http.get(path)
@@ -118,19 +140,27 @@ def test_browser_login_by_query_token_sets_a_cookie(guarded: str) -> None:
 
 
 def test_guarded_server_answers_any_host_name(guarded: str) -> None:
-    response = httpx.get(f"{guarded}/api/jobs", headers={"Authorization": f"Bearer {TOKEN}",
-                                                          "Host": "studio.internal:8765"})
+    response = httpx.get(
+        f"{guarded}/api/jobs",
+        headers={"Authorization": f"Bearer {TOKEN}", "Host": "studio.internal:8765"},
+    )
     assert response.status_code == 200
 
 
 # -- run(): the real entry point -----------------------------------------------------------------
 def test_run_serves_with_a_token(jobs_dir: Path) -> None:
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
-    code = (f"from aura_otel.server import run; run(jobs_dir={str(jobs_dir)!r}, host='127.0.0.1', "
-            f"port={port}, access_token={TOKEN!r})")
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+    }
+    code = (
+        f"from aura_otel.server import run; run(jobs_dir={str(jobs_dir)!r}, host='127.0.0.1', "
+        f"port={port}, access_token={TOKEN!r})"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 20
@@ -140,7 +170,9 @@ def test_run_serves_with_a_token(jobs_dir: Path) -> None:
                 break
             except httpx.TransportError:
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    raise AssertionError(proc.stdout.read().decode() if proc.stdout else "no output") from None
+                    raise AssertionError(
+                        proc.stdout.read().decode() if proc.stdout else "no output"
+                    ) from None
                 time.sleep(0.1)
         assert response.status_code == 401
         ok = httpx.get(f"{base}/api/jobs", headers={"Authorization": f"Bearer {TOKEN}"})

@@ -10,8 +10,10 @@ from aura_otel.server import views
 from ..server_support import REFERENCE, collection, record, running_job
 
 
-@pytest.mark.parametrize(("amount", "text"), [(0.09, "$0.0900"), (1234.5, "$1,234.5000"),
-                                              (0.0, "$0.0000"), (None, "N/A")])
+@pytest.mark.parametrize(
+    ("amount", "text"),
+    [(0.09, "$0.0900"), (1234.5, "$1,234.5000"), (0.0, "$0.0000"), (None, "N/A")],
+)
 def test_money(amount: float | None, text: str) -> None:
     assert views.money(amount) == text
 
@@ -32,32 +34,48 @@ def test_job_url_quotes_the_id() -> None:
 
 
 def _rows():
-    doc = collection("v1", [
-        record("v1", "tts", 0, 300, cost_estimate=0.2, provider="b"),
-        record("v1", "script", 1, 100),  # no cost, no provider
-        record("v1", "visuals", 2, 200, cost_estimate=0.2, provider="A", scene_index=2),
-        record("v1", "brief", 3, 100, cost_estimate=0.5),
-    ], finished_s=4)
+    doc = collection(
+        "v1",
+        [
+            record("v1", "tts", 0, 300, cost_estimate=0.2, provider="b"),
+            record("v1", "script", 1, 100),  # no cost, no provider
+            record("v1", "visuals", 2, 200, cost_estimate=0.2, provider="A", scene_index=2),
+            record("v1", "brief", 3, 100, cost_estimate=0.5),
+        ],
+        finished_s=4,
+    )
     return views.run_details(doc).rows
 
 
-@pytest.mark.parametrize(("column", "direction", "order"), [
-    ("cost", "asc", [0, 2, 3, 1]),       # ties keep file order; missing last
-    ("cost", "desc", [3, 0, 2, 1]),      # missing still last
-    ("stage", "asc", [3, 1, 0, 2]),      # pipeline order, not alphabetical
-    ("provider", "asc", [2, 0, 1, 3]),   # case-insensitive
-    ("latency", "desc", [0, 2, 1, 3]),
-    ("bogus", "asc", [0, 1, 2, 3]),
-])
+@pytest.mark.parametrize(
+    ("column", "direction", "order"),
+    [
+        ("cost", "asc", [0, 2, 3, 1]),  # ties keep file order; missing last
+        ("cost", "desc", [3, 0, 2, 1]),  # missing still last
+        ("stage", "asc", [3, 1, 0, 2]),  # pipeline order, not alphabetical
+        ("provider", "asc", [2, 0, 1, 3]),  # case-insensitive
+        ("latency", "desc", [0, 2, 1, 3]),
+        ("bogus", "asc", [0, 1, 2, 3]),
+    ],
+)
 def test_sort_rows(column: str, direction: str, order: list[int]) -> None:
     rows = views.sort_rows(_rows(), column, direction)
     assert [r.position for r in rows] == order
 
 
 def test_run_details_of_the_reference_job() -> None:
-    details = views.run_details(load_collection(REFERENCE.read_bytes()), sort="cost", direction="desc")
-    assert [c.value for c in details.cards] == ["3", "66.7%", "$0.0900", "12.0 s", "9.0 s", "300",
-                                                   "1"]
+    details = views.run_details(
+        load_collection(REFERENCE.read_bytes()), sort="cost", direction="desc"
+    )
+    assert [c.value for c in details.cards] == [
+        "3",
+        "66.7%",
+        "$0.0900",
+        "12.0 s",
+        "9.0 s",
+        "300",
+        "1",
+    ]
     assert [b.stage for b in details.cost_bars] == ["visuals", "tts", "script"]
     assert details.status == "failed" and details.status_label == "Failed"
     assert details.short_correlation == "7d0c5f0e…"
@@ -84,13 +102,20 @@ def test_zero_length_operations_stay_visible() -> None:
 
 
 def test_cost_bars_put_unpriced_stages_after_priced_ones() -> None:
-    doc = collection("u", [
-        record("u", "brief", 0, 10, metadata={"pricing": "unpriced"}),
-        record("u", "tts", 1, 10, cost_estimate=0.0),
-        record("u", "script", 2, 10, cost_estimate=0.2),
-        record("u", "script", 3, 10, metadata={"pricing": "unpriced"}),
-    ], finished_s=4)
+    doc = collection(
+        "u",
+        [
+            record("u", "brief", 0, 10, metadata={"pricing": "unpriced"}),
+            record("u", "tts", 1, 10, cost_estimate=0.0),
+            record("u", "script", 2, 10, cost_estimate=0.2),
+            record("u", "script", 3, 10, metadata={"pricing": "unpriced"}),
+        ],
+        finished_s=4,
+    )
     bars = views.run_details(doc).cost_bars
     assert [(b.stage, b.cost_text, b.unpriced, b.priced) for b in bars] == [
-        ("script", "$0.2000", 1, 1), ("tts", "$0.0000", 0, 1), ("brief", "unpriced", 1, 0)]
+        ("script", "$0.2000", 1, 1),
+        ("tts", "$0.0000", 0, 1),
+        ("brief", "unpriced", 1, 0),
+    ]
     assert views.run_details(doc).cards[2].note == "2 unpriced operations not included"

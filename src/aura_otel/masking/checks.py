@@ -37,16 +37,94 @@ def card_like(digits: str) -> bool:
 
 #: IBAN length by country (ISO 13616 registry). A candidate from a country not listed is kept.
 IBAN_LENGTHS: Final = {
-    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22,
-    "BI": 27, "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DJ": 27,
-    "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FK": 18, "FO": 18, "FR": 27,
-    "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22,
-    "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32,
-    "LI": 21, "LT": 20, "LU": 20, "LV": 21, "LY": 25, "MC": 27, "MD": 24, "ME": 22, "MK": 19,
-    "MN": 20, "MR": 27, "MT": 31, "MU": 30, "NI": 28, "NL": 18, "NO": 15, "OM": 23, "PK": 24,
-    "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "RU": 33, "SA": 24, "SC": 31,
-    "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25, "SV": 28, "TL": 23,
-    "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
+    "AD": 24,
+    "AE": 23,
+    "AL": 28,
+    "AT": 20,
+    "AZ": 28,
+    "BA": 20,
+    "BE": 16,
+    "BG": 22,
+    "BH": 22,
+    "BI": 27,
+    "BR": 29,
+    "BY": 28,
+    "CH": 21,
+    "CR": 22,
+    "CY": 28,
+    "CZ": 24,
+    "DE": 22,
+    "DJ": 27,
+    "DK": 18,
+    "DO": 28,
+    "EE": 20,
+    "EG": 29,
+    "ES": 24,
+    "FI": 18,
+    "FK": 18,
+    "FO": 18,
+    "FR": 27,
+    "GB": 22,
+    "GE": 22,
+    "GI": 23,
+    "GL": 18,
+    "GR": 27,
+    "GT": 28,
+    "HR": 21,
+    "HU": 28,
+    "IE": 22,
+    "IL": 23,
+    "IQ": 23,
+    "IS": 26,
+    "IT": 27,
+    "JO": 30,
+    "KW": 30,
+    "KZ": 20,
+    "LB": 28,
+    "LC": 32,
+    "LI": 21,
+    "LT": 20,
+    "LU": 20,
+    "LV": 21,
+    "LY": 25,
+    "MC": 27,
+    "MD": 24,
+    "ME": 22,
+    "MK": 19,
+    "MN": 20,
+    "MR": 27,
+    "MT": 31,
+    "MU": 30,
+    "NI": 28,
+    "NL": 18,
+    "NO": 15,
+    "OM": 23,
+    "PK": 24,
+    "PL": 28,
+    "PS": 29,
+    "PT": 25,
+    "QA": 29,
+    "RO": 24,
+    "RS": 22,
+    "RU": 33,
+    "SA": 24,
+    "SC": 31,
+    "SD": 18,
+    "SE": 24,
+    "SI": 19,
+    "SK": 24,
+    "SM": 27,
+    "SO": 23,
+    "ST": 25,
+    "SV": 28,
+    "TL": 23,
+    "TN": 24,
+    "TR": 26,
+    "UA": 29,
+    "VA": 22,
+    "VG": 24,
+    "XK": 20,
+    "YE": 30,
 }
 
 
@@ -81,23 +159,80 @@ def nino_valid(compact: str) -> bool:
     if len(compact) != 9:
         return False
     prefix = compact[:2]
-    return (prefix[0] not in _NINO_BAD_FIRST and prefix[1] not in _NINO_BAD_SECOND
-            and prefix not in _NINO_BAD_PREFIX and compact[2:8].isdigit() and compact[8] in "ABCD")
+    return (
+        prefix[0] not in _NINO_BAD_FIRST
+        and prefix[1] not in _NINO_BAD_SECOND
+        and prefix not in _NINO_BAD_PREFIX
+        and compact[2:8].isdigit()
+        and compact[8] in "ABCD"
+    )
 
 
 def nanp_valid(groups: list[str]) -> bool:
     """North American numbers: area code and exchange do not start with 0 or 1."""
-    return (len(groups) == 3 and len(groups[0]) == 3 and len(groups[1]) == 3
-            and groups[0][0] not in "01" and groups[1][0] not in "01")
+    return (
+        len(groups) == 3
+        and len(groups[0]) == 3
+        and len(groups[1]) == 3
+        and groups[0][0] not in "01"
+        and groups[1][0] not in "01"
+    )
 
 
 #: File extensions that are not top-level domains: ``thumbnail@2x.png`` is an asset name.
-ASSET_EXTENSIONS: Final = frozenset({
-    "png", "jpg", "jpeg", "gif", "webp", "svg", "bmp", "tif", "tiff", "heic", "heif", "avif",
-    "ico", "mp4", "webm", "mkv", "avi", "wav", "mp3", "ogg", "flac", "m4a", "aac", "json",
-    "yaml", "yml", "txt", "csv", "pdf", "html", "htm", "css", "js", "mjs", "ts", "py", "md",
-    "xml", "srt", "vtt", "ttf", "otf", "woff", "woff2", "gz", "tar", "lottie", "glb", "gltf",
-})
+ASSET_EXTENSIONS: Final = frozenset(
+    {
+        "png",
+        "jpg",
+        "jpeg",
+        "gif",
+        "webp",
+        "svg",
+        "bmp",
+        "tif",
+        "tiff",
+        "heic",
+        "heif",
+        "avif",
+        "ico",
+        "mp4",
+        "webm",
+        "mkv",
+        "avi",
+        "wav",
+        "mp3",
+        "ogg",
+        "flac",
+        "m4a",
+        "aac",
+        "json",
+        "yaml",
+        "yml",
+        "txt",
+        "csv",
+        "pdf",
+        "html",
+        "htm",
+        "css",
+        "js",
+        "mjs",
+        "ts",
+        "py",
+        "md",
+        "xml",
+        "srt",
+        "vtt",
+        "ttf",
+        "otf",
+        "woff",
+        "woff2",
+        "gz",
+        "tar",
+        "lottie",
+        "glb",
+        "gltf",
+    }
+)
 _SCALE_LABEL = re.compile(r"[0-9]+(?:\.[0-9]+)?x", re.IGNORECASE)
 
 

@@ -79,14 +79,19 @@ def key_pattern(words: Sequence[str], glued: Sequence[str] = ()) -> str:
     ordered = sorted(set(words), key=len, reverse=True)
     lower = "|".join(re2.escape(w) for w in ordered)
     capital = "|".join(
-        f"{re2.escape(w[0].upper())}(?i:{re2.escape(w[1:])})" if len(w) > 1 else re2.escape(w.upper())
-        for w in ordered if w[0].isalpha()
+        f"{re2.escape(w[0].upper())}(?i:{re2.escape(w[1:])})"
+        if len(w) > 1
+        else re2.escape(w.upper())
+        for w in ordered
+        if w[0].isalpha()
     )
     start = rf"(?:{KEY_CHAR}*[0-9_.\-]|\b)(?i:{lower})"
     if capital:
         start = rf"(?:{start}|{KEY_CHAR}*(?:{capital}))"
     if glued:  # env-style names only (PGPASSWORD): upper case keeps the automaton small
-        suffixes = "|".join(re2.escape(s.upper()) for s in sorted(set(glued), key=len, reverse=True))
+        suffixes = "|".join(
+            re2.escape(s.upper()) for s in sorted(set(glued), key=len, reverse=True)
+        )
         start = rf"(?:{start}|\b[A-Z0-9]+(?:{suffixes}))"
     return rf"{start}(?:[A-Z0-9_.\-]{KEY_CHAR}*)?"
 
@@ -104,17 +109,30 @@ VENDOR_TOKENS: Final[tuple[tuple[str, str], ...]] = (
     ("google_oauth_client_secret", r"\bGOCSPX-[A-Za-z0-9_\-]{20,}"),
     ("google_oauth_refresh_token", r"\b1//0[A-Za-z0-9_\-]{30,}"),
     ("google_oauth_access_token", r"\bya29\.[A-Za-z0-9_\-]{20,}"),
-    ("aws_access_key_id",
-     r"\b(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA|ASCA)[A-Z0-9]{16}\b"),
-    ("aws_bedrock_api_key", r"\bABSK[A-Za-z0-9+/]{100,}={0,2}|\bbedrock-api-key-[A-Za-z0-9+/=]{20,}"),
+    (
+        "aws_access_key_id",
+        r"\b(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA|ASCA)[A-Z0-9]{16}\b",
+    ),
+    (
+        "aws_bedrock_api_key",
+        r"\bABSK[A-Za-z0-9+/]{100,}={0,2}|\bbedrock-api-key-[A-Za-z0-9+/=]{20,}",
+    ),
     ("github", r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})"),
-    ("gitlab",
-     r"\b(?:gl(?:pat|dt|ft|soat|rt|cbt|imt|ptt|agent|oas|ffct)-[A-Za-z0-9_\-.]{20,}|GR1348941[A-Za-z0-9_\-]{20,})"),
+    (
+        "gitlab",
+        r"\b(?:gl(?:pat|dt|ft|soat|rt|cbt|imt|ptt|agent|oas|ffct)-[A-Za-z0-9_\-.]{20,}|GR1348941[A-Za-z0-9_\-]{20,})",
+    ),
     ("gitlab_session_cookie", r"\b_gitlab_session=[0-9a-z]{32}"),
     ("slack", r"\b(?:xox[abposre]|xapp)-[A-Za-z0-9\-]{10,}|\bxoxe\.xox[bp]-[A-Za-z0-9\-]{20,}"),
     ("slack_webhook", r"\bhooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/_\-]{20,}"),
-    ("discord_webhook", r"\b(?:discord|discordapp)\.com/api/webhooks/[0-9]{16,20}/[A-Za-z0-9_\-]{40,}"),
-    ("discord_bot_token", r"\b[MNO][A-Za-z0-9_\-]{23,25}\.[A-Za-z0-9_\-]{6}\.[A-Za-z0-9_\-]{27,40}"),
+    (
+        "discord_webhook",
+        r"\b(?:discord|discordapp)\.com/api/webhooks/[0-9]{16,20}/[A-Za-z0-9_\-]{40,}",
+    ),
+    (
+        "discord_bot_token",
+        r"\b[MNO][A-Za-z0-9_\-]{23,25}\.[A-Za-z0-9_\-]{6}\.[A-Za-z0-9_\-]{27,40}",
+    ),
     ("teams_webhook", r"\b[A-Za-z0-9\-]+\.webhook\.office\.com/webhook(?:b2)?/[^\s\"'<>]{20,}"),
     ("ifttt_webhook", r"\bmaker\.ifttt\.com/trigger/[^\s\"'<>/]+/with/key/[A-Za-z0-9_\-]{16,}"),
     ("telegram_bot_token", r"(?:\b|(?:/bot))[0-9]{5,16}:A[A-Za-z0-9_\-]{33,35}\b"),
@@ -139,12 +157,18 @@ VENDOR_TOKENS: Final[tuple[tuple[str, str], ...]] = (
     ("azure_ad_client_secret", r"\b[A-Za-z0-9_~.]{3}[0-9]Q~[A-Za-z0-9_~.\-]{31,34}"),
     ("azure_storage_account_key", r"\bAccountKey=[A-Za-z0-9+/=]{40,}"),
     ("age_secret_key", r"\bAGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}"),
-    ("onepassword", r"\bA3-[A-Z0-9]{6}-(?:[A-Z0-9]{11}|[A-Z0-9]{6}-[A-Z0-9]{5})-[A-Z0-9]{5}-[A-Z0-9]{5}-[A-Z0-9]{5}\b|\bops_eyJ[A-Za-z0-9+/]{100,}={0,3}"),
+    (
+        "onepassword",
+        r"\bA3-[A-Z0-9]{6}-(?:[A-Z0-9]{11}|[A-Z0-9]{6}-[A-Z0-9]{5})-[A-Z0-9]{5}-[A-Z0-9]{5}-[A-Z0-9]{5}\b|\bops_eyJ[A-Za-z0-9+/]{100,}={0,3}",
+    ),
     ("adobe_client_secret", r"\bp8e-[A-Za-z0-9]{32}"),
     ("airtable_pat", r"\bpat[A-Za-z0-9]{14}\.[a-f0-9]{64}"),
     ("alibaba_access_key_id", r"\bLTAI[A-Za-z0-9]{20}"),
     ("artifactory", r"\bAKCp[A-Za-z0-9]{60,}|\bcmVmd[A-Za-z0-9]{59}"),
-    ("authress", r"\b(?:sc|ext|scauth|authress)_[A-Za-z0-9]{5,30}\.[A-Za-z0-9]{4,6}\.acc[_\-][A-Za-z0-9\-]{10,32}\.[A-Za-z0-9+/_=\-]{30,120}"),
+    (
+        "authress",
+        r"\b(?:sc|ext|scauth|authress)_[A-Za-z0-9]{5,30}\.[A-Za-z0-9]{4,6}\.acc[_\-][A-Za-z0-9\-]{10,32}\.[A-Za-z0-9+/_=\-]{30,120}",
+    ),
     ("clickhouse", r"\b4b1d[A-Za-z0-9]{38}\b"),
     ("cloudflare_origin_ca_key", r"\bv1\.0-[a-f0-9]{24}-[a-f0-9]{146}"),
     ("defined_networking", r"\bdnkey-[A-Za-z0-9=_\-]{26}-[A-Za-z0-9=_\-]{52}"),
@@ -152,11 +176,17 @@ VENDOR_TOKENS: Final[tuple[tuple[str, str], ...]] = (
     ("duffel", r"\bduffel_(?:test|live)_[A-Za-z0-9_\-=]{43}"),
     ("dynatrace", r"\bdt0c01\.[A-Za-z0-9]{24}\.[A-Za-z0-9]{64}"),
     ("easypost", r"\bEZ[AT]K[A-Za-z0-9]{54}"),
-    ("facebook_access_token", r"\bEAA[MC][A-Za-z0-9]{100,}|\b[0-9]{15,16}(?:\||%7C)[0-9A-Za-z\-_]{27,40}"),
+    (
+        "facebook_access_token",
+        r"\bEAA[MC][A-Za-z0-9]{100,}|\b[0-9]{15,16}(?:\||%7C)[0-9A-Za-z\-_]{27,40}",
+    ),
     ("flutterwave", r"\bFLW(?:SECK|PUBK)_TEST-[A-Za-z0-9]{12,32}(?:-X)?"),
     ("flyio", r"\bfo1_[A-Za-z0-9_\-]{43}|\bfm[12][ar]?_[A-Za-z0-9+/]{100,}={0,3}"),
     ("frameio", r"\bfio-u-[A-Za-z0-9\-_=]{64}"),
-    ("grafana", r"\beyJrIjoi[A-Za-z0-9]{70,400}={0,3}|\bglc_[A-Za-z0-9+/]{32,400}={0,3}|\bglsa_[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}"),
+    (
+        "grafana",
+        r"\beyJrIjoi[A-Za-z0-9]{70,400}={0,3}|\bglc_[A-Za-z0-9+/]{32,400}={0,3}|\bglsa_[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}",
+    ),
     ("harness", r"\b(?:pat|sat)\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9]{24}\.[A-Za-z0-9]{20}"),
     ("hashicorp_terraform", r"\b[A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9\-_=]{60,70}"),
     ("heroku", r"\bHRKU-AA[0-9A-Za-z_\-]{58}"),
@@ -180,14 +210,21 @@ VENDOR_TOKENS: Final[tuple[tuple[str, str], ...]] = (
     ("square", r"\b(?:EAAA|sq0atp-|sq0csp-)[A-Za-z0-9_\-]{22,60}"),
     ("sonar", r"\bsq[upa]_[a-f0-9]{40}"),
     ("typeform", r"\btfp_[A-Za-z0-9\-_.=]{59}"),
-    ("yandex", r"\bt1\.[A-Za-z0-9_\-]+=*\.[A-Za-z0-9_\-]{86}|\bAQVN[A-Za-z0-9_\-]{35,38}|\bYC[A-Za-z0-9_\-]{38}\b"),
-    ("sidekiq", r"\bBUNDLE_(?:ENTERPRISE|GEMS)__CONTRIBSYS__COM[ \t]*[:=][ \t]*[\"']?[0-9a-f]{8}:[0-9a-f]{8}"),
+    (
+        "yandex",
+        r"\bt1\.[A-Za-z0-9_\-]+=*\.[A-Za-z0-9_\-]{86}|\bAQVN[A-Za-z0-9_\-]{35,38}|\bYC[A-Za-z0-9_\-]{38}\b",
+    ),
+    (
+        "sidekiq",
+        r"\bBUNDLE_(?:ENTERPRISE|GEMS)__CONTRIBSYS__COM[ \t]*[:=][ \t]*[\"']?[0-9a-f]{8}:[0-9a-f]{8}",
+    ),
     ("jwt_base64", r"\bZXlK[A-Za-z0-9+/]{30,}={0,2}"),
 )
 
 
-def builtin_rules(key_words_in_text: Sequence[str], glued: Sequence[str],
-                  rules: MaskingRules) -> list[Rule]:
+def builtin_rules(
+    key_words_in_text: Sequence[str], glued: Sequence[str], rules: MaskingRules
+) -> list[Rule]:
     """The built-in rules, in priority order."""
     key = key_pattern(key_words_in_text, glued)
     out = [
@@ -235,27 +272,41 @@ def builtin_rules(key_words_in_text: Sequence[str], glued: Sequence[str],
         # Command lines: curl -u user:pass, mysql -pSecret, aws configure set <key> <value>,
         # and --<sensitive key> <value> with a space. (An all-digit -u value is a uid:gid,
         # as in docker run -u 1000:1000.)
-        Rule("cli_user_password",
-             r"""(?:^|[ \t])(?:-u|--user)(?:=|[ \t]+)(?P<val>"[^"\n:]*:[^"\n]+"|'[^'\n:]*:[^'\n]+'|[^\s"':]*:[^\s"']*[^\s"'0-9][^\s"']*)""",
-             Action.VALUE),
-        Rule("cli_mysql_password",
-             rf"""\b(?:mysql|mysqldump|mysqladmin|mariadb|mariadb-dump)\b[^\n]*?[ \t](?:-p|--password=)(?P<val>{_ARG})""",
-             Action.VALUE),
-        Rule("cli_aws_configure",
-             rf"""\baws[ \t]+configure[ \t]+set[ \t]+(?P<fl_key>{KEY_CHAR}+)[ \t]+(?P<fl_val>{_ARG})""",
-             Action.FLAG),
-        Rule("cli_flag",
-             r"""(?:^|\s)--(?P<fl_key>[a-z0-9\-]*(?:password|passwd|passphrase|pass|token|secret|key|pwd|auth)[a-z0-9\-]*)[ \t]+(?P<fl_val>"[^"\n]*"|'[^'\n]*'|[^\s"'\-][^\s"']*)""",
-             Action.FLAG),
+        Rule(
+            "cli_user_password",
+            r"""(?:^|[ \t])(?:-u|--user)(?:=|[ \t]+)(?P<val>"[^"\n:]*:[^"\n]+"|'[^'\n:]*:[^'\n]+'|[^\s"':]*:[^\s"']*[^\s"'0-9][^\s"']*)""",
+            Action.VALUE,
+        ),
+        Rule(
+            "cli_mysql_password",
+            rf"""\b(?:mysql|mysqldump|mysqladmin|mariadb|mariadb-dump)\b[^\n]*?[ \t](?:-p|--password=)(?P<val>{_ARG})""",
+            Action.VALUE,
+        ),
+        Rule(
+            "cli_aws_configure",
+            rf"""\baws[ \t]+configure[ \t]+set[ \t]+(?P<fl_key>{KEY_CHAR}+)[ \t]+(?P<fl_val>{_ARG})""",
+            Action.FLAG,
+        ),
+        Rule(
+            "cli_flag",
+            r"""(?:^|\s)--(?P<fl_key>[a-z0-9\-]*(?:password|passwd|passphrase|pass|token|secret|key|pwd|auth)[a-z0-9\-]*)[ \t]+(?P<fl_val>"[^"\n]*"|'[^'\n]*'|[^\s"'\-][^\s"']*)""",
+            Action.FLAG,
+        ),
         Rule(
             "key_value",
             rf"""(?P<kv_key>{key})(?P<kv_sep>["']?\s*[:=]\s*)(?P<kv_val>{_KV_VALUE})""",
             Action.KEY_VALUE,
         ),
-        Rule("nuget_password",
-             r"""<add[ \t]+key=["'][^"'\n]*(?i:password)[^"'\n]*["'][ \t]+value=["'](?P<val>[^"'\n]+)""",
-             Action.VALUE),
-        Rule("auth_scheme", r"\b(?i:bearer|basic)[ \t]+(?P<cred>[A-Za-z0-9._~+/\-]{8,}=*)", Action.AUTH_SCHEME),
+        Rule(
+            "nuget_password",
+            r"""<add[ \t]+key=["'][^"'\n]*(?i:password)[^"'\n]*["'][ \t]+value=["'](?P<val>[^"'\n]+)""",
+            Action.VALUE,
+        ),
+        Rule(
+            "auth_scheme",
+            r"\b(?i:bearer|basic)[ \t]+(?P<cred>[A-Za-z0-9._~+/\-]{8,}=*)",
+            Action.AUTH_SCHEME,
+        ),
         Rule(
             "jwt",
             r"\beyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}(?:\.[A-Za-z0-9_\-]*){1,3}",
@@ -275,36 +326,46 @@ def builtin_rules(key_words_in_text: Sequence[str], glued: Sequence[str],
     if rules.mask_email:
         # Unicode local parts and internationalised domains (and their xn-- form); %40 is a
         # percent-encoded @. .checks rejects asset names such as thumbnail@2x.png.
-        out.append(Rule(
-            "email",
-            # Non-ASCII as one range, not \p{L}: Unicode classes split the automaton's byte
-            # classes and slow every scan; .checks.email_parts checks the letters.
-            rf"{_EMAIL_LOCAL}+(?:@|%40){_EMAIL_LABEL}+(?:\.{_EMAIL_LABEL}+)*\.(?:{_NON_ASCII_ALPHA}{{2,}}|xn--[A-Za-z0-9\-]+)",
-            Action.EMAIL,
-        ))
+        out.append(
+            Rule(
+                "email",
+                # Non-ASCII as one range, not \p{L}: Unicode classes split the automaton's byte
+                # classes and slow every scan; .checks.email_parts checks the letters.
+                rf"{_EMAIL_LOCAL}+(?:@|%40){_EMAIL_LABEL}+(?:\.{_EMAIL_LABEL}+)*\.(?:{_NON_ASCII_ALPHA}{{2,}}|xn--[A-Za-z0-9\-]+)",
+                Action.EMAIL,
+            )
+        )
     if rules.mask_iban:
         out.append(Rule("iban", r"\b[A-Z]{2}[0-9]{2}(?:[ \-]?[A-Z0-9]){11,32}\b", Action.IBAN))
     if rules.mask_ssn:
-        out.append(Rule(
-            "ssn",
-            r"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b|\b[0-9]{3} [0-9]{2} [0-9]{4}\b"
-            r"|\b(?i:ssn|social security(?: number)?)(?:#|:|=|\s)*[0-9]{9}\b",
-            Action.SSN,
-        ))
+        out.append(
+            Rule(
+                "ssn",
+                r"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b|\b[0-9]{3} [0-9]{2} [0-9]{4}\b"
+                r"|\b(?i:ssn|social security(?: number)?)(?:#|:|=|\s)*[0-9]{9}\b",
+                Action.SSN,
+            )
+        )
     if rules.mask_nino:
-        out.append(Rule(
-            "nino", r"\b[A-Z]{2} ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D]\b", Action.NINO,
-        ))
+        out.append(
+            Rule(
+                "nino",
+                r"\b[A-Z]{2} ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D]\b",
+                Action.NINO,
+            )
+        )
     if rules.mask_phone:
         out.append(Rule("phone", r"\B\+[0-9](?:[ .\-]?\(?[0-9]+\)?)+", Action.PHONE))
-        out.append(Rule(
-            "phone_national",
-            r"\(\d{3}\)[ .\-]?\d{3}[ .\-]\d{4}\b"  # (415) 215-0283
-            r"|\b\d{3}[ .\-]\d{3}[ .\-]\d{4}\b"  # 415-215-0283, 415.215.0283
-            r"|\b00[1-9]\d{0,2}(?:[ .\-]?\d{1,4}){2,6}\b"  # 0044 20 7946 0958
-            r"|\b0[1-9]\d{1,4}[ \-]\d{3,4}[ \-]?\d{3,4}\b",  # 020 7946 0958, 07700 900123
-            Action.PHONE_NATIONAL,
-        ))
+        out.append(
+            Rule(
+                "phone_national",
+                r"\(\d{3}\)[ .\-]?\d{3}[ .\-]\d{4}\b"  # (415) 215-0283
+                r"|\b\d{3}[ .\-]\d{3}[ .\-]\d{4}\b"  # 415-215-0283, 415.215.0283
+                r"|\b00[1-9]\d{0,2}(?:[ .\-]?\d{1,4}){2,6}\b"  # 0044 20 7946 0958
+                r"|\b0[1-9]\d{1,4}[ \-]\d{3,4}[ \-]?\d{3,4}\b",  # 020 7946 0958, 07700 900123
+                Action.PHONE_NATIONAL,
+            )
+        )
     if rules.mask_card:
         out.append(Rule("card", r"\b[0-9](?:[ .\-]?[0-9]){12,}\b", Action.CARD))
     return out

@@ -22,11 +22,41 @@ if TYPE_CHECKING:
 #: people glue together (``secretkey``, ``authtoken``) are words of their own here.
 SENSITIVE_KEY_WORDS: Final = frozenset(
     {
-        "key", "keys", "apikey", "token", "secret", "secrets", "password", "passwords",
-        "passwd", "pwd", "authorization", "cookie", "cookies", "credential", "credentials",
-        "private", "pass", "passphrase", "passcode", "pin", "otp", "auth", "hmac", "bearer",
-        "secretkey", "accesskey", "privatekey", "authtoken", "accesstoken", "refreshtoken",
-        "clientsecret", "sessionid", "sessiontoken", "apitoken", "ssn",
+        "key",
+        "keys",
+        "apikey",
+        "token",
+        "secret",
+        "secrets",
+        "password",
+        "passwords",
+        "passwd",
+        "pwd",
+        "authorization",
+        "cookie",
+        "cookies",
+        "credential",
+        "credentials",
+        "private",
+        "pass",
+        "passphrase",
+        "passcode",
+        "pin",
+        "otp",
+        "auth",
+        "hmac",
+        "bearer",
+        "secretkey",
+        "accesskey",
+        "privatekey",
+        "authtoken",
+        "accesstoken",
+        "refreshtoken",
+        "clientsecret",
+        "sessionid",
+        "sessiontoken",
+        "apitoken",
+        "ssn",
     }
 )
 #: Words that are credentials only most of the time: ``auth_method = "oauth2"``,
@@ -35,24 +65,74 @@ SENSITIVE_KEY_WORDS: Final = frozenset(
 WEAK_KEY_WORDS: Final = frozenset({"pass", "pin", "otp", "auth", "hmac", "bearer"})
 DESCRIPTOR_WORDS: Final = frozenset(
     {
-        "type", "types", "method", "methods", "scheme", "schemes", "mode", "kind", "provider",
-        "providers", "enabled", "required", "status", "state", "url", "uri", "endpoint", "host",
-        "domain", "server", "name", "names", "rate", "ratio", "index", "algorithm", "algo",
-        "count", "number", "num", "time", "duration", "ms", "seconds", "version", "level",
-        "strategy", "result", "results", "error", "errors", "policy",
+        "type",
+        "types",
+        "method",
+        "methods",
+        "scheme",
+        "schemes",
+        "mode",
+        "kind",
+        "provider",
+        "providers",
+        "enabled",
+        "required",
+        "status",
+        "state",
+        "url",
+        "uri",
+        "endpoint",
+        "host",
+        "domain",
+        "server",
+        "name",
+        "names",
+        "rate",
+        "ratio",
+        "index",
+        "algorithm",
+        "algo",
+        "count",
+        "number",
+        "num",
+        "time",
+        "duration",
+        "ms",
+        "seconds",
+        "version",
+        "level",
+        "strategy",
+        "result",
+        "results",
+        "error",
+        "errors",
+        "policy",
     }
 )
 #: Runs of words that are sensitive together though neither word is alone.
 #: Client and access ids are half of a credential pair (gitleaks reports them with the secret).
 SENSITIVE_KEY_PHRASES: Final = (
-    ("session", "id"), ("session", "key"), ("client", "id"), ("access", "id"), ("api", "id"),
+    ("session", "id"),
+    ("session", "key"),
+    ("client", "id"),
+    ("access", "id"),
+    ("api", "id"),
     ("sonar", "login"),
 )
 #: Endings that make a glued word sensitive: ``PGPASSWORD``, ``MYSQL_ROOTPWD``,
 #: ``clientsecret``, ``JSESSIONID``, ``xsrftoken``.
 GLUED_SUFFIXES: Final = (
-    "password", "passwd", "pwd", "passphrase", "secret", "token", "apikey", "secretkey",
-    "accesskey", "privatekey", "sessionid",
+    "password",
+    "passwd",
+    "pwd",
+    "passphrase",
+    "secret",
+    "token",
+    "apikey",
+    "secretkey",
+    "accesskey",
+    "privatekey",
+    "sessionid",
 )
 #: Extra words that make a URL query parameter sensitive (``?sig=``, ``&X-Amz-Signature=``).
 QUERY_KEY_WORDS: Final = frozenset({"sig", "signature", "auth"})
@@ -72,9 +152,7 @@ _CACHE_LIMIT = 4096
 
 def key_words(key: str) -> tuple[str, ...]:
     """Lower-case words of a key: split on any non-alphanumeric and on camelCase."""
-    return tuple(
-        word.lower() for part in _KEY_PARTS.split(key) for word in _KEY_WORD.findall(part)
-    )
+    return tuple(word.lower() for part in _KEY_PARTS.split(key) for word in _KEY_WORD.findall(part))
 
 
 class KeyRule:
@@ -92,7 +170,7 @@ class KeyRule:
         if lowered in self._allow:
             return True
         for prefix in (c.META_PREFIX, c.META_JSON_PREFIX):
-            if lowered.startswith(prefix) and lowered[len(prefix):] in self._allow:
+            if lowered.startswith(prefix) and lowered[len(prefix) :] in self._allow:
                 return True
         return False
 
@@ -122,8 +200,13 @@ class KeyRule:
     def text_words(self) -> tuple[str, ...]:
         """Words a sensitive key contains (the first word of each extra key stands for it):
         what the key-value pre-filter looks for; the exact decision is made afterwards."""
-        return tuple(sorted(SENSITIVE_KEY_WORDS | {words[0] for words in self._extra}
-                            | {run[0] for run in SENSITIVE_KEY_PHRASES}))
+        return tuple(
+            sorted(
+                SENSITIVE_KEY_WORDS
+                | {words[0] for words in self._extra}
+                | {run[0] for run in SENSITIVE_KEY_PHRASES}
+            )
+        )
 
 
 def words_sensitive(words: tuple[str, ...]) -> bool:
@@ -133,8 +216,11 @@ def words_sensitive(words: tuple[str, ...]) -> bool:
         return True
     if any(_contains_run(words, run) for run in SENSITIVE_KEY_PHRASES):
         return True
-    return any(len(word) > len(suffix) and word.endswith(suffix)
-               for word in words for suffix in GLUED_SUFFIXES)
+    return any(
+        len(word) > len(suffix) and word.endswith(suffix)
+        for word in words
+        for suffix in GLUED_SUFFIXES
+    )
 
 
 def _contains_run(words: tuple[str, ...], run: tuple[str, ...]) -> bool:
@@ -150,4 +236,3 @@ def keeps_under_sensitive_key(key: str, value: Any) -> bool:
     if items and all(isinstance(v, (int, float)) for v in items):
         return KeyRule.names_quantity(key)
     return False
-

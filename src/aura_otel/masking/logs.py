@@ -95,7 +95,9 @@ def _install_factory() -> None:
     _factory_installed = True
 
 
-def install_log_filter(masker: Masker | None = None, logger_name: str = "aura_otel") -> MaskingLogFilter:
+def install_log_filter(
+    masker: Masker | None = None, logger_name: str = "aura_otel"
+) -> MaskingLogFilter:
     """Mask the records of ``logger_name`` and of every logger below it, existing or created
     later (or replace the masking already there, e.g. with a processor's rules).
 

@@ -92,7 +92,11 @@ class KeyKind:
 
 
 _PASS, _SENSITIVE, _JSON, _SCAN, _RENAMED = (
-    KeyKind.PASS, KeyKind.SENSITIVE, KeyKind.JSON, KeyKind.SCAN, KeyKind.RENAMED,
+    KeyKind.PASS,
+    KeyKind.SENSITIVE,
+    KeyKind.JSON,
+    KeyKind.SCAN,
+    KeyKind.RENAMED,
 )
 #: Attribute values that carry no text (``str`` is scanned, anything else unknown is replaced).
 _PRIMITIVES = (bool, int, float, type(None))
@@ -108,7 +112,9 @@ class _KeyPlan:
 class Masker:
     """Compiled once from :class:`MaskingRules`; thread-safe; never raises from ``mask_*``."""
 
-    def __init__(self, rules: MaskingRules | None = None, stats: MaskingStats | None = None) -> None:
+    def __init__(
+        self, rules: MaskingRules | None = None, stats: MaskingStats | None = None
+    ) -> None:
         self.rules = rules if rules is not None else MaskingRules()
         self.stats = stats if stats is not None else MaskingStats()
         self.keys, self._scanner, self._key_substring = _compiled(self.rules)
@@ -152,8 +158,12 @@ class Masker:
     def _failed(self, message: str) -> str:
         count = self.stats.add("values_failed_closed")
         if throttled(count):
-            logger.warning("aura-otel: %s (values_failed_closed #%d)", message, count,
-                           exc_info=sys.exc_info()[0] is not None)
+            logger.warning(
+                "aura-otel: %s (values_failed_closed #%d)",
+                message,
+                count,
+                exc_info=sys.exc_info()[0] is not None,
+            )
         return REDACTED
 
     @property
@@ -169,7 +179,9 @@ class Masker:
         except UnicodeEncodeError:
             return True
 
-    def mask_texts(self, texts: list[str], keep: Callable[[], frozenset[str]]) -> tuple[list[str], set[int]]:
+    def mask_texts(
+        self, texts: list[str], keep: Callable[[], frozenset[str]]
+    ) -> tuple[list[str], set[int]]:
         """Mask many (already truncated) strings; a clean batch costs one RE2 call.
 
         Returns the masked strings and the indexes that a match touched (candidates for deeper
@@ -277,9 +289,11 @@ def _compiled(rules: MaskingRules) -> tuple[KeyRule, Scanner, Callable[[bytes], 
     with the same rules share one compilation (MaskingRules is a frozen, hashable value)."""
     keys = KeyRule(rules)
     scanner = Scanner(rules, keys)
-    key_substring = _yes_no(re2.compile(
-        "(?i:" + "|".join(re2.escape(s) for s in keys.text_words()) + ")", re2_options()
-    ))
+    key_substring = _yes_no(
+        re2.compile(
+            "(?i:" + "|".join(re2.escape(s) for s in keys.text_words()) + ")", re2_options()
+        )
+    )
     return keys, scanner, key_substring
 
 
@@ -315,7 +329,12 @@ class Rebuild:
 
 
 _FIXED, _TEXT, _JSONTEXT, _SEQ, _UNCHANGED, _TEXTFIX = (
-    Rebuild.FIXED, Rebuild.TEXT, Rebuild.JSONTEXT, Rebuild.SEQ, Rebuild.UNCHANGED, Rebuild.TEXTFIX,
+    Rebuild.FIXED,
+    Rebuild.TEXT,
+    Rebuild.JSONTEXT,
+    Rebuild.SEQ,
+    Rebuild.UNCHANGED,
+    Rebuild.TEXTFIX,
 )
 # An attribute entry: (input key, output key, input value, how to rebuild, what it needs).
 _Entry = tuple[str, str, Any, int, Any]
@@ -382,7 +401,11 @@ class Batch:
             refs = [self.add_text(v) if isinstance(v, str) else None for v in items]
             return (key, plan.masked_key, value, _SEQ, (refs, items))
         if isinstance(value, _PRIMITIVES):
-            if isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX:
+            if (
+                isinstance(value, int)
+                and not isinstance(value, bool)
+                and not INT64_MIN <= value <= INT64_MAX
+            ):
                 return (key, plan.masked_key, value, _TEXT, self.add_text(str(int(value))))
             return (key, plan.masked_key, value, _UNCHANGED, None)
         # not an OpenTelemetry attribute type: nothing known about it is safe
@@ -419,11 +442,12 @@ class Batch:
                 new = self._json_text(ref)
             elif how == _SEQ:
                 refs, items = ref
-                new = tuple(self.masked[r] if r is not None else v for r, v in zip(refs, items, strict=True))
+                new = tuple(
+                    self.masked[r] if r is not None else v for r, v in zip(refs, items, strict=True)
+                )
             else:
                 new = REDACTED
             if (key is not in_key and key != in_key) or (new is not value and new != value):
                 changed = True
             out[key] = new
         return out if changed else None
-

@@ -46,10 +46,21 @@ class _Worker:
     in the caller's thread instead: no span is lost and memory stays bounded.
     """
 
-    def __init__(self, process: Callable[[ReadableSpan], None], stats: MaskingStats,
-                 max_queue_size: int, batch_done: Callable[[], None] | None = None) -> None:
-        if isinstance(max_queue_size, bool) or not isinstance(max_queue_size, int) or max_queue_size < 1:
-            raise ConfigurationError(f"max_queue_size must be a positive integer, got {max_queue_size!r}")
+    def __init__(
+        self,
+        process: Callable[[ReadableSpan], None],
+        stats: MaskingStats,
+        max_queue_size: int,
+        batch_done: Callable[[], None] | None = None,
+    ) -> None:
+        if (
+            isinstance(max_queue_size, bool)
+            or not isinstance(max_queue_size, int)
+            or max_queue_size < 1
+        ):
+            raise ConfigurationError(
+                f"max_queue_size must be a positive integer, got {max_queue_size!r}"
+            )
         self._process = process
         self._batch_done = batch_done
         self._stats = stats
@@ -136,9 +147,15 @@ class MaskingSpanProcessor(SpanProcessor):
     with the same rules.
     """
 
-    def __init__(self, *targets: Target, rules: MaskingRules | None = None,
-                 masker: Masker | None = None, mask_logs: bool = True, background: bool = True,
-                 max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE) -> None:
+    def __init__(
+        self,
+        *targets: Target,
+        rules: MaskingRules | None = None,
+        masker: Masker | None = None,
+        mask_logs: bool = True,
+        background: bool = True,
+        max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
+    ) -> None:
         self._targets: list[SpanProcessor] = []
         for target in targets:
             if isinstance(target, SpanProcessor):
@@ -161,9 +178,14 @@ class MaskingSpanProcessor(SpanProcessor):
         # spans have all been handed on, so they work once per wake-up, on this same thread.
         self._batch_targets = [t for t in self._targets if callable(getattr(t, "end_batch", None))]
         self._worker = (
-            _Worker(self._mask_and_forward, self._stats, max_queue_size,
-                    self._end_batch if self._batch_targets else None)
-            if background else None
+            _Worker(
+                self._mask_and_forward,
+                self._stats,
+                max_queue_size,
+                self._end_batch if self._batch_targets else None,
+            )
+            if background
+            else None
         )
 
     @property
@@ -191,7 +213,9 @@ class MaskingSpanProcessor(SpanProcessor):
             except Exception:
                 count = self._stats.add("target_errors")
                 if throttled(count):
-                    logger.exception("aura-otel: a span processor behind masking failed (#%d)", count)
+                    logger.exception(
+                        "aura-otel: a span processor behind masking failed (#%d)", count
+                    )
 
     def _mask_and_forward(self, span: ReadableSpan) -> None:
         try:
@@ -200,7 +224,9 @@ class MaskingSpanProcessor(SpanProcessor):
             # Last resort: a span we could not mask is never sent.
             count = self._stats.add("spans_dropped")
             if throttled(count):
-                logger.exception("aura-otel: masking a span failed; the span was dropped (#%d)", count)
+                logger.exception(
+                    "aura-otel: masking a span failed; the span was dropped (#%d)", count
+                )
             return
         if changed:
             self._stats.add("spans_changed")
@@ -210,7 +236,9 @@ class MaskingSpanProcessor(SpanProcessor):
             except Exception:
                 count = self._stats.add("target_errors")
                 if throttled(count):
-                    logger.exception("aura-otel: a span processor behind masking failed (#%d)", count)
+                    logger.exception(
+                        "aura-otel: a span processor behind masking failed (#%d)", count
+                    )
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         deadline = time.monotonic() + timeout_millis / 1000
@@ -239,4 +267,3 @@ class MaskingSpanProcessor(SpanProcessor):
         stats = self._stats.snapshot()
         if any(stats[k] for k in ("spans_dropped", "values_failed_closed", "target_errors")):
             logger.warning("aura-otel: masking stopped: %s", stats)
-

@@ -43,7 +43,9 @@ def _credential_like(token: bytes) -> bool:
     return upper_inside and any(97 <= b <= 122 for b in token)
 
 
-_LITERALS: Final = frozenset({b"true", b"false", b"null", b"none", b"yes", b"no", b"", REDACTED_B.lower()})
+_LITERALS: Final = frozenset(
+    {b"true", b"false", b"null", b"none", b"yes", b"no", b"", REDACTED_B.lower()}
+)
 
 
 _COOKIE_WORDS: Final = frozenset({"cookie", "cookies"})
@@ -98,14 +100,18 @@ class Scanner:
 
     def __init__(self, rules: MaskingRules, keys: KeyRule) -> None:
         self._keys = keys
-        extra = [Rule(f"extra_{i + 1}", p, Action.REDACT) for i, p in enumerate(rules.extra_patterns)]
+        extra = [
+            Rule(f"extra_{i + 1}", p, Action.REDACT) for i, p in enumerate(rules.extra_patterns)
+        ]
         # User patterns first: what a user declares secret wins over our "keep" rules.
         self.rules = extra + builtin_rules(keys.text_words(), GLUED_SUFFIXES, rules)
         n_extra = len(extra)
         # The detector answers "where is the next match" without groups: RE2 then needs only
         # its DFAs, no submatch pass. (User patterns keep any groups of their own.)
-        plain = [rule.pattern if i < n_extra else _NAMED_GROUP.sub("(?:", rule.pattern)
-                 for i, rule in enumerate(self.rules)]
+        plain = [
+            rule.pattern if i < n_extra else _NAMED_GROUP.sub("(?:", rule.pattern)
+            for i, rule in enumerate(self.rules)
+        ]
         try:
             self.detector = re2.compile("|".join(f"(?:{p})" for p in plain), re2_options())
             # Which rule made a match: an RE2 set over the rules (one DFA pass over the
@@ -140,7 +146,8 @@ class Scanner:
             Action.NINO: self._h_nino,
         }
         self._handlers: list[tuple[Handler, dict[str, int]]] = [
-            (handlers[rule.action], dict(regex.groupindex)) for rule, regex in zip(self.rules, self._own, strict=True)
+            (handlers[rule.action], dict(regex.groupindex))
+            for rule, regex in zip(self.rules, self._own, strict=True)
         ]
         # Anchors would need each value scanned alone (the joined scan sees one long text).
         self.joinable = not any(_has_anchor(p) for p in rules.extra_patterns)
@@ -220,7 +227,9 @@ class Scanner:
                 # ``_gitlab_session=<token>`` is no sensitive key, but it is a GitLab cookie.
                 for other, other_spans in self._others_at(data, start, index):
                     other_handler, other_own = handlers[other]
-                    found_replacement, found_resume = other_handler(other_spans, data, keep, other_own)
+                    found_replacement, found_resume = other_handler(
+                        other_spans, data, keep, other_own
+                    )
                     if found_replacement is not None:
                         replacement, resume = found_replacement, found_resume
                         break
@@ -260,7 +269,11 @@ class Scanner:
         if value.strip(b"\"'") in (REDACTED_B, b""):
             return None, max(value_end, spans[0][1])
         # The prefix is strictly shorter and holds no complete match of this rule.
-        head = self.mask_pass(data[start:value_start], Keep(frozenset())) if value_start > start else b""
+        head = (
+            self.mask_pass(data[start:value_start], Keep(frozenset()))
+            if value_start > start
+            else b""
+        )
         return head + _redact_quoted(value), value_end
 
     def _h_flag(self, spans: Spans, data: bytes, keep: Keep, g: Groups) -> Result:
@@ -272,7 +285,7 @@ class Scanner:
             return None, key_end
         if _NUMBER.fullmatch(value) and KeyRule.names_quantity(key):
             return None, value_end  # --token-count 5 is a quantity
-        return data[spans[0][0]:value_start] + _redact_quoted(value), value_end
+        return data[spans[0][0] : value_start] + _redact_quoted(value), value_end
 
     def _h_url(self, spans: Spans, data: bytes, keep: Keep, g: Groups) -> Result:
         scheme = data[spans[g["url_scheme"]][0] : spans[g["url_scheme"]][1]]
@@ -290,7 +303,9 @@ class Scanner:
     def _h_query_parameter(self, spans: Spans, data: bytes, keep: Keep, g: Groups) -> Result:
         return self._key_value(spans, data, g, "qp", query=True)
 
-    def _key_value(self, spans: Spans, data: bytes, g: Groups, prefix: str, *, query: bool) -> Result:
+    def _key_value(
+        self, spans: Spans, data: bytes, g: Groups, prefix: str, *, query: bool
+    ) -> Result:
         key_start, key_end = spans[g[prefix + "_key"]]
         sep_end = spans[g[prefix + "_sep"]][1]
         value_start, end = spans[g[prefix + "_val"]][0], spans[0][1]
@@ -335,7 +350,7 @@ class Scanner:
         value = data[value_start:value_end]
         if value in keep or not checks.random_like(value.decode("ascii")):
             return None, value_start
-        return data[spans[0][0]:value_start] + REDACTED_B, value_end
+        return data[spans[0][0] : value_start] + REDACTED_B, value_end
 
     def _h_email(self, spans: Spans, data: bytes, keep: Keep, g: Groups) -> Result:
         start, end = spans[0]
@@ -343,9 +358,9 @@ class Scanner:
         at = text.find("@")
         if at < 0:
             at = text.lower().find("%40")
-            domain = text[at + 3:]
+            domain = text[at + 3 :]
         else:
-            domain = text[at + 1:]
+            domain = text[at + 1 :]
         local = checks.email_local_start(text[:at])
         if local is not None and checks.email_like(domain):
             return data[start : start + len(text[:local].encode())] + REDACTED_B, end
@@ -353,7 +368,9 @@ class Scanner:
 
     def _h_card(self, spans: Spans, data: bytes, keep: Keep, g: Groups) -> Result:
         start, end = spans[0]
-        groups = [(start + m.start(), start + m.end()) for m in _DIGIT_RUN.finditer(data[start:end])]
+        groups = [
+            (start + m.start(), start + m.end()) for m in _DIGIT_RUN.finditer(data[start:end])
+        ]
         windows = _card_windows(data, groups)
         if not windows:  # give back all but the first group: other rules may start there
             return None, groups[0][1] if groups else end
@@ -412,7 +429,9 @@ class Scanner:
                     taken += 1
                     if taken == length:
                         compact = "".join(c for c in text[: i + 1] if c.isalnum())
-                        if checks.iban_valid(compact) and (i + 1 == len(text) or not text[i + 1].isalnum()):
+                        if checks.iban_valid(compact) and (
+                            i + 1 == len(text) or not text[i + 1].isalnum()
+                        ):
                             return REDACTED_B, start + i + 1
                         break
         return None, start + 4
@@ -467,8 +486,6 @@ def _card_windows(data: bytes, groups: list[tuple[int, int]]) -> list[tuple[int,
     return windows
 
 
-
-
 def _finder(detector: Any) -> Callable[[bytes, int], tuple[int, int] | None]:
     """Where the first match at or after ``pos`` is (None: no match), with RE2's DFAs only.
     google-re2's ``search`` wraps the C++ match in a match object; its internals are used
@@ -476,28 +493,35 @@ def _finder(detector: Any) -> Callable[[bytes, int], tuple[int, int] | None]:
     find = getattr(getattr(detector, "_regexp", None), "Match", None)
     anchor = getattr(getattr(getattr(re2, "_re2", None), "RE2", None), "Anchor", None)
     if find is None or anchor is None:
+
         def public(data: bytes, pos: int) -> tuple[int, int] | None:
             m = detector.search(data, pos)
             return None if m is None else m.span()
+
         return public
     unanchored = anchor.UNANCHORED
 
     def direct(data: bytes, pos: int) -> tuple[int, int] | None:
         start, end = find(unanchored, data, pos, len(data))[0]
         return None if start == -1 else (start, end)
+
     return direct
 
 
-def _explainer(regexes: list[Any], *, anchor_end: bool = True) -> Callable[[int, bytes, int, int], Spans | None]:
+def _explainer(
+    regexes: list[Any], *, anchor_end: bool = True
+) -> Callable[[int, bytes, int, int], Spans | None]:
     """Group spans of rule ``index`` matching exactly ``data[start:end]`` in context (or, with
     ``anchor_end=False``, starting at ``start``), or None."""
     anchor = getattr(getattr(getattr(re2, "_re2", None), "RE2", None), "Anchor", None)
     raws: list[Any] = [getattr(getattr(r, "_regexp", None), "Match", None) for r in regexes]
     if anchor is None or any(raw is None for raw in raws):
+
         def public(index: int, data: bytes, start: int, end: int) -> Spans | None:
             regex = regexes[index]
             m = regex.fullmatch(data, start, end) if anchor_end else regex.match(data, start, end)
             return None if m is None else [m.span(i) for i in range(regex.groups + 1)]
+
         return public
     both = anchor.ANCHOR_BOTH if anchor_end else anchor.ANCHOR_START
     null = (-1, -1)
@@ -505,6 +529,7 @@ def _explainer(regexes: list[Any], *, anchor_end: bool = True) -> Callable[[int,
     def direct(index: int, data: bytes, start: int, end: int) -> Spans | None:
         spans = raws[index](both, data, start, end)
         return None if spans[0] == null else spans
+
     return direct
 
 
@@ -517,4 +542,3 @@ def _yes_no(regex: Any) -> Callable[[bytes], bool]:
 def _has_anchor(pattern: str) -> bool:
     stripped = pattern.replace("\\\\", "").replace("[^", "[").replace("\\^", "").replace("\\$", "")
     return any(a in stripped for a in ("^", "$", "\\A", "\\z"))
-

@@ -37,6 +37,7 @@ _CUT_BACKTRACK: Final = 1024
 #: :class:`MaskingRules` holds each one's switch.
 PII_CATEGORIES: Final = ("email", "card", "phone", "iban", "ssn", "nino")
 
+
 def re2_options() -> re2.Options:
     options = re2.Options()
     options.max_mem = 64 << 20  # room for the DFA of one large alternation: stays in the fast path
@@ -92,9 +93,9 @@ class MaskingRules:
 
     def __post_init__(self) -> None:
         patterns = _string_tuple("extra_patterns", self.extra_patterns)
-        object.__setattr__(self, "extra_patterns", tuple(
-            _check_pattern(i, p) for i, p in enumerate(patterns)
-        ))
+        object.__setattr__(
+            self, "extra_patterns", tuple(_check_pattern(i, p) for i, p in enumerate(patterns))
+        )
         object.__setattr__(self, "extra_keys", _string_tuple("extra_keys", self.extra_keys))
         object.__setattr__(self, "allow_keys", _string_tuple("allow_keys", self.allow_keys))
         for key in self.extra_keys:
@@ -191,4 +192,3 @@ def _parse_pii(raw: str, source: str) -> frozenset[str]:
             f"{sorted(unknown)}; use 'all', 'none' or a comma list of {list(PII_CATEGORIES)}"
         )
     return frozenset(items)
-

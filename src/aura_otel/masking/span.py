@@ -59,8 +59,9 @@ class MaskedSpan(ReadableSpan):
 
 
 class _MaskedEvent(Event):
-    def __init__(self, name: str, attributes: Mapping[str, Any] | None, timestamp: int,
-                 dropped: int) -> None:
+    def __init__(
+        self, name: str, attributes: Mapping[str, Any] | None, timestamp: int, dropped: int
+    ) -> None:
         super().__init__(name, attributes, timestamp)
         self._dropped = dropped
 
@@ -70,8 +71,9 @@ class _MaskedEvent(Event):
 
 
 class _MaskedLink(trace_api.Link):
-    def __init__(self, context: trace_api.SpanContext, attributes: Mapping[str, Any] | None,
-                 dropped: int) -> None:
+    def __init__(
+        self, context: trace_api.SpanContext, attributes: Mapping[str, Any] | None, dropped: int
+    ) -> None:
         super().__init__(context, attributes)
         self._dropped = dropped
 
@@ -140,15 +142,29 @@ class SpanMasking:
             clean = self._clean(span, events, links)
         except Exception:  # an odd value: the slow path handles (and contains) it value by value
             clean = False
-        if clean and masked_resource is resource and masked_scope is scope and masked_context is context:
+        if (
+            clean
+            and masked_resource is resource
+            and masked_scope is scope
+            and masked_context is context
+        ):
             return span, False
         shared = _Shared(masked_resource, masked_scope, masked_context)
         if clean:
-            return self._copy(span, span.name, span.attributes, events=events, links=links,
-                              status=span.status, shared=shared), True
+            return self._copy(
+                span,
+                span.name,
+                span.attributes,
+                events=events,
+                links=links,
+                status=span.status,
+                shared=shared,
+            ), True
         return self._rebuild(span, shared, events, links)
 
-    def _clean(self, span: ReadableSpan, events: Sequence[Event], links: Sequence[trace_api.Link]) -> bool:
+    def _clean(
+        self, span: ReadableSpan, events: Sequence[Event], links: Sequence[trace_api.Link]
+    ) -> bool:
         """The fast path: True when nothing in the span needs masking. Collects every string
         (no per-value work) and asks RE2 once; any sign of work ahead (a sensitive key, a key
         that masks differently, an over-long value, JSON that must be decoded) answers False."""
@@ -181,8 +197,9 @@ class SpanMasking:
             return False
         return not json_texts or not any(masker.needs_json_walk(t) for t in json_texts)
 
-    def _collect(self, attributes: Mapping[str, Any] | None, texts: list[str],
-                 json_texts: list[str]) -> bool:
+    def _collect(
+        self, attributes: Mapping[str, Any] | None, texts: list[str], json_texts: list[str]
+    ) -> bool:
         """Append the attributes' strings to ``texts``; False as soon as one needs work."""
         if not attributes:
             return True
@@ -223,7 +240,9 @@ class SpanMasking:
                 for item in value:
                     if isinstance(item, str):
                         append(item)
-                    elif not isinstance(item, _PRIMITIVES) or (type(item) is int and not INT64_MIN <= item <= INT64_MAX):
+                    elif not isinstance(item, _PRIMITIVES) or (
+                        type(item) is int and not INT64_MIN <= item <= INT64_MAX
+                    ):
                         return False
             elif not isinstance(value, _PRIMITIVES):
                 return False
@@ -237,8 +256,17 @@ class SpanMasking:
         self._kinds[key] = kind
         return kind
 
-    def _copy(self, span: ReadableSpan, name: str, attributes: Any, *, events: Sequence[Event],
-              links: Sequence[trace_api.Link], status: Status, shared: _Shared) -> MaskedSpan:
+    def _copy(
+        self,
+        span: ReadableSpan,
+        name: str,
+        attributes: Any,
+        *,
+        events: Sequence[Event],
+        links: Sequence[trace_api.Link],
+        status: Status,
+        shared: _Shared,
+    ) -> MaskedSpan:
         return MaskedSpan(
             name=name,
             context=shared.context,
@@ -255,16 +283,27 @@ class SpanMasking:
             dropped=(span.dropped_attributes, span.dropped_events, span.dropped_links),
         )
 
-    def _rebuild(self, span: ReadableSpan, shared: _Shared, events: Sequence[Event],
-                 links: Sequence[trace_api.Link]) -> tuple[ReadableSpan, bool]:
+    def _rebuild(
+        self,
+        span: ReadableSpan,
+        shared: _Shared,
+        events: Sequence[Event],
+        links: Sequence[trace_api.Link],
+    ) -> tuple[ReadableSpan, bool]:
         masker = self._masker
         batch = Batch(masker)
         name_ref = batch.add_text(span.name or "")
         attr_entries = batch.add_attributes(sdk_attributes(span))
-        event_refs = [(batch.add_text(e.name or ""), batch.add_attributes(sdk_attributes(e))) for e in events]
+        event_refs = [
+            (batch.add_text(e.name or ""), batch.add_attributes(sdk_attributes(e))) for e in events
+        ]
         link_entries = [batch.add_attributes(sdk_attributes(link)) for link in links]
         status = span.status
-        desc_ref = batch.add_text(status.description) if status is not None and status.description else None
+        desc_ref = (
+            batch.add_text(status.description)
+            if status is not None and status.description
+            else None
+        )
 
         keep_cache: list[frozenset[str]] = []
 
@@ -290,10 +329,14 @@ class SpanMasking:
                 new_events.append(event)
                 continue
             changed = True
-            new_events.append(_MaskedEvent(
-                event_name, event.attributes if event_attrs is None else event_attrs,
-                event.timestamp, _dropped(event),
-            ))
+            new_events.append(
+                _MaskedEvent(
+                    event_name,
+                    event.attributes if event_attrs is None else event_attrs,
+                    event.timestamp,
+                    _dropped(event),
+                )
+            )
         new_links: list[trace_api.Link] = []
         for link, entries in zip(links, link_entries, strict=True):
             link_attrs = batch.build_attributes(entries)
@@ -302,16 +345,24 @@ class SpanMasking:
                 new_links.append(link)
                 continue
             changed = True
-            new_links.append(_MaskedLink(
-                context, link.attributes if link_attrs is None else link_attrs, _dropped(link),
-            ))
+            new_links.append(
+                _MaskedLink(
+                    context,
+                    link.attributes if link_attrs is None else link_attrs,
+                    _dropped(link),
+                )
+            )
         if desc_ref is not None and batch.text(desc_ref) != status.description:
             changed = True
             status = Status(status.status_code, batch.text(desc_ref))
-        changed |= (shared.resource is not span.resource or shared.scope is not span.instrumentation_scope
-                    or shared.context is not span.context)
-        return self._copy(span, name, attributes, events=new_events, links=new_links,
-                          status=status, shared=shared), changed
+        changed |= (
+            shared.resource is not span.resource
+            or shared.scope is not span.instrumentation_scope
+            or shared.context is not span.context
+        )
+        return self._copy(
+            span, name, attributes, events=new_events, links=new_links, status=status, shared=shared
+        ), changed
 
     def _resource(self, resource: Resource | None) -> Resource | None:
         """Resources are shared by every span of a provider: masked once, then cached."""
@@ -322,7 +373,11 @@ class SpanMasking:
             return cached[1]
         attrs = resource.attributes
         masked = self._masker.mask_attributes(attrs)
-        schema_url = self._masker.mask_text(resource.schema_url) if resource.schema_url else resource.schema_url
+        schema_url = (
+            self._masker.mask_text(resource.schema_url)
+            if resource.schema_url
+            else resource.schema_url
+        )
         result = resource
         if masked is not attrs or schema_url != resource.schema_url:
             result = Resource(dict(masked or {}), schema_url)
@@ -348,7 +403,10 @@ class SpanMasking:
         result = scope
         if masked is not attrs or texts != fields:
             result = InstrumentationScope(
-                texts[0] or "", texts[1], texts[2], dict(masked) if masked else None,
+                texts[0] or "",
+                texts[1],
+                texts[2],
+                dict(masked) if masked else None,
             )
         with self._lock:
             if len(self._scopes) >= 64:
@@ -377,7 +435,11 @@ class SpanMasking:
         if masked is trace_state:
             return context
         return trace_api.SpanContext(
-            context.trace_id, context.span_id, context.is_remote, context.trace_flags, masked,
+            context.trace_id,
+            context.span_id,
+            context.is_remote,
+            context.trace_flags,
+            masked,
         )
 
     def _mask_trace_state(self, trace_state: trace_api.TraceState) -> trace_api.TraceState:
@@ -385,10 +447,13 @@ class SpanMasking:
         entries = [(k, mask(k), v, mask(v)) for k, v in trace_state.items()]
         if all(k == mk and v == mv for k, mk, v, mv in entries):
             return trace_state
-        return trace_api.TraceState([
-            (mk, mv) for _, mk, _, mv in entries
-            if _TRACESTATE_KEY.fullmatch(mk) and _TRACESTATE_VALUE.fullmatch(mv)
-        ])
+        return trace_api.TraceState(
+            [
+                (mk, mv)
+                for _, mk, _, mv in entries
+                if _TRACESTATE_KEY.fullmatch(mk) and _TRACESTATE_VALUE.fullmatch(mv)
+            ]
+        )
 
 
 class _Shared(NamedTuple):
@@ -401,4 +466,3 @@ class _Shared(NamedTuple):
 
 _TRACESTATE_KEY = re.compile(r"[a-z0-9][_0-9a-z\-*/]{0,255}(?:@[a-z0-9][_0-9a-z\-*/]{0,13})?")
 _TRACESTATE_VALUE = re.compile(r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]")
-

@@ -27,52 +27,105 @@ def _address(value: str) -> str | None:
 
 def add_collect_parser(sub: Any, func: Callable[[argparse.Namespace], int]) -> None:
     collect = sub.add_parser(
-        "collect", help="receive OTLP traces from any service and fold them into v1 files",
+        "collect",
+        help="receive OTLP traces from any service and fold them into v1 files",
         description="Receive OTLP traces (HTTP and gRPC) from services in any language, mask "
-                    "them, fold them into one RunTelemetry v1 file per job. See docs/receiver.md.")
+        "them, fold them into one RunTelemetry v1 file per job. See docs/receiver.md.",
+    )
     collect.add_argument("--jobs-dir", help=f"default ${c.ENV_JOBS_DIR} or ./jobs")
-    collect.add_argument("--store", metavar="URL",
-                         help="postgresql://user@host/db: the shared store, for several "
-                              f"receivers and servers (${c.ENV_STORE}; docs/stores.md) "
-                              "[the jobs folder]")
-    collect.add_argument("--store-timeout", type=float, default=10.0, metavar="SECONDS",
-                         help="longest wait for the shared store before a request is answered "
-                              "as retryable (503 / UNAVAILABLE) [10]")
-    collect.add_argument("--http", default=defaults.DEFAULT_HTTP, type=_address, metavar="HOST:PORT",
-                         help="OTLP/HTTP address (port 0: any free port; 'off': none) "
-                              f"[{defaults.DEFAULT_HTTP}]")
-    collect.add_argument("--grpc", default=defaults.DEFAULT_GRPC, type=_address, metavar="HOST:PORT",
-                         help=f"OTLP/gRPC address (port 0: any free port; 'off': none) "
-                              f"[{defaults.DEFAULT_GRPC}]")
-    collect.add_argument("--access-token",
-                         help=f"required as 'Authorization: Bearer ...' (${c.ENV_ACCESS_TOKEN}); "
-                              "mandatory on a non-loopback address")
-    collect.add_argument("--forward-endpoint", metavar="URL",
-                         help="send the masked spans on to this OTLP endpoint (never blocks)")
+    collect.add_argument(
+        "--store",
+        metavar="URL",
+        help="postgresql://user@host/db: the shared store, for several "
+        f"receivers and servers (${c.ENV_STORE}; docs/stores.md) "
+        "[the jobs folder]",
+    )
+    collect.add_argument(
+        "--store-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="longest wait for the shared store before a request is answered "
+        "as retryable (503 / UNAVAILABLE) [10]",
+    )
+    collect.add_argument(
+        "--http",
+        default=defaults.DEFAULT_HTTP,
+        type=_address,
+        metavar="HOST:PORT",
+        help=f"OTLP/HTTP address (port 0: any free port; 'off': none) [{defaults.DEFAULT_HTTP}]",
+    )
+    collect.add_argument(
+        "--grpc",
+        default=defaults.DEFAULT_GRPC,
+        type=_address,
+        metavar="HOST:PORT",
+        help=f"OTLP/gRPC address (port 0: any free port; 'off': none) [{defaults.DEFAULT_GRPC}]",
+    )
+    collect.add_argument(
+        "--access-token",
+        help=f"required as 'Authorization: Bearer ...' (${c.ENV_ACCESS_TOKEN}); "
+        "mandatory on a non-loopback address",
+    )
+    collect.add_argument(
+        "--forward-endpoint",
+        metavar="URL",
+        help="send the masked spans on to this OTLP endpoint (never blocks)",
+    )
     collect.add_argument("--forward-protocol", choices=("http/protobuf", "grpc"))
-    collect.add_argument("--durability", choices=("fsync", "write"), default="fsync",
-                         help="acknowledge once the journal is fsynced (default) or written")
-    collect.add_argument("--quiet-period", type=float, default=defaults.DEFAULT_QUIET_PERIOD,
-                         metavar="SECONDS",
-                         help="finish a job with its root but a missing parent after this long "
-                              f"without news [{defaults.DEFAULT_QUIET_PERIOD:g}]")
-    collect.add_argument("--idle-timeout", type=float, default=defaults.DEFAULT_IDLE_TIMEOUT,
-                         metavar="SECONDS",
-                         help="leave a job without root as unfinished after this long "
-                              f"[{defaults.DEFAULT_IDLE_TIMEOUT:g}]")
-    collect.add_argument("--write-interval", type=float, default=defaults.DEFAULT_WRITE_INTERVAL,
-                         metavar="SECONDS",
-                         help="coalesce a job's file rewrites over this long (spans are durable "
-                              f"in the journal before that) [{defaults.DEFAULT_WRITE_INTERVAL:g}]")
-    collect.add_argument("--max-request-bytes", type=int,
-                         default=defaults.DEFAULT_MAX_REQUEST_BYTES, metavar="N")
-    collect.add_argument("--max-decompressed-bytes", type=int,
-                         default=defaults.DEFAULT_MAX_DECOMPRESSED_BYTES, metavar="N")
-    collect.add_argument("--max-concurrent-requests", type=int,
-                         default=defaults.DEFAULT_MAX_CONCURRENT_REQUESTS, metavar="N")
-    collect.add_argument("--workers", type=int, default=1, metavar="N",
-                         help="receiver processes sharing the ports and the jobs folder (one "
-                              "Python process folds on one core) [1]")
+    collect.add_argument(
+        "--durability",
+        choices=("fsync", "write"),
+        default="fsync",
+        help="acknowledge once the journal is fsynced (default) or written",
+    )
+    collect.add_argument(
+        "--quiet-period",
+        type=float,
+        default=defaults.DEFAULT_QUIET_PERIOD,
+        metavar="SECONDS",
+        help="finish a job with its root but a missing parent after this long "
+        f"without news [{defaults.DEFAULT_QUIET_PERIOD:g}]",
+    )
+    collect.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=defaults.DEFAULT_IDLE_TIMEOUT,
+        metavar="SECONDS",
+        help="leave a job without root as unfinished after this long "
+        f"[{defaults.DEFAULT_IDLE_TIMEOUT:g}]",
+    )
+    collect.add_argument(
+        "--write-interval",
+        type=float,
+        default=defaults.DEFAULT_WRITE_INTERVAL,
+        metavar="SECONDS",
+        help="coalesce a job's file rewrites over this long (spans are durable "
+        f"in the journal before that) [{defaults.DEFAULT_WRITE_INTERVAL:g}]",
+    )
+    collect.add_argument(
+        "--max-request-bytes", type=int, default=defaults.DEFAULT_MAX_REQUEST_BYTES, metavar="N"
+    )
+    collect.add_argument(
+        "--max-decompressed-bytes",
+        type=int,
+        default=defaults.DEFAULT_MAX_DECOMPRESSED_BYTES,
+        metavar="N",
+    )
+    collect.add_argument(
+        "--max-concurrent-requests",
+        type=int,
+        default=defaults.DEFAULT_MAX_CONCURRENT_REQUESTS,
+        metavar="N",
+    )
+    collect.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="receiver processes sharing the ports and the jobs folder (one "
+        "Python process folds on one core) [1]",
+    )
     collect.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     collect.add_argument("--enum-case", choices=("lower", "pascal"))
     collect.add_argument("--prices-file", help=f"price overrides (${c.ENV_PRICES_FILE})")
@@ -144,8 +197,11 @@ def run_collect(args: argparse.Namespace) -> int:
         receiver.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    print("aura-otel collect: stopped; every acknowledged span is in its job's file",
-          file=sys.stderr, flush=True)
+    print(
+        "aura-otel collect: stopped; every acknowledged span is in its job's file",
+        file=sys.stderr,
+        flush=True,
+    )
     return 0
 
 
@@ -166,13 +222,17 @@ def _run_supervisor(config: Any, workers: int) -> int:
             print(f"aura-otel: error: cannot listen: {exc}", file=sys.stderr)
             supervisor.stop()
             return 2
-        print(f"aura-otel collect: jobs folder {Path(config.jobs_dir).resolve()}, "
-              f"{workers} workers", flush=True)
+        print(
+            f"aura-otel collect: jobs folder {Path(config.jobs_dir).resolve()}, {workers} workers",
+            flush=True,
+        )
         for protocol, label in (("http", "OTLP/HTTP"), ("grpc", "OTLP/gRPC")):
             if protocol in supervisor.addresses:
                 host, port = supervisor.addresses[protocol]
                 name = f"[{host}]" if ":" in host else host
-                where = f"http://{name}:{port}/v1/traces" if protocol == "http" else f"{name}:{port}"
+                where = (
+                    f"http://{name}:{port}/v1/traces" if protocol == "http" else f"{name}:{port}"
+                )
                 print(f"{label} listening on {where}", flush=True)
         supervisor.watch(stop)
     finally:

@@ -105,13 +105,21 @@ class ReceiverConfig:
             if value is not None:
                 parse_address(value, f"--{name}")
         if self.durability not in ("fsync", "write"):
-            raise ConfigurationError(f"durability must be 'fsync' or 'write', not {self.durability!r}")
+            raise ConfigurationError(
+                f"durability must be 'fsync' or 'write', not {self.durability!r}"
+            )
         _positive("store_timeout", self.store_timeout)
         for name in ("quiet_period", "idle_timeout"):
             _positive(name, getattr(self, name), zero=True)
         _positive("write_interval", self.write_interval, zero=True)
-        for name in ("max_request_bytes", "max_decompressed_bytes", "max_concurrent_requests",
-                     "max_dirty_jobs", "max_open_jobs", "retry_after_seconds"):
+        for name in (
+            "max_request_bytes",
+            "max_decompressed_bytes",
+            "max_concurrent_requests",
+            "max_dirty_jobs",
+            "max_open_jobs",
+            "retry_after_seconds",
+        ):
             _positive(name, getattr(self, name), integer=True)
         if self.max_decompressed_bytes < self.max_request_bytes:
             raise ConfigurationError("max_decompressed_bytes must be at least max_request_bytes")

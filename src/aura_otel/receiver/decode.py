@@ -32,8 +32,13 @@ from opentelemetry.trace.status import Status, StatusCode
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
-_KINDS = {1: SpanKind.INTERNAL, 2: SpanKind.SERVER, 3: SpanKind.CLIENT, 4: SpanKind.PRODUCER,
-          5: SpanKind.CONSUMER}
+_KINDS = {
+    1: SpanKind.INTERNAL,
+    2: SpanKind.SERVER,
+    3: SpanKind.CLIENT,
+    4: SpanKind.PRODUCER,
+    5: SpanKind.CONSUMER,
+}
 _UNSET = Status(StatusCode.UNSET)
 _OK = Status(StatusCode.OK)
 #: OTLP span flags: bit 8 says whether bit 9 (the parent is remote) is known.
@@ -91,7 +96,9 @@ def _hex_to_b64(value: Any, size: int, what: str) -> str:
     except ValueError:
         raise PayloadError(400, f"{what} {value[:40]!r} is not hex") from None
     if len(raw) != size:
-        raise PayloadError(400, f"{what} must be {size} bytes ({2 * size} hex digits), not {len(raw)}")
+        raise PayloadError(
+            400, f"{what} must be {size} bytes ({2 * size} hex digits), not {len(raw)}"
+        )
     return base64.b64encode(raw).decode("ascii")
 
 
@@ -140,7 +147,9 @@ def parse_json(body: bytes) -> ExportTraceServiceRequest:
     try:
         json_format.ParseDict(doc, request, ignore_unknown_fields=True)
     except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
-        raise PayloadError(400, f"the body is not an OTLP ExportTraceServiceRequest: {exc}") from None
+        raise PayloadError(
+            400, f"the body is not an OTLP ExportTraceServiceRequest: {exc}"
+        ) from None
     return request
 
 
@@ -149,7 +158,9 @@ def parse_protobuf(body: bytes) -> ExportTraceServiceRequest:
     try:
         request.ParseFromString(body)
     except (DecodeError, RecursionError, ValueError) as exc:
-        raise PayloadError(400, f"the body is not an OTLP ExportTraceServiceRequest: {exc}") from None
+        raise PayloadError(
+            400, f"the body is not an OTLP ExportTraceServiceRequest: {exc}"
+        ) from None
     return request
 
 
@@ -196,8 +207,10 @@ def attribute_value(value: AnyValue) -> Any:
     if kind == "array_value":
         items = [attribute_value(v) for v in value.array_value.values]
         types = {type(v) for v in items if v is not None}
-        nested = any(v.WhichOneof("value") in ("array_value", "kvlist_value")
-                     for v in value.array_value.values)
+        nested = any(
+            v.WhichOneof("value") in ("array_value", "kvlist_value")
+            for v in value.array_value.values
+        )
         if not nested and len(types) <= 1:
             return tuple(items)
     # Key-value lists and mixed arrays: JSON text, which masking reads key by key.
@@ -241,8 +254,7 @@ def _same(text: str) -> str:
     return text
 
 
-def to_spans(request: ExportTraceServiceRequest,
-             clean: Callable[[str], str] = _same) -> Decoded:
+def to_spans(request: ExportTraceServiceRequest, clean: Callable[[str], str] = _same) -> Decoded:
     """Rebuild the request's spans; a span with unusable ids is counted as rejected, not raised.
 
     ``clean`` masks the few strings span masking does not look at because the SDK sets them
@@ -255,12 +267,17 @@ def to_spans(request: ExportTraceServiceRequest,
     for rs in request.resource_spans:
         resource = Resource(attributes(rs.resource.attributes), rs.schema_url or None)
         for ss in rs.scope_spans:
-            scope = InstrumentationScope(clean(ss.scope.name),
-                                         clean(ss.scope.version) or None, ss.schema_url or None)
+            scope = InstrumentationScope(
+                clean(ss.scope.name), clean(ss.scope.version) or None, ss.schema_url or None
+            )
             for span in ss.spans:
                 trace_id, span_id = span.trace_id, span.span_id
-                if (len(trace_id) != 16 or len(span_id) != 8 or not any(trace_id)
-                        or not any(span_id)):
+                if (
+                    len(trace_id) != 16
+                    or len(span_id) != 8
+                    or not any(trace_id)
+                    or not any(span_id)
+                ):
                     out.reject(INVALID_IDS)
                     continue
                 tid = int.from_bytes(trace_id, "big")
@@ -283,21 +300,27 @@ def to_spans(request: ExportTraceServiceRequest,
                     status = Status(StatusCode.ERROR, span.status.message or None)
                 else:
                     status = _OK if code == 1 else _UNSET
-                append(ReadableSpan(
-                    name=span.name,
-                    context=context,
-                    parent=parent,
-                    resource=resource,
-                    attributes=attributes(span.attributes),
-                    events=[Event(ev.name, attributes(ev.attributes), ev.time_unix_nano or None)
-                            for ev in span.events],
-                    links=[link for link in (_link(ln) for ln in span.links) if link is not None],
-                    kind=_KINDS.get(span.kind, SpanKind.INTERNAL),
-                    status=status,
-                    start_time=span.start_time_unix_nano,
-                    end_time=span.end_time_unix_nano or span.start_time_unix_nano,
-                    instrumentation_scope=scope,
-                ))
+                append(
+                    ReadableSpan(
+                        name=span.name,
+                        context=context,
+                        parent=parent,
+                        resource=resource,
+                        attributes=attributes(span.attributes),
+                        events=[
+                            Event(ev.name, attributes(ev.attributes), ev.time_unix_nano or None)
+                            for ev in span.events
+                        ],
+                        links=[
+                            link for link in (_link(ln) for ln in span.links) if link is not None
+                        ],
+                        kind=_KINDS.get(span.kind, SpanKind.INTERNAL),
+                        status=status,
+                        start_time=span.start_time_unix_nano,
+                        end_time=span.end_time_unix_nano or span.start_time_unix_nano,
+                        instrumentation_scope=scope,
+                    )
+                )
     return out
 
 
@@ -313,6 +336,11 @@ def _trace_state(header: str, clean: Callable[[str], str] = _same) -> TraceState
 def _link(link: Any) -> Link | None:
     if len(link.trace_id) != 16 or len(link.span_id) != 8:
         return None
-    context = SpanContext(int.from_bytes(link.trace_id, "big"), int.from_bytes(link.span_id, "big"),
-                          True, TraceFlags(link.flags & 0xFF), None)
+    context = SpanContext(
+        int.from_bytes(link.trace_id, "big"),
+        int.from_bytes(link.span_id, "big"),
+        True,
+        TraceFlags(link.flags & 0xFF),
+        None,
+    )
     return Link(context, attributes(link.attributes))

@@ -26,8 +26,9 @@ from .shared import StoreBook
 from .stats import ReceiverStats
 
 
-def create_receiver(config: ReceiverConfig | None = None, *,
-                    clock: Callable[[], float] = time.monotonic) -> FoldReceiver:
+def create_receiver(
+    config: ReceiverConfig | None = None, *, clock: Callable[[], float] = time.monotonic
+) -> FoldReceiver:
     """A receiver ready to :meth:`~FoldReceiver.start`. ``clock`` drives the quiet period and
     idle timeout (monotonic seconds), so they can be stepped deterministically."""
     config = config if config is not None else ReceiverConfig()
@@ -41,25 +42,36 @@ def create_receiver(config: ReceiverConfig | None = None, *,
         exporter = otlp_exporter("traces", config.forward_endpoint, config.forward_protocol)
         if exporter is None:
             raise ConfigurationError(f"cannot forward to {config.forward_endpoint!r}")
-        forward = ForwardingSpanProcessor(exporter, name="receiver-forward",
-                                          label="receiver OTLP forwarding")
+        forward = ForwardingSpanProcessor(
+            exporter, name="receiver-forward", label="receiver OTLP forwarding"
+        )
     enum_case = resolve_enum_case(config.enum_case)
     stats = ReceiverStats()
     book: JobBook | StoreBook
     if is_postgres_url(config.store):
         # Opened after every other check: it connects and applies pending migrations.
-        store = open_store(config.store, sync=config.durability == "fsync",
-                           timeout=config.store_timeout, statement_timeout=config.store_timeout)
+        store = open_store(
+            config.store,
+            sync=config.durability == "fsync",
+            timeout=config.store_timeout,
+            statement_timeout=config.store_timeout,
+        )
         book = StoreBook(store, stats, enum_case=enum_case, pricer=pricer)
     else:
         folder = config.jobs_dir
         if config.store:
             folder = open_store(config.store).root  # type: ignore[attr-defined]
         book = JobBook(
-            JobStore(folder), stats, enum_case=enum_case,
-            pricer=pricer, quiet_period=config.quiet_period, idle_timeout=config.idle_timeout,
-            write_interval=config.write_interval, max_open_jobs=config.max_open_jobs,
-            sync=config.durability == "fsync", clock=clock,
+            JobStore(folder),
+            stats,
+            enum_case=enum_case,
+            pricer=pricer,
+            quiet_period=config.quiet_period,
+            idle_timeout=config.idle_timeout,
+            write_interval=config.write_interval,
+            max_open_jobs=config.max_open_jobs,
+            sync=config.durability == "fsync",
+            clock=clock,
         )
     masking, collect = make_masking(rules)
     ingestor = Ingestor(book, stats, masking, collect, forward)

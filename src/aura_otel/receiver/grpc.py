@@ -31,17 +31,23 @@ SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 logger = logging.getLogger("aura_otel.receiver")
 
 
-def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str,
-           retry_after: int | None = None) -> NoReturn:
+def _abort(
+    context: grpc.ServicerContext,
+    code: grpc.StatusCode,
+    message: str,
+    retry_after: int | None = None,
+) -> NoReturn:
     if retry_after is not None:
         info = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=retry_after))
         detail = any_pb2.Any()
         detail.Pack(info)
         status = status_pb2.Status(code=code.value[0], message=message, details=[detail])
-        context.set_trailing_metadata((
-            ("grpc-status-details-bin", status.SerializeToString()),
-            ("google.rpc.retryinfo-bin", info.SerializeToString()),
-        ))
+        context.set_trailing_metadata(
+            (
+                ("grpc-status-details-bin", status.SerializeToString()),
+                ("google.rpc.retryinfo-bin", info.SerializeToString()),
+            )
+        )
     context.abort(code, message)
     raise AssertionError("unreachable")  # context.abort always raises
 
@@ -64,17 +70,28 @@ def _handler(receiver: FoldReceiver) -> Any:
         stats.add("requests")
         if token is not None and not _token_ok(context, token):
             stats.add("requests_unauthorized")
-            _abort(context, grpc.StatusCode.UNAUTHENTICATED,
-                   "this receiver requires 'authorization: Bearer <token>' metadata")
+            _abort(
+                context,
+                grpc.StatusCode.UNAUTHENTICATED,
+                "this receiver requires 'authorization: Bearer <token>' metadata",
+            )
         refusal = receiver.admission.enter()
         if refusal is Refusal.BUSY:
             stats.add("requests_refused_overload")
-            _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                   "too many requests at once; retry later", retry)
+            _abort(
+                context,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "too many requests at once; retry later",
+                retry,
+            )
         if refusal is Refusal.BACKLOG:
             stats.add("requests_refused_backlog")
-            _abort(context, grpc.StatusCode.UNAVAILABLE,
-                   "the receiver is catching up with its files; retry later", retry)
+            _abort(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                "the receiver is catching up with its files; retry later",
+                retry,
+            )
         try:
             try:
                 request = parse_protobuf(data)
@@ -89,8 +106,12 @@ def _handler(receiver: FoldReceiver) -> Any:
                 # A bug, logged by aura-otel's (masked) logger rather than grpcio's; nothing
                 # was acknowledged. (context.abort raises too, but only from the handlers.)
                 logger.exception("aura-otel: the receiver failed on a request")
-                _abort(context, grpc.StatusCode.UNAVAILABLE,
-                       "the receiver failed on this request; retry later", retry)
+                _abort(
+                    context,
+                    grpc.StatusCode.UNAVAILABLE,
+                    "the receiver failed on this request; retry later",
+                    retry,
+                )
         finally:
             receiver.admission.leave()
         response = ExportTraceServiceResponse()
@@ -99,13 +120,16 @@ def _handler(receiver: FoldReceiver) -> Any:
             response.partial_success.error_message = outcome.message
         return response
 
-    return grpc.method_handlers_generic_handler(SERVICE, {
-        "Export": grpc.unary_unary_rpc_method_handler(
-            export,
-            request_deserializer=None,  # raw bytes: parsed (and refused with a reason) above
-            response_serializer=ExportTraceServiceResponse.SerializeToString,
-        ),
-    })
+    return grpc.method_handlers_generic_handler(
+        SERVICE,
+        {
+            "Export": grpc.unary_unary_rpc_method_handler(
+                export,
+                request_deserializer=None,  # raw bytes: parsed (and refused with a reason) above
+                response_serializer=ExportTraceServiceResponse.SerializeToString,
+            ),
+        },
+    )
 
 
 def create_grpc_server(receiver: FoldReceiver, host: str, port: int) -> tuple[grpc.Server, int]:
@@ -113,8 +137,9 @@ def create_grpc_server(receiver: FoldReceiver, host: str, port: int) -> tuple[gr
     config = receiver.config
     # Workers beyond the admission limit only wait to be told "retry later", which is cheap.
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=config.max_concurrent_requests + 4,
-                                   thread_name_prefix="aura-otel-grpc"),
+        futures.ThreadPoolExecutor(
+            max_workers=config.max_concurrent_requests + 4, thread_name_prefix="aura-otel-grpc"
+        ),
         handlers=[_handler(receiver)],
         options=[
             ("grpc.max_receive_message_length", config.max_decompressed_bytes),

@@ -33,12 +33,22 @@ if TYPE_CHECKING:
     from .service import FoldReceiver
 
 logger = logging.getLogger("aura_otel.receiver")
-_GRPC_CODE = {400: code_pb2.INVALID_ARGUMENT, 401: code_pb2.UNAUTHENTICATED,
-              413: code_pb2.RESOURCE_EXHAUSTED, 415: code_pb2.INVALID_ARGUMENT,
-              429: code_pb2.RESOURCE_EXHAUSTED, 503: code_pb2.UNAVAILABLE}
-_COUNTER = {400: "requests_malformed", 401: "requests_unauthorized", 413: "requests_too_large",
-            415: "requests_unsupported", 429: "requests_refused_overload",
-            503: "requests_refused_backlog"}
+_GRPC_CODE = {
+    400: code_pb2.INVALID_ARGUMENT,
+    401: code_pb2.UNAUTHENTICATED,
+    413: code_pb2.RESOURCE_EXHAUSTED,
+    415: code_pb2.INVALID_ARGUMENT,
+    429: code_pb2.RESOURCE_EXHAUSTED,
+    503: code_pb2.UNAVAILABLE,
+}
+_COUNTER = {
+    400: "requests_malformed",
+    401: "requests_unauthorized",
+    413: "requests_too_large",
+    415: "requests_unsupported",
+    429: "requests_refused_overload",
+    503: "requests_refused_backlog",
+}
 
 
 def _encode(message: Message, content_type: str) -> tuple[bytes, str]:
@@ -61,8 +71,10 @@ def create_http_app(receiver: FoldReceiver) -> Starlette:
 
     def failure(status: int, message: str, content_type: str) -> Response:
         stats.add(_COUNTER[status])
-        body, media = _encode(status_pb2.Status(code=_GRPC_CODE[status], message=message),
-                              content_type if content_type in (JSON, PROTOBUF) else JSON)
+        body, media = _encode(
+            status_pb2.Status(code=_GRPC_CODE[status], message=message),
+            content_type if content_type in (JSON, PROTOBUF) else JSON,
+        )
         headers = {}
         if status in (429, 503):
             headers["Retry-After"] = retry_after
@@ -74,7 +86,9 @@ def create_http_app(receiver: FoldReceiver) -> Starlette:
         limit = config.max_request_bytes
         declared = request.headers.get("content-length")
         if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-            raise PayloadError(413, f"the body ({declared} bytes) exceeds the limit of {limit} bytes")
+            raise PayloadError(
+                413, f"the body ({declared} bytes) exceeds the limit of {limit} bytes"
+            )
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
@@ -97,23 +111,31 @@ def create_http_app(receiver: FoldReceiver) -> Starlette:
         stats.add("requests")
         content_type = media_type(request.headers.get("content-type"))
         if token is not None and not authorized(request.headers.get("authorization"), token):
-            return failure(401, "this receiver requires 'Authorization: Bearer <token>' "
-                           "(OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer%20<token>)",
-                           content_type)
+            return failure(
+                401,
+                "this receiver requires 'Authorization: Bearer <token>' "
+                "(OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer%20<token>)",
+                content_type,
+            )
         if content_type not in (PROTOBUF, JSON):
-            return failure(415, f"unsupported Content-Type {content_type or '(none)'!r}: send "
-                           f"{PROTOBUF} or {JSON}", content_type)
+            return failure(
+                415,
+                f"unsupported Content-Type {content_type or '(none)'!r}: send {PROTOBUF} or {JSON}",
+                content_type,
+            )
         refusal = receiver.admission.enter()
         if refusal is not None:
             if refusal is Refusal.BUSY:
                 return failure(429, "too many requests at once; retry later", content_type)
-            return failure(503, "the receiver is catching up with its files; retry later",
-                           content_type)
+            return failure(
+                503, "the receiver is catching up with its files; retry later", content_type
+            )
         try:
             try:
                 body = await read_body(request)
                 return await anyio.to_thread.run_sync(
-                    handle, body, content_type, request.headers.get("content-encoding"))
+                    handle, body, content_type, request.headers.get("content-encoding")
+                )
             except PayloadError as exc:
                 return failure(exc.status, exc.message, content_type)
             except Unavailable as exc:
@@ -124,8 +146,9 @@ def create_http_app(receiver: FoldReceiver) -> Starlette:
                 # A bug must not reach uvicorn's own (unmasked) error log with span data in its
                 # message: aura-otel's logger masks it. Nothing was acknowledged; retryable.
                 logger.exception("aura-otel: the receiver failed on a request")
-                return failure(503, "the receiver failed on this request; retry later",
-                               content_type)
+                return failure(
+                    503, "the receiver failed on this request; retry later", content_type
+                )
         finally:
             receiver.admission.leave()
 

@@ -41,8 +41,17 @@ UNMASKABLE = "that could not be masked (dropped, never written)"
 UNSAFE_JOB_ID = "with an unsafe aura.job.id (no file is written for it)"
 UNUSABLE_FOLDER = "whose job folder cannot be written (something else is in its place)"
 #: Errors a retry cannot cure: the job's path is taken by a file, a link, or is not ours.
-PERMANENT_ERRNOS = frozenset({errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.EACCES,
-                              errno.EPERM, errno.ENAMETOOLONG, errno.EEXIST})
+PERMANENT_ERRNOS = frozenset(
+    {
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.ELOOP,
+        errno.EACCES,
+        errno.EPERM,
+        errno.ENAMETOOLONG,
+        errno.EEXIST,
+    }
+)
 _LOG_FIRST = 20
 
 
@@ -82,8 +91,14 @@ def make_masking(rules: Any) -> tuple[MaskingSpanProcessor, _Collect]:
 
 
 class Ingestor:
-    def __init__(self, book: AnyBook, stats: ReceiverStats, masking: MaskingSpanProcessor,
-                 collect: _Collect, forward: ForwardingSpanProcessor | None = None) -> None:
+    def __init__(
+        self,
+        book: AnyBook,
+        stats: ReceiverStats,
+        masking: MaskingSpanProcessor,
+        collect: _Collect,
+        forward: ForwardingSpanProcessor | None = None,
+    ) -> None:
         self.book = book
         self.stats = stats
         self.masking = masking
@@ -107,7 +122,9 @@ class Ingestor:
             try:
                 item = fold_span(span)
             except Exception:
-                self._count_error("fold_errors", "folding a received span failed; it is left out of v1")
+                self._count_error(
+                    "fold_errors", "folding a received span failed; it is left out of v1"
+                )
                 continue
             if item is None:
                 without_job += 1
@@ -143,8 +160,9 @@ class Ingestor:
             self.book.commit(list(stored), new_folders)
         except OSError as exc:
             self._count_error("journal_errors", "appending to a job's journal failed")
-            raise Unavailable(f"the spans could not be stored ({exc.strerror or exc}); "
-                              "retry later") from None
+            raise Unavailable(
+                f"the spans could not be stored ({exc.strerror or exc}); retry later"
+            ) from None
         by_job = stored
         folded = sum(len(units) for units in by_job.values())
         self.stats.add("spans_folded", folded)
@@ -157,8 +175,9 @@ class Ingestor:
         self.stats.add("spans_accepted", received - count)
         message = ""
         if count:
-            message = "rejected " + "; ".join(f"{n} span{'s' if n != 1 else ''} {why}"
-                                              for why, n in sorted(rejected.items()))
+            message = "rejected " + "; ".join(
+                f"{n} span{'s' if n != 1 else ''} {why}" for why, n in sorted(rejected.items())
+            )
         return Outcome(received - count, count, message)
 
     def _count_error(self, name: str, message: str) -> None:

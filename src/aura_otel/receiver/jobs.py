@@ -239,13 +239,14 @@ class JobBook:
                         if not current.dirty:
                             current.dirty = True
                             self._dirty += 1
-                    self._count_error("write_errors", f"writing telemetry for job {job_id!r} failed")
+                    self._count_error(
+                        "write_errors", f"writing telemetry for job {job_id!r} failed"
+                    )
                     continue
                 written += 1
                 with self._lock:
                     job.has_root, job.missing = has_root, missing
-                    if (not job.dirty and has_root and not missing
-                            and self._open.get(job_id) is job):
+                    if not job.dirty and has_root and not missing and self._open.get(job_id) is job:
                         del self._open[job_id]
                         self.stats.add("jobs_finalized")
             if touched is not None and self.dirty_jobs() == 0:
@@ -258,8 +259,9 @@ class JobBook:
             doc = assemble(job_id, units, pricer=self.pricer)
             journal.write_telemetry(dumps(doc, enum_case=self.enum_case))
         except Exception:
-            self._count_error("write_errors", f"writing telemetry for job {job_id!r} failed; "
-                              "the writer retries")
+            self._count_error(
+                "write_errors", f"writing telemetry for job {job_id!r} failed; the writer retries"
+            )
             return False
         self.stats.add("files_written")
         return True
@@ -288,8 +290,12 @@ class JobBook:
                 elif not job.has_root and idle >= self.idle_timeout:
                     del self._open[job_id]
                     self.stats.add("jobs_unfinished")
-                    logger.info("aura-otel: job %r had no root span for %gs; its file stays "
-                                "unfinished until more spans arrive", job_id, self.idle_timeout)
+                    logger.info(
+                        "aura-otel: job %r had no root span for %gs; its file stays "
+                        "unfinished until more spans arrive",
+                        job_id,
+                        self.idle_timeout,
+                    )
 
     # -- start-up and the writer thread --------------------------------------------------------
     def recover(self) -> int:
@@ -302,8 +308,11 @@ class JobBook:
         """
         root = str(self.store.root)
         try:
-            entries = [e for e in os.scandir(root)
-                       if e.name.startswith(TOUCHED_PREFIX) and e.is_file(follow_symlinks=False)]
+            entries = [
+                e
+                for e in os.scandir(root)
+                if e.name.startswith(TOUCHED_PREFIX) and e.is_file(follow_symlinks=False)
+            ]
         except FileNotFoundError:
             return 0
         orphans: list[tuple[str, int]] = []
@@ -316,8 +325,11 @@ class JobBook:
                 os.close(fd)  # a live receiver's list
                 continue
             data = os.pread(fd, os.fstat(fd).st_size, 0)
-            job_ids.update(line for line in data.decode("utf-8", "replace").splitlines()
-                           if is_safe_job_id(line))
+            job_ids.update(
+                line
+                for line in data.decode("utf-8", "replace").splitlines()
+                if is_safe_job_id(line)
+            )
             orphans.append((entry.path, fd))
         now = self.clock()
         recovered = 0
@@ -331,8 +343,9 @@ class JobBook:
         self.stats.add("jobs_recovered", recovered)
         try:
             if recovered:
-                logger.info("aura-otel: rewriting %d job(s) a stopped receiver had not written",
-                            recovered)
+                logger.info(
+                    "aura-otel: rewriting %d job(s) a stopped receiver had not written", recovered
+                )
                 self.write_dirty()
             if self.dirty_jobs() == 0:
                 for path, _ in orphans:
@@ -344,8 +357,9 @@ class JobBook:
 
     def start(self) -> None:
         self._touched = TouchedLog(str(self.store.root), self.sync)
-        self._thread = threading.Thread(target=self._run, name="aura-otel-receiver-writer",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="aura-otel-receiver-writer", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:

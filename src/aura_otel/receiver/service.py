@@ -30,8 +30,15 @@ _START_TIMEOUT = 30.0
 
 
 class FoldReceiver:
-    def __init__(self, config: ReceiverConfig, *, book: AnyBook, stats: ReceiverStats,
-                 ingestor: Ingestor, forward: ForwardingSpanProcessor | None = None) -> None:
+    def __init__(
+        self,
+        config: ReceiverConfig,
+        *,
+        book: AnyBook,
+        stats: ReceiverStats,
+        ingestor: Ingestor,
+        forward: ForwardingSpanProcessor | None = None,
+    ) -> None:
         self.config = config
         self.book = book
         self.stats_counters = stats
@@ -105,8 +112,13 @@ class FoldReceiver:
             raise
         sock.listen(1024)
         bound = sock.getsockname()[1]
-        config = uvicorn.Config(create_http_app(self), log_level="warning", access_log=False,
-                                lifespan="off", timeout_graceful_shutdown=10)
+        config = uvicorn.Config(
+            create_http_app(self),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=10,
+        )
         server = uvicorn.Server(config)
         self._http = server
 

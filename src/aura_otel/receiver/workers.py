@@ -58,19 +58,35 @@ def _fmt(host: str, port: int) -> str:
 
 def worker_command(config: ReceiverConfig, addresses: dict[str, tuple[str, int]]) -> list[str]:
     """The worker's command line (the access token travels in its environment, not in ps)."""
-    cmd = [sys.executable, "-m", "aura_otel.cli", "collect", "--worker",
-           # With a shared store the worker reads its URL from the environment (_spawn).
-           *([] if config.store else ["--jobs-dir", config.jobs_dir]),
-           "--http", _fmt(*addresses["http"]) if "http" in addresses else "off",
-           "--grpc", _fmt(*addresses["grpc"]) if "grpc" in addresses else "off",
-           "--durability", config.durability,
-           "--quiet-period", repr(config.quiet_period),
-           "--idle-timeout", repr(config.idle_timeout),
-           "--write-interval", repr(config.write_interval),
-           "--store-timeout", repr(config.store_timeout),
-           "--max-request-bytes", str(config.max_request_bytes),
-           "--max-decompressed-bytes", str(config.max_decompressed_bytes),
-           "--max-concurrent-requests", str(config.max_concurrent_requests)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "aura_otel.cli",
+        "collect",
+        "--worker",
+        # With a shared store the worker reads its URL from the environment (_spawn).
+        *([] if config.store else ["--jobs-dir", config.jobs_dir]),
+        "--http",
+        _fmt(*addresses["http"]) if "http" in addresses else "off",
+        "--grpc",
+        _fmt(*addresses["grpc"]) if "grpc" in addresses else "off",
+        "--durability",
+        config.durability,
+        "--quiet-period",
+        repr(config.quiet_period),
+        "--idle-timeout",
+        repr(config.idle_timeout),
+        "--write-interval",
+        repr(config.write_interval),
+        "--store-timeout",
+        repr(config.store_timeout),
+        "--max-request-bytes",
+        str(config.max_request_bytes),
+        "--max-decompressed-bytes",
+        str(config.max_decompressed_bytes),
+        "--max-concurrent-requests",
+        str(config.max_concurrent_requests),
+    ]
     if config.forward_endpoint:
         cmd += ["--forward-endpoint", config.forward_endpoint]
     if config.forward_protocol:
@@ -119,8 +135,9 @@ class Supervisor:
             env[c.ENV_ACCESS_TOKEN] = self.config.access_token
         if self.config.store:  # in the environment, like the token: a URL may hold a password
             env[c.ENV_STORE] = self.config.store
-        proc = subprocess.Popen(worker_command(self.config, self.addresses), env=env,
-                                stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            worker_command(self.config, self.addresses), env=env, stdout=subprocess.PIPE, text=True
+        )
         assert proc.stdout is not None
         wanted = len(self.addresses)
         seen = 0
@@ -140,8 +157,11 @@ class Supervisor:
         while not stop.wait(1.0):
             for i, proc in enumerate(self._procs):
                 if proc.poll() is not None and not self._stopping:
-                    logger.error("aura-otel: receiver worker %d exited with %s; restarting it",
-                                 proc.pid, proc.returncode)
+                    logger.error(
+                        "aura-otel: receiver worker %d exited with %s; restarting it",
+                        proc.pid,
+                        proc.returncode,
+                    )
                     if self._book is not None:
                         self._book.recover()  # the dead worker's touched list, nobody else's
                     self._procs[i] = self._spawn()

@@ -31,13 +31,19 @@ def run(
     machines and no ``access_token`` is configured.
     """
     check_bind(host, access_token)
-    app = create_app(jobs_dir, jaeger_url=jaeger_url, trace_url=trace_url,
-                     access_token=access_token,
-                     max_file_bytes=max_file_bytes, abandoned_after=abandoned_after)
+    app = create_app(
+        jobs_dir,
+        jaeger_url=jaeger_url,
+        trace_url=trace_url,
+        access_token=access_token,
+        max_file_bytes=max_file_bytes,
+        abandoned_after=abandoned_after,
+    )
     import uvicorn  # imported late: only serving needs it
 
     shown = f"[{host}]" if ":" in host else host
     where = getattr(app.state, "store_description", "")
     print(f"aura-otel: serving {where} at http://{shown}:{port}/jobs", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False,
-                proxy_headers=False)
+    uvicorn.run(
+        app, host=host, port=port, log_level="warning", server_header=False, proxy_headers=False
+    )

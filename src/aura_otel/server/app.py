@@ -103,8 +103,10 @@ def resolve_abandoned_after(value: float | str | None = None) -> float:
 
 
 def too_large_detail(job_id: str, exc: TelemetryTooLargeError) -> str:
-    return (f"The telemetry file of job {job_id!r} is {exc.size} bytes; this server reads at "
-            f"most {exc.limit} (--max-file-bytes / {c.ENV_MAX_FILE_BYTES}).")
+    return (
+        f"The telemetry file of job {job_id!r} is {exc.size} bytes; this server reads at "
+        f"most {exc.limit} (--max-file-bytes / {c.ENV_MAX_FILE_BYTES})."
+    )
 
 
 def _check_jaeger_url(jaeger_url: str | None) -> str | None:
@@ -154,8 +156,9 @@ def _page_number(request: Request, name: str, default: int) -> int:
         raise ValueError(f"{name} must be a whole number, not {raw!r}") from None
 
 
-UNAVAILABLE_DETAIL = ("The job store cannot be reached right now; nothing is wrong with the "
-                      "request. Retry shortly.")
+UNAVAILABLE_DETAIL = (
+    "The job store cannot be reached right now; nothing is wrong with the request. Retry shortly."
+)
 _STATUSES = {str(s) for s in figures.JobStatus}
 
 
@@ -167,8 +170,10 @@ def _date(request: Request, name: str) -> datetime | None:
     try:
         moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"{name} must be an ISO 8601 date or date-time "
-                         f"(2026-05-01 or 2026-05-01T12:00:00Z), not {raw!r}") from None
+        raise ValueError(
+            f"{name} must be an ISO 8601 date or date-time "
+            f"(2026-05-01 or 2026-05-01T12:00:00Z), not {raw!r}"
+        ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     if len(raw) == 10 and name == "to":  # a whole day: up to the end of it
@@ -193,10 +198,14 @@ def job_filter(request: Request) -> JobFilter:
 class TelemetryApp:
     """Holds the app's configuration and answers its routes (one instance per app)."""
 
-    def __init__(self, jobs_dir: str | Path | Store | None, jaeger_url: str | None,
-                 max_file_bytes: int | None = None,
-                 abandoned_after: float | None = None,
-                 trace_url: str | None = None) -> None:
+    def __init__(
+        self,
+        jobs_dir: str | Path | Store | None,
+        jaeger_url: str | None,
+        max_file_bytes: int | None = None,
+        abandoned_after: float | None = None,
+        trace_url: str | None = None,
+    ) -> None:
         self.store = open_store(jobs_dir, max_file_bytes=resolve_max_file_bytes(max_file_bytes))
         self.abandoned_after = abandoned_after
         self.index = self.store.lister(abandoned_after=abandoned_after)
@@ -231,10 +240,17 @@ class TelemetryApp:
         html = self.templates.get_template(template).render(fmt=views, **context)
         return HTMLResponse(html, status_code=status)
 
-    def error_page(self, request: Request, status: int, heading: str, message: str,
-                   hint: str = "") -> HTMLResponse:
-        return self.render("error.html", status, heading=heading, message=message, hint=hint,
-                           correlation_id=correlation_id(request))
+    def error_page(
+        self, request: Request, status: int, heading: str, message: str, hint: str = ""
+    ) -> HTMLResponse:
+        return self.render(
+            "error.html",
+            status,
+            heading=heading,
+            message=message,
+            hint=hint,
+            correlation_id=correlation_id(request),
+        )
 
     # -- API -------------------------------------------------------------------------------------
     def api(self, build: Callable[[Request, str], Any]) -> Endpoint:
@@ -248,26 +264,48 @@ class TelemetryApp:
             except InvalidJobIdError as exc:
                 return problem(request, 400, f"Invalid job id: {exc}")
             except TelemetryNotFoundError:
-                return problem(request, 404, f"No telemetry was found for job {job_id!r}.",
-                               guidance=NOT_FOUND_GUIDANCE)
+                return problem(
+                    request,
+                    404,
+                    f"No telemetry was found for job {job_id!r}.",
+                    guidance=NOT_FOUND_GUIDANCE,
+                )
             except IndexError:
-                return problem(request, 404, f"Job {job_id!r} has no operation with that "
-                               "number (operations are numbered from 0 in file order).")
+                return problem(
+                    request,
+                    404,
+                    f"Job {job_id!r} has no operation with that "
+                    "number (operations are numbered from 0 in file order).",
+                )
             except TelemetryTooLargeError as exc:
                 logger.warning("job %r: %s [correlation %s]", job_id, exc, correlation_id(request))
                 return problem(request, 422, too_large_detail(job_id, exc))
             except StoreUnavailableError as exc:
                 return self.unavailable(request, exc)
             except CorruptTelemetryError as exc:
-                logger.warning("job %r: unreadable telemetry (%s) [correlation %s]",
-                               job_id, exc, correlation_id(request))
-                return problem(request, 500, f"The telemetry file of job {job_id!r} is corrupt "
-                               "or incomplete and cannot be read as RunTelemetry v1.")
+                logger.warning(
+                    "job %r: unreadable telemetry (%s) [correlation %s]",
+                    job_id,
+                    exc,
+                    correlation_id(request),
+                )
+                return problem(
+                    request,
+                    500,
+                    f"The telemetry file of job {job_id!r} is corrupt "
+                    "or incomplete and cannot be read as RunTelemetry v1.",
+                )
             except Exception:
-                logger.exception("unexpected error for %s [correlation %s]",
-                                 request.url.path, correlation_id(request))
-                return problem(request, 500, "An unexpected error occurred. Quote the "
-                               "correlation id when reporting it.")
+                logger.exception(
+                    "unexpected error for %s [correlation %s]",
+                    request.url.path,
+                    correlation_id(request),
+                )
+                return problem(
+                    request,
+                    500,
+                    "An unexpected error occurred. Quote the correlation id when reporting it.",
+                )
 
         return endpoint
 
@@ -280,37 +318,50 @@ class TelemetryApp:
     def run_summary(self, request: Request, job_id: str) -> dict[str, Any]:
         collection = self.read(job_id)
         units = self.store.read_units(job_id)
-        budget = next((float(u["b"]) for u in units.values() if u.get("k") == "root" and "b" in u),
-                      self.budget_rules.job.total.hard)
-        limits = {name: limit.hard for name, limit in self.budget_rules.job.providers.items()
-                  if limit.hard is not None}
+        budget = next(
+            (float(u["b"]) for u in units.values() if u.get("k") == "root" and "b" in u),
+            self.budget_rules.job.total.hard,
+        )
+        limits = {
+            name: limit.hard
+            for name, limit in self.budget_rules.job.providers.items()
+            if limit.hard is not None
+        }
         return legacy.run_cost_report(collection, budget=budget, provider_limits=limits)
 
     def schema(self, request: Request) -> Response:
-        return JSONResponse(TelemetrySchema(
-            version=SCHEMA_VERSION,
-            stages=list(Stage),
-            resultStatuses=list(ResultStatus),
-            selectionSources=list(SelectionSource),
-            errorCodes=list(ERROR_CODES),
-            defaultCurrency=DEFAULT_CURRENCY,
-            metadataKeys=METADATA_KEYS,
-            jsonSchema=json_schema(),
-        ).model_dump(mode="json"))
+        return JSONResponse(
+            TelemetrySchema(
+                version=SCHEMA_VERSION,
+                stages=list(Stage),
+                resultStatuses=list(ResultStatus),
+                selectionSources=list(SelectionSource),
+                errorCodes=list(ERROR_CODES),
+                defaultCurrency=DEFAULT_CURRENCY,
+                metadataKeys=METADATA_KEYS,
+                jsonSchema=json_schema(),
+            ).model_dump(mode="json")
+        )
 
     def unavailable(self, request: Request, exc: Exception) -> Response:
         """503 with a problem object: the store is down or slow, the sender should retry."""
-        logger.warning("%s: the store is unavailable (%s) [correlation %s]",
-                       request.url.path, exc, correlation_id(request))
+        logger.warning(
+            "%s: the store is unavailable (%s) [correlation %s]",
+            request.url.path,
+            exc,
+            correlation_id(request),
+        )
         response = problem(request, 503, UNAVAILABLE_DETAIL, title="Service Unavailable")
         response.headers["Retry-After"] = "5"
         return response
 
     def jobs_api(self, request: Request) -> Response:
         try:
-            page = self.index.page(_page_number(request, "page", 1),
-                                   _page_number(request, "pageSize", DEFAULT_PAGE_SIZE),
-                                   job_filter(request))
+            page = self.index.page(
+                _page_number(request, "page", 1),
+                _page_number(request, "pageSize", DEFAULT_PAGE_SIZE),
+                job_filter(request),
+            )
         except ValueError as exc:
             return problem(request, 400, str(exc))
         except StoreUnavailableError as exc:
@@ -329,17 +380,23 @@ class TelemetryApp:
             return self.error_page(request, 400, "Invalid request", str(exc))
         except StoreUnavailableError as exc:
             logger.warning("/jobs: the store is unavailable (%s)", exc)
-            response = self.error_page(request, 503, "Jobs are unavailable right now",
-                                       UNAVAILABLE_DETAIL)
+            response = self.error_page(
+                request, 503, "Jobs are unavailable right now", UNAVAILABLE_DETAIL
+            )
             response.headers["Retry-After"] = "5"
             return response
         running = any(figures.is_live(item["status"]) for item in page.items)
         query = {key: request.query_params.get(key, "") for key in ("status", "from", "to", "q")}
         keep = urlencode({k: v for k, v in query.items() if v})
-        return self.render("jobs.html", page=page, labels=views.JOB_STATUS_LABELS,
-                           refresh_seconds=REFRESH_SECONDS if running else None,
-                           query=query, keep=("&" + keep) if keep else "",
-                           filtered=not filters.empty)
+        return self.render(
+            "jobs.html",
+            page=page,
+            labels=views.JOB_STATUS_LABELS,
+            refresh_seconds=REFRESH_SECONDS if running else None,
+            query=query,
+            keep=("&" + keep) if keep else "",
+            filtered=not filters.empty,
+        )
 
     def run_page(self, request: Request) -> Response:
         job_id = request.path_params["job_id"]
@@ -357,12 +414,17 @@ class TelemetryApp:
         )
         doc = figures.as_dict(collection)
         index = operation_view.SpanIndex(units)
-        operations = [operation_view.operation(doc, units, n, self.prices, index)
-                      for n in range(len(doc.get("records") or []))]
+        operations = [
+            operation_view.operation(doc, units, n, self.prices, index)
+            for n in range(len(doc.get("records") or []))
+        ]
         return self.render(
-            "run_details.html", run=details, rendered_at=views.now_text(),
+            "run_details.html",
+            run=details,
+            rendered_at=views.now_text(),
             refresh_seconds=REFRESH_SECONDS if details.running else None,
-            operations=operations, job_url=views.job_url(job_id),
+            operations=operations,
+            job_url=views.job_url(job_id),
             anomalies=self.job_anomalies(job_id),
         )
 
@@ -374,12 +436,19 @@ class TelemetryApp:
         if isinstance(collection, Response):
             return collection
         try:
-            op = operation_view.operation(figures.as_dict(collection),
-                                          self.store.read_units(job_id),
-                                          int(request.path_params["position"]), self.prices)
+            op = operation_view.operation(
+                figures.as_dict(collection),
+                self.store.read_units(job_id),
+                int(request.path_params["position"]),
+                self.prices,
+            )
         except IndexError:
-            return self.error_page(request, 404, "Operation not found",
-                                   f"Job “{job_id}” has no operation with that number.")
+            return self.error_page(
+                request,
+                404,
+                "Operation not found",
+                f"Job “{job_id}” has no operation with that number.",
+            )
         return self.render("operation.html", op=op, job_url=views.job_url(job_id))
 
     # -- fleet view ------------------------------------------------------------------------------
@@ -389,9 +458,9 @@ class TelemetryApp:
         latest = max((j.started for j in history), default=None)
         filters = fleet_view.parse_filters(
             request.query_params,
-            datetime.fromtimestamp(latest, UTC) if latest is not None else None)
-        return fleet_view.compute(self.source, filters, history=history,
-                                  verdicts=self.verdicts())
+            datetime.fromtimestamp(latest, UTC) if latest is not None else None,
+        )
+        return fleet_view.compute(self.source, filters, history=history, verdicts=self.verdicts())
 
     def verdicts(self) -> dict[str, list[Any]] | None:
         """Anomaly verdicts memoised for the source's current generation (None: a source
@@ -410,8 +479,13 @@ class TelemetryApp:
         except ValueError as exc:
             return self.error_page(request, 400, "Invalid request", str(exc))
         query = urlencode(result.filters.query())
-        return self.render("insights.html", fleet=result, charts=charts, query=query,
-                           filter_names=fleet_view.FILTER_NAMES)
+        return self.render(
+            "insights.html",
+            fleet=result,
+            charts=charts,
+            query=query,
+            filter_names=fleet_view.FILTER_NAMES,
+        )
 
     def insights_api(self, request: Request) -> Response:
         try:
@@ -426,8 +500,10 @@ class TelemetryApp:
             result = self.fleet(request)
         except ValueError as exc:
             return problem(request, 400, str(exc))
-        return Response(fleet_view.prometheus_text(result),
-                        media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(
+            fleet_view.prometheus_text(result),
+            media_type="text/plain; version=0.0.4; charset=utf-8",
+        )
 
     def insights_download(self, request: Request) -> Response:
         """One chart's numbers as CSV or JSON (an attachment, named after chart and period)."""
@@ -438,8 +514,12 @@ class TelemetryApp:
             return problem(request, 400, str(exc))
         table = result.tables.get(chart)
         if table is None or fmt not in ("csv", "json"):
-            return problem(request, 404, f"There is no chart {chart!r} as {fmt!r}.",
-                           guidance="Charts: " + ", ".join(result.tables) + "; formats: csv, json.")
+            return problem(
+                request,
+                404,
+                f"There is no chart {chart!r} as {fmt!r}.",
+                guidance="Charts: " + ", ".join(result.tables) + "; formats: csv, json.",
+            )
         name = f"{chart}_{result.filters.since}_{result.filters.until}.{fmt}"
         headers = {"Content-Disposition": f'attachment; filename="{name}"'}
         if fmt == "csv":
@@ -459,28 +539,36 @@ class TelemetryApp:
             return self.read(job_id)
         except StoreUnavailableError as exc:
             logger.warning("job %r: the store is unavailable (%s)", job_id, exc)
-            response = self.error_page(request, 503, "Job unavailable right now",
-                                       UNAVAILABLE_DETAIL)
+            response = self.error_page(
+                request, 503, "Job unavailable right now", UNAVAILABLE_DETAIL
+            )
             response.headers["Retry-After"] = "5"
             return response
         except InvalidJobIdError as exc:
             return self.error_page(request, 400, "Not a valid job id", str(exc))
         except TelemetryNotFoundError:
             return self.error_page(
-                request, 404, "Job not found",
+                request,
+                404,
+                "Job not found",
                 f"There is no telemetry for a job called “{job_id}”.",
                 "Check the id, or pick the job from the list. A job appears once its first "
-                "stage has ended.")
+                "stage has ended.",
+            )
         except TelemetryTooLargeError as exc:
             logger.warning("job %r: %s", job_id, exc)
-            return self.error_page(request, 422, "Telemetry too large to show",
-                                   too_large_detail(job_id, exc))
+            return self.error_page(
+                request, 422, "Telemetry too large to show", too_large_detail(job_id, exc)
+            )
         except CorruptTelemetryError as exc:
             logger.warning("job %r: unreadable telemetry (%s)", job_id, exc)
             return self.error_page(
-                request, 500, "Telemetry cannot be read",
+                request,
+                500,
+                "Telemetry cannot be read",
                 f"The telemetry file of job “{job_id}” is corrupt or incomplete.",
-                "It may still be being written by an old tool, or have been edited by hand.")
+                "It may still be being written by an old tool, or have been edited by hand.",
+            )
 
     def traces(self, job_id: str, units: Units | None = None) -> list[tuple[str, str | None]]:
         """The job's trace ids, each with its link: only when a template is configured and the
@@ -489,12 +577,20 @@ class TelemetryApp:
             units = self.store.read_units(job_id)
         ids = [t for t in trace_ids(units) if t.isalnum()]
         linked = self.trace_template is not None and was_forwarded(units)
-        return [(t, self.trace_template.replace("{trace_id}", quote(t)) if linked and
-                 self.trace_template else None) for t in ids]
+        return [
+            (
+                t,
+                self.trace_template.replace("{trace_id}", quote(t))
+                if linked and self.trace_template
+                else None,
+            )
+            for t in ids
+        ]
 
     def operation(self, job_id: str, position: int) -> operation_view.Operation:
-        return operation_view.operation(figures.as_dict(self.read(job_id)),
-                                        self.store.read_units(job_id), position, self.prices)
+        return operation_view.operation(
+            figures.as_dict(self.read(job_id)), self.store.read_units(job_id), position, self.prices
+        )
 
     def operation_api(self, request: Request, job_id: str) -> dict[str, Any]:
         # An IndexError (no such operation) becomes a 404 problem in ``api``.
@@ -505,24 +601,35 @@ class TelemetryApp:
         rest = request.path_params["rest"]
         if rest and "/" not in rest:
             return RedirectResponse(views.job_url(rest), status_code=307)
-        return self.error_page(request, 400, "Not a valid job id",
-                               "A job id is a single path segment (no '/').")
+        return self.error_page(
+            request, 400, "Not a valid job id", "A job id is a single path segment (no '/')."
+        )
 
     # -- fallbacks -------------------------------------------------------------------------------
     async def http_error(self, request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         if request.url.path.startswith("/api/"):
             if status == 404:
-                return problem(request, 404, f"There is no endpoint at {request.url.path}.",
-                               title="Not Found", guidance="GET /api/openapi.json lists the endpoints.")
+                return problem(
+                    request,
+                    404,
+                    f"There is no endpoint at {request.url.path}.",
+                    title="Not Found",
+                    guidance="GET /api/openapi.json lists the endpoints.",
+                )
             if status == 405:
-                return problem(request, 405, "This server is read-only: only GET and HEAD are "
-                               "allowed.")
+                return problem(
+                    request, 405, "This server is read-only: only GET and HEAD are allowed."
+                )
             return problem(request, status, "The request could not be handled.")
         if status == 405:
             return self.error_page(request, 405, "Not allowed", "This server is read-only.")
-        return self.error_page(request, 404 if status == 404 else status, "Page not found",
-                               "There is nothing at this address.")
+        return self.error_page(
+            request,
+            404 if status == 404 else status,
+            "Page not found",
+            "There is nothing at this address.",
+        )
 
 
 def create_app(
@@ -550,19 +657,23 @@ def create_app(
     if jobs_dir is None:
         settings = Settings.from_env(masking=False)
         jobs_dir = settings.store or settings.jobs_dir
-    app = TelemetryApp(jobs_dir, jaeger_url, max_file_bytes,
-                       resolve_abandoned_after(abandoned_after), trace_url)
+    app = TelemetryApp(
+        jobs_dir, jaeger_url, max_file_bytes, resolve_abandoned_after(abandoned_after), trace_url
+    )
     get = ["GET"]
     routes = [
         Route("/", lambda request: RedirectResponse("/jobs", status_code=307), methods=get),
         Route("/api/telemetry/schema", app.schema, methods=get),
         Route("/api/telemetry/{job_id}/diagnostics", app.api(app.diagnostics), methods=get),
-        Route("/api/telemetry/{job_id}/ops/{position:int}", app.api(app.operation_api),
-              methods=get),
+        Route(
+            "/api/telemetry/{job_id}/ops/{position:int}", app.api(app.operation_api), methods=get
+        ),
         Route("/api/telemetry/{job_id}", app.api(app.telemetry), methods=get),
         # Ids that are empty or contain '/' after decoding: answered 400 by the id validator.
         Route("/api/telemetry/{job_id:path}", app.api(app.telemetry), methods=get),
-        Route("/api/cost-tracking/run-summary/{job_id:path}", app.api(app.run_summary), methods=get),
+        Route(
+            "/api/cost-tracking/run-summary/{job_id:path}", app.api(app.run_summary), methods=get
+        ),
         Route("/api/jobs", app.jobs_api, methods=get),
         Route("/api/insights", app.insights_api, methods=get),
         Route("/api/insights/metrics", app.insights_metrics, methods=get),
@@ -574,8 +685,11 @@ def create_app(
         Route("/jobs/{job_id}/telemetry", app.run_page, methods=get),
         Route("/jobs/{job_id}/telemetry/ops/{position:int}", app.operation_page, methods=get),
         Route("/jobs/{rest:path}", app.bad_job_path, methods=get),
-        Route("/favicon.ico", lambda request: RedirectResponse("/static/favicon.svg", 301),
-              methods=get),
+        Route(
+            "/favicon.ico",
+            lambda request: RedirectResponse("/static/favicon.svg", 301),
+            methods=get,
+        ),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]
     middleware = [Middleware(SecurityHeaders)]

@@ -89,9 +89,17 @@ def _row(job_id: str, data: bytes, mtime_ns: int) -> tuple[dict[str, Any], datet
     except AuraOtelError as exc:
         logger.warning("job %s: unreadable telemetry.json: %s", job_id, exc)
         return shapes.JobRow(
-            **row, status=STATUS_UNREADABLE, startedAt=None, completedAt=None,
-            durationSeconds=None, totalCost=None, currency=None, operationCount=None,
-            stageCount=None, failedOperations=None, unpricedOperations=None,
+            **row,
+            status=STATUS_UNREADABLE,
+            startedAt=None,
+            completedAt=None,
+            durationSeconds=None,
+            totalCost=None,
+            currency=None,
+            operationCount=None,
+            stageCount=None,
+            failedOperations=None,
+            unpricedOperations=None,
         ).model_dump(mode="json"), None
     records = doc["records"]
     summary = figures.effective_summary(doc)
@@ -130,9 +138,7 @@ class JobIndex(JobLister):
     served from the cache until its file changes.
     """
 
-    def __init__(
-        self, store: JobStore, *, abandoned_after: float | None = None
-    ) -> None:
+    def __init__(self, store: JobStore, *, abandoned_after: float | None = None) -> None:
         self.store = store
         self.abandoned_after = abandoned_after
         # (signature, row, last activity of a running job): a cached running row turns
@@ -141,8 +147,9 @@ class JobIndex(JobLister):
         self._lock = threading.Lock()
         self.parses = 0  # how many files were read and parsed (the benchmark reports it)
 
-    def page(self, page: int = 1, page_size: int = DEFAULT_PAGE_SIZE,
-             filters: JobFilter | None = None) -> JobPage:
+    def page(
+        self, page: int = 1, page_size: int = DEFAULT_PAGE_SIZE, filters: JobFilter | None = None
+    ) -> JobPage:
         check_page(page, page_size)
         all_entries = self.store.job_entries()
         entries = all_entries
@@ -150,17 +157,30 @@ class JobIndex(JobLister):
         if filters is not None and not filters.empty:
             entries = _narrow(entries, filters)
             if filters.status is not None:
-                rows = [row for job_id, mtime_ns, size in entries
-                        if (row := self._row(job_id, mtime_ns, size)) is not None
-                        and row["status"] == filters.status]
+                rows = [
+                    row
+                    for job_id, mtime_ns, size in entries
+                    if (row := self._row(job_id, mtime_ns, size)) is not None
+                    and row["status"] == filters.status
+                ]
                 self._prune(len(all_entries), all_entries)
-                return JobPage(items=rows[start:start + page_size], page=page,
-                               page_size=page_size, total=len(rows))
-        items = [self._row(job_id, mtime_ns, size)
-                 for job_id, mtime_ns, size in entries[start:start + page_size]]
+                return JobPage(
+                    items=rows[start : start + page_size],
+                    page=page,
+                    page_size=page_size,
+                    total=len(rows),
+                )
+        items = [
+            self._row(job_id, mtime_ns, size)
+            for job_id, mtime_ns, size in entries[start : start + page_size]
+        ]
         self._prune(len(all_entries), all_entries)
-        return JobPage(items=[row for row in items if row is not None], page=page,
-                       page_size=page_size, total=len(entries))
+        return JobPage(
+            items=[row for row in items if row is not None],
+            page=page,
+            page_size=page_size,
+            total=len(entries),
+        )
 
     def _row(self, job_id: str, mtime_ns: int, size: int) -> dict[str, Any] | None:
         signature = (mtime_ns, size)
@@ -197,9 +217,13 @@ def _narrow(entries: list[tuple[str, int, int]], filters: JobFilter) -> list[tup
     since = _epoch_ns(filters.since) if filters.since is not None else None
     until = _epoch_ns(filters.until) if filters.until is not None else None
     needle = filters.search.casefold() if filters.search else None
-    return [(job_id, mtime_ns, size) for job_id, mtime_ns, size in entries
-            if (since is None or mtime_ns >= since) and (until is None or mtime_ns < until)
-            and (needle is None or needle in job_id.casefold())]
+    return [
+        (job_id, mtime_ns, size)
+        for job_id, mtime_ns, size in entries
+        if (since is None or mtime_ns >= since)
+        and (until is None or mtime_ns < until)
+        and (needle is None or needle in job_id.casefold())
+    ]
 
 
 def _epoch_ns(moment: datetime) -> int:

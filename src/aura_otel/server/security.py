@@ -70,8 +70,10 @@ class TokenGate:
         self._token = token.encode()
 
     def _matches(self, candidate: str | None) -> bool:
-        return candidate is not None and candidate != "" and hmac.compare_digest(
-            candidate.encode(), self._token
+        return (
+            candidate is not None
+            and candidate != ""
+            and hmac.compare_digest(candidate.encode(), self._token)
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -97,7 +99,11 @@ class TokenGate:
         target = request.url.path + (f"?{urlencode(rest)}" if rest else "")
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
-            TOKEN_COOKIE, self._token.decode(), httponly=True, samesite="strict", path="/",
+            TOKEN_COOKIE,
+            self._token.decode(),
+            httponly=True,
+            samesite="strict",
+            path="/",
             secure=request.url.scheme == "https",
         )
         return response
@@ -106,8 +112,9 @@ class TokenGate:
     def _refuse(request: Request) -> Response:
         if request.url.path.startswith("/api/"):
             response: Response = problem(
-                request, 401, "This server requires an access token: send "
-                "'Authorization: Bearer <token>'."
+                request,
+                401,
+                "This server requires an access token: send 'Authorization: Bearer <token>'.",
             )
         else:
             response = HTMLResponse(
@@ -159,14 +166,20 @@ class ControlCharacterGate:
         if scope["type"] == "http" and _CONTROL.search(scope.get("path", "")):
             request = Request(scope)
             if request.url.path.startswith("/api/"):
-                response: Response = problem(request, 400, "Invalid job id: the path holds "
-                                             "control characters, which no job id may contain.")
+                response: Response = problem(
+                    request,
+                    400,
+                    "Invalid job id: the path holds "
+                    "control characters, which no job id may contain.",
+                )
             else:
-                response = HTMLResponse("<!doctype html><html lang=en><meta charset=utf-8>"
-                                        "<title>Invalid request</title><h1>Invalid request</h1>"
-                                        "<p>The address holds control characters.</p>"
-                                        "<p><a href=\"/jobs\">Back to the job list</a></p></html>",
-                                        status_code=400)
+                response = HTMLResponse(
+                    "<!doctype html><html lang=en><meta charset=utf-8>"
+                    "<title>Invalid request</title><h1>Invalid request</h1>"
+                    "<p>The address holds control characters.</p>"
+                    '<p><a href="/jobs">Back to the job list</a></p></html>',
+                    status_code=400,
+                )
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
@@ -176,7 +189,7 @@ def host_name(host_header: str) -> str:
     """The name part of a Host header (``[::1]:8765`` -> ``::1``, ``a:80`` -> ``a``)."""
     value = host_header.strip()
     if value.startswith("["):
-        return value[1:value.find("]")] if "]" in value else value
+        return value[1 : value.find("]")] if "]" in value else value
     return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
 
 
@@ -195,8 +208,12 @@ class LoopbackHostGate:
         if scope["type"] == "http":
             request = Request(scope)
             if not is_loopback_host(host_name(request.headers.get("host", ""))):
-                response = problem(request, 400, "Invalid Host header: this server answers only "
-                                   "to localhost / 127.0.0.1 / [::1] unless an access token is set.")
+                response = problem(
+                    request,
+                    400,
+                    "Invalid Host header: this server answers only "
+                    "to localhost / 127.0.0.1 / [::1] unless an access token is set.",
+                )
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -247,28 +247,32 @@ class RunDetails:
 
     @property
     def short_correlation(self) -> str:
-        return self.correlation_id[:8] + "…" if len(self.correlation_id) > 9 else self.correlation_id
+        return (
+            self.correlation_id[:8] + "…" if len(self.correlation_id) > 9 else self.correlation_id
+        )
 
 
 def _rows(records: Sequence[Mapping[str, Any]]) -> list[StageRow]:
     rows = []
     for position, rec in enumerate(records):
-        rows.append(StageRow(
-            position=position,
-            stage=figures.lower(rec["stage"]),
-            scene_index=rec.get("scene_index"),
-            status=figures.record_status(rec),
-            latency_ms=int(rec.get("latency_ms") or 0),
-            cost=rec.get("cost_estimate"),
-            provider=rec.get("provider"),
-            model=rec.get("model_id"),
-            tokens=figures.record_tokens(rec),
-            message=rec.get("message") or "",
-            error_code=rec.get("error_code"),
-            started_at=rec["started_at"],
-            ended_at=rec["ended_at"],
-            unpriced=figures.is_unpriced(rec),
-        ))
+        rows.append(
+            StageRow(
+                position=position,
+                stage=figures.lower(rec["stage"]),
+                scene_index=rec.get("scene_index"),
+                status=figures.record_status(rec),
+                latency_ms=int(rec.get("latency_ms") or 0),
+                cost=rec.get("cost_estimate"),
+                provider=rec.get("provider"),
+                model=rec.get("model_id"),
+                tokens=figures.record_tokens(rec),
+                message=rec.get("message") or "",
+                error_code=rec.get("error_code"),
+                started_at=rec["started_at"],
+                ended_at=rec["ended_at"],
+                unpriced=figures.is_unpriced(rec),
+            )
+        )
     return rows
 
 
@@ -285,25 +289,39 @@ def sort_rows(rows: list[StageRow], column: str | None, direction: str) -> list[
 
 
 def _headers(job_id: str, column: str | None, direction: str) -> list[SortHeader]:
-    labels = {"stage": "Stage", "status": "Status", "latency": "Latency", "cost": "Cost",
-              "provider": "Provider", "model": "Model", "tokens": "Tokens", "message": "Message"}
+    labels = {
+        "stage": "Stage",
+        "status": "Status",
+        "latency": "Latency",
+        "cost": "Cost",
+        "provider": "Provider",
+        "model": "Model",
+        "tokens": "Tokens",
+        "message": "Message",
+    }
     headers = []
     for name in SORT_COLUMNS:
         active = name == column
         next_dir = "desc" if active and direction == "asc" else "asc"
-        headers.append(SortHeader(
-            column=name,
-            label=labels[name],
-            href=f"{job_url(job_id)}?{urlencode({'sort': name, 'dir': next_dir})}#stages",
-            aria_sort=("ascending" if direction == "asc" else "descending") if active else "none",
-            numeric=name in ("latency", "cost", "tokens"),
-        ))
+        headers.append(
+            SortHeader(
+                column=name,
+                label=labels[name],
+                href=f"{job_url(job_id)}?{urlencode({'sort': name, 'dir': next_dir})}#stages",
+                aria_sort=("ascending" if direction == "asc" else "descending")
+                if active
+                else "none",
+                numeric=name in ("latency", "cost", "tokens"),
+            )
+        )
     return headers
 
 
 def _timeline(doc: Mapping[str, Any], rows: Sequence[StageRow]) -> tuple[list[TimelineBar], float]:
     start = figures.parse_time(doc.get("collection_started_at"))
-    ends = [figures.parse_time(doc.get("collection_ended_at"))] + [figures.parse_time(r.ended_at) for r in rows]
+    ends = [figures.parse_time(doc.get("collection_ended_at"))] + [
+        figures.parse_time(r.ended_at) for r in rows
+    ]
     known_ends = [e for e in ends if e is not None]
     if start is None:
         return [], 0.0
@@ -318,17 +336,21 @@ def _timeline(doc: Mapping[str, Any], rows: Sequence[StageRow]) -> tuple[list[Ti
         left = min(left, 100.0 - MIN_BAR_PERCENT)
         width = min(width, 100.0 - left)
         offset = (row_start - start).total_seconds()
-        bars.append(TimelineBar(
-            label=row.label,
-            status=row.status,
-            left=round(left, 3),
-            width=round(width, 3),
-            title=(f"{row.label}: {row.status_word}, starts at +{offset * 1000:,.0f} ms, "
-                   f"lasts {row.latency_ms:,} ms ({_ms_clock(row.started_at)}–"
-                   f"{_ms_clock(row.ended_at)} UTC)"),
-            position=row.position,
-            duration=short_duration(row.latency_ms),
-        ))
+        bars.append(
+            TimelineBar(
+                label=row.label,
+                status=row.status,
+                left=round(left, 3),
+                width=round(width, 3),
+                title=(
+                    f"{row.label}: {row.status_word}, starts at +{offset * 1000:,.0f} ms, "
+                    f"lasts {row.latency_ms:,} ms ({_ms_clock(row.started_at)}–"
+                    f"{_ms_clock(row.ended_at)} UTC)"
+                ),
+                position=row.position,
+                duration=short_duration(row.latency_ms),
+            )
+        )
     return bars, total
 
 
@@ -340,18 +362,40 @@ def _cost_bars(summary: Mapping[str, Any], rows: Sequence[StageRow]) -> list[Cos
         cost = float(cost or 0)
         unpriced = sum(1 for r in rows if r.stage == stage and r.unpriced)
         priced = sum(1 for r in rows if r.stage == stage and r.cost is not None)
-        bars.append(CostBar(stage=stage, cost=cost, share=cost / total * 100 if total else 0.0,
-                            unpriced=unpriced, priced=priced))
+        bars.append(
+            CostBar(
+                stage=stage,
+                cost=cost,
+                share=cost / total * 100 if total else 0.0,
+                unpriced=unpriced,
+                priced=priced,
+            )
+        )
     # Largest first; among equal costs, stages with no price at all go after priced ones.
-    bars.sort(key=lambda b: (-b.cost, b.priced == 0, STAGES.index(b.stage) if b.stage in STAGES else 99))
+    bars.sort(
+        key=lambda b: (-b.cost, b.priced == 0, STAGES.index(b.stage) if b.stage in STAGES else 99)
+    )
     return bars
 
 
 def _issues(diagnostics: Mapping[str, Any]) -> list[Issue]:
-    issues = [Issue("Failure", d["stage"], d["provider"], d["errorCode"], d["message"], clock(d["timestamp"]))
-              for d in diagnostics["failureDetails"]]
-    issues += [Issue("Warning", d["stage"], d["provider"], NOT_AVAILABLE, d["message"], clock(d["timestamp"]))
-               for d in diagnostics["warningDetails"]]
+    issues = [
+        Issue(
+            "Failure",
+            d["stage"],
+            d["provider"],
+            d["errorCode"],
+            d["message"],
+            clock(d["timestamp"]),
+        )
+        for d in diagnostics["failureDetails"]
+    ]
+    issues += [
+        Issue(
+            "Warning", d["stage"], d["provider"], NOT_AVAILABLE, d["message"], clock(d["timestamp"])
+        )
+        for d in diagnostics["warningDetails"]
+    ]
     return issues
 
 
@@ -359,18 +403,34 @@ def _cards(summary: Mapping[str, Any], unpriced: int, elapsed: str = NOT_AVAILAB
     ops = int(summary.get("total_operations") or 0)
     tokens_in = int(summary.get("total_tokens_in") or 0)
     tokens_out = int(summary.get("total_tokens_out") or 0)
-    cost_note = f"{unpriced} unpriced operation{'s' if unpriced != 1 else ''} not included" if unpriced else ""
+    cost_note = (
+        f"{unpriced} unpriced operation{'s' if unpriced != 1 else ''} not included"
+        if unpriced
+        else ""
+    )
     cost_value = figures.total_cost(summary, unpriced)
     return [
         Card("Total Operations", count(ops), key="operations"),
-        Card("Success Rate", percent(figures.success_rate(summary)),
-             f"{summary.get('successful_operations') or 0} of {ops} succeeded", key="success"),
+        Card(
+            "Success Rate",
+            percent(figures.success_rate(summary)),
+            f"{summary.get('successful_operations') or 0} of {ops} succeeded",
+            key="success",
+        ),
         Card("Total Cost", cost_value, cost_note, key="cost"),
         Card("Elapsed", elapsed, "first start to last end", key="elapsed"),
-        Card("Sum of Stage Latencies", seconds(int(summary.get("total_latency_ms") or 0), 1),
-             "stages overlap, so this can exceed Elapsed", key="latency"),
-        Card("Total Tokens", count(tokens_in + tokens_out),
-             f"{count(tokens_in)} in · {count(tokens_out)} out", key="tokens"),
+        Card(
+            "Sum of Stage Latencies",
+            seconds(int(summary.get("total_latency_ms") or 0), 1),
+            "stages overlap, so this can exceed Elapsed",
+            key="latency",
+        ),
+        Card(
+            "Total Tokens",
+            count(tokens_in + tokens_out),
+            f"{count(tokens_in)} in · {count(tokens_out)} out",
+            key="tokens",
+        ),
         Card("Cache Hits", count(int(summary.get("cache_hits") or 0)), key="cache"),
     ]
 
@@ -396,26 +456,40 @@ def run_details(
     direction = "desc" if direction == "desc" else "asc"
     sort = sort if sort in SORT_COLUMNS else None
     bars, total_seconds = _timeline(doc, rows)
-    providers = sorted((summary.get("operations_by_provider") or {}).items(), key=lambda kv: (-kv[1], kv[0]))
+    providers = sorted(
+        (summary.get("operations_by_provider") or {}).items(), key=lambda kv: (-kv[1], kv[0])
+    )
     running = figures.is_live(status)
     return RunDetails(
         job_id=doc["job_id"],
         status=status,
         correlation_id=doc.get("correlation_id") or "",
         started=date_time(doc.get("collection_started_at")),
-        finished=(date_time(doc.get("collection_ended_at")) if not figures.is_running(doc)
-                  else "still running" if running else "never (abandoned)"),
+        finished=(
+            date_time(doc.get("collection_ended_at"))
+            if not figures.is_running(doc)
+            else "still running"
+            if running
+            else "never (abandoned)"
+        ),
         running=running,
         cards=_cards(summary, unpriced, figures.elapsed(doc)),
         rows=sort_rows(rows, sort, direction),
         headers=_headers(doc["job_id"], sort, direction),
         timeline=bars,
-        timeline_total=f"{total_seconds:,.1f} s" if total_seconds >= 10 else f"{total_seconds:.2f} s",
+        timeline_total=f"{total_seconds:,.1f} s"
+        if total_seconds >= 10
+        else f"{total_seconds:.2f} s",
         timeline_ticks=ticks(total_seconds) if bars else [],
         cost_bars=_cost_bars(summary, rows),
         providers=providers,
-        suggestions=[{**s, "savings": "unknown (no prices)" if all_unpriced else money(s["estimatedSavings"])}
-                     for s in legacy.optimization_suggestions(doc)],
+        suggestions=[
+            {
+                **s,
+                "savings": "unknown (no prices)" if all_unpriced else money(s["estimatedSavings"]),
+            }
+            for s in legacy.optimization_suggestions(doc)
+        ],
         issues=_issues(legacy.diagnostics_summary(doc)),
         unpriced=unpriced,
         traces=list(traces),
