@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+from .._util import Counters
 
 NAMES = (
     "requests",
@@ -31,16 +31,7 @@ NAMES = (
 )
 
 
-class ReceiverStats:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts = dict.fromkeys(NAMES, 0)
+class ReceiverStats(Counters):
+    """The receiver's counters (the shared thread-safe shape, its own names)."""
 
-    def add(self, name: str, amount: int = 1) -> int:
-        with self._lock:
-            self._counts[name] += amount
-            return self._counts[name]
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._counts)
+    _names = NAMES
