@@ -599,9 +599,9 @@ KNOWN_OVERMASKED = {
 
 def _masking_corpus() -> Any:
     try:
-        from . import masking_corpus
+        from .masking import corpus as masking_corpus
     except ImportError:
-        pytest.skip("tests/masking_corpus.py (the masking module's seeded corpus) is not present")
+        pytest.skip("tests/masking/corpus.py (the masking module's seeded corpus) is not present")
     return masking_corpus
 
 

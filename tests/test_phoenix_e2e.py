@@ -226,7 +226,7 @@ def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Phoenix]:
 def seeded_secrets() -> list[tuple[str, tuple[str, ...]]]:
     """(text, needles): the masking corpus when present, else a small built-in one."""
     try:
-        from .masking_corpus import (
+        from .masking.corpus import (
             secrets as corpus,  # the masking module's seeded corpus
         )
     except ImportError:

@@ -25,7 +25,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from aura_otel import conventions as c
 from aura_otel.receiver.grpc import SERVICE
 
-from ..masking_corpus import secrets
+from ..masking.corpus import secrets
 from ..otlp_receivers import http_receiver
 from .support import running_receiver, wait_for
 

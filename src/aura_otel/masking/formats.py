@@ -11,7 +11,7 @@ IBAN mod-97, SSN area rules, digit counts, randomness) live in :mod:`.checks`, s
 pattern here costs nothing on clean text and a candidate that fails its check is kept.
 
 The reference list of token formats is gitleaks' default rule set and detect-secrets' plugins;
-``tests/masking_formats.py`` holds a generated example for each of their rules.
+``tests/masking/formats.py`` holds a generated example for each of their rules.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from aura_otel.masking import (
     key_words,
 )
 
-from .masking_corpus import BENIGN, secrets
+from .corpus import BENIGN, secrets
 
 SECRETS = secrets()
 

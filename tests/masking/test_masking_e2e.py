@@ -30,7 +30,7 @@ from aura_otel import conventions as c
 from aura_otel.exporter import RunTelemetryExporter
 from aura_otel.masking import MaskingRules, MaskingSpanProcessor
 
-from .masking_corpus import BENIGN, secrets
+from .corpus import BENIGN, secrets
 
 SECRETS = secrets()
 STAGES = ["brief", "plan", "script", "ssml", "tts", "visuals", "render", "post"]

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from aura_otel.masking import Masker, MaskingRules
 
-from .masking_corpus import BENIGN, secrets
+from .corpus import BENIGN, secrets
 
 SECRETS = secrets()
 MASKER = Masker(MaskingRules(max_value_length=4096))

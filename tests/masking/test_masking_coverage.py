@@ -27,9 +27,9 @@ from aura_otel import conventions as c
 from aura_otel.exporter import RunTelemetryExporter
 from aura_otel.masking import REDACTED, Masker, MaskingRules, MaskingSpanProcessor
 
-from .masking_corpus import BENIGN
-from .masking_formats import DETECT_SECRETS, FORMATS, GITLEAKS
-from .otlp_receivers import http_receiver
+from ..otlp_receivers import http_receiver
+from .corpus import BENIGN
+from .formats import DETECT_SECRETS, FORMATS, GITLEAKS
 from .test_masking_e2e import _json_strings, _proto_strings, _Receiver, _run
 
 
@@ -493,7 +493,7 @@ def test_every_built_in_rule_has_a_positive_example(masker: Masker) -> None:
     """The reference table is keyed by gitleaks and detect-secrets ids; this checks the other
     way round: each rule of our own table matches at least one generated or corpus example
     (first, or at the same place as an earlier rule that also covers it)."""
-    from .masking_corpus import secrets
+    from .corpus import secrets
 
     scanner = masker._scanner
     examples = (
