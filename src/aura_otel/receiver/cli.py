@@ -12,7 +12,8 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -172,31 +173,26 @@ def run_collect(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:
         print(f"aura-otel: error: {exc}", file=sys.stderr)
         return 2
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: Any) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    with _stop_on_signals() as stop:
         try:
-            receiver.start()
-        except OSError as exc:
-            print(f"aura-otel: error: cannot listen: {exc}", file=sys.stderr)
-            return 2
-        store = receiver.book.store
-        where = getattr(store, "description", None) or f"jobs folder {getattr(store, 'root', '')}"
-        print(f"aura-otel collect: {where}", flush=True)
-        if "http" in receiver.addresses:
-            print(f"OTLP/HTTP listening on {receiver.url('http')}/v1/traces", flush=True)
-        if "grpc" in receiver.addresses:
-            print(f"OTLP/gRPC listening on {receiver.url('grpc')}", flush=True)
-        while not stop.wait(1.0):
-            pass
-    finally:
-        receiver.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            try:
+                receiver.start()
+            except OSError as exc:
+                print(f"aura-otel: error: cannot listen: {exc}", file=sys.stderr)
+                return 2
+            store = receiver.book.store
+            where = (
+                getattr(store, "description", None) or f"jobs folder {getattr(store, 'root', '')}"
+            )
+            print(f"aura-otel collect: {where}", flush=True)
+            if "http" in receiver.addresses:
+                print(f"OTLP/HTTP listening on {receiver.url('http')}/v1/traces", flush=True)
+            if "grpc" in receiver.addresses:
+                print(f"OTLP/gRPC listening on {receiver.url('grpc')}", flush=True)
+            while not stop.wait(1.0):
+                pass
+        finally:
+            receiver.stop()
     print(
         "aura-otel collect: stopped; every acknowledged span is in its job's file",
         file=sys.stderr,
@@ -205,10 +201,10 @@ def run_collect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_supervisor(config: Any, workers: int) -> int:
-    from .workers import Supervisor
-
-    supervisor = Supervisor(config, workers)
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """An event SIGTERM and SIGINT set, for the duration: the service stops in its own time
+    (every acknowledged span written) instead of dying in the middle of a write."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -216,27 +212,39 @@ def _run_supervisor(config: Any, workers: int) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        try:
-            supervisor.start()
-        except OSError as exc:
-            print(f"aura-otel: error: cannot listen: {exc}", file=sys.stderr)
-            supervisor.stop()
-            return 2
-        print(
-            f"aura-otel collect: jobs folder {Path(config.jobs_dir).resolve()}, {workers} workers",
-            flush=True,
-        )
-        for protocol, label in (("http", "OTLP/HTTP"), ("grpc", "OTLP/gRPC")):
-            if protocol in supervisor.addresses:
-                host, port = supervisor.addresses[protocol]
-                name = f"[{host}]" if ":" in host else host
-                where = (
-                    f"http://{name}:{port}/v1/traces" if protocol == "http" else f"{name}:{port}"
-                )
-                print(f"{label} listening on {where}", flush=True)
-        supervisor.watch(stop)
+        yield stop
     finally:
-        clean = supervisor.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _run_supervisor(config: Any, workers: int) -> int:
+    from .workers import Supervisor
+
+    supervisor = Supervisor(config, workers)
+    with _stop_on_signals() as stop:
+        try:
+            try:
+                supervisor.start()
+            except OSError as exc:
+                print(f"aura-otel: error: cannot listen: {exc}", file=sys.stderr)
+                supervisor.stop()
+                return 2
+            print(
+                f"aura-otel collect: jobs folder {Path(config.jobs_dir).resolve()}, {workers} workers",
+                flush=True,
+            )
+            for protocol, label in (("http", "OTLP/HTTP"), ("grpc", "OTLP/gRPC")):
+                if protocol in supervisor.addresses:
+                    host, port = supervisor.addresses[protocol]
+                    name = f"[{host}]" if ":" in host else host
+                    where = (
+                        f"http://{name}:{port}/v1/traces"
+                        if protocol == "http"
+                        else f"{name}:{port}"
+                    )
+                    print(f"{label} listening on {where}", flush=True)
+            supervisor.watch(stop)
+        finally:
+            clean = supervisor.stop()
     return 0 if clean else 1
