@@ -542,3 +542,54 @@ def test_plain_api_ok_and_warn_records_take_their_message_from_the_contract_attr
         ("ok", "Render completed successfully"),
         ("warn", "voice fell back to default"),
     ]
+
+
+def test_the_file_does_not_depend_on_the_order_units_arrived_in() -> None:
+    """Batches, receivers and journal reloads deliver a job's units in any order; one file."""
+    import random
+
+    spans = [
+        # two runs of one job id; only the later root carries a correlation id
+        FakeSpan("aura.job", {"aura.job.id": "job-1"}, span_id=1, end=T0 + 9_000_000_000),
+        FakeSpan(
+            "aura.job",
+            {"aura.job.id": "job-1", "aura.correlation.id": "c-root"},
+            span_id=10,
+            start=T0 + 20_000_000_000,
+            end=T0 + 29_000_000_000,
+        ),
+        FakeSpan(
+            "aura.stage.script",
+            {"aura.job.id": "job-1", "aura.stage": "script", "aura.correlation.id": "c-stage"},
+            span_id=2,
+            parent=1,
+            start=T0 + 2,
+        ),
+    ]
+    # calls whose costs sum differently in floating point in another order, and whose
+    # providers differ: the stage takes the first call's, in time order
+    for i, (cost, provider) in enumerate([(0.1, "a"), (0.2, "b"), (0.3, "c"), (1e-17, "d")]):
+        spans.append(
+            FakeSpan(
+                "chat",
+                {
+                    "aura.job.id": "job-1",
+                    "gen_ai.provider.name": provider,
+                    "gen_ai.usage.input_tokens": 1,
+                    "aura.cost.amount": cost,
+                },
+                span_id=3 + i,
+                parent=2,
+                start=T0 + 3 + i,
+            )
+        )
+    units = fold_all(spans)
+    expected = dumps(assemble("job-1", units))
+    doc = orjson.loads(expected)
+    assert doc["correlation_id"] == "c-root"
+    assert doc["records"][0]["provider"] == "a"
+    rng = random.Random(7)
+    for _ in range(50):
+        items = list(units.items())
+        rng.shuffle(items)
+        assert dumps(assemble("job-1", dict(items))) == expected

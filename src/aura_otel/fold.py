@@ -662,6 +662,10 @@ def _stable_correlation_id(job_id: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"aura-otel:{job_id}"))
 
 
+def _time_order(item: tuple[str, Unit]) -> tuple[int, int, str]:
+    return (item[1]["s"], item[1]["e"], item[0])
+
+
 def assemble(
     job_id: str, units: Mapping[str, Unit], *, pricer: Pricer | None = None
 ) -> dict[str, Any]:
@@ -670,29 +674,34 @@ def assemble(
     A job whose root span has not ended yet gets no ``collection_ended_at`` and no summary: a
     file for a running (or dead) job never claims the job finished.
     """
-    root: Unit | None = None
+    roots: list[tuple[str, Unit]] = []
     correlation_id = project_id = None
     stages: list[tuple[str, Unit]] = []
-    children: dict[str, list[Unit]] = {}
+    children: dict[str, list[tuple[str, Unit]]] = {}
     for span_id, unit in units.items():
         kind = unit.get("k")
-        if kind == ROOT and (root is None or unit["s"] < root["s"]):
-            root = unit
+        if kind == ROOT:
+            roots.append((span_id, unit))
         elif kind == STAGE:
             stages.append((span_id, unit))
         elif kind == CHILD:
             owner = _stage_ancestor(span_id, units)
             if owner is not None:
-                children.setdefault(owner, []).append(unit)
-    for unit in ([root] if root else []) + [u for _, u in stages]:
+                children.setdefault(owner, []).append((span_id, unit))
+    # Everything below reads units in time order, never in arrival order: the same spans must
+    # give the same file however batches, receivers or journal reloads interleaved them.
+    roots.sort(key=_time_order)
+    stages.sort(key=_time_order)
+    root = roots[0][1] if roots else None
+    for _, unit in roots + stages:
         correlation_id = correlation_id or unit.get("corr")
         project_id = project_id or unit.get("proj")
     correlation_id = correlation_id or _stable_correlation_id(job_id)
 
-    stages.sort(key=lambda item: (item[1]["s"], item[1]["e"], item[0]))
     records = []
     for span_id, unit in stages:
-        rec = _build_record(unit, children.get(span_id, []), pricer)
+        calls = sorted(children.get(span_id, ()), key=_time_order)
+        rec = _build_record(unit, [call for _, call in calls], pricer)
         # The job's ids fill a record's gaps; a record with none to fill is kept as it is.
         if "correlation_id" not in rec or ("project_id" not in rec and project_id is not None):
             rec = record_from(
