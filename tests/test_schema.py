@@ -23,6 +23,8 @@ from aura_otel.schema import (
     json_schema,
     load_collection,
     record_dict,
+    record_from,
+    record_from_slots,
     sum_money,
     summarize,
     to_dict,
@@ -277,9 +279,28 @@ def test_sum_money_equals_exact_decimal_sum(values: list) -> None:
     assert sum_money(floats) == float(sum(values, start=type(values[0])(0) if values else 0))
 
 
+_FIELD_VALUES = st.one_of(st.none(), st.integers(), st.text(max_size=5), st.booleans())
+
+
+@given(
+    st.dictionaries(
+        st.one_of(st.sampled_from(RECORD_FIELDS), st.text(max_size=8)), _FIELD_VALUES, max_size=30
+    )
+)
+def test_unrolled_record_pick_equals_the_slot_loop(fields: dict) -> None:
+    # Same fields, same order, same defaults: the files cannot tell the two apart.
+    unrolled, reference = record_from(fields), record_from_slots(fields)
+    assert list(unrolled.items()) == list(reference.items())
+
+
 def test_collection_model_rejects_unknown_fields(examples: Path) -> None:
     raw = orjson.loads((examples / "reference-job.json").read_bytes())
     raw["extra"] = True
     with pytest.raises(CorruptTelemetryError):
         load_collection(orjson.dumps(raw))
     assert isinstance(load_collection((examples / "reference-job.json").read_bytes()), Collection)
+
+
+def test_metadata_is_the_last_record_field() -> None:
+    # fold._marked sets metadata on a copy of an ordered record and relies on this.
+    assert RECORD_FIELDS[-1] == "metadata"

@@ -14,7 +14,7 @@ import re
 import sys
 import time
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -327,15 +327,45 @@ def record_dict(**fields: Any) -> dict[str, Any]:
     return record_from(fields)
 
 
-def record_from(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """:func:`record_dict` of a mapping already at hand (the fold's hot path: no keyword copy).
-
-    Keys that are not v1 record fields are ignored, so a caller may pass its working dict.
-    """
+def record_from_slots(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`record_from` as a loop over the slots: the reference the unrolled one is
+    checked against (``tests/test_schema.py``)."""
     get = fields.get
     return {
         name: value for name, default in _RECORD_SLOTS if (value := get(name, default)) is not None
     }
+
+
+def _unrolled_record_from() -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """:func:`record_from_slots` unrolled into one function, one statement per field.
+
+    The fold picks every stage record (and assemble most of them again) through this: the loop
+    unpacks a slot tuple and runs the comprehension's machinery for 25 fields per record, which
+    the unrolled body does not, at a third less time. Generated from ``_RECORD_SLOTS`` (as
+    ``dataclasses`` generates ``__init__``), so it cannot drift from the model.
+    """
+    lines = ["def record_from(fields):", "    get = fields.get", "    out = {}"]
+    scope: dict[str, Any] = {}
+    for index, (name, default) in enumerate(_RECORD_SLOTS):
+        if default is None:
+            lines.append(f"    value = get({name!r})")
+        else:
+            scope[f"_default{index}"] = default
+            lines.append(f"    value = get({name!r}, _default{index})")
+        lines.append(f"    if value is not None: out[{name!r}] = value")
+    lines.append("    return out")
+    exec("\n".join(lines), scope)
+    function: Callable[[Mapping[str, Any]], dict[str, Any]] = scope["record_from"]
+    function.__doc__ = (
+        ":func:`record_dict` of a mapping already at hand (the fold's hot path: no keyword "
+        "copy). Keys that are not v1 record fields are ignored, so a caller may pass its "
+        "working dict."
+    )
+    function.__module__ = __name__
+    return function
+
+
+record_from = _unrolled_record_from()
 
 
 def collection_dict(**fields: Any) -> dict[str, Any]:
