@@ -549,6 +549,31 @@ def test_clean_span_reaches_targets_unchanged() -> None:
     assert processor.stats()["spans_changed"] == 0
 
 
+def test_strings_remembered_clean_never_let_a_secret_through() -> None:
+    # Masking remembers short strings it found clean; every span carries the same clean
+    # values, and each secret arrives beside them: alone, in an event, after being seen clean
+    # in part, and twice (a secret is never remembered).
+    provider, _, exporter = _pipeline()
+    tracer = provider.get_tracer("scope")
+    clean = {"gen_ai.request.model": "gpt-4o-mini", "aura.result.message": "Script generated"}
+    picked = SECRETS[:: max(1, len(SECRETS) // 25)]
+    for secret in picked:
+        for _ in range(2):
+            with tracer.start_as_current_span("aura.stage.script", attributes=clean):
+                pass
+            with tracer.start_as_current_span("aura.stage.script", attributes=clean) as span:
+                span.set_attribute("aura.meta.note", secret.text)
+                span.add_event("note", {"text": secret.text, "model": "gpt-4o-mini"})
+    spans = exporter.get_finished_spans()
+    assert len(spans) == 4 * len(picked)
+    for span, secret in zip(spans[1::2], [s for s in picked for _ in range(2)], strict=True):
+        texts = [str(v) for v in span.attributes.values()]
+        texts += [str(v) for event in span.events for v in event.attributes.values()]
+        for needle in secret.needles:
+            assert not any(needle in text for text in texts), (secret.rule, needle)
+    assert all(dict(span.attributes) == clean for span in spans[::2])
+
+
 def test_dropped_counts_survive_the_copy() -> None:
     from opentelemetry.sdk.trace import SpanLimits
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from opentelemetry import trace as trace_api
 from opentelemetry.sdk.resources import Resource
@@ -88,8 +89,16 @@ def _dropped(item: Any) -> int:
 
 def _sequence(span: ReadableSpan, private: str, public: str) -> Sequence[Any]:
     """A span's events or links without the tuple copy the public property makes each time
-    (the SDK's read-only snapshot keeps them in a bounded list or a tuple)."""
+    (the SDK's read-only snapshot keeps them in a bounded list or a tuple).
+
+    Of a ``BoundedList`` the deque behind it is read: iterating the list itself takes its lock
+    and copies it, a fifth of the fast path's time, to guard against appends that an ended
+    span no longer accepts (masking only sees ended spans).
+    """
     items = getattr(span, private, None)
+    if type(items) is BoundedList:
+        inner = getattr(items, "_dq", None)
+        return inner if type(inner) is deque else items
     if isinstance(items, (tuple, list, BoundedList)):
         return items
     return getattr(span, public)
@@ -115,6 +124,10 @@ def _span_keep(span: ReadableSpan) -> frozenset[str]:
     return frozenset(ids)
 
 
+#: Values at most this long are remembered once a scan found them clean.
+_CLEAN_MEMO_MAX_CHARS: Final = 256
+
+
 class SpanMasking:
     """Masks one span: collects all of its strings, scans them once, rebuilds what changed."""
 
@@ -122,6 +135,11 @@ class SpanMasking:
         self._masker = masker
         self._limit = masker.rules.max_value_length
         self._kinds: dict[str, int] = {}  # key -> plan kind, or _RENAMED: the fast path's view
+        # Short strings a scan found clean (model, stage, provider names, span names): they
+        # repeat across spans, and whether a string is clean depends only on it and the rules,
+        # so the fast path leaves them out of the next scans. Bounded: a clear when full.
+        self._clean_texts: set[str] = set()
+        self._clean_max = min(_CLEAN_MEMO_MAX_CHARS, self._limit)
         self._resources: dict[int, tuple[Resource, Resource]] = {}
         self._scopes: dict[int, tuple[InstrumentationScope, InstrumentationScope]] = {}
         self._trace_states: dict[int, tuple[trace_api.TraceState, trace_api.TraceState]] = {}
@@ -168,13 +186,17 @@ class SpanMasking:
         """The fast path: True when nothing in the span needs masking. Collects every string
         (no per-value work) and asks RE2 once; any sign of work ahead (a sensitive key, a key
         that masks differently, an over-long value, JSON that must be decoded) answers False."""
-        texts = [span.name or ""]
+        known = self._clean_texts
+        name = span.name or ""
+        texts = [] if name in known else [name]
         json_texts: list[str] = []
         collect = self._collect
         if not collect(sdk_attributes(span), texts, json_texts):
             return False
         for event in events:
-            texts.append(event.name or "")
+            name = event.name or ""
+            if name not in known:
+                texts.append(name)
             if not collect(sdk_attributes(event), texts, json_texts):
                 return False
         for link in links:
@@ -186,16 +208,32 @@ class SpanMasking:
         status = span.status
         if status is not None and status.description:
             texts.append(status.description)
-        joined = "\n".join(texts)
-        if len(joined) > self._limit and max(map(len, texts)) > self._limit:
-            return False
-        masker = self._masker
-        if masker.joinable:
-            if masker.dirty_text(joined):
+        if texts:
+            joined = "\n".join(texts)
+            if len(joined) > self._limit and max(map(len, texts)) > self._limit:
                 return False
-        elif any(masker.dirty_text(t) for t in texts):  # anchored user patterns: one by one
-            return False
-        return not json_texts or not any(masker.needs_json_walk(t) for t in json_texts)
+            masker = self._masker
+            if masker.joinable:
+                # A match inside one string is a match in the joined text (the line breaks
+                # between them are what the ends of a string are to a rule), so a clean joined
+                # text means every string in it is clean on its own: they may be remembered.
+                # Leaving remembered strings out can only miss a match spanning two strings,
+                # which the slow path would not mask either (it masks each string alone).
+                if masker.dirty_text(joined):
+                    return False
+            elif any(masker.dirty_text(t) for t in texts):  # anchored user patterns: one by one
+                return False
+            self._remember_clean(texts)
+        return not json_texts or not any(self._masker.needs_json_walk(t) for t in json_texts)
+
+    def _remember_clean(self, texts: list[str]) -> None:
+        known = self._clean_texts
+        limit = self._clean_max
+        for text in texts:
+            if len(text) <= limit:
+                if len(known) >= _CACHE_LIMIT:
+                    known.clear()
+                known.add(text)
 
     def _collect(
         self, attributes: Mapping[str, Any] | None, texts: list[str], json_texts: list[str]
@@ -204,6 +242,7 @@ class SpanMasking:
         if not attributes:
             return True
         kinds = self._kinds
+        known = self._clean_texts
         append = texts.append
         for key, value in attributes.items():
             kind = kinds.get(key)
@@ -212,9 +251,11 @@ class SpanMasking:
             if kind == _SCAN or kind == _JSON:  # noqa: PLR1714, SIM109 (no tuple built per attribute)
                 vtype = type(value)
                 if vtype is str:
-                    append(value)
                     if kind == _JSON:
                         json_texts.append(value)
+                        append(value)
+                    elif value not in known:
+                        append(value)
                     continue
                 if vtype is int:
                     # INT64_MIN/INT64_MAX as literals: this loop runs for every attribute
