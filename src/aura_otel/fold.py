@@ -105,6 +105,9 @@ def _lower_text(value: Any) -> str | None:
     return value.lower() if isinstance(value, str) and value else None
 
 
+_INF = float("inf")
+
+
 def _flag(value: Any) -> bool | None:
     return value if isinstance(value, bool) else None
 
@@ -156,6 +159,7 @@ _USAGE_SLOTS = (
     "duration_seconds",
     CACHED_TOKENS_METADATA,
 )
+_USAGE_SLOT_SET = frozenset(_USAGE_SLOTS)
 #: A child unit's short keys for the slots it carries.
 _CHILD_KEYS = (
     ("provider", "provider"),
@@ -240,7 +244,33 @@ def _read(attrs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     single, aliased, meta_plan = plan
     found: dict[str, Any] = {}
     for key, name, convert in single:
-        converted = convert(attrs[key])
+        value = attrs[key]
+        # The common pairs of converter and exact value type, inline: a Python call per slot
+        # was a sixth of the fold. Each gives what its converter gives; the rest calls it.
+        cls = value.__class__
+        if cls is str:
+            if convert is _text:
+                if value:
+                    found[name] = value
+                continue
+            if convert is _lower_text:
+                if value:
+                    found[name] = value.lower()
+                continue
+        elif cls is int:
+            if convert is _count:
+                if 0 <= value <= MAX_INT:
+                    found[name] = value
+                continue
+        elif cls is float:
+            if convert is _amount:
+                if 0 <= value < _INF:  # not NaN, not infinite, not negative
+                    found[name] = value
+                continue
+        elif cls is bool and convert is _flag:
+            found[name] = value
+            continue
+        converted = convert(value)
         if converted is not None:
             found[name] = converted
     for name, alias_keys, convert in aliased:
@@ -393,7 +423,12 @@ def fold_span(span: Any) -> FoldedSpan | None:
                 unit["msg"] = message
         return FoldedSpan(job_id, span_id, unit)
 
-    usage = {name: found[name] for name in _USAGE_SLOTS if name in found}
+    # Most spans carry no usage beyond tokens: one C-level check spares them the comprehension.
+    usage = (
+        {}
+        if found.keys().isdisjoint(_USAGE_SLOT_SET)
+        else {name: found[name] for name in _USAGE_SLOTS if name in found}
+    )
     if found.get("stage") not in _STAGE_SET:
         unit["n"] = span.name  # the drill-down names the calls folded into a stage
         if (
@@ -436,8 +471,10 @@ def fold_span(span: Any) -> FoldedSpan | None:
     # ``found`` becomes the record: its slots are named after the record's fields.
     found["job_id"] = job_id
     found["latency_ms"] = max(0, (end - start) // 1_000_000)
-    found["error_code"] = _error_code(span, found, is_error)
-    found["message"] = _message(span, found)
+    if "error_code" not in found:  # a slot is never empty: present means it wins
+        found["error_code"] = _error_code(span, found, is_error)
+    if "message" not in found:
+        found["message"] = _message(span, found)
     found["started_at"] = format_timestamp_ns(start)
     found["ended_at"] = format_timestamp_ns(end)
     found["metadata"] = meta or None

@@ -182,13 +182,16 @@ def format_timestamp_ns(epoch_ns: int) -> str:
     Spans of a job share their seconds, so the formatted second is cached (a small, bounded
     cache: the fold formats two timestamps per span).
     """
-    seconds, rest = divmod(int(epoch_ns), 1_000_000_000)
+    if epoch_ns.__class__ is not int:
+        epoch_ns = int(epoch_ns)
+    seconds, micros = divmod(epoch_ns // 1000, 1_000_000)
     prefix = _SECOND_PREFIXES.get(seconds)
     if prefix is None:
         prefix = _SECOND_PREFIXES.put(
-            seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+            seconds, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(seconds))
         )
-    return f"{prefix}.{rest // 1000:06d}Z"
+    # Six digits by slicing a seventh off: cheaper than a format spec, twice per span.
+    return prefix + str(micros + 1_000_000)[1:] + "Z"
 
 
 def parse_timestamp_ns(text: str) -> int:
