@@ -560,18 +560,23 @@ def _stamp_directly(span: Any, stamps: Mapping[str, str]) -> bool:
     attributes' own lock, with the same outcome; anything else (a full span, a length limit
     that bites, an unknown attributes type) takes the SDK's own path. False means not done.
     """
-    attributes = getattr(span, "_attributes", None)
-    inner = getattr(attributes, "_dict", None)
-    lock = getattr(attributes, "_lock", None)
-    if type(inner) is not dict or lock is None or getattr(attributes, "_immutable", True):
+    try:  # plain attribute reads: a missing one means an unknown shape, the SDK's own path
+        attributes = span._attributes
+        inner = attributes._dict
+        lock = attributes._lock
+        immutable = attributes._immutable
+        maxlen = attributes.maxlen
+        max_value_len = attributes.max_value_len
+        ended = span._end_time
+    except AttributeError:
         return False
-    maxlen = getattr(attributes, "maxlen", 0)
+    if type(inner) is not dict or lock is None or immutable:
+        return False
     if maxlen is not None and len(inner) + len(stamps) > maxlen:
         return False
-    max_value_len = getattr(attributes, "max_value_len", 0)
     if max_value_len is not None and any(len(v) > max_value_len for v in stamps.values()):
         return False
-    if getattr(span, "_end_time", 0) is not None:  # only a live span is stamped this way
+    if ended is not None:  # only a live span is stamped this way
         return False
     with lock:
         inner.update(stamps)
@@ -601,7 +606,11 @@ class JobContextProcessor(SpanProcessor):
                 source = baggage.get_all(parent_context)
                 if c.JOB_ID not in source:
                     return
-            stamps = {k: str(source[k]) for k in self._KEYS if k in source and k not in own}
+            stamps = {}
+            for key in self._KEYS:  # a loop, not a comprehension: no frame per span
+                if key in source and key not in own:
+                    value = source[key]
+                    stamps[key] = value if value.__class__ is str else str(value)
             if not _stamp_directly(span, stamps):
                 span.set_attributes(stamps)
         except Exception:  # never break span creation
