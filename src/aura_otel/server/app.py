@@ -39,8 +39,9 @@ from ..errors import (
 )
 from ..exporter import was_forwarded
 from ..fold import trace_ids
-from ..insights import FolderJobSource, JobSource, charts, iter_summaries
+from ..insights import JobSource, charts, history_for, latest_start
 from ..insights import fleet as fleet_view
+from ..insights.source import job_history
 from ..pricing import PriceTable, load_price_table
 from ..schema import (
     DEFAULT_CURRENCY,
@@ -213,7 +214,7 @@ class TelemetryApp:
         self.prices = _server_prices()
         self.budget_rules = BudgetRules.from_env()
         #: The fleet view's jobs, through the store interface (folder or PostgreSQL).
-        self.source: JobSource = FolderJobSource(self.store)
+        self.source: JobSource = self.store.job_source()
         self._verdicts: tuple[int | None, dict[str, list[Any]]] = (None, {})
         self._verdict_lock = threading.Lock()
         self.templates = Environment(
@@ -454,12 +455,12 @@ class TelemetryApp:
     # -- fleet view ------------------------------------------------------------------------------
     def fleet(self, request: Request) -> fleet_view.Fleet:
         """The fleet figures for the request's period and filters (ValueError: bad query)."""
-        history = list(iter_summaries(self.source))
-        latest = max((j.started for j in history), default=None)
+        latest = latest_start(self.source)
         filters = fleet_view.parse_filters(
             request.query_params,
             datetime.fromtimestamp(latest, UTC) if latest is not None else None,
         )
+        history = history_for(self.source, filters.start, filters.end)
         return fleet_view.compute(self.source, filters, history=history, verdicts=self.verdicts())
 
     def verdicts(self) -> dict[str, list[Any]] | None:
@@ -530,8 +531,7 @@ class TelemetryApp:
         """This job's anomalies against its comparable history (the fleet view's method)."""
         from ..insights import job_anomalies
 
-        history = list(iter_summaries(self.source))
-        return job_anomalies(history, [job_id], verdicts=self.verdicts())
+        return job_anomalies(job_history(self.source, job_id), [job_id], verdicts=self.verdicts())
 
     def read_for_page(self, request: Request, job_id: str) -> Collection | Response:
         """The job's collection, or the error page that explains why there is none."""
