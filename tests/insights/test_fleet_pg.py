@@ -1,0 +1,162 @@
+"""The fleet view on PostgreSQL's summary tables gives the folder's figures, to the last digit.
+
+PostgreSQL answers a period from its indexed ``job_summaries`` and reads only the earlier jobs
+the anomaly baselines need; the folder walks every job. Both must agree on every chart and
+every anomaly, for short periods (where the baselines reach far back before the period) and
+long ones, with filters, on a real database.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import orjson
+import pytest
+
+from aura_otel.insights import (
+    Filters,
+    FolderJobSource,
+    compute,
+    history_for,
+    iter_summaries,
+    job_anomalies,
+    latest_start,
+)
+from aura_otel.insights.source import job_history
+from aura_otel.store import JobStore
+from aura_otel.stores.postgres import PostgresStore
+
+from ..fleet_support import DAY_NS, EPOCH_NS, Spec, steady_fleet, write
+
+PERIODS = [
+    Filters(since=date(2026, 11, 1), until=date(2026, 11, 30)),
+    Filters(since=date(2026, 11, 18), until=date(2026, 11, 20)),
+    Filters(since=date(2026, 11, 20), until=date(2026, 11, 20)),
+    Filters(since=date(2026, 11, 15), until=date(2026, 11, 20), project="alpha"),
+    Filters(since=date(2026, 11, 10), until=date(2026, 11, 20), provider="openai", stage="visuals"),
+    Filters(since=date(2026, 11, 1), until=date(2026, 11, 20), status="failed"),
+]
+
+
+@pytest.fixture(scope="module")
+def fleet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """240 ordinary jobs (so a 50-job baseline starts well before a short period), a spike on
+    the last day, a cache-only operation history and a job that is not a v1 file."""
+    root = tmp_path_factory.mktemp("fleet")
+    steady_fleet(root, per_day=12, projects=("alpha", "beta", "gamma"))
+    write(
+        root,
+        Spec(
+            "job-spike",
+            "alpha",
+            EPOCH_NS + 19 * DAY_NS + 23 * 3600 * 10**9,
+            stage_scale={"visuals": 5.0, "tts": 4.0},
+        ),
+    )
+    (root / "job-broken").mkdir()
+    (root / "job-broken" / "telemetry.json").write_bytes(b'{"job_id": "job-broken"')
+    return root
+
+
+@pytest.fixture
+def pg_fleet(fleet_dir: Path, request: pytest.FixtureRequest) -> str:
+    from ..server.store_support import postgres_copy
+
+    return postgres_copy(request, fleet_dir)
+
+
+def _folder(fleet_dir: Path) -> FolderJobSource:
+    return FolderJobSource(JobStore(fleet_dir), persist=False)
+
+
+def test_every_period_and_filter_matches_the_folder(fleet_dir: Path, pg_fleet: str) -> None:
+    folder = _folder(fleet_dir)
+    with PostgresStore(pg_fleet) as store:
+        source = store.job_source()
+        assert latest_start(source) == latest_start(folder)
+        flagged = 0
+        for filters in PERIODS:
+            history = history_for(source, filters.start, filters.end)
+            got = compute(source, filters, history=history).to_json()
+            assert got == compute(folder, filters).to_json(), filters
+            flagged += len(got["anomalies"])
+        short = history_for(source, PERIODS[2].start, PERIODS[2].end)
+        # A one-day period reads its own jobs and the baselines, not the whole history.
+        assert 12 < len(short) < len(list(iter_summaries(folder)))
+    assert flagged > 0  # the spike is judged the same way on both
+
+
+def test_a_job_page_judges_against_the_same_baseline(fleet_dir: Path, pg_fleet: str) -> None:
+    everything = list(iter_summaries(_folder(fleet_dir)))
+    expected = job_anomalies(everything, ["job-spike"])
+    assert {a.kind for a in expected} >= {"stage_latency", "job_cost"}
+    with PostgresStore(pg_fleet) as store:
+        source = store.job_source()
+        assert job_anomalies(job_history(source, "job-spike"), ["job-spike"]) == expected
+        assert job_history(source, "job-nope") == []
+
+
+def test_an_existing_database_is_back_filled_on_upgrade(fleet_dir: Path, pg_fleet: str) -> None:
+    import psycopg
+
+    with psycopg.connect(pg_fleet, autocommit=True) as conn:  # back to schema version 2
+        conn.execute("DROP TABLE aura_otel.op_summaries, aura_otel.job_summaries")
+        conn.execute("DELETE FROM aura_otel.schema_migrations WHERE version = 3")
+    with PostgresStore(pg_fleet) as store:
+        with store.connection() as conn:
+            counts = conn.execute(
+                "SELECT count(*) FILTER (WHERE status <> 'gone'), count(*)"
+                " FROM aura_otel.job_summaries"
+            ).fetchone()
+        assert counts == (241, 242)  # every job summarised; the broken one known as not a job
+        filters = PERIODS[1]
+        source = store.job_source()
+        got = compute(source, filters, history=history_for(source, filters.start, filters.end))
+        assert got.to_json() == compute(_folder(fleet_dir), filters).to_json()
+
+
+def test_a_document_rewritten_outside_the_store_is_resummarised(pg_fleet: str) -> None:
+    filters = PERIODS[2]
+    with PostgresStore(pg_fleet) as store:
+        source = store.job_source()
+        before = compute(source, filters, history=history_for(source, filters.start, filters.end))
+        doc = orjson.loads(store.read_bytes("job-spike"))
+        for record in doc["records"]:
+            if record.get("cost_estimate") is not None:
+                record["cost_estimate"] *= 3
+        with store.connection() as conn, conn.transaction():
+            conn.execute(
+                "UPDATE aura_otel.jobs SET document = %s, updated_at = clock_timestamp()"
+                " WHERE job_id = 'job-spike'",
+                (orjson.dumps(doc),),
+            )
+        after = compute(source, filters, history=history_for(source, filters.start, filters.end))
+        assert after.total_cost > before.total_cost
+
+
+def test_spans_merged_into_postgresql_are_summarised_in_the_same_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg_url: str
+) -> None:
+    from ..test_store_pg import demo_jobs
+
+    local = demo_jobs(tmp_path, monkeypatch)
+    folder = FolderJobSource(local, persist=False)
+    with PostgresStore(pg_url) as store:
+        for job_id in local.job_ids():
+            store.merge(job_id, local.read_journal(job_id))
+        with store.connection() as conn:
+            stamps = conn.execute(
+                "SELECT count(*) FROM aura_otel.jobs j JOIN aura_otel.job_summaries s"
+                " USING (job_id) WHERE s.source_updated_at = j.updated_at"
+            ).fetchone()
+        assert stamps == (3,)
+        source = store.job_source()
+        latest = latest_start(source)
+        assert latest is not None and latest == latest_start(folder)
+        from datetime import UTC, datetime
+
+        day = datetime.fromtimestamp(latest, UTC).date()
+        filters = Filters(since=day, until=day)
+        got = compute(source, filters, history=history_for(source, filters.start, filters.end))
+        assert got.jobs == 3 and got.to_json() == compute(folder, filters).to_json()
