@@ -346,6 +346,8 @@ class FolderJobSource:
                 for job_id, (mtime_ns, size, s) in self._cache.items()
             ],
         }
+        # A failed save (a read-only folder) is retried at the next interval, not per request.
+        self._saved_at = time.monotonic()
         try:
             root = self.store._open_root(create=False)
         except OSError as exc:
@@ -359,7 +361,6 @@ class FolderJobSource:
         finally:
             os.close(root)
         self._dirty = False
-        self._saved_at = time.monotonic()
 
     def _load_cache(self, jobs: int) -> dict[str, tuple[int, int, JobSummary | None]]:
         """The cache file's entries, or nothing when it is missing, not ours, or damaged."""

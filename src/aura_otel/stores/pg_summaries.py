@@ -105,12 +105,21 @@ def write_summaries(cur: psycopg.Cursor[Any], jobs: Sequence[tuple[str, datetime
             " started_at = excluded.started_at, priced = excluded.priced",
             ops,
         )
+    # Operations a job no longer has (rare: a hand-edited or shrunk document) leave the
+    # baselines; one indexed look per job, not a join the planner may turn into a scan.
+    wanted = dict(zip(heads[0], counts, strict=True))
     cur.execute(
-        f"UPDATE {SCHEMA}.op_summaries AS o SET started_at = '-infinity', priced = false"
-        " FROM unnest(%s::text[], %s::int[]) AS u(job_id, n)"
-        " WHERE o.job_id = u.job_id AND o.position >= u.n AND o.started_at <> '-infinity'",
-        (heads[0], counts),
+        f"SELECT job_id, count(*) FROM {SCHEMA}.op_summaries WHERE job_id = ANY(%s)"
+        " AND started_at <> '-infinity' GROUP BY job_id",
+        (heads[0],),
     )
+    shrunk = [(job_id, wanted[job_id]) for job_id, had in cur.fetchall() if had > wanted[job_id]]
+    if shrunk:
+        cur.executemany(
+            f"UPDATE {SCHEMA}.op_summaries SET started_at = '-infinity', priced = false"
+            " WHERE job_id = %s AND position >= %s",
+            shrunk,
+        )
 
 
 def summarize_stale(
@@ -139,8 +148,9 @@ def summarize_stale(
         ids = stale[first : first + batch]
         with conn.transaction(), conn.cursor() as cur:
             cur.execute(
-                f"SELECT job_id, updated_at, document FROM {SCHEMA}.jobs"
-                " WHERE job_id = ANY(%s) ORDER BY job_id FOR UPDATE",
+                f"SELECT j.job_id, j.updated_at, j.document FROM {SCHEMA}.jobs j"
+                " JOIN unnest(%s::text[]) AS u(job_id) USING (job_id)"
+                " ORDER BY j.job_id FOR UPDATE OF j",
                 (ids,),
             )
             rows = [(job_id, updated, bytes(doc)) for job_id, updated, doc in cur.fetchall()]
