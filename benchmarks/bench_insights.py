@@ -129,7 +129,7 @@ def bench_postgres(jobs_dir: Path) -> None:
     cluster.start()
     try:
         url = cluster.create_database()
-        with PostgresStore(url) as store:
+        with PostgresStore(url, statement_timeout=3600) as store:
             started = time.perf_counter()
             copy_documents(JobStore(jobs_dir), store)
             print(f"copied the documents into PostgreSQL in {time.perf_counter() - started:.1f} s")

@@ -66,6 +66,13 @@ def pg_fleet(fleet_dir: Path, request: pytest.FixtureRequest) -> str:
     return postgres_copy(request, fleet_dir)
 
 
+def _history(source: object, filters: Filters) -> list:
+    """What the server reads for ``filters`` (the chosen period plus its baselines)."""
+    chosen, history = history_for(source, lambda _latest: filters)  # type: ignore[arg-type]
+    assert chosen is filters
+    return history
+
+
 def _folder(fleet_dir: Path) -> FolderJobSource:
     return FolderJobSource(JobStore(fleet_dir), persist=False)
 
@@ -77,11 +84,10 @@ def test_every_period_and_filter_matches_the_folder(fleet_dir: Path, pg_fleet: s
         assert latest_start(source) == latest_start(folder)
         flagged = 0
         for filters in PERIODS:
-            history = history_for(source, filters.start, filters.end)
-            got = compute(source, filters, history=history).to_json()
+            got = compute(source, filters, history=_history(source, filters)).to_json()
             assert got == compute(folder, filters).to_json(), filters
             flagged += len(got["anomalies"])
-        short = history_for(source, PERIODS[2].start, PERIODS[2].end)
+        short = _history(source, PERIODS[2])
         # A one-day period reads its own jobs and the baselines, not the whole history.
         assert 12 < len(short) < len(list(iter_summaries(folder)))
     assert flagged > 0  # the spike is judged the same way on both
@@ -112,7 +118,7 @@ def test_an_existing_database_is_back_filled_on_upgrade(fleet_dir: Path, pg_flee
         assert counts == (241, 242)  # every job summarised; the broken one known as not a job
         filters = PERIODS[1]
         source = store.job_source()
-        got = compute(source, filters, history=history_for(source, filters.start, filters.end))
+        got = compute(source, filters, history=_history(source, filters))
         assert got.to_json() == compute(_folder(fleet_dir), filters).to_json()
 
 
@@ -120,7 +126,7 @@ def test_a_document_rewritten_outside_the_store_is_resummarised(pg_fleet: str) -
     filters = PERIODS[2]
     with PostgresStore(pg_fleet) as store:
         source = store.job_source()
-        before = compute(source, filters, history=history_for(source, filters.start, filters.end))
+        before = compute(source, filters, history=_history(source, filters))
         doc = orjson.loads(store.read_bytes("job-spike"))
         for record in doc["records"]:
             if record.get("cost_estimate") is not None:
@@ -131,7 +137,7 @@ def test_a_document_rewritten_outside_the_store_is_resummarised(pg_fleet: str) -
                 " WHERE job_id = 'job-spike'",
                 (orjson.dumps(doc),),
             )
-        after = compute(source, filters, history=history_for(source, filters.start, filters.end))
+        after = compute(source, filters, history=_history(source, filters))
         assert after.total_cost > before.total_cost
 
 
@@ -158,5 +164,5 @@ def test_spans_merged_into_postgresql_are_summarised_in_the_same_write(
 
         day = datetime.fromtimestamp(latest, UTC).date()
         filters = Filters(since=day, until=day)
-        got = compute(source, filters, history=history_for(source, filters.start, filters.end))
+        got = compute(source, filters, history=_history(source, filters))
         assert got.jobs == 3 and got.to_json() == compute(folder, filters).to_json()

@@ -14,10 +14,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 import orjson
 
@@ -28,6 +28,8 @@ from ..store import _READ_FLAGS, JobStore, _open_regular, atomic_write_at
 from ..stores.base import Store
 
 logger = logging.getLogger("aura_otel.insights")
+
+P = TypeVar("P")
 
 
 class Op(NamedTuple):
@@ -232,18 +234,24 @@ def latest_start(source: JobSource) -> float | None:
     return max((j.started for j in iter_summaries(source)), default=None)
 
 
-def history_for(source: JobSource, since: datetime, until: datetime) -> list[JobSummary]:
-    """Every job of the period plus the earlier jobs the anomaly baselines need.
+def history_for(
+    source: JobSource, choose: Callable[[float | None], P]
+) -> tuple[P, list[JobSummary]]:
+    """The period ``choose`` picks (given when the newest job started), and every job of it
+    plus the earlier jobs the anomaly baselines need.
 
-    A source with an index (PostgreSQL) answers only those; otherwise every job is history.
-    Either way the figures are the same: the baselines are the last ``HISTORY`` comparable
-    jobs and operations, and a source that trims must keep all of them.
+    A source with an index (PostgreSQL: ``latest_start`` and ``history``) answers only those;
+    otherwise every job is history, read once for both questions. Either way the figures are
+    the same: the baselines are the last ``HISTORY`` comparable jobs and operations before
+    each judged job, and a source that trims must keep all of them.
     """
     fast = getattr(source, "history", None)
-    if fast is not None:
-        result: list[JobSummary] = fast(since, until)
-        return result
-    return list(iter_summaries(source))
+    if fast is None:
+        everything = list(iter_summaries(source))
+        chosen = choose(max((j.started for j in everything), default=None))
+        return chosen, everything
+    chosen = choose(latest_start(source))
+    return chosen, fast(chosen.start, chosen.end)  # type: ignore[attr-defined]
 
 
 def job_history(source: JobSource, job_id: str) -> list[JobSummary]:

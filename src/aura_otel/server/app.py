@@ -39,7 +39,7 @@ from ..errors import (
 )
 from ..exporter import was_forwarded
 from ..fold import trace_ids
-from ..insights import JobSource, charts, history_for, latest_start
+from ..insights import JobSource, charts, history_for
 from ..insights import fleet as fleet_view
 from ..insights.source import job_history
 from ..pricing import PriceTable, load_price_table
@@ -455,12 +455,13 @@ class TelemetryApp:
     # -- fleet view ------------------------------------------------------------------------------
     def fleet(self, request: Request) -> fleet_view.Fleet:
         """The fleet figures for the request's period and filters (ValueError: bad query)."""
-        latest = latest_start(self.source)
-        filters = fleet_view.parse_filters(
-            request.query_params,
-            datetime.fromtimestamp(latest, UTC) if latest is not None else None,
+        filters, history = history_for(
+            self.source,
+            lambda latest: fleet_view.parse_filters(
+                request.query_params,
+                datetime.fromtimestamp(latest, UTC) if latest is not None else None,
+            ),
         )
-        history = history_for(self.source, filters.start, filters.end)
         return fleet_view.compute(self.source, filters, history=history, verdicts=self.verdicts())
 
     def verdicts(self) -> dict[str, list[Any]] | None:
