@@ -14,6 +14,7 @@ import struct
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -23,6 +24,7 @@ from aura_otel.pricing import load_price_table
 from ..conftest import make_pipeline
 from ..fleet_support import DAY_NS, EPOCH_NS, Spec, steady_fleet, write
 from ..server_support import live_server
+from .store_support import postgres_copy
 from .test_browser import CHROMIUM, CHROMIUM_ARGS, screenshot
 from .test_operation import _produce
 
@@ -61,8 +63,11 @@ def jobs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def base_url(jobs_dir: Path) -> Iterator[str]:
-    with live_server(jobs_dir, trace_url=TEMPLATE) as base:
+def base_url(jobs_dir: Path, store_kind: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The server over the folder, then over the same jobs (files and journals) copied into
+    PostgreSQL: every page and download must behave alike on both stores."""
+    target: Any = postgres_copy(request, jobs_dir) if store_kind == "postgres" else jobs_dir
+    with live_server(target, trace_url=TEMPLATE) as base:
         yield base
 
 
