@@ -167,7 +167,7 @@ def _month(moment: datetime | None = None) -> str:
 
 
 #: Seconds between two reads of the store for a project's or a month's spend: other
-#: processes' spend is seen as of the last read (docs/budgets.md, "Consistency").
+#: processes' spend is seen as of the last read (docs/budgets.md, "Project and month spend").
 REFRESH_SECONDS = 30.0
 
 Spend = dict[str | None, float]  # None: the total; a provider name: its part
@@ -277,7 +277,13 @@ class Budgets:
         since, until = _month_bounds(subject) if scope == "month" else (None, None)
         found = []
         try:
-            for summary in iter_summaries(self._source, since, until):
+            by_project = getattr(self._source, "project_summaries", None)
+            summaries = (
+                by_project(subject)
+                if scope == "project" and by_project is not None
+                else iter_summaries(self._source, since, until)
+            )
+            for summary in summaries:
                 if scope == "project" and summary.project != subject:
                     continue
                 spend: Spend = {None: 0.0}

@@ -8,7 +8,7 @@ long ones, with filters, on a real database.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import orjson
@@ -24,10 +24,11 @@ from aura_otel.insights import (
     latest_start,
 )
 from aura_otel.insights.source import job_history
+from aura_otel.schema import dumps
 from aura_otel.store import JobStore
 from aura_otel.stores.postgres import PostgresStore
 
-from ..fleet_support import DAY_NS, EPOCH_NS, Spec, steady_fleet, write
+from ..fleet_support import DAY_NS, EPOCH_NS, Spec, build, steady_fleet, write
 
 PERIODS = [
     Filters(since=date(2026, 11, 1), until=date(2026, 11, 30)),
@@ -160,9 +161,48 @@ def test_spans_merged_into_postgresql_are_summarised_in_the_same_write(
         source = store.job_source()
         latest = latest_start(source)
         assert latest is not None and latest == latest_start(folder)
-        from datetime import UTC, datetime
-
         day = datetime.fromtimestamp(latest, UTC).date()
         filters = Filters(since=day, until=day)
         got = compute(source, filters, history=_history(source, filters))
         assert got.jobs == 3 and got.to_json() == compute(folder, filters).to_json()
+
+
+@pytest.mark.parametrize("kind", ["folder", "postgres"])
+def test_the_server_memo_follows_every_change(
+    tmp_path: Path, kind: str, request: pytest.FixtureRequest
+) -> None:
+    """The server keeps the figures of a query while no job changes; a rewritten job or a new
+    one gives new figures at the next request, on either store."""
+    from starlette.testclient import TestClient
+
+    from aura_otel.server import create_app
+
+    steady_fleet(tmp_path, days=3)
+    params = {"since": "2026-11-01", "until": "2026-11-03"}
+    if kind == "postgres":
+        from ..server.store_support import postgres_copy
+
+        store = PostgresStore(postgres_copy(request, tmp_path))
+        request.addfinalizer(store.close)
+        target: object = store
+    else:
+        target = tmp_path
+    client = TestClient(create_app(target), base_url="http://127.0.0.1")  # type: ignore[arg-type]
+    first = client.get("/api/insights", params=params).json()
+    assert client.get("/api/insights", params=params).json() == first
+    doc = build(Spec("job-d00-01", "beta", EPOCH_NS + 2 * 3600 * 10**9, scale=4.0))
+    extra = build(Spec("job-new", "beta", EPOCH_NS + 5 * 3600 * 10**9))
+    if kind == "postgres":
+        with store.connection() as conn, conn.transaction():
+            conn.execute(
+                "UPDATE aura_otel.jobs SET document = %s, updated_at = clock_timestamp()"
+                " WHERE job_id = 'job-d00-01'",
+                (dumps(doc),),
+            )
+        store.import_document("job-new", dumps(extra), datetime.now(UTC))
+    else:
+        write(tmp_path, Spec("job-d00-01", "beta", EPOCH_NS + 2 * 3600 * 10**9, scale=4.0))
+        write(tmp_path, Spec("job-new", "beta", EPOCH_NS + 5 * 3600 * 10**9))
+    after = client.get("/api/insights", params=params).json()
+    assert after["totals"]["jobs"] == first["totals"]["jobs"] + 1
+    assert after["totals"]["cost"] > first["totals"]["cost"]

@@ -28,6 +28,7 @@ from starlette.staticfiles import StaticFiles
 
 from .. import conventions as c
 from .. import figures, legacy
+from .._util import BoundedCache
 from ..budgets import BudgetRules
 from ..errors import (
     ConfigurationError,
@@ -217,6 +218,8 @@ class TelemetryApp:
         self.source: JobSource = self.store.job_source()
         self._verdicts: tuple[int | None, dict[str, list[Any]]] = (None, {})
         self._verdict_lock = threading.Lock()
+        #: Fleet figures by (source generation, filters): valid while no job changes.
+        self._fleets: BoundedCache[tuple[Any, Any], fleet_view.Fleet] = BoundedCache(16)
         self.templates = Environment(
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
@@ -462,7 +465,17 @@ class TelemetryApp:
                 datetime.fromtimestamp(latest, UTC) if latest is not None else None,
             ),
         )
-        return fleet_view.compute(self.source, filters, history=history, verdicts=self.verdicts())
+        generation = getattr(self.source, "generation", None)
+        key = (generation, filters)
+        if generation is not None and (known := self._fleets.get(key)) is not None:
+            # Same history, same query: the same figures (a dashboard that reloads, the CSV
+            # and JSON downloads of the page just drawn) without walking the period again.
+            return known
+        result = fleet_view.compute(self.source, filters, history=history, verdicts=self.verdicts())
+        if generation is not None:
+            with self._verdict_lock:
+                self._fleets.put(key, result)
+        return result
 
     def verdicts(self) -> dict[str, list[Any]] | None:
         """Anomaly verdicts memoised for the source's current generation (None: a source

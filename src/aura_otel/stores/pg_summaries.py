@@ -171,7 +171,7 @@ class PostgresJobSource:
     def __init__(self, store: PostgresStore, *, history: int = HISTORY) -> None:
         self.store = store
         self.history_size = history
-        self.generation: tuple[int, datetime | None] | None = None
+        self.generation: tuple[int, datetime | None, Any] | None = None
         self._watermark: datetime | None = None
         self._lock = threading.Lock()
 
@@ -187,6 +187,17 @@ class PostgresJobSource:
                 (since or datetime.min.replace(tzinfo=UTC), until or _FAR_FUTURE),
             ).fetchall()
         yield from _decode(row[0] for row in rows)
+
+    def project_summaries(self, project: str) -> list[JobSummary]:
+        """Every job of one project (a project budget's spend), by its index."""
+        with self.store.connection() as conn:
+            self._catch_up(conn)
+            rows = conn.execute(
+                f"SELECT summary FROM {SCHEMA}.job_summaries WHERE project = %s"
+                " AND status <> 'gone'",
+                (project,),
+            ).fetchall()
+        return list(_decode(row[0] for row in rows))
 
     def iter_collections(
         self, since: datetime | None = None, until: datetime | None = None
@@ -258,10 +269,18 @@ class PostgresJobSource:
         """Summarise documents changed since the last look without a summary of their version
         (written by ``db import`` or by hand), and note the generation."""
         with self._lock:
-            row = conn.execute(f"SELECT count(*), max(updated_at) FROM {SCHEMA}.jobs").fetchone()
-            generation = (int(row[0]), row[1]) if row else (0, None)
+            # Not just max(updated_at): a writer that took its timestamp earlier can commit
+            # later, below a maximum already seen; the sum of every stamp still moves.
+            row = conn.execute(
+                "SELECT count(*), max(updated_at),"
+                " sum((extract(epoch FROM updated_at) * 1000000)::bigint)"
+                f" FROM {SCHEMA}.jobs"
+            ).fetchone()
+            generation = (int(row[0]), row[1], row[2]) if row else (0, None, None)
             if generation != self.generation:
-                count = summarize_stale(conn, self._watermark)
+                count = summarize_stale(
+                    conn, None if self._watermark is None else self._watermark - _LATE_COMMITS
+                )
                 if count:
                     logger.info("insights: summarised %d job(s) written without a summary", count)
                 self._watermark = generation[1]
@@ -269,6 +288,9 @@ class PostgresJobSource:
 
 
 _FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
+#: How far before the newest stamp seen a document written without a summary is looked for
+#: again: a transaction may commit a while after it took its timestamp.
+_LATE_COMMITS = timedelta(minutes=5)
 
 _BASELINE_SQL = f"""
 SELECT s.summary FROM {SCHEMA}.job_summaries s WHERE s.status <> 'gone' AND s.job_id IN (
