@@ -206,3 +206,37 @@ def test_the_server_memo_follows_every_change(
     after = client.get("/api/insights", params=params).json()
     assert after["totals"]["jobs"] == first["totals"]["jobs"] + 1
     assert after["totals"]["cost"] > first["totals"]["cost"]
+
+
+@pytest.mark.parametrize("kind", ["folder", "postgres"])
+def test_the_job_list_flags_anomalous_jobs(
+    fleet_dir: Path, kind: str, request: pytest.FixtureRequest
+) -> None:
+    """The job list (API and page) flags the jobs the fleet view flags, with the same
+    explanations, and only those."""
+    from starlette.testclient import TestClient
+
+    from aura_otel.server import create_app
+
+    everything = list(iter_summaries(_folder(fleet_dir)))
+    expected = job_anomalies(everything)
+    flagged = {a.job_id for a in expected}
+    assert "job-spike" in flagged
+    target: object = fleet_dir
+    if kind == "postgres":
+        store = PostgresStore(request.getfixturevalue("pg_fleet"))
+        request.addfinalizer(store.close)
+        target = store
+    client = TestClient(create_app(target), base_url="http://127.0.0.1")  # type: ignore[arg-type]
+    seen: dict[str, list[dict]] = {}
+    for page in (1, 2):
+        body = client.get("/api/jobs", params={"page": page, "pageSize": 200}).json()
+        seen.update({item["jobId"]: item["anomalies"] for item in body["items"]})
+    assert len(seen) == 242
+    assert {job_id for job_id, flags in seen.items() if flags} == flagged
+    assert [f["explanation"] for f in seen["job-spike"]] == [
+        a.explanation for a in expected if a.job_id == "job-spike"
+    ]
+    html = client.get("/jobs", params={"q": "spike"}).text
+    assert 'class="badge badge-anomaly" href="/jobs/job-spike/telemetry#job-anomalies"' in html
+    assert "badge-anomaly" not in client.get("/jobs", params={"q": "job-d00-0"}).text

@@ -263,6 +263,17 @@ def job_history(source: JobSource, job_id: str) -> list[JobSummary]:
     return list(iter_summaries(source))
 
 
+def jobs_history(source: JobSource, job_ids: list[str]) -> list[JobSummary]:
+    """The jobs (a page of the job list) and the earlier jobs their baselines need."""
+    if not job_ids:
+        return []
+    fast = getattr(source, "jobs_history", None)
+    if fast is not None:
+        result: list[JobSummary] = fast(job_ids)
+        return result
+    return list(iter_summaries(source))
+
+
 #: The folder's summary cache: a hidden file in the jobs folder (never a job: not a folder).
 CACHE_FILE = ".aura-insights-cache.json"
 _CACHE_FORMAT = "aura-otel insights summaries"

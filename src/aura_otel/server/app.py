@@ -31,6 +31,7 @@ from .. import figures, legacy
 from .._util import BoundedCache
 from ..budgets import BudgetRules
 from ..errors import (
+    AuraOtelError,
     ConfigurationError,
     CorruptTelemetryError,
     InvalidJobIdError,
@@ -42,7 +43,7 @@ from ..exporter import was_forwarded
 from ..fold import trace_ids
 from ..insights import JobSource, charts, history_for
 from ..insights import fleet as fleet_view
-from ..insights.source import job_history
+from ..insights.source import job_history, jobs_history
 from ..pricing import PriceTable, load_price_table
 from ..schema import (
     DEFAULT_CURRENCY,
@@ -60,7 +61,7 @@ from ..store import Units
 from ..stores import JobFilter, Store, open_store
 from . import operation as operation_view
 from . import views
-from .joblist import DEFAULT_PAGE_SIZE
+from .joblist import DEFAULT_PAGE_SIZE, JobPage
 from .openapi import openapi_document
 from .problems import NOT_FOUND_GUIDANCE, correlation_id, problem
 from .security import ControlCharacterGate, LoopbackHostGate, SecurityHeaders, TokenGate
@@ -370,7 +371,7 @@ class TelemetryApp:
             return problem(request, 400, str(exc))
         except StoreUnavailableError as exc:
             return self.unavailable(request, exc)
-        return JSONResponse(page.to_json())
+        return JSONResponse(self.flagged(page).to_json())
 
     def openapi(self, request: Request) -> Response:
         return JSONResponse(self._openapi)
@@ -389,6 +390,7 @@ class TelemetryApp:
             )
             response.headers["Retry-After"] = "5"
             return response
+        page = self.flagged(page)
         running = any(figures.is_live(item["status"]) for item in page.items)
         query = {key: request.query_params.get(key, "") for key in ("status", "from", "to", "q")}
         keep = urlencode({k: v for k, v in query.items() if v})
@@ -540,6 +542,33 @@ class TelemetryApp:
         if fmt == "csv":
             return Response(table.to_csv(), media_type="text/csv; charset=utf-8", headers=headers)
         return JSONResponse(table.to_json(), headers=headers)
+
+    def flagged(self, page: JobPage) -> JobPage:
+        """The page with each job's anomalies (the fleet view's verdicts, memoised with them).
+
+        The list must never fail for them: when the history cannot be read, the page is shown
+        unflagged and the reason logged.
+        """
+        from ..insights import job_anomalies
+
+        ids = [item["jobId"] for item in page.items]
+        try:
+            found = job_anomalies(jobs_history(self.source, ids), ids, verdicts=self.verdicts())
+        except (AuraOtelError, OSError) as exc:
+            logger.warning("job list: anomalies not judged: %s", exc)
+            found = []
+        flags: dict[str, list[dict[str, Any]]] = {}
+        for anomaly in found:
+            flags.setdefault(anomaly.job_id or "", []).append(
+                {
+                    "kind": anomaly.kind,
+                    "stage": anomaly.stage,
+                    "provider": anomaly.provider,
+                    "explanation": anomaly.explanation,
+                }
+            )
+        items = [{**item, "anomalies": flags.get(item["jobId"], [])} for item in page.items]
+        return JobPage(items=items, page=page.page, page_size=page.page_size, total=page.total)
 
     def job_anomalies(self, job_id: str) -> list[Any]:
         """This job's anomalies against its comparable history (the fleet view's method)."""

@@ -109,8 +109,9 @@ def write_summaries(cur: psycopg.Cursor[Any], jobs: Sequence[tuple[str, datetime
     # baselines; one indexed look per job, not a join the planner may turn into a scan.
     wanted = dict(zip(heads[0], counts, strict=True))
     cur.execute(
-        f"SELECT job_id, count(*) FROM {SCHEMA}.op_summaries WHERE job_id = ANY(%s)"
-        " AND started_at <> '-infinity' GROUP BY job_id",
+        f"SELECT o.job_id, count(*) FROM {SCHEMA}.op_summaries o"
+        " JOIN unnest(%s::text[]) AS u(job_id) USING (job_id)"
+        " WHERE o.started_at <> '-infinity' GROUP BY o.job_id",
         (heads[0],),
     )
     shrunk = [(job_id, wanted[job_id]) for job_id, had in cur.fetchall() if had > wanted[job_id]]
@@ -253,16 +254,21 @@ class PostgresJobSource:
 
     def job_history(self, job_id: str) -> list[JobSummary]:
         """The job's baselines: the jobs started at its very instant, and what came before."""
+        return self.jobs_history([job_id])
+
+    def jobs_history(self, job_ids: list[str]) -> list[JobSummary]:
+        """Jobs' baselines: every job from the first one's start to the last one's, and the
+        baselines before that (a page of the job list: recent jobs, a short span)."""
         with self.store.connection() as conn:
             self._catch_up(conn)
             row = conn.execute(
-                f"SELECT started_at FROM {SCHEMA}.job_summaries WHERE job_id = %s"
-                " AND status <> 'gone'",
-                (job_id,),
+                f"SELECT min(started_at), max(started_at) FROM {SCHEMA}.job_summaries"
+                " WHERE job_id = ANY(%s) AND status <> 'gone'",
+                (job_ids,),
             ).fetchone()
-        if row is None:
+        if row is None or row[0] is None:
             return []
-        return self.history(row[0], row[0] + timedelta(microseconds=1))
+        return self.history(row[0], row[1] + timedelta(microseconds=1))
 
     # -- keeping up with writers that do not summarise --------------------------------------------
     def _catch_up(self, conn: psycopg.Connection[Any]) -> None:
