@@ -235,8 +235,10 @@ def latest_start(source: JobSource) -> float | None:
 
 
 def history_for(
-    source: JobSource, choose: Callable[[float | None], P]
-) -> tuple[P, list[JobSummary]]:
+    source: JobSource,
+    choose: Callable[[float | None], P],
+    known: Callable[[P], bool] | None = None,
+) -> tuple[P, list[JobSummary] | None]:
     """The period ``choose`` picks (given when the newest job started), and every job of it
     plus the earlier jobs the anomaly baselines need.
 
@@ -244,6 +246,9 @@ def history_for(
     otherwise every job is history, read once for both questions. Either way the figures are
     the same: the baselines are the last ``HISTORY`` comparable jobs and operations before
     each judged job, and a source that trims must keep all of them.
+
+    ``known(period)`` true means the caller already has that period's figures for the
+    source's current ``generation``: an indexed source then reads nothing more (None).
     """
     fast = getattr(source, "history", None)
     if fast is None:
@@ -251,6 +256,8 @@ def history_for(
         chosen = choose(max((j.started for j in everything), default=None))
         return chosen, everything
     chosen = choose(latest_start(source))
+    if known is not None and known(chosen):
+        return chosen, None
     return chosen, fast(chosen.start, chosen.end)  # type: ignore[attr-defined]
 
 

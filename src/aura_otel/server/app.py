@@ -460,23 +460,29 @@ class TelemetryApp:
     # -- fleet view ------------------------------------------------------------------------------
     def fleet(self, request: Request) -> fleet_view.Fleet:
         """The fleet figures for the request's period and filters (ValueError: bad query)."""
+
+        def key(filters: fleet_view.Filters) -> tuple[Any, fleet_view.Filters]:
+            return (getattr(self.source, "generation", None), filters)
+
         filters, history = history_for(
             self.source,
             lambda latest: fleet_view.parse_filters(
                 request.query_params,
                 datetime.fromtimestamp(latest, UTC) if latest is not None else None,
             ),
+            lambda filters: key(filters)[0] is not None and key(filters) in self._fleets,
         )
-        generation = getattr(self.source, "generation", None)
-        key = (generation, filters)
-        if generation is not None and (known := self._fleets.get(key)) is not None:
+        generation = key(filters)[0]
+        if generation is not None and (known := self._fleets.get(key(filters))) is not None:
             # Same history, same query: the same figures (a dashboard that reloads, the CSV
-            # and JSON downloads of the page just drawn) without walking the period again.
+            # and JSON downloads of the page just drawn) without reading the period again.
             return known
+        if history is None:  # forgotten since (the memo is bounded): read it after all
+            history = list(self.source.history(filters.start, filters.end))  # type: ignore[attr-defined]
         result = fleet_view.compute(self.source, filters, history=history, verdicts=self.verdicts())
         if generation is not None:
             with self._verdict_lock:
-                self._fleets.put(key, result)
+                self._fleets.put((generation, filters), result)
         return result
 
     def verdicts(self) -> dict[str, list[Any]] | None:
