@@ -1,11 +1,13 @@
 """Where the fleet view reads jobs from, and the compact per-job summary it aggregates.
 
-The fleet view must not care where jobs live (a local folder today, PostgreSQL next), so it
-reads through :class:`JobSource`: anything that can list the collections of a period. Reading
-every file on every request would not scale to 100k jobs, so a source may also offer
-``iter_summaries``: compact per-job facts it can keep between requests. The folder source
-keeps them in memory keyed by (file mtime, size), the same change test as the job list: a
-request costs one ``stat`` per job plus a parse of the files that changed.
+The fleet view must not care where jobs live (the jobs folder or PostgreSQL), so it reads
+through :class:`JobSource`: anything that can list the collections of a period. Reading every
+file on every request would not scale to 100k jobs, so a source may also offer
+``iter_summaries``: compact per-job facts it can keep between requests, and, with an index,
+``latest_start``/``history`` (the period plus only the baselines it needs). The folder source
+keeps them keyed by (file mtime, size), the same change test as the job list, in memory and
+in a cache file in the jobs folder, so neither a later request nor a restart parses a file
+that did not change. PostgreSQL's source is in :mod:`aura_otel.stores.pg_summaries`.
 """
 
 from __future__ import annotations
