@@ -241,3 +241,30 @@ def test_a_running_job_of_this_process_counts_by_its_charges(pg_url: str) -> Non
         store.import_document("job-live", dumps(running), datetime.now(UTC))
         ledger.refresh()
         assert ledger.spent("project", "alpha") == pytest.approx(0.50)
+
+
+def test_an_unreachable_store_keeps_the_last_spend_and_never_fails_a_stage(
+    pg_cluster, pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from aura_otel.stores.postgres import PostgresStore
+
+    from .fleet_support import build
+
+    rules = BudgetRules.parse({"projects": {"alpha": {"hard": 1.0}}})
+    with PostgresStore(pg_url, timeout=1.0) as store:
+        old = build(Spec("job-old", "alpha", EPOCH_NS))
+        store.import_document("job-old", dumps(old), datetime.now(UTC))
+        cost = sum_money(r.get("cost_estimate") for r in old["records"])
+        ledger = Budgets(rules, store, refresh_every=3600.0)
+        assert ledger.spent("project", "alpha") == pytest.approx(cost)
+        pg_cluster.stop()
+        try:
+            with caplog.at_level(logging.WARNING, logger="aura_otel"):
+                ledger.refresh()
+            assert "not refreshed" in caplog.text
+            assert ledger.spent("project", "alpha") == pytest.approx(cost)  # the last figures
+            ledger.check("job-new", "alpha", None, "openai", 0.5)  # judged on them, no error
+            with pytest.raises(BudgetExceeded):
+                ledger.check("job-new", "alpha", None, "openai", 1.0)
+        finally:
+            pg_cluster.start()

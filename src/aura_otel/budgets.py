@@ -298,6 +298,11 @@ class Budgets:
                 "aura-otel: budget spend of %s %r not refreshed: %s", scope, subject, exc
             )
             return None
+        except Exception:  # any other failure of the read must not fail the stage either
+            logger.warning(
+                "aura-otel: budget spend of %s %r not refreshed", scope, subject, exc_info=True
+            )
+            return None
         return found
 
     def _settle(
