@@ -316,6 +316,8 @@ class FolderJobSource:
         #: Bumped whenever a refresh finds a job added, changed or gone: results derived from
         #: the whole history (anomaly verdicts) stay valid while it stays the same.
         self.generation = 0
+        #: Whether the fleet was read at least once in this process.
+        self.refreshed = False
         self._latest: float | None = None
         self._persist = persist and isinstance(store, JobStore)
         self._loaded = False
@@ -350,11 +352,20 @@ class FolderJobSource:
                 self._latest = max((s.started for s in summaries), default=None)
             if self._dirty and time.monotonic() - self._saved_at >= self.save_interval:
                 self._save_locked()
+            self.refreshed = True
             return summaries
 
     def latest_start(self) -> float | None:
         self.refresh()
         return self._latest
+
+    def jobs_history(self, job_ids: list[str]) -> list[JobSummary]:
+        """Every job, for judging a page of the job list, once this source has read the fleet
+        (a fleet view, a job's page, a budget); before that, nothing (the page is shown
+        unflagged): a job list must not cost a parse of every file after a start."""
+        if not self.refreshed:
+            return []
+        return self.refresh()
 
     def save(self) -> None:
         """Write the cache file now (a server saves by itself at most every ``save_interval``
