@@ -274,3 +274,21 @@ def test_phone_layout_of_the_new_pages(browser: Browser, base_url: str) -> None:
         screenshot(phone, "insights-phone.png")
     finally:
         context.close()
+
+
+def test_job_list_flags_an_anomalous_job(page: Page, base_url: str) -> None:
+    """The list's badge is a link a keyboard reaches, its tooltip says why, and it opens the
+    job's anomalies; an ordinary job has none."""
+    page.goto(f"{base_url}/insights")  # a folder server judges the list once it read the fleet
+    page.goto(f"{base_url}/jobs?q=spike")
+    badge = page.locator("a.badge-anomaly")
+    expect(badge).to_have_count(1)
+    expect(badge).to_contain_text("anomal")
+    assert "took" in (badge.get_attribute("title") or "")
+    badge.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{base_url}/jobs/job-spike/telemetry#job-anomalies")
+    expect(page.locator("#job-anomalies")).to_be_visible()
+    page.goto(f"{base_url}/jobs?q=job-d05")
+    expect(page.locator("tbody tr")).not_to_have_count(0)
+    expect(page.locator("a.badge-anomaly")).to_have_count(0)
