@@ -246,3 +246,17 @@ def test_the_job_list_flags_anomalous_jobs(
     html = client.get("/jobs", params={"q": "spike"}).text
     assert 'class="badge badge-anomaly" href="/jobs/job-spike/telemetry#job-anomalies"' in html
     assert "badge-anomaly" not in client.get("/jobs", params={"q": "job-d00-0"}).text
+
+
+def test_a_number_no_summary_can_keep_never_breaks_a_write(pg_url: str) -> None:
+    """A hand-made document with a 100-digit latency is stored (the write must not fail for
+    the fleet view's sake) and left out of the fleet, as on the folder."""
+    doc = build(Spec("job-odd", "alpha", EPOCH_NS))
+    data = dumps(doc).replace(b'"latency_ms":', b'"latency_ms":' + b"9" * 100 + b',"x":', 1)
+    with PostgresStore(pg_url) as store:
+        assert store.import_document("job-odd", data, datetime.now(UTC))
+        store.import_document(
+            "job-ok", dumps(build(Spec("job-ok", "alpha", EPOCH_NS))), datetime.now(UTC)
+        )
+        source = store.job_source()
+        assert [s.job_id for s in iter_summaries(source)] == ["job-ok"]

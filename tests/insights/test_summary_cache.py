@@ -117,3 +117,14 @@ def test_a_planted_link_or_fifo_is_neither_followed_nor_blocking(
     (fleet / CACHE_FILE).unlink()
     os.mkfifo(fleet / CACHE_FILE)
     _rebuilt(fleet, figures)
+
+
+def test_a_number_no_summary_can_keep_leaves_the_job_out_not_the_fleet(fleet: Path) -> None:
+    """A hand-made file with a 100-digit latency is left out; the rest is summarised, the
+    cache file still saved."""
+    doc = orjson.loads((fleet / "job-d00-00" / "telemetry.json").read_bytes())
+    text = orjson.dumps(doc).replace(b'"latency_ms":', b'"latency_ms":' + b"9" * 100 + b',"x":', 1)
+    (fleet / "job-d00-00" / "telemetry.json").write_bytes(text)
+    source = FolderJobSource(JobStore(fleet))
+    assert compute(source, ALL).jobs == 19
+    assert len(orjson.loads((fleet / CACHE_FILE).read_bytes())["jobs"]) == 20

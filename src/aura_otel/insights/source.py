@@ -219,12 +219,21 @@ def summary_from_row(row: Any) -> JobSummary:
 
 
 def summarize_bytes(data: bytes) -> JobSummary | None:
-    """A job's summary from its document's bytes; None when they are not a v1 job."""
+    """A job's summary from its document's bytes; None when they are not a v1 job, or hold a
+    number no summary can keep (an integer beyond 64 bits in a hand-made file): such a job is
+    left out of the fleet on both stores alike, and never breaks the write that stores it."""
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError:
         return None
-    return summarize_doc(doc) if isinstance(doc, dict) else None
+    summary = summarize_doc(doc) if isinstance(doc, dict) else None
+    if summary is None:
+        return None
+    try:
+        orjson.dumps(summary_row(summary))
+    except orjson.JSONEncodeError:
+        return None
+    return summary
 
 
 def latest_start(source: JobSource) -> float | None:
