@@ -403,7 +403,7 @@ class FolderJobSource:
             return
         try:
             atomic_write_at(root, CACHE_FILE, orjson.dumps(body))
-        except OSError as exc:
+        except (OSError, orjson.JSONEncodeError) as exc:
             logger.warning("insights: summary cache not saved: %s", exc)
             return
         finally:
