@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -16,6 +17,7 @@ import aura_otel
 from aura_otel import budgets, job, stage
 from aura_otel.budgets import BudgetRules, Budgets
 from aura_otel.errors import BudgetExceeded, ConfigurationError
+from aura_otel.schema import dumps, sum_money
 
 from .conftest import Pipeline, make_pipeline
 from .fleet_support import EPOCH_NS, Spec, write
@@ -184,3 +186,85 @@ def test_plain_otel_budget_attribute_and_within_budget(tmp_path: Path, ledger: B
         over = httpx.get(f"{base}/api/cost-tracking/run-summary/job-over").json()
         under = httpx.get(f"{base}/api/cost-tracking/run-summary/job-under").json()
     assert over["withinBudget"] is False and under["withinBudget"] is True
+
+
+def test_project_and_month_budgets_on_postgresql_see_every_process(pg_url: str) -> None:
+    """Two processes (two ledgers) share one PostgreSQL store: each sees the other's spend
+    from the store as of its last read, and its own job is counted once, by its charges while
+    it runs and by the stored figures once the store has it finished."""
+    from aura_otel.stores.postgres import PostgresStore
+
+    from .fleet_support import build
+
+    rules = BudgetRules.parse({"projects": {"alpha": {"hard": 1.0}}, "month": {"hard": 10.0}})
+    with PostgresStore(pg_url) as store:
+        old = build(Spec("job-old", "alpha", EPOCH_NS))  # November 2026, written by anyone
+        store.import_document("job-old", dumps(old), datetime.now(UTC))
+        old_cost = sum_money(r.get("cost_estimate") for r in old["records"])
+        first = Budgets(rules, store, refresh_every=3600.0)
+        second = Budgets(rules, store, refresh_every=3600.0)
+        assert first.spent("project", "alpha") == pytest.approx(old_cost)
+        assert second.spent("project", "alpha") == pytest.approx(old_cost)
+        with pytest.raises(BudgetExceeded) as caught:
+            first.check("job-new", "alpha", None, "openai", 1.0)
+        assert caught.value.scope == "project"
+
+        # The first process runs job-new and charges 0.30 to it.
+        first.charge("job-new", "alpha", None, "openai", 0.30)
+        assert first.spent("project", "alpha") == pytest.approx(old_cost + 0.30)
+        assert second.spent("project", "alpha") == pytest.approx(old_cost)  # not read yet
+        # job-new is written, finished, with what it really cost (0.09, not the estimate).
+        new = build(Spec("job-new", "alpha", EPOCH_NS + 3600 * 10**9))
+        store.import_document("job-new", dumps(new), datetime.now(UTC))
+        new_cost = sum_money(r.get("cost_estimate") for r in new["records"])
+        second.refresh()
+        first.refresh()
+        assert second.spent("project", "alpha") == pytest.approx(old_cost + new_cost)
+        assert first.spent("project", "alpha") == pytest.approx(old_cost + new_cost)  # once
+        with pytest.raises(BudgetExceeded):
+            second.check("job-third", "alpha", None, "openai", 1.0 - old_cost - new_cost + 0.01)
+        second.check("job-third", "alpha", None, "openai", 1.0 - old_cost - new_cost - 0.01)
+
+
+def test_a_running_job_of_this_process_counts_by_its_charges(pg_url: str) -> None:
+    from aura_otel.stores.postgres import PostgresStore
+
+    from .fleet_support import build
+
+    rules = BudgetRules.parse({"projects": {"alpha": {"hard": 5.0}}})
+    with PostgresStore(pg_url) as store:
+        ledger = Budgets(rules, store, refresh_every=3600.0)
+        ledger.charge("job-live", "alpha", None, "openai", 0.50)
+        running = build(Spec("job-live", "alpha", EPOCH_NS))
+        running["collection_ended_at"] = None  # still running: its file holds records so far
+        running.pop("summary", None)
+        store.import_document("job-live", dumps(running), datetime.now(UTC))
+        ledger.refresh()
+        assert ledger.spent("project", "alpha") == pytest.approx(0.50)
+
+
+def test_an_unreachable_store_keeps_the_last_spend_and_never_fails_a_stage(
+    pg_cluster, pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from aura_otel.stores.postgres import PostgresStore
+
+    from .fleet_support import build
+
+    rules = BudgetRules.parse({"projects": {"alpha": {"hard": 1.0}}})
+    with PostgresStore(pg_url, timeout=1.0) as store:
+        old = build(Spec("job-old", "alpha", EPOCH_NS))
+        store.import_document("job-old", dumps(old), datetime.now(UTC))
+        cost = sum_money(r.get("cost_estimate") for r in old["records"])
+        ledger = Budgets(rules, store, refresh_every=3600.0)
+        assert ledger.spent("project", "alpha") == pytest.approx(cost)
+        pg_cluster.stop()
+        try:
+            with caplog.at_level(logging.WARNING, logger="aura_otel"):
+                ledger.refresh()
+            assert "not refreshed" in caplog.text
+            assert ledger.spent("project", "alpha") == pytest.approx(cost)  # the last figures
+            ledger.check("job-new", "alpha", None, "openai", 0.5)  # judged on them, no error
+            with pytest.raises(BudgetExceeded):
+                ledger.check("job-new", "alpha", None, "openai", 1.0)
+        finally:
+            pg_cluster.start()

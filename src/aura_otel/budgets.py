@@ -26,8 +26,9 @@ from a JSON or TOML file named by ``AURA_OTEL_BUDGETS_FILE``::
     hard = 100
 
 Spend is what this process charged (a stage's explicit ``set_cost``, else its estimate); for
-the project and month scopes it starts from what the jobs folder already holds for them
-(read once, through the fleet view's :class:`~aura_otel.insights.JobSource`).
+the project and month scopes, plus what the store (the jobs folder or PostgreSQL) holds for
+them from every process, re-read at most every ``REFRESH_SECONDS`` (through the fleet view's
+:class:`~aura_otel.insights.JobSource`).
 """
 
 from __future__ import annotations
@@ -35,12 +36,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from opentelemetry import metrics
@@ -48,6 +50,10 @@ from opentelemetry.metrics import MeterProvider
 
 from . import conventions as c
 from .errors import BudgetExceeded, ConfigurationError
+
+if TYPE_CHECKING:
+    from .store import JobStore
+    from .stores import Store
 
 logger = logging.getLogger("aura_otel")
 
@@ -160,22 +166,62 @@ def _month(moment: datetime | None = None) -> str:
     return (moment or datetime.now(UTC)).strftime("%Y-%m")
 
 
+#: Seconds between two reads of the store for a project's or a month's spend: other
+#: processes' spend is seen as of the last read (docs/budgets.md, "Project and month spend").
+REFRESH_SECONDS = 30.0
+
+Spend = dict[str | None, float]  # None: the total; a provider name: its part
+
+
+def _month_bounds(month: str) -> tuple[datetime, datetime]:
+    year, number = int(month[:4]), int(month[5:7])
+    start = datetime(year, number, 1, tzinfo=UTC)
+    end = datetime(year + (number == 12), number % 12 + 1, 1, tzinfo=UTC)
+    return start, end
+
+
+def _add(into: Spend, other: Mapping[str | None, float]) -> None:
+    for name, amount in other.items():
+        into[name] = into.get(name, 0.0) + amount
+
+
 class Budgets:
-    """The rules and what has been spent against them (thread-safe; one per process)."""
+    """The rules and what has been spent against them (thread-safe; one per process).
+
+    A job's spend is this process's charges. A project's or a month's spend is what the store
+    holds for it (any store: the jobs folder or PostgreSQL, read through the fleet view's
+    summaries, so every process writing to the store is seen), as of the last read, plus what
+    this process charged to its own jobs that the store does not yet show as finished. A job
+    of this process is counted once: by its charges while it runs, by its stored figures once
+    the store has it finished.
+    """
 
     def __init__(
         self,
         rules: BudgetRules | None = None,
-        jobs_dir: str | os.PathLike[str] | None = None,
+        store: Store | JobStore | str | os.PathLike[str] | None = None,
         *,
         meter_provider: MeterProvider | None = None,
+        refresh_every: float = REFRESH_SECONDS,
     ) -> None:
+        from .store import JobStore
+        from .stores import LocalStore, open_store
+
+        if isinstance(store, JobStore) and not isinstance(store, LocalStore):
+            store = LocalStore(store.root, max_file_bytes=store.max_file_bytes)
         self.rules = rules or BudgetRules()
-        self.jobs_dir = jobs_dir
+        self.store = None if store is None else open_store(store)
+        self.refresh_every = refresh_every
         self._meter_provider = meter_provider
         self._counter: Any = None
-        self._spent: dict[tuple[str, str], dict[str | None, float]] = {}
+        #: ("job", id): this process's charges to a job.
+        self._spent: dict[tuple[str, str], Spend] = {}
+        #: (scope, subject) -> (when read, the store's spend without this process's jobs).
+        self._stored: dict[tuple[str, str], tuple[float, Spend]] = {}
+        #: (scope, subject) -> job id -> this process's charges not yet in the store.
+        self._mine: dict[tuple[str, str], dict[str, Spend]] = {}
         self._lock = threading.Lock()
+        self._source: Any = None
 
     def _scopes(
         self, job_id: str, project: str | None, job_budget: float | None
@@ -192,37 +238,99 @@ class Budgets:
             scopes.append(("month", _month(), self.rules.month))
         return scopes
 
-    def _ledger(self, scope: str, subject: str) -> dict[str | None, float]:
+    def _ledger(self, scope: str, subject: str) -> Spend:
+        """The spend of a scope now (a copy), reading the store when its figures are stale.
+        Called with the lock held; the store is read without it."""
         key = (scope, subject)
-        ledger = self._spent.get(key)
-        if ledger is None:
-            ledger = self._spent[key] = self._seed(scope, subject)
-        return ledger
+        if scope == "job":
+            return dict(self._spent.get(key, {}))
+        read = self._stored.get(key)
+        if read is None or time.monotonic() - read[0] >= self.refresh_every:
+            self._lock.release()
+            try:
+                stored = self._read_store(scope, subject)
+            finally:
+                self._lock.acquire()
+            self._settle(key, stored)
+        total: Spend = dict(self._stored[key][1])
+        for charges in self._mine.get(key, {}).values():
+            _add(total, charges)
+        return total
 
-    def _seed(self, scope: str, subject: str) -> dict[str | None, float]:
-        """What the jobs folder already holds for a project or month (0 for a job: a job's
-        spend is this process's)."""
-        spent: dict[str | None, float] = {None: 0.0}
-        if scope == "job" or self.jobs_dir is None:
-            return spent
-        from .insights import FolderJobSource, iter_summaries
-        from .stores import LocalStore
+    def refresh(self) -> None:
+        """Read every project's and month's spend from the store again now."""
+        with self._lock:
+            keys = list(self._stored)
+        for key in keys:
+            self._settle(key, self._read_store(*key), lock=True)
 
-        for summary in iter_summaries(FolderJobSource(LocalStore(self.jobs_dir))):
-            if scope == "project" and summary.project != subject:
-                continue
-            if (
-                scope == "month"
-                and datetime.fromtimestamp(summary.started, UTC).strftime("%Y-%m") != subject
-            ):
-                continue
-            for op in summary.ops:
-                if op.cost:
-                    spent[None] += op.cost
-                    name = op.provider.lower() or None
-                    if name:
-                        spent[name] = spent.get(name, 0.0) + op.cost
-        return spent
+    def _read_store(self, scope: str, subject: str) -> list[tuple[str, bool, Spend]] | None:
+        """(job id, finished, spend) of the store's jobs of a project or month; None when the
+        store cannot be read now (the last figures are kept)."""
+        if self.store is None:
+            return []
+        from .errors import AuraOtelError
+        from .insights import iter_summaries
+
+        if self._source is None:
+            self._source = self.store.job_source()
+        since, until = _month_bounds(subject) if scope == "month" else (None, None)
+        found = []
+        try:
+            by_project = getattr(self._source, "project_summaries", None)
+            summaries = (
+                by_project(subject)
+                if scope == "project" and by_project is not None
+                else iter_summaries(self._source, since, until)
+            )
+            for summary in summaries:
+                if scope == "project" and summary.project != subject:
+                    continue
+                spend: Spend = {None: 0.0}
+                for op in summary.ops:
+                    if op.cost:
+                        _add(spend, {None: op.cost})
+                        if op.provider:
+                            _add(spend, {op.provider.lower(): op.cost})
+                found.append((summary.job_id, summary.status != "running", spend))
+        except (AuraOtelError, OSError) as exc:
+            logger.warning(
+                "aura-otel: budget spend of %s %r not refreshed: %s", scope, subject, exc
+            )
+            return None
+        except Exception:  # any other failure of the read must not fail the stage either
+            logger.warning(
+                "aura-otel: budget spend of %s %r not refreshed", scope, subject, exc_info=True
+            )
+            return None
+        return found
+
+    def _settle(
+        self,
+        key: tuple[str, str],
+        jobs: list[tuple[str, bool, Spend]] | None,
+        *,
+        lock: bool = False,
+    ) -> None:
+        """Take a read of the store: this process's jobs the store has finished are counted
+        from the store from now on; the others still by their charges."""
+        if lock:
+            with self._lock:
+                self._settle(key, jobs)
+            return
+        if jobs is None:
+            previous = self._stored.get(key, (0.0, {None: 0.0}))[1]
+            self._stored[key] = (time.monotonic(), previous)
+            return
+        mine = self._mine.get(key, {})
+        total: Spend = {None: 0.0}
+        for job_id, finished, spend in jobs:
+            if job_id in mine:
+                if not finished:
+                    continue  # still running here: its charges count, not its partial file
+                del mine[job_id]
+            _add(total, spend)
+        self._stored[key] = (time.monotonic(), total)
 
     def check(
         self,
@@ -265,10 +373,16 @@ class Budgets:
         with self._lock:
             for scope, subject, rules in self._scopes(job_id, project, job_budget):
                 ledger = self._ledger(scope, subject)
+                if scope == "job":
+                    charges = self._spent.setdefault((scope, subject), {})
+                else:
+                    # Without a store nothing ever settles a job: one running total instead.
+                    mine = job_id if self.store is not None else ""
+                    charges = self._mine.setdefault((scope, subject), {}).setdefault(mine, {})
                 for name, limit in rules.limits(provider):
                     before = ledger.get(name, 0.0)
                     after = before + amount
-                    ledger[name] = after
+                    charges[name] = charges.get(name, 0.0) + amount
                     if limit.soft is not None and before <= limit.soft < after:
                         whose = f"{scope} {subject!r}" + (f", provider {name}" if name else "")
                         crossed.append(
@@ -299,8 +413,9 @@ class Budgets:
             self._spent.pop(("job", job_id), None)
 
     def spent(self, scope: str, subject: str, provider: str | None = None) -> float:
+        """What the scope has spent, as :meth:`check` sees it now."""
         with self._lock:
-            return self._spent.get((scope, subject), {}).get(provider, 0.0)
+            return self._ledger(scope, subject).get(provider, 0.0)
 
 
 _active = Budgets()

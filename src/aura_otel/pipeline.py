@@ -188,13 +188,6 @@ def configure(
         if metric_exporter is not None
         else None
     )
-    budgets.install(
-        budgets.Budgets(
-            budget_rules,
-            jobs_dir if jobs_dir is not None else settings.jobs_dir,
-            meter_provider=job_metrics.meter_provider if job_metrics is not None else None,
-        )
-    )
     try:
         exporter = RunTelemetryExporter(
             jobs_dir if jobs_dir is not None else settings.jobs_dir,
@@ -210,6 +203,14 @@ def configure(
         if job_metrics is not None:  # a bad setting must not leave an exporting thread behind
             job_metrics.shutdown()
         raise
+    # Project and month budgets read what the exporter's store holds (folder or PostgreSQL).
+    budgets.install(
+        budgets.Budgets(
+            budget_rules,
+            exporter.shared or exporter.store,
+            meter_provider=job_metrics.meter_provider if job_metrics is not None else None,
+        )
+    )
     v1_queue, forwarding, masking_processor = _span_path(
         provider,
         exporter=exporter,

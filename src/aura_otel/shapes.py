@@ -114,6 +114,15 @@ class Diagnostics(_Shape):
     warningDetails: list[WarningDetail]
 
 
+class AnomalyFlag(_Shape):
+    """Why a job in the list is flagged (the fleet view's method, docs/insights.md)."""
+
+    kind: str
+    stage: str | None
+    provider: str | None
+    explanation: str
+
+
 class JobRow(_Shape):
     """One job in the list; every key is present, ``null`` when an unreadable file has none."""
 
@@ -129,6 +138,9 @@ class JobRow(_Shape):
     stageCount: int | None
     failedOperations: int | None
     unpricedOperations: int | None
+    #: The job's anomalies against the recent history of comparable jobs (empty: none, or not
+    #: judged: running, or too little history).
+    anomalies: list[AnomalyFlag] = []
 
 
 class JobPage(_Shape):

@@ -14,6 +14,7 @@ import struct
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -23,6 +24,7 @@ from aura_otel.pricing import load_price_table
 from ..conftest import make_pipeline
 from ..fleet_support import DAY_NS, EPOCH_NS, Spec, steady_fleet, write
 from ..server_support import live_server
+from .store_support import postgres_copy
 from .test_browser import CHROMIUM, CHROMIUM_ARGS, screenshot
 from .test_operation import _produce
 
@@ -61,8 +63,11 @@ def jobs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def base_url(jobs_dir: Path) -> Iterator[str]:
-    with live_server(jobs_dir, trace_url=TEMPLATE) as base:
+def base_url(jobs_dir: Path, store_kind: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The server over the folder, then over the same jobs (files and journals) copied into
+    PostgreSQL: every page and download must behave alike on both stores."""
+    target: Any = postgres_copy(request, jobs_dir) if store_kind == "postgres" else jobs_dir
+    with live_server(target, trace_url=TEMPLATE) as base:
         yield base
 
 
@@ -269,3 +274,21 @@ def test_phone_layout_of_the_new_pages(browser: Browser, base_url: str) -> None:
         screenshot(phone, "insights-phone.png")
     finally:
         context.close()
+
+
+def test_job_list_flags_an_anomalous_job(page: Page, base_url: str) -> None:
+    """The list's badge is a link a keyboard reaches, its tooltip says why, and it opens the
+    job's anomalies; an ordinary job has none."""
+    page.goto(f"{base_url}/insights")  # a folder server judges the list once it read the fleet
+    page.goto(f"{base_url}/jobs?q=spike")
+    badge = page.locator("a.badge-anomaly")
+    expect(badge).to_have_count(1)
+    expect(badge).to_contain_text("anomal")
+    assert "took" in (badge.get_attribute("title") or "")
+    badge.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{base_url}/jobs/job-spike/telemetry#job-anomalies")
+    expect(page.locator("#job-anomalies")).to_be_visible()
+    page.goto(f"{base_url}/jobs?q=job-d05")
+    expect(page.locator("tbody tr")).not_to_have_count(0)
+    expect(page.locator("a.badge-anomaly")).to_have_count(0)

@@ -9,7 +9,18 @@ from __future__ import annotations
 
 from .anomalies import Anomaly, job_anomalies, provider_error_jumps, stage_latency_trends
 from .fleet import Filters, Fleet, Table, compute, parse_filters
-from .source import FolderJobSource, JobSource, JobSummary, Op, iter_summaries, summarize_doc
+from .source import (
+    FolderJobSource,
+    JobSource,
+    JobSummary,
+    Op,
+    history_for,
+    iter_summaries,
+    latest_start,
+    summarize_doc,
+    summary_from_row,
+    summary_row,
+)
 
 __all__ = [
     "Anomaly",
@@ -21,10 +32,14 @@ __all__ = [
     "Op",
     "Table",
     "compute",
+    "history_for",
     "iter_summaries",
     "job_anomalies",
+    "latest_start",
     "parse_filters",
     "provider_error_jumps",
     "stage_latency_trends",
     "summarize_doc",
+    "summary_from_row",
+    "summary_row",
 ]

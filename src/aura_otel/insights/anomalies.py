@@ -87,10 +87,15 @@ def _day(epoch: float) -> str:
 
 
 def _check(window: deque[float], value: float) -> tuple[float, float] | None:
-    if len(window) < MIN_HISTORY:
+    if len(window) < MIN_HISTORY or value <= 0:
         return None
-    threshold, median = robust_threshold(window)
-    return (threshold, median) if value > threshold and value > 0 else None
+    values = sorted(window)
+    # The threshold is never below median × MIN_RATIO: most figures are ordinary and end
+    # here, without the MAD (judging a year of jobs the first time is mostly medians).
+    if value <= _median(values) * MIN_RATIO:
+        return None
+    threshold, median = robust_threshold(values)
+    return (threshold, median) if value > threshold else None
 
 
 def job_anomalies(

@@ -28,8 +28,10 @@ from starlette.staticfiles import StaticFiles
 
 from .. import conventions as c
 from .. import figures, legacy
+from .._util import BoundedCache
 from ..budgets import BudgetRules
 from ..errors import (
+    AuraOtelError,
     ConfigurationError,
     CorruptTelemetryError,
     InvalidJobIdError,
@@ -39,8 +41,9 @@ from ..errors import (
 )
 from ..exporter import was_forwarded
 from ..fold import trace_ids
-from ..insights import FolderJobSource, JobSource, charts, iter_summaries
+from ..insights import JobSource, charts, history_for
 from ..insights import fleet as fleet_view
+from ..insights.source import job_history, jobs_history
 from ..pricing import PriceTable, load_price_table
 from ..schema import (
     DEFAULT_CURRENCY,
@@ -58,7 +61,7 @@ from ..store import Units
 from ..stores import JobFilter, Store, open_store
 from . import operation as operation_view
 from . import views
-from .joblist import DEFAULT_PAGE_SIZE
+from .joblist import DEFAULT_PAGE_SIZE, JobPage
 from .openapi import openapi_document
 from .problems import NOT_FOUND_GUIDANCE, correlation_id, problem
 from .security import ControlCharacterGate, LoopbackHostGate, SecurityHeaders, TokenGate
@@ -213,9 +216,11 @@ class TelemetryApp:
         self.prices = _server_prices()
         self.budget_rules = BudgetRules.from_env()
         #: The fleet view's jobs, through the store interface (folder or PostgreSQL).
-        self.source: JobSource = FolderJobSource(self.store)
+        self.source: JobSource = self.store.job_source()
         self._verdicts: tuple[int | None, dict[str, list[Any]]] = (None, {})
         self._verdict_lock = threading.Lock()
+        #: Fleet figures by (source generation, filters): valid while no job changes.
+        self._fleets: BoundedCache[tuple[Any, Any], fleet_view.Fleet] = BoundedCache(16)
         self.templates = Environment(
             loader=FileSystemLoader(HERE / "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
@@ -366,7 +371,7 @@ class TelemetryApp:
             return problem(request, 400, str(exc))
         except StoreUnavailableError as exc:
             return self.unavailable(request, exc)
-        return JSONResponse(page.to_json())
+        return JSONResponse(self.flagged(page).to_json())
 
     def openapi(self, request: Request) -> Response:
         return JSONResponse(self._openapi)
@@ -385,6 +390,7 @@ class TelemetryApp:
             )
             response.headers["Retry-After"] = "5"
             return response
+        page = self.flagged(page)
         running = any(figures.is_live(item["status"]) for item in page.items)
         query = {key: request.query_params.get(key, "") for key in ("status", "from", "to", "q")}
         keep = urlencode({k: v for k, v in query.items() if v})
@@ -454,13 +460,30 @@ class TelemetryApp:
     # -- fleet view ------------------------------------------------------------------------------
     def fleet(self, request: Request) -> fleet_view.Fleet:
         """The fleet figures for the request's period and filters (ValueError: bad query)."""
-        history = list(iter_summaries(self.source))
-        latest = max((j.started for j in history), default=None)
-        filters = fleet_view.parse_filters(
-            request.query_params,
-            datetime.fromtimestamp(latest, UTC) if latest is not None else None,
+
+        def key(filters: fleet_view.Filters) -> tuple[Any, fleet_view.Filters]:
+            return (getattr(self.source, "generation", None), filters)
+
+        filters, history = history_for(
+            self.source,
+            lambda latest: fleet_view.parse_filters(
+                request.query_params,
+                datetime.fromtimestamp(latest, UTC) if latest is not None else None,
+            ),
+            lambda filters: key(filters)[0] is not None and key(filters) in self._fleets,
         )
-        return fleet_view.compute(self.source, filters, history=history, verdicts=self.verdicts())
+        generation = key(filters)[0]
+        if generation is not None and (known := self._fleets.get(key(filters))) is not None:
+            # Same history, same query: the same figures (a dashboard that reloads, the CSV
+            # and JSON downloads of the page just drawn) without reading the period again.
+            return known
+        if history is None:  # forgotten since (the memo is bounded): read it after all
+            history = list(self.source.history(filters.start, filters.end))  # type: ignore[attr-defined]
+        result = fleet_view.compute(self.source, filters, history=history, verdicts=self.verdicts())
+        if generation is not None:
+            with self._verdict_lock:
+                self._fleets.put((generation, filters), result)
+        return result
 
     def verdicts(self) -> dict[str, list[Any]] | None:
         """Anomaly verdicts memoised for the source's current generation (None: a source
@@ -526,12 +549,38 @@ class TelemetryApp:
             return Response(table.to_csv(), media_type="text/csv; charset=utf-8", headers=headers)
         return JSONResponse(table.to_json(), headers=headers)
 
+    def flagged(self, page: JobPage) -> JobPage:
+        """The page with each job's anomalies (the fleet view's verdicts, memoised with them).
+
+        The list must never fail for them: when the history cannot be read, the page is shown
+        unflagged and the reason logged.
+        """
+        from ..insights import job_anomalies
+
+        ids = [item["jobId"] for item in page.items]
+        try:
+            found = job_anomalies(jobs_history(self.source, ids), ids, verdicts=self.verdicts())
+        except (AuraOtelError, OSError) as exc:
+            logger.warning("job list: anomalies not judged: %s", exc)
+            found = []
+        flags: dict[str, list[dict[str, Any]]] = {}
+        for anomaly in found:
+            flags.setdefault(anomaly.job_id or "", []).append(
+                {
+                    "kind": anomaly.kind,
+                    "stage": anomaly.stage,
+                    "provider": anomaly.provider,
+                    "explanation": anomaly.explanation,
+                }
+            )
+        items = [{**item, "anomalies": flags.get(item["jobId"], [])} for item in page.items]
+        return JobPage(items=items, page=page.page, page_size=page.page_size, total=page.total)
+
     def job_anomalies(self, job_id: str) -> list[Any]:
         """This job's anomalies against its comparable history (the fleet view's method)."""
         from ..insights import job_anomalies
 
-        history = list(iter_summaries(self.source))
-        return job_anomalies(history, [job_id], verdicts=self.verdicts())
+        return job_anomalies(job_history(self.source, job_id), [job_id], verdicts=self.verdicts())
 
     def read_for_page(self, request: Request, job_id: str) -> Collection | Response:
         """The job's collection, or the error page that explains why there is none."""

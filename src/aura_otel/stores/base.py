@@ -17,6 +17,7 @@ from ..fold import Pricer, Unit
 from ..schema import Collection, EnumCase, load_collection
 
 if TYPE_CHECKING:
+    from ..insights.source import JobSource
     from ..server.joblist import JobPage
 
 
@@ -80,6 +81,13 @@ class Store(ABC):
     @abstractmethod
     def lister(self, *, abandoned_after: float | None = None) -> JobLister:
         """The job list over this store."""
+
+    def job_source(self) -> JobSource:
+        """The fleet view's way to this store's jobs: per-job summaries cached by version, or
+        whatever faster path the store has (PostgreSQL: an indexed summary table)."""
+        from ..insights.source import FolderJobSource
+
+        return FolderJobSource(self)
 
     # -- writing ---------------------------------------------------------------------------------
     @abstractmethod

@@ -47,6 +47,7 @@ from ..schema import EnumCase, dumps, validate_job_id
 from ..values import representable
 from . import redact_url
 from .base import JobFilter, JobLister, Store
+from .pg_summaries import PostgresJobSource, summarize_stale, write_summaries
 
 if TYPE_CHECKING:
     import psycopg
@@ -60,6 +61,9 @@ SCHEMA = "aura_otel"
 #: One number for every aura-otel process: migrations run under this advisory lock, so two
 #: receivers starting at once never apply the same migration twice.
 _MIGRATION_LOCK = 0x6175726F  # "auro"
+#: The migration that adds the fleet view's summary tables: jobs stored before it are
+#: summarised right after it is applied.
+SUMMARIES_MIGRATION = "0003_"
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -275,6 +279,12 @@ class PostgresStore(Store):
                 done.append(name)
         if done:
             logger.info("aura-otel: applied migrations %s to %s", done, self.description)
+        if any(name.startswith(SUMMARIES_MIGRATION) for name in done):
+            # Jobs stored before the fleet view's summary tables existed: summarised once here
+            # (in batches, each its own transaction, so writers carry on meanwhile).
+            with self.connection() as conn:
+                count = summarize_stale(conn)
+            logger.info("aura-otel: summarised %d existing job(s) for the fleet view", count)
         return done
 
     def _check_schema(self) -> None:
@@ -402,8 +412,13 @@ class PostgresStore(Store):
                 " FROM unnest(%s::bytea[], %s::text[], %s::timestamptz[], %s::timestamptz[],"
                 " %s::int[], %s::text[])"
                 " AS u(document, status, started_at, last_activity, span_count, job_id)"
-                " WHERE j.job_id = u.job_id",
+                " WHERE j.job_id = u.job_id RETURNING j.job_id, j.updated_at",
                 columns,
+            )
+            documents = dict(zip(columns[5], columns[0], strict=True))
+            # The fleet view's summary, in the same transaction as the document it reflects.
+            write_summaries(
+                cur, [(job_id, updated, documents[job_id]) for job_id, updated in cur.fetchall()]
             )
         return stored
 
@@ -414,14 +429,18 @@ class PostgresStore(Store):
         A later span of an imported job rebuilds its document from the spans stored."""
         validate_job_id(job_id)
         status, started, last = _describe(data)
-        with self.connection() as conn, conn.transaction():
-            cur = conn.execute(
+        with self.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.execute(
                 f"INSERT INTO {SCHEMA}.jobs (job_id, document, status, started_at, last_activity,"
                 " updated_at, span_count) VALUES (%s, %s, %s, %s, %s, %s, 0)"
-                " ON CONFLICT (job_id) DO NOTHING",
+                " ON CONFLICT (job_id) DO NOTHING RETURNING updated_at",
                 (job_id, data, status, started, last, updated_at),
             )
-            return cur.rowcount == 1
+            row = cur.fetchone()
+            if row is None:
+                return False
+            write_summaries(cur, [(job_id, row[0], data)])
+            return True
 
     # -- reading ---------------------------------------------------------------------------------
     def read_bytes(self, job_id: str) -> bytes:
@@ -485,6 +504,9 @@ class PostgresStore(Store):
 
     def lister(self, *, abandoned_after: float | None = None) -> JobLister:
         return PostgresJobList(self, abandoned_after=abandoned_after)
+
+    def job_source(self) -> PostgresJobSource:
+        return PostgresJobSource(self)
 
 
 class PostgresJobList(JobLister):
