@@ -222,3 +222,30 @@ def test_a_dead_receivers_log_is_replayed_before_listening(tmp_path):
         assert not dead.exists()
         assert receiver.counters()["jobs_recovered"] == 1
         assert telemetry_bytes(jobs, "replay-1") == in_process_file(tmp_path, spans)
+
+
+def test_a_failed_write_keeps_the_log_until_a_later_round_succeeds(tmp_path, receiver, monkeypatch):
+    """Fault injection in the writer (an I/O error on the journal): the acknowledged units
+    stay in the log and in memory, the job stays dirty, and the next round writes them."""
+    import errno
+
+    jobs = tmp_path / "jobs"
+    real = receiver.book._write
+
+    def failing(*args):
+        raise OSError(errno.EIO, "Input/output error")
+
+    with receiver.book._write_lock:
+        send(receiver, demo_job_spans("retry-w-1"))
+        monkeypatch.setattr(receiver.book, "_write", failing)
+    receiver.flush()
+    with receiver.book._write_lock:  # no round (of the writer thread either) while we look
+        assert receiver.counters()["write_errors"] >= 1
+        assert receiver.book.dirty_jobs() == 1
+        logged = [s for s in jobs.glob(".aura-receiver-wal.*") if s.read_bytes()]
+        assert len(logged) == 1 and "retry-w-1" in dict(wal.decode(logged[0].read_bytes()))
+        monkeypatch.setattr(receiver.book, "_write", real)
+    receiver.flush()
+    assert not logged[0].exists()
+    assert telemetry(jobs, "retry-w-1")["summary"]["total_operations"] == 3
+    assert receiver.book.dirty_jobs() == 0
