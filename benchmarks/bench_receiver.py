@@ -5,7 +5,7 @@ only sends pre-encoded OTLP requests (real SDK spans of jobs of a root and 8 sta
 attributes and one event each, as the other benchmarks use), from a few concurrent clients, as
 a fleet of services would. The clock runs from the first request to the receiver's exit after
 SIGTERM, which writes every pending file: so the rate counts spans that are in v1 files, not
-merely acknowledged. Acknowledged means synced to the job's journal (``--durability fsync``,
+merely acknowledged. Acknowledged means synced to the receiver's write-ahead log (``--durability fsync``,
 the default) unless stated.
 
 Memory per open job: RSS of the receiver before and after it holds many jobs that never get a
@@ -49,6 +49,8 @@ from aura_otel import JobContextProcessor
 ROOT = Path(__file__).resolve().parents[1]
 JOBS_PER_REQUEST = 56  # 504 spans: about what an exporter's default batch (512) holds
 GOAL = 20_000
+#: "Retry later" answers the clients obeyed (a writer behind applies back-pressure).
+RETRIES: list[object] = []
 
 
 def _run_id() -> str:
@@ -160,11 +162,16 @@ def send_all(receiver: Receiver, protocol: str, bodies: list[bytes], clients: in
                     except queue.Empty:
                         return
                     t0 = time.perf_counter()
-                    response = http.post(
-                        receiver.http,
-                        content=body,
-                        headers={"Content-Type": "application/x-protobuf"},
-                    )
+                    while True:  # "retry later" is obeyed, as OTLP exporters do
+                        response = http.post(
+                            receiver.http,
+                            content=body,
+                            headers={"Content-Type": "application/x-protobuf"},
+                        )
+                        if response.status_code not in (429, 503):
+                            break
+                        RETRIES.append(response.status_code)
+                        time.sleep(float(response.headers.get("retry-after", "1")))
                     elapsed = time.perf_counter() - t0
                     if response.status_code != 200:
                         failures.append(str(response.status_code))
@@ -185,7 +192,19 @@ def send_all(receiver: Receiver, protocol: str, bodies: list[bytes], clients: in
                     except queue.Empty:
                         return
                     t0 = time.perf_counter()
-                    call(body, timeout=120)
+                    while True:
+                        try:
+                            call(body, timeout=120)
+                            break
+                        except grpc.RpcError as exc:
+                            retryable = (
+                                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                grpc.StatusCode.UNAVAILABLE,
+                            )
+                            if exc.code() not in retryable:  # type: ignore[attr-defined]
+                                raise
+                            RETRIES.append(exc.code())  # type: ignore[attr-defined]
+                            time.sleep(1)
                     elapsed = time.perf_counter() - t0
                     with lock:
                         latencies.append(elapsed)
@@ -217,6 +236,7 @@ def throughput(
     """(spans/s into v1 files, spans/s acknowledged); jobs in a temporary folder in ``folder``."""
     bodies = bodies or make_requests(n_spans, f"bench-{protocol}-{_run_id()}")
     spans = n_spans // SPANS_PER_JOB * SPANS_PER_JOB
+    RETRIES.clear()
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         receiver = Receiver(tmp, durability, workers)
         idle_cpu = receiver.cpu_seconds()  # start-up, not counted
@@ -233,7 +253,8 @@ def throughput(
         f"{'' if folder is None else f'[{folder}] '}{rate:,.0f} spans/s into v1 files ({spans / acked:,.0f}/s acknowledged); "
         f"request latency p50 {pct(latencies, 0.5) * 1000:.0f} ms, p99 {pct(latencies, 0.99) * 1000:.0f} ms; "
         f"receiver CPU {cpu / spans * 1e6:.0f} us/span ({spans / cpu:,.0f} spans per CPU-second) "
-        f"({len(bodies[0]) // 1024} KiB, {JOBS_PER_REQUEST * SPANS_PER_JOB} spans each)"
+        f"({len(bodies[0]) // 1024} KiB, {JOBS_PER_REQUEST * SPANS_PER_JOB} spans each; "
+        f"{len(RETRIES)} retry-later answers obeyed)"
         f"  [goal {GOAL:,}/s: {'met' if rate >= GOAL else 'NOT met'}]"
     )
     return rate, spans / acked
@@ -433,7 +454,7 @@ def main() -> int:
                         f"{protocol:4s} ratio aura-otel collect / Phoenix (same payloads, clients "
                         f"and run): stored {ours[0] / theirs[0]:.2f}x, acknowledged "
                         f"{ours[1] / theirs[1]:.2f}x (Phoenix acknowledges before storing; "
-                        "aura-otel after the journal is synced)"
+                        "aura-otel after its write-ahead log is synced)"
                     )
             finally:
                 phoenix.stop()

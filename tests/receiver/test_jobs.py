@@ -12,7 +12,7 @@ import pytest
 from aura_otel import conventions as c
 from aura_otel.fold import fold_span
 from aura_otel.receiver import wal
-from aura_otel.store import JobStore
+from aura_otel.store import JobStore, journal_line
 
 from .support import (
     ManualClock,
@@ -216,7 +216,9 @@ def test_a_dead_receivers_log_is_replayed_before_listening(tmp_path):
     first, rest = dict(list(units.items())[:2]), dict(list(units.items())[2:])
     dead = jobs / ".aura-receiver-wal.1-deadbeef.0"
     dead.write_bytes(
-        wal.encode({"replay-1": first}) + wal.encode({"replay-1": rest}) + b'{"v": 1, "jo'
+        wal.encode({"replay-1": journal_line(first)})
+        + wal.encode({"replay-1": journal_line(rest)})
+        + b'{"v": 1, "jo'
     )
     with running_receiver(jobs, grpc=None) as receiver:
         assert not dead.exists()

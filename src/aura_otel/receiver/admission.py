@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from enum import Enum
 
-from .jobs import MAX_PENDING_SPANS
+from .jobs import MAX_PENDING_BYTES
 from .shared import AnyBook
 
 
@@ -40,7 +40,7 @@ class Admission:
             self._in_flight += 1
         if (
             self._book.dirty_jobs() > self._max_dirty
-            or self._book.pending_spans() > MAX_PENDING_SPANS
+            or self._book.pending_bytes() > MAX_PENDING_BYTES
         ):
             self.leave()
             return Refusal.BACKLOG

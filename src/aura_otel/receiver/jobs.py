@@ -39,7 +39,7 @@ from typing import Any
 from ..errors import InvalidJobIdError
 from ..fold import ROOT, Pricer, Unit, assemble
 from ..schema import EnumCase, dumps, is_safe_job_id
-from ..store import JOURNAL_FILE, JobStore
+from ..store import JOURNAL_FILE, JobStore, journal_line, parse_units
 from . import wal
 from .stats import ReceiverStats
 
@@ -61,9 +61,9 @@ PERMANENT_ERRNOS = frozenset(
     }
 )
 _LOG_FIRST = 20
-#: Units accepted but not yet in their journals, at most (about 1 KB each): past it requests
-#: are answered "retry later" until the writer catches up.
-MAX_PENDING_SPANS = 200_000
+#: Bytes of units acknowledged but not yet in their journals (held as journal lines), at most:
+#: past it requests are answered "retry later" until the writer catches up.
+MAX_PENDING_BYTES = 16 << 20
 
 
 @dataclass(slots=True)
@@ -125,8 +125,8 @@ class JobBook:
         self._wal: wal.WriteAheadLog | None = None
         #: Segments whose units were taken by a write round that has not finished cleanly.
         self._retiring: list[wal.Segment] = []
-        self._pending: dict[str, dict[str, Unit]] = {}  # units not yet in their journals
-        self._pending_spans = 0
+        self._pending: dict[str, list[bytes]] = {}  # journal lines not yet in their journals
+        self._pending_bytes = 0
         self._dirty = 0  # jobs with dirty=True, kept in step: asked on every request
 
     # -- the request path ----------------------------------------------------------------------
@@ -147,22 +147,14 @@ class JobBook:
                 refused[job_id] = len(jobs.pop(job_id))
         if not jobs:
             return refused
-        line = wal.encode(jobs)
+        lines = {job_id: journal_line(units) for job_id, units in jobs.items()}
+        data = wal.encode(lines)
         now = self.clock()
         log = self._wal
         with self._lock:  # one order for the log and the writer's snapshot (see write_dirty)
-            where = log.append(line) if log is not None else None
-            pending = self._pending
-            for job_id, units in jobs.items():
-                held = pending.get(job_id)
-                if held is None:
-                    pending[job_id] = units
-                    self._pending_spans += len(units)
-                else:
-                    before = len(held)
-                    for span_id, unit in units.items():
-                        held.setdefault(span_id, unit)  # a span keeps its first unit
-                    self._pending_spans += len(held) - before
+            where = log.append(data) if log is not None else None
+            self._hold_locked(lines)
+            for job_id in jobs:
                 job = self._open.get(job_id)
                 if job is None:
                     self._open[job_id] = _Open(now)
@@ -194,9 +186,15 @@ class JobBook:
         with self._lock:
             return self._dirty
 
-    def pending_spans(self) -> int:
+    def _hold_locked(self, lines: dict[str, bytes]) -> None:
+        pending = self._pending
+        for job_id, line in lines.items():
+            pending.setdefault(job_id, []).append(line)
+            self._pending_bytes += len(line)
+
+    def pending_bytes(self) -> int:
         with self._lock:
-            return self._pending_spans
+            return self._pending_bytes
 
     def open_jobs(self) -> int:
         with self._lock:
@@ -228,7 +226,7 @@ class JobBook:
                     job.dirty = False
                 self._dirty -= len(dirty)
                 pending, self._pending = self._pending, {}
-                self._pending_spans = 0
+                self._pending_bytes = 0
                 if self._wal is not None:
                     old = self._wal.rotate()
                     if old is not None:
@@ -237,7 +235,8 @@ class JobBook:
             journaled = False
             with self.store.root_fd() as root_fd:
                 for job_id, job in dirty:
-                    units = pending.get(job_id)
+                    lines = pending.get(job_id)
+                    units = parse_units(b"".join(lines)) if lines else None
                     try:
                         has_root, missing, before = self._write(job_id, units, root_fd, job)
                     except Exception as exc:
@@ -251,7 +250,7 @@ class JobBook:
                             )
                             continue
                         failed = True
-                        self._requeue(job_id, job, units)
+                        self._requeue(job_id, job, lines)
                         self._count_error(
                             "write_errors", f"writing telemetry for job {job_id!r} failed"
                         )
@@ -282,15 +281,11 @@ class JobBook:
                 self._retiring = []
         return written
 
-    def _requeue(self, job_id: str, job: _Open, units: dict[str, Unit] | None) -> None:
+    def _requeue(self, job_id: str, job: _Open, lines: list[bytes] | None) -> None:
         """A job the writer could not write stays dirty, its units held for the next round."""
         with self._lock:
-            if units:
-                held = self._pending.setdefault(job_id, {})
-                before = len(held)
-                for span_id, unit in units.items():
-                    held.setdefault(span_id, unit)
-                self._pending_spans += len(held) - before
+            for line in lines or ():
+                self._hold_locked({job_id: line})
             current = self._open.get(job_id)
             if current is None:  # swept while being written: it must stay open
                 current = self._open[job_id] = job
@@ -371,7 +366,7 @@ class JobBook:
         with self._lock:
             for job_id in sorted(rewrite | set(replay)):
                 if job_id in replay:
-                    self._pending.setdefault(job_id, {}).update(replay[job_id])
+                    self._hold_locked({job_id: journal_line(replay[job_id])})
                 if job_id not in self._open:
                     self._open[job_id] = _Open(now)
                     self._dirty += 1

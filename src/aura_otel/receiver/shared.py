@@ -42,7 +42,7 @@ class StoreBook:
     def dirty_jobs(self) -> int:
         return 0
 
-    def pending_spans(self) -> int:
+    def pending_bytes(self) -> int:
         return 0
 
     def open_jobs(self) -> int:

@@ -33,13 +33,13 @@ import orjson
 
 from ..fold import Unit
 from ..schema import is_safe_job_id
+from ..store import parse_units
 
 logger = logging.getLogger("aura_otel.receiver")
 
 WAL_PREFIX = ".aura-receiver-wal."
-#: The log line format this version writes: ``{"v": 1, "jobs": {job_id: {span_id: unit}}}``.
+#: The log line format this version writes: ``{"v": 1, "jobs": {job_id: <journal line>}}``.
 WAL_VERSION = 1
-Jobs = dict[str, dict[str, Unit]]
 
 
 @dataclass(eq=False)
@@ -54,7 +54,10 @@ class Segment:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def encode(jobs: Jobs) -> bytes:
+def encode(lines: dict[str, bytes]) -> bytes:
+    """One log line from each job's journal line (:func:`aura_otel.store.journal_line`), which
+    goes in as is: the units are serialised once, for the log and the journal alike."""
+    jobs = {job_id: orjson.Fragment(line.rstrip(b"\n")) for job_id, line in lines.items()}
     return orjson.dumps({"v": WAL_VERSION, "jobs": jobs}) + b"\n"
 
 
@@ -71,9 +74,9 @@ def decode(data: bytes) -> Iterator[tuple[str, dict[str, Unit]]]:
         jobs = chunk.get("jobs")
         if not isinstance(jobs, dict):
             continue
-        for job_id, units in jobs.items():
-            if is_safe_job_id(job_id) and isinstance(units, dict):
-                yield job_id, {k: v for k, v in units.items() if isinstance(v, dict)}
+        for job_id, journal in jobs.items():
+            if is_safe_job_id(job_id) and isinstance(journal, dict):
+                yield job_id, parse_units(orjson.dumps(journal))
 
 
 def sync_dir(path: str) -> None:
