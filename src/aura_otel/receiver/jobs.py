@@ -236,17 +236,16 @@ class JobBook:
             with self.store.root_fd() as root_fd:
                 for job_id, job in dirty:
                     lines = pending.get(job_id)
-                    units = parse_units(b"".join(lines)) if lines else None
                     try:
-                        has_root, missing, before = self._write(job_id, units, root_fd, job)
+                        has_root, missing, before = self._write(job_id, lines, root_fd, job)
                     except Exception as exc:
-                        if units and _permanent(exc):
+                        if lines and _permanent(exc):
                             # Acknowledged, then its folder was replaced by something that is
                             # not a folder: no retry can store these units.
                             self._count_error(
                                 "journal_errors",
-                                f"job {job_id!r}: its folder is unusable; {len(units)} "
-                                "acknowledged span(s) could not be journaled",
+                                f"job {job_id!r}: its folder is unusable; acknowledged spans "
+                                "could not be journaled",
                             )
                             continue
                         failed = True
@@ -255,7 +254,7 @@ class JobBook:
                             "write_errors", f"writing telemetry for job {job_id!r} failed"
                         )
                         continue
-                    journaled = journaled or bool(units)
+                    journaled = journaled or bool(lines)
                     written += 1
                     if not job.written:
                         job.written = True
@@ -294,17 +293,20 @@ class JobBook:
                 self._dirty += 1
 
     def _write(
-        self, job_id: str, units: dict[str, Unit] | None, root_fd: int, job: _Open
+        self, job_id: str, lines: list[bytes] | None, root_fd: int, job: _Open
     ) -> tuple[bool, int, int]:
         """(root present, spans missing a parent, journal size before) after journaling
-        ``units`` and rewriting the file from the whole journal."""
+        ``lines`` and rewriting the file from the whole journal.
+
+        The lines go in as encoded for the log; a span already in the journal (a sender's
+        retry) is appended again and ignored by the union, as every journal reader does."""
         with self.store.journal(job_id, root_fd=root_fd, fresh=not job.written) as journal:
             stored, before = journal.read_from(0)
-            if units:
-                new = {sid: unit for sid, unit in units.items() if sid not in stored}
-                if new:
-                    journal.append(new)
-                    stored.update(new)
+            if lines:
+                data = b"".join(lines)
+                journal.append_lines(data)
+                for span_id, unit in parse_units(data).items():
+                    stored.setdefault(span_id, unit)
             doc = assemble(job_id, stored, pricer=self.pricer)
             journal.write_telemetry(dumps(doc, enum_case=self.enum_case))
         self.stats.add("files_written")
