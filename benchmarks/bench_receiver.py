@@ -5,7 +5,7 @@ only sends pre-encoded OTLP requests (real SDK spans of jobs of a root and 8 sta
 attributes and one event each, as the other benchmarks use), from a few concurrent clients, as
 a fleet of services would. The clock runs from the first request to the receiver's exit after
 SIGTERM, which writes every pending file: so the rate counts spans that are in v1 files, not
-merely acknowledged. Acknowledged means synced to the job's journal (``--durability fsync``,
+merely acknowledged. Acknowledged means synced to the receiver's write-ahead log (``--durability fsync``,
 the default) unless stated.
 
 Memory per open job: RSS of the receiver before and after it holds many jobs that never get a
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import queue
+import resource
 import signal
 import subprocess
 import sys
@@ -48,6 +49,8 @@ from aura_otel import JobContextProcessor
 ROOT = Path(__file__).resolve().parents[1]
 JOBS_PER_REQUEST = 56  # 504 spans: about what an exporter's default batch (512) holds
 GOAL = 20_000
+#: "Retry later" answers the clients obeyed (a writer behind applies back-pressure).
+RETRIES: list[object] = []
 
 
 def _run_id() -> str:
@@ -115,9 +118,29 @@ class Receiver:
                 return int(line.split()[1]) / 1024
         return float("nan")
 
-    def stop(self) -> None:
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) of the receiver and its workers so far."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        todo = [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / tick
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    todo += [int(c) for c in (task / "children").read_text().split()]
+            except (OSError, ValueError):
+                continue
+        return total
+
+    def stop(self) -> float:
+        """Stop (every file written); returns the CPU seconds the receiver tree used in all."""
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(600)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
 def send_all(receiver: Receiver, protocol: str, bodies: list[bytes], clients: int) -> list[float]:
@@ -139,11 +162,16 @@ def send_all(receiver: Receiver, protocol: str, bodies: list[bytes], clients: in
                     except queue.Empty:
                         return
                     t0 = time.perf_counter()
-                    response = http.post(
-                        receiver.http,
-                        content=body,
-                        headers={"Content-Type": "application/x-protobuf"},
-                    )
+                    while True:  # "retry later" is obeyed, as OTLP exporters do
+                        response = http.post(
+                            receiver.http,
+                            content=body,
+                            headers={"Content-Type": "application/x-protobuf"},
+                        )
+                        if response.status_code not in (429, 503):
+                            break
+                        RETRIES.append(response.status_code)
+                        time.sleep(float(response.headers.get("retry-after", "1")))
                     elapsed = time.perf_counter() - t0
                     if response.status_code != 200:
                         failures.append(str(response.status_code))
@@ -164,7 +192,19 @@ def send_all(receiver: Receiver, protocol: str, bodies: list[bytes], clients: in
                     except queue.Empty:
                         return
                     t0 = time.perf_counter()
-                    call(body, timeout=120)
+                    while True:
+                        try:
+                            call(body, timeout=120)
+                            break
+                        except grpc.RpcError as exc:
+                            retryable = (
+                                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                grpc.StatusCode.UNAVAILABLE,
+                            )
+                            if exc.code() not in retryable:  # type: ignore[attr-defined]
+                                raise
+                            RETRIES.append(exc.code())  # type: ignore[attr-defined]
+                            time.sleep(1)
                     elapsed = time.perf_counter() - t0
                     with lock:
                         latencies.append(elapsed)
@@ -191,25 +231,30 @@ def throughput(
     durability: str,
     workers: int,
     bodies: list[bytes] | None = None,
+    folder: str | None = None,
 ) -> tuple[float, float]:
-    """(spans/s into v1 files, spans/s acknowledged)."""
+    """(spans/s into v1 files, spans/s acknowledged); jobs in a temporary folder in ``folder``."""
     bodies = bodies or make_requests(n_spans, f"bench-{protocol}-{_run_id()}")
     spans = n_spans // SPANS_PER_JOB * SPANS_PER_JOB
-    with tempfile.TemporaryDirectory() as tmp:
+    RETRIES.clear()
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
         receiver = Receiver(tmp, durability, workers)
+        idle_cpu = receiver.cpu_seconds()  # start-up, not counted
         t0 = time.perf_counter()
         latencies = send_all(receiver, protocol, bodies, clients)
         acked = time.perf_counter() - t0
-        receiver.stop()  # writes every pending file before it exits
+        cpu = receiver.stop() - idle_cpu  # writes every pending file before it exits
         total = time.perf_counter() - t0
         files = sum(1 for _ in Path(tmp).glob("*/telemetry.json"))
     assert files == spans // SPANS_PER_JOB, (files, spans // SPANS_PER_JOB)
     rate = spans / total
     print(
         f"{protocol:4s} {durability:5s} {workers} worker{'s' if workers > 1 else ' '}: {spans} spans in {len(bodies)} requests, {clients} clients: "
-        f"{rate:,.0f} spans/s into v1 files ({spans / acked:,.0f}/s acknowledged); "
-        f"request latency p50 {pct(latencies, 0.5) * 1000:.0f} ms, p99 {pct(latencies, 0.99) * 1000:.0f} ms "
-        f"({len(bodies[0]) // 1024} KiB, {JOBS_PER_REQUEST * SPANS_PER_JOB} spans each)"
+        f"{'' if folder is None else f'[{folder}] '}{rate:,.0f} spans/s into v1 files ({spans / acked:,.0f}/s acknowledged); "
+        f"request latency p50 {pct(latencies, 0.5) * 1000:.0f} ms, p99 {pct(latencies, 0.99) * 1000:.0f} ms; "
+        f"receiver CPU {cpu / spans * 1e6:.0f} us/span ({spans / cpu:,.0f} spans per CPU-second) "
+        f"({len(bodies[0]) // 1024} KiB, {JOBS_PER_REQUEST * SPANS_PER_JOB} spans each; "
+        f"{len(RETRIES)} retry-later answers obeyed)"
         f"  [goal {GOAL:,}/s: {'met' if rate >= GOAL else 'NOT met'}]"
     )
     return rate, spans / acked
@@ -371,6 +416,13 @@ def main() -> int:
     parser.add_argument("--flat-jobs", type=int, default=20_000)
     parser.add_argument("--workers", default="1", help="receiver processes to try, e.g. 1,2")
     parser.add_argument(
+        "--dir",
+        action="append",
+        default=None,
+        help="where the jobs folders go (repeatable; default the temporary folder, e.g. "
+        "/tmp on disk; /dev/shm takes the disk out)",
+    )
+    parser.add_argument(
         "--peer-spans",
         type=int,
         default=5_040,
@@ -379,10 +431,13 @@ def main() -> int:
     args = parser.parse_args()
     print(f"bench_receiver: {os.cpu_count()} CPUs; the receiver and this sender share them")
     modes = ("fsync", "write") if args.durability == "both" else (args.durability,)
-    for workers in (int(w) for w in args.workers.split(",")):
-        for durability in modes:
-            for protocol in ("http", "grpc"):
-                throughput(protocol, args.spans, args.clients, durability, workers)
+    for folder in args.dir or [None]:
+        for workers in (int(w) for w in args.workers.split(",")):
+            for durability in modes:
+                for protocol in ("http", "grpc"):
+                    throughput(
+                        protocol, args.spans, args.clients, durability, workers, None, folder
+                    )
     python = phoenix_python()
     if python is None:
         print("Phoenix: not installed (.venv-phoenix or AURA_OTEL_PHOENIX_PYTHON): no peer ratio")
@@ -399,7 +454,7 @@ def main() -> int:
                         f"{protocol:4s} ratio aura-otel collect / Phoenix (same payloads, clients "
                         f"and run): stored {ours[0] / theirs[0]:.2f}x, acknowledged "
                         f"{ours[1] / theirs[1]:.2f}x (Phoenix acknowledges before storing; "
-                        "aura-otel after the journal is synced)"
+                        "aura-otel after its write-ahead log is synced)"
                     )
             finally:
                 phoenix.stop()

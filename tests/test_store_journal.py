@@ -65,3 +65,17 @@ def test_a_job_journalled_in_the_old_format_is_finished_by_this_version(tmp_path
         JobStore(tmp_path / "jobs").read_journal("upgraded").keys()
         == parse_units(journal.read_bytes()).keys()
     )
+
+
+def test_lines_encoded_once_append_as_units_do(tmp_path: Path) -> None:
+    """The receiver appends the journal lines it already wrote to its log: the journal reads
+    the same as if the units had been appended, a repeated span included."""
+    store = JobStore(tmp_path / "jobs")
+    with store.journal("lines-1") as journal:
+        size = journal.append_lines(
+            journal_line({"r1": ROOT_UNIT}) + journal_line({"s1": STAGE_UNIT, "r1": ROOT_UNIT})
+        )
+        units, end = journal.read_from(0)
+    assert units == {"r1": ROOT_UNIT, "s1": STAGE_UNIT}
+    assert end == size == (tmp_path / "jobs" / "lines-1" / JOURNAL_FILE).stat().st_size
+    assert store.read_journal("lines-1") == units

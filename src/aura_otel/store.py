@@ -318,7 +318,11 @@ class Journal:
         A short write or an error (``ENOSPC``, ``EIO``) truncates the journal back to its size
         before the append and raises: a half line would cost the units of the next append too.
         """
-        line = journal_line(units)  # fails before anything is written
+        return self.append_lines(journal_line(units))  # encoding fails before any write
+
+    def append_lines(self, line: bytes) -> int:
+        """:meth:`append` for units already encoded as whole journal lines (a writer that
+        serialised them once, for its own log and the journal alike)."""
         before = self._size if self._size is not None else os.fstat(self._fd).st_size
         try:
             _write_all(self._fd, line)

@@ -62,4 +62,4 @@ def test_sigterm_writes_every_pending_file_and_exits_0(tmp_path):
     finally:
         assert receiver.stop() == 0
     assert (tmp_path / "term-1" / "telemetry.json").is_file()
-    assert not list(tmp_path.glob(".aura-receiver-touched.*"))  # nothing left to repair
+    assert not list(tmp_path.glob(".aura-receiver-wal.*"))  # nothing left to repair

@@ -60,8 +60,9 @@ def request_for(n: int) -> tuple[bytes, str, list[str]]:
 
 @pytest.mark.parametrize("write_interval", ["0.25", "3600"])
 def test_kill_9_mid_stream_then_restart_loses_nothing_acknowledged(tmp_path, write_interval):
-    """With a write interval of an hour the first process never writes a file: everything the
-    second one shows comes from the journals the first one synced before acknowledging."""
+    """With a write interval of an hour the first process never writes a journal or a file:
+    everything the second one shows comes from the write-ahead log the first one synced before
+    acknowledging."""
     jobs_dir = tmp_path / "jobs"
     first = CollectProcess(jobs_dir, "--write-interval", write_interval)
     acknowledged: dict[str, set[str]] = {}
@@ -97,15 +98,18 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_acknowledged(tmp_path, wri
         first.kill9()  # mid-stream: the sender is still posting
     sender.join(60)
     assert not sender.is_alive()
-    if write_interval == "3600":
-        assert not list(jobs_dir.glob("*/telemetry.json"))  # only the journals hold the spans
+    if write_interval == "3600":  # only the write-ahead log holds the spans
+        assert not list(jobs_dir.glob("*/telemetry.json"))
+        assert not list(jobs_dir.glob("*/.aura-units.jsonl"))
 
-    # The killed receiver's list of jobs whose files lagged behind their journals.
-    assert len(list(jobs_dir.glob(".aura-receiver-touched.*"))) == 1
-    second = CollectProcess(jobs_dir)  # rebuilds before it listens (and prints its addresses)
+    # The killed receiver's log: what it acknowledged and had not yet journaled and synced.
+    dead = set(jobs_dir.glob(".aura-receiver-wal.*"))
+    assert dead
+    second = CollectProcess(jobs_dir)  # replays before it listens (and prints its addresses)
     try:
-        # It rewrote those jobs and removed the dead list; the one left is its own.
-        assert len(list(jobs_dir.glob(".aura-receiver-touched.*"))) == 1
+        # It replayed the dead log and removed it; the one segment left is its own.
+        (own,) = jobs_dir.glob(".aura-receiver-wal.*")
+        assert own not in dead
         missing = []
         for job_id, marks in acknowledged.items():
             doc = orjson.loads((jobs_dir / job_id / "telemetry.json").read_bytes())
@@ -126,6 +130,4 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_acknowledged(tmp_path, wri
         assert response.status_code == 200
     finally:
         assert second.stop() == 0
-    assert not list(
-        jobs_dir.glob(".aura-receiver-touched.*")
-    )  # a clean stop leaves nothing to repair
+    assert not list(jobs_dir.glob(".aura-receiver-wal.*"))  # a clean stop leaves nothing to replay

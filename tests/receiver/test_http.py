@@ -208,17 +208,20 @@ def test_a_job_folder_taken_by_a_file_rejects_that_job_only(tmp_path, receiver):
 
 
 def test_a_full_disk_is_retry_later_and_nothing_is_acknowledged(tmp_path, receiver, monkeypatch):
-    """Fault injection at the one place a disk error surfaces: the journal append."""
+    """Fault injection at the one place a disk error surfaces before the answer: the
+    write-ahead log's append. The units never reach the writer either."""
     import errno
 
-    def full(job_id, units):
+    def full(data):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(receiver.book, "append", full)
+    monkeypatch.setattr(receiver.book._wal, "append", full)
     response = post(receiver, encode(demo_job_spans("full-1")).SerializeToString(), PROTO)
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
     assert "No space left on device" in status_pb2.Status.FromString(response.content).message
+    receiver.flush()
+    assert not (tmp_path / "jobs" / "full-1").exists()
     monkeypatch.undo()
     assert_still_serving(receiver, tmp_path)
 

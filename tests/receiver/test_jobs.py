@@ -10,6 +10,9 @@ import httpx
 import pytest
 
 from aura_otel import conventions as c
+from aura_otel.fold import fold_span
+from aura_otel.receiver import wal
+from aura_otel.store import JobStore, journal_line
 
 from .support import (
     ManualClock,
@@ -182,12 +185,69 @@ def test_memory_returns_to_nothing_after_many_jobs(tmp_path, receiver):
     assert counts["jobs_open"] == 0 and counts["jobs_finalized"] == 200
 
 
-def test_the_touched_list_names_unwritten_jobs_only(tmp_path, receiver):
-    """Synced before the answer, emptied once every file is current: a crash then costs a
-    restart the jobs in flight, never a scan of the folder."""
-    (touched,) = (tmp_path / "jobs").glob(".aura-receiver-touched.*")
-    with receiver.book._write_lock:  # hold the writer: the list must name the job meanwhile
-        send(receiver, demo_job_spans("touch-1"))
-        assert touched.read_text().split() == ["touch-1"]
+def test_the_log_holds_acknowledged_units_until_their_journal_is_written(tmp_path, receiver):
+    """Synced before the answer, let go once the journals are synced: a crash then costs a
+    restart the units in flight, never a scan of the folder."""
+    jobs = tmp_path / "jobs"
+    with receiver.book._write_lock:  # hold the writer: only the log has the job meanwhile
+        send(receiver, demo_job_spans("wal-1"))
+        (segment,) = jobs.glob(".aura-receiver-wal.*")
+        logged = dict(wal.decode(segment.read_bytes()))
+        assert list(logged) == ["wal-1"] and len(logged["wal-1"]) == 4
+        assert not (jobs / "wal-1").exists()
     receiver.flush()
-    assert touched.read_text() == ""
+    assert not segment.exists()  # its units are in the journal now, synced
+    (current,) = jobs.glob(".aura-receiver-wal.*")
+    assert current.read_bytes() == b""
+    assert set(JobStore(jobs).read_journal("wal-1")) == set(logged["wal-1"])
+    assert telemetry(jobs, "wal-1")["summary"]["total_operations"] == 3
+
+
+def test_a_dead_receivers_log_is_replayed_before_listening(tmp_path):
+    """A segment nobody holds (its receiver was killed) goes into the journals and files at
+    the next start; a torn last line (never acknowledged) is skipped, not fatal."""
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    spans = demo_job_spans("replay-1")
+    units = {}
+    for span in spans:
+        item = fold_span(span)
+        units[item.span_id] = item.unit
+    first, rest = dict(list(units.items())[:2]), dict(list(units.items())[2:])
+    dead = jobs / ".aura-receiver-wal.1-deadbeef.0"
+    dead.write_bytes(
+        wal.encode({"replay-1": journal_line(first)})
+        + wal.encode({"replay-1": journal_line(rest)})
+        + b'{"v": 1, "jo'
+    )
+    with running_receiver(jobs, grpc=None) as receiver:
+        assert not dead.exists()
+        assert receiver.counters()["jobs_recovered"] == 1
+        assert telemetry_bytes(jobs, "replay-1") == in_process_file(tmp_path, spans)
+
+
+def test_a_failed_write_keeps_the_log_until_a_later_round_succeeds(tmp_path, receiver, monkeypatch):
+    """Fault injection in the writer (an I/O error on the journal): the acknowledged units
+    stay in the log and in memory, the job stays dirty, and the next round writes them."""
+    import errno
+
+    jobs = tmp_path / "jobs"
+    real = receiver.book._write
+
+    def failing(*args):
+        raise OSError(errno.EIO, "Input/output error")
+
+    with receiver.book._write_lock:
+        send(receiver, demo_job_spans("retry-w-1"))
+        monkeypatch.setattr(receiver.book, "_write", failing)
+    receiver.flush()
+    with receiver.book._write_lock:  # no round (of the writer thread either) while we look
+        assert receiver.counters()["write_errors"] >= 1
+        assert receiver.book.dirty_jobs() == 1
+        logged = [s for s in jobs.glob(".aura-receiver-wal.*") if s.read_bytes()]
+        assert len(logged) == 1 and "retry-w-1" in dict(wal.decode(logged[0].read_bytes()))
+        monkeypatch.setattr(receiver.book, "_write", real)
+    receiver.flush()
+    assert not logged[0].exists()
+    assert telemetry(jobs, "retry-w-1")["summary"]["total_operations"] == 3
+    assert receiver.book.dirty_jobs() == 0

@@ -53,7 +53,7 @@ def test_two_workers_fold_jobs_split_across_them(tmp_path):
         exporter.shutdown()
     finally:
         assert receiver.stop() == 0  # SIGTERM: every worker writes its files, then exits
-    assert not list(jobs_dir.glob(".aura-receiver-touched.*"))
+    assert not list(jobs_dir.glob(".aura-receiver-wal.*"))
     for job_id in [f"w-{n}" for n in range(12)] + ["w-grpc"]:
         doc = orjson.loads((jobs_dir / job_id / "telemetry.json").read_bytes())
         assert doc["summary"]["total_operations"] == 3, job_id

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from enum import Enum
 
+from .jobs import MAX_PENDING_BYTES
 from .shared import AnyBook
 
 
@@ -37,7 +38,10 @@ class Admission:
             if self._in_flight >= self._max:
                 return Refusal.BUSY
             self._in_flight += 1
-        if self._book.dirty_jobs() > self._max_dirty:
+        if (
+            self._book.dirty_jobs() > self._max_dirty
+            or self._book.pending_bytes() > MAX_PENDING_BYTES
+        ):
             self.leave()
             return Refusal.BACKLOG
         return None

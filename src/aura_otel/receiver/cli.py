@@ -78,7 +78,7 @@ def add_collect_parser(sub: Any, func: Callable[[argparse.Namespace], int]) -> N
         "--durability",
         choices=("fsync", "write"),
         default="fsync",
-        help="acknowledge once the journal is fsynced (default) or written",
+        help="acknowledge once the write-ahead log is fsynced (default) or written",
     )
     collect.add_argument(
         "--quiet-period",

@@ -80,7 +80,8 @@ class ReceiverConfig:
     #: Where masked spans go on (an OTLP endpoint), None for nowhere.
     forward_endpoint: str | None = None
     forward_protocol: str | None = None
-    #: "fsync": a span is acknowledged once its job's journal is on disk (survives power loss);
+    #: "fsync": a span is acknowledged once the receiver's write-ahead log is on disk (survives
+    #: power loss);
     #: "write": once the kernel has it (survives ``kill -9`` of the receiver, not of the host).
     durability: Durability = "fsync"
     quiet_period: float = DEFAULT_QUIET_PERIOD

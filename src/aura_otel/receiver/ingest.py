@@ -5,8 +5,9 @@ The order is the guarantee:
 1. rebuild the spans (:mod:`.decode`);
 2. mask them with the same ``MaskingSpanProcessor`` the in-process pipeline uses, so nothing
    unmasked reaches a journal, a file, a log line or a forward;
-3. fold them with the in-process fold (``fold_span``) and append each job's units to its
-   journal, synced (:meth:`.jobs.JobBook.append`);
+3. fold them with the in-process fold (``fold_span``) and make the units durable: one line in
+   the receiver's write-ahead log, synced (:meth:`.jobs.JobBook.append_request`); journals
+   and files follow on the writer thread;
 4. answer: accepted, or a partial success naming how many spans were rejected and why.
 
 A failure in step 3 raises :class:`Unavailable` and the sender is told to retry the whole
@@ -16,7 +17,6 @@ Forwarding (optional) happens after step 3, through the never-blocking forwardin
 
 from __future__ import annotations
 
-import errno
 import logging
 import threading
 from dataclasses import dataclass
@@ -32,7 +32,7 @@ from ..forwarding import ForwardingSpanProcessor
 from ..masking import MaskingSpanProcessor
 from ..schema import validate_job_id
 from .decode import to_spans
-from .shared import AnyBook, StoreBook
+from .shared import AnyBook
 from .stats import ReceiverStats
 
 logger = logging.getLogger("aura_otel.receiver")
@@ -40,18 +40,6 @@ logger = logging.getLogger("aura_otel.receiver")
 UNMASKABLE = "that could not be masked (dropped, never written)"
 UNSAFE_JOB_ID = "with an unsafe aura.job.id (no file is written for it)"
 UNUSABLE_FOLDER = "whose job folder cannot be written (something else is in its place)"
-#: Errors a retry cannot cure: the job's path is taken by a file, a link, or is not ours.
-PERMANENT_ERRNOS = frozenset(
-    {
-        errno.ENOTDIR,
-        errno.EISDIR,
-        errno.ELOOP,
-        errno.EACCES,
-        errno.EPERM,
-        errno.ENAMETOOLONG,
-        errno.EEXIST,
-    }
-)
 _LOG_FIRST = 20
 
 
@@ -139,31 +127,18 @@ class Ingestor:
             if self.forward is not None and item.unit.get("k") == ROOT:
                 item.unit["fw"] = 1  # trace links are offered only for forwarded jobs
             by_job.setdefault(item.job_id, {})[item.span_id] = item.unit
-        new_folders = False
-        stored: dict[str, dict[str, Unit]] = {}
         try:
-            if isinstance(self.book, StoreBook):  # the shared store: the request in one go
-                self.book.append_all(by_job)
-                by_job, stored = {}, by_job
-            for job_id, units in by_job.items():
-                try:
-                    new_folders = self.book.append(job_id, units) or new_folders
-                except (InvalidJobIdError, OSError) as exc:
-                    if isinstance(exc, OSError) and exc.errno not in PERMANENT_ERRNOS:
-                        raise
-                    # This job's folder can never be written (a file or a link in its place):
-                    # a retry would fail the same way, so its spans are refused, not retried.
-                    self._count_error("journal_errors", f"the folder of job {job_id!r} is unusable")
-                    rejected[UNUSABLE_FOLDER] = rejected.get(UNUSABLE_FOLDER, 0) + len(units)
-                    continue
-                stored[job_id] = units
-            self.book.commit(list(stored), new_folders)
+            refused = self.book.append_request(by_job)
         except OSError as exc:
-            self._count_error("journal_errors", "appending to a job's journal failed")
+            self._count_error("journal_errors", "making the spans durable failed")
             raise Unavailable(
                 f"the spans could not be stored ({exc.strerror or exc}); retry later"
             ) from None
-        by_job = stored
+        for job_id, count in refused.items():
+            # This job's folder can never be written (a file or a link in its place): a
+            # retry would fail the same way, so its spans are refused, not retried.
+            self._count_error("journal_errors", f"the folder of job {job_id!r} is unusable")
+            rejected[UNUSABLE_FOLDER] = rejected.get(UNUSABLE_FOLDER, 0) + count
         folded = sum(len(units) for units in by_job.values())
         self.stats.add("spans_folded", folded)
         self.stats.add("spans_without_job", without_job)

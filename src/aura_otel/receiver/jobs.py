@@ -1,10 +1,12 @@
 """Open jobs: durable appends, file rewrites, and when a job counts as finished.
 
-A job's spans live in its journal (``<jobs_dir>/<job_id>/.aura-units.jsonl``, the same journal
-the in-process exporter writes), never only in memory: the receiver appends a request's units
-there, syncs, and only then acknowledges. What this module keeps per open job is a handful of
-fields (about 200 bytes, whatever the job's size), so memory is bounded by ``max_open_jobs``
-and returns to nothing once jobs are finished.
+A request's units are made durable in the receiver's write-ahead log (:mod:`.wal`: one append
+and one sync per request) and handed to the writer, which appends them to each job's journal
+(``<jobs_dir>/<job_id>/.aura-units.jsonl``, the same journal the in-process exporter writes)
+and rewrites the job's file, once per job and wake-up whatever number of requests brought it
+spans. What this module keeps per open job is a handful of fields (about 200 bytes, whatever
+the job's size) plus, until the writer's next wake-up, the units it has not journaled yet
+(bounded by the admission's backlog limits); memory returns to nothing once jobs are finished.
 
 Spans of one job come from many services, in any order, the root possibly first or last. After
 every rewrite the job is looked at as a whole:
@@ -22,66 +24,46 @@ same rules apply. The file is a pure function of the journal, so rewriting is al
 
 from __future__ import annotations
 
-import fcntl
+import errno
 import logging
 import os
+import stat
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import InvalidJobIdError
 from ..fold import ROOT, Pricer, Unit, assemble
 from ..schema import EnumCase, dumps, is_safe_job_id
-from ..store import JOURNAL_FILE, JobStore
+from ..store import JOURNAL_FILE, JobStore, journal_line, parse_units
+from . import wal
 from .stats import ReceiverStats
 
 logger = logging.getLogger("aura_otel.receiver")
 
-#: Each running receiver keeps ``<jobs_dir>/.aura-receiver-touched.<pid>-<random>``: the ids of
-#: the jobs it acknowledged spans for whose files it has not written since, synced before the
-#: acknowledgement, emptied whenever every file is current, locked (``flock``) while it runs.
-#: One that nobody holds was left by a crash: its jobs are the only ones a restart must rewrite.
+#: Lists of job ids a receiver of an earlier version kept (``.aura-receiver-touched.<pid>-…``):
+#: a start after such a receiver crashed still rewrites the jobs one names.
 TOUCHED_PREFIX = ".aura-receiver-touched."
+#: Errors a retry cannot cure: the job's path is taken by a file, a link, or is not ours.
+PERMANENT_ERRNOS = frozenset(
+    {
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.ELOOP,
+        errno.EACCES,
+        errno.EPERM,
+        errno.ENAMETOOLONG,
+        errno.EEXIST,
+    }
+)
 _LOG_FIRST = 20
-
-
-class TouchedLog:
-    """This process's list of jobs whose files may lag behind their journals."""
-
-    def __init__(self, root: str, sync: bool) -> None:
-        Path(root).mkdir(parents=True, exist_ok=True)
-        self.path = Path(root) / f"{TOUCHED_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self._sync = sync
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)  # held until exit: "a live receiver owns this"
-        if sync:
-            _sync_dir(root)
-        self.lock = threading.Lock()
-
-    def add(self, job_ids: list[str]) -> None:
-        data = ("\n".join(job_ids) + "\n").encode()
-        with self.lock:
-            os.write(self._fd, data)
-            if self._sync:
-                os.fdatasync(self._fd)
-
-    def size(self) -> int:
-        return os.fstat(self._fd).st_size
-
-    def clear_if(self, size: int) -> None:
-        """Empty the list, unless ids were added since it had ``size`` bytes."""
-        with self.lock:
-            if os.fstat(self._fd).st_size == size and size:
-                os.ftruncate(self._fd, 0)
-
-    def close(self, *, remove: bool) -> None:
-        if remove:
-            self.path.unlink(missing_ok=True)
-        os.close(self._fd)
+#: Bytes of units acknowledged but not yet in their journals (held as journal lines), at most:
+#: past it requests are answered "retry later" until the writer catches up.
+MAX_PENDING_BYTES = 16 << 20
 
 
 @dataclass(slots=True)
@@ -90,6 +72,7 @@ class _Open:
     dirty: bool = True
     has_root: bool = False
     missing: int = 0  # spans whose parent has not arrived (the root's own parent excluded)
+    written: bool = False  # this receiver has written the job since it opened it
 
 
 def completeness(units: dict[str, Unit]) -> tuple[bool, int]:
@@ -139,64 +122,79 @@ class JobBook:
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
-        self._touched: TouchedLog | None = None
+        self._wal: wal.WriteAheadLog | None = None
+        #: Segments whose units were taken by a write round that has not finished cleanly.
+        self._retiring: list[wal.Segment] = []
+        self._pending: dict[str, list[bytes]] = {}  # journal lines not yet in their journals
+        self._pending_bytes = 0
         self._dirty = 0  # jobs with dirty=True, kept in step: asked on every request
 
     # -- the request path ----------------------------------------------------------------------
-    def append(self, job_id: str, units: dict[str, Unit]) -> bool:
-        """Make ``units`` durable in the job's journal; raises OSError when that fails.
+    def append_request(self, jobs: dict[str, dict[str, Unit]]) -> dict[str, int]:
+        """Make a request's units durable; raises OSError when that fails (nothing is
+        acknowledged then). Returns the jobs refused for good (their folder's place is taken
+        by a file or a link: a retry would fail the same way), with their span counts.
 
-        Returns True for a new journal, whose folder's entry in the jobs folder is durable only
-        after :meth:`commit` (called once per request, not once per job). Only then may the
-        spans be acknowledged. Units are keyed by span id, so a sender's retry of the same
-        batch appends duplicates that the union ignores.
+        One line in the write-ahead log, one sync shared with concurrent requests; the writer
+        puts the units in their journals and files afterwards. Units are keyed by span id, so
+        a sender's retry of the same batch changes nothing.
         """
-        whole = False
-        with self.store.journal(job_id) as journal:
-            _, before = journal.read_from(1 << 62)  # the size only: nothing is read
-            journal.append(units)
-            if self.sync:
-                journal.sync()
-                if before == 0:  # a new journal: its entry in the job's folder must be durable
-                    os.fsync(journal.dir_fd)
-            if before == 0 and completeness(units) == (True, 0):
-                # The whole job in one request (the usual case for a batching exporter): its
-                # file is written now, from exactly what the journal holds, saving the writer
-                # a second open, lock and read of the journal later.
-                whole = self._write_whole(job_id, units, journal)
-        if whole:
-            self.stats.add("jobs_opened")
-            self.stats.add("jobs_finalized")
-            return True
-        now = self.clock()
+        refused: dict[str, int] = {}
         with self._lock:
-            job = self._open.get(job_id)
-            if job is None:
-                self._open[job_id] = _Open(now)
-                self._dirty += 1
-                self.stats.add("jobs_reopened" if before else "jobs_opened")
-                self._evict_locked()
-            else:
-                job.last_seen = now
-                if not job.dirty:
-                    job.dirty = True
+            new = [job_id for job_id in jobs if job_id not in self._open]
+        for job_id in new:
+            if self._unusable(job_id):
+                refused[job_id] = len(jobs.pop(job_id))
+        if not jobs:
+            return refused
+        lines = {job_id: journal_line(units) for job_id, units in jobs.items()}
+        data = wal.encode(lines)
+        now = self.clock()
+        log = self._wal
+        with self._lock:  # one order for the log and the writer's snapshot (see write_dirty)
+            where = log.append(data) if log is not None else None
+            self._hold_locked(lines)
+            for job_id in jobs:
+                job = self._open.get(job_id)
+                if job is None:
+                    self._open[job_id] = _Open(now)
                     self._dirty += 1
-                self._open.move_to_end(job_id)
+                    self._evict_locked()
+                else:
+                    job.last_seen = now
+                    if not job.dirty:
+                        job.dirty = True
+                        self._dirty += 1
+                    self._open.move_to_end(job_id)
+        if log is not None and where is not None:
+            log.sync(*where)
         self._wake.set()
-        return before == 0
+        return refused
 
-    def commit(self, job_ids: list[str], new_folders: bool) -> None:
-        """The last step before acknowledging: the jobs go on this receiver's touched list (so
-        a crash before their files are written is repaired at the next start), and new job
-        folders' entries are made durable (after :meth:`append` returned True for them)."""
-        if self._touched is not None and job_ids:
-            self._touched.add(job_ids)
-        if new_folders and self.sync:
-            _sync_dir(str(self.store.root))
+    def _unusable(self, job_id: str) -> bool:
+        """The job's folder is something else (a file, a link): checked without creating
+        anything, so the request path stays free of file system metadata work."""
+        try:
+            st = os.lstat(f"{self.store.root}/{job_id}")
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True
+        return not stat.S_ISDIR(st.st_mode)
 
     def dirty_jobs(self) -> int:
         with self._lock:
             return self._dirty
+
+    def _hold_locked(self, lines: dict[str, bytes]) -> None:
+        pending = self._pending
+        for job_id, line in lines.items():
+            pending.setdefault(job_id, []).append(line)
+            self._pending_bytes += len(line)
+
+    def pending_bytes(self) -> int:
+        with self._lock:
+            return self._pending_bytes
 
     def open_jobs(self) -> int:
         with self._lock:
@@ -216,63 +214,104 @@ class JobBook:
 
     # -- files ---------------------------------------------------------------------------------
     def write_dirty(self) -> int:
-        """Rewrite every job with new spans, then finish those now complete. Returns files written."""
+        """Journal and rewrite every job with new spans, make the journals durable, then let
+        go of the log segments they came from. Returns files written."""
         written = 0
         with self._write_lock:
-            touched = self._touched
             with self._lock:
-                # Taken together with the dirty list: every id on the touched list by now is
-                # dirty now, or its file was written after its spans were appended.
-                listed = touched.size() if touched is not None else 0
+                # Taken together with the log's rotation: every unit in the segments retired
+                # below is in this snapshot, and nothing in it is only in a later segment.
                 dirty = [(job_id, job) for job_id, job in self._open.items() if job.dirty]
                 for _, job in dirty:
                     job.dirty = False
                 self._dirty -= len(dirty)
-            for job_id, job in dirty:
-                try:
-                    has_root, missing = self._write(job_id)
-                except Exception:
+                pending, self._pending = self._pending, {}
+                self._pending_bytes = 0
+                if self._wal is not None:
+                    old = self._wal.rotate()
+                    if old is not None:
+                        self._retiring.append(old)
+            failed = False
+            journaled = False
+            with self.store.root_fd() as root_fd:
+                for job_id, job in dirty:
+                    lines = pending.get(job_id)
+                    try:
+                        has_root, missing, before = self._write(job_id, lines, root_fd, job)
+                    except Exception as exc:
+                        if lines and _permanent(exc):
+                            # Acknowledged, then its folder was replaced by something that is
+                            # not a folder: no retry can store these units.
+                            self._count_error(
+                                "journal_errors",
+                                f"job {job_id!r}: its folder is unusable; acknowledged spans "
+                                "could not be journaled",
+                            )
+                            continue
+                        failed = True
+                        self._requeue(job_id, job, lines)
+                        self._count_error(
+                            "write_errors", f"writing telemetry for job {job_id!r} failed"
+                        )
+                        continue
+                    journaled = journaled or bool(lines)
+                    written += 1
+                    if not job.written:
+                        job.written = True
+                        self.stats.add("jobs_reopened" if before else "jobs_opened")
                     with self._lock:
-                        current = self._open.get(job_id)
-                        if current is None:  # swept while being written: it must stay open
-                            current = self._open[job_id] = job
-                        if not current.dirty:
-                            current.dirty = True
-                            self._dirty += 1
-                    self._count_error(
-                        "write_errors", f"writing telemetry for job {job_id!r} failed"
-                    )
-                    continue
-                written += 1
-                with self._lock:
-                    job.has_root, job.missing = has_root, missing
-                    if not job.dirty and has_root and not missing and self._open.get(job_id) is job:
-                        del self._open[job_id]
-                        self.stats.add("jobs_finalized")
-            if touched is not None and self.dirty_jobs() == 0:
-                touched.clear_if(listed)  # every file is current: nothing left to repair
+                        job.has_root, job.missing = has_root, missing
+                        if (
+                            not job.dirty
+                            and has_root
+                            and not missing
+                            and self._open.get(job_id) is job
+                        ):
+                            del self._open[job_id]
+                            self.stats.add("jobs_finalized")
+                if journaled and self.sync:
+                    try:
+                        wal.sync_file_system(root_fd)
+                    except OSError:
+                        failed = True
+                        self._count_error("journal_errors", "syncing the journals failed")
+            if not failed and self._retiring and self._wal is not None:
+                self._wal.retire(self._retiring)
+                self._retiring = []
         return written
 
-    def _write_whole(self, job_id: str, units: dict[str, Unit], journal: Any) -> bool:
-        """Write a job that arrived whole; False (the writer will do it) if that fails."""
-        try:
-            doc = assemble(job_id, units, pricer=self.pricer)
-            journal.write_telemetry(dumps(doc, enum_case=self.enum_case))
-        except Exception:
-            self._count_error(
-                "write_errors", f"writing telemetry for job {job_id!r} failed; the writer retries"
-            )
-            return False
-        self.stats.add("files_written")
-        return True
+    def _requeue(self, job_id: str, job: _Open, lines: list[bytes] | None) -> None:
+        """A job the writer could not write stays dirty, its units held for the next round."""
+        with self._lock:
+            for line in lines or ():
+                self._hold_locked({job_id: line})
+            current = self._open.get(job_id)
+            if current is None:  # swept while being written: it must stay open
+                current = self._open[job_id] = job
+            if not current.dirty:
+                current.dirty = True
+                self._dirty += 1
 
-    def _write(self, job_id: str) -> tuple[bool, int]:
-        with self.store.journal(job_id) as journal:
-            units, _ = journal.read_from(0)
-            doc = assemble(job_id, units, pricer=self.pricer)
+    def _write(
+        self, job_id: str, lines: list[bytes] | None, root_fd: int, job: _Open
+    ) -> tuple[bool, int, int]:
+        """(root present, spans missing a parent, journal size before) after journaling
+        ``lines`` and rewriting the file from the whole journal.
+
+        The lines go in as encoded for the log; a span already in the journal (a sender's
+        retry) is appended again and ignored by the union, as every journal reader does."""
+        with self.store.journal(job_id, root_fd=root_fd, fresh=not job.written) as journal:
+            stored, before = journal.read_from(0)
+            if lines:
+                data = b"".join(lines)
+                journal.append_lines(data)
+                for span_id, unit in parse_units(data).items():
+                    stored.setdefault(span_id, unit)
+            doc = assemble(job_id, stored, pricer=self.pricer)
             journal.write_telemetry(dumps(doc, enum_case=self.enum_case))
         self.stats.add("files_written")
-        return completeness(units)
+        has_root, missing = completeness(stored)
+        return has_root, missing, before
 
     def sweep(self, now: float | None = None) -> None:
         """Finish jobs whose waiting is over (see the module docstring). ``now`` on ``clock``."""
@@ -299,80 +338,76 @@ class JobBook:
 
     # -- start-up and the writer thread --------------------------------------------------------
     def recover(self) -> int:
-        """Rewrite the jobs a crashed receiver acknowledged spans for; returns how many.
+        """Replay what a receiver that died acknowledged but had not journaled; returns the
+        number of jobs rewritten.
 
-        Reads the touched lists nobody holds (their receiver is gone), rewrites those jobs'
-        files from their journals, and removes the lists once every file is written. A list a
-        live receiver holds (another worker) is left alone. Nothing else is scanned: a clean
-        stop leaves no list, so a restart after one costs nothing.
+        Reads the log segments nobody holds (their receiver is gone; a live worker's are
+        locked and left alone), puts their units in the journals, rewrites those jobs' files,
+        syncs, and only then deletes the segments. Nothing else is scanned: a clean stop
+        leaves no segment, so a restart after one costs nothing.
         """
         root = str(self.store.root)
-        try:
-            entries = [
-                e
-                for e in os.scandir(root)
-                if e.name.startswith(TOUCHED_PREFIX) and e.is_file(follow_symlinks=False)
-            ]
-        except FileNotFoundError:
+        found = wal.orphans(root, wal.WAL_PREFIX) + wal.orphans(root, TOUCHED_PREFIX)
+        if not found:
             return 0
-        orphans: list[tuple[str, int]] = []
-        job_ids: set[str] = set()
-        for entry in entries:
-            fd = os.open(entry.path, os.O_RDWR | os.O_CLOEXEC)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)  # a live receiver's list
-                continue
-            data = os.pread(fd, os.fstat(fd).st_size, 0)
-            job_ids.update(
-                line
-                for line in data.decode("utf-8", "replace").splitlines()
-                if is_safe_job_id(line)
-            )
-            orphans.append((entry.path, fd))
+        replay: dict[str, dict[str, Unit]] = {}
+        rewrite: set[str] = set()
+        for path, fd in found:
+            data = wal.read_all(fd)
+            if Path(path).name.startswith(wal.WAL_PREFIX):
+                for job_id, units in wal.decode(data):
+                    replay.setdefault(job_id, {}).update(units)
+            else:
+                rewrite.update(
+                    line
+                    for line in data.decode("utf-8", "replace").splitlines()
+                    if is_safe_job_id(line)
+                )
+        rewrite = {j for j in rewrite if (self.store.root / j / JOURNAL_FILE).is_file()}
         now = self.clock()
-        recovered = 0
-        for job_id in sorted(job_ids):
-            if (self.store.root / job_id / JOURNAL_FILE).is_file():
-                with self._lock:
-                    if job_id not in self._open:
-                        self._open[job_id] = _Open(now)
-                        self._dirty += 1
-                recovered += 1
+        with self._lock:
+            for job_id in sorted(rewrite | set(replay)):
+                if job_id in replay:
+                    self._hold_locked({job_id: journal_line(replay[job_id])})
+                if job_id not in self._open:
+                    self._open[job_id] = _Open(now)
+                    self._dirty += 1
+        recovered = len(rewrite | set(replay))
         self.stats.add("jobs_recovered", recovered)
         try:
             if recovered:
                 logger.info(
-                    "aura-otel: rewriting %d job(s) a stopped receiver had not written", recovered
+                    "aura-otel: replaying %d job(s) a stopped receiver had not written", recovered
                 )
                 self.write_dirty()
             if self.dirty_jobs() == 0:
-                for path, _ in orphans:
+                for path, _ in found:
                     Path(path).unlink(missing_ok=True)
         finally:
-            for _, fd in orphans:
+            for _, fd in found:
                 os.close(fd)
         return recovered
 
     def start(self) -> None:
-        self._touched = TouchedLog(str(self.store.root), self.sync)
+        Path(self.store.root).mkdir(parents=True, exist_ok=True)
+        self._wal = wal.WriteAheadLog(str(self.store.root), self.sync)
         self._thread = threading.Thread(
             target=self._run, name="aura-otel-receiver-writer", daemon=True
         )
         self._thread.start()
 
     def stop(self) -> None:
-        """Write every pending file; then this receiver's touched list goes (nothing lags)."""
+        """Write every pending file; then this receiver's log goes (nothing lags)."""
         self._stopped.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
         self.write_dirty()
-        if self._touched is not None:
-            # With files still unwritten (a failing disk) the list stays for the next start.
-            self._touched.close(remove=self.dirty_jobs() == 0)
-            self._touched = None
+        if self._wal is not None:
+            # With units still unjournaled (a failing disk) the log stays for the next start.
+            clean = self.dirty_jobs() == 0 and not self._retiring
+            self._wal.close(remove=clean)
+            self._wal = None
 
     def _tick(self) -> float:
         return max(0.05, min(1.0, self.quiet_period / 2, self.idle_timeout / 2))
@@ -397,12 +432,10 @@ class JobBook:
             logger.exception("aura-otel: %s (%s #%d)", message, name, count)
 
 
-def _sync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _permanent(exc: BaseException) -> bool:
+    return isinstance(exc, InvalidJobIdError) or (
+        isinstance(exc, OSError) and exc.errno in PERMANENT_ERRNOS
+    )
 
 
 def describe(units: dict[str, Any]) -> dict[str, Any]:

@@ -31,23 +31,18 @@ class StoreBook:
         self.enum_case = enum_case
         self.pricer = pricer
 
-    def append(self, job_id: str, units: dict[str, Unit]) -> bool:
-        """Merge ``units`` and rebuild the document, committed before this returns; raises
-        StoreUnavailableError (an OSError the ingestor answers as retryable) otherwise."""
-        self.store.merge(job_id, units, pricer=self.pricer, enum_case=self.enum_case)
-        self.stats.add("files_written")
-        return False
-
-    def append_all(self, jobs: dict[str, dict[str, Unit]]) -> None:
-        """A request's jobs in one transaction: one commit for all of them, so a request is
-        stored whole or not at all, and the database flushes its log once per request."""
+    def append_request(self, jobs: dict[str, dict[str, Unit]]) -> dict[str, int]:
+        """A request's jobs merged in one transaction, committed before this returns: a
+        request is stored whole or not at all, and the database flushes its log once per
+        request. Raises StoreUnavailableError (an OSError the ingestor answers as retryable)."""
         self.store.merge_many(jobs, pricer=self.pricer, enum_case=self.enum_case)
         self.stats.add("files_written", len(jobs))
-
-    def commit(self, job_ids: list[str], new_folders: bool) -> None:
-        """Nothing left to make durable: every merge committed on its own."""
+        return {}
 
     def dirty_jobs(self) -> int:
+        return 0
+
+    def pending_bytes(self) -> int:
         return 0
 
     def open_jobs(self) -> int:

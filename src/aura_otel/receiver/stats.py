@@ -27,7 +27,7 @@ NAMES = (
     "jobs_finalized_quiet",  # root present, a parent still missing, quiet period over
     "jobs_unfinished",  # no root within the idle timeout: left as an unfinished file
     "jobs_evicted",  # more open jobs than allowed: the longest idle one was released early
-    "jobs_recovered",  # rewritten at start-up from a crashed receiver's touched list
+    "jobs_recovered",  # replayed at start-up from a crashed receiver's write-ahead log
 )
 
 

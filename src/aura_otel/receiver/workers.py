@@ -7,8 +7,8 @@ whose journals already merge across processes under their file locks: a job whos
 reach different workers still becomes one file, rewritten from the union of its journal.
 
 The supervisor owns what must happen once: it recovers the folder before the workers start,
-picks the ports when port 0 was asked for, and restarts a worker that died (after rewriting the
-jobs the dead worker's touched list names). Workers die with it (``PR_SET_PDEATHSIG``), so a killed supervisor leaves no orphan
+picks the ports when port 0 was asked for, and restarts a worker that died (after replaying the
+dead worker's write-ahead log). Workers die with it (``PR_SET_PDEATHSIG``), so a killed supervisor leaves no orphan
 holding the ports.
 
 Each worker is a spawned ``aura-otel collect --worker`` process, not a fork: grpcio does not
@@ -163,7 +163,7 @@ class Supervisor:
                         proc.returncode,
                     )
                     if self._book is not None:
-                        self._book.recover()  # the dead worker's touched list, nobody else's
+                        self._book.recover()  # the dead worker's log, nobody else's
                     self._procs[i] = self._spawn()
 
     def stop(self) -> bool:
