@@ -106,7 +106,7 @@ class _Window:
         return len(self._order)
 
     def append(self, value: float) -> None:
-        if value != value:  # NaN is no figure, and would break the sorted order
+        if math.isnan(value):  # NaN is no figure, and would break the sorted order
             return
         if len(self._order) == self._size:
             old = self._order.popleft()
