@@ -452,11 +452,17 @@ class FolderJobSource:
     def iter_collections(
         self, since: datetime | None = None, until: datetime | None = None
     ) -> Iterator[Collection]:
-        for summary in self.iter_summaries(since, until):
-            try:
-                yield self.store.read(summary.job_id)
-            except AuraOtelError:
-                continue
+        return read_collections(self.store, self.iter_summaries(since, until))
+
+
+def read_collections(store: Store, summaries: Iterable[JobSummary]) -> Iterator[Collection]:
+    """The documents of summarised jobs; one deleted or damaged since it was summarised is
+    skipped (the summaries are a moment behind the store)."""
+    for summary in summaries:
+        try:
+            yield store.read(summary.job_id)
+        except AuraOtelError:
+            continue
 
 
 def _cache_limit(jobs: int) -> int:

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..errors import AuraOtelError
 from ..insights.anomalies import HISTORY
 from ..insights.source import (
     JobSummary,
+    read_collections,
     summarize_bytes,
     summary_from_row,
     summary_row,
@@ -203,11 +203,7 @@ class PostgresJobSource:
     def iter_collections(
         self, since: datetime | None = None, until: datetime | None = None
     ) -> Iterator[Collection]:
-        for summary in self.iter_summaries(since, until):
-            try:
-                yield self.store.read(summary.job_id)
-            except AuraOtelError:
-                continue
+        return read_collections(self.store, self.iter_summaries(since, until))
 
     # -- the fast paths the server uses ----------------------------------------------------------
     def latest_start(self) -> float | None:
