@@ -132,6 +132,54 @@ def test_project_and_month_budgets_start_from_the_jobs_folder(tmp_path: Path) ->
     monthly.check("job-x", None, None, None, 99.0)  # the old job is not in this month
 
 
+def test_stale_figures_are_re_read_behind_the_stage_never_in_its_way(tmp_path: Path) -> None:
+    """Once a scope has figures, a stale read happens on another thread: a stage checked while
+    the store is slow goes on with the last figures (a check that waited for the read would
+    never return here, the read being held until the check is done)."""
+    import threading
+
+    jobs = tmp_path / "jobs"
+    doc = write(jobs, Spec("job-old", "alpha", EPOCH_NS))
+    cost = sum(r.get("cost_estimate") or 0 for r in doc["records"])
+    ledger = Budgets(BudgetRules.parse({"projects": {"alpha": {"hard": 1.0}}}), jobs)
+    assert ledger.spent("project", "alpha") == pytest.approx(cost)  # first read: at once
+    newer = write(jobs, Spec("job-newer", "alpha", EPOCH_NS + 3600 * 10**9))
+    newer_cost = sum(r.get("cost_estimate") or 0 for r in newer["records"])
+
+    release, reading = threading.Event(), threading.Event()
+    source = ledger.store.job_source()  # type: ignore[union-attr]
+
+    class HeldSource:
+        """The real folder source, held at the read until the test lets it go."""
+
+        def iter_summaries(self, since: object = None, until: object = None) -> object:
+            reading.set()
+            assert release.wait(60), "the test never released the read"
+            return source.iter_summaries(since, until)
+
+    ledger._source = HeldSource()
+    ledger.refresh_every = 0.0
+    done = threading.Event()
+
+    def stage_start() -> None:
+        ledger.check("job-new", "alpha", None, "openai", 0.01)
+        done.set()
+
+    checker = threading.Thread(target=stage_start)
+    checker.start()
+    try:
+        # Readiness bounds only: the check returns while the read is still held.
+        assert done.wait(60), "the stage waited for the store"
+        assert reading.wait(60)
+        assert ledger.spent("project", "alpha") == pytest.approx(cost)  # the last figures
+    finally:
+        release.set()
+        checker.join(60)
+    assert ledger.wait_for_refreshes(60)
+    ledger.refresh_every = 3600.0
+    assert ledger.spent("project", "alpha") == pytest.approx(cost + newer_cost)
+
+
 def test_the_budgets_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     toml = tmp_path / "budgets.toml"
     toml.write_text(

@@ -27,7 +27,8 @@ from a JSON or TOML file named by ``AURA_OTEL_BUDGETS_FILE``::
 
 Spend is what this process charged (a stage's explicit ``set_cost``, else its estimate); for
 the project and month scopes, plus what the store (the jobs folder or PostgreSQL) holds for
-them from every process, re-read at most every ``REFRESH_SECONDS`` (through the fleet view's
+them from every process: read at a scope's first check, then re-read in the background once
+its figures are older than ``REFRESH_SECONDS`` (through the fleet view's
 :class:`~aura_otel.insights.JobSource`).
 """
 
@@ -221,6 +222,9 @@ class Budgets:
         #: (scope, subject) -> job id -> this process's charges not yet in the store.
         self._mine: dict[tuple[str, str], dict[str, Spend]] = {}
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        #: Scopes being re-read in the background (see _refresh_behind).
+        self._refreshing: set[tuple[str, str]] = set()
         self._source: Any = None
 
     def _scopes(
@@ -245,17 +249,45 @@ class Budgets:
         if scope == "job":
             return dict(self._spent.get(key, {}))
         read = self._stored.get(key)
-        if read is None or time.monotonic() - read[0] >= self.refresh_every:
+        if read is None:
+            # The first figures are needed to judge a hard limit at all: read them now.
             self._lock.release()
             try:
                 stored = self._read_store(scope, subject)
             finally:
                 self._lock.acquire()
             self._settle(key, stored)
+        elif time.monotonic() - read[0] >= self.refresh_every:
+            self._refresh_behind(key)
         total: Spend = dict(self._stored[key][1])
         for charges in self._mine.get(key, {}).values():
             _add(total, charges)
         return total
+
+    def _refresh_behind(self, key: tuple[str, str]) -> None:
+        """Re-read a scope on a thread of its own while the stage goes on with the last
+        figures: a store read is a database round trip (or, with PostgreSQL down, a wait for
+        the pool's timeout) that must not stall the application's stages. One read per scope
+        at a time. Called with the lock held."""
+        if key in self._refreshing:
+            return
+        self._refreshing.add(key)
+
+        def read() -> None:
+            try:
+                self._settle(key, self._read_store(*key), lock=True)
+            finally:
+                with self._lock:
+                    self._refreshing.discard(key)
+                    if not self._refreshing:
+                        self._idle.notify_all()
+
+        threading.Thread(target=read, name="aura-otel-budgets", daemon=True).start()
+
+    def wait_for_refreshes(self, timeout: float | None = None) -> bool:
+        """Wait until no background re-read is under way (False: ``timeout`` passed first)."""
+        with self._lock:
+            return self._idle.wait_for(lambda: not self._refreshing, timeout)
 
     def refresh(self) -> None:
         """Read every project's and month's spend from the store again now."""
