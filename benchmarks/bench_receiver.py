@@ -180,7 +180,10 @@ def send_all(receiver: Receiver, protocol: str, bodies: list[bytes], clients: in
         else:
             import grpc
 
-            with grpc.insecure_channel(receiver.grpc) as channel:
+            # Each client is its own service with its own connection: gRPC shares one
+            # connection between a process's channels unless told not to.
+            options = [("grpc.use_local_subchannel_pool", 1)]
+            with grpc.insecure_channel(receiver.grpc, options=options) as channel:
                 call = channel.unary_unary(
                     "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
                     request_serializer=None,
@@ -439,7 +442,9 @@ def main() -> int:
                         protocol, args.spans, args.clients, durability, workers, None, folder
                     )
     python = phoenix_python()
-    if python is None:
+    if args.peer_spans < SPANS_PER_JOB:
+        print("Phoenix: skipped (--peer-spans below one job)")
+    elif python is None:
         print("Phoenix: not installed (.venv-phoenix or AURA_OTEL_PHOENIX_PYTHON): no peer ratio")
     else:
         with tempfile.TemporaryDirectory() as workdir:
@@ -458,8 +463,10 @@ def main() -> int:
                     )
             finally:
                 phoenix.stop()
-    memory_per_open_job(args.open_jobs)
-    memory_flat(args.flat_jobs)
+    if args.open_jobs:
+        memory_per_open_job(args.open_jobs)
+    if args.flat_jobs:
+        memory_flat(args.flat_jobs)
     return 0
 
 

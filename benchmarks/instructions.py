@@ -8,8 +8,11 @@ difference by N times the spans (1,800 by default); nothing of the setup is coun
         --cachegrind-out-file=/dev/null python benchmarks/instructions.py fold $n; done
 
 Pieces: ``mask`` (the masking fast path), ``fold`` (``fold_span``), ``assemble`` (per span),
-``stamp`` (spans made with ``JobContextProcessor``) and ``bare`` (the same spans with a
-processor that does nothing: the yardstick for ``stamp``). Not a ``bench_*`` file: ``make
+``stamp`` (spans made with ``JobContextProcessor``), ``bare`` (the same spans with a
+processor that does nothing: the yardstick for ``stamp``) and ``receive`` (the fold
+receiver's work for OTLP requests of these spans: decode, mask, fold, write-ahead log, then
+journals and files in a temporary folder; different spans in every repeat, at most 6, so
+masking's memory of clean strings helps no more than it does in use). Not a ``bench_*`` file: ``make
 bench`` does not run it, as it needs valgrind to mean anything.
 """
 
@@ -57,11 +60,55 @@ def _making(processor: SpanProcessor, jobs: int) -> Callable[[], None]:
     return lambda: run_jobs(provider, jobs, prefix=f"r{next(rounds)}")
 
 
+def _receiving(jobs: int) -> Callable[[], None]:
+    import tempfile
+
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    from aura_otel.receiver import ReceiverConfig, create_receiver
+    from aura_otel.receiver.jobs import JobBook
+    from aura_otel.store import JobStore
+
+    per = 504  # spans a request, as bench_receiver sends
+    rounds = []
+    for i in range(7):  # the same setup whatever the repeat count: only the runs differ
+        memory = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(JobContextProcessor())
+        provider.add_span_processor(SimpleSpanProcessor(memory))
+        run_jobs(provider, jobs, prefix=f"r{i}")
+        spans = list(memory.get_finished_spans())
+        rounds.append(
+            [encode_spans(spans[j : j + per]).SerializeToString() for j in range(0, len(spans), per)]
+        )
+    folder = tempfile.mkdtemp(prefix="aura-instructions-")
+    receiver = create_receiver(ReceiverConfig(jobs_dir=folder, http="127.0.0.1:0", grpc=None))
+    ingestor, old = receiver.ingestor, receiver.book
+    assert isinstance(old, JobBook)
+    todo = iter(rounds)
+
+    def run() -> None:
+        book = JobBook(JobStore(tempfile.mkdtemp(dir=folder)), old.stats, sync=False)
+        book.start()
+        book._stopped.set()  # no writer thread: this thread writes, below
+        ingestor.book = book
+        for body in next(todo):
+            request = ExportTraceServiceRequest()
+            request.ParseFromString(body)
+            ingestor.ingest(request)
+        book.stop()
+
+    return run
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("piece", choices=("mask", "fold", "assemble", "stamp", "bare"))
+    parser.add_argument("piece", choices=("mask", "fold", "assemble", "stamp", "bare", "receive"))
     parser.add_argument("repeat", type=int)
     parser.add_argument("--jobs", type=int, default=200, help="jobs of 9 spans (default 200)")
     args = parser.parse_args()
@@ -70,6 +117,8 @@ def main() -> int:
         run = _making(JobContextProcessor(), args.jobs)
     elif args.piece == "bare":
         run = _making(_Nothing(), args.jobs)
+    elif args.piece == "receive":
+        run = _receiving(args.jobs)
     else:
         spans = _spans(args.jobs)
         if args.piece == "mask":

@@ -39,7 +39,7 @@ from typing import Any
 from ..errors import InvalidJobIdError
 from ..fold import ROOT, Pricer, Unit, assemble
 from ..schema import EnumCase, dumps, is_safe_job_id
-from ..store import JOURNAL_FILE, JobStore, journal_line, parse_units
+from ..store import JOURNAL_FILE, JobStore, journal_line
 from . import wal
 from .stats import ReceiverStats
 
@@ -64,6 +64,10 @@ _LOG_FIRST = 20
 #: Bytes of units acknowledged but not yet in their journals (held as journal lines), at most:
 #: past it requests are answered "retry later" until the writer catches up.
 MAX_PENDING_BYTES = 16 << 20
+
+
+#: A request's journal line for one job, and the units it encodes.
+_Held = tuple[bytes, dict[str, Unit]]
 
 
 @dataclass(slots=True)
@@ -125,7 +129,9 @@ class JobBook:
         self._wal: wal.WriteAheadLog | None = None
         #: Segments whose units were taken by a write round that has not finished cleanly.
         self._retiring: list[wal.Segment] = []
-        self._pending: dict[str, list[bytes]] = {}  # journal lines not yet in their journals
+        # Units not yet in their journals: each request's journal line (what the journal gets)
+        # with the units it encodes (what the file is assembled from: no parse back).
+        self._pending: dict[str, list[_Held]] = {}
         self._pending_bytes = 0
         self._dirty = 0  # jobs with dirty=True, kept in step: asked on every request
 
@@ -153,7 +159,7 @@ class JobBook:
         log = self._wal
         with self._lock:  # one order for the log and the writer's snapshot (see write_dirty)
             where = log.append(data) if log is not None else None
-            self._hold_locked(lines)
+            self._hold_locked(lines, jobs)
             for job_id in jobs:
                 job = self._open.get(job_id)
                 if job is None:
@@ -186,10 +192,10 @@ class JobBook:
         with self._lock:
             return self._dirty
 
-    def _hold_locked(self, lines: dict[str, bytes]) -> None:
+    def _hold_locked(self, lines: dict[str, bytes], units: dict[str, dict[str, Unit]]) -> None:
         pending = self._pending
         for job_id, line in lines.items():
-            pending.setdefault(job_id, []).append(line)
+            pending.setdefault(job_id, []).append((line, units[job_id]))
             self._pending_bytes += len(line)
 
     def pending_bytes(self) -> int:
@@ -280,11 +286,11 @@ class JobBook:
                 self._retiring = []
         return written
 
-    def _requeue(self, job_id: str, job: _Open, lines: list[bytes] | None) -> None:
+    def _requeue(self, job_id: str, job: _Open, lines: list[_Held] | None) -> None:
         """A job the writer could not write stays dirty, its units held for the next round."""
         with self._lock:
-            for line in lines or ():
-                self._hold_locked({job_id: line})
+            for line, units in lines or ():
+                self._hold_locked({job_id: line}, {job_id: units})
             current = self._open.get(job_id)
             if current is None:  # swept while being written: it must stay open
                 current = self._open[job_id] = job
@@ -293,7 +299,7 @@ class JobBook:
                 self._dirty += 1
 
     def _write(
-        self, job_id: str, lines: list[bytes] | None, root_fd: int, job: _Open
+        self, job_id: str, lines: list[_Held] | None, root_fd: int, job: _Open
     ) -> tuple[bool, int, int]:
         """(root present, spans missing a parent, journal size before) after journaling
         ``lines`` and rewriting the file from the whole journal.
@@ -303,10 +309,12 @@ class JobBook:
         with self.store.journal(job_id, root_fd=root_fd, fresh=not job.written) as journal:
             stored, before = journal.read_from(0)
             if lines:
-                data = b"".join(lines)
-                journal.append_lines(data)
-                for span_id, unit in parse_units(data).items():
-                    stored.setdefault(span_id, unit)
+                journal.append_lines(b"".join(line for line, _ in lines))
+                # The units these lines encode, as folded: what the in-process exporter
+                # assembles from too (the journal's copy wins, as a reader of it would see).
+                for _, units in lines:
+                    for span_id, unit in units.items():
+                        stored.setdefault(span_id, unit)
             doc = assemble(job_id, stored, pricer=self.pricer)
             journal.write_telemetry(dumps(doc, enum_case=self.enum_case))
         self.stats.add("files_written")
@@ -368,7 +376,9 @@ class JobBook:
         with self._lock:
             for job_id in sorted(rewrite | set(replay)):
                 if job_id in replay:
-                    self._hold_locked({job_id: journal_line(replay[job_id])})
+                    self._hold_locked(
+                        {job_id: journal_line(replay[job_id])}, {job_id: replay[job_id]}
+                    )
                 if job_id not in self._open:
                     self._open[job_id] = _Open(now)
                     self._dirty += 1
