@@ -82,7 +82,10 @@ def _receiving(jobs: int) -> Callable[[], None]:
         run_jobs(provider, jobs, prefix=f"r{i}")
         spans = list(memory.get_finished_spans())
         rounds.append(
-            [encode_spans(spans[j : j + per]).SerializeToString() for j in range(0, len(spans), per)]
+            [
+                encode_spans(spans[j : j + per]).SerializeToString()
+                for j in range(0, len(spans), per)
+            ]
         )
     folder = tempfile.mkdtemp(prefix="aura-instructions-")
     receiver = create_receiver(ReceiverConfig(jobs_dir=folder, http="127.0.0.1:0", grpc=None))
