@@ -8,14 +8,17 @@ nothing that was acknowledged.
 from __future__ import annotations
 
 import socket
+import time
 
 import httpx
 import orjson
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from aura_otel import conventions as c
+from aura_otel.receiver.http import REQUESTS_PER_CONNECTION
 
-from .support import CollectProcess, demo_job_spans, encode, wait_for
+from .support import CollectProcess, demo_job_spans, encode, running_receiver, wait_for
 
 
 def _refused(host_port: tuple[str, int]) -> bool:
@@ -82,3 +85,72 @@ def test_a_killed_supervisor_takes_its_workers_with_it(tmp_path):
         assert doc["summary"]["total_operations"] == 3
     finally:
         assert second.stop() == 0
+
+
+def _client_port(response: httpx.Response) -> int:
+    return int(response.extensions["network_stream"].get_extra_info("client_addr")[1])
+
+
+def test_a_worker_closes_keep_alive_connections_so_that_senders_spread(tmp_path):
+    """SO_REUSEPORT hands out connections: a worker lets a persistent sender reconnect every
+    few requests (drawing a worker again); a lone receiver keeps connections as they are."""
+    every = REQUESTS_PER_CONNECTION
+    for worker in (True, False):
+        with running_receiver(tmp_path / f"jobs-{worker}", grpc=None, worker=worker) as receiver:
+            closes, ports = [], []
+            with httpx.Client(timeout=30) as client:
+                for n in range(2 * every + 1):
+                    with client.stream(
+                        "POST",
+                        receiver.url("http") + "/v1/traces",
+                        content=encode(demo_job_spans(f"k-{worker}-{n}")).SerializeToString(),
+                        headers={"Content-Type": "application/x-protobuf"},
+                    ) as response:
+                        ports.append(_client_port(response))  # before a close ends the stream
+                        response.read()
+                    assert response.status_code == 200  # the sender reconnects by itself
+                    closes.append(response.headers.get("connection") == "close")
+        if worker:
+            assert [i for i, closed in enumerate(closes) if closed] == [every - 1, 2 * every - 1]
+            # one connection per turn: the sender really reconnected
+            assert len(set(ports)) == 3
+            assert ports[:every] == [ports[0]] * every
+        else:
+            assert not any(closes)
+            assert len(set(ports)) == 1
+        for n in range(2 * every + 1):
+            assert (tmp_path / f"jobs-{worker}" / f"k-{worker}-{n}" / "telemetry.json").is_file()
+
+
+def test_a_worker_asks_grpc_clients_to_reconnect_and_calls_go_on(tmp_path, monkeypatch):
+    """gRPC's max_connection_age: a GOAWAY the client obeys without failing a call."""
+    import grpc
+
+    from aura_otel.receiver import grpc as receiver_grpc
+
+    monkeypatch.setattr(
+        receiver_grpc,
+        "WORKER_CONNECTION_OPTIONS",
+        (("grpc.max_connection_age_ms", 50), ("grpc.max_connection_age_grace_ms", 60_000)),
+    )
+    states: list[grpc.ChannelConnectivity] = []
+    sent = 0
+    with running_receiver(tmp_path / "jobs", http=None, worker=True) as receiver:
+        with grpc.insecure_channel(receiver.url("grpc")) as channel:
+            channel.subscribe(states.append)
+            call = channel.unary_unary(
+                f"/{receiver_grpc.SERVICE}/Export",
+                request_serializer=None,
+                response_deserializer=ExportTraceServiceResponse.FromString,
+            )
+            deadline = time.monotonic() + 120
+            # Calls go on until the channel has connected three times (two reconnects).
+            while states.count(grpc.ChannelConnectivity.READY) < 3:
+                assert time.monotonic() < deadline, states
+                body = encode(demo_job_spans(f"g-{sent}")).SerializeToString()
+                answer = call(body, timeout=30, wait_for_ready=True)
+                assert answer.partial_success.rejected_spans == 0
+                sent += 1
+                time.sleep(0.02)
+    for n in range(sent):
+        assert (tmp_path / "jobs" / f"g-{n}" / "telemetry.json").is_file()

@@ -132,6 +132,17 @@ def _handler(receiver: FoldReceiver) -> Any:
     )
 
 
+#: A worker asks each client to reconnect after about this long (gRPC's own
+#: ``max_connection_age``: a GOAWAY that clients obey transparently, calls in flight finish).
+#: ``SO_REUSEPORT`` spreads connections, not calls, and a gRPC client sends everything over one
+#: long-lived connection: without this, one collector would keep one worker busy for good.
+WORKER_CONNECTION_AGE_MS = 10_000
+WORKER_CONNECTION_OPTIONS = (
+    ("grpc.max_connection_age_ms", WORKER_CONNECTION_AGE_MS),
+    ("grpc.max_connection_age_grace_ms", 120_000),  # a call in flight may take that long
+)
+
+
 def create_grpc_server(receiver: FoldReceiver, host: str, port: int) -> tuple[grpc.Server, int]:
     """A started-later gRPC server bound to ``host:port``; returns it and the bound port."""
     config = receiver.config
@@ -146,6 +157,7 @@ def create_grpc_server(receiver: FoldReceiver, host: str, port: int) -> tuple[gr
             # Only a supervisor's workers share a port; otherwise a second receiver on the
             # same port must fail to start rather than silently split the traffic.
             ("grpc.so_reuseport", 1 if config.worker else 0),
+            *(WORKER_CONNECTION_OPTIONS if config.worker else ()),
         ],
     )
     target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

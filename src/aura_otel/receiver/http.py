@@ -57,6 +57,37 @@ def _encode(message: Message, content_type: str) -> tuple[bytes, str]:
     return message.SerializeToString(), PROTOBUF
 
 
+#: A worker closes a sender's keep-alive connection after this many requests on it.
+#: ``SO_REUSEPORT`` spreads *connections* over the workers, not requests: a sender's persistent
+#: connection (an exporter, a collector) would stay on the worker it first reached, and a few
+#: of them can load one worker while another idles. Reconnecting draws a worker again, so the
+#: load evens out over time (nginx's ``keepalive_requests`` does the same). A reconnect costs a
+#: loopback or LAN handshake per this many requests of up to thousands of spans each.
+REQUESTS_PER_CONNECTION = 8
+_MAX_TRACKED_CONNECTIONS = 4096
+
+
+class _ConnectionTurns:
+    """Requests seen per client connection (its address and port), to say when to close it."""
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+        self._seen: dict[object, int] = {}
+
+    def close_now(self, client: object) -> bool:
+        if client is None:
+            return False
+        seen = self._seen
+        count = seen.get(client, 0) + 1
+        if count >= self.every:
+            seen.pop(client, None)
+            return True
+        if len(seen) >= _MAX_TRACKED_CONNECTIONS:
+            seen.clear()  # connections that went away are never told: forget them all at once
+        seen[client] = count
+        return False
+
+
 def authorized(header: str | None, token: bytes) -> bool:
     """``Authorization: Bearer <token>`` (scheme in any case), compared in constant time."""
     scheme, _, value = (header or "").strip().partition(" ")
@@ -107,7 +138,21 @@ def create_http_app(receiver: FoldReceiver) -> Starlette:
         data, media = _encode(response, content_type)
         return Response(data, status_code=200, media_type=media)
 
+    turns = _ConnectionTurns(REQUESTS_PER_CONNECTION) if config.worker else None
+
     async def traces(request: Request) -> Response:
+        response = await answer(request)
+        # Only after a body read to its end: closing with unread bytes would reset the
+        # connection under a sender still writing (a refusal answers before reading).
+        if (
+            turns is not None
+            and response.status_code == 200
+            and turns.close_now(request.scope.get("client"))
+        ):
+            response.headers["Connection"] = "close"  # the sender reconnects: see above
+        return response
+
+    async def answer(request: Request) -> Response:
         stats.add("requests")
         content_type = media_type(request.headers.get("content-type"))
         if token is not None and not authorized(request.headers.get("authorization"), token):
