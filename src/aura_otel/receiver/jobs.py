@@ -61,8 +61,9 @@ PERMANENT_ERRNOS = frozenset(
     }
 )
 _LOG_FIRST = 20
-#: Bytes of units acknowledged but not yet in their journals (held as journal lines), at most:
-#: past it requests are answered "retry later" until the writer catches up.
+#: Bytes of journal lines acknowledged but not yet in their journals, at most (held with the
+#: units they encode, about 4-5x that in memory): past it requests are answered "retry later"
+#: until the writer catches up.
 MAX_PENDING_BYTES = 16 << 20
 
 
