@@ -75,8 +75,9 @@ class _ConnectionTurns:
         self._seen: dict[object, int] = {}
 
     def close_now(self, client: object) -> bool:
-        if client is None:
-            return False
+        if not isinstance(client, (tuple, list)):
+            return False  # no address known (a Unix socket): nothing to turn over by
+        client = tuple(client)  # ASGI servers give a tuple or a list
         seen = self._seen
         count = seen.get(client, 0) + 1
         if count >= self.every:
