@@ -3,10 +3,11 @@
 The receiver is the real ``aura-otel collect`` in its own process (as deployed); this process
 only sends pre-encoded OTLP requests (real SDK spans of jobs of a root and 8 stages, 15
 attributes and one event each, as the other benchmarks use), from a few concurrent clients, as
-a fleet of services would. The clock runs from the first request to the receiver's exit after
-SIGTERM, which writes every pending file: so the rate counts spans that are in v1 files, not
-merely acknowledged. Acknowledged means synced to the receiver's write-ahead log (``--durability fsync``,
-the default) unless stated.
+a fleet of services would. The clock runs from the first request until, after SIGTERM,
+the receiver says that every acknowledged span is in its job's file (printed once the files
+are written and synced, before the process exits): so the rate counts spans that are in v1
+files, not merely acknowledged. Acknowledged means synced to the receiver's write-ahead log
+(``--durability fsync``, the default) unless stated.
 
 Memory per open job: RSS of the receiver before and after it holds many jobs that never get a
 root (so none is finished and released), divided by their number. Flat memory: RSS along a
@@ -18,7 +19,7 @@ span stored. The ratio is printed per protocol.
 
 Goal: 20k spans/s on the 2-core development machine, and ahead of Phoenix.
 
-    python benchmarks/bench_receiver.py [--spans 30000] [--clients 4] [--durability both]
+    python benchmarks/bench_receiver.py [--spans 60000] [--clients 4] [--durability both]
         [--workers 1,2] [--peer-spans 5040] [--open-jobs 20000] [--flat-jobs 20000]
 """
 
@@ -45,6 +46,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from _common import SPANS_PER_JOB, run_jobs
 from aura_otel import JobContextProcessor
+from aura_otel.receiver.cli import STOPPED
 
 ROOT = Path(__file__).resolve().parents[1]
 JOBS_PER_REQUEST = 56  # 504 spans: about what an exporter's default batch (512) holds
@@ -97,10 +99,13 @@ class Receiver:
                 str(workers),
             ],
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
             text=True,
             env=env,
         )
+        #: When the receiver said every acknowledged span is in its file (the clock's end).
+        self.stopped_at: float | None = None
+        threading.Thread(target=self._watch_stderr, daemon=True).start()
         self.http = self.grpc = ""
         assert self.proc.stdout is not None
         while not (self.http and self.grpc):
@@ -111,6 +116,12 @@ class Receiver:
                 self.http = line.split(" on ", 1)[1].strip()
             elif line.startswith("OTLP/gRPC listening on "):
                 self.grpc = line.split(" on ", 1)[1].strip()
+
+    def _watch_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            if line.strip() == STOPPED:
+                self.stopped_at = time.perf_counter()
 
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -247,7 +258,8 @@ def throughput(
         latencies = send_all(receiver, protocol, bodies, clients)
         acked = time.perf_counter() - t0
         cpu = receiver.stop() - idle_cpu  # writes every pending file before it exits
-        total = time.perf_counter() - t0
+        # The clock stops when the receiver says every file is written (its exit comes after).
+        total = (receiver.stopped_at or time.perf_counter()) - t0
         files = sum(1 for _ in Path(tmp).glob("*/telemetry.json"))
     assert files == spans // SPANS_PER_JOB, (files, spans // SPANS_PER_JOB)
     rate = spans / total
@@ -412,7 +424,7 @@ def memory_flat(n_jobs: int, parts: int = 10) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--spans", type=int, default=30_000)
+    parser.add_argument("--spans", type=int, default=60_000)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--durability", choices=("fsync", "write", "both"), default="both")
     parser.add_argument("--open-jobs", type=int, default=20_000)

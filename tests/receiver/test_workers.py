@@ -16,6 +16,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from aura_otel import conventions as c
+from aura_otel.receiver.cli import STOPPED
 from aura_otel.receiver.http import REQUESTS_PER_CONNECTION
 
 from .support import CollectProcess, demo_job_spans, encode, running_receiver, wait_for
@@ -57,6 +58,9 @@ def test_two_workers_fold_jobs_split_across_them(tmp_path):
     finally:
         assert receiver.stop() == 0  # SIGTERM: every worker writes its files, then exits
     assert not list(jobs_dir.glob(".aura-receiver-wal.*"))
+    # Each worker, then the supervisor once all stopped cleanly, says the files are written.
+    assert receiver.proc.stderr is not None
+    assert receiver.proc.stderr.read().splitlines().count(STOPPED) == 3
     for job_id in [f"w-{n}" for n in range(12)] + ["w-grpc"]:
         doc = orjson.loads((jobs_dir / job_id / "telemetry.json").read_bytes())
         assert doc["summary"]["total_operations"] == 3, job_id
