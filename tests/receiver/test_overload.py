@@ -83,3 +83,62 @@ def test_the_refusal_itself(tmp_path):
         assert response.status_code == 429
         assert response.headers["retry-after"] == "7"
         held.release()
+
+
+def test_past_half_the_backlog_a_request_waits_for_the_writers_round(tmp_path, monkeypatch):
+    """A wait in the receiver instead of a refusal the sender would sleep a second on; the
+    writer's next round (it takes the pending units) lets the waiting request go on."""
+    from aura_otel.receiver import jobs
+
+    monkeypatch.setattr(jobs, "SOFT_PENDING_BYTES", 1)  # one request's units are past it
+    with running_receiver(tmp_path / "jobs", grpc=None, write_interval=3600) as receiver:
+        book = receiver.book
+        book.stop()  # no writer thread: this test writes, so nothing depends on timing
+        book.append_request(_units("soft-1"))
+        assert book.pending_bytes() > 1
+        assert book.wait_for_room(timeout=0.05) is False  # nobody wrote: it gave up waiting
+
+        released: list[bool] = []
+        book._hurry.clear()  # set again by the waiter below just before it waits
+        waiter = threading.Thread(target=lambda: released.append(book.wait_for_room(60)))
+        waiter.start()
+        wait_for(lambda: waiter.is_alive() and book._hurry.is_set(), "the waiting request")
+        assert book.write_dirty() == 1  # the round takes the pending units
+        waiter.join(60)
+        assert released == [True]
+        assert (tmp_path / "jobs" / "soft-1" / "telemetry.json").is_file()
+
+
+def test_a_writer_far_behind_is_answered_retry_later_and_nothing_is_taken(tmp_path, monkeypatch):
+    import httpx
+
+    from aura_otel.receiver import admission
+
+    monkeypatch.setattr(admission, "MAX_PENDING_BYTES", 1)
+    with running_receiver(
+        tmp_path / "jobs", grpc=None, write_interval=3600, retry_after_seconds=3
+    ) as receiver:
+        receiver.book.stop()
+        receiver.book.append_request(_units("hard-1"))  # acknowledged, not yet written
+        response = httpx.post(
+            receiver.url("http") + "/v1/traces",
+            content=encode(demo_job_spans("hard-2")).SerializeToString(),
+            headers={"Content-Type": "application/x-protobuf"},
+            timeout=30,
+        )
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "3"
+        assert receiver.counters()["requests_refused_backlog"] == 1
+        assert not (tmp_path / "jobs" / "hard-2").exists()
+        assert receiver.book.write_dirty() == 1  # the acknowledged job still gets its file
+    assert (tmp_path / "jobs" / "hard-1" / "telemetry.json").is_file()
+
+
+def _units(job_id: str) -> dict:
+    from aura_otel.fold import fold_span
+
+    units: dict = {}
+    for span in demo_job_spans(job_id):
+        item = fold_span(span)
+        units.setdefault(item.job_id, {})[item.span_id] = item.unit
+    return units

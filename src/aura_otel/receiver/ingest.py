@@ -94,6 +94,7 @@ class Ingestor:
         self.forward = forward
 
     def ingest(self, request: ExportTraceServiceRequest) -> Outcome:
+        self.book.wait_for_room()  # a writer far behind: wait for its round (bounded)
         decoded = to_spans(request, self.masking.masker.mask_text)
         rejected = dict(decoded.rejected)
         received = len(decoded.spans) + sum(rejected.values())

@@ -65,6 +65,12 @@ _LOG_FIRST = 20
 #: units they encode, about 4-5x that in memory): past it requests are answered "retry later"
 #: until the writer catches up.
 MAX_PENDING_BYTES = 16 << 20
+#: Past half of that a request waits (at most ``ROOM_WAIT_SECONDS``) for the writer's next round
+#: before it is decoded: a wait of milliseconds in the receiver instead of a refusal the sender
+#: answers by sleeping a whole ``Retry-After`` second, and the waiting threads leave the writer
+#: the CPU it needs to catch up.
+SOFT_PENDING_BYTES = MAX_PENDING_BYTES // 2
+ROOM_WAIT_SECONDS = 1.0
 
 
 #: A request's journal line for one job, and the units it encodes.
@@ -125,6 +131,8 @@ class JobBook:
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._wake = threading.Event()
+        self._room = threading.Condition(self._lock)  # the writer took the pending units
+        self._hurry = threading.Event()  # the next round now: requests wait for it, or a stop
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._wal: wal.WriteAheadLog | None = None
@@ -203,6 +211,17 @@ class JobBook:
         with self._lock:
             return self._pending_bytes
 
+    def wait_for_room(self, timeout: float = ROOM_WAIT_SECONDS) -> bool:
+        """Hold a request while the writer is more than half its backlog behind, until its
+        next round takes the pending units; False when ``timeout`` passed first (the request
+        then goes ahead: the backlog's hard limit still refuses the ones after it)."""
+        with self._room:
+            if self._pending_bytes <= SOFT_PENDING_BYTES:
+                return True
+            self._wake.set()  # a round now, not after the writer's idle tick,
+            self._hurry.set()  # nor after the pause it leaves a burst
+            return self._room.wait_for(lambda: self._pending_bytes <= SOFT_PENDING_BYTES, timeout)
+
     def open_jobs(self) -> int:
         with self._lock:
             return len(self._open)
@@ -234,6 +253,7 @@ class JobBook:
                 self._dirty -= len(dirty)
                 pending, self._pending = self._pending, {}
                 self._pending_bytes = 0
+                self._room.notify_all()
                 if self._wal is not None:
                     old = self._wal.rotate()
                     if old is not None:
@@ -411,6 +431,7 @@ class JobBook:
         """Write every pending file; then this receiver's log goes (nothing lags)."""
         self._stopped.set()
         self._wake.set()
+        self._hurry.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
         self.write_dirty()
@@ -429,7 +450,9 @@ class JobBook:
             if self._stopped.is_set():
                 return
             if woke:  # let the burst that woke us finish, then write each job once
-                self._stopped.wait(self.write_interval)
+                # (unless requests are waiting for this round, or the receiver stops)
+                self._hurry.wait(self.write_interval)
+                self._hurry.clear()
                 self._wake.clear()
             try:
                 self.write_dirty()
