@@ -63,3 +63,19 @@ def test_sigterm_writes_every_pending_file_and_exits_0(tmp_path):
         assert receiver.stop() == 0
     assert (tmp_path / "term-1" / "telemetry.json").is_file()
     assert not list(tmp_path.glob(".aura-receiver-wal.*"))  # nothing left to repair
+
+
+def test_the_serving_process_collects_cycles_less_often_and_skips_its_start_up():
+    import gc
+
+    from aura_otel.receiver.cli import GC_THRESHOLDS, tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert GC_THRESHOLDS[0] > before[0]
+        assert gc.get_freeze_count() > 0  # start-up objects are out of the collector's sight
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

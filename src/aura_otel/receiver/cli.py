@@ -8,6 +8,7 @@ cleanly (every pending file written) on SIGTERM or Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -134,6 +135,24 @@ def add_collect_parser(sub: Any, func: Callable[[argparse.Namespace], int]) -> N
     collect.set_defaults(func=func)
 
 
+#: The serving process's cycle-collector thresholds (Python's default: 700, 10, 10).
+GC_THRESHOLDS = (20_000, 20, 20)
+
+
+def tune_gc() -> None:
+    """Collect cycles less often in the process that serves, once everything is started.
+
+    A received span makes about a hundred short-lived objects, nearly all freed by reference
+    counting the moment its request is done; at Python's default a collection ran every few
+    spans, and each full one walked every object of the start-up (modules, compiled masking
+    rules, servers). Those are frozen out of the collector's sight, and collections come ~30x
+    less often: a tenth or more of the receiver's CPU a span in the benchmark, memory flat.
+    Only the command does this: a program that embeds a receiver keeps its own settings.
+    """
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 #: Printed (stderr) once every acknowledged span is in its job's file and the service stops.
 STOPPED = "aura-otel collect: stopped; every acknowledged span is in its job's file"
 
@@ -182,6 +201,7 @@ def run_collect(args: argparse.Namespace) -> int:
         try:
             try:
                 receiver.start()
+                tune_gc()
             except OSError as exc:
                 print(f"aura-otel: error: cannot listen: {exc}", file=sys.stderr)
                 return 2
