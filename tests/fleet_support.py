@@ -116,6 +116,20 @@ def steady_fleet(
     return specs
 
 
+def write_spike(root: Path, **stage_scale: float) -> dict[str, Any]:
+    """``job-spike``: an alpha job late on the fleet's last day whose named stages cost
+    (and take) that many times the plan, the anomaly the fleet views must flag."""
+    return write(
+        root,
+        Spec(
+            "job-spike",
+            "alpha",
+            EPOCH_NS + 19 * DAY_NS + 23 * 3600 * 10**9,
+            stage_scale=dict(stage_scale),
+        ),
+    )
+
+
 def write_many(root: Path, count: int, *, seed: int = 1) -> None:
     """``count`` jobs over 365 days, written fast (the benchmark's fleet)."""
     rng = random.Random(seed)

@@ -28,7 +28,7 @@ from aura_otel.schema import dumps
 from aura_otel.store import JobStore
 from aura_otel.stores.postgres import PostgresStore
 
-from ..fleet_support import DAY_NS, EPOCH_NS, Spec, build, steady_fleet, write
+from ..fleet_support import EPOCH_NS, Spec, build, steady_fleet, write, write_spike
 
 PERIODS = [
     Filters(since=date(2026, 11, 1), until=date(2026, 11, 30)),
@@ -46,15 +46,7 @@ def fleet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     the last day, a cache-only operation history and a job that is not a v1 file."""
     root = tmp_path_factory.mktemp("fleet")
     steady_fleet(root, per_day=12, projects=("alpha", "beta", "gamma"))
-    write(
-        root,
-        Spec(
-            "job-spike",
-            "alpha",
-            EPOCH_NS + 19 * DAY_NS + 23 * 3600 * 10**9,
-            stage_scale={"visuals": 5.0, "tts": 4.0},
-        ),
-    )
+    write_spike(root, visuals=5.0, tts=4.0)
     (root / "job-broken").mkdir()
     (root / "job-broken" / "telemetry.json").write_bytes(b'{"job_id": "job-broken"')
     return root

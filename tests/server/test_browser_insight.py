@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from aura_otel.pricing import load_price_table
 
 from ..conftest import make_pipeline
-from ..fleet_support import DAY_NS, EPOCH_NS, Spec, steady_fleet, write
+from ..fleet_support import steady_fleet, write_spike
 from ..server_support import live_server
 from .store_support import postgres_copy
 from .test_browser import CHROMIUM, CHROMIUM_ARGS, screenshot
@@ -42,15 +42,7 @@ TEMPLATE = "http://127.0.0.1:9/trace/{trace_id}"  # never visited: only the href
 def jobs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("jobs")
     steady_fleet(root)
-    write(
-        root,
-        Spec(
-            "job-spike",
-            "alpha",
-            EPOCH_NS + 19 * DAY_NS + 23 * 3600 * 10**9,
-            stage_scale={"visuals": 5.0},
-        ),
-    )
+    write_spike(root, visuals=5.0)
     forwarded = make_pipeline(root, downstream=InMemorySpanExporter(), pricer=load_price_table())
     _produce(forwarded, "job-forwarded")
     forwarded.flush()

@@ -294,6 +294,20 @@ _FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 #: again: a transaction may commit a while after it took its timestamp.
 _LATE_COMMITS = timedelta(minutes=5)
 
+
+def _recent_ops(condition: str) -> str:
+    """The newest ``%(n)s`` jobs before ``%(before)s`` of each (project, stage, provider) key
+    whose operation meets ``condition``: one branch of the baseline query below."""
+    return f"""
+    SELECT x.job_id FROM unnest(%(kp)s::text[], %(ks)s::text[], %(kv)s::text[])
+        AS k(project, stage, provider)
+    CROSS JOIN LATERAL (
+        SELECT o.job_id FROM {SCHEMA}.op_summaries o
+        WHERE o.project = k.project AND o.stage = k.stage AND o.provider = k.provider
+          AND {condition} AND o.started_at < %(before)s AND o.started_at > '-infinity'
+        ORDER BY o.started_at DESC, o.job_id COLLATE "C" DESC LIMIT %(n)s) x"""
+
+
 _BASELINE_SQL = f"""
 SELECT s.summary FROM {SCHEMA}.job_summaries s WHERE s.status <> 'gone' AND s.job_id IN (
     SELECT x.job_id FROM unnest(%(projects)s::text[]) AS k(project)
@@ -302,22 +316,8 @@ SELECT s.summary FROM {SCHEMA}.job_summaries s WHERE s.status <> 'gone' AND s.jo
         WHERE j.project = k.project AND j.status NOT IN ('running', 'gone')
           AND j.started_at < %(before)s
         ORDER BY j.started_at DESC, j.job_id COLLATE "C" DESC LIMIT %(n)s) x
-    UNION
-    SELECT x.job_id FROM unnest(%(kp)s::text[], %(ks)s::text[], %(kv)s::text[])
-        AS k(project, stage, provider)
-    CROSS JOIN LATERAL (
-        SELECT o.job_id FROM {SCHEMA}.op_summaries o
-        WHERE o.project = k.project AND o.stage = k.stage AND o.provider = k.provider
-          AND o.started_at < %(before)s AND o.started_at > '-infinity'
-        ORDER BY o.started_at DESC, o.job_id COLLATE "C" DESC LIMIT %(n)s) x
-    UNION
-    SELECT x.job_id FROM unnest(%(kp)s::text[], %(ks)s::text[], %(kv)s::text[])
-        AS k(project, stage, provider)
-    CROSS JOIN LATERAL (
-        SELECT o.job_id FROM {SCHEMA}.op_summaries o
-        WHERE o.project = k.project AND o.stage = k.stage AND o.provider = k.provider
-          AND o.priced AND o.started_at < %(before)s AND o.started_at > '-infinity'
-        ORDER BY o.started_at DESC, o.job_id COLLATE "C" DESC LIMIT %(n)s) x
+    UNION{_recent_ops("true")}
+    UNION{_recent_ops("o.priced")}
 )
 """
 
