@@ -9,6 +9,7 @@ exporter to the receiver: the same spans, folded both ways.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -62,6 +63,28 @@ def running_receiver(
     receiver = create_receiver(config, **({"clock": clock} if clock is not None else {}))
     with receiver:
         yield receiver
+
+
+class HeldRequest:
+    """A POST whose body is only half sent: it occupies an admission slot until released."""
+
+    def __init__(self, receiver, body: bytes) -> None:
+        host, port = receiver.addresses["http"]
+        self.sock = socket.create_connection((host, port), timeout=60)
+        self.body = body
+        head = (
+            f"POST /v1/traces HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Content-Type: application/x-protobuf\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        self.sock.sendall(head.encode() + body[: len(body) // 2])
+
+    def release(self) -> bytes:
+        self.sock.sendall(self.body[len(self.body) // 2 :])
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += self.sock.recv(65536)
+        self.sock.close()
+        return answer
 
 
 def otlp_exporter(receiver: FoldReceiver, protocol: str, **kwargs: Any) -> SpanExporter:
@@ -126,7 +149,13 @@ def wait_for(predicate: Any, what: str, timeout: float = 60.0) -> None:
 class CollectProcess:
     """``aura-otel collect`` as a real subprocess (for kill -9 and the command itself)."""
 
-    def __init__(self, jobs_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        jobs_dir: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        pass_fds: tuple[int, ...] = (),
+    ) -> None:
         full_env = {**os.environ, "PYTHONPATH": str(SRC), **(env or {})}
         self.proc = subprocess.Popen(
             [
@@ -146,6 +175,7 @@ class CollectProcess:
             stderr=subprocess.PIPE,
             env=full_env,
             text=True,
+            pass_fds=pass_fds,
         )
         self.lines: list[str] = []
         self.http_url = self.grpc_target = ""

@@ -7,35 +7,20 @@ halves holds that slot for exactly as long as the test wants, so the overload is
 
 from __future__ import annotations
 
-import socket
 import threading
 
 import pytest
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from .support import demo_job_spans, encode, otlp_exporter, running_receiver, telemetry, wait_for
-
-
-class HeldRequest:
-    """A POST whose body is only half sent: it occupies an admission slot until released."""
-
-    def __init__(self, receiver, body: bytes) -> None:
-        host, port = receiver.addresses["http"]
-        self.sock = socket.create_connection((host, port), timeout=60)
-        self.body = body
-        head = (
-            f"POST /v1/traces HTTP/1.1\r\nHost: {host}:{port}\r\n"
-            f"Content-Type: application/x-protobuf\r\nContent-Length: {len(body)}\r\n\r\n"
-        )
-        self.sock.sendall(head.encode() + body[: len(body) // 2])
-
-    def release(self) -> bytes:
-        self.sock.sendall(self.body[len(self.body) // 2 :])
-        answer = b""
-        while b"\r\n\r\n" not in answer:
-            answer += self.sock.recv(65536)
-        self.sock.close()
-        return answer
+from .support import (
+    HeldRequest,
+    demo_job_spans,
+    encode,
+    otlp_exporter,
+    running_receiver,
+    telemetry,
+    wait_for,
+)
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])

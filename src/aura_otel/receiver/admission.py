@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from enum import Enum
 
+from .balance import LoadTable
 from .jobs import MAX_PENDING_BYTES
 from .shared import AnyBook
 
@@ -26,6 +27,9 @@ class Admission:
         self._max_dirty = max_dirty_jobs
         self._lock = threading.Lock()
         self._in_flight = 0
+        #: A worker's view of its supervisor's load table: requests in flight published for
+        #: the other workers (see :mod:`.balance`). None outside ``--workers``.
+        self.loads: LoadTable | None = None
 
     @property
     def in_flight(self) -> int:
@@ -38,6 +42,8 @@ class Admission:
             if self._in_flight >= self._max:
                 return Refusal.BUSY
             self._in_flight += 1
+            if self.loads is not None:
+                self.loads.publish(self._in_flight)
         if (
             self._book.dirty_jobs() > self._max_dirty
             or self._book.pending_bytes() > MAX_PENDING_BYTES
@@ -49,3 +55,5 @@ class Admission:
     def leave(self) -> None:
         with self._lock:
             self._in_flight -= 1
+            if self.loads is not None:
+                self.loads.publish(self._in_flight)

@@ -130,6 +130,7 @@ def add_collect_parser(sub: Any, func: Callable[[argparse.Namespace], int]) -> N
         "Python process folds on one core) [1]",
     )
     collect.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    collect.add_argument("--loads", help=argparse.SUPPRESS)  # FD:SLOT:SLOTS, from a supervisor
     collect.add_argument("--enum-case", choices=("lower", "pascal"))
     collect.add_argument("--prices-file", help=f"price overrides (${c.ENV_PRICES_FILE})")
     collect.set_defaults(func=func)
@@ -194,7 +195,11 @@ def run_collect(args: argparse.Namespace) -> int:
         die_with_supervisor()
     try:
         receiver = create_receiver(config)
-    except ConfigurationError as exc:
+        if args.loads:
+            from .balance import LoadTable
+
+            receiver.admission.loads = LoadTable.parse(args.loads)
+    except (ConfigurationError, ValueError, OSError) as exc:
         print(f"aura-otel: error: {exc}", file=sys.stderr)
         return 2
     with _stop_on_signals() as stop:

@@ -57,12 +57,12 @@ def _encode(message: Message, content_type: str) -> tuple[bytes, str]:
     return message.SerializeToString(), PROTOBUF
 
 
-#: A worker closes a sender's keep-alive connection after this many requests on it.
-#: ``SO_REUSEPORT`` spreads *connections* over the workers, not requests: a sender's persistent
-#: connection (an exporter, a collector) would stay on the worker it first reached, and a few
-#: of them can load one worker while another idles. Reconnecting draws a worker again, so the
-#: load evens out over time (nginx's ``keepalive_requests`` does the same). A reconnect costs a
-#: loopback or LAN handshake per this many requests of up to thousands of spans each.
+#: A worker without its supervisor's load table (see :mod:`.balance`; not Linux) closes a
+#: sender's keep-alive connection after this many requests on it. ``SO_REUSEPORT`` spreads
+#: *connections* over the workers, not requests: a sender's persistent connection (an
+#: exporter, a collector) would stay on the worker it first reached, and a few of them can load
+#: one worker while another idles. Reconnecting draws a worker again (nginx's
+#: ``keepalive_requests`` does the same), blindly: the load table's rule does better.
 REQUESTS_PER_CONNECTION = 8
 _MAX_TRACKED_CONNECTIONS = 4096
 
@@ -145,12 +145,14 @@ def create_http_app(receiver: FoldReceiver) -> Starlette:
         response = await answer(request)
         # Only after a body read to its end: closing with unread bytes would reset the
         # connection under a sender still writing (a refusal answers before reading).
-        if (
-            turns is not None
-            and response.status_code == 200
-            and turns.close_now(request.scope.get("client"))
-        ):
-            response.headers["Connection"] = "close"  # the sender reconnects: see above
+        if response.status_code == 200:
+            loads = receiver.admission.loads
+            if loads is not None:
+                close = loads.busier_than_another()  # see .balance
+            else:
+                close = turns is not None and turns.close_now(request.scope.get("client"))
+            if close:
+                response.headers["Connection"] = "close"  # the sender reconnects: see above
         return response
 
     async def answer(request: Request) -> Response:

@@ -28,6 +28,7 @@ import threading
 from dataclasses import dataclass, field
 
 from .. import conventions as c
+from .balance import LoadTable
 from .config import ReceiverConfig
 from .factory import create_receiver
 from .shared import AnyBook
@@ -56,8 +57,11 @@ def _fmt(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def worker_command(config: ReceiverConfig, addresses: dict[str, tuple[str, int]]) -> list[str]:
-    """The worker's command line (the access token travels in its environment, not in ps)."""
+def worker_command(
+    config: ReceiverConfig, addresses: dict[str, tuple[str, int]], loads: str | None = None
+) -> list[str]:
+    """The worker's command line (the access token travels in its environment, not in ps);
+    ``loads`` is its place in the supervisor's load table (:meth:`.LoadTable.spec`)."""
     cmd = [
         sys.executable,
         "-m",
@@ -95,6 +99,8 @@ def worker_command(config: ReceiverConfig, addresses: dict[str, tuple[str, int]]
         cmd += ["--enum-case", config.enum_case]
     if config.prices_file:
         cmd += ["--prices-file", config.prices_file]
+    if loads:
+        cmd += ["--loads", loads]
     return cmd
 
 
@@ -106,6 +112,7 @@ class Supervisor:
     _procs: list[subprocess.Popen[str]] = field(default_factory=list)
     _book: AnyBook | None = None
     _stopping: bool = False
+    _loads: LoadTable | None = None
 
     def start(self) -> None:
         probe = create_receiver(self.config)  # every setting checked, the bind guard included
@@ -123,20 +130,26 @@ class Supervisor:
                     port = sock.getsockname()[1]
                     reserved.append(sock)
                 self.addresses[protocol] = (host, port)
-            for _ in range(self.workers):
-                self._procs.append(self._spawn())
+            self._loads = LoadTable.create(self.workers)
+            for slot in range(self.workers):
+                self._procs.append(self._spawn(slot))
         finally:
             for sock in reserved:
                 sock.close()
 
-    def _spawn(self) -> subprocess.Popen[str]:
+    def _spawn(self, slot: int) -> subprocess.Popen[str]:
         env = {**os.environ, SUPERVISOR_PID_ENV: str(os.getpid())}
+        loads = self._loads
         if self.config.access_token:
             env[c.ENV_ACCESS_TOKEN] = self.config.access_token
         if self.config.store:  # in the environment, like the token: a URL may hold a password
             env[c.ENV_STORE] = self.config.store
         proc = subprocess.Popen(
-            worker_command(self.config, self.addresses), env=env, stdout=subprocess.PIPE, text=True
+            worker_command(self.config, self.addresses, loads.spec(slot) if loads else None),
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+            pass_fds=(loads.fd,) if loads else (),
         )
         assert proc.stdout is not None
         wanted = len(self.addresses)
@@ -164,7 +177,7 @@ class Supervisor:
                     )
                     if self._book is not None:
                         self._book.recover()  # the dead worker's log, nobody else's
-                    self._procs[i] = self._spawn()
+                    self._procs[i] = self._spawn(i)
 
     def stop(self) -> bool:
         """Stop every worker (each writes its pending files); True when all stopped cleanly."""
@@ -180,4 +193,8 @@ class Supervisor:
                 proc.kill()
                 proc.wait()
                 clean = False
+        if self._loads is not None:
+            self._loads.close()
+            os.close(self._loads.fd)
+            self._loads = None
         return clean
