@@ -22,6 +22,7 @@ from .support import (
     running_receiver,
     telemetry,
     telemetry_bytes,
+    wait_for,
 )
 
 
@@ -251,3 +252,14 @@ def test_a_failed_write_keeps_the_log_until_a_later_round_succeeds(tmp_path, rec
     assert not logged[0].exists()
     assert telemetry(jobs, "retry-w-1")["summary"]["total_operations"] == 3
     assert receiver.book.dirty_jobs() == 0
+
+
+def test_write_soon_starts_the_writers_round_without_its_pause(tmp_path):
+    """A stop asks for the files at once (they are written while the servers wind down),
+    even with a write interval that would otherwise hold them for an hour."""
+    jobs = tmp_path / "jobs"
+    with running_receiver(jobs, grpc=None, write_interval=3600) as receiver:
+        send(receiver, demo_job_spans("soon-1"))
+        receiver.book.write_soon()
+        wait_for((jobs / "soon-1" / "telemetry.json").is_file, "the writer's round")
+        assert telemetry(jobs, "soon-1")["summary"]["total_operations"] == 3

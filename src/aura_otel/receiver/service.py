@@ -148,6 +148,9 @@ class FoldReceiver:
         if self._stopped:
             return
         self._stopped = True
+        # The writer's round starts now and runs while the servers wind down (uvicorn notices
+        # its exit flag on a 0.1 s tick); the round after the servers stopped gets the rest.
+        self.book.write_soon()
         if self._http is not None:
             self._http.should_exit = True
         if self._grpc is not None:

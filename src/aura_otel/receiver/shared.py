@@ -48,6 +48,9 @@ class StoreBook:
     def pending_bytes(self) -> int:
         return 0
 
+    def write_soon(self) -> None:
+        return None
+
     def open_jobs(self) -> int:
         return 0
 
