@@ -136,7 +136,10 @@ def _handler(receiver: FoldReceiver) -> Any:
 #: ``max_connection_age``: a GOAWAY that clients obey transparently, calls in flight finish).
 #: ``SO_REUSEPORT`` spreads connections, not calls, and a gRPC client sends everything over one
 #: long-lived connection: without this, one collector would keep one worker busy for good.
-WORKER_CONNECTION_AGE_MS = 10_000
+#: grpcio gives a server no way to close a connection after a call when it is the busier
+#: worker (as OTLP/HTTP does, see ``.balance``), so the redraw is blind, and frequent: an
+#: unlucky split lasts about this long, and a reconnect costs a handshake every 2 s.
+WORKER_CONNECTION_AGE_MS = 2_000
 WORKER_CONNECTION_OPTIONS = (
     ("grpc.max_connection_age_ms", WORKER_CONNECTION_AGE_MS),
     ("grpc.max_connection_age_grace_ms", 120_000),  # a call in flight may take that long
