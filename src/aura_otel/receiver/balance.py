@@ -42,11 +42,11 @@ class LoadTable:
     @classmethod
     def create(cls, slots: int) -> LoadTable | None:
         """A new table in anonymous shared memory (the supervisor's); None where the platform
-        has no ``memfd_create``. The descriptor is inheritable: workers get it with
-        ``pass_fds``."""
+        has no ``memfd_create``. Its descriptor is closed on exec: workers get it through
+        ``pass_fds``, no other child does."""
         if not hasattr(os, "memfd_create"):
             return None
-        fd = os.memfd_create("aura-otel-worker-loads", 0)
+        fd = os.memfd_create("aura-otel-worker-loads")
         os.ftruncate(fd, slots * _SLOT_BYTES)
         return cls(fd, slots)
 
