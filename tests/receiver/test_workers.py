@@ -96,8 +96,9 @@ def _client_port(response: httpx.Response) -> int:
 
 
 def test_a_worker_closes_keep_alive_connections_so_that_senders_spread(tmp_path):
-    """SO_REUSEPORT hands out connections: a worker lets a persistent sender reconnect every
-    few requests (drawing a worker again); a lone receiver keeps connections as they are."""
+    """SO_REUSEPORT hands out connections: a worker without its supervisor's load table (not
+    Linux; see test_balance.py for the table) lets a persistent sender reconnect every few
+    requests, drawing a worker again; a lone receiver keeps connections as they are."""
     every = REQUESTS_PER_CONNECTION
     for worker in (True, False):
         with running_receiver(tmp_path / f"jobs-{worker}", grpc=None, worker=worker) as receiver:
