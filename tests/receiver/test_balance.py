@@ -72,6 +72,14 @@ def test_workers_see_each_others_loads_across_processes():
     os.close(table.fd)
 
 
+def test_a_platform_that_refuses_shared_memory_leaves_workers_balancing_blindly(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "memfd_create", refuse)
+    assert LoadTable.create(2) is None  # the supervisor starts its workers without a table
+
+
 def test_a_table_spec_that_does_not_fit_is_refused(table):
     with pytest.raises(ValueError, match="FD:SLOT:SLOTS"):
         LoadTable.parse("3:x")

@@ -42,13 +42,21 @@ class LoadTable:
     @classmethod
     def create(cls, slots: int) -> LoadTable | None:
         """A new table in anonymous shared memory (the supervisor's); None where the platform
-        has no ``memfd_create``. Its descriptor is closed on exec: workers get it through
-        ``pass_fds``, no other child does."""
+        has no ``memfd_create`` or refuses it (a sandbox): workers then balance blindly,
+        which is no reason not to start. Its descriptor is closed on exec: workers get it
+        through ``pass_fds``, no other child does."""
         if not hasattr(os, "memfd_create"):
             return None
-        fd = os.memfd_create("aura-otel-worker-loads")
-        os.ftruncate(fd, slots * _SLOT_BYTES)
-        return cls(fd, slots)
+        try:
+            fd = os.memfd_create("aura-otel-worker-loads")
+        except OSError:
+            return None
+        try:
+            os.ftruncate(fd, slots * _SLOT_BYTES)
+            return cls(fd, slots)
+        except (OSError, ValueError):
+            os.close(fd)
+            return None
 
     @classmethod
     def parse(cls, spec: str) -> LoadTable:
