@@ -168,7 +168,8 @@ class JobBook:
         log = self._wal
         with self._lock:  # one order for the log and the writer's snapshot (see write_dirty)
             where = log.append(data) if log is not None else None
-            self._hold_locked(lines, jobs)
+            for job_id, line in lines.items():
+                self._hold_locked(job_id, line, jobs[job_id])
             for job_id in jobs:
                 job = self._open.get(job_id)
                 if job is None:
@@ -201,11 +202,9 @@ class JobBook:
         with self._lock:
             return self._dirty
 
-    def _hold_locked(self, lines: dict[str, bytes], units: dict[str, dict[str, Unit]]) -> None:
-        pending = self._pending
-        for job_id, line in lines.items():
-            pending.setdefault(job_id, []).append((line, units[job_id]))
-            self._pending_bytes += len(line)
+    def _hold_locked(self, job_id: str, line: bytes, units: dict[str, Unit]) -> None:
+        self._pending.setdefault(job_id, []).append((line, units))
+        self._pending_bytes += len(line)
 
     def pending_bytes(self) -> int:
         with self._lock:
@@ -218,13 +217,13 @@ class JobBook:
         with self._room:
             if self._pending_bytes <= SOFT_PENDING_BYTES:
                 return True
-            self._wake.set()  # a round now, not after the writer's idle tick,
-            self._hurry.set()  # nor after the pause it leaves a burst
+            self.write_soon()
             return self._room.wait_for(lambda: self._pending_bytes <= SOFT_PENDING_BYTES, timeout)
 
     def write_soon(self) -> None:
-        """Start the writer's next round now, skipping the pause it leaves a burst (a stop
-        writes the files meanwhile its servers wind down)."""
+        """Start the writer's next round now, not after its idle tick nor after the pause it
+        leaves a burst: requests wait for that round, or the receiver stops (its files are
+        written meanwhile its servers wind down)."""
         self._wake.set()
         self._hurry.set()
 
@@ -317,7 +316,7 @@ class JobBook:
         """A job the writer could not write stays dirty, its units held for the next round."""
         with self._lock:
             for line, units in lines or ():
-                self._hold_locked({job_id: line}, {job_id: units})
+                self._hold_locked(job_id, line, units)
             current = self._open.get(job_id)
             if current is None:  # swept while being written: it must stay open
                 current = self._open[job_id] = job
@@ -403,9 +402,7 @@ class JobBook:
         with self._lock:
             for job_id in sorted(rewrite | set(replay)):
                 if job_id in replay:
-                    self._hold_locked(
-                        {job_id: journal_line(replay[job_id])}, {job_id: replay[job_id]}
-                    )
+                    self._hold_locked(job_id, journal_line(replay[job_id]), replay[job_id])
                 if job_id not in self._open:
                     self._open[job_id] = _Open(now)
                     self._dirty += 1
@@ -436,8 +433,7 @@ class JobBook:
     def stop(self) -> None:
         """Write every pending file; then this receiver's log goes (nothing lags)."""
         self._stopped.set()
-        self._wake.set()
-        self._hurry.set()
+        self.write_soon()
         if self._thread is not None:
             self._thread.join(timeout=30)
         self.write_dirty()
