@@ -246,3 +246,20 @@ def test_a_bug_is_a_retryable_answer_logged_masked(tmp_path, receiver, monkeypat
     assert secret not in logged
     monkeypatch.undo()
     assert_still_serving(receiver, tmp_path)
+
+
+def test_a_stop_is_noticed_at_once_not_at_the_next_tick(tmp_path, monkeypatch):
+    # With an hour between uvicorn's ticks, only the wake-up can end the serving loop: a stop
+    # that waited for the tick would leave the server thread running past the join's bound.
+    from aura_otel.receiver.http import PromptServer
+
+    monkeypatch.setattr(PromptServer, "tick_seconds", 3600.0)
+    with running_receiver(tmp_path, grpc=None) as receiver:
+        assert (
+            post(receiver, encode(demo_job_spans("tick-1")).SerializeToString(), PROTO).status_code
+            == 200
+        )
+        thread = receiver._http_thread
+        assert thread is not None and thread.is_alive()
+    assert not thread.is_alive()
+    assert telemetry(tmp_path, "tick-1")["job_id"] == "tick-1"

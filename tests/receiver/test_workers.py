@@ -159,3 +159,64 @@ def test_a_worker_asks_grpc_clients_to_reconnect_and_calls_go_on(tmp_path, monke
                 time.sleep(0.02)
     for n in range(sent):
         assert (tmp_path / "jobs" / f"g-{n}" / "telemetry.json").is_file()
+
+
+def test_a_worker_that_does_not_stop_is_killed_after_the_bound_and_the_stop_is_not_clean(
+    tmp_path,
+):
+    # A worker stuck past the bound (here one that ignores SIGTERM and never exits on its own,
+    # so nothing depends on timing) is killed; the stop then reports it was not clean.
+    import subprocess
+    import sys
+
+    from aura_otel.receiver.config import ReceiverConfig
+    from aura_otel.receiver.workers import Supervisor
+
+    stubborn = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, sys, time\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(600)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert stubborn.stdout is not None and stubborn.stdout.readline() == "ready\n"
+    polite = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], text=True)
+    supervisor = Supervisor(ReceiverConfig(jobs_dir=str(tmp_path)), 2, stop_timeout=0.5)
+    supervisor._procs = [stubborn, polite]
+    assert supervisor.stop() is False
+    assert stubborn.returncode == -9  # killed
+    assert polite.returncode == -15  # stopped by its SIGTERM, as asked
+    stubborn.stdout.close()
+
+
+def test_workers_that_exit_cleanly_on_sigterm_make_a_clean_stop(tmp_path):
+    import subprocess
+    import sys
+
+    from aura_otel.receiver.config import ReceiverConfig
+    from aura_otel.receiver.workers import Supervisor
+
+    code = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    for proc in procs:  # each has its handler before it is asked to stop
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    supervisor = Supervisor(ReceiverConfig(jobs_dir=str(tmp_path)), 2, stop_timeout=600)
+    supervisor._procs = procs
+    assert supervisor.stop() is True
+    assert [p.returncode for p in procs] == [0, 0]
+    for proc in procs:
+        assert proc.stdout is not None
+        proc.stdout.close()

@@ -23,7 +23,8 @@ from .stats import ReceiverStats
 
 if TYPE_CHECKING:
     import grpc
-    import uvicorn
+
+    from .http import PromptServer
 
 logger = logging.getLogger("aura_otel.receiver")
 _START_TIMEOUT = 30.0
@@ -47,7 +48,7 @@ class FoldReceiver:
         self.admission = Admission(book, config.max_concurrent_requests, config.max_dirty_jobs)
         #: Bound addresses, by protocol ("http", "grpc"): known once :meth:`start` returns.
         self.addresses: dict[str, tuple[str, int]] = {}
-        self._http: uvicorn.Server | None = None
+        self._http: PromptServer | None = None
         self._http_thread: threading.Thread | None = None
         self._grpc: grpc.Server | None = None
         self._started = False
@@ -98,7 +99,7 @@ class FoldReceiver:
     def _start_http(self, host: str, port: int) -> None:
         import uvicorn
 
-        from .http import create_http_app
+        from .http import PromptServer, create_http_app
 
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -119,7 +120,7 @@ class FoldReceiver:
             lifespan="off",
             timeout_graceful_shutdown=10,
         )
-        server = uvicorn.Server(config)
+        server = PromptServer(config)
         self._http = server
 
         def run() -> None:
@@ -148,11 +149,11 @@ class FoldReceiver:
         if self._stopped:
             return
         self._stopped = True
-        # The writer's round starts now and runs while the servers wind down (uvicorn notices
-        # its exit flag on a 0.1 s tick); the round after the servers stopped gets the rest.
+        # The writer's round starts now and runs while the servers wind down; the round after
+        # the servers stopped gets the rest.
         self.book.write_soon()
         if self._http is not None:
-            self._http.should_exit = True
+            self._http.exit_now()
         if self._grpc is not None:
             self._grpc.stop(grace=5).wait(10)
         if self._http_thread is not None:

@@ -38,6 +38,9 @@ _PR_SET_PDEATHSIG = 1
 
 
 SUPERVISOR_PID_ENV = "AURA_OTEL_RECEIVER_SUPERVISOR"
+#: How long a stopping worker may take to write its pending files before it is killed (what
+#: it acknowledged is in its write-ahead log either way, for the next start to replay).
+STOP_TIMEOUT_SECONDS = 60.0
 
 
 def die_with_supervisor() -> None:
@@ -113,6 +116,7 @@ class Supervisor:
     _book: AnyBook | None = None
     _stopping: bool = False
     _loads: LoadTable | None = None
+    stop_timeout: float = STOP_TIMEOUT_SECONDS
 
     def start(self) -> None:
         probe = create_receiver(self.config)  # every setting checked, the bind guard included
@@ -185,14 +189,24 @@ class Supervisor:
         for proc in self._procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        clean = True
-        for proc in self._procs:
-            try:
-                clean = proc.wait(60) == 0 and clean
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                clean = False
+        # A blocking wait returns the moment a worker exits (``wait(timeout)`` polls, adding
+        # up to 50 ms to every stop); a timer kills whoever is still writing after the bound.
+        stuck: list[int] = []
+
+        def kill_stragglers() -> None:
+            for proc in self._procs:
+                if proc.poll() is None:
+                    stuck.append(proc.pid)
+                    proc.kill()
+
+        watchdog = threading.Timer(self.stop_timeout, kill_stragglers)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            codes = [proc.wait() for proc in self._procs]
+        finally:
+            watchdog.cancel()
+        clean = not stuck and all(code == 0 for code in codes)
         if self._loads is not None:
             self._loads.close()
             os.close(self._loads.fd)
