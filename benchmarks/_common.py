@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -98,6 +101,35 @@ def timed(fn: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
+def fs_floor(folder: Path, n_jobs: int, *, remove: bool = True) -> float:
+    """Seconds the file system alone takes to create ``n_jobs`` job folders as the exporter
+    and the receiver do (a folder, a journal line, a file written beside and renamed into
+    place): on some disks creating an inode costs more than everything aura-otel does in
+    Python. ``remove=False`` leaves the folders for the caller to delete later: on an ext4
+    without a journal, inodes freed in the last minutes make new ones slow to create, so
+    deleting them just before a measured run would slow that run down."""
+    folder.mkdir()
+    root = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    start = time.perf_counter()
+    try:
+        for i in range(n_jobs):
+            os.mkdir(f"j{i}", dir_fd=root)
+            job = os.open(f"j{i}", os.O_RDONLY | os.O_DIRECTORY, dir_fd=root)
+            journal = os.open("units", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644, dir_fd=job)
+            os.write(journal, b"u" * 3000)
+            tmp = os.open("tmp", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=job)
+            os.write(tmp, b"t" * 6000)
+            os.close(tmp)
+            os.rename("tmp", "telemetry.json", src_dir_fd=job, dst_dir_fd=job)
+            os.close(journal)
+            os.close(job)
+        return time.perf_counter() - start
+    finally:
+        os.close(root)
+        if remove:
+            shutil.rmtree(folder)
+
+
 __all__ = [
     "SPANS_PER_JOB",
     "STAGES",
@@ -105,6 +137,7 @@ __all__ = [
     "bare_sdk",
     "bare_span_seconds",
     "best_of",
+    "fs_floor",
     "run_jobs",
     "stage_attributes",
     "timed",

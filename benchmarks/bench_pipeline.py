@@ -40,7 +40,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 import aura_otel
-from _common import SPANS_PER_JOB, NullExporter, run_jobs
+from _common import SPANS_PER_JOB, NullExporter, fs_floor, run_jobs
 
 APP_BUDGET = 1.2
 TOTAL_BUDGET = 1.5
@@ -104,31 +104,6 @@ def aura(
     assert written == n_jobs, f"expected {n_jobs} files, found {written}"
     assert folded == n_jobs * SPANS_PER_JOB, f"{n_jobs * SPANS_PER_JOB - folded} spans lost"
     return result
-
-
-def fs_floor(folder: Path, n_jobs: int) -> float:
-    """Seconds the file system alone takes to create ``n_jobs`` job folders as the exporter
-    does (a folder, a journal line, a file written beside and renamed into place): on some
-    disks creating an inode costs more than everything aura-otel does in Python."""
-    folder.mkdir()
-    root = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    start = time.perf_counter()
-    try:
-        for i in range(n_jobs):
-            os.mkdir(f"j{i}", dir_fd=root)
-            job = os.open(f"j{i}", os.O_RDONLY | os.O_DIRECTORY, dir_fd=root)
-            journal = os.open("units", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644, dir_fd=job)
-            os.write(journal, b"u" * 3000)
-            tmp = os.open("tmp", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=job)
-            os.write(tmp, b"t" * 6000)
-            os.close(tmp)
-            os.rename("tmp", "telemetry.json", src_dir_fd=job, dst_dir_fd=job)
-            os.close(journal)
-            os.close(job)
-        return time.perf_counter() - start
-    finally:
-        os.close(root)
-        shutil.rmtree(folder)
 
 
 def spread(values: list[float]) -> str:
