@@ -453,6 +453,7 @@ def memory_flat(n_jobs: int, parts: int = 10) -> None:
         receiver = Receiver(tmp, "write")
         for part in range(parts):
             prefix = f"flat-{run}-p{part:02d}".encode()
+            assert len(prefix) == len(first), "a prefix of another length would break the protobuf"
             send_all(receiver, "http", [body.replace(first, prefix) for body in template], 2)
             samples.append(receiver.rss_mb())
         receiver.stop()
