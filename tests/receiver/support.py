@@ -306,3 +306,12 @@ def demo_job_spans(
                     pass
 
     return record_spans(build)
+
+
+def stop_writer(book) -> None:
+    """Stop the book's writer thread only: requests are still taken (and logged), and the
+    test writes the rounds itself, so nothing depends on when the writer would have run."""
+    book._stopped.set()
+    book.write_soon()
+    book._thread.join(60)
+    assert not book._thread.is_alive()

@@ -263,3 +263,186 @@ def test_write_soon_starts_the_writers_round_without_its_pause(tmp_path):
         receiver.book.write_soon()
         wait_for((jobs / "soon-1" / "telemetry.json").is_file, "the writer's round")
         assert telemetry(jobs, "soon-1")["summary"]["total_operations"] == 3
+
+
+# -- faults in the writer: nothing acknowledged leaves the log before it is in a synced journal
+def _logged_jobs(jobs) -> dict[str, set[str]]:
+    """Job id -> span ids, over every log segment on disk."""
+    out: dict[str, set[str]] = {}
+    for segment in jobs.glob(".aura-receiver-wal.*"):
+        for job_id, units in wal.decode(segment.read_bytes()):
+            out.setdefault(job_id, set()).update(units)
+    return out
+
+
+def test_a_round_that_fails_as_a_whole_puts_back_what_it_took(tmp_path, receiver, monkeypatch):
+    import errno
+
+    jobs = tmp_path / "jobs"
+    book = receiver.book
+    real = book.store.root_fd
+
+    def no_descriptors():
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    with book._write_lock:
+        send(receiver, demo_job_spans("whole-1"))
+        monkeypatch.setattr(book.store, "root_fd", no_descriptors)
+    receiver.flush()  # counted, not raised: the writer goes on
+    with book._write_lock:
+        assert receiver.counters()["write_errors"] >= 1
+        assert book.dirty_jobs() == 1 and book.pending_bytes() > 0
+        assert len(_logged_jobs(jobs)["whole-1"]) == 4  # still in the log
+        monkeypatch.setattr(book.store, "root_fd", real)
+        send(receiver, demo_job_spans("whole-2"))
+    receiver.flush()
+    assert telemetry(jobs, "whole-1")["summary"]["total_operations"] == 3
+    assert telemetry(jobs, "whole-2")["summary"]["total_operations"] == 3
+    assert _logged_jobs(jobs) == {}  # journaled and synced, then let go
+
+
+def test_a_log_rotation_that_fails_takes_nothing(tmp_path, receiver, monkeypatch):
+    import errno
+
+    jobs = tmp_path / "jobs"
+    book = receiver.book
+
+    def no_descriptors():
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    with book._write_lock:
+        send(receiver, demo_job_spans("rotate-1"))
+        monkeypatch.setattr(book._wal, "rotate", no_descriptors)
+    with pytest.raises(OSError):
+        book.write_dirty()  # raised: the writer thread's guard counts it and goes on
+    with book._write_lock:
+        assert book.dirty_jobs() == 1 and book.pending_bytes() > 0
+        assert not (jobs / "rotate-1").exists()
+        monkeypatch.undo()
+    receiver.flush()
+    assert telemetry(jobs, "rotate-1")["summary"]["total_operations"] == 3
+    assert _logged_jobs(jobs) == {}
+
+
+def test_after_a_failed_sync_the_log_waits_for_one_that_succeeds(tmp_path, receiver, monkeypatch):
+    import errno
+
+    jobs = tmp_path / "jobs"
+    calls: list[int] = []
+    real = wal.sync_file_system
+
+    def once_failing(fd):
+        calls.append(fd)
+        if len(calls) == 1:
+            raise OSError(errno.EIO, "Input/output error")
+        real(fd)
+
+    with receiver.book._write_lock:
+        send(receiver, demo_job_spans("sync-1"))
+        monkeypatch.setattr(wal, "sync_file_system", once_failing)
+    receiver.flush()  # journals written, their sync failed: the log keeps the units
+    with receiver.book._write_lock:
+        assert len(calls) == 1
+        assert len(_logged_jobs(jobs)["sync-1"]) == 4
+    receiver.flush()  # nothing new to journal, but the last sync failed: sync first, then let go
+    with receiver.book._write_lock:
+        assert len(calls) == 2
+        assert _logged_jobs(jobs) == {}
+    assert telemetry(jobs, "sync-1")["summary"]["total_operations"] == 3
+
+
+def test_one_job_that_keeps_failing_does_not_pin_the_log(tmp_path, receiver, monkeypatch):
+    """Its lines move to the current segment each round, so older segments still go; its
+    units are written once it can be."""
+    import errno
+
+    jobs = tmp_path / "jobs"
+    book = receiver.book
+    real = book._write
+
+    def failing_for_poison(job_id, *args):
+        if job_id == "poison-1":
+            raise OSError(errno.EIO, "Input/output error")
+        return real(job_id, *args)
+
+    with book._write_lock:
+        send(receiver, demo_job_spans("poison-1"))
+        monkeypatch.setattr(book, "_write", failing_for_poison)
+    for i in range(6):
+        with book._write_lock:
+            send(receiver, demo_job_spans(f"healthy-{i}"))
+        receiver.flush()
+        with book._write_lock:
+            segments = list(jobs.glob(".aura-receiver-wal.*"))
+            assert len(segments) == 1  # the current one: older ones were let go
+            assert _logged_jobs(jobs) == {"poison-1": _logged_jobs(jobs)["poison-1"]}
+            assert len(_logged_jobs(jobs)["poison-1"]) == 4
+            assert telemetry(jobs, f"healthy-{i}")["summary"]["total_operations"] == 3
+    with book._write_lock:
+        monkeypatch.setattr(book, "_write", real)
+    receiver.flush()
+    assert telemetry(jobs, "poison-1")["summary"]["total_operations"] == 3
+    assert _logged_jobs(jobs) == {}
+
+
+def test_a_stop_that_cannot_write_everything_says_so_and_the_next_start_does(tmp_path):
+    import errno
+
+    jobs = tmp_path / "jobs"
+    with running_receiver(jobs, grpc=None) as receiver:
+        book = receiver.book
+        real = book._write
+
+        def failing(*args):
+            raise OSError(errno.EIO, "Input/output error")
+
+        with book._write_lock:
+            send(receiver, demo_job_spans("unclean-1"))
+            book._write = failing
+        assert receiver.stop() is False
+        assert len(_logged_jobs(jobs)["unclean-1"]) == 4  # left for the next start
+        book._write = real
+    with running_receiver(jobs, grpc=None) as again:
+        assert again.counters()["jobs_recovered"] == 1
+        assert telemetry(jobs, "unclean-1")["summary"]["total_operations"] == 3
+        assert again.stop() is True
+    assert _logged_jobs(jobs) == {}
+
+
+def test_a_request_after_the_books_last_round_is_refused_not_held(tmp_path, receiver):
+    jobs = tmp_path / "jobs"
+    assert receiver.book.stop() is True
+    response = httpx.post(
+        receiver.url("http") + "/v1/traces",
+        content=encode(demo_job_spans("late-1")).SerializeToString(),
+        headers={"Content-Type": "application/x-protobuf"},
+        timeout=30,
+    )
+    assert response.status_code == 503 and "Retry-After" in response.headers
+    assert not (jobs / "late-1").exists() and _logged_jobs(jobs) == {}
+
+
+def test_a_log_closed_before_a_line_was_synced_never_says_it_was(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    log = wal.WriteAheadLog(str(tmp_path), True)
+    segment, end = log.append(b"line\n")
+
+    def failing(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", failing)
+    log.close(remove=False)  # its sync failed: the segment stays, for the next start
+    monkeypatch.undo()
+    with pytest.raises(OSError):
+        log.sync(segment, end)  # a request waiting on it answers "retry later"
+    assert (tmp_path / segment.path.rsplit("/", 1)[1]).read_bytes() == b"line\n"
+
+
+def test_a_log_closed_after_a_sync_lets_its_waiters_answer(tmp_path):
+    log = wal.WriteAheadLog(str(tmp_path), True)
+    segment, end = log.append(b"line\n")
+    log.close(remove=False)
+    log.sync(segment, end)  # synced by the close: no error, nothing to do
+    assert segment.synced == end

@@ -18,6 +18,7 @@ from .support import (
     encode,
     otlp_exporter,
     running_receiver,
+    stop_writer,
     telemetry,
     wait_for,
 )
@@ -78,7 +79,7 @@ def test_past_half_the_backlog_a_request_waits_for_the_writers_round(tmp_path, m
     monkeypatch.setattr(jobs, "SOFT_PENDING_BYTES", 1)  # one request's units are past it
     with running_receiver(tmp_path / "jobs", grpc=None, write_interval=3600) as receiver:
         book = receiver.book
-        book.stop()  # no writer thread: this test writes, so nothing depends on timing
+        stop_writer(book)  # this test writes, so nothing depends on timing
         book.append_request(_units("soft-1"))
         assert book.pending_bytes() > 1
         assert book.wait_for_room(timeout=0.05) is False  # nobody wrote: it gave up waiting
@@ -103,7 +104,7 @@ def test_a_writer_far_behind_is_answered_retry_later_and_nothing_is_taken(tmp_pa
     with running_receiver(
         tmp_path / "jobs", grpc=None, write_interval=3600, retry_after_seconds=3
     ) as receiver:
-        receiver.book.stop()
+        stop_writer(receiver.book)
         receiver.book.append_request(_units("hard-1"))  # acknowledged, not yet written
         response = httpx.post(
             receiver.url("http") + "/v1/traces",

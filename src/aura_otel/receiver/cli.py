@@ -156,6 +156,12 @@ def tune_gc() -> None:
 
 #: Printed (stderr) once every acknowledged span is in its job's file and the service stops.
 STOPPED = "aura-otel collect: stopped; every acknowledged span is in its job's file"
+#: Printed (stderr, exit status 1) instead when some acknowledged spans could not be written:
+#: they stay in the write-ahead log, and the next start in this jobs folder writes them.
+UNCLEAN = (
+    "aura-otel collect: stopped; some acknowledged spans are not in their files yet: they stay "
+    "in the write-ahead log, and the next start writes them"
+)
 
 
 def run_collect(args: argparse.Namespace) -> int:
@@ -202,6 +208,7 @@ def run_collect(args: argparse.Namespace) -> int:
     except (ConfigurationError, ValueError, OSError) as exc:
         print(f"aura-otel: error: {exc}", file=sys.stderr)
         return 2
+    clean = False
     with _stop_on_signals() as stop:
         try:
             try:
@@ -222,16 +229,17 @@ def run_collect(args: argparse.Namespace) -> int:
             while not stop.wait(1.0):
                 pass
         finally:
-            receiver.stop()
-    print(STOPPED, file=sys.stderr, flush=True)
+            clean = receiver.stop()
+    print(STOPPED if clean else UNCLEAN, file=sys.stderr, flush=True)
+    code = 0 if clean else 1
     if config.worker:
-        # Everything is written and synced: a worker skips the interpreter's teardown (grpcio's
-        # and every module's), which would only delay its supervisor's stop by a fraction of a
-        # second per worker.
+        # Everything is written and synced (or left in the log, said above): a worker skips
+        # the interpreter's teardown (grpcio's and every module's), which would only delay its
+        # supervisor's stop by a fraction of a second per worker.
         logging.shutdown()
         sys.stdout.flush()
-        os._exit(0)
-    return 0
+        os._exit(code)
+    return code
 
 
 @contextmanager
@@ -280,6 +288,5 @@ def _run_supervisor(config: Any, workers: int) -> int:
             supervisor.watch(stop)
         finally:
             clean = supervisor.stop()
-    if clean:
-        print(STOPPED, file=sys.stderr, flush=True)
+    print(STOPPED if clean else UNCLEAN, file=sys.stderr, flush=True)
     return 0 if clean else 1

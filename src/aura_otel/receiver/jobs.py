@@ -138,6 +138,10 @@ class JobBook:
         self._wal: wal.WriteAheadLog | None = None
         #: Segments whose units were taken by a write round that has not finished cleanly.
         self._retiring: list[wal.Segment] = []
+        #: Journals written since the last successful sync: segments wait for one.
+        self._unsynced = False
+        #: Set by :meth:`stop`: a request still arriving is refused (retry later), not held.
+        self._closing = False
         # Units not yet in their journals: each request's journal line (what the journal gets)
         # with the units it encodes (what the file is assembled from: no parse back).
         self._pending: dict[str, list[_Held]] = {}
@@ -167,6 +171,8 @@ class JobBook:
         now = self.clock()
         log = self._wal
         with self._lock:  # one order for the log and the writer's snapshot (see write_dirty)
+            if self._closing:  # after the last round: nothing would write these units
+                raise OSError(errno.ESHUTDOWN, "the receiver is stopping")
             where = log.append(data) if log is not None else None
             for job_id, line in lines.items():
                 self._hold_locked(job_id, line, jobs[job_id])
@@ -246,12 +252,24 @@ class JobBook:
     # -- files ---------------------------------------------------------------------------------
     def write_dirty(self) -> int:
         """Journal and rewrite every job with new spans, make the journals durable, then let
-        go of the log segments they came from. Returns files written."""
+        go of the log segments they came from. Returns files written.
+
+        Nothing acknowledged may leave the log before it is in a synced journal, whatever
+        fails: the log's rotation comes first (when it fails, nothing else has happened); a
+        job that cannot be written now keeps its units and has its lines copied into the
+        current segment, so one failing job does not pin every older segment; a round that
+        fails as a whole puts back what it took; and segments go only after a sync that
+        covers every journal written since the last one succeeded."""
         written = 0
         with self._write_lock:
             with self._lock:
-                # Taken together with the log's rotation: every unit in the segments retired
-                # below is in this snapshot, and nothing in it is only in a later segment.
+                if self._wal is not None:
+                    # Taken together with the snapshot below: every unit in the segments
+                    # retired later is in this snapshot, and nothing in it is only in a later
+                    # segment.
+                    old = self._wal.rotate()
+                    if old is not None:
+                        self._retiring.append(old)
                 dirty = [(job_id, job) for job_id, job in self._open.items() if job.dirty]
                 for _, job in dirty:
                     job.dirty = False
@@ -259,58 +277,89 @@ class JobBook:
                 pending, self._pending = self._pending, {}
                 self._pending_bytes = 0
                 self._room.notify_all()
-                if self._wal is not None:
-                    old = self._wal.rotate()
-                    if old is not None:
-                        self._retiring.append(old)
-            failed = False
-            journaled = False
-            with self.store.root_fd() as root_fd:
-                for job_id, job in dirty:
-                    lines = pending.get(job_id)
-                    try:
-                        has_root, missing, before = self._write(job_id, lines, root_fd, job)
-                    except Exception as exc:
-                        if lines and _permanent(exc):
-                            # Acknowledged, then its folder was replaced by something that is
-                            # not a folder: no retry can store these units.
+            failed = False  # units only the retiring segments hold: keep them
+            carried: list[tuple[str, bytes]] = []  # lines of jobs left for the next round
+            done = 0
+            try:
+                with self.store.root_fd() as root_fd:
+                    for job_id, job in dirty:
+                        lines = pending.get(job_id)
+                        done += 1
+                        try:
+                            has_root, missing, before = self._write(job_id, lines, root_fd, job)
+                        except Exception as exc:
+                            if _permanent(exc):
+                                # Its folder's place is taken by something that is not a
+                                # folder: no retry can write this job.
+                                self._count_error(
+                                    "journal_errors",
+                                    f"job {job_id!r}: its folder is unusable; "
+                                    + (
+                                        "acknowledged spans could not be journaled"
+                                        if lines
+                                        else "its file could not be rewritten"
+                                    ),
+                                )
+                                continue
+                            self._requeue(job_id, job, lines)
+                            carried.extend((job_id, line) for line, _ in lines or ())
                             self._count_error(
-                                "journal_errors",
-                                f"job {job_id!r}: its folder is unusable; acknowledged spans "
-                                "could not be journaled",
+                                "write_errors", f"writing telemetry for job {job_id!r} failed"
                             )
                             continue
-                        failed = True
-                        self._requeue(job_id, job, lines)
-                        self._count_error(
-                            "write_errors", f"writing telemetry for job {job_id!r} failed"
-                        )
-                        continue
-                    journaled = journaled or bool(lines)
-                    written += 1
-                    if not job.written:
-                        job.written = True
-                        self.stats.add("jobs_reopened" if before else "jobs_opened")
-                    with self._lock:
-                        job.has_root, job.missing = has_root, missing
-                        if (
-                            not job.dirty
-                            and has_root
-                            and not missing
-                            and self._open.get(job_id) is job
-                        ):
-                            del self._open[job_id]
-                            self.stats.add("jobs_finalized")
-                if journaled and self.sync:
-                    try:
-                        wal.sync_file_system(root_fd)
-                    except OSError:
-                        failed = True
-                        self._count_error("journal_errors", "syncing the journals failed")
-            if not failed and self._retiring and self._wal is not None:
+                        if lines:
+                            self._unsynced = True
+                        written += 1
+                        if not job.written:
+                            job.written = True
+                            self.stats.add("jobs_reopened" if before else "jobs_opened")
+                        with self._lock:
+                            job.has_root, job.missing = has_root, missing
+                            if (
+                                not job.dirty
+                                and has_root
+                                and not missing
+                                and self._open.get(job_id) is job
+                            ):
+                                del self._open[job_id]
+                                self.stats.add("jobs_finalized")
+                    if self._unsynced and self.sync:
+                        try:
+                            wal.sync_file_system(root_fd)
+                            self._unsynced = False
+                        except OSError:
+                            self._count_error("journal_errors", "syncing the journals failed")
+                    elif not self.sync:
+                        self._unsynced = False
+            except Exception:
+                # The round failed as a whole (the jobs folder could not be opened, ...): every
+                # job it had not finished goes back, units included, for the next round.
+                failed = True
+                for job_id, job in dirty[max(done - 1, 0) :]:
+                    self._requeue(job_id, job, pending.get(job_id))
+                self._count_error("write_errors", "a write round failed; its jobs are kept")
+            if carried:
+                failed = self._carry(carried) or failed
+            if not failed and not self._unsynced and self._retiring and self._wal is not None:
                 self._wal.retire(self._retiring)
                 self._retiring = []
         return written
+
+    def _carry(self, carried: list[tuple[str, bytes]]) -> bool:
+        """Copy the lines of jobs left for the next round into the current segment (synced),
+        so the older segments can go; True when that failed (they must stay)."""
+        log = self._wal
+        if log is None:
+            return True
+        try:
+            segment, end = log.append(
+                b"".join(wal.encode({job_id: line}) for job_id, line in carried)
+            )
+            log.sync(segment, end)
+        except OSError:
+            self._count_error("journal_errors", "keeping unwritten spans in the log failed")
+            return True
+        return False
 
     def _requeue(self, job_id: str, job: _Open, lines: list[_Held] | None) -> None:
         """A job the writer could not write stays dirty, its units held for the next round."""
@@ -430,18 +479,26 @@ class JobBook:
         )
         self._thread.start()
 
-    def stop(self) -> None:
-        """Write every pending file; then this receiver's log goes (nothing lags)."""
+    def stop(self) -> bool:
+        """Write every pending file; then this receiver's log goes (nothing lags). True when
+        every acknowledged unit is in its journal and file; False when some stay in the log
+        for the next start to replay (a failing disk), or the writer did not finish."""
         self._stopped.set()
         self.write_soon()
         if self._thread is not None:
             self._thread.join(timeout=30)
+            if self._thread.is_alive():
+                return False  # still writing: the log must stay as it is
+        with self._lock:
+            self._closing = True
         self.write_dirty()
+        clean = self.dirty_jobs() == 0 and not self._retiring and not self._unsynced
         if self._wal is not None:
             # With units still unjournaled (a failing disk) the log stays for the next start.
-            clean = self.dirty_jobs() == 0 and not self._retiring
-            self._wal.close(remove=clean)
+            self._wal.close(remove=clean, keep=self._retiring)
+            self._retiring = []
             self._wal = None
+        return clean
 
     def _tick(self) -> float:
         return max(0.05, min(1.0, self.quiet_period / 2, self.idle_timeout / 2))

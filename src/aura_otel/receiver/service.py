@@ -53,6 +53,7 @@ class FoldReceiver:
         self._grpc: grpc.Server | None = None
         self._started = False
         self._stopped = False
+        self._clean = True
 
     @property
     def stats(self) -> ReceiverStats:
@@ -144,10 +145,12 @@ class FoldReceiver:
         """Apply the quiet-period and idle-timeout rules now (``now`` on the book's clock)."""
         self.book.sweep(now)
 
-    def stop(self) -> None:
-        """Stop taking requests, write every pending file, stop forwarding (bounded)."""
+    def stop(self) -> bool:
+        """Stop taking requests, write every pending file, stop forwarding (bounded). True
+        when every acknowledged span is in its job's file; False when some stay in the
+        write-ahead log for the next start (a failing disk, a writer that did not finish)."""
         if self._stopped:
-            return
+            return self._clean
         self._stopped = True
         # The writer's round starts now and runs while the servers wind down; the round after
         # the servers stopped gets the rest.
@@ -158,11 +161,12 @@ class FoldReceiver:
             self._grpc.stop(grace=5).wait(10)
         if self._http_thread is not None:
             self._http_thread.join(timeout=15)
-        self.book.stop()
+        self._clean = self.book.stop()
         if self.forward is not None:
             self.forward.shutdown()
         self.ingestor.masking.shutdown()
         logger.info("aura-otel: receiver stopped: %s", self.stats_counters.snapshot())
+        return self._clean
 
     def __enter__(self) -> FoldReceiver:
         return self.start()

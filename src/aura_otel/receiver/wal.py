@@ -24,7 +24,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,8 @@ class Segment:
     fd: int
     written: int = 0
     synced: int = 0
-    closed: bool = False
+    closed: bool = False  # its descriptor is closed
+    retired: bool = False  # deleted: every unit in it was in a synced journal first
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -154,8 +155,10 @@ class WriteAheadLog:
             return
         with segment.lock:
             # Retired: its units are already in journals that were synced before deletion.
-            if segment.closed or segment.synced >= end:
+            if segment.retired or segment.synced >= end:
                 return
+            if segment.closed:
+                raise OSError(errno.EIO, "the log segment was closed before this line was synced")
             target = segment.written  # everything written by now is covered by this sync
             os.fdatasync(segment.fd)
             segment.synced = target
@@ -173,19 +176,30 @@ class WriteAheadLog:
     def retire(self, segments: list[Segment]) -> None:
         for segment in segments:
             with segment.lock:
-                segment.closed = True
+                segment.closed = segment.retired = True
                 Path(segment.path).unlink(missing_ok=True)
                 os.close(segment.fd)
 
-    def close(self, *, remove: bool) -> None:
-        """Remove the current segment when it is empty of anything unwritten (a clean stop)."""
+    def close(self, *, remove: bool, keep: Sequence[Segment] = ()) -> None:
+        """Remove the current segment when it is empty of anything unwritten (a clean stop);
+        otherwise sync it and let go of it and of ``keep`` (segments not retired), so that the
+        next start, in this process or another, can lock and replay them."""
         with self._lock:
             if remove:
                 self.retire([self._current])
-            else:
-                with self._current.lock:
-                    self._current.closed = True
-                    os.close(self._current.fd)
+                return
+            for segment in (self._current, *keep):
+                with segment.lock:
+                    if segment.closed:
+                        continue
+                    if self._sync and segment.synced < segment.written:
+                        try:  # a request may still be waiting for this sync before answering
+                            os.fdatasync(segment.fd)
+                            segment.synced = segment.written
+                        except OSError:
+                            pass  # its waiters' own sync fails and they answer "retry later"
+                    segment.closed = True
+                    os.close(segment.fd)
 
 
 def orphans(root: str, prefix: str) -> list[tuple[str, int]]:
