@@ -64,6 +64,39 @@ def resolve_enum_case(enum_case: str | None) -> EnumCase:
     return value  # type: ignore[return-value]
 
 
+def render_file(
+    job_id: str,
+    units: Mapping[str, Unit],
+    journal: Journal,
+    *,
+    damaged: bool,
+    pricer: Pricer | None,
+    enum_case: EnumCase,
+    count: Callable[[str], Any],
+) -> tuple[dict[str, Any], bytes]:
+    """A job's v1 document and file bytes from its units, as every writer of a jobs folder
+    makes them (this exporter and the fold receiver): a file whose journal lost units keeps
+    the records its previous version showed (it never shrinks), a value JSON cannot hold is
+    replaced, and a file past ``LARGE_FILE_BYTES`` has its long strings shortened. ``count``
+    is told of each replacement (``values_replaced``)."""
+    doc = assemble(job_id, dict(units), pricer=pricer)
+    if damaged:
+        doc = keep_previous_records(doc, journal.read_telemetry(MAX_MERGE_BYTES))
+    try:
+        data = dumps(doc, enum_case=enum_case)
+    except orjson.JSONEncodeError:  # a last guard: the units were made writable when folded
+        count("values_replaced")
+        doc = representable(doc)
+        data = dumps(doc, enum_case=enum_case)
+    if len(data) > LARGE_FILE_BYTES:
+        shortened = shorten(doc, MAX_STRING_CHARS)
+        if shortened is not doc:
+            count("values_replaced")
+            doc = shortened
+            data = dumps(doc, enum_case=enum_case)
+    return doc, data
+
+
 @dataclass
 class _Job:
     units: dict[str, Unit] = field(default_factory=dict)  # everything known: ours and others'
@@ -349,21 +382,15 @@ class RunTelemetryExporter(SpanExporter):
                 raise
             with self._lock:
                 units = dict(job.units)
-            doc = assemble(job_id, units, pricer=self.pricer)
-            if job.damaged:
-                doc = keep_previous_records(doc, journal.read_telemetry(MAX_MERGE_BYTES))
-            try:
-                data = dumps(doc, enum_case=self.enum_case)
-            except orjson.JSONEncodeError:  # a last guard: the units were made writable above
-                self.stats.add("values_replaced")
-                doc = representable(doc)
-                data = dumps(doc, enum_case=self.enum_case)
-            if len(data) > LARGE_FILE_BYTES:
-                shortened = shorten(doc, MAX_STRING_CHARS)
-                if shortened is not doc:
-                    self.stats.add("values_replaced")
-                    doc = shortened
-                    data = dumps(doc, enum_case=self.enum_case)
+            doc, data = render_file(
+                job_id,
+                units,
+                journal,
+                damaged=job.damaged,
+                pricer=self.pricer,
+                enum_case=self.enum_case,
+                count=self.stats.add,
+            )
             journal.write_telemetry(data)
         self.stats.add("files_written")
         return doc

@@ -446,3 +446,18 @@ def test_a_log_closed_after_a_sync_lets_its_waiters_answer(tmp_path):
     log.close(remove=False)
     log.sync(segment, end)  # synced by the close: no error, nothing to do
     assert segment.synced == end
+
+
+def test_a_job_whose_journal_was_lost_keeps_its_records_when_a_late_span_comes(tmp_path, receiver):
+    jobs = tmp_path / "jobs"
+    send(receiver, demo_job_spans("lost-1"))
+    receiver.flush()
+    before = telemetry(jobs, "lost-1")["records"]
+    assert len(before) == 3
+    (jobs / "lost-1" / ".aura-units.jsonl").unlink()  # a clean-up tool, a disk repair...
+    send(receiver, demo_job_spans("lost-1", stages=("render",), root=False))
+    receiver.flush()
+    after = telemetry(jobs, "lost-1")["records"]
+    assert all(rec in after for rec in before)
+    assert "render" in {rec["stage"] for rec in after}
+    assert receiver.counters()["jobs_damaged"] == 1

@@ -37,8 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidJobIdError
-from ..fold import ROOT, Pricer, Unit, assemble
-from ..schema import EnumCase, dumps, is_safe_job_id
+from ..exporter import render_file
+from ..fold import ROOT, Pricer, Unit
+from ..schema import EnumCase, is_safe_job_id
 from ..store import JOURNAL_FILE, JobStore, journal_line
 from . import wal
 from .stats import ReceiverStats
@@ -84,6 +85,7 @@ class _Open:
     has_root: bool = False
     missing: int = 0  # spans whose parent has not arrived (the root's own parent excluded)
     written: bool = False  # this receiver has written the job since it opened it
+    damaged: bool = False  # its journal lost units its file shows: the file must not shrink
 
 
 def completeness(units: dict[str, Unit]) -> tuple[bool, int]:
@@ -390,8 +392,24 @@ class JobBook:
                 for _, units in lines:
                     for span_id, unit in units.items():
                         stored.setdefault(span_id, unit)
-            doc = assemble(job_id, stored, pricer=self.pricer)
-            journal.write_telemetry(dumps(doc, enum_case=self.enum_case))
+            if journal.damaged and not job.damaged:
+                job.damaged = True  # for as long as the job is open, as the exporter does
+                self.stats.add("jobs_damaged")
+                logger.warning(
+                    "aura-otel: the journal of job %r is damaged; its file keeps the records "
+                    "the journal lost",
+                    job_id,
+                )
+            _, data = render_file(
+                job_id,
+                stored,
+                journal,
+                damaged=job.damaged,
+                pricer=self.pricer,
+                enum_case=self.enum_case,
+                count=self.stats.add,
+            )
+            journal.write_telemetry(data)
         self.stats.add("files_written")
         has_root, missing = completeness(stored)
         return has_root, missing, before

@@ -28,6 +28,8 @@ NAMES = (
     "jobs_unfinished",  # no root within the idle timeout: left as an unfinished file
     "jobs_evicted",  # more open jobs than allowed: the longest idle one was released early
     "jobs_recovered",  # replayed at start-up from a crashed receiver's write-ahead log
+    "jobs_damaged",  # a journal that lost units its file shows: the file keeps those records
+    "values_replaced",  # a value JSON cannot hold, or a long string in a huge file, replaced
 )
 
 
