@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import orjson
@@ -171,6 +172,9 @@ class RunTelemetryExporter(SpanExporter):
         self.enum_case = resolve_enum_case(enum_case)
         self.pricer = pricer
         self.stats = ExporterStats()
+        self._render = partial(
+            render_file, pricer=self.pricer, enum_case=self.enum_case, count=self.stats.add
+        )
         self._write_interval = max(0.0, float(write_interval))
         self._give_up_after = max(0.0, float(give_up_after))
         self._jobs: dict[str, _Job] = {}
@@ -382,15 +386,7 @@ class RunTelemetryExporter(SpanExporter):
                 raise
             with self._lock:
                 units = dict(job.units)
-            doc, data = render_file(
-                job_id,
-                units,
-                journal,
-                damaged=job.damaged,
-                pricer=self.pricer,
-                enum_case=self.enum_case,
-                count=self.stats.add,
-            )
+            doc, data = self._render(job_id, units, journal, damaged=job.damaged)
             journal.write_telemetry(data)
         self.stats.add("files_written")
         return doc

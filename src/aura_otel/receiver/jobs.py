@@ -33,6 +33,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,7 @@ class JobBook:
         self.stats = stats
         self.enum_case = enum_case
         self.pricer = pricer
+        self._render = partial(render_file, pricer=pricer, enum_case=enum_case, count=stats.add)
         self.quiet_period = quiet_period
         self.idle_timeout = idle_timeout
         self.write_interval = write_interval
@@ -400,15 +402,7 @@ class JobBook:
                     "the journal lost",
                     job_id,
                 )
-            _, data = render_file(
-                job_id,
-                stored,
-                journal,
-                damaged=job.damaged,
-                pricer=self.pricer,
-                enum_case=self.enum_case,
-                count=self.stats.add,
-            )
+            _, data = self._render(job_id, stored, journal, damaged=job.damaged)
             journal.write_telemetry(data)
         self.stats.add("files_written")
         has_root, missing = completeness(stored)
