@@ -461,3 +461,41 @@ def test_a_job_whose_journal_was_lost_keeps_its_records_when_a_late_span_comes(t
     assert all(rec in after for rec in before)
     assert "render" in {rec["stage"] for rec in after}
     assert receiver.counters()["jobs_damaged"] == 1
+
+
+def test_a_new_log_segment_is_never_up_for_recovery_before_it_is_locked(tmp_path, monkeypatch):
+    """The supervisor's recovery (after another worker died) takes every segment it can lock:
+    run at the moment a segment is being created, it must find nothing to take."""
+    import fcntl
+    import os
+
+    taken: list[list] = []
+    real_flock = fcntl.flock
+
+    def recovery_in_the_gap(fd, operation):
+        if operation == fcntl.LOCK_EX:  # the creating receiver is about to lock it
+            found = wal.orphans(str(tmp_path), wal.WAL_PREFIX)
+            taken.append([path for path, _ in found])
+            for _, other in found:
+                os.close(other)
+        return real_flock(fd, operation)
+
+    monkeypatch.setattr(wal.fcntl, "flock", recovery_in_the_gap)
+    log = wal.WriteAheadLog(str(tmp_path), True)
+    log.rotate()  # an empty segment is kept, so append one line to make a second
+    log.append(b"x\n")
+    log.rotate()
+    monkeypatch.undo()
+    assert taken == [[], []]  # two segments created, neither exposed unlocked
+    assert len(list(tmp_path.glob(wal.WAL_PREFIX + "*"))) == 2
+    assert not list(tmp_path.glob(wal.STAGING_PREFIX + "*"))
+    log.close(remove=False)
+
+
+def test_a_segment_left_half_created_is_removed_at_start(tmp_path):
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    stale = jobs / f"{wal.STAGING_PREFIX}1-deadbeef.0"
+    stale.write_bytes(b"")
+    with running_receiver(jobs, grpc=None):
+        assert not stale.exists()

@@ -442,6 +442,9 @@ class JobBook:
         leaves no segment, so a restart after one costs nothing.
         """
         root = str(self.store.root)
+        for path, fd in wal.orphans(root, wal.STAGING_PREFIX):  # empty: never written to
+            Path(path).unlink(missing_ok=True)
+            os.close(fd)
         found = wal.orphans(root, wal.WAL_PREFIX) + wal.orphans(root, TOUCHED_PREFIX)
         if not found:
             return 0

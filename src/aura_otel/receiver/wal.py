@@ -38,6 +38,9 @@ from ..store import parse_units
 logger = logging.getLogger("aura_otel.receiver")
 
 WAL_PREFIX = ".aura-receiver-wal."
+#: A segment being created, before it is locked and renamed to its ``WAL_PREFIX`` name (always
+#: empty: one left behind by a receiver that died in between is deleted at the next start).
+STAGING_PREFIX = ".aura-receiver-new."
 #: The log line format this version writes: ``{"v": 1, "jobs": {job_id: <journal line>}}``.
 WAL_VERSION = 1
 
@@ -121,12 +124,25 @@ class WriteAheadLog:
         self._current = self._open_segment()
 
     def _open_segment(self) -> Segment:
+        """A new segment, locked before it has its name: a recovery (the supervisor's, after
+        another worker died) takes every segment it can lock for a dead receiver's, so a
+        moment under the name without the lock could hand it a live segment to delete."""
         path = f"{self.root}/{self._base}{self._seq}"
+        staging = f"{self.root}/{STAGING_PREFIX}{self._base[len(WAL_PREFIX) :]}{self._seq}"
         self._seq += 1
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-        fcntl.flock(fd, fcntl.LOCK_EX)  # held until deleted: "a live receiver owns this"
-        if self._sync:  # the segment's name must survive a power cut before anything in it
-            sync_dir(self.root)
+        fd = os.open(
+            staging, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644
+        )
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # held until deleted: "a live receiver owns this"
+            Path(staging).rename(path)
+            if self._sync:  # the segment's name must survive a power cut before anything in it
+                sync_dir(self.root)
+        except BaseException:
+            os.close(fd)
+            for name in (staging, path):
+                Path(name).unlink(missing_ok=True)
+            raise
         return Segment(path, fd)
 
     def append(self, data: bytes) -> tuple[Segment, int]:
