@@ -57,3 +57,26 @@ def test_concurrent_requests_each_get_their_answer_and_their_files(tmp_path):
     assert counters["spans_received"] == counters["spans_accepted"] == total
     for job in jobs:
         assert telemetry(tmp_path / "jobs", job)["summary"]["total_operations"] == 3
+
+
+def test_a_span_the_fold_fails_on_is_answered_as_rejected_not_accepted(tmp_path, monkeypatch):
+    """A fold bug on one span leaves it out of the file: the sender is told so (partial
+    success), the job's other spans are written."""
+    fold = ingest_module.fold_span
+    with running_receiver(tmp_path / "jobs", grpc=None) as receiver:
+        spans = demo_job_spans("foldbug-1")
+        victim = next(span for span in spans if span.name != "aura.job")
+
+        def broken_on_one(span):
+            if span.context.span_id == victim.context.span_id:
+                raise RuntimeError("a fold bug")
+            return fold(span)
+
+        monkeypatch.setattr(ingest_module, "fold_span", broken_on_one)
+        outcome = receiver.ingestor.ingest(encode(spans))
+        assert (outcome.accepted, outcome.rejected) == (len(spans) - 1, 1)
+        assert "could not be folded" in outcome.message
+        assert receiver.counters()["fold_errors"] == 1
+        receiver.flush()
+    written = telemetry(tmp_path / "jobs", "foldbug-1")
+    assert written["job_id"] == "foldbug-1"

@@ -220,3 +220,32 @@ def test_workers_that_exit_cleanly_on_sigterm_make_a_clean_stop(tmp_path):
     for proc in procs:
         assert proc.stdout is not None
         proc.stdout.close()
+
+
+def test_a_worker_restart_that_fails_is_retried_and_the_supervisor_goes_on(tmp_path):
+    import subprocess
+    import sys
+
+    from aura_otel.receiver.config import ReceiverConfig
+    from aura_otel.receiver.workers import Supervisor
+
+    dead = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    dead.wait()
+    supervisor = Supervisor(ReceiverConfig(jobs_dir=str(tmp_path)), 1)
+    supervisor._procs = [dead]
+    attempts: list[int] = []
+
+    def spawn(slot):
+        attempts.append(slot)
+        if len(attempts) == 1:
+            raise OSError(24, "Too many open files")
+        return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+
+    supervisor._spawn = spawn  # type: ignore[method-assign]
+    supervisor.restart_dead()  # fails: logged, not raised; the slot keeps the dead worker
+    assert supervisor._procs == [dead]
+    supervisor.restart_dead()  # the next check tries again
+    (fresh,) = supervisor._procs
+    assert fresh is not dead and fresh.poll() is None and attempts == [0, 0]
+    fresh.kill()
+    fresh.wait()

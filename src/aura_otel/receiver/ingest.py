@@ -38,6 +38,7 @@ from .stats import ReceiverStats
 logger = logging.getLogger("aura_otel.receiver")
 
 UNMASKABLE = "that could not be masked (dropped, never written)"
+UNFOLDABLE = "that could not be folded (a receiver bug, logged; left out of the file)"
 UNSAFE_JOB_ID = "with an unsafe aura.job.id (no file is written for it)"
 UNUSABLE_FOLDER = "whose job folder cannot be written (something else is in its place)"
 _LOG_FIRST = 20
@@ -163,6 +164,7 @@ class Ingestor:
                 self._count_error(
                     "fold_errors", "folding a received span failed; it is left out of v1"
                 )
+                rejected[UNFOLDABLE] = rejected.get(UNFOLDABLE, 0) + 1
                 continue
             if item is None:
                 without_job += 1

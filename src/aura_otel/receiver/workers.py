@@ -172,16 +172,26 @@ class Supervisor:
     def watch(self, stop: threading.Event) -> None:
         """Until ``stop``: restart a worker that died, after rewriting what it may have left."""
         while not stop.wait(1.0):
-            for i, proc in enumerate(self._procs):
-                if proc.poll() is not None and not self._stopping:
-                    logger.error(
-                        "aura-otel: receiver worker %d exited with %s; restarting it",
-                        proc.pid,
-                        proc.returncode,
-                    )
-                    if self._book is not None:
-                        self._book.recover()  # the dead worker's log, nobody else's
-                    self._procs[i] = self._spawn(i)
+            self.restart_dead()
+
+    def restart_dead(self) -> None:
+        """Restart each worker that died, after replaying its log. A restart that fails (no
+        memory, no file descriptors, a full disk for the replay) is logged and tried again at
+        the next check: the supervisor itself, and the workers still alive, go on."""
+        for i, proc in enumerate(self._procs):
+            if proc.poll() is None or self._stopping:
+                continue
+            logger.error(
+                "aura-otel: receiver worker %d exited with %s; restarting it",
+                proc.pid,
+                proc.returncode,
+            )
+            try:
+                if self._book is not None:
+                    self._book.recover()  # the dead worker's log, nobody else's
+                self._procs[i] = self._spawn(i)
+            except Exception:
+                logger.exception("aura-otel: restarting receiver worker %d failed; retrying", i)
 
     def stop(self) -> bool:
         """Stop every worker (each writes its pending files); True when all stopped cleanly."""
