@@ -593,3 +593,32 @@ def test_the_file_does_not_depend_on_the_order_units_arrived_in() -> None:
         items = list(units.items())
         rng.shuffle(items)
         assert dumps(assemble("job-1", dict(items))) == expected
+
+
+def test_usable_units_keeps_what_the_fold_makes_and_drops_what_it_never_would() -> None:
+    from aura_otel.fold import usable_units
+
+    from .receiver.support import demo_job_spans
+
+    made = {}
+    for span in demo_job_spans("usable-1"):
+        item = fold_span(span)
+        assert item is not None
+        made[item.span_id] = item.unit
+    assert usable_units(made) == made
+    stage_id = next(sid for sid, unit in made.items() if unit.get("k") == "stage")
+    broken = {
+        **made,
+        "00000000000000a1": {"k": "root"},  # no clock readings
+        "00000000000000a2": {"k": "stage", "s": 1, "e": 2, "r": "not a record"},
+        "00000000000000a3": {"k": "stage", "s": True, "e": 2, "r": made[stage_id]["r"]},
+        "00000000000000a4": {
+            "k": "stage",
+            "s": 1,
+            "e": 2,
+            "r": {**made[stage_id]["r"], "tokens_in": "many"},
+        },
+        "00000000000000a5": ["not", "a", "unit"],
+    }
+    assert usable_units(broken) == made
+    assemble("usable-1", usable_units(broken))  # what is left assembles

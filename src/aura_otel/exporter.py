@@ -24,7 +24,16 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from ._memory import MemoryTrimmer
 from ._util import Counters, throttled
 from .errors import ConfigurationError, InvalidJobIdError
-from .fold import ROOT, Pricer, Unit, assemble, fold_span, keep_previous_records, trace_ids
+from .fold import (
+    ROOT,
+    Pricer,
+    Unit,
+    assemble,
+    fold_span,
+    keep_previous_records,
+    trace_ids,
+    usable_units,
+)
 from .forwarding import ForwardingSpanProcessor
 from .schema import EnumCase, dumps, validate_job_id
 from .settings import ENUM_CASE_RULE, ENUM_CASES, Settings
@@ -80,7 +89,15 @@ def render_file(
     the records its previous version showed (it never shrinks), a value JSON cannot hold is
     replaced, and a file past ``LARGE_FILE_BYTES`` has its long strings shortened. ``count``
     is told of each replacement (``values_replaced``)."""
-    doc = assemble(job_id, dict(units), pricer=pricer)
+    try:
+        doc = assemble(job_id, dict(units), pricer=pricer)
+    except Exception:
+        usable = usable_units(units)
+        if len(usable) == len(units):
+            raise  # not the journal's doing: counted and retried by the caller
+        count("units_unusable")
+        damaged = True  # what those units showed stays in the file
+        doc = assemble(job_id, usable, pricer=pricer)
     if damaged:
         doc = keep_previous_records(doc, journal.read_telemetry(MAX_MERGE_BYTES))
     try:
@@ -124,6 +141,7 @@ class ExporterStats(Counters):
         "jobs_abandoned",
         "values_replaced",
         "jobs_damaged",
+        "units_unusable",
         "jobs_finalized",
         "downstream_errors",
         "listener_errors",

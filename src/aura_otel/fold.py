@@ -29,6 +29,7 @@ from .schema import (
     STAGES,
     STATUS_ERROR,
     STATUS_OK,
+    Record,
     collection_dict,
     finite_number,
     format_timestamp_ns,
@@ -795,6 +796,30 @@ def _record_key(rec: Mapping[str, Any]) -> tuple[str, str, str, Any]:
         str(rec.get("ended_at", "")),
         rec.get("scene_index"),
     )
+
+
+def usable_units(units: Mapping[str, Unit]) -> dict[str, Unit]:
+    """The units of a journal that the fold could have made: clock readings that are integers
+    and, for a stage, a record that is a valid v1 record. Journals are files: another program
+    or a damaged disk can leave units :func:`assemble` cannot take, and one such unit must not
+    cost the job its file. Writers call this only when assembling the whole journal failed
+    (it validates every record)."""
+    out: dict[str, Unit] = {}
+    for span_id, unit in units.items():
+        if not isinstance(unit, dict):
+            continue
+        if type(unit.get("s")) is not int or type(unit.get("e")) is not int:
+            continue
+        if unit.get("k") == STAGE:
+            record = unit.get("r")
+            if not isinstance(record, dict):
+                continue
+            try:  # JSON mode: its timestamps are ISO strings, as in the file
+                Record.model_validate_json(orjson.dumps(record))
+            except (ValueError, TypeError):  # pydantic's ValidationError is a ValueError
+                continue
+        out[span_id] = unit
+    return out
 
 
 def keep_previous_records(doc: dict[str, Any], previous: bytes | None) -> dict[str, Any]:

@@ -499,3 +499,20 @@ def test_a_segment_left_half_created_is_removed_at_start(tmp_path):
     stale.write_bytes(b"")
     with running_receiver(jobs, grpc=None):
         assert not stale.exists()
+
+
+def test_a_journal_unit_no_fold_makes_costs_the_job_only_that_unit(tmp_path, receiver):
+    """A line another program wrote (valid JSON, a unit without its clock readings, a record
+    with a field of the wrong type): the job is still written, from the units that are
+    usable, and those units count as damage (the file keeps what it showed)."""
+    jobs = tmp_path / "jobs"
+    (jobs / "planted-1").mkdir(parents=True)
+    (jobs / "planted-1" / ".aura-units.jsonl").write_bytes(
+        b'{"v":1,"units":[["00000000000000aa",{"k":"root"}],'
+        b'["00000000000000bb",{"k":"stage","s":1,"e":2,"r":{"tokens_in":"many"}}]]}\n'
+    )
+    send(receiver, demo_job_spans("planted-1"))
+    receiver.flush()
+    assert telemetry(jobs, "planted-1")["summary"]["total_operations"] == 3
+    assert receiver.counters()["units_unusable"] >= 1
+    assert receiver.book.dirty_jobs() == 0 and receiver.counters()["write_errors"] == 0

@@ -30,6 +30,7 @@ NAMES = (
     "jobs_recovered",  # replayed at start-up from a crashed receiver's write-ahead log
     "jobs_damaged",  # a journal that lost units its file shows: the file keeps those records
     "values_replaced",  # a value JSON cannot hold, or a long string in a huge file, replaced
+    "units_unusable",  # journal units no fold makes (another program, a damaged disk): left out
 )
 
 
