@@ -619,6 +619,17 @@ def test_usable_units_keeps_what_the_fold_makes_and_drops_what_it_never_would() 
             "r": {**made[stage_id]["r"], "tokens_in": "many"},
         },
         "00000000000000a5": ["not", "a", "unit"],
+        "00000000000000a6": {**made[stage_id], "usage": 7},
+        "00000000000000a7": {"s": 5, "e": 6, "k": "child", "p": stage_id, "cost": "x"},
+        "00000000000000a8": {"s": 5, "e": 6, "k": "child", "p": stage_id, "tin": True},
     }
     assert usable_units(broken) == made
     assemble("usable-1", usable_units(broken))  # what is left assembles
+    # A stage whose span had no correlation id: assemble completes its record from the job.
+    plain = {
+        sid: {**unit, "r": {k: v for k, v in unit["r"].items() if k != "correlation_id"}}
+        if unit.get("k") == "stage"
+        else unit
+        for sid, unit in made.items()
+    }
+    assert usable_units(plain) == plain

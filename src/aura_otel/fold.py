@@ -798,28 +798,64 @@ def _record_key(rec: Mapping[str, Any]) -> tuple[str, str, str, Any]:
     )
 
 
+#: The type of each field a unit may carry (the fold's own output; see fold_span): exact
+#: types, so a bool is not taken for an int. "usage" values are checked one level down.
+_UNIT_FIELDS: dict[str, tuple[type, ...]] = {
+    "s": (int,),
+    "e": (int,),
+    "k": (str,),
+    "p": (str,),
+    "t": (str,),
+    "n": (str,),
+    "corr": (str,),
+    "proj": (str,),
+    "err": (str,),
+    "msg": (str,),
+    "rm": (str,),
+    "qm": (str,),
+    "model": (str,),
+    "provider": (str,),
+    "tin": (int,),
+    "tout": (int,),
+    "cost": (int, float),
+    "b": (int, float),
+    "fw": (int,),
+    "usage": (dict,),
+    "x": (dict,),
+    "r": (dict,),
+}
+_USAGE_TYPES = (int, float, str)
+
+
+def _usable(unit: Any) -> bool:
+    if not isinstance(unit, dict) or "s" not in unit or "e" not in unit:
+        return False
+    for key, value in unit.items():
+        allowed = _UNIT_FIELDS.get(key)
+        if allowed is not None and type(value) not in allowed:
+            return False
+    usage = unit.get("usage")
+    if usage is not None and any(type(v) not in _USAGE_TYPES for v in usage.values()):
+        return False
+    if unit.get("k") == STAGE:
+        record = unit.get("r")
+        if record is None:
+            return False
+        # As assemble completes it: the job's correlation id when the span had none.
+        try:  # JSON mode: its timestamps are ISO strings, as in the file
+            Record.model_validate_json(orjson.dumps({"correlation_id": "", **record}))
+        except (ValueError, TypeError):  # pydantic's ValidationError is a ValueError
+            return False
+    return True
+
+
 def usable_units(units: Mapping[str, Unit]) -> dict[str, Unit]:
-    """The units of a journal that the fold could have made: clock readings that are integers
-    and, for a stage, a record that is a valid v1 record. Journals are files: another program
-    or a damaged disk can leave units :func:`assemble` cannot take, and one such unit must not
-    cost the job its file. Writers call this only when assembling the whole journal failed
-    (it validates every record)."""
-    out: dict[str, Unit] = {}
-    for span_id, unit in units.items():
-        if not isinstance(unit, dict):
-            continue
-        if type(unit.get("s")) is not int or type(unit.get("e")) is not int:
-            continue
-        if unit.get("k") == STAGE:
-            record = unit.get("r")
-            if not isinstance(record, dict):
-                continue
-            try:  # JSON mode: its timestamps are ISO strings, as in the file
-                Record.model_validate_json(orjson.dumps(record))
-            except (ValueError, TypeError):  # pydantic's ValidationError is a ValueError
-                continue
-        out[span_id] = unit
-    return out
+    """The units of a journal that the fold could have made (each field of the type the fold
+    gives it; a stage's record a valid v1 record). Journals are files: another program or a
+    damaged disk can leave units :func:`assemble` cannot take, and one such unit must not cost
+    the job its file. Writers call this only when assembling the whole journal failed (it
+    validates every record)."""
+    return {span_id: unit for span_id, unit in units.items() if _usable(unit)}
 
 
 def keep_previous_records(doc: dict[str, Any], previous: bytes | None) -> dict[str, Any]:

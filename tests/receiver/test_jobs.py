@@ -324,7 +324,10 @@ def test_a_log_rotation_that_fails_takes_nothing(tmp_path, receiver, monkeypatch
     assert _logged_jobs(jobs) == {}
 
 
-def test_after_a_failed_sync_the_log_waits_for_one_that_succeeds(tmp_path, receiver, monkeypatch):
+def test_after_a_failed_sync_the_log_is_kept_for_the_next_start(tmp_path, monkeypatch):
+    """A failed sync may have lost the journals' pages, and a later sync would not say so:
+    the segments behind them stay (later rounds still let go of their own), the stop says it
+    is not clean, and the next start replays them."""
     import errno
 
     jobs = tmp_path / "jobs"
@@ -337,18 +340,100 @@ def test_after_a_failed_sync_the_log_waits_for_one_that_succeeds(tmp_path, recei
             raise OSError(errno.EIO, "Input/output error")
         real(fd)
 
-    with receiver.book._write_lock:
-        send(receiver, demo_job_spans("sync-1"))
-        monkeypatch.setattr(wal, "sync_file_system", once_failing)
-    receiver.flush()  # journals written, their sync failed: the log keeps the units
-    with receiver.book._write_lock:
-        assert len(calls) == 1
-        assert len(_logged_jobs(jobs)["sync-1"]) == 4
-    receiver.flush()  # nothing new to journal, but the last sync failed: sync first, then let go
-    with receiver.book._write_lock:
-        assert len(calls) == 2
-        assert _logged_jobs(jobs) == {}
+    with running_receiver(jobs, grpc=None) as receiver:
+        with receiver.book._write_lock:
+            send(receiver, demo_job_spans("sync-1"))
+            monkeypatch.setattr(wal, "sync_file_system", once_failing)
+        receiver.flush()  # journals written, their sync failed
+        with receiver.book._write_lock:
+            send(receiver, demo_job_spans("sync-2"))
+        receiver.flush()  # this round syncs and lets go of its own segment only
+        with receiver.book._write_lock:
+            assert len(calls) == 2
+            assert set(_logged_jobs(jobs)) == {"sync-1"}
+        assert receiver.stop() is False
+        monkeypatch.undo()
+    assert set(_logged_jobs(jobs)) == {"sync-1"}
+    with running_receiver(jobs, grpc=None) as again:
+        assert again.counters()["jobs_recovered"] == 1
+        assert again.stop() is True
+    assert _logged_jobs(jobs) == {}
     assert telemetry(jobs, "sync-1")["summary"]["total_operations"] == 3
+    assert telemetry(jobs, "sync-2")["summary"]["total_operations"] == 3
+
+
+def test_a_replay_whose_sync_fails_keeps_the_dead_receivers_log(tmp_path, monkeypatch):
+    import errno
+
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    units = {}
+    for span in demo_job_spans("replay-sync-1"):
+        item = fold_span(span)
+        units[item.span_id] = item.unit
+    dead = jobs / ".aura-receiver-wal.1-deadbeef.0"
+    dead.write_bytes(wal.encode({"replay-sync-1": journal_line(units)}))
+
+    def failing(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(wal, "sync_file_system", failing)
+    with running_receiver(jobs, grpc=None) as receiver:
+        assert dead.exists()  # replayed into journals that may not be on disk: kept
+        monkeypatch.undo()
+        receiver.stop()
+    with running_receiver(jobs, grpc=None):
+        assert not dead.exists()
+    assert telemetry(jobs, "replay-sync-1")["summary"]["total_operations"] == 3
+
+
+def test_a_job_whose_file_fails_after_its_journal_is_not_journaled_twice(
+    tmp_path, receiver, monkeypatch
+):
+    jobs = tmp_path / "jobs"
+    book = receiver.book
+    real = book._render
+    fail = [True]
+
+    def render(*args, **kwargs):
+        if fail[0]:
+            raise ValueError("a rendering bug")
+        return real(*args, **kwargs)
+
+    with book._write_lock:
+        send(receiver, demo_job_spans("twice-1"))
+        monkeypatch.setattr(book, "_render", render)
+    receiver.flush()
+    receiver.flush()
+    journal = jobs / "twice-1" / ".aura-units.jsonl"
+    with book._write_lock:
+        assert book.dirty_jobs() == 1
+        assert len(journal.read_bytes().splitlines()) == 1  # appended once, not each round
+        fail[0] = False
+    receiver.flush()
+    assert telemetry(jobs, "twice-1")["summary"]["total_operations"] == 3
+    assert _logged_jobs(jobs) == {}
+
+
+def test_a_stop_whose_last_round_cannot_start_is_unclean_not_an_exception(tmp_path, monkeypatch):
+    import errno
+
+    jobs = tmp_path / "jobs"
+    with running_receiver(jobs, grpc=None) as receiver:
+        with receiver.book._write_lock:
+            send(receiver, demo_job_spans("norotate-1"))
+
+            def no_descriptors():
+                raise OSError(errno.EMFILE, "Too many open files")
+
+            monkeypatch.setattr(receiver.book._wal, "rotate", no_descriptors)
+        assert receiver.stop() is False
+        assert receiver.stop() is False  # asked again: the same answer
+    monkeypatch.undo()
+    assert set(_logged_jobs(jobs)) == {"norotate-1"}
+    with running_receiver(jobs, grpc=None):
+        pass
+    assert telemetry(jobs, "norotate-1")["summary"]["total_operations"] == 3
 
 
 def test_one_job_that_keeps_failing_does_not_pin_the_log(tmp_path, receiver, monkeypatch):

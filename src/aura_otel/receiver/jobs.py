@@ -142,8 +142,12 @@ class JobBook:
         self._wal: wal.WriteAheadLog | None = None
         #: Segments whose units were taken by a write round that has not finished cleanly.
         self._retiring: list[wal.Segment] = []
-        #: Journals written since the last successful sync: segments wait for one.
+        #: Journals written in this round, not yet synced.
         self._unsynced = False
+        #: Segments behind journals whose sync failed: kept for the next start to replay.
+        self._stranded: list[wal.Segment] = []
+        #: A sync failed: what was journaled before it needs a replay (see write_dirty).
+        self._sync_failed = False
         #: Set by :meth:`stop`: a request still arriving is refused (retry later), not held.
         self._closing = False
         # Units not yet in their journals: each request's journal line (what the journal gets)
@@ -305,14 +309,17 @@ class JobBook:
                                     ),
                                 )
                                 continue
-                            self._requeue(job_id, job, lines)
-                            carried.extend((job_id, line) for line, _ in lines or ())
+                            if isinstance(exc, _Journaled):
+                                # Its lines reached the journal (the sync below covers them):
+                                # only its file is retried, nothing appended twice.
+                                self._requeue(job_id, job, None)
+                            else:
+                                self._requeue(job_id, job, lines)
+                                carried.extend((job_id, line) for line, _ in lines or ())
                             self._count_error(
                                 "write_errors", f"writing telemetry for job {job_id!r} failed"
                             )
                             continue
-                        if lines:
-                            self._unsynced = True
                         written += 1
                         if not job.written:
                             job.written = True
@@ -330,11 +337,16 @@ class JobBook:
                     if self._unsynced and self.sync:
                         try:
                             wal.sync_file_system(root_fd)
-                            self._unsynced = False
                         except OSError:
+                            # Pages whose write-back failed may be dropped by the kernel, and a
+                            # later sync would not say so: the journals written since the last
+                            # good sync cannot be trusted, so the segments behind them stay
+                            # until a start replays them (a union: harmless twice).
+                            self._stranded.extend(self._retiring)
+                            self._retiring = []
+                            self._sync_failed = True
                             self._count_error("journal_errors", "syncing the journals failed")
-                    elif not self.sync:
-                        self._unsynced = False
+                    self._unsynced = False
             except Exception:
                 # The round failed as a whole (the jobs folder could not be opened, ...): every
                 # job it had not finished goes back, units included, for the next round.
@@ -344,7 +356,7 @@ class JobBook:
                 self._count_error("write_errors", "a write round failed; its jobs are kept")
             if carried:
                 failed = self._carry(carried) or failed
-            if not failed and not self._unsynced and self._retiring and self._wal is not None:
+            if not failed and self._retiring and self._wal is not None:
                 self._wal.retire(self._retiring)
                 self._retiring = []
         return written
@@ -389,6 +401,7 @@ class JobBook:
             stored, before = journal.read_from(0)
             if lines:
                 journal.append_lines(b"".join(line for line, _ in lines))
+                self._unsynced = True  # in the journal now: the log waits for its sync
                 # The units these lines encode, as folded: what the in-process exporter
                 # assembles from too (the journal's copy wins, as a reader of it would see).
                 for _, units in lines:
@@ -402,8 +415,11 @@ class JobBook:
                     "the journal lost",
                     job_id,
                 )
-            _, data = self._render(job_id, stored, journal, damaged=job.damaged)
-            journal.write_telemetry(data)
+            try:
+                _, data = self._render(job_id, stored, journal, damaged=job.damaged)
+                journal.write_telemetry(data)
+            except Exception as exc:
+                raise _Journaled() from exc  # the file failed, the lines are in
         self.stats.add("files_written")
         has_root, missing = completeness(stored)
         return has_root, missing, before
@@ -478,7 +494,7 @@ class JobBook:
                     "aura-otel: replaying %d job(s) a stopped receiver had not written", recovered
                 )
                 self.write_dirty()
-            if self.dirty_jobs() == 0:
+            if self.dirty_jobs() == 0 and not self._sync_failed and not self._unsynced:
                 for path, _ in found:
                     Path(path).unlink(missing_ok=True)
         finally:
@@ -506,12 +522,23 @@ class JobBook:
                 return False  # still writing: the log must stay as it is
         with self._lock:
             self._closing = True
-        self.write_dirty()
-        clean = self.dirty_jobs() == 0 and not self._retiring and not self._unsynced
+        try:
+            self.write_dirty()
+            finished = True
+        except Exception:  # the log could not rotate (no descriptors, a full disk)
+            self._count_error("write_errors", "the last write round failed")
+            finished = False
+        clean = (
+            finished
+            and self.dirty_jobs() == 0
+            and not self._retiring
+            and not self._sync_failed
+            and not self._unsynced
+        )
         if self._wal is not None:
             # With units still unjournaled (a failing disk) the log stays for the next start.
-            self._wal.close(remove=clean, keep=self._retiring)
-            self._retiring = []
+            self._wal.close(remove=clean, keep=[*self._retiring, *self._stranded])
+            self._retiring, self._stranded = [], []
             self._wal = None
         return clean
 
@@ -538,6 +565,10 @@ class JobBook:
         count = self.stats.add(name)
         if count <= _LOG_FIRST or count % 1000 == 0:
             logger.exception("aura-otel: %s (%s #%d)", message, name, count)
+
+
+class _Journaled(Exception):
+    """A job's lines are in its journal, but its file could not be made."""
 
 
 def _permanent(exc: BaseException) -> bool:

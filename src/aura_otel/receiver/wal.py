@@ -192,6 +192,8 @@ class WriteAheadLog:
     def retire(self, segments: list[Segment]) -> None:
         for segment in segments:
             with segment.lock:
+                if segment.retired:  # an earlier call stopped part-way
+                    continue
                 segment.closed = segment.retired = True
                 Path(segment.path).unlink(missing_ok=True)
                 os.close(segment.fd)
