@@ -287,12 +287,11 @@ class JobBook:
                 self._room.notify_all()
             failed = False  # units only the retiring segments hold: keep them
             carried: list[tuple[str, bytes]] = []  # lines of jobs left for the next round
-            done = 0
+            done = 0  # jobs handled (written, or put back): a failed round puts back the rest
             try:
                 with self.store.root_fd() as root_fd:
                     for job_id, job in dirty:
                         lines = pending.get(job_id)
-                        done += 1
                         try:
                             has_root, missing, before = self._write(job_id, lines, root_fd, job)
                         except Exception as exc:
@@ -308,6 +307,7 @@ class JobBook:
                                         else "its file could not be rewritten"
                                     ),
                                 )
+                                done += 1
                                 continue
                             if isinstance(exc, _Journaled):
                                 # Its lines reached the journal (the sync below covers them):
@@ -316,10 +316,12 @@ class JobBook:
                             else:
                                 self._requeue(job_id, job, lines)
                                 carried.extend((job_id, line) for line, _ in lines or ())
+                            done += 1
                             self._count_error(
                                 "write_errors", f"writing telemetry for job {job_id!r} failed"
                             )
                             continue
+                        done += 1
                         written += 1
                         if not job.written:
                             job.written = True
@@ -351,7 +353,7 @@ class JobBook:
                 # The round failed as a whole (the jobs folder could not be opened, ...): every
                 # job it had not finished goes back, units included, for the next round.
                 failed = True
-                for job_id, job in dirty[max(done - 1, 0) :]:
+                for job_id, job in dirty[done:]:
                     self._requeue(job_id, job, pending.get(job_id))
                 self._count_error("write_errors", "a write round failed; its jobs are kept")
             if carried:
