@@ -266,8 +266,8 @@ class JobBook:
         fails: the log's rotation comes first (when it fails, nothing else has happened); a
         job that cannot be written now keeps its units and has its lines copied into the
         current segment, so one failing job does not pin every older segment; a round that
-        fails as a whole puts back what it took; and segments go only after a sync that
-        covers every journal written since the last one succeeded."""
+        fails as a whole puts back what it took; and segments go only after the round's sync
+        succeeded (after a failed one they stay until a start replays them)."""
         written = 0
         with self._write_lock:
             with self._lock:
