@@ -90,7 +90,7 @@ def render_file(
     replaced, and a file past ``LARGE_FILE_BYTES`` has its long strings shortened. ``count``
     is told of each replacement (``values_replaced``)."""
     try:
-        doc = assemble(job_id, dict(units), pricer=pricer)
+        doc = assemble(job_id, units, pricer=pricer)
     except Exception:
         usable = usable_units(units)
         if len(usable) == len(units):

@@ -687,3 +687,23 @@ def test_concurrent_requests_with_failing_writes_and_syncs_lose_nothing(
     for job_id, span_ids in acknowledged.items():
         assert span_ids <= set(store.read_journal(job_id)), job_id
     assert sum(map(len, acknowledged.values())) > 0
+
+
+def test_a_folder_in_place_of_the_file_is_given_up_after_the_spans_are_journaled(
+    tmp_path, receiver
+):
+    """The file can never be replaced (a folder took its name): the job's new spans are
+    still journaled, the job is not retried round after round, and the error is counted."""
+    jobs = tmp_path / "jobs"
+    send(receiver, demo_job_spans("taken-1"))
+    receiver.flush()
+    (jobs / "taken-1" / "telemetry.json").unlink()
+    (jobs / "taken-1" / "telemetry.json").mkdir()
+    late = demo_job_spans("taken-1", stages=("render",), root=False)
+    send(receiver, late)
+    receiver.flush()
+    with receiver.book._write_lock:
+        assert receiver.book.dirty_jobs() == 0
+        assert receiver.counters()["journal_errors"] >= 1
+        journaled = set(JobStore(jobs).read_journal("taken-1"))
+        assert {f"{span.context.span_id:016x}" for span in late} <= journaled

@@ -295,21 +295,22 @@ class JobBook:
                         try:
                             has_root, missing, before = self._write(job_id, lines, root_fd, job)
                         except Exception as exc:
-                            if _permanent(exc):
-                                # Its folder's place is taken by something that is not a
-                                # folder: no retry can write this job.
+                            journaled = isinstance(exc, _Journaled)
+                            if _permanent(exc.__cause__ if journaled else exc):
+                                # Its folder's place (or its file's) is taken by something
+                                # else: no retry can write this job.
                                 self._count_error(
                                     "journal_errors",
                                     f"job {job_id!r}: its folder is unusable; "
                                     + (
                                         "acknowledged spans could not be journaled"
-                                        if lines
+                                        if lines and not journaled
                                         else "its file could not be rewritten"
                                     ),
                                 )
                                 done += 1
                                 continue
-                            if isinstance(exc, _Journaled):
+                            if journaled:
                                 # Its lines reached the journal (the sync below covers them):
                                 # only its file is retried, nothing appended twice.
                                 self._requeue(job_id, job, None)
@@ -573,7 +574,7 @@ class _Journaled(Exception):
     """A job's lines are in its journal, but its file could not be made."""
 
 
-def _permanent(exc: BaseException) -> bool:
+def _permanent(exc: BaseException | None) -> bool:
     return isinstance(exc, InvalidJobIdError) or (
         isinstance(exc, OSError) and exc.errno in PERMANENT_ERRNOS
     )

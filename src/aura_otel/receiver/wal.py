@@ -207,17 +207,14 @@ class WriteAheadLog:
                 self.retire([self._current])
                 return
             for segment in (self._current, *keep):
+                try:  # a request may still be waiting for this sync before answering
+                    self.sync(segment, segment.written)
+                except OSError:
+                    pass  # its waiters' own sync then fails: they answer "retry later"
                 with segment.lock:
-                    if segment.closed:
-                        continue
-                    if self._sync and segment.synced < segment.written:
-                        try:  # a request may still be waiting for this sync before answering
-                            os.fdatasync(segment.fd)
-                            segment.synced = segment.written
-                        except OSError:
-                            pass  # its waiters' own sync fails and they answer "retry later"
-                    segment.closed = True
-                    os.close(segment.fd)
+                    if not segment.closed:
+                        segment.closed = True
+                        os.close(segment.fd)
 
 
 def orphans(root: str, prefix: str) -> list[tuple[str, int]]:
