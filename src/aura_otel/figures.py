@@ -16,6 +16,7 @@ The rules (``docs/run-telemetry-v1.md``, ``docs/run-details-page.md``):
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -149,7 +150,10 @@ def cost_saved(record: Mapping[str, Any]) -> float:
     value = metadata.get(SAVED_KEY)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0.0
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond any float: saturates, as money sums do
+        return sys.float_info.max
 
 
 def total_saved(recs: Iterable[Mapping[str, Any]]) -> float:
@@ -175,7 +179,10 @@ def parse_time(value: Any) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # out of range once in UTC: as unusable as an invalid one
+        return None
 
 
 def timestamp(value: Any) -> str | None:

@@ -205,7 +205,10 @@ def parse_timestamp_ns(text: str) -> int:
 def _to_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # year 1 east of UTC, 9999 west of it: a validation error, not a crash
+        raise ValueError("the date-time is out of range once converted to UTC") from None
 
 
 def _lower(value: Any) -> Any:

@@ -40,7 +40,7 @@ from ..errors import (
     TelemetryTooLargeError,
 )
 from ..exporter import was_forwarded
-from ..fold import trace_ids
+from ..fold import trace_ids, usable_units
 from ..insights import JobSource, charts, history_for
 from ..insights import fleet as fleet_view
 from ..insights.source import job_history, jobs_history
@@ -301,18 +301,43 @@ class TelemetryApp:
                     "or incomplete and cannot be read as RunTelemetry v1.",
                 )
             except Exception:
-                logger.exception(
-                    "unexpected error for %s [correlation %s]",
-                    request.url.path,
-                    correlation_id(request),
-                )
-                return problem(
-                    request,
-                    500,
-                    "An unexpected error occurred. Quote the correlation id when reporting it.",
-                )
+                return self.unexpected(request)
 
         return endpoint
+
+    def guarded(self, endpoint: Endpoint) -> Endpoint:
+        """Wrap a page or list endpoint: whatever it did not expect (a value in some file no
+        check foresaw) is answered like the API's, inside the middleware (security headers
+        included), never as a bare "Internal Server Error"."""
+
+        @functools.wraps(endpoint)
+        def guard(request: Request) -> Response:
+            try:
+                return endpoint(request)
+            except Exception:
+                return self.unexpected(request)
+
+        return guard
+
+    def unexpected(self, request: Request) -> Response:
+        """The answer to an unexpected error (called in its ``except``): logged with its
+        traceback and correlation id; a problem object for the API, an error page otherwise."""
+        logger.exception(
+            "unexpected error for %s [correlation %s]", request.url.path, correlation_id(request)
+        )
+        if request.url.path.startswith("/api/"):
+            return problem(
+                request,
+                500,
+                "An unexpected error occurred. Quote the correlation id when reporting it.",
+            )
+        return self.error_page(
+            request,
+            500,
+            "Something went wrong",
+            "This page could not be shown because of an unexpected error.",
+            "Quote the correlation id below when reporting it.",
+        )
 
     def telemetry(self, request: Request, job_id: str) -> dict[str, Any]:
         return to_http(self.read(job_id))
@@ -322,7 +347,7 @@ class TelemetryApp:
 
     def run_summary(self, request: Request, job_id: str) -> dict[str, Any]:
         collection = self.read(job_id)
-        units = self.store.read_units(job_id)
+        units = self.units(job_id)
         budget = next(
             (float(u["b"]) for u in units.values() if u.get("k") == "root" and "b" in u),
             self.budget_rules.job.total.hard,
@@ -409,7 +434,7 @@ class TelemetryApp:
         collection = self.read_for_page(request, job_id)
         if isinstance(collection, Response):
             return collection
-        units = self.store.read_units(job_id)
+        units = self.units(job_id)
         details = views.run_details(
             collection,
             sort=request.query_params.get("sort"),
@@ -444,7 +469,7 @@ class TelemetryApp:
         try:
             op = operation_view.operation(
                 figures.as_dict(collection),
-                self.store.read_units(job_id),
+                self.units(job_id),
                 int(request.path_params["position"]),
                 self.prices,
             )
@@ -619,11 +644,17 @@ class TelemetryApp:
                 "It may still be being written by an old tool, or have been edited by hand.",
             )
 
+    def units(self, job_id: str) -> Units:
+        """The job's units that the fold could have made: a journal is a file, and a line
+        another program wrote (a trace id that is a number, a record that is a list) must cost
+        the page that unit, never the page."""
+        return usable_units(self.store.read_units(job_id))
+
     def traces(self, job_id: str, units: Units | None = None) -> list[tuple[str, str | None]]:
         """The job's trace ids, each with its link: only when a template is configured and the
         job's spans were forwarded (a backend that never got the trace shows an empty page)."""
         if units is None:
-            units = self.store.read_units(job_id)
+            units = self.units(job_id)
         ids = [t for t in trace_ids(units) if t.isalnum()]
         linked = self.trace_template is not None and was_forwarded(units)
         return [
@@ -638,7 +669,7 @@ class TelemetryApp:
 
     def operation(self, job_id: str, position: int) -> operation_view.Operation:
         return operation_view.operation(
-            figures.as_dict(self.read(job_id)), self.store.read_units(job_id), position, self.prices
+            figures.as_dict(self.read(job_id)), self.units(job_id), position, self.prices
         )
 
     def operation_api(self, request: Request, job_id: str) -> dict[str, Any]:
@@ -712,7 +743,7 @@ def create_app(
     get = ["GET"]
     routes = [
         Route("/", lambda request: RedirectResponse("/jobs", status_code=307), methods=get),
-        Route("/api/telemetry/schema", app.schema, methods=get),
+        Route("/api/telemetry/schema", app.guarded(app.schema), methods=get),
         Route("/api/telemetry/{job_id}/diagnostics", app.api(app.diagnostics), methods=get),
         Route(
             "/api/telemetry/{job_id}/ops/{position:int}", app.api(app.operation_api), methods=get
@@ -723,17 +754,21 @@ def create_app(
         Route(
             "/api/cost-tracking/run-summary/{job_id:path}", app.api(app.run_summary), methods=get
         ),
-        Route("/api/jobs", app.jobs_api, methods=get),
-        Route("/api/insights", app.insights_api, methods=get),
-        Route("/api/insights/metrics", app.insights_metrics, methods=get),
-        Route("/api/insights/{chart}.{fmt}", app.insights_download, methods=get),
-        Route("/insights", app.insights_page, methods=get),
-        Route("/api/openapi.json", app.openapi, methods=get),
-        Route("/openapi.json", app.openapi, methods=get),
-        Route("/jobs", app.jobs_page, methods=get),
-        Route("/jobs/{job_id}/telemetry", app.run_page, methods=get),
-        Route("/jobs/{job_id}/telemetry/ops/{position:int}", app.operation_page, methods=get),
-        Route("/jobs/{rest:path}", app.bad_job_path, methods=get),
+        Route("/api/jobs", app.guarded(app.jobs_api), methods=get),
+        Route("/api/insights", app.guarded(app.insights_api), methods=get),
+        Route("/api/insights/metrics", app.guarded(app.insights_metrics), methods=get),
+        Route("/api/insights/{chart}.{fmt}", app.guarded(app.insights_download), methods=get),
+        Route("/insights", app.guarded(app.insights_page), methods=get),
+        Route("/api/openapi.json", app.guarded(app.openapi), methods=get),
+        Route("/openapi.json", app.guarded(app.openapi), methods=get),
+        Route("/jobs", app.guarded(app.jobs_page), methods=get),
+        Route("/jobs/{job_id}/telemetry", app.guarded(app.run_page), methods=get),
+        Route(
+            "/jobs/{job_id}/telemetry/ops/{position:int}",
+            app.guarded(app.operation_page),
+            methods=get,
+        ),
+        Route("/jobs/{rest:path}", app.guarded(app.bad_job_path), methods=get),
         Route(
             "/favicon.ico",
             lambda request: RedirectResponse("/static/favicon.svg", 301),

@@ -7,6 +7,7 @@ per span, keyed by span id: the drill-down reads both and never changes either.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -159,9 +160,17 @@ def _metadata(rec: Mapping[str, Any]) -> list[tuple[str, str]]:
     for key, value in sorted((rec.get("metadata") or {}).items()):
         if key in (figures.PRICING_KEY, figures.SAVED_KEY, "pricing_error"):
             continue
-        text = value if isinstance(value, str) else orjson.dumps(value).decode()
-        out.append((key, text))
+        out.append((key, value if isinstance(value, str) else _json_text(value)))
     return out
+
+
+def _json_text(value: Any) -> str:
+    """A metadata value as JSON text; an integer beyond 64 bits (valid JSON, which orjson
+    will not write) in the standard library's spelling."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value, ensure_ascii=False, default=repr)
 
 
 class SpanIndex:
