@@ -29,7 +29,7 @@ from aura_otel.masking import REDACTED, Masker, MaskingRules, MaskingSpanProcess
 
 from ..otlp_receivers import http_receiver
 from .corpus import BENIGN
-from .formats import DETECT_SECRETS, FORMATS, GITLEAKS
+from .formats import _PREFIXED, DETECT_SECRETS, FORMATS, GITLEAKS
 from .test_masking_e2e import _json_strings, _proto_strings, _Receiver, _run
 
 
@@ -66,6 +66,31 @@ def test_each_reference_format_is_masked(masker: Masker, rule: str) -> None:
     masked = masker.mask_text(text)
     assert secret not in masked, masked
     assert REDACTED in masked
+
+
+#: Escapes that text written as JSON, a repr or a URL puts right before a token: their last
+#: character is a letter or digit, so no word boundary is left in front of the token.
+ESCAPES = ["said:\\n", "a\\t", "row\\r", "k\\u00e9", "a=b%3D", "x%2B"]
+
+
+@pytest.mark.parametrize("escape", ESCAPES)
+def test_a_token_right_after_an_escape_is_masked(masker: Masker, escape: str) -> None:
+    leaked = [
+        rule
+        for rule, secret in _PREFIXED.items()
+        if secret in masker.mask_text(f"{escape}{secret} (retrying)")
+    ]
+    assert leaked == []
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+    assert jwt not in masker.mask_text(f"{escape}{jwt}")
+
+
+def test_a_hex_key_after_0x_is_masked(masker: Masker) -> None:
+    key = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
+    assert key not in masker.mask_text(f"wallet key 0x{key} imported")
+    assert masker.mask_text("the 0x1f flag and risk-assessment-document-v2") == (
+        "the 0x1f flag and risk-assessment-document-v2"
+    )
 
 
 def test_every_reference_format_is_masked_on_both_sinks(tmp_path: Path) -> None:

@@ -222,6 +222,51 @@ VENDOR_TOKENS: Final[tuple[tuple[str, str], ...]] = (
 )
 
 
+#: Where a token may start besides a word boundary: right after an escape that text written
+#: as JSON, a repr or a URL puts before it (``"...\\nsk-..."``, ``%3Dghp_...``), where the
+#: escape's letter or digit hides the boundary. The escape is masked with the token.
+ESCAPED_START = r"(?:\b|\\[nrtbfv]|\\u[0-9a-fA-F]{4}|%[0-9A-Fa-f]{2})"
+
+
+def escaped_start(pattern: str) -> str:
+    """``pattern`` with each leading ``\\b`` of its top-level alternatives widened to
+    :data:`ESCAPED_START` (only the token rules: a plain redaction masks the whole match)."""
+    out: list[str] = []
+    depth = 0
+    alternative_start = True
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if alternative_start and pattern.startswith("\\b", i):
+            out.append(ESCAPED_START)
+            i += 2
+            alternative_start = False
+            continue
+        alternative_start = False
+        if char == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if char == "[":  # a class: copied whole (no groups or alternatives inside)
+            end = i + 1
+            if end < len(pattern) and pattern[end] == "]":
+                end += 1
+            while end < len(pattern) and pattern[end] != "]":
+                end += 2 if pattern[end] == "\\" else 1
+            out.append(pattern[i : end + 1])
+            i = end + 1
+            continue
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            alternative_start = True
+        out.append(char)
+        i += 1
+    return "".join(out)
+
+
 def builtin_rules(
     key_words_in_text: Sequence[str], glued: Sequence[str], rules: MaskingRules
 ) -> list[Rule]:
@@ -309,10 +354,10 @@ def builtin_rules(
         ),
         Rule(
             "jwt",
-            r"\beyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}(?:\.[A-Za-z0-9_\-]*){1,3}",
+            escaped_start(r"\beyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}(?:\.[A-Za-z0-9_\-]*){1,3}"),
             Action.REDACT,
         ),
-        *(Rule(name, pattern, Action.REDACT) for name, pattern in VENDOR_TOKENS),
+        *(Rule(name, escaped_start(pattern), Action.REDACT) for name, pattern in VENDOR_TOKENS),
         Rule("vault_legacy_token", r"\bs\.[A-Za-z0-9]{24}\b", Action.RANDOM),
         # A long random-looking value right after a credential word ("the token is <x>",
         # "secret <x>"): the high-entropy backstop; .checks.random_like decides.
@@ -321,7 +366,8 @@ def builtin_rules(
             r"""\b(?i:api[ _\-]?keys?|keys?|tokens?|secrets?|passwords?|passphrase|credentials?|signature|apikey)\b[ \t]*(?:(?i:is|was|of|=|:|=>)[ \t]*)?["'`]?(?P<ent_val>[A-Za-z0-9+/_\-~.]{20,}={0,2})""",
             Action.ENTROPY,
         ),
-        Rule("long_hex", r"\b[0-9a-fA-F]{32,}\b", Action.REDACT),
+        # Also after 0x (an Ethereum private key, a hex dump).
+        Rule("long_hex", escaped_start(r"\b(?:0[xX])?[0-9a-fA-F]{32,}\b"), Action.REDACT),
     ]
     if rules.mask_email:
         # Unicode local parts and internationalised domains (and their xn-- form); %40 is a
