@@ -41,6 +41,18 @@ def _s(text: str) -> AnyValue:
     return AnyValue(string_value=text)
 
 
+def _key_only_secret(i: int) -> str:
+    return f"plainval{i:03d}x"
+
+
+def _creds(i: int) -> AnyValue:
+    creds = AnyValue()
+    creds.kvlist_value.values.extend(
+        [_kv("pgpassword", _s(_key_only_secret(i))), _kv("userPin", _s(_key_only_secret(i)))]
+    )
+    return creds
+
+
 def build_request(job_id: str, texts: list[str]) -> ExportTraceServiceRequest:
     request = ExportTraceServiceRequest()
     rs = request.resource_spans.add()
@@ -88,6 +100,10 @@ def build_request(job_id: str, texts: list[str]) -> ExportTraceServiceRequest:
                 _kv("aura.meta.list", array),
                 _kv("aura.meta.mixed", mixed),
                 _kv("aura.meta.map", kvlist),
+                # Values known secret only by their key, inside a key-value list: masked as
+                # JSON, not as one string (where "pgpassword" glued is no key-word match).
+                _kv("aura.meta.creds", _creds(i)),
+                _kv("db.settings", _creds(i)),
                 _kv("aura.meta.bytes", AnyValue(bytes_value=text.encode())),
                 _kv("aura.meta_json.nested", _s(json.dumps({"a": [text], text: "x"}))),
                 _kv(c.RESULT_MESSAGE, _s(text)),
@@ -206,6 +222,10 @@ def test_no_secret_reaches_a_file_a_log_or_a_forward(tmp_path, caplog, how):
             ):
                 if needle in haystack:
                     leaks.append((where, secret.rule, needle))
+    for i in range(len(texts)):
+        for where, haystack in (("file", decoded), ("forward", forward_text), ("log", logs)):
+            if _key_only_secret(i) in haystack:
+                leaks.append((where, "key-value list", _key_only_secret(i)))
     assert leaks == []
     assert "[REDACTED]" in decoded and "[REDACTED]" in forward_text  # the search saw the fields
     assert len(doc["records"]) == len(texts)  # masked, not lost

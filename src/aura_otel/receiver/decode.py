@@ -187,8 +187,12 @@ def _plain(value: AnyValue, depth: int = 0) -> Any:
     return getattr(value, kind)
 
 
-def attribute_value(value: AnyValue) -> Any:
-    """The value the Python SDK would hold for this attribute, or None to leave it out."""
+def attribute_value(value: AnyValue, clean_json: Callable[[str], str] | None = None) -> Any:
+    """The value the Python SDK would hold for this attribute, or None to leave it out.
+
+    Key-value lists and mixed arrays become JSON text, which ``clean_json`` masks as JSON (a
+    key-word rule on every key, every string unescaped) before anything else sees it: masked
+    later as one plain string, ``{"pgpassword": "..."}`` would keep its value."""
     kind = value.WhichOneof("value")
     if kind == "string_value":
         return value.string_value
@@ -205,7 +209,7 @@ def attribute_value(value: AnyValue) -> Any:
         # still readable by masking, so a secret in bytes is masked rather than passed on.
         return value.bytes_value.decode("utf-8", "replace")
     if kind == "array_value":
-        items = [attribute_value(v) for v in value.array_value.values]
+        items = [attribute_value(v, clean_json) for v in value.array_value.values]
         types = {type(v) for v in items if v is not None}
         nested = any(
             v.WhichOneof("value") in ("array_value", "kvlist_value")
@@ -213,11 +217,14 @@ def attribute_value(value: AnyValue) -> Any:
         )
         if not nested and len(types) <= 1:
             return tuple(items)
-    # Key-value lists and mixed arrays: JSON text, which masking reads key by key.
-    return orjson.dumps(_plain(value), option=orjson.OPT_NON_STR_KEYS).decode()
+    # Key-value lists and mixed arrays: JSON text, masked key by key.
+    text = orjson.dumps(_plain(value), option=orjson.OPT_NON_STR_KEYS).decode()
+    return clean_json(text) if clean_json is not None else text
 
 
-def attributes(pairs: Iterable[KeyValue]) -> dict[str, Any]:
+def attributes(
+    pairs: Iterable[KeyValue], clean_json: Callable[[str], str] | None = None
+) -> dict[str, Any]:
     # The hot loop of decoding (a span's every attribute, ~40% of a request's CPU): most
     # values are non-empty strings, read without asking which field is set; every upb
     # accessor call creates a wrapper object, so each one saved counts.
@@ -238,7 +245,7 @@ def attributes(pairs: Iterable[KeyValue]) -> dict[str, Any]:
         elif kind == "string_value":
             out[kv.key] = text
         elif kind is not None:
-            converted = attribute_value(value)
+            converted = attribute_value(value, clean_json)
             if converted is not None:
                 out[kv.key] = converted
     return out
@@ -262,13 +269,18 @@ def _same(text: str) -> str:
     return text
 
 
-def to_spans(request: ExportTraceServiceRequest, clean: Callable[[str], str] = _same) -> Decoded:
+def to_spans(
+    request: ExportTraceServiceRequest,
+    clean: Callable[[str], str] = _same,
+    clean_json: Callable[[str], str] | None = None,
+) -> Decoded:
     """Rebuild the request's spans; a span with unusable ids is counted as rejected, not raised.
 
     ``clean`` masks the few strings span masking does not look at because the SDK sets them
     itself in-process (scope name and version, trace state); here a sender chose them. A trace
     state that needed masking is dropped (a masked one would not be valid W3C syntax); scope
-    attributes are not carried at all.
+    attributes are not carried at all. ``clean_json`` masks the values that become JSON text
+    (see :func:`attribute_value`).
     """
     out = Decoded()
     append = out.spans.append
@@ -278,7 +290,7 @@ def to_spans(request: ExportTraceServiceRequest, clean: Callable[[str], str] = _
     all_flags: dict[int, TraceFlags] = {}
     parents: dict[tuple[bytes, bytes, bool, int], SpanContext] = {}
     for rs in request.resource_spans:
-        resource = Resource(attributes(rs.resource.attributes), rs.schema_url or None)
+        resource = Resource(attributes(rs.resource.attributes, clean_json), rs.schema_url or None)
         for ss in rs.scope_spans:
             scope = InstrumentationScope(
                 clean(ss.scope.name), clean(ss.scope.version) or None, ss.schema_url or None
@@ -334,14 +346,22 @@ def to_spans(request: ExportTraceServiceRequest, clean: Callable[[str], str] = _
                         context=context,
                         parent=parent,
                         resource=resource,
-                        attributes=attributes(span.attributes),
+                        attributes=attributes(span.attributes, clean_json),
                         events=[
-                            Event(ev.name, attributes(ev.attributes), ev.time_unix_nano or None)
+                            Event(
+                                ev.name,
+                                attributes(ev.attributes, clean_json),
+                                ev.time_unix_nano or None,
+                            )
                             for ev in events
                         ]
                         if events
                         else [],
-                        links=[link for link in (_link(ln) for ln in links) if link is not None]
+                        links=[
+                            link
+                            for link in (_link(ln, clean_json) for ln in links)
+                            if link is not None
+                        ]
                         if links
                         else [],
                         kind=_KINDS.get(span.kind, SpanKind.INTERNAL),
@@ -363,7 +383,7 @@ def _trace_state(header: str, clean: Callable[[str], str] = _same) -> TraceState
         return None
 
 
-def _link(link: Any) -> Link | None:
+def _link(link: Any, clean_json: Callable[[str], str] | None = None) -> Link | None:
     if len(link.trace_id) != 16 or len(link.span_id) != 8:
         return None
     context = SpanContext(
@@ -373,4 +393,4 @@ def _link(link: Any) -> Link | None:
         TraceFlags(link.flags & 0xFF),
         None,
     )
-    return Link(context, attributes(link.attributes))
+    return Link(context, attributes(link.attributes, clean_json))

@@ -146,7 +146,8 @@ class Ingestor:
 
     def _fold(self, request: ExportTraceServiceRequest) -> _Batch:
         """Decode, mask and fold a request: CPU only, nothing stored yet."""
-        decoded = to_spans(request, self.masking.masker.mask_text)
+        masker = self.masking.masker
+        decoded = to_spans(request, masker.mask_text, masker.mask_json_text)
         rejected = dict(decoded.rejected)
         received = len(decoded.spans) + sum(rejected.values())
         masked = self._collect.begin()
