@@ -49,6 +49,7 @@ class Received:
 
     spans: list[ReceivedSpan] = field(default_factory=list)
     metrics: dict[str, list[Any]] = field(default_factory=dict)  # name -> data points
+    metric_resources: list[dict[str, Any]] = field(default_factory=list)  # one per batch
     requests: int = 0
     headers: list[dict[str, str]] = field(default_factory=list)  # per HTTP request, lower-case keys
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -83,6 +84,9 @@ class Received:
         with self.arrived:
             self.requests += 1
             for rm in request.resource_metrics:
+                self.metric_resources.append(
+                    {kv.key: any_value(kv.value) for kv in rm.resource.attributes}
+                )
                 for sm in rm.scope_metrics:
                     for metric in sm.metrics:
                         kind = metric.WhichOneof("data")

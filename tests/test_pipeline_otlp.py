@@ -161,6 +161,36 @@ def test_env_endpoint_forwards_spans_and_metrics(
     assert resource["service.name"] == "studio-api"
 
 
+def test_metrics_go_out_with_the_resource_masked_as_the_spans_have_it(
+    tmp_path: Path, telemetries: list
+) -> None:
+    key = "AKIAZ3X7Q2LMNP4RT6WK"
+    resource = Resource.create({"service.name": "studio", "deployment.note": f"aws {key}"})
+    with http_receiver() as (endpoint, received):
+        telemetry = configure(
+            tmp_path / "jobs",
+            tracer_provider=TracerProvider(resource=resource),
+            set_global=False,
+            propagate_threads=False,
+            write_interval=0,
+            pricing=False,
+            otlp_endpoint=endpoint,
+        )
+        telemetries.append(telemetry)
+        _run_job(telemetry, "job-resource")
+        telemetry.force_flush()
+        assert received.wait_for(lambda r: c.METRIC_COST in r.metrics)
+        assert received.wait_for(lambda r: len(r.spans) == len(SPAN_NAMES))
+        telemetry.shutdown()
+    with received.lock:
+        metric_resources = list(received.metric_resources)
+    span_resources = [s.resource for s in received.spans]
+    assert metric_resources and span_resources
+    for seen in [*metric_resources, *span_resources]:
+        assert seen["deployment.note"] == "aws [REDACTED]"
+        assert seen["service.name"] == "studio"
+
+
 def test_headers_and_compression_come_from_the_standard_variables(
     tmp_path: Path, telemetries: list, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -40,7 +40,8 @@ from .errors import ConfigurationError
 from .exporter import DEFAULT_WRITE_INTERVAL, RunTelemetryExporter
 from .forwarding import DEFAULT_SHUTDOWN_TIMEOUT_MILLIS, ForwardingSpanProcessor, SharedDeadline
 from .instrument import JobContextProcessor
-from .masking import MaskingRules, MaskingSpanProcessor
+from .masking import Masker, MaskingRules, MaskingSpanProcessor
+from .masking.span import masked_resource
 from .metrics import MetricsPipeline
 from .pricing import load_price_table
 from .settings import Settings, otlp_exporter, parse_seconds
@@ -181,7 +182,8 @@ def configure(
     job_metrics = (
         MetricsPipeline(
             metric_exporter,
-            resource=provider.resource,
+            # Masked as the spans' resource is: the same attributes go out with every point.
+            resource=masked_resource(Masker(rules), provider.resource),
             deadline=backend_deadline,
             shutdown_timeout_millis=budget_millis,
         )

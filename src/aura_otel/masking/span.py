@@ -412,16 +412,7 @@ class SpanMasking:
         cached = self._resources.get(id(resource))
         if cached is not None and cached[0] is resource:
             return cached[1]
-        attrs = resource.attributes
-        masked = self._masker.mask_attributes(attrs)
-        schema_url = (
-            self._masker.mask_text(resource.schema_url)
-            if resource.schema_url
-            else resource.schema_url
-        )
-        result = resource
-        if masked is not attrs or schema_url != resource.schema_url:
-            result = Resource(dict(masked or {}), schema_url)
+        result = masked_resource(self._masker, resource)
         with self._lock:
             if len(self._resources) >= 64:
                 self._resources.clear()
@@ -507,3 +498,16 @@ class _Shared(NamedTuple):
 
 _TRACESTATE_KEY = re.compile(r"[a-z0-9][_0-9a-z\-*/]{0,255}(?:@[a-z0-9][_0-9a-z\-*/]{0,13})?")
 _TRACESTATE_VALUE = re.compile(r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]")
+
+
+def masked_resource(masker: Masker, resource: Resource) -> Resource:
+    """``resource`` with its attributes and schema URL masked (the same object when nothing
+    changed). A resource goes out with every span and every metric point: both masked alike."""
+    attrs = resource.attributes
+    masked = masker.mask_attributes(attrs)
+    schema_url = (
+        masker.mask_text(resource.schema_url) if resource.schema_url else resource.schema_url
+    )
+    if masked is attrs and schema_url == resource.schema_url:
+        return resource
+    return Resource(dict(masked or {}), schema_url)
