@@ -16,7 +16,7 @@ from aura_otel.demo import run_pipeline
 from aura_otel.errors import ConfigurationError, InvalidJobIdError, TelemetryNotFoundError
 from aura_otel.fold import assemble
 from aura_otel.schema import Stage, dumps
-from aura_otel.stores import LocalStore, open_store
+from aura_otel.stores import LocalStore, open_store, redact_url
 from aura_otel.stores.postgres import PostgresStore, migrations
 
 from .conftest import make_pipeline
@@ -92,6 +92,45 @@ def test_unreachable_database_is_a_clear_error(pg_cluster):
     with pytest.raises(ConfigurationError, match="cannot reach PostgreSQL") as err:
         PostgresStore(url, timeout=5)
     assert "secret" not in str(err.value)  # the password never reaches a message
+
+
+def test_a_password_in_the_query_string_never_reaches_a_message(pg_cluster):
+    url = f"postgresql://postgres@127.0.0.1:{pg_cluster.port}/no_such_database?password=S3cretPassw0rd"
+    with pytest.raises(ConfigurationError, match="cannot reach PostgreSQL") as err:
+        PostgresStore(url, timeout=5)
+    assert "S3cretPassw0rd" not in str(err.value)
+    assert "password=***" in str(err.value)
+    result = subprocess.run(
+        [sys.executable, "-m", "aura_otel.cli", "collect", "--store", url, "--store-timeout", "5"]
+        + ["--http", "127.0.0.1:0", "--grpc", "off"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
+    assert result.returncode == 2, result.stderr
+    assert "cannot reach PostgreSQL" in result.stderr
+    assert "S3cretPassw0rd" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://app:pw@db/jobs", "postgresql://app:***@db/jobs"),
+        (
+            "postgresql://app@db/jobs?sslmode=require&PassWord=pw",
+            "postgresql://app@db/jobs?sslmode=require&PassWord=***",
+        ),
+        (
+            "postgresql://db/jobs?sslpassword=pw&application_name=x",
+            "postgresql://db/jobs?sslpassword=***&application_name=x",
+        ),
+        ("postgresql://db/jobs", "postgresql://db/jobs"),
+    ],
+)
+def test_store_urls_are_shown_without_passwords(url, shown):
+    assert redact_url(url) == shown
 
 
 def test_bad_store_urls_are_refused():

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import conventions as c
 from .errors import AuraOtelError
+from .masking.logs import mask_line
 from .pricing_cli import register as register_prices
 from .schema import STAGES, Stage, json_schema, validation_errors
 from .settings import Settings
@@ -285,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except AuraOtelError as exc:
-        print(f"aura-otel: error: {exc}", file=sys.stderr)
+        print(f"aura-otel: error: {mask_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

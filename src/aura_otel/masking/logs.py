@@ -68,6 +68,15 @@ class MaskingLogFilter(logging.Filter):
         return True
 
 
+def mask_line(text: str) -> str:
+    """``text`` masked as a log record would be: for what a command prints itself (its error
+    line on stderr, built from an exception that may quote a URL or a value)."""
+    from .masker import Masker
+    from .settings import MaskingRules
+
+    return Masker(MaskingRules()).mask_text(text)  # compiled once per rules, then shared
+
+
 _factory_lock = threading.Lock()
 #: Logger name -> the filter for it and its descendants (read by the record factory).
 _by_prefix: dict[str, MaskingLogFilter] = {}

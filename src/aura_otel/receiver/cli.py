@@ -21,6 +21,7 @@ from typing import Any
 
 from .. import conventions as c
 from ..errors import ConfigurationError
+from ..masking.logs import mask_line
 from . import config as defaults
 
 
@@ -206,7 +207,7 @@ def run_collect(args: argparse.Namespace) -> int:
 
             receiver.admission.loads = LoadTable.parse(args.loads)
     except (ConfigurationError, ValueError, OSError) as exc:
-        print(f"aura-otel: error: {exc}", file=sys.stderr)
+        print(f"aura-otel: error: {mask_line(str(exc))}", file=sys.stderr)
         return 2
     clean = False
     with _stop_on_signals() as stop:
@@ -215,7 +216,7 @@ def run_collect(args: argparse.Namespace) -> int:
                 receiver.start()
                 tune_gc()
             except OSError as exc:
-                print(f"aura-otel: error: cannot listen: {exc}", file=sys.stderr)
+                print(f"aura-otel: error: cannot listen: {mask_line(str(exc))}", file=sys.stderr)
                 return 2
             store = receiver.book.store
             where = (
@@ -268,7 +269,7 @@ def _run_supervisor(config: Any, workers: int) -> int:
             try:
                 supervisor.start()
             except OSError as exc:
-                print(f"aura-otel: error: cannot listen: {exc}", file=sys.stderr)
+                print(f"aura-otel: error: cannot listen: {mask_line(str(exc))}", file=sys.stderr)
                 supervisor.stop()
                 return 2
             print(

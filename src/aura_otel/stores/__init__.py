@@ -34,14 +34,28 @@ def is_postgres_url(value: str | os.PathLike[str] | None) -> bool:
     )
 
 
+#: libpq parameters that hold a secret when given in a URL's query string.
+_SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
+
+
 def redact_url(url: str) -> str:
-    """``url`` without its password, for logs and start-up lines."""
+    """``url`` without its password (``user:password@`` or ``?password=``), for logs and
+    start-up lines."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = (parts.username or "") + ":***"
-    return parts._replace(netloc=f"{user}@{netloc[-1]}").geturl()
+    if parts.password is not None:
+        netloc = parts.netloc.rsplit("@", 1)
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{netloc[-1]}")
+    if parts.query:
+        pairs = [pair.partition("=") for pair in parts.query.split("&")]
+        parts = parts._replace(
+            query="&".join(
+                f"{name}={'***' if unquote(name).lower() in _SECRET_PARAMETERS else value}"
+                if sep
+                else name
+                for name, sep, value in pairs
+            )
+        )
+    return parts.geturl()
 
 
 def open_store(
