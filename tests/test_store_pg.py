@@ -101,8 +101,10 @@ def test_a_password_in_the_query_string_never_reaches_a_message(pg_cluster):
     assert "S3cretPassw0rd" not in str(err.value)
     assert "password=***" in str(err.value)
     result = subprocess.run(
-        [sys.executable, "-m", "aura_otel.cli", "collect", "--store", url, "--store-timeout", "5"]
-        + ["--http", "127.0.0.1:0", "--grpc", "off"],
+        [
+            *(sys.executable, "-m", "aura_otel.cli", "collect", "--store", url),
+            *("--store-timeout", "5", "--http", "127.0.0.1:0", "--grpc", "off"),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
