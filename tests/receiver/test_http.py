@@ -126,6 +126,37 @@ def test_bad_payloads_get_a_clear_status_and_nothing_is_written(
     assert_still_serving(receiver, tmp_path)
 
 
+AWS_KEY = "AKIAZ3X7Q2LMNP4RT6WK"
+OPENAI_KEY = "sk-proj-Tq8vXz2LmN4pR6sU8wY0aC2eG4iK6mO8"
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        (
+            b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "%s", "spanId": "00"}]}]}]}'
+            % AWS_KEY.encode(),
+            JSON,
+        ),
+        (
+            b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"attributes": '
+            b'[{"key": "n", "value": {"intValue": "%s"}}]}]}]}]}' % OPENAI_KEY.encode(),
+            JSON,
+        ),
+        (b"x", {**PROTO, "Content-Encoding": OPENAI_KEY}),
+        (b"x", {"Content-Type": f"text/{OPENAI_KEY}"}),
+    ],
+)
+def test_a_refusal_never_quotes_a_secret_back(tmp_path, receiver, body, headers):
+    """Senders log refusals: a value quoted in one is masked like any other output."""
+    response = post(receiver, body, headers)
+    assert response.status_code in (400, 415)
+    assert AWS_KEY.encode() not in response.content
+    assert OPENAI_KEY.encode() not in response.content
+    assert b"[REDACTED]" in response.content
+    assert nothing_written(tmp_path)
+
+
 def test_an_empty_protobuf_request_is_valid_and_writes_nothing(tmp_path, receiver):
     response = post(receiver, b"", PROTO)
     assert response.status_code == 200

@@ -14,6 +14,7 @@ and a message for the sender.
 from __future__ import annotations
 
 import base64
+import re
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags, TraceState
 from opentelemetry.trace.status import Status, StatusCode
+
+from ..masking.logs import mask_line
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -50,6 +53,9 @@ class PayloadError(Exception):
     """A request the receiver refuses as a whole; nothing of it is written."""
 
     def __init__(self, status: int, message: str) -> None:
+        # The message may quote the sender's bytes (a parser's complaint about a value, a
+        # header): masked, since senders log refusals and a value here may be a secret.
+        message = mask_line(message)
         super().__init__(message)
         self.status = status
         self.message = message
@@ -374,11 +380,31 @@ def to_spans(
     return out
 
 
+#: A W3C trace state member (https://www.w3.org/TR/trace-context/#tracestate-header).
+_MEMBER = re.compile(
+    r"([a-z][_0-9a-z\-*/]{0,255}|[a-z0-9][_0-9a-z\-*/]{0,240}@[a-z][_0-9a-z\-*/]{0,13})"
+    r"=([\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e])"
+)
+_MAX_MEMBERS = 32
+
+
 def _trace_state(header: str, clean: Callable[[str], str] = _same) -> TraceState | None:
+    """The span's trace state, or None (the span kept without it) when it needs masking or is
+    not valid W3C syntax. Parsed here, not by ``TraceState.from_header``: that one logs an
+    invalid member as it is, unmasked, through a logger of its own."""
     if not header or clean(header) != header:
         return None
+    pairs: dict[str, str] = {}
+    for member in header.split(","):
+        member = member.strip(" \t")
+        if not member:
+            continue
+        match = _MEMBER.fullmatch(member)
+        if match is None or match.group(1) in pairs or len(pairs) == _MAX_MEMBERS:
+            return None
+        pairs[match.group(1)] = match.group(2)
     try:
-        return TraceState.from_header([header])
+        return TraceState(list(pairs.items()))
     except Exception:  # an unusable trace state is dropped, the span kept
         return None
 

@@ -27,6 +27,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..masking.logs import mask_line
 from .admission import Refusal
 from .decode import JSON, PROTOBUF, PayloadError, decompress, media_type, parse
 from .ingest import Unavailable
@@ -106,7 +107,8 @@ def create_http_app(receiver: FoldReceiver) -> Starlette:
     def failure(status: int, message: str, content_type: str) -> Response:
         stats.add(_COUNTER[status])
         body, media = _encode(
-            status_pb2.Status(code=_GRPC_CODE[status], message=message),
+            # Masked: a refusal may quote what the sender sent (a header, a value).
+            status_pb2.Status(code=_GRPC_CODE[status], message=mask_line(message)),
             content_type if content_type in (JSON, PROTOBUF) else JSON,
         )
         headers = {}
