@@ -29,6 +29,11 @@ def test_bad_settings_exit_2_with_the_reason(tmp_path):
         (("--http", "nonsense"), "--http must be HOST:PORT"),
         (("--quiet-period", "-1", "--http", "127.0.0.1:0", "--grpc", "off"), "quiet_period"),
         (("--workers", "0"), "--workers must be at least 1"),
+        (("--receive-timeout", "0", "--http", "127.0.0.1:0", "--grpc", "off"), "receive_timeout"),
+        (
+            ("--max-decompressed-bytes", "3000000000", "--http", "127.0.0.1:0"),
+            "grpcio's limit",
+        ),
     ]
     for args, words in cases:
         result = collect("--jobs-dir", str(tmp_path), *args)

@@ -61,6 +61,13 @@ def test_an_empty_token_is_a_configuration_error(tmp_path):
         create_receiver(ReceiverConfig(jobs_dir=str(tmp_path), access_token="  "))
 
 
+@pytest.mark.parametrize("token", [" padded-token-123", "padded-token-123 ", "pässwort-123456"])
+def test_a_token_no_header_can_carry_is_a_configuration_error(tmp_path, token):
+    """It would be accepted at start and then never match: refused at start instead."""
+    with pytest.raises(ConfigurationError, match="visible ASCII"):
+        create_receiver(ReceiverConfig(jobs_dir=str(tmp_path), access_token=token))
+
+
 def test_every_request_must_carry_the_token(tmp_path):
     body = encode(demo_job_spans("tok-1")).SerializeToString()
     with running_receiver(tmp_path / "jobs", access_token=TOKEN) as receiver:

@@ -123,6 +123,14 @@ def add_collect_parser(sub: Any, func: Callable[[argparse.Namespace], int]) -> N
         metavar="N",
     )
     collect.add_argument(
+        "--receive-timeout",
+        type=float,
+        default=defaults.DEFAULT_RECEIVE_TIMEOUT,
+        metavar="SECONDS",
+        help="longest wait for a request's body or message once its headers are in "
+        f"(a stalled sender gets 408 / CANCELLED) [{defaults.DEFAULT_RECEIVE_TIMEOUT:g}]",
+    )
+    collect.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -187,6 +195,7 @@ def run_collect(args: argparse.Namespace) -> int:
         max_request_bytes=args.max_request_bytes,
         max_decompressed_bytes=args.max_decompressed_bytes,
         max_concurrent_requests=args.max_concurrent_requests,
+        receive_timeout=args.receive_timeout,
         enum_case=args.enum_case,
         prices_file=args.prices_file or os.environ.get(c.ENV_PRICES_FILE),
         worker=args.worker,

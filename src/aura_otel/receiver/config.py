@@ -33,6 +33,12 @@ DEFAULT_QUIET_PERIOD = 5.0
 DEFAULT_IDLE_TIMEOUT = 300.0
 DEFAULT_WRITE_INTERVAL = 0.25
 DEFAULT_RETRY_AFTER = 1
+#: Longest wait for a request's body (HTTP) or message (gRPC) once its headers are in: a
+#: sender that stalls (or a connection half-dropped by the network) must not hold a slot of
+#: the receiver for as long as it stays open. A 16 MiB body needs ~4.5 Mbit/s to make it.
+DEFAULT_RECEIVE_TIMEOUT = 30.0
+#: grpcio takes its message size limit as a C int.
+MAX_GRPC_MESSAGE_BYTES = 2**31 - 1
 
 Durability = Literal["fsync", "write"]
 
@@ -93,6 +99,7 @@ class ReceiverConfig:
     max_dirty_jobs: int = DEFAULT_MAX_DIRTY_JOBS
     max_open_jobs: int = DEFAULT_MAX_OPEN_JOBS
     retry_after_seconds: int = DEFAULT_RETRY_AFTER
+    receive_timeout: float = DEFAULT_RECEIVE_TIMEOUT
     #: One of several worker processes sharing the ports (SO_REUSEPORT) and the jobs folder:
     #: its supervisor recovers the folder before the workers start, not the worker.
     worker: bool = False
@@ -110,6 +117,7 @@ class ReceiverConfig:
                 f"durability must be 'fsync' or 'write', not {self.durability!r}"
             )
         _positive("store_timeout", self.store_timeout)
+        _positive("receive_timeout", self.receive_timeout)
         for name in ("quiet_period", "idle_timeout"):
             _positive(name, getattr(self, name), zero=True)
         _positive("write_interval", self.write_interval, zero=True)
@@ -124,6 +132,11 @@ class ReceiverConfig:
             _positive(name, getattr(self, name), integer=True)
         if self.max_decompressed_bytes < self.max_request_bytes:
             raise ConfigurationError("max_decompressed_bytes must be at least max_request_bytes")
+        if self.grpc is not None and self.max_decompressed_bytes > MAX_GRPC_MESSAGE_BYTES:
+            raise ConfigurationError(
+                f"max_decompressed_bytes must be at most {MAX_GRPC_MESSAGE_BYTES} with gRPC on "
+                f"(grpcio's limit), not {self.max_decompressed_bytes}"
+            )
 
     def addresses(self) -> dict[str, tuple[str, int]]:
         found = {}

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hmac
 import logging
+import threading
+from collections.abc import Iterator
 from concurrent import futures
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -66,7 +68,9 @@ def _handler(receiver: FoldReceiver) -> Any:
     stats = receiver.stats
     retry = config.retry_after_seconds
 
-    def export(data: bytes, context: grpc.ServicerContext) -> ExportTraceServiceResponse:
+    def export(
+        messages: Iterator[bytes], context: grpc.ServicerContext
+    ) -> ExportTraceServiceResponse:
         stats.add("requests")
         if token is not None and not _token_ok(context, token):
             stats.add("requests_unauthorized")
@@ -75,6 +79,10 @@ def _handler(receiver: FoldReceiver) -> Any:
                 grpc.StatusCode.UNAUTHENTICATED,
                 "this receiver requires 'authorization: Bearer <token>' metadata",
             )
+        data = _first_message(messages, context, config.receive_timeout)
+        if data is None:
+            stats.add("requests_stalled")
+            _abort(context, grpc.StatusCode.CANCELLED, "no request message in time")
         refusal = receiver.admission.enter()
         if refusal is Refusal.BUSY:
             stats.add("requests_refused_overload")
@@ -123,13 +131,34 @@ def _handler(receiver: FoldReceiver) -> Any:
     return grpc.method_handlers_generic_handler(
         SERVICE,
         {
-            "Export": grpc.unary_unary_rpc_method_handler(
+            # A unary call on the wire, served as client-streaming: grpcio reads a unary
+            # request before calling its handler, in the handler's thread and with no time
+            # limit, so a caller that never sends its message (a token-less one included)
+            # would hold that thread for good. Served this way, the token is checked from
+            # the call's headers first and the message is awaited with a time limit.
+            "Export": grpc.stream_unary_rpc_method_handler(
                 export,
                 request_deserializer=None,  # raw bytes: parsed (and refused with a reason) above
                 response_serializer=ExportTraceServiceResponse.SerializeToString,
             ),
         },
     )
+
+
+def _first_message(
+    messages: Iterator[bytes], context: grpc.ServicerContext, timeout: float
+) -> bytes | None:
+    """The call's request message, or None when it did not come within ``timeout`` (the call
+    is then cancelled) or the caller went away."""
+    timer = threading.Timer(timeout, context.cancel)
+    timer.daemon = True
+    timer.start()
+    try:
+        return next(messages, None)
+    except grpc.RpcError:  # cancelled: by the timer, or by the caller
+        return None
+    finally:
+        timer.cancel()
 
 
 #: A worker asks each client to reconnect after about this long (gRPC's own

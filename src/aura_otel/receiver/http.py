@@ -104,8 +104,10 @@ def create_http_app(receiver: FoldReceiver) -> Starlette:
     stats = receiver.stats
     retry_after = str(config.retry_after_seconds)
 
-    def failure(status: int, message: str, content_type: str) -> Response:
-        stats.add(_COUNTER[status])
+    def failure(
+        status: int, message: str, content_type: str, counter: str | None = None
+    ) -> Response:
+        stats.add(counter or _COUNTER[status])
         body, media = _encode(
             # Masked: a refusal may quote what the sender sent (a header, a value).
             status_pb2.Status(code=_GRPC_CODE[status], message=mask_line(message)),
@@ -184,7 +186,22 @@ def create_http_app(receiver: FoldReceiver) -> Starlette:
             )
         try:
             try:
-                body = await read_body(request)
+                try:
+                    with anyio.fail_after(config.receive_timeout):
+                        body = await read_body(request)
+                except TimeoutError:
+                    # A stalled sender (or a connection the network half-dropped) must not
+                    # hold its slot for as long as it stays open. Retryable: a slow link's
+                    # next try may make it; the connection closes (its body is unread).
+                    response = failure(
+                        503,
+                        f"the request body did not arrive within {config.receive_timeout:g} s;"
+                        " retry later",
+                        content_type,
+                        counter="requests_stalled",
+                    )
+                    response.headers["Connection"] = "close"
+                    return response
                 return await anyio.to_thread.run_sync(
                     handle, body, content_type, request.headers.get("content-encoding")
                 )

@@ -93,6 +93,8 @@ def worker_command(
         str(config.max_decompressed_bytes),
         "--max-concurrent-requests",
         str(config.max_concurrent_requests),
+        "--receive-timeout",
+        repr(config.receive_timeout),
     ]
     if config.forward_endpoint:
         cmd += ["--forward-endpoint", config.forward_endpoint]

@@ -54,6 +54,12 @@ def check_bind(host: str, access_token: str | None) -> None:
     """Refuse to serve job data on a network address without an access token."""
     if access_token is not None and not access_token.strip():
         raise ConfigurationError("the access token is empty; give a real secret or none at all")
+    if access_token is not None and not all("!" <= ch <= "~" for ch in access_token):
+        # A header carries visible ASCII: a space at either end is stripped from what a
+        # client sends and other characters arrive re-encoded, so such a token never matches.
+        raise ConfigurationError(
+            "the access token must be visible ASCII characters only (no spaces, no accents)"
+        )
     if not is_loopback_host(host) and not access_token:
         raise ConfigurationError(
             f"refusing to listen on {host!r}: it is reachable from other machines and no access "
