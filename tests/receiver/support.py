@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
     OTLPSpanExporter as GrpcSpanExporter,
@@ -315,3 +316,13 @@ def stop_writer(book) -> None:
     book.write_soon()
     book._thread.join(60)
     assert not book._thread.is_alive()
+
+
+def post_job(receiver: FoldReceiver, job_id: str) -> httpx.Response:
+    """The demo job's spans, as one OTLP/HTTP protobuf request."""
+    return httpx.post(
+        receiver.url("http") + "/v1/traces",
+        content=encode(demo_job_spans(job_id)).SerializeToString(),
+        headers={"Content-Type": "application/x-protobuf"},
+        timeout=120,
+    )

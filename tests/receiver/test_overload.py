@@ -17,6 +17,7 @@ from .support import (
     demo_job_spans,
     encode,
     otlp_exporter,
+    post_job,
     running_receiver,
     stop_writer,
     telemetry,
@@ -96,7 +97,6 @@ def test_past_half_the_backlog_a_request_waits_for_the_writers_round(tmp_path, m
 
 
 def test_a_writer_far_behind_is_answered_retry_later_and_nothing_is_taken(tmp_path, monkeypatch):
-    import httpx
 
     from aura_otel.receiver import admission
 
@@ -106,12 +106,7 @@ def test_a_writer_far_behind_is_answered_retry_later_and_nothing_is_taken(tmp_pa
     ) as receiver:
         stop_writer(receiver.book)
         receiver.book.append_request(_units("hard-1"))  # acknowledged, not yet written
-        response = httpx.post(
-            receiver.url("http") + "/v1/traces",
-            content=encode(demo_job_spans("hard-2")).SerializeToString(),
-            headers={"Content-Type": "application/x-protobuf"},
-            timeout=30,
-        )
+        response = post_job(receiver, "hard-2")
         assert response.status_code == 503
         assert response.headers["retry-after"] == "3"
         assert receiver.counters()["requests_refused_backlog"] == 1

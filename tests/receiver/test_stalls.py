@@ -12,12 +12,11 @@ import threading
 from collections.abc import Iterator
 
 import grpc
-import httpx
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from aura_otel.receiver.grpc import SERVICE
 
-from .support import demo_job_spans, encode, running_receiver, telemetry
+from .support import demo_job_spans, encode, post_job, running_receiver, telemetry
 
 TOKEN = "stall-test-token-0123456789"
 
@@ -93,10 +92,4 @@ def test_an_http_body_that_stops_coming_is_answered_retry_later(tmp_path) -> Non
         assert "retry-after:" in head and "connection: close" in head
         assert receiver.stats.snapshot()["requests_stalled"] == 1
         assert not any(p.is_dir() for p in (tmp_path / "jobs").iterdir())
-        response = httpx.post(
-            receiver.url("http") + "/v1/traces",
-            content=encode(demo_job_spans("after-stall")).SerializeToString(),
-            headers={"Content-Type": "application/x-protobuf"},
-            timeout=120,
-        )
-        assert response.status_code == 200
+        assert post_job(receiver, "after-stall").status_code == 200
