@@ -254,6 +254,33 @@ def test_structural_identifiers_are_never_masked_even_when_they_look_like_hex() 
     assert f"{out.context.trace_id:032x}" == trace_id
 
 
+GITHUB_TOKEN = "ghp_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        (c.PROJECT_ID, GITHUB_TOKEN),
+        (c.CORRELATION_ID, '{"password": "hunter2zz"}'),
+        (c.CORRELATION_ID, "alice.secret@example.com"),
+        (c.PROJECT_ID, ("ok", GITHUB_TOKEN)),
+    ],
+)
+def test_a_structural_value_that_is_no_identifier_is_masked_and_shields_nothing(
+    key: str, value: object
+) -> None:
+    provider, _, exporter = _pipeline()
+    with provider.get_tracer("t").start_as_current_span("s") as span:
+        span.set_attribute(c.JOB_ID, "job-2026-11-28-0001")
+        span.set_attribute(key, value)  # type: ignore[arg-type]
+        span.set_attribute("exception.message", f"token {GITHUB_TOKEN} refused")
+    (out,) = exporter.get_finished_spans()
+    text = orjson.dumps(dict(out.attributes or {})).decode()
+    for secret in (GITHUB_TOKEN, "hunter2zz", "alice.secret@example.com"):
+        assert secret not in text
+    assert out.attributes[c.JOB_ID] == "job-2026-11-28-0001"  # an identifier: untouched
+
+
 # -- configuration ----------------------------------------------------------------------------------
 def test_invalid_pattern_is_a_configuration_error_when_rules_are_built() -> None:
     with pytest.raises(ConfigurationError, match="not valid RE2"):

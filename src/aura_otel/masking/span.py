@@ -25,6 +25,7 @@ from .._util import sdk_attributes
 from .keys import keeps_under_sensitive_key
 from .masker import (
     _CACHE_LIMIT,
+    _ID,
     _JSON,
     _PASS,
     _PRIMITIVES,
@@ -104,8 +105,9 @@ def _sequence(span: ReadableSpan, private: str, public: str) -> Sequence[Any]:
     return getattr(span, public)
 
 
-def _span_keep(span: ReadableSpan) -> frozenset[str]:
-    """The span's own identifiers, which survive even where they appear inside text."""
+def _span_keep(span: ReadableSpan, masker: Masker) -> frozenset[str]:
+    """The span's own identifiers, which survive even where they appear inside text (the
+    structural values only when they are identifiers: a token there must not shield itself)."""
     ids: set[str] = set()
     ctx = span.context
     if ctx is not None:
@@ -119,7 +121,7 @@ def _span_keep(span: ReadableSpan) -> frozenset[str]:
     attrs = span.attributes or {}
     for key in c.STRUCTURAL_KEYS:
         value = attrs.get(key)
-        if isinstance(value, str) and value:
+        if isinstance(value, str) and value and masker.is_identifier(value):
             ids.add(value)
     return frozenset(ids)
 
@@ -266,6 +268,10 @@ class SpanMasking:
                     continue
             elif kind == _PASS:
                 continue
+            elif kind == _ID:
+                if self._masker.is_identifier(value):
+                    continue
+                return False
             elif kind == _SENSITIVE:
                 if keeps_under_sensitive_key(key, value):
                     continue
@@ -350,7 +356,7 @@ class SpanMasking:
 
         def keep() -> frozenset[str]:
             if not keep_cache:
-                keep_cache.append(_span_keep(span))
+                keep_cache.append(_span_keep(span, self._masker))
             return keep_cache[0]
 
         batch.resolve(keep)
