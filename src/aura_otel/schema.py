@@ -484,16 +484,25 @@ def validation_errors(data: bytes | str) -> list[tuple[str, str]]:
     return []
 
 
-def load_collection(data: bytes | str) -> Collection:
-    """Parse and validate a v1 file (either enum spelling); CorruptTelemetryError otherwise."""
+def load_collection(data: bytes | str, job_id: str | None = None) -> Collection:
+    """Parse and validate a v1 file (either enum spelling); CorruptTelemetryError otherwise.
+
+    ``job_id``: the job the file was found under. A file that names another job (copied or
+    planted from elsewhere) is not this job's, and every view must say so alike."""
     try:
-        return Collection.model_validate_json(data)
+        collection = Collection.model_validate_json(data)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         raise CorruptTelemetryError(
             f"not a valid RunTelemetry v1 document: {exc.error_count()} problem(s), first at "
             f"{_json_path(tuple(first['loc']))}: {first['msg']}"
         ) from None
+    if job_id is not None and collection.job_id != job_id:
+        raise CorruptTelemetryError(
+            f"the document is job {collection.job_id!r}'s, not {job_id!r}'s (its job_id does "
+            "not match where it is stored)"
+        )
+    return collection
 
 
 def to_dict(collection: Collection) -> dict[str, Any]:

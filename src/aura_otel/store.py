@@ -489,7 +489,7 @@ class JobStore:
 
     def read(self, job_id: str) -> Collection:
         """The job's validated collection (either enum spelling)."""
-        return load_collection(self.read_bytes(job_id))
+        return load_collection(self.read_bytes(job_id), job_id)
 
     def read_journal(self, job_id: str) -> Units:
         """All units recorded for a job (empty when none or unreadable).

@@ -156,3 +156,34 @@ def test_an_unexpected_error_on_a_page_is_an_error_page_with_a_reference(
         assert "content-security-policy" in page.headers  # inside the middleware
         assert "ref-42" in page.text
         assert "a bug no test foresaw" not in page.text
+
+
+def test_the_fleet_counts_only_what_the_list_can_read(tmp_path: Path) -> None:
+    """A file whose job_id is another job's, or that is not valid v1 (a negative cost), is
+    unreadable in the list and left out of the fleet's figures alike."""
+    folder = tmp_path / "jobs"
+    put_file(folder, "good", json.dumps(_doc("good")).encode())
+    put_file(folder, "spoof", json.dumps(_doc("good")).encode())
+    put_file(folder, "negative", _with("negative", _set("records.0.cost_estimate", -1000)))
+    app = create_app(str(folder), abandoned_after=3600)
+    with TestClient(app, raise_server_exceptions=False, base_url="http://127.0.0.1") as http:
+        rows = {item["jobId"]: item["status"] for item in http.get("/api/jobs").json()["items"]}
+        assert rows["spoof"] == rows["negative"] == "unreadable"
+        assert "corrupt" in http.get("/api/telemetry/spoof").json()["detail"]
+        fleet = http.get("/api/insights").json()
+        assert fleet["totals"]["jobs"] == 1
+        assert fleet["totals"]["cost"] >= 0
+
+
+def test_a_job_on_the_last_day_of_year_9999_breaks_no_view(tmp_path: Path) -> None:
+    folder = tmp_path / "jobs"
+    put_file(folder, "good", json.dumps(_doc("good")).encode())
+    for job_id, start in (
+        ("last-day", "9999-12-31T00:00:00Z"),
+        ("last-us", "9999-12-31T23:59:59.999999Z"),
+    ):
+        put_file(folder, job_id, _with(job_id, _set("collection_started_at", start)))
+    app = create_app(str(folder), abandoned_after=3600)
+    with TestClient(app, raise_server_exceptions=False, base_url="http://127.0.0.1") as http:
+        for path in ("/insights", "/api/insights", "/api/insights?until=9999-12-31", "/jobs"):
+            assert http.get(path).status_code == 200, path

@@ -48,9 +48,11 @@ class Filters:
 
     @property
     def end(self) -> datetime:
-        return datetime(self.until.year, self.until.month, self.until.day, tzinfo=UTC) + timedelta(
-            days=1
-        )
+        last = datetime(self.until.year, self.until.month, self.until.day, tzinfo=UTC)
+        try:
+            return last + timedelta(days=1)
+        except OverflowError:  # until 9999-12-31: the end of time
+            return datetime.max.replace(tzinfo=UTC)
 
     def query(self) -> dict[str, str]:
         values = {"since": self.since.isoformat(), "until": self.until.isoformat()}
@@ -253,6 +255,8 @@ def compute(
     while day <= filters.until:
         key = day.isoformat()
         days.append([key, _money(per_day.get(key, [])), len(per_day.get(key, []))])
+        if day == date.max:  # a period ending on 9999-12-31 has no next day
+            break
         day += timedelta(days=1)
     tables["cost_per_day"] = Table(
         "cost_per_day", "Cost per day", ["day", "cost", "jobs"], days, "column", "$"

@@ -25,7 +25,7 @@ import orjson
 
 from .. import figures
 from ..errors import AuraOtelError
-from ..schema import Collection, is_safe_job_id
+from ..schema import Collection, is_safe_job_id, load_collection, to_dict
 from ..store import _READ_FLAGS, JobStore, _open_regular, atomic_write_at
 from ..stores.base import Store
 
@@ -218,15 +218,17 @@ def summary_from_row(row: Any) -> JobSummary:
     return JobSummary(job_id, project, started, elapsed_ms, status, tuple(parsed), budget)
 
 
-def summarize_bytes(data: bytes) -> JobSummary | None:
-    """A job's summary from its document's bytes; None when they are not a v1 job, or hold a
-    number no summary can keep (an integer beyond 64 bits in a hand-made file): such a job is
-    left out of the fleet on both stores alike, and never breaks the write that stores it."""
+def summarize_bytes(data: bytes, job_id: str | None = None) -> JobSummary | None:
+    """A job's summary from its document's bytes; None when they are not a valid v1 document
+    (of job ``job_id``, when given: the job it is stored as), or hold a number no summary can
+    keep (an integer beyond 64 bits in a hand-made file): such a job is left out of the fleet
+    on both stores alike, as the job list shows it unreadable, and never breaks the write that
+    stores it."""
     try:
-        doc = orjson.loads(data)
-    except orjson.JSONDecodeError:
+        doc = to_dict(load_collection(data, job_id))
+    except AuraOtelError:
         return None
-    summary = summarize_doc(doc) if isinstance(doc, dict) else None
+    summary = summarize_doc(doc)
     if summary is None:
         return None
     try:
@@ -435,9 +437,9 @@ class FolderJobSource:
         except (AuraOtelError, OSError) as exc:
             logger.warning("insights: job %r left out: %s", job_id, exc)
             return None
-        summary = summarize_bytes(data)
+        summary = summarize_bytes(data, job_id)
         if summary is None:
-            logger.warning("insights: job %r left out: not a v1 job document", job_id)
+            logger.warning("insights: job %r left out: not a v1 document of that job", job_id)
         return summary
 
     def iter_summaries(

@@ -493,7 +493,7 @@ class TelemetryApp:
             self.source,
             lambda latest: fleet_view.parse_filters(
                 request.query_params,
-                datetime.fromtimestamp(latest, UTC) if latest is not None else None,
+                _moment(latest),
             ),
             lambda filters: key(filters)[0] is not None and key(filters) in self._fleets,
         )
@@ -710,6 +710,17 @@ class TelemetryApp:
             "Page not found",
             "There is nothing at this address.",
         )
+
+
+def _moment(epoch: float | None) -> datetime | None:
+    """When the newest job started, as a datetime: a start in the last second of year 9999
+    (a hand-made file) rounds past what datetime holds, and is then its last moment."""
+    if epoch is None:
+        return None
+    try:
+        return datetime.fromtimestamp(epoch, UTC)
+    except (OverflowError, ValueError, OSError):
+        return datetime.max.replace(tzinfo=UTC)
 
 
 def create_app(

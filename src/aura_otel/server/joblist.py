@@ -85,7 +85,7 @@ def _row(job_id: str, data: bytes, mtime_ns: int) -> tuple[dict[str, Any], datet
     """The row with the file's own status, and the last activity of a running job."""
     row: dict[str, Any] = {"jobId": job_id, "updatedAt": _iso_from_ns(mtime_ns)}
     try:
-        doc = to_dict(load_collection(data))
+        doc = to_dict(load_collection(data, job_id))
     except AuraOtelError as exc:
         logger.warning("job %s: unreadable telemetry.json: %s", job_id, exc)
         return shapes.JobRow(

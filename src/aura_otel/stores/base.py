@@ -67,7 +67,7 @@ class Store(ABC):
 
     def read(self, job_id: str) -> Collection:
         """The job's validated collection."""
-        return load_collection(self.read_bytes(job_id))
+        return load_collection(self.read_bytes(job_id), job_id)
 
     @abstractmethod
     def read_units(self, job_id: str) -> dict[str, Unit]:

@@ -59,8 +59,8 @@ def write_summaries(cur: psycopg.Cursor[Any], jobs: Sequence[tuple[str, datetime
     ops: tuple[list[Any], ...] = ([], [], [], [], [], [], [])
     counts: list[int] = []
     for job_id, updated_at, document in jobs:
-        summary = summarize_bytes(document)
-        if summary is None or summary.job_id != job_id:
+        summary = summarize_bytes(document, job_id)
+        if summary is None:
             # Not a v1 job (yet): the fleet view leaves it out, as on the folder.
             row: tuple[Any, ...] = (job_id, updated_at, _GONE_AT, "", GONE, b"")
             counts.append(0)
