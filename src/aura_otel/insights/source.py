@@ -297,7 +297,8 @@ def jobs_history(source: JobSource, job_ids: list[str]) -> list[JobSummary]:
 #: The folder's summary cache: a hidden file in the jobs folder (never a job: not a folder).
 CACHE_FILE = ".aura-insights-cache.json"
 _CACHE_FORMAT = "aura-otel insights summaries"
-_CACHE_VERSION = 1
+#: 2: summaries only of valid v1 documents of their own job (a cache of 1 may hold others).
+_CACHE_VERSION = 2
 #: Seconds between two saves of the cache file while jobs keep changing: a save writes every
 #: summary (tens of MB at 100k jobs), so it must not follow each new job.
 SAVE_INTERVAL = 60.0
