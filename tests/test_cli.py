@@ -110,6 +110,20 @@ def test_validate_reports_every_violation_with_its_path(tmp_path: Path, examples
     assert missing.returncode == 2 and "cannot read" in missing.stderr
 
 
+def test_validate_never_waits_on_a_fifo_and_goes_on_with_the_next_file(
+    tmp_path: Path, examples: Path
+) -> None:
+    fifo = tmp_path / "telemetry.json"
+    os.mkfifo(fifo)  # nobody ever writes to it: reading it would wait for good
+    big = tmp_path / "big.json"
+    big.write_bytes(b" " * (33 << 20))
+    result = run("validate", str(fifo), str(big), str(examples / "reference-job.json"))
+    assert result.returncode == 2
+    assert f"{fifo}: cannot read" in result.stderr and "not a regular file" in result.stderr
+    assert f"{big}: cannot read" in result.stderr
+    assert "reference-job.json: valid" in result.stdout
+
+
 def test_show_prints_a_job_and_unknown_job_is_a_clear_error(tmp_path: Path, examples: Path) -> None:
     (tmp_path / "job-abc123").mkdir()
     (tmp_path / "job-abc123" / "telemetry.json").write_bytes(

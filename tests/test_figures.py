@@ -268,3 +268,34 @@ def test_a_job_without_any_price_is_unpriced_in_the_list_as_on_its_page(tmp_path
         page = http.get(f"/jobs/{job_id}/telemetry").text
     assert re.search(r"\bunpriced\s*\n", listing) and "$0.0000" not in listing
     assert '<span class="card-value">unpriced</span>' in page
+
+
+def test_odd_files_show_the_same_figures_in_the_list_the_report_and_the_page(
+    tmp_path: Path,
+) -> None:
+    """An end before the start (a clock stepped back) is 0 s everywhere; a summary that
+    counts more operations than the file has records cannot make the list and the page
+    disagree on whether the job is unpriced."""
+    meta = {"pricing": "unpriced"}
+    skewed = collection("skewed", [record("skewed", "tts", 0.0, 1000)], finished_s=3.0)
+    skewed["collection_ended_at"] = "2026-11-20T09:59:00Z"
+    skewed["collection_started_at"] = "2026-11-20T10:00:00Z"
+    recs = [
+        record("mismatch", s, 0.0, 1000, provider="New", metadata=meta) for s in ("tts", "visuals")
+    ]
+    mismatch = collection("mismatch", recs, finished_s=3.0)
+    mismatch["summary"]["total_operations"] = 3
+    mismatch["summary"]["total_cost"] = 0.09
+    for doc in (skewed, mismatch):
+        write_doc(tmp_path, doc)
+    with live_server(tmp_path) as base, httpx.Client(base_url=base, timeout=10) as http:
+        rows = {r["jobId"]: r for r in http.get("/api/jobs").json()["items"]}
+        report = http.get("/api/cost-tracking/run-summary/skewed").json()
+        listing = re.sub(r"<[^>]+>", "", http.get("/jobs").text)
+        page = http.get("/jobs/mismatch/telemetry").text
+    assert rows["skewed"]["durationSeconds"] == 0.0
+    assert report["durationSeconds"] == 0.0
+    assert figures.headline(skewed)["elapsed"] == "0.0 s"
+    assert figures.headline(mismatch)["total_cost"] == "unpriced"
+    assert '<span class="card-value">unpriced</span>' in page
+    assert re.search(r"\bunpriced\s*\n", listing)

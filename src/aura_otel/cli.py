@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,13 +57,29 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_document(name: str) -> bytes:
+    """A file named on the command line, read as the server reads a job's: a FIFO or device
+    is refused at once (never waited on), a file past the size cap is refused unread. A link
+    given by name is followed: naming it is the user's choice."""
+    from .settings import DEFAULT_MAX_FILE_BYTES
+    from .store import read_regular
+
+    path = Path(name).resolve()
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return read_regular(folder, path.name, DEFAULT_MAX_FILE_BYTES)
+    finally:
+        os.close(folder)
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     worst = 0
     for name in args.files:
         try:
-            data = Path(name).read_bytes()
-        except OSError as exc:
-            print(f"{name}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+            data = _read_document(name)
+        except (OSError, AuraOtelError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            print(f"{name}: cannot read: {reason}", file=sys.stderr)
             worst = 2
             continue
         problems = validation_errors(data)

@@ -193,11 +193,12 @@ def timestamp(value: Any) -> str | None:
 
 
 def duration_seconds(start: Any, end: Any) -> float:
-    """Seconds between two v1 date-times; 0 when either is missing (the old rule)."""
+    """Seconds between two v1 date-times; 0 when either is missing (the old rule) or the end
+    comes first (a clock that stepped back: the Elapsed card's rule too)."""
     started, ended = parse_time(start), parse_time(end)
     if started is None or ended is None:
         return 0.0
-    return (ended - started).total_seconds()
+    return max((ended - started).total_seconds(), 0.0)
 
 
 def last_activity(doc: Mapping[str, Any]) -> datetime | None:
@@ -273,11 +274,11 @@ def record_cost(record: Mapping[str, Any]) -> str:
     return money(record.get("cost_estimate"))
 
 
-def total_cost(summary: Mapping[str, Any], unpriced: int) -> str:
+def total_cost(summary: Mapping[str, Any], unpriced: int, operations: int) -> str:
     """The Total Cost figure: ``unpriced`` when every operation lacks a price (a $0.0000
-    total would claim the job was free)."""
-    ops = int(summary.get("total_operations") or 0)
-    if unpriced and unpriced == ops:
+    total would claim the job was free). ``unpriced`` is counted over the file's records, so
+    ``operations`` is their number too (a hand-edited summary may count others)."""
+    if unpriced and unpriced == operations:
         return PRICING_UNPRICED
     return money(float(summary.get("total_cost") or 0))
 
@@ -354,7 +355,7 @@ def headline(
         "status": job_status(doc, now=now, abandoned_after=abandoned_after),
         "operations": int(summary.get("total_operations") or 0),
         "success_rate": percent(success_rate(summary)),
-        "total_cost": total_cost(summary, unpriced),
+        "total_cost": total_cost(summary, unpriced, len(recs)),
         "unpriced": unpriced,
         "latency": seconds(int(summary.get("total_latency_ms") or 0), 1),
         "elapsed": elapsed(doc),

@@ -64,7 +64,9 @@ def row_cost(row: Mapping[str, Any]) -> str:
     if row.get("totalCost") is None:
         return NOT_AVAILABLE
     summary = {"total_operations": row.get("operationCount") or 0, "total_cost": row["totalCost"]}
-    return figures.total_cost(summary, row.get("unpricedOperations") or 0)
+    return figures.total_cost(
+        summary, row.get("unpricedOperations") or 0, row.get("operationCount") or 0
+    )
 
 
 def job_url(job_id: str) -> str:
@@ -399,7 +401,9 @@ def _issues(diagnostics: Mapping[str, Any]) -> list[Issue]:
     return issues
 
 
-def _cards(summary: Mapping[str, Any], unpriced: int, elapsed: str = NOT_AVAILABLE) -> list[Card]:
+def _cards(
+    summary: Mapping[str, Any], unpriced: int, operations: int, elapsed: str = NOT_AVAILABLE
+) -> list[Card]:
     ops = int(summary.get("total_operations") or 0)
     tokens_in = int(summary.get("total_tokens_in") or 0)
     tokens_out = int(summary.get("total_tokens_out") or 0)
@@ -408,7 +412,7 @@ def _cards(summary: Mapping[str, Any], unpriced: int, elapsed: str = NOT_AVAILAB
         if unpriced
         else ""
     )
-    cost_value = figures.total_cost(summary, unpriced)
+    cost_value = figures.total_cost(summary, unpriced, operations)
     return [
         Card("Total Operations", count(ops), key="operations"),
         Card(
@@ -473,7 +477,7 @@ def run_details(
             else "never (abandoned)"
         ),
         running=running,
-        cards=_cards(summary, unpriced, figures.elapsed(doc)),
+        cards=_cards(summary, unpriced, len(figures.records(doc)), figures.elapsed(doc)),
         rows=sort_rows(rows, sort, direction),
         headers=_headers(doc["job_id"], sort, direction),
         timeline=bars,
