@@ -424,6 +424,19 @@ def test_large_values_are_truncated_before_matching_and_a_cut_secret_does_not_su
     assert masker.mask_text(out) == out
 
 
+@pytest.mark.parametrize("separator", [",", ";", "|", "\n", "\""])
+def test_a_secret_cut_after_any_separator_does_not_survive(separator: str) -> None:
+    masker = Masker(MaskingRules(max_value_length=8192))  # more than the cut looks back
+    secret = "sk-proj-Tq8vXz2LmN4pR6sU8wY0aC2eG4iK6mO8"
+    head = 8192 - len(TRUNCATION_MARK)
+    for start in (head - 12, head - 1024 - 12):  # the key across the cut, or 1 KiB before it
+        text = separator * start + secret + separator * 9000
+        out = masker.mask_text(text)
+        assert out.endswith(TRUNCATION_MARK)
+        assert "sk-proj" not in out and secret[:12] not in out
+    assert secret not in masker.mask_text(separator * 10 + secret + separator * 9000)
+
+
 def test_ten_megabyte_attribute_is_cut_to_the_limit() -> None:
     provider, processor, exporter = _pipeline()
     with provider.get_tracer("t").start_as_current_span("s") as span:

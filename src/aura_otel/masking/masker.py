@@ -100,6 +100,8 @@ _PASS, _SENSITIVE, _JSON, _SCAN, _RENAMED, _ID = (
     KeyKind.RENAMED,
     KeyKind.ID,
 )
+#: Characters tokens are made of besides letters and digits (base64, URL-safe, JWT, hex ids).
+_TOKEN_PUNCTUATION: Final = frozenset("_-+/=.~%:")
 #: What an identifier looks like: visible ASCII, no spaces, not too long.
 _ID_SHAPE: Final = re.compile(r"[!-~]{1,256}")
 #: Hex and UUID identifiers, which the long-hex rule would take for keys.
@@ -131,7 +133,8 @@ class Masker:
     # -- text ----------------------------------------------------------------------------------
     def truncate(self, text: str) -> str:
         """Cut a value to ``max_value_length`` before matching, so a 10 MB attribute costs what
-        a 64 KiB one does. The partial word at the cut is dropped too: half a secret must not
+        a 64 KiB one does. The partial token at the cut is dropped too (back to the last
+        character no token contains, a comma as well as a space): half a secret must not
         survive because its other half was cut off."""
         if len(text) <= self._limit:
             return text
@@ -139,7 +142,7 @@ class Masker:
         head = text[: self._limit - len(TRUNCATION_MARK)]
         stop = max(0, len(head) - _CUT_BACKTRACK)
         i = len(head) - 1
-        while i >= stop and not head[i].isspace():
+        while i >= stop and (head[i].isalnum() or head[i] in _TOKEN_PUNCTUATION):
             i -= 1
         return head[: i + 1 if i >= stop else stop] + TRUNCATION_MARK
 
