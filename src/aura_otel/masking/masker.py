@@ -12,7 +12,7 @@ import functools
 import logging
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -238,6 +238,16 @@ class Masker:
             self._ids[value] = known
         return known
 
+    def split_secret(self, items: Sequence[Any]) -> bool:
+        """Whether a list's strings, each masked and then joined as they were split, still
+        hold what masking would change (``["sk-proj-", "Tq8v..."]``: each item alone looks
+        harmless). A secret inside one item is that item's to mask, not the list's."""
+        texts = [item for item in items if isinstance(item, str)]
+        if len(texts) < 2:
+            return False
+        joined = "".join(self.mask_text(text) for text in texts)
+        return self.mask_text(joined) != joined
+
     def plan(self, key: str) -> _KeyPlan:
         plan = self._plans.get(key)
         if plan is None:
@@ -427,6 +437,8 @@ class Batch:
             how = _JSONTEXT if kind == _JSON else _TEXT
             return (key, plan.masked_key, value, how, self.add_text(value))
         if isinstance(value, (tuple, list)) and all(isinstance(v, _SCALARS) for v in value):
+            if self.masker.split_secret(value):
+                return (key, plan.masked_key, value, _FIXED, None)
             items = tuple(value)
             if any(type(v) is int and not INT64_MIN <= v <= INT64_MAX for v in items):
                 self.masker.stats.add("values_made_representable")
