@@ -194,6 +194,23 @@ def test_unsafe_job_id_is_rejected_logged_and_nothing_written(
     assert "not a safe single path segment" in caplog.text
 
 
+def test_job_ids_shaped_like_pii_stay_apart_and_a_token_id_is_left_out(
+    pipeline: Pipeline, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ids are names, not phone numbers: each keeps its own file. An id holding a token is
+    left out of the masked span: its spans belong to no job (counted, in no file), never
+    merged into another job's file."""
+    caplog.set_level(logging.ERROR, logger="aura_otel")
+    ids = ["job-415-215-0283", "job-415-215-0284", "order-123-45-6789", "run-4242-4242-4242-4242"]
+    for job_id in ids:
+        run_job(pipeline, job_id, n_stages=1)
+    run_job(pipeline, "job-ghp_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5", n_stages=2)
+    pipeline.flush()
+    assert sorted(p.name for p in pipeline.jobs_dir.iterdir()) == sorted(ids)
+    assert pipeline.exporter.stats.snapshot()["spans_without_job"] == 3
+    assert "ghp_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5" not in caplog.text
+
+
 def test_spans_without_a_job_are_counted_not_written(pipeline: Pipeline) -> None:
     tracer = pipeline.provider.get_tracer("t")
     for _ in range(5):

@@ -827,7 +827,7 @@ _UNIT_FIELDS: dict[str, tuple[type, ...]] = {
 _USAGE_TYPES = (int, float, str)
 
 
-def _usable(unit: Any) -> bool:
+def _usable(unit: Any, records: bool = True) -> bool:
     if not isinstance(unit, dict) or "s" not in unit or "e" not in unit:
         return False
     for key, value in unit.items():
@@ -841,6 +841,8 @@ def _usable(unit: Any) -> bool:
         record = unit.get("r")
         if record is None:
             return False
+        if not records:
+            return True
         # As assemble completes it: the job's correlation id when the span had none.
         try:  # JSON mode: its timestamps are ISO strings, as in the file
             Record.model_validate_json(orjson.dumps({"correlation_id": "", **record}))
@@ -849,13 +851,14 @@ def _usable(unit: Any) -> bool:
     return True
 
 
-def usable_units(units: Mapping[str, Unit]) -> dict[str, Unit]:
+def usable_units(units: Mapping[str, Unit], *, records: bool = True) -> dict[str, Unit]:
     """The units of a journal that the fold could have made (each field of the type the fold
-    gives it; a stage's record a valid v1 record). Journals are files: another program or a
-    damaged disk can leave units :func:`assemble` cannot take, and one such unit must not cost
-    the job its file. Writers call this only when assembling the whole journal failed (it
-    validates every record)."""
-    return {span_id: unit for span_id, unit in units.items() if _usable(unit)}
+    gives it; with ``records``, a stage's record a valid v1 record). Journals are files:
+    another program or a damaged disk can leave units :func:`assemble` cannot take, and one
+    such unit must not cost the job its file. Writers call this only when assembling the
+    whole journal failed (it validates every record); views, on every page, check the types
+    alone (a record's own values are the file's, and were validated with it)."""
+    return {span_id: unit for span_id, unit in units.items() if _usable(unit, records)}
 
 
 def keep_previous_records(doc: dict[str, Any], previous: bytes | None) -> dict[str, Any]:

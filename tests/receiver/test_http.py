@@ -157,6 +157,17 @@ def test_a_refusal_never_quotes_a_secret_back(tmp_path, receiver, body, headers)
     assert nothing_written(tmp_path)
 
 
+def test_a_refusal_is_masked_with_the_receivers_own_rules(tmp_path):
+    from aura_otel.masking import MaskingRules
+
+    rules = MaskingRules(extra_patterns=("acme_live_[A-Za-z0-9]+",))
+    with running_receiver(tmp_path / "jobs", grpc=None, masking=rules) as receiver:
+        body = b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "acme_live_Zx9Qw8Er7"}]}]}]}'
+        response = post(receiver, body, JSON)
+    assert response.status_code == 400
+    assert b"acme_live_Zx9Qw8Er7" not in response.content
+
+
 def test_an_empty_protobuf_request_is_valid_and_writes_nothing(tmp_path, receiver):
     response = post(receiver, b"", PROTO)
     assert response.status_code == 200

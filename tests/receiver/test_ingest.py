@@ -80,3 +80,19 @@ def test_a_span_the_fold_fails_on_is_answered_as_rejected_not_accepted(tmp_path,
         receiver.flush()
     written = telemetry(tmp_path / "jobs", "foldbug-1")
     assert written["job_id"] == "foldbug-1"
+
+
+def test_job_ids_shaped_like_phone_numbers_keep_their_own_files(tmp_path):
+    """The PII rules do not judge ids: two jobs whose ids look like phone numbers stay two."""
+    from .support import post_job
+
+    with running_receiver(tmp_path / "jobs", grpc=None) as receiver:
+        for job_id in ("job-415-215-0283", "job-415-215-0284"):
+            assert post_job(receiver, job_id).status_code == 200
+        receiver.flush()
+    jobs = tmp_path / "jobs"
+    assert sorted(p.name for p in jobs.iterdir() if p.is_dir()) == [
+        "job-415-215-0283",
+        "job-415-215-0284",
+    ]
+    assert telemetry(jobs, "job-415-215-0284")["job_id"] == "job-415-215-0284"

@@ -70,11 +70,21 @@ class MaskingLogFilter(logging.Filter):
 
 def mask_line(text: str) -> str:
     """``text`` masked as a log record would be: for what a command prints itself (its error
-    line on stderr, built from an exception that may quote a URL or a value)."""
+    line on stderr) and a receiver's refusals, built from values a sender or a user gave.
+
+    With the rules of the masking processor that took over the logs, else those of the
+    environment (``AURA_OTEL_MASK_*``; the built-in ones if it cannot be read)."""
+    installed = _by_prefix.get("aura_otel")
+    if installed is not None and installed._masker is not None:
+        return installed.masker.mask_text(text)
     from .masker import Masker
     from .settings import MaskingRules
 
-    return Masker(MaskingRules()).mask_text(text)  # compiled once per rules, then shared
+    try:
+        rules = MaskingRules.from_env()
+    except Exception:  # a bad variable is reported elsewhere; this line is still masked
+        rules = MaskingRules()
+    return Masker(rules).mask_text(text)  # compiled once per rules, then shared
 
 
 _factory_lock = threading.Lock()

@@ -8,11 +8,12 @@ is replaced and counted; it never costs its span or the span's batch neighbours.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -103,7 +104,8 @@ _PASS, _SENSITIVE, _JSON, _SCAN, _RENAMED, _ID = (
 #: Characters tokens are made of besides letters and digits (base64, URL-safe, JWT, hex ids).
 _TOKEN_PUNCTUATION: Final = frozenset("_-+/=.~%:")
 #: What an identifier looks like: visible ASCII, no spaces, not too long.
-_ID_SHAPE: Final = re.compile(r"[!-~]{1,256}")
+_MAX_ID_CHARS: Final = 256
+_ID_SHAPE: Final = re.compile(r"[!-~]+")
 #: Hex and UUID identifiers, which the long-hex rule would take for keys.
 _HEX_ID: Final = re.compile(r"[0-9a-fA-F\-]{32,}")
 #: Attribute values that carry no text (``str`` is scanned, anything else unknown is replaced).
@@ -129,6 +131,7 @@ class Masker:
         self._limit = self.rules.max_value_length
         self._plans: dict[str, _KeyPlan] = {}
         self._ids: dict[str, bool] = {}
+        self._secret_masker: Masker | None = None
 
     # -- text ----------------------------------------------------------------------------------
     def truncate(self, text: str) -> str:
@@ -223,30 +226,38 @@ class Masker:
     # -- keys and values -----------------------------------------------------------------------
     def is_identifier(self, value: Any) -> bool:
         """Whether a structural value (job, correlation or project id) goes out untouched and
-        keeps its occurrences elsewhere in the span: a string shaped like an identifier that
-        masking would leave as it is (or a hex or UUID id, which the long-hex rule would take).
-        Anything else there (a token, an e-mail, a JSON text, a list) is masked as any value."""
-        if type(value) is not str:
-            return False
+        keeps its occurrences elsewhere in the span: a string shaped like an identifier in
+        which no secret rule finds anything (or a hex or UUID id, which the long-hex rule
+        would take). The PII rules do not judge ids: ``job-415-215-0283`` is a job's name,
+        not a phone number, and masking part of it would merge jobs. Anything else there (a
+        token, JSON, a list) is replaced whole (see :class:`Batch`)."""
+        if type(value) is not str or not 0 < len(value) <= _MAX_ID_CHARS:
+            return False  # checked before the cache: a huge value is never kept in it
         known = self._ids.get(value)
         if known is None:
             known = _ID_SHAPE.fullmatch(value) is not None and (
-                _HEX_ID.fullmatch(value) is not None or self.mask_text(value) == value
+                _HEX_ID.fullmatch(value) is not None
+                or self._secrets_only().mask_text(value) == value
             )
             if len(self._ids) >= _CACHE_LIMIT:
                 self._ids.clear()
             self._ids[value] = known
         return known
 
-    def split_secret(self, items: Sequence[Any]) -> bool:
-        """Whether a list's strings, each masked and then joined as they were split, still
-        hold what masking would change (``["sk-proj-", "Tq8v..."]``: each item alone looks
-        harmless). A secret inside one item is that item's to mask, not the list's."""
-        texts = [item for item in items if isinstance(item, str)]
-        if len(texts) < 2:
-            return False
-        joined = "".join(self.mask_text(text) for text in texts)
-        return self.mask_text(joined) != joined
+    def _secrets_only(self) -> Masker:
+        """This masker's rules without the PII categories (compiled once, then shared)."""
+        if self._secret_masker is None:
+            rules = dataclasses.replace(
+                self.rules,
+                mask_email=False,
+                mask_card=False,
+                mask_phone=False,
+                mask_iban=False,
+                mask_ssn=False,
+                mask_nino=False,
+            )
+            self._secret_masker = self if rules == self.rules else Masker(rules, self.stats)
+        return self._secret_masker
 
     def plan(self, key: str) -> _KeyPlan:
         plan = self._plans.get(key)
@@ -365,15 +376,17 @@ class Rebuild:
     SEQ: Final = 14  # a sequence: its strings masked
     UNCHANGED: Final = 15  # the input value
     TEXTFIX: Final = 16  # a structural value, only made representable
+    DROPPED: Final = 17  # left out (a job id that is no identifier)
 
 
-_FIXED, _TEXT, _JSONTEXT, _SEQ, _UNCHANGED, _TEXTFIX = (
+_FIXED, _TEXT, _JSONTEXT, _SEQ, _UNCHANGED, _TEXTFIX, _DROPPED = (
     Rebuild.FIXED,
     Rebuild.TEXT,
     Rebuild.JSONTEXT,
     Rebuild.SEQ,
     Rebuild.UNCHANGED,
     Rebuild.TEXTFIX,
+    Rebuild.DROPPED,
 )
 # An attribute entry: (input key, output key, input value, how to rebuild, what it needs).
 _Entry = tuple[str, str, Any, int, Any]
@@ -419,7 +432,10 @@ class Batch:
         if kind == _ID:
             if self.masker.is_identifier(value):
                 return (key, key, value, _UNCHANGED, None)
-            kind = _SCAN  # no identifier: masked as any value under a plain key
+            # Never masked in part: two job ids masked in part could become one and merge two
+            # jobs. A job id is left out (the span then belongs to no job: counted, in no
+            # file); a correlation or project id is replaced whole.
+            return (key, key, value, _DROPPED if key == c.JOB_ID else _FIXED, None)
         if kind == _PASS:
             if vtype is str and not value.isascii():
                 return (key, key, value, _TEXTFIX, representable(value))
@@ -437,8 +453,6 @@ class Batch:
             how = _JSONTEXT if kind == _JSON else _TEXT
             return (key, plan.masked_key, value, how, self.add_text(value))
         if isinstance(value, (tuple, list)) and all(isinstance(v, _SCALARS) for v in value):
-            if self.masker.split_secret(value):
-                return (key, plan.masked_key, value, _FIXED, None)
             items = tuple(value)
             if any(type(v) is int and not INT64_MIN <= v <= INT64_MAX for v in items):
                 self.masker.stats.add("values_made_representable")
@@ -477,6 +491,9 @@ class Batch:
         changed = False
         out: dict[str, Any] = {}
         for in_key, key, value, how, ref in entries:
+            if how == _DROPPED:
+                changed = True
+                continue
             if how == _UNCHANGED:
                 new = value
             elif how == _TEXTFIX:

@@ -284,17 +284,13 @@ class SpanMasking:
                 if kind == _JSON:
                     json_texts.append(value)
             elif isinstance(value, (tuple, list)):
-                strings = 0
                 for item in value:
                     if isinstance(item, str):
                         append(item)
-                        strings += 1
                     elif not isinstance(item, _PRIMITIVES) or (
                         type(item) is int and not INT64_MIN <= item <= INT64_MAX
                     ):
                         return False
-                if strings > 1:  # a secret split over the items: scanned joined too
-                    append("".join(item for item in value if isinstance(item, str)))
             elif not isinstance(value, _PRIMITIVES):
                 return False
         return True

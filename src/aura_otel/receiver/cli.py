@@ -128,7 +128,7 @@ def add_collect_parser(sub: Any, func: Callable[[argparse.Namespace], int]) -> N
         default=defaults.DEFAULT_RECEIVE_TIMEOUT,
         metavar="SECONDS",
         help="longest wait for a request's body or message once its headers are in "
-        f"(a stalled sender gets 408 / CANCELLED) [{defaults.DEFAULT_RECEIVE_TIMEOUT:g}]",
+        f"(a stalled sender gets 503 / CANCELLED, both retryable) [{defaults.DEFAULT_RECEIVE_TIMEOUT:g}]",
     )
     collect.add_argument(
         "--workers",

@@ -79,9 +79,12 @@ def _handler(receiver: FoldReceiver) -> Any:
                 grpc.StatusCode.UNAUTHENTICATED,
                 "this receiver requires 'authorization: Bearer <token>' metadata",
             )
-        data = _first_message(messages, context, config.receive_timeout)
+        data, stalled = _first_message(messages, context, config.receive_timeout)
         if data is None:
-            stats.add("requests_stalled")
+            if stalled:
+                stats.add("requests_stalled")
+            # Otherwise grpcio ended the call itself (a message over the size limit, the
+            # caller gone): it has answered already.
             _abort(context, grpc.StatusCode.CANCELLED, "no request message in time")
         refusal = receiver.admission.enter()
         if refusal is Refusal.BUSY:
@@ -147,16 +150,23 @@ def _handler(receiver: FoldReceiver) -> Any:
 
 def _first_message(
     messages: Iterator[bytes], context: grpc.ServicerContext, timeout: float
-) -> bytes | None:
-    """The call's request message, or None when it did not come within ``timeout`` (the call
-    is then cancelled) or the caller went away."""
-    timer = threading.Timer(timeout, context.cancel)
+) -> tuple[bytes | None, bool]:
+    """(the call's request message, whether it stalled): None when it did not come within
+    ``timeout`` (the call is then cancelled: stalled), or grpcio ended the call first (a
+    message over the size limit, the caller gone)."""
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        context.cancel()
+
+    timer = threading.Timer(timeout, expire)
     timer.daemon = True
     timer.start()
     try:
-        return next(messages, None)
-    except grpc.RpcError:  # cancelled: by the timer, or by the caller
-        return None
+        return next(messages, None), False
+    except grpc.RpcError:
+        return None, expired.is_set()
     finally:
         timer.cancel()
 

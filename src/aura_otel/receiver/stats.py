@@ -12,7 +12,7 @@ NAMES = (
     "requests_too_large",  # 413 / RESOURCE_EXHAUSTED from the message size limit
     "requests_unsupported",  # 415
     "requests_unauthorized",  # 401 / UNAUTHENTICATED
-    "requests_stalled",  # no whole body / message within the receive timeout: 408 / CANCELLED
+    "requests_stalled",  # no whole body / message within the receive timeout: 503 / CANCELLED
     "spans_received",
     "spans_accepted",  # durable in a journal (or without a job, forwarded only)
     "spans_rejected",  # answered as rejected in a partial success

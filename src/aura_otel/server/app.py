@@ -648,7 +648,7 @@ class TelemetryApp:
         """The job's units that the fold could have made: a journal is a file, and a line
         another program wrote (a trace id that is a number, a record that is a list) must cost
         the page that unit, never the page."""
-        return usable_units(self.store.read_units(job_id))
+        return usable_units(self.store.read_units(job_id), records=False)
 
     def traces(self, job_id: str, units: Units | None = None) -> list[tuple[str, str | None]]:
         """The job's trace ids, each with its link: only when a template is configured and the
