@@ -27,6 +27,7 @@ from .scanner import Keep, Scanner, _yes_no
 from .settings import (
     MAX_JSON_DEPTH,
     MAX_JSON_NODES,
+    PII_CATEGORIES,
     REDACTED,
     TRUNCATION_MARK,
     MaskingRules,
@@ -247,15 +248,8 @@ class Masker:
     def _secrets_only(self) -> Masker:
         """This masker's rules without the PII categories (compiled once, then shared)."""
         if self._secret_masker is None:
-            rules = dataclasses.replace(
-                self.rules,
-                mask_email=False,
-                mask_card=False,
-                mask_phone=False,
-                mask_iban=False,
-                mask_ssn=False,
-                mask_nino=False,
-            )
+            off = {f"mask_{category}": False for category in PII_CATEGORIES}
+            rules = dataclasses.replace(self.rules, **off)
             self._secret_masker = self if rules == self.rules else Masker(rules, self.stats)
         return self._secret_masker
 
