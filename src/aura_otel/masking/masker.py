@@ -248,7 +248,7 @@ class Masker:
     def _secrets_only(self) -> Masker:
         """This masker's rules without the PII categories (compiled once, then shared)."""
         if self._secret_masker is None:
-            off = {f"mask_{category}": False for category in PII_CATEGORIES}
+            off: dict[str, Any] = {f"mask_{category}": False for category in PII_CATEGORIES}
             rules = dataclasses.replace(self.rules, **off)
             self._secret_masker = self if rules == self.rules else Masker(rules, self.stats)
         return self._secret_masker
