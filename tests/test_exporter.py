@@ -201,7 +201,14 @@ def test_job_ids_shaped_like_pii_stay_apart_and_a_token_id_is_left_out(
     left out of the masked span: its spans belong to no job (counted, in no file), never
     merged into another job's file."""
     caplog.set_level(logging.ERROR, logger="aura_otel")
-    ids = ["job-415-215-0283", "job-415-215-0284", "order-123-45-6789", "run-4242-4242-4242-4242"]
+    ids = [
+        "job-415-215-0283",
+        "job-415-215-0284",
+        "order-123-45-6789",
+        "run-4242-4242-4242-4242",
+        "ジョブ-7",
+        "работа-1",
+    ]
     for job_id in ids:
         run_job(pipeline, job_id, n_stages=1)
     run_job(pipeline, "job-ghp_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5", n_stages=2)

@@ -104,9 +104,9 @@ _PASS, _SENSITIVE, _JSON, _SCAN, _RENAMED, _ID = (
 )
 #: Characters tokens are made of besides letters and digits (base64, URL-safe, JWT, hex ids).
 _TOKEN_PUNCTUATION: Final = frozenset("_-+/=.~%:")
-#: What an identifier looks like: visible ASCII, no spaces, not too long.
+#: What an identifier looks like: one word (letters of any script), not too long.
 _MAX_ID_CHARS: Final = 256
-_ID_SHAPE: Final = re.compile(r"[!-~]+")
+_ID_SHAPE: Final = re.compile(r"\S+")  # one word: any script, no white space
 #: Hex and UUID identifiers, which the long-hex rule would take for keys.
 _HEX_ID: Final = re.compile(r"[0-9a-fA-F\-]{32,}")
 #: Attribute values that carry no text (``str`` is scanned, anything else unknown is replaced).
