@@ -83,6 +83,10 @@ def test_a_token_right_after_an_escape_is_masked(masker: Masker, escape: str) ->
     assert leaked == []
     jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
     assert jwt not in masker.mask_text(f"{escape}{jwt}")
+    bearer = "Zx9QaB3dE5fG7hJ9kL1mN3pQ"
+    assert bearer not in masker.mask_text(f"{escape}Bearer {bearer}")
+    phrase = "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9"
+    assert phrase not in masker.mask_text(f"{escape}secret {phrase}")
 
 
 def test_a_hex_key_after_0x_is_masked(masker: Masker) -> None:

@@ -349,7 +349,7 @@ def builtin_rules(
         ),
         Rule(
             "auth_scheme",
-            r"\b(?i:bearer|basic)[ \t]+(?P<cred>[A-Za-z0-9._~+/\-]{8,}=*)",
+            escaped_start(r"\b(?i:bearer|basic)[ \t]+(?P<cred>[A-Za-z0-9._~+/\-]{8,}=*)"),
             Action.AUTH_SCHEME,
         ),
         Rule(
@@ -358,12 +358,14 @@ def builtin_rules(
             Action.REDACT,
         ),
         *(Rule(name, escaped_start(pattern), Action.REDACT) for name, pattern in VENDOR_TOKENS),
-        Rule("vault_legacy_token", r"\bs\.[A-Za-z0-9]{24}\b", Action.RANDOM),
+        Rule("vault_legacy_token", escaped_start(r"\bs\.[A-Za-z0-9]{24}\b"), Action.RANDOM),
         # A long random-looking value right after a credential word ("the token is <x>",
         # "secret <x>"): the high-entropy backstop; .checks.random_like decides.
         Rule(
             "entropy_after_credential_word",
-            r"""\b(?i:api[ _\-]?keys?|keys?|tokens?|secrets?|passwords?|passphrase|credentials?|signature|apikey)\b[ \t]*(?:(?i:is|was|of|=|:|=>)[ \t]*)?["'`]?(?P<ent_val>[A-Za-z0-9+/_\-~.]{20,}={0,2})""",
+            escaped_start(
+                r"""\b(?i:api[ _\-]?keys?|keys?|tokens?|secrets?|passwords?|passphrase|credentials?|signature|apikey)\b[ \t]*(?:(?i:is|was|of|=|:|=>)[ \t]*)?["'`]?(?P<ent_val>[A-Za-z0-9+/_\-~.]{20,}={0,2})"""
+            ),
             Action.ENTROPY,
         ),
         # Also after 0x (an Ethereum private key, a hex dump).
