@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 
 import grpc
+import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from aura_otel.receiver.grpc import SERVICE
@@ -93,3 +94,21 @@ def test_an_http_body_that_stops_coming_is_answered_retry_later(tmp_path) -> Non
         assert receiver.stats.snapshot()["requests_stalled"] == 1
         assert not any(p.is_dir() for p in (tmp_path / "jobs").iterdir())
         assert post_job(receiver, "after-stall").status_code == 200
+
+
+def test_a_grpc_message_over_the_limit_is_refused_and_not_counted_as_a_stall(tmp_path) -> None:
+    with running_receiver(
+        tmp_path / "jobs",
+        http=None,
+        max_request_bytes=64 * 1024,
+        max_decompressed_bytes=64 * 1024,
+    ) as receiver:
+        target = receiver.url("grpc").removeprefix("http://")
+        with grpc.insecure_channel(target) as channel:
+            export = channel.unary_unary(
+                f"/{SERVICE}/Export", response_deserializer=ExportTraceServiceResponse.FromString
+            )
+            with pytest.raises(grpc.RpcError) as refused:
+                export(b"\x0a" * (128 * 1024), timeout=120)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert receiver.stats.snapshot()["requests_stalled"] == 0
