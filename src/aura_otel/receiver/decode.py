@@ -31,8 +31,6 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags, TraceState
 from opentelemetry.trace.status import Status, StatusCode
 
-from ..masking.logs import mask_line
-
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 _KINDS = {
@@ -54,8 +52,7 @@ class PayloadError(Exception):
 
     def __init__(self, status: int, message: str) -> None:
         # The message may quote the sender's bytes (a parser's complaint about a value, a
-        # header): masked, since senders log refusals and a value here may be a secret.
-        message = mask_line(message)
+        # header): each protocol masks it where it leaves (senders log refusals).
         super().__init__(message)
         self.status = status
         self.message = message

@@ -22,6 +22,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+from ..masking.logs import mask_line
 from .admission import Refusal
 from .decode import PayloadError, parse_protobuf
 from .ingest import Unavailable
@@ -39,6 +40,7 @@ def _abort(
     message: str,
     retry_after: int | None = None,
 ) -> NoReturn:
+    message = mask_line(message)  # a refusal may quote what the sender sent
     if retry_after is not None:
         info = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=retry_after))
         detail = any_pb2.Any()
