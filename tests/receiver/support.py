@@ -238,11 +238,16 @@ def encode(spans: list[Any]) -> Any:
 
 def otlp_json(spans: list[Any]) -> bytes:
     """The OTLP/JSON body for ``spans``: protobuf JSON with hex ids, as the spec writes it."""
+    return otlp_json_request(encode(spans))
+
+
+def otlp_json_request(request: Any) -> bytes:
+    """The OTLP/JSON body for an ``ExportTraceServiceRequest``."""
     import base64
 
     from google.protobuf import json_format
 
-    doc = json_format.MessageToDict(encode(spans))
+    doc = json_format.MessageToDict(request)
     for rs in doc.get("resourceSpans", []):
         for ss in rs.get("scopeSpans", []):
             for span in ss.get("spans", []):

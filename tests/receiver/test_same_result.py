@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from opentelemetry import trace
 
 from aura_otel.demo import run_pipeline
 from aura_otel.schema import Stage
 
-from .support import otlp_exporter, running_receiver, telemetry_bytes, two_ways
+from .support import (
+    demo_job_spans,
+    encode,
+    otlp_exporter,
+    otlp_json_request,
+    running_receiver,
+    telemetry_bytes,
+    two_ways,
+)
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
@@ -27,3 +36,57 @@ def test_demo_job_is_byte_identical(tmp_path, monkeypatch, protocol, fail_at):
         sender.shutdown()
     local = telemetry_bytes(tmp_path / "local", "demo-job-1")
     assert telemetry_bytes(tmp_path / "received", "demo-job-1") == local
+
+
+#: What a JavaScript service sends for a string cut in the middle of an emoji: protobufjs
+#: writes the lone surrogate as its three (invalid UTF-8) bytes, ``JSON.stringify`` as an escape.
+_LONE_SURROGATE_ON_THE_WIRE = {"protobuf": b"\xed\xa0\xbd", "json": b"\\ud83d"}
+
+
+@pytest.mark.parametrize("encoding", sorted(_LONE_SURROGATE_ON_THE_WIRE))
+def test_a_lone_surrogate_costs_only_itself_as_in_process(tmp_path, encoding):
+    """In-process, a lone surrogate becomes U+FFFD and everything else is written; received,
+    the same string must not cost the whole request (a 400 is not retried: every span lost)."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    from aura_otel import RunTelemetryExporter
+    from aura_otel.masking import MaskingSpanProcessor
+    from aura_otel.pricing import load_price_table
+
+    spans = demo_job_spans("cut-emoji-1", secret="clip-\ud83d.mp4")
+    local = RunTelemetryExporter(tmp_path / "local", pricer=load_price_table(None))
+    masking = MaskingSpanProcessor(SimpleSpanProcessor(local))
+    for span in spans:
+        masking.on_end(span)
+    masking.force_flush()
+    local.force_flush()
+    expected = telemetry_bytes(tmp_path / "local", "cut-emoji-1")
+    assert "clip-\ufffd.mp4".encode() in expected
+
+    placeholder = "clip-@S@.mp4"  # as long as the surrogate's bytes: length prefixes hold
+    request = encode(demo_job_spans("cut-emoji-1", secret=placeholder))
+    # The wire body of the very spans folded above (encode() refuses the surrogate itself).
+    for rs in request.resource_spans:
+        for ss in rs.scope_spans:
+            for sent, span in zip(ss.spans, spans, strict=True):
+                sent.trace_id = span.context.trace_id.to_bytes(16, "big")
+                sent.span_id = span.context.span_id.to_bytes(8, "big")
+                if span.parent is not None:
+                    sent.parent_span_id = span.parent.span_id.to_bytes(8, "big")
+                sent.start_time_unix_nano = span.start_time
+                sent.end_time_unix_nano = span.end_time
+    if encoding == "json":
+        body, content_type = otlp_json_request(request), "application/json"
+    else:
+        body, content_type = request.SerializeToString(), "application/x-protobuf"
+    body = body.replace(b"@S@", _LONE_SURROGATE_ON_THE_WIRE[encoding])
+    with running_receiver(tmp_path / "received", grpc=None) as receiver:
+        response = httpx.post(
+            receiver.url("http") + "/v1/traces",
+            content=body,
+            headers={"Content-Type": content_type},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        receiver.flush()
+    assert telemetry_bytes(tmp_path / "received", "cut-emoji-1") == expected

@@ -14,6 +14,8 @@ and a message for the sender.
 from __future__ import annotations
 
 import base64
+import functools
+import json
 import re
 import zlib
 from collections.abc import Callable, Iterable
@@ -21,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from google.protobuf import json_format
-from google.protobuf.message import DecodeError
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
+from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.sdk.resources import Resource
@@ -30,6 +32,8 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags, TraceState
 from opentelemetry.trace.status import Status, StatusCode
+
+from ..values import text as _valid_text
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -130,7 +134,9 @@ def parse_json(body: bytes) -> ExportTraceServiceRequest:
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise PayloadError(400, f"the body is not valid JSON: {exc}") from None
+        doc = _loads_lenient(body)
+        if doc is None:
+            raise PayloadError(400, f"the body is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise PayloadError(400, "the body must be a JSON object (ExportTraceServiceRequest)")
     for rs in _items(doc, "resourceSpans"):
@@ -161,10 +167,118 @@ def parse_protobuf(body: bytes) -> ExportTraceServiceRequest:
     try:
         request.ParseFromString(body)
     except (DecodeError, RecursionError, ValueError) as exc:
-        raise PayloadError(
-            400, f"the body is not an OTLP ExportTraceServiceRequest: {exc}"
-        ) from None
+        repaired = _repair_utf8(body)
+        if repaired is None:
+            raise PayloadError(
+                400, f"the body is not an OTLP ExportTraceServiceRequest: {exc}"
+            ) from None
+        return repaired
     return request
+
+
+# -- text that is not valid UTF-8 ----------------------------------------------------------------
+# In-process, a lone surrogate (a JavaScript string cut in the middle of an emoji, a
+# file name os.fsdecode could not decode) costs only itself: it is written as U+FFFD. On the
+# wire it arrives as invalid UTF-8 (protobufjs writes a surrogate's three bytes) or as a JSON
+# escape with no partner (JSON.stringify), which strict parsers refuse, and a refused request
+# is not retried: one odd character would cost every span of the batch. Both are repaired
+# here, on the refused path only, to the text the in-process writer would have made.
+def _utf8(data: bytes) -> str:
+    """``data`` as text, each lone surrogate (and anything else undecodable) as U+FFFD."""
+    try:
+        decoded = data.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        decoded = data.decode("utf-8", "replace")
+    return _valid_text(decoded)
+
+
+#: An escape of a UTF-16 surrogate (paired or not: orjson refused the body, it may be lone).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _loads_lenient(body: bytes) -> Any:
+    """The JSON document orjson refused for a lone surrogate or invalid UTF-8, or None when
+    it is not JSON for another reason (then no second parse is tried)."""
+    if _SURROGATE_ESCAPE.search(body) is None:
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            return None
+    try:
+        doc = json.loads(_utf8(body))
+        return _valid_strings(doc)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _valid_strings(value: Any) -> Any:
+    if isinstance(value, str):
+        return _valid_text(value)
+    if isinstance(value, dict):
+        return {_valid_text(key): _valid_strings(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_valid_strings(item) for item in value]
+    return value
+
+
+@functools.cache
+def _lenient_request() -> tuple[type[Message], frozenset[str]]:
+    """``ExportTraceServiceRequest`` with every string field read as bytes (the same wire
+    format, never validated), and the full names of those fields."""
+    pool = descriptor_pool.DescriptorPool()
+    strings: set[str] = set()
+    added: set[str] = set()
+
+    def add(file: Any) -> None:
+        if file.name in added:
+            return
+        for dependency in file.dependencies:
+            add(dependency)
+        proto = descriptor_pb2.FileDescriptorProto()
+        file.CopyToProto(proto)
+        pending = [(f"{proto.package}.{m.name}", m) for m in proto.message_type]
+        while pending:
+            name, message = pending.pop()
+            pending.extend((f"{name}.{m.name}", m) for m in message.nested_type)
+            for fld in message.field:
+                if fld.type == descriptor_pb2.FieldDescriptorProto.TYPE_STRING:
+                    fld.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
+                    strings.add(f"{name}.{fld.name}")
+        pool.Add(proto)
+        added.add(file.name)
+
+    add(ExportTraceServiceRequest.DESCRIPTOR.file)
+    descriptor = pool.FindMessageTypeByName(ExportTraceServiceRequest.DESCRIPTOR.full_name)
+    return message_factory.GetMessageClass(descriptor), frozenset(strings)
+
+
+def _repair_utf8(body: bytes) -> ExportTraceServiceRequest | None:
+    """The request a strict parse refused for invalid UTF-8, its text repaired; None when it
+    does not decode for another reason."""
+    lenient, strings = _lenient_request()
+    message = lenient()
+    try:
+        message.ParseFromString(body)
+        _repair_strings(message, strings)
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(message.SerializeToString())
+    except (DecodeError, RecursionError, ValueError):
+        return None
+    return request
+
+
+def _repair_strings(message: Message, strings: frozenset[str]) -> None:
+    for fld, value in message.ListFields():
+        if fld.message_type is not None:
+            for item in value if fld.is_repeated else (value,):
+                _repair_strings(item, strings)
+        elif fld.full_name in strings:
+            if fld.is_repeated:
+                value[:] = [_utf8(item).encode() for item in value]
+            else:
+                setattr(message, fld.name, _utf8(value).encode())
 
 
 def parse(body: bytes, content_type: str) -> ExportTraceServiceRequest:
