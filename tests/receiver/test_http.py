@@ -91,6 +91,25 @@ def test_json_with_int64_as_strings_and_enums_as_ints(tmp_path, receiver):
     assert len(telemetry(tmp_path / "jobs", "json-1")["records"]) == 3
 
 
+def test_json_null_is_the_default_value_for_ids_too(tmp_path, receiver):
+    """Protobuf's JSON mapping takes null as a field's default; a root's parent id is one."""
+    spans = demo_job_spans("json-null-1")
+    body = orjson.loads(otlp_json(spans))
+    for rs in body["resourceSpans"]:
+        for ss in rs["scopeSpans"]:
+            for span in ss["spans"]:
+                span.setdefault("parentSpanId", None)  # the root: no parent
+                span["links"] = None
+    assert post(receiver, orjson.dumps(body), JSON).status_code == 200
+    receiver.flush()
+    with running_receiver(tmp_path / "reference", grpc=None) as other:
+        assert post(other, otlp_json(spans), JSON).status_code == 200
+        other.flush()
+    assert telemetry_bytes(tmp_path / "jobs", "json-null-1") == telemetry_bytes(
+        tmp_path / "reference", "json-null-1"
+    )
+
+
 @pytest.mark.parametrize(
     "body, headers, status, words",
     [

@@ -113,6 +113,9 @@ def _fix_ids(node: dict[str, Any], names: Iterable[tuple[str, int]]) -> None:
     for key, size in names:
         for spelling in (key, _snake(key)):
             if spelling in node:
+                if node[spelling] is None:  # protobuf JSON: null is the default (no id)
+                    del node[spelling]
+                    continue
                 node[spelling] = _hex_to_b64(node[spelling], size, spelling)
 
 
