@@ -90,3 +90,54 @@ def test_a_lone_surrogate_costs_only_itself_as_in_process(tmp_path, encoding):
         assert response.status_code == 200, response.text
         receiver.flush()
     assert telemetry_bytes(tmp_path / "received", "cut-emoji-1") == expected
+
+
+@pytest.mark.parametrize(
+    "on_the_wire, value",
+    [
+        # What the JavaScript SDK sends for an integral number past int64 (it writes every
+        # integral number as intValue): one odd value, not a reason to refuse the batch.
+        (b"100000000000000000000", 10**20),
+        (b"1e+21", 10**21),  # JSON.stringify's spelling from 1e21 on
+        (b'"-9223372036854775809"', -(2**63) - 1),
+    ],
+)
+def test_an_integer_past_int64_in_otlp_json_costs_only_itself(tmp_path, on_the_wire, value):
+    """In-process, an integer JSON cannot hold as a number is written as its decimal string
+    and everything else is kept; received as OTLP/JSON it must give the same file."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    from aura_otel import RunTelemetryExporter
+    from aura_otel.pricing import load_price_table
+
+    spans = demo_job_spans("big-int-1", secret=value)
+    local = RunTelemetryExporter(tmp_path / "local", pricer=load_price_table(None))
+    processor = SimpleSpanProcessor(local)
+    for span in spans:
+        processor.on_end(span)
+    local.force_flush()
+    expected = telemetry_bytes(tmp_path / "local", "big-int-1")
+    assert f'"{value}"'.encode() in expected
+
+    # The wire body of the very spans folded above (encode() refuses the integer itself).
+    request = encode(demo_job_spans("big-int-1", secret=12345))
+    for rs in request.resource_spans:
+        for ss in rs.scope_spans:
+            for sent, span in zip(ss.spans, spans, strict=True):
+                sent.trace_id = span.context.trace_id.to_bytes(16, "big")
+                sent.span_id = span.context.span_id.to_bytes(8, "big")
+                if span.parent is not None:
+                    sent.parent_span_id = span.parent.span_id.to_bytes(8, "big")
+                sent.start_time_unix_nano = span.start_time
+                sent.end_time_unix_nano = span.end_time
+    body = otlp_json_request(request).replace(b'"intValue":"12345"', b'"intValue":' + on_the_wire)
+    with running_receiver(tmp_path / "received", grpc=None) as receiver:
+        response = httpx.post(
+            receiver.url("http") + "/v1/traces",
+            content=body,
+            headers={"Content-Type": "application/json"},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        receiver.flush()
+    assert telemetry_bytes(tmp_path / "received", "big-int-1") == expected

@@ -33,6 +33,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags, TraceState
 from opentelemetry.trace.status import Status, StatusCode
 
+from ..values import integer
 from ..values import text as _valid_text
 
 PROTOBUF = "application/x-protobuf"
@@ -159,10 +160,50 @@ def parse_json(body: bytes) -> ExportTraceServiceRequest:
     try:
         json_format.ParseDict(doc, request, ignore_unknown_fields=True)
     except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
-        raise PayloadError(
-            400, f"the body is not an OTLP ExportTraceServiceRequest: {exc}"
-        ) from None
+        try:
+            if not _big_ints_as_text(doc):
+                raise
+            request = ExportTraceServiceRequest()
+            json_format.ParseDict(doc, request, ignore_unknown_fields=True)
+        except (json_format.ParseError, ValueError, TypeError, RecursionError):
+            raise PayloadError(
+                400, f"the body is not an OTLP ExportTraceServiceRequest: {exc}"
+            ) from None
     return request
+
+
+_INT64 = range(-(2**63), 2**63)
+
+
+def _big_ints_as_text(node: Any) -> bool:
+    """Each ``intValue`` past int64 made the decimal string the in-process writer makes of such
+    an integer (see :func:`aura_otel.values.integer`); whether there was one.
+
+    The JavaScript SDK sends every integral number as ``intValue``, ``1e20`` included: one
+    odd value must not cost the request (a refusal is not retried: every span would be lost).
+    """
+    found = False
+    if isinstance(node, list):
+        for item in node:
+            found = _big_ints_as_text(item) or found
+    elif isinstance(node, dict):
+        for key in ("intValue", "int_value"):
+            number = node.get(key)
+            if isinstance(number, float) and number.is_integer():
+                number = int(number)
+            elif isinstance(number, str):
+                try:
+                    number = int(number)
+                except ValueError:
+                    continue
+            if isinstance(number, int) and not isinstance(number, bool) and number not in _INT64:
+                del node[key]
+                node["stringValue"] = integer(number)
+                found = True
+        for item in node.values():
+            if isinstance(item, dict | list):
+                found = _big_ints_as_text(item) or found
+    return found
 
 
 def parse_protobuf(body: bytes) -> ExportTraceServiceRequest:
