@@ -313,13 +313,23 @@ def _repair_utf8(body: bytes) -> ExportTraceServiceRequest | None:
     return request
 
 
+def _is_repeated(fld: Any) -> bool:
+    """protobuf 7 has ``is_repeated`` and no ``label``; older releases, which the supported
+    OpenTelemetry versions allow, may have only ``label``."""
+    repeated = getattr(fld, "is_repeated", None)
+    if repeated is None:
+        return bool(fld.label == fld.LABEL_REPEATED)
+    return bool(repeated)
+
+
 def _repair_strings(message: Message, strings: frozenset[str]) -> None:
     for fld, value in message.ListFields():
+        repeated = _is_repeated(fld)
         if fld.message_type is not None:
-            for item in value if fld.is_repeated else (value,):
+            for item in value if repeated else (value,):
                 _repair_strings(item, strings)
         elif fld.full_name in strings:
-            if fld.is_repeated:
+            if repeated:
                 value[:] = [_utf8(item).encode() for item in value]
             else:
                 setattr(message, fld.name, _utf8(value).encode())
