@@ -6,6 +6,7 @@ import os
 import random
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -403,3 +404,36 @@ def test_a_value_json_cannot_hold_is_stored_in_a_representable_form(pg_url):
         assert first == store.read_units("job-big")
         assert first["root"]["proj"] != 2**70
         assert store.read_bytes("job-big") == dumps(assemble("job-big", first))
+
+
+def test_a_nul_character_in_a_summarised_name_loses_nothing(tmp_path, monkeypatch, pg_url):
+    """PostgreSQL's text refuses NUL characters; a span may carry them (a provider or project
+    name), as the folder accepts. Neither that job nor the others written with it are lost,
+    both stores agree byte for byte, and the fleet view reads the job back."""
+    from datetime import timedelta
+
+    local = demo_jobs(tmp_path, monkeypatch)
+    odd = {
+        span_id: {**unit, "proj": "proj\x00demo"}
+        | (
+            {"r": {**unit["r"], "project_id": "proj\x00demo", "provider": "open\x00ai"}}
+            if unit["k"] == "stage"
+            else {}
+        )
+        for span_id, unit in local.read_journal("job-ok").items()
+    }
+    folder = LocalStore(tmp_path / "folder")
+    folder.merge("job-ok", odd)
+    with PostgresStore(pg_url) as store:
+        store.merge_many({"job-ok": odd, "job-tts-failed": local.read_journal("job-tts-failed")})
+        assert store.read_bytes("job-ok") == folder.read_bytes("job-ok")
+        assert store.read_bytes("job-tts-failed") == local.read_bytes("job-tts-failed")
+        source = store.job_source()
+        (summary,) = [s for s in source.iter_summaries() if s.job_id == "job-ok"]
+        assert summary.project == "proj\x00demo"
+        assert any(op.provider == "open\x00ai" for op in summary.ops)
+        start = datetime.fromtimestamp(summary.started, UTC)
+        assert "job-ok" in {
+            s.job_id for s in source.history(start, start + timedelta(microseconds=1))
+        }
+        assert [s.job_id for s in source.project_summaries("proj\x00demo")] == ["job-ok"]

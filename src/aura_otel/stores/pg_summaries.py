@@ -45,6 +45,14 @@ _GONE_AT = datetime.min.replace(tzinfo=UTC)
 BATCH = 2_000
 
 
+def _key(value: str) -> str:
+    """``value`` as a text column can hold it. A span may carry NUL characters (the folder
+    keeps them) but PostgreSQL's text refuses them, and one refusal would fail the whole write:
+    each becomes U+FFFD, alike in what is stored and what is looked up. The summary itself
+    (bytes) keeps the name as it was, so the figures are the folder's."""
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
 def write_summaries(cur: psycopg.Cursor[Any], jobs: Sequence[tuple[str, datetime, bytes]]) -> None:
     """Store the summaries of ``jobs`` ((job id, jobs.updated_at, document)) inside the
     caller's transaction, which holds their rows' locks: a summary never lags its document.
@@ -70,7 +78,7 @@ def write_summaries(cur: psycopg.Cursor[Any], jobs: Sequence[tuple[str, datetime
                 job_id,
                 updated_at,
                 started,
-                summary.project,
+                _key(summary.project),
                 summary.status,
                 orjson.dumps(summary_row(summary)),
             )
@@ -80,7 +88,15 @@ def write_summaries(cur: psycopg.Cursor[Any], jobs: Sequence[tuple[str, datetime
                 priced = op.cost is not None and not op.cache_hit
                 for column, value in zip(
                     ops,
-                    (job_id, position, summary.project, op.stage, op.provider, started, priced),
+                    (
+                        job_id,
+                        position,
+                        _key(summary.project),
+                        _key(op.stage),
+                        _key(op.provider),
+                        started,
+                        priced,
+                    ),
                     strict=True,
                 ):
                     column.append(value)
@@ -196,7 +212,7 @@ class PostgresJobSource:
             rows = conn.execute(
                 f"SELECT summary FROM {SCHEMA}.job_summaries WHERE project = %s"
                 " AND status <> 'gone'",
-                (project,),
+                (_key(project),),
             ).fetchall()
         return list(_decode(row[0] for row in rows))
 
@@ -231,9 +247,13 @@ class PostgresJobSource:
                     ).fetchall()
                 )
             )
-            projects = sorted({job.project for job in period})
+            projects = sorted({_key(job.project) for job in period})
             keys = sorted(
-                {(job.project, op.stage, op.provider) for job in period for op in job.ops}
+                {
+                    (_key(job.project), _key(op.stage), _key(op.provider))
+                    for job in period
+                    for op in job.ops
+                }
             )
             earlier = conn.execute(
                 _BASELINE_SQL,
