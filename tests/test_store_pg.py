@@ -437,3 +437,29 @@ def test_a_nul_character_in_a_summarised_name_loses_nothing(tmp_path, monkeypatc
             s.job_id for s in source.history(start, start + timedelta(microseconds=1))
         }
         assert [s.job_id for s in source.project_summaries("proj\x00demo")] == ["job-ok"]
+
+
+def test_import_keeps_what_a_damaged_journal_lost_and_goes_on(tmp_path, monkeypatch, pg_url):
+    """A journal the folder's writers cope with (a line lost, a unit the fold cannot take)
+    costs neither that job's records nor the jobs imported after it: each job in PostgreSQL
+    shows what the folder shows."""
+    from aura_otel.store import JOURNAL_FILE, journal_line
+    from aura_otel.stores.transfer import import_folder
+
+    local = demo_jobs(tmp_path, monkeypatch)
+    lost = local.read_journal("job-ok")
+    half = dict(list(lost.items())[: len(lost) // 2])
+    rest = dict(list(lost.items())[len(lost) // 2 :])
+    # A line of job-ok's journal damaged (half its units gone); its file still shows them.
+    (local.root / "job-ok" / JOURNAL_FILE).write_bytes(
+        journal_line(half)[:-10] + b"\n" + journal_line(rest)
+    )
+    # A unit no fold makes, appended to job-tts-failed's journal.
+    with open(local.root / "job-tts-failed" / JOURNAL_FILE, "ab") as fh:
+        fh.write(journal_line({"0123456789abcdef": {"k": "stage", "s": "later", "e": 2}}))
+    with PostgresStore(pg_url) as store:
+        counts = import_folder(local, store)
+        for job_id, _ in JOBS:
+            assert store.read_bytes(job_id) == local.read_bytes(job_id), job_id
+    assert counts.merged + counts.documents == len(JOBS)
+    assert counts.skipped == 0
