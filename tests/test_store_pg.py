@@ -130,10 +130,27 @@ def test_a_password_in_the_query_string_never_reaches_a_message(pg_cluster):
             "postgresql://db/jobs?sslpassword=***&application_name=x",
         ),
         ("postgresql://db/jobs", "postgresql://db/jobs"),
+        # libpq takes every character up to the '@' as the user and password: '#', '?' and
+        # '[' (common in generated passwords) too, where a URL parser would stop.
+        ("postgresql://app:se#cr?et@db:5432/jobs", "postgresql://app:***@db:5432/jobs"),
+        ("postgresql://app:s[cr]et@db/jobs", "postgresql://app:***@db/jobs"),
+        ("postgresql://app@db/jobs?password=se#cret", "postgresql://app@db/jobs?password=***"),
+        ("postgresql://app:pw@[::1]:5432,h2/jobs", "postgresql://app:***@[::1]:5432,h2/jobs"),
     ],
 )
 def test_store_urls_are_shown_without_passwords(url, shown):
     assert redact_url(url) == shown
+
+
+def test_a_password_libpq_reads_to_the_at_sign_never_reaches_a_message(pg_cluster):
+    import psycopg
+
+    url = f"postgresql://postgres:Xk3#vQ9?pL@127.0.0.1:{pg_cluster.port}/no_such_database"
+    assert psycopg.conninfo.conninfo_to_dict(url)["password"] == "Xk3#vQ9?pL"
+    with pytest.raises(ConfigurationError, match="cannot reach PostgreSQL") as err:
+        PostgresStore(url, timeout=5)
+    for piece in ("Xk3", "vQ9", "pL"):
+        assert piece not in str(err.value)
 
 
 def test_bad_store_urls_are_refused():

@@ -40,22 +40,32 @@ _SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
 
 def redact_url(url: str) -> str:
     """``url`` without its password (``user:password@`` or ``?password=``), for logs and
-    start-up lines."""
-    parts = urlsplit(url)
-    if parts.password is not None:
-        netloc = parts.netloc.rsplit("@", 1)
-        parts = parts._replace(netloc=f"{parts.username or ''}:***@{netloc[-1]}")
-    if parts.query:
-        pairs = [pair.partition("=") for pair in parts.query.split("&")]
-        parts = parts._replace(
-            query="&".join(
-                f"{name}={'***' if unquote(name).lower() in _SECRET_PARAMETERS else value}"
-                if sep
-                else name
-                for name, sep, value in pairs
-            )
+    start-up lines.
+
+    Split as libpq splits it, not as a URL parser would: libpq takes everything before the
+    first ``@`` or ``/`` as the user and password, and everything after the first ``?`` as
+    parameters, so a password holding ``#``, ``?`` or ``[`` (common in generated ones) is
+    still the password, and must be hidden whole.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    user_info = ""
+    stop = next((i for i, ch in enumerate(rest) if ch in "@/"), -1)
+    if stop >= 0 and rest[stop] == "@":
+        user, colon, _password = rest[:stop].partition(":")
+        user_info = f"{user}:***@" if colon else rest[: stop + 1]
+        rest = rest[stop + 1 :]
+    location, question, query = rest.partition("?")
+    if query:
+        pairs = [pair.partition("=") for pair in query.split("&")]
+        query = "&".join(
+            f"{name}={'***' if unquote(name).lower() in _SECRET_PARAMETERS else value}"
+            if eq
+            else name
+            for name, eq, value in pairs
         )
-    return parts.geturl()
+    return f"{scheme}://{user_info}{location}{question}{query}"
 
 
 def open_store(
