@@ -126,3 +126,12 @@ def test_explicit_arguments_win_over_the_environment(
         assert telemetry.exporter is not None and telemetry.exporter.enum_case == "pascal"
     finally:
         telemetry.shutdown()
+
+
+def test_a_mistyped_store_url_is_refused_without_its_password() -> None:
+    """The refusal reaches the host (configure raises it), so the password stays out."""
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env({c.ENV_STORE: "postgressql://aura:Xk3vQ9pL2m@db/aura?password=Zq8"})
+    text = str(info.value)
+    assert c.ENV_STORE in text and "postgressql://aura:***@db/aura?password=***" in text
+    assert "Xk3vQ9pL2m" not in text and "Zq8" not in text

@@ -140,14 +140,23 @@ class _Reader:
     def flag(self, name: str) -> bool:
         return (self.text(name) or "").lower() in _TRUE
 
-    def parsed(self, name: str, parse: Callable[[str], _T], default: _T, rule: str) -> _T:
+    def parsed(
+        self,
+        name: str,
+        parse: Callable[[str], _T],
+        default: _T,
+        rule: str,
+        shown: Callable[[str], str] = str,
+    ) -> _T:
+        """``shown`` gives the value as a problem may quote it (a URL without its password:
+        the problems reach the host as an exception)."""
         raw = self.text(name)
         if raw is None:
             return default
         try:
             return parse(raw)
         except (TypeError, ValueError):
-            self.problems.append(f"{name}={raw!r}: {rule}")
+            self.problems.append(f"{name}={shown(raw)!r}: {rule}")
             return default
 
 
@@ -220,6 +229,7 @@ class Settings:
                 _store_url,
                 None,
                 "must be a postgresql:// URL, a file:// URL or a folder path",
+                _without_password,
             ),
             "enum_case": read.parsed(c.ENV_ENUM_CASE, _enum_case, "lower", ENUM_CASE_RULE),
             "prices_file": read.text(c.ENV_PRICES_FILE),
@@ -340,6 +350,12 @@ def otlp_exporter(
         if url.endswith(path):
             url = url[: -len(path)]
     return exporter_class(endpoint=url + _PATHS[signal])
+
+
+def _without_password(value: str) -> str:
+    from .stores import redact_url  # here: the stores import much that imports settings
+
+    return redact_url(value)
 
 
 def _store_url(value: str) -> str | None:
