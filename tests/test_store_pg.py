@@ -480,3 +480,19 @@ def test_import_keeps_what_a_damaged_journal_lost_and_goes_on(tmp_path, monkeypa
             assert store.read_bytes(job_id) == local.read_bytes(job_id), job_id
     assert counts.merged + counts.documents == len(JOBS)
     assert counts.skipped == 0
+
+
+def test_a_search_no_job_id_can_hold_finds_nothing(tmp_path, pg_url):
+    """A NUL character (``?q=%00``) cannot be in a job id, and PostgreSQL's text refuses it:
+    the list is empty, as on the folder, not a failed request."""
+    from aura_otel.stores import JobFilter
+
+    unit = {"k": "root", "s": 1, "e": 2}
+    folder = LocalStore(tmp_path / "jobs")
+    folder.merge("job-1", {"a": unit})
+    with PostgresStore(pg_url) as store:
+        store.merge("job-1", {"a": unit})
+        for search in ("job\x00", "\x00"):
+            filters = JobFilter(search=search)
+            assert store.lister().page(filters=filters).total == 0
+            assert folder.lister().page(filters=filters).total == 0

@@ -574,7 +574,9 @@ class PostgresJobList(JobLister):
         if filters.until is not None:
             clauses.append("updated_at < %s")
             params.append(filters.until)
-        if filters.search:
+        if filters.search and "\x00" in filters.search:
+            clauses.append("false")  # no job id holds one, and PostgreSQL's text refuses it
+        elif filters.search:
             escaped = filters.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             clauses.append("job_id ILIKE %s")
             params.append(f"%{escaped}%")
