@@ -135,3 +135,19 @@ def test_a_mistyped_store_url_is_refused_without_its_password() -> None:
     text = str(info.value)
     assert c.ENV_STORE in text and "postgressql://aura:***@db/aura?password=***" in text
     assert "Xk3vQ9pL2m" not in text and "Zq8" not in text
+
+
+def test_settings_show_no_store_password_and_no_token() -> None:
+    """A host may log its settings: the repr hides what a log line must not carry."""
+    settings = Settings.from_env(
+        {
+            c.ENV_STORE: "postgresql://aura:Xk3vQ9pL2m@db/aura?sslpassword=Zq8",
+            c.ENV_ACCESS_TOKEN: "tok-Wm4pQ7rT2x",
+        }
+    )
+    assert settings.store is not None and "Xk3vQ9pL2m" in settings.store  # kept for use
+    assert settings.access_token == "tok-Wm4pQ7rT2x"
+    text = repr(settings)
+    assert "Xk3vQ9pL2m" not in text and "Zq8" not in text and "Wm4pQ7rT2x" not in text
+    assert "store='postgresql://aura:***@db/aura?sslpassword=***'" in text
+    assert "access_token='***'" in text and "jobs_dir=" in text

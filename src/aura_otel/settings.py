@@ -17,7 +17,7 @@ import importlib
 import logging
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -203,6 +203,21 @@ class Settings:
     bsp_max_queue_size: int = DEFAULT_BSP_MAX_QUEUE_SIZE
     #: The ``AURA_OTEL_MASK_*`` variables, as :meth:`MaskingRules.from_env` reads them.
     masking: MaskingRules | None = field(default=None, compare=False, repr=False)
+
+    def __repr__(self) -> str:
+        """Every field, the store URL without its password and the token hidden: a host may
+        log its settings, and a log line leaves the process."""
+        shown = []
+        for item in fields(self):
+            if not item.repr:
+                continue
+            value = getattr(self, item.name)
+            if item.name == "store" and value is not None:
+                value = _without_password(value)
+            elif item.name == "access_token" and value is not None:
+                value = "***"
+            shown.append(f"{item.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
 
     @classmethod
     def from_env(
