@@ -125,3 +125,10 @@ def test_abandoned_is_judged_by_the_clock_on_both_stores(
     with live_server(target, abandoned_after=60) as url:
         assert ids(url, status="abandoned") == ["Live-Promo"]
         assert ids(url, status="running") == []
+
+
+def test_the_last_day_of_the_calendar_is_a_valid_bound(base: str) -> None:
+    """``to=9999-12-31`` means "up to the end of time", on the API and the page."""
+    assert ids(base, to="9999-12-31") == ids(base)
+    assert ids(base, **{"from": "0001-01-01", "to": "9999-12-31"}) == ids(base)
+    assert httpx.get(f"{base}/jobs", params={"to": "9999-12-31"}).status_code == 200

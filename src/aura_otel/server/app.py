@@ -180,7 +180,10 @@ def _date(request: Request, name: str) -> datetime | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     if len(raw) == 10 and name == "to":  # a whole day: up to the end of it
-        moment += timedelta(days=1)
+        try:
+            moment += timedelta(days=1)
+        except OverflowError:  # to=9999-12-31: the end of time
+            moment = datetime.max.replace(tzinfo=UTC)
     return moment
 
 
