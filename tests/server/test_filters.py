@@ -132,3 +132,12 @@ def test_the_last_day_of_the_calendar_is_a_valid_bound(base: str) -> None:
     assert ids(base, to="9999-12-31") == ids(base)
     assert ids(base, **{"from": "0001-01-01", "to": "9999-12-31"}) == ids(base)
     assert httpx.get(f"{base}/jobs", params={"to": "9999-12-31"}).status_code == 200
+
+
+@pytest.mark.parametrize("page", [2**62, 10**30])
+def test_a_page_far_past_the_end_is_empty(base: str, page: int) -> None:
+    """The folder and PostgreSQL answer alike: no rows, never a 500 (an offset past bigint)."""
+    answer = httpx.get(f"{base}/api/jobs", params={"page": page})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["items"] == [] and answer.json()["totalItems"] == 6
+    assert httpx.get(f"{base}/jobs", params={"page": page}).status_code == 200

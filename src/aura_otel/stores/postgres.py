@@ -509,6 +509,9 @@ class PostgresStore(Store):
         return PostgresJobSource(self)
 
 
+BIGINT_MAX = 2**63 - 1
+
+
 class PostgresJobList(JobLister):
     """The job list from indexed queries: a count and a page of (id, update time) per request;
     documents are fetched and parsed only for rows not cached at that update time, so a list
@@ -535,7 +538,8 @@ class PostgresJobList(JobLister):
             listed = conn.execute(
                 f"SELECT job_id, updated_at FROM {SCHEMA}.jobs {where} "
                 "ORDER BY updated_at DESC, job_id LIMIT %s OFFSET %s",
-                [*params, page_size, (page - 1) * page_size],
+                # A page past any real table is empty; OFFSET is a bigint, so cap it there.
+                [*params, page_size, min((page - 1) * page_size, BIGINT_MAX)],
             ).fetchall()
             stale = [
                 job_id
