@@ -231,6 +231,17 @@ def test_api_page_and_downloads(http: httpx.Client) -> None:
     assert http.get("/api/insights/cost_by_stage.xml").status_code == 404
 
 
+def test_a_period_at_the_start_of_the_calendar_is_answered(http: httpx.Client) -> None:
+    """``until`` in the first days of year 1 has no 30 days before it: the period starts on
+    the first day there is, on every fleet endpoint, never a 500."""
+    for path in ("/api/insights", "/api/insights/metrics", "/insights", "/api/insights/cache.csv"):
+        answer = http.get(path, params={"until": "0001-01-05"})
+        assert answer.status_code == 200, (path, answer.text)
+    body = http.get("/api/insights", params={"until": "0001-01-05"}).json()
+    assert body["period"] == {"since": "0001-01-01", "until": "0001-01-05"}
+    assert body["totals"]["jobs"] == 0
+
+
 def test_anomalies_as_a_metric(tmp_path: Path) -> None:
     steady_fleet(tmp_path)
     write(

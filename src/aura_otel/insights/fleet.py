@@ -89,7 +89,8 @@ def parse_filters(params: Mapping[str, str], latest: datetime | None) -> Filters
             raise ValueError(f"{name} must be a date like 2026-11-20, not {raw!r}") from None
 
     until = day("until") or (latest or datetime.now(UTC)).date()
-    since = day("since") or until - timedelta(days=DEFAULT_DAYS - 1)
+    # The default period starts no earlier than the calendar does (until=0001-01-05).
+    since = day("since") or date.fromordinal(max(1, until.toordinal() - (DEFAULT_DAYS - 1)))
     if since > until:
         raise ValueError("since must not be after until")
     if (until - since).days >= MAX_DAYS:
