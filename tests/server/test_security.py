@@ -139,6 +139,22 @@ def test_browser_login_by_query_token_sets_a_cookie(guarded: str) -> None:
     assert bad.status_code == 401 and "set-cookie" not in bad.headers
 
 
+def test_the_login_redirect_returns_to_the_very_address(tmp_path: Path) -> None:
+    """A job id holding a percent escape ("promo%20off") comes back as that job, not as the
+    job its decoded text names ("promo off"); and the target never leaves this server."""
+    put_example(tmp_path, REFERENCE, "promo%20off")
+    put_example(tmp_path, REFERENCE, "promo off")
+    with live_server(tmp_path, access_token=TOKEN) as base, httpx.Client(base_url=base) as http:
+        login = http.get(f"/jobs/promo%2520off/telemetry?sort=cost&token={TOKEN}")
+        assert login.status_code == 303
+        assert login.headers["location"] == "/jobs/promo%2520off/telemetry?sort=cost"
+        page = http.get(login.headers["location"])
+        assert page.status_code == 200 and "promo%20off" in page.text
+        elsewhere = httpx.get(f"{base}//evil.example/x?token={TOKEN}")  # no cookie yet
+        assert elsewhere.status_code == 303
+        assert elsewhere.headers["location"] == "/evil.example/x"
+
+
 def test_guarded_server_answers_any_host_name(guarded: str) -> None:
     response = httpx.get(
         f"{guarded}/api/jobs",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import re
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -101,8 +101,12 @@ class TokenGate:
 
     def _login_redirect(self, request: Request) -> Response:
         # Trade the token in the URL for a cookie at once, so it leaves the address bar/history.
+        # The path as the client spelled it: decoded, a job id holding "%20" would come back
+        # as another job. One leading slash: "//host/..." would leave this server.
+        raw = request.scope.get("raw_path")
+        path = raw.decode("latin-1") if raw else quote(request.url.path)
         rest = [(k, v) for k, v in request.query_params.multi_items() if k != TOKEN_QUERY]
-        target = request.url.path + (f"?{urlencode(rest)}" if rest else "")
+        target = "/" + path.lstrip("/") + (f"?{urlencode(rest)}" if rest else "")
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
             TOKEN_COOKIE,
