@@ -227,6 +227,18 @@ def test_a_quiet_job_without_an_end_is_abandoned() -> None:
     assert not figures.is_live("abandoned") and figures.is_live("running")
 
 
+def test_a_quiet_time_beyond_any_calendar_never_abandons(tmp_path: Path) -> None:
+    """``--abandoned-after 1e15`` (settings accept any finite number: "never, in practice")
+    keeps a job running in every view instead of failing them all."""
+    doc = running("patient")
+    assert figures.job_status(doc, abandoned_after=1e15) == "running"
+    write_doc(tmp_path, doc)
+    with live_server(tmp_path, abandoned_after=1e15) as base, httpx.Client(base_url=base) as http:
+        assert http.get("/api/jobs").json()["items"][0]["status"] == "running"
+        assert http.get("/jobs").status_code == 200
+        assert 'id="running-notice"' in http.get("/jobs/patient/telemetry").text
+
+
 def test_views_show_an_abandoned_job_and_stop_refreshing(tmp_path: Path) -> None:
     """The example is dated 2026-11-20; with a one-minute quiet time it is long abandoned."""
     path = write_doc(tmp_path, running("killed"))

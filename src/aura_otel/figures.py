@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -220,7 +220,8 @@ def is_abandoned(
     if last is None or abandoned_after is None:
         return False
     moment = now if now is not None else datetime.now(UTC)
-    return moment - last > timedelta(seconds=abandoned_after)
+    # Compared in seconds: a timedelta cannot hold a quiet time past a billion days (1e15 s).
+    return (moment - last).total_seconds() > abandoned_after
 
 
 # -- status --------------------------------------------------------------------------------------

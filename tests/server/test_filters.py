@@ -125,6 +125,12 @@ def test_abandoned_is_judged_by_the_clock_on_both_stores(
     with live_server(target, abandoned_after=60) as url:
         assert ids(url, status="abandoned") == ["Live-Promo"]
         assert ids(url, status="running") == []
+    # A quiet time past any calendar ("never", in practice) abandons nothing, on both stores.
+    for never in (1e11, 1e15):
+        with live_server(target, abandoned_after=never) as url:
+            assert ids(url, status="abandoned") == []
+            assert ids(url, status="running") == ["Live-Promo"]
+            assert "Live-Promo" in ids(url)
 
 
 def test_the_last_day_of_the_calendar_is_a_valid_bound(base: str) -> None:

@@ -590,7 +590,10 @@ class PostgresJobList(JobLister):
             clauses.append("status = %s")
             params.append(str(figures.JobStatus.RUNNING) if live else status)
             if live and self.abandoned_after is not None:
-                cutoff = datetime.now(UTC) - timedelta(seconds=self.abandoned_after)
+                try:
+                    cutoff = datetime.now(UTC) - timedelta(seconds=self.abandoned_after)
+                except OverflowError:  # a quiet time past the calendar: nothing is abandoned
+                    cutoff = datetime.min.replace(tzinfo=UTC)
                 if status == figures.JobStatus.ABANDONED:
                     clauses.append("last_activity < %s")
                 else:
