@@ -3,7 +3,8 @@
 Every route that takes a job id goes through :meth:`JobStore.read`, which validates the id
 before it touches a path; routes whose id contains a ``/`` (after URL decoding) land on a
 catch-all that answers 400, so no request can name a file outside the jobs folder. Only GET
-and HEAD exist: the server never writes.
+and HEAD exist: the server never writes a job's files (its one write is the fleet view's
+summary cache in the jobs folder, see :mod:`aura_otel.insights.source`).
 """
 
 from __future__ import annotations
