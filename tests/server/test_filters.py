@@ -76,6 +76,8 @@ def test_date_range_bounds_the_last_update(base: str) -> None:
     assert ids(base, **{"from": "2026-09-02", "to": "2026-09-03"}) == ["promo%ok-2", "promo_ok-1"]
     assert ids(base, **{"from": "2026-09-05T00:00:00Z"}) == ["broken-job", "warned-job"]
     assert ids(base, to="2026-09-01") == ["render-failed-A"]
+    # Any spelling of a bare date ISO 8601 has (basic, week date) is that whole day too.
+    assert ids(base, to="20260901") == ids(base, to="2026-W36-2") == ["render-failed-A"]
     assert ids(base, **{"from": "2026-09-04T02:00:00+02:00", "to": "2026-09-04"}) == ["Live-Promo"]
 
 

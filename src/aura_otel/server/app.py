@@ -13,7 +13,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -180,12 +180,22 @@ def _date(request: Request, name: str) -> datetime | None:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    if len(raw) == 10 and name == "to":  # a whole day: up to the end of it
+    if name == "to" and _is_date(raw):  # a whole day: up to the end of it
         try:
             moment += timedelta(days=1)
         except OverflowError:  # to=9999-12-31: the end of time
             moment = datetime.max.replace(tzinfo=UTC)
     return moment
+
+
+def _is_date(raw: str) -> bool:
+    """Whether ``raw`` names a day, in any spelling ISO 8601 has for one (2026-05-01,
+    20260501, 2026-W18-5), rather than a moment."""
+    try:
+        date.fromisoformat(raw)
+    except ValueError:
+        return False
+    return True
 
 
 def job_filter(request: Request) -> JobFilter:
