@@ -155,6 +155,21 @@ def test_the_login_redirect_returns_to_the_very_address(tmp_path: Path) -> None:
         assert elsewhere.headers["location"] == "/evil.example/x"
 
 
+def test_a_token_in_the_address_is_always_traded_for_the_cookie(guarded: str) -> None:
+    """Opening a bookmarked ``?token=`` link while already signed in still takes the token out
+    of the address bar and history: it is never served a page with the token in its URL."""
+    with httpx.Client(base_url=guarded) as http:
+        assert http.get("/jobs", params={"token": TOKEN}).status_code == 303  # signs in
+        again = http.get("/jobs", params={"token": TOKEN, "q": "abc"})
+        assert again.status_code == 303 and again.headers["location"] == "/jobs?q=abc"
+        with_bearer = httpx.get(
+            f"{guarded}/api/jobs",
+            params={"token": TOKEN},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+        assert with_bearer.status_code == 303 and with_bearer.headers["location"] == "/api/jobs"
+
+
 def test_guarded_server_answers_any_host_name(guarded: str) -> None:
     response = httpx.get(
         f"{guarded}/api/jobs",

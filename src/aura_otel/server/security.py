@@ -89,12 +89,13 @@ class TokenGate:
         request = Request(scope)
         auth = request.headers.get("authorization", "")
         bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else None
-        if self._matches(bearer) or self._matches(request.cookies.get(TOKEN_COOKIE)):
+        # A token in the address is traded for the cookie even when the request is signed in
+        # already (a bookmarked link): a page is never served with the token in its URL.
+        if self._matches(request.query_params.get(TOKEN_QUERY)):
+            response = self._login_redirect(request)
+        elif self._matches(bearer) or self._matches(request.cookies.get(TOKEN_COOKIE)):
             await self.app(scope, receive, send)
             return
-        query_token = request.query_params.get(TOKEN_QUERY)
-        if self._matches(query_token):
-            response = self._login_redirect(request)
         else:
             response = self._refuse(request)
         await response(scope, receive, send)
