@@ -300,3 +300,31 @@ def test_postgresql_gives_the_same_fleet_as_the_folder(
             compute(source, ALL).total_cost
             > compute(FolderJobSource(JobStore(steady)), ALL).total_cost
         )
+
+
+def test_a_running_job_turns_abandoned_when_its_quiet_time_is_over(tmp_path: Path) -> None:
+    """The fleet's figures say until when they hold: a job they call running is abandoned
+    once ``abandoned_after`` has passed since its file's latest moment, not before."""
+    from datetime import datetime, timedelta
+
+    from aura_otel import figures
+
+    from ..server_support import running_job, write_doc
+
+    write_doc(tmp_path, running_job("live-1"))
+    source = FolderJobSource(JobStore(tmp_path))
+    (job,) = iter_summaries(source)
+    last = job.last_active()
+    assert last is not None and last == figures.last_activity(running_job("live-1"))
+    period = Filters(since=date(2026, 11, 20), until=date(2026, 11, 20))
+
+    def status(now: datetime) -> tuple[str, float | None]:
+        fleet = compute(source, period, now=now, abandoned_after=60)
+        (row,) = fleet.tables["expensive_jobs"].rows
+        return row[-1], fleet.expires
+
+    before, expires = status(last + timedelta(seconds=59))
+    assert before == "running" and expires == (last + timedelta(seconds=60)).timestamp()
+    assert status(last + timedelta(seconds=61)) == ("abandoned", None)
+    # Without a quiet time, the file's own status (the server passes --abandoned-after).
+    assert compute(source, period).tables["expensive_jobs"].rows[0][-1] == "running"

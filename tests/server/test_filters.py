@@ -135,6 +135,37 @@ def test_abandoned_is_judged_by_the_clock_on_both_stores(
             assert "Live-Promo" in ids(url)
 
 
+def fleet_jobs(base: str, **params: Any) -> dict[str, str]:
+    """The fleet view's jobs of the running job's day, with the status it gives each."""
+    answer = httpx.get(
+        f"{base}/api/insights",
+        params={"since": "2026-11-20", "until": "2026-11-20", **params},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    return {
+        row["jobId"]: row["status"] for row in answer.json()["charts"]["expensive_jobs"]["rows"]
+    }
+
+
+def test_the_fleet_view_calls_a_quiet_job_what_the_list_calls_it(
+    jobs_dir: Path, store_kind: str, request: pytest.FixtureRequest
+) -> None:
+    """A killed job is abandoned in the fleet view too, and its status filter finds it: the
+    same judgement as the list, on both stores (the file alone says running)."""
+    target: Any = postgres_copy(request, jobs_dir) if store_kind == "postgres" else jobs_dir
+    with live_server(target, abandoned_after=60) as url:
+        assert ids(url, status="abandoned") == ["Live-Promo"]
+        assert fleet_jobs(url)["Live-Promo"] == "abandoned"
+        assert fleet_jobs(url, status="abandoned") == {"Live-Promo": "abandoned"}
+        assert fleet_jobs(url, status="running") == {}
+        page = httpx.get(f"{url}/insights", params={"since": "2026-11-20", "until": "2026-11-20"})
+        assert page.status_code == 200 and "abandoned" in page.text
+    with live_server(target, abandoned_after=1e15) as url:
+        assert fleet_jobs(url)["Live-Promo"] == "running"
+        assert fleet_jobs(url, status="running") == {"Live-Promo": "running"}
+
+
 def test_the_last_day_of_the_calendar_is_a_valid_bound(base: str) -> None:
     """``to=9999-12-31`` means "up to the end of time", on the API and the page."""
     assert ids(base, to="9999-12-31") == ids(base)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from ..figures import JobStatus
 from ..schema import sum_money
 from .anomalies import (
     Anomaly,
@@ -66,9 +67,10 @@ class Filters:
             and (not self.stage or op.stage == self.stage)
         )
 
-    def job_matches(self, job: JobSummary) -> bool:
+    def job_matches(self, job: JobSummary, status: str) -> bool:
+        """``status``: the job's as the views name it now (see :meth:`JobSummary.status_at`)."""
         return (not self.project or job.project == self.project) and (
-            not self.status or job.status == self.status
+            not self.status or status == self.status
         )
 
 
@@ -145,6 +147,9 @@ class Fleet:
     tables: dict[str, Table] = field(default_factory=dict)
     anomalies: list[Anomaly] = field(default_factory=list)
     choices: dict[str, list[str]] = field(default_factory=dict)
+    #: Epoch seconds at which a job these figures call running turns abandoned (None: none
+    #: will): the figures hold until then, however the clock moves.
+    expires: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -195,16 +200,29 @@ def compute(
     *,
     history: Iterable[JobSummary] | None = None,
     verdicts: dict[str, list[Anomaly]] | None = None,
+    now: datetime | None = None,
+    abandoned_after: float | None = None,
 ) -> Fleet:
     """The fleet figures for ``filters``; ``history`` (default: every job of the source)
-    feeds the anomaly baselines, which reach back before the period."""
+    feeds the anomaly baselines, which reach back before the period. A running job quiet for
+    longer than ``abandoned_after`` seconds before ``now`` is abandoned, as in the job list."""
     everything = list(history) if history is not None else list(iter_summaries(source))
     start, end = filters.start.timestamp(), filters.end.timestamp()
     in_period = [j for j in everything if start <= j.started < end]
+    now = now if now is not None else datetime.now(UTC)
+    statuses = {j.job_id: j.status_at(now, abandoned_after) for j in in_period}
+    expires = None
+    if abandoned_after is not None:
+        turning = [
+            last.timestamp() + abandoned_after
+            for j in in_period
+            if statuses[j.job_id] == JobStatus.RUNNING and (last := j.last_active()) is not None
+        ]
+        expires = min(turning, default=None)
     choices: dict[str, set[str]] = {n: set() for n in FILTER_NAMES}
     for job in in_period:
         choices["project"].add(job.project)
-        choices["status"].add(job.status)
+        choices["status"].add(statuses[job.job_id])
         for op in job.ops:
             choices["provider"].add(op.provider)
             choices["model"].add(op.model)
@@ -223,7 +241,8 @@ def compute(
     job_rows: list[tuple[str, str, float, int, str]] = []
     matched_ids = []
     for job in in_period:
-        if not filters.job_matches(job):
+        status = statuses[job.job_id]
+        if not filters.job_matches(job, status):
             continue
         ops = [op for op in job.ops if filters.op_matches(op)]
         if not ops and (filters.provider or filters.model or filters.stage):
@@ -232,7 +251,7 @@ def compute(
         costs = [op.cost for op in ops if op.cost is not None]
         job_cost = _money(costs)
         per_day[job.day].append(job_cost)
-        job_rows.append((job.job_id, job.project, job_cost, job.elapsed_ms, job.status))
+        job_rows.append((job.job_id, job.project, job_cost, job.elapsed_ms, status))
         for op in ops:
             if op.cost is not None:
                 by["stage"][op.stage].append(op.cost)
@@ -374,6 +393,7 @@ def compute(
         tables=tables,
         anomalies=anomalies,
         choices={k: sorted(v - {""}) for k, v in choices.items()},
+        expires=expires,
     )
 
 

@@ -69,6 +69,25 @@ class JobSummary:
     def day(self) -> str:
         return datetime.fromtimestamp(self.started, UTC).strftime("%Y-%m-%d")
 
+    def status_at(self, now: datetime | None, abandoned_after: float | None) -> str:
+        """The status the job list gives the job at ``now``: a running job quiet for longer
+        than ``abandoned_after`` is abandoned (:func:`figures.is_abandoned`; the file's latest
+        moment is its start plus ``elapsed_ms``, to the millisecond)."""
+        if self.status != figures.JobStatus.RUNNING or abandoned_after is None:
+            return self.status
+        last = self.last_active()
+        if last is not None and figures.is_abandoned(
+            last, now=now, abandoned_after=abandoned_after
+        ):
+            return str(figures.JobStatus.ABANDONED)
+        return self.status
+
+    def last_active(self) -> datetime | None:
+        try:
+            return datetime.fromtimestamp(self.started + self.elapsed_ms / 1000, UTC)
+        except (OverflowError, ValueError, OSError):  # past the calendar: never quiet
+            return None
+
 
 def _epoch_ns(value: Any) -> int:
     parsed = figures.parse_time(value)

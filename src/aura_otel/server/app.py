@@ -512,13 +512,23 @@ class TelemetryApp:
             lambda filters: key(filters)[0] is not None and key(filters) in self._fleets,
         )
         generation = key(filters)[0]
-        if generation is not None and (known := self._fleets.get(key(filters))) is not None:
+        now = datetime.now(UTC)
+        known = self._fleets.get(key(filters)) if generation is not None else None
+        if known is not None and (known.expires is None or now.timestamp() < known.expires):
             # Same history, same query: the same figures (a dashboard that reloads, the CSV
-            # and JSON downloads of the page just drawn) without reading the period again.
+            # and JSON downloads of the page just drawn) without reading the period again,
+            # until a job they call running has been quiet long enough to be abandoned.
             return known
-        if history is None:  # forgotten since (the memo is bounded): read it after all
+        if history is None:  # forgotten since (the memo is bounded), or expired: read it now
             history = list(self.source.history(filters.start, filters.end))  # type: ignore[attr-defined]
-        result = fleet_view.compute(self.source, filters, history=history, verdicts=self.verdicts())
+        result = fleet_view.compute(
+            self.source,
+            filters,
+            history=history,
+            verdicts=self.verdicts(),
+            now=now,
+            abandoned_after=self.abandoned_after,
+        )
         if generation is not None:
             with self._verdict_lock:
                 self._fleets.put((generation, filters), result)
