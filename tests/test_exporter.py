@@ -293,3 +293,59 @@ def test_shared_folder_two_exporters_merge_records_by_span_id(tmp_path: Path) ->
     assert sorted(r["stage"] for r in doc["records"]) == ["script", "tts"]
     assert "collection_ended_at" in doc
     assert len({r["stage"] for r in doc["records"]}) == len(doc["records"])
+
+
+FORK_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, time
+    import aura_otel
+    from aura_otel import job, stage
+
+    jobs = sys.argv[1]
+    telemetry = aura_otel.configure(jobs)
+    with job("before-fork"):
+        with stage("brief"):
+            pass
+    pid = os.fork()
+    if pid == 0:  # a worker of a prefork server: runs jobs, never exits through atexit
+        with job("in-child"):
+            with stage("script"):
+                pass
+        path = os.path.join(jobs, "in-child", "telemetry.json")
+        deadline = time.monotonic() + 60
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os._exit(0 if os.path.exists(path) else 3)
+    with job("in-parent"):
+        with stage("tts"):
+            pass
+    _, status = os.waitpid(pid, 0)
+    telemetry.shutdown()
+    sys.exit(os.waitstatus_to_exitcode(status))
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_writes_its_own_jobs_without_waiting_for_exit(tmp_path: Path) -> None:
+    """A prefork worker (gunicorn, celery, multiprocessing) runs for long and leaves through
+    ``os._exit``: its jobs must be written by its own writer, as in the parent."""
+    script = tmp_path / "app.py"
+    script.write_text(FORK_SCRIPT)
+    jobs = tmp_path / "jobs"
+    result = subprocess.run(
+        [sys.executable, str(script), str(jobs)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    for job_id, stage_name in [
+        ("before-fork", "brief"),
+        ("in-child", "script"),
+        ("in-parent", "tts"),
+    ]:
+        data = (jobs / job_id / "telemetry.json").read_bytes()
+        assert validation_errors(data) == []
+        assert [r["stage"] for r in orjson.loads(data)["records"]] == [stage_name]

@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -207,8 +208,31 @@ class RunTelemetryExporter(SpanExporter):
         )
         self._on_job_complete = on_job_complete
         self._trimmer = MemoryTrimmer()
+        self._start_writer()
+        if hasattr(os, "register_at_fork"):
+            ref = weakref.ref(self)
+
+            def restart_in_child() -> None:
+                exporter = ref()
+                if exporter is not None and not exporter._stopped.is_set():
+                    exporter._restart_in_child()
+
+            os.register_at_fork(after_in_child=restart_in_child)
+
+    def _start_writer(self) -> None:
         self._writer = threading.Thread(target=self._run, name="aura-otel-writer", daemon=True)
         self._writer.start()
+
+    def _restart_in_child(self) -> None:
+        """A forked child (a prefork server's worker) has the state but not the writer thread,
+        and its locks may have been held by a parent thread: without a writer of its own its
+        jobs would wait for an exit hook that ``os._exit`` never runs. The parent's jobs are
+        the parent's to write."""
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._jobs = {}
+        self._start_writer()
 
     # -- SpanExporter ----------------------------------------------------------------------------
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
