@@ -343,6 +343,21 @@ def test_correlation_id_is_generated_when_absent(traced) -> None:
     assert len(handle.correlation_id) == 36
 
 
+def test_a_job_id_that_is_no_string_writes_nothing_and_merges_no_jobs(
+    traced, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``str(None)`` is a valid id: jobs whose id is missing must not all share one file."""
+    pipeline, _ = traced
+    for job_id in [None, None, 12, b"bytes"]:
+        with job(job_id, tracer_provider=pipeline.provider):  # type: ignore[arg-type]
+            with stage("brief"):
+                pass
+    pipeline.flush()
+    assert not pipeline.jobs_dir.exists() or list(pipeline.jobs_dir.iterdir()) == []
+    assert pipeline.exporter.stats.snapshot()["spans_without_job"] == 8
+    assert caplog.text.count("will not be written") == 4
+
+
 def test_unknown_stage_name_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown stage 'editing'"):
         stage("editing")

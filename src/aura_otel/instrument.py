@@ -363,9 +363,12 @@ class job(_Scope):
         except InvalidJobIdError as exc:
             # The job still runs; the exporter will refuse to write it. Say so once, clearly.
             logger.error("aura-otel: %s; this job's telemetry will not be written", exc)
+        # Not str(): "None" or "12" would pass as ids, and every job whose id is missing would
+        # share one file. A job id that is no string is treated as an empty one: no file.
+        job_id = self.job_id if isinstance(self.job_id, str) else ""
         correlation_id = self.correlation_id or str(uuid.uuid4())
         attrs: dict[str, AttributeValue] = {
-            c.JOB_ID: str(self.job_id),
+            c.JOB_ID: job_id,
             c.CORRELATION_ID: correlation_id,
         }
         if self.project_id:
@@ -381,9 +384,7 @@ class job(_Scope):
         span = _tracer(self.tracer_provider).start_span(
             c.JOB_SPAN_NAME, context=ctx, attributes=attrs
         )
-        handle = JobHandle(
-            span, str(self.job_id), correlation_id, self.project_id, self.tracer_provider
-        )
+        handle = JobHandle(span, job_id, correlation_id, self.project_id, self.tracer_provider)
         handle.budget = self.budget
         ctx = trace.set_span_in_context(span, ctx)
         self._attach(context.set_value(_JOB_KEY, handle, ctx))
