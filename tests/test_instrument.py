@@ -358,6 +358,30 @@ def test_a_job_id_that_is_no_string_writes_nothing_and_merges_no_jobs(
     assert caplog.text.count("will not be written") == 4
 
 
+def test_metadata_json_cannot_hold_is_written_representable_never_raised(traced) -> None:
+    """Metadata is the host's runtime data (a dict keyed by scene number, a 128-bit id, a file
+    name from ``os.fsdecode``): no value of it may raise into the stage it describes."""
+    pipeline, _ = traced
+    deep: list = []
+    for _ in range(300):
+        deep = [deep]
+    odd = {
+        "by_scene": {1: "a", 2: "b"},
+        "ids": [2**70, "x"],
+        "names": {"file": "bad-\udcff.wav"},
+        "deep": deep,
+    }
+    with job("odd-metadata", tracer_provider=pipeline.provider, metadata={"keys": {None: 1}}):
+        with stage("script", metadata={"scenes": {3: "c"}}) as s:
+            s.set_metadata(**odd)
+    pipeline.flush()
+    meta = pipeline.read("odd-metadata")["records"][0]["metadata"]
+    assert meta["by_scene"] == {"1": "a", "2": "b"} and meta["scenes"] == {"3": "c"}
+    assert meta["ids"] == [str(2**70), "x"]
+    assert meta["names"] == {"file": "bad-\ufffd.wav"}
+    assert "deep" in meta
+
+
 def test_unknown_stage_name_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown stage 'editing'"):
         stage("editing")

@@ -34,6 +34,7 @@ from . import conventions as c
 from .errors import InvalidJobIdError, JobValidationError
 from .fold import plain_attributes
 from .schema import STAGES, ResultStatus, SelectionSource, Stage, validate_job_id
+from .values import representable
 
 logger = logging.getLogger("aura_otel")
 
@@ -77,8 +78,18 @@ def metadata_attributes(metadata: Mapping[str, Any]) -> dict[str, AttributeValue
         ):
             attrs[c.META_PREFIX + key] = list(value)
         else:
-            attrs[c.META_JSON_PREFIX + key] = orjson.dumps(value, default=str).decode()
+            attrs[c.META_JSON_PREFIX + key] = _json_text(value)
     return attrs
+
+
+def _json_text(value: Any) -> str:
+    """``value`` as JSON; what orjson refuses (keys that are not strings, integers beyond 64
+    bits, lone surrogates, deep nesting) is made representable rather than raised into the
+    stage the metadata describes."""
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except TypeError:  # orjson.JSONEncodeError is one
+        return orjson.dumps(representable(value), default=str).decode()
 
 
 # -- handles -------------------------------------------------------------------------------------
