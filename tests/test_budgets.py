@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -72,6 +73,50 @@ def test_a_hard_job_budget_stops_the_stage_before_it_starts(
     assert "not started" in str(err)
     doc = pipeline.read("job-b1")
     assert [r["stage"] for r in doc["records"]] == ["script"]  # a refused stage leaves no record
+
+
+def test_concurrent_stages_cannot_together_cross_a_hard_limit(
+    pipeline: Pipeline, ledger: Budgets
+) -> None:
+    """Scenes rendered at once (``asyncio.gather``, a thread pool) are each checked before any
+    has ended: the estimates of stages already started count against the limit."""
+    started: list[int] = []
+    refused: list[int] = []
+
+    async def main() -> None:
+        gate = asyncio.Event()
+
+        async def scene(i: int) -> None:
+            try:
+                async with stage("visuals", provider="openai", estimated_cost=0.40, scene_index=i):
+                    started.append(i)
+                    await gate.wait()  # every scene is under way before any ends
+            except BudgetExceeded:
+                refused.append(i)
+
+        async with job("job-b-gather", budget=1.00, tracer_provider=pipeline.provider):
+            tasks = [asyncio.create_task(scene(i)) for i in range(5)]
+            while len(started) + len(refused) < 5:
+                await asyncio.sleep(0)
+            gate.set()
+            await asyncio.gather(*tasks)
+            # Each started scene charged its estimate once, not twice.
+            assert ledger.spent("job", "job-b-gather") == pytest.approx(0.80)
+
+    asyncio.run(main())
+    assert (started, refused) == ([0, 1], [2, 3, 4])
+
+
+def test_an_explicit_cost_replaces_the_estimate_held_for_the_stage(
+    pipeline: Pipeline, ledger: Budgets
+) -> None:
+    with job("job-b-settle", budget=1.00, tracer_provider=pipeline.provider):
+        with stage("script", provider="openai", estimated_cost=0.90) as s:
+            s.set_cost(0.10)
+        assert ledger.spent("job", "job-b-settle") == pytest.approx(0.10)
+        with stage("tts", provider="elevenlabs", estimated_cost=0.85):
+            pass  # allowed: 0.10 + 0.85 <= 1.00
+        assert ledger.spent("job", "job-b-settle") == pytest.approx(0.95)
 
 
 def test_a_soft_threshold_warns_logs_and_counts(

@@ -371,10 +371,19 @@ class Budgets:
         job_budget: float | None,
         provider: str | None,
         estimated: float,
+        *,
+        reserve: bool = False,
     ) -> None:
-        """Raise BudgetExceeded when ``estimated`` would cross a hard threshold."""
+        """Raise BudgetExceeded when ``estimated`` would cross a hard threshold.
+
+        With ``reserve`` a stage that may start holds its estimate at once, in the same
+        lock: stages started together (``asyncio.gather``, a thread pool) are each judged
+        with the others' estimates, not all against the spend before any of them ended.
+        :meth:`charge` with ``reserved`` replaces the estimate with what the stage cost.
+        """
         with self._lock:
-            for scope, subject, rules in self._scopes(job_id, project, job_budget):
+            scopes = self._scopes(job_id, project, job_budget)
+            for scope, subject, rules in scopes:
                 ledger = self._ledger(scope, subject)
                 for name, limit in rules.limits(provider):
                     spent = ledger.get(name, 0.0)
@@ -391,6 +400,19 @@ class Budgets:
                             spent=spent,
                             estimated=estimated,
                         )
+            if reserve:
+                for scope, subject, rules in scopes:
+                    charges = self._charges(scope, subject, job_id)
+                    for name, _ in rules.limits(provider):
+                        charges[name] = charges.get(name, 0.0) + estimated
+
+    def _charges(self, scope: str, subject: str, job_id: str) -> Spend:
+        """This process's charges to a scope on behalf of a job. Called with the lock held."""
+        if scope == "job":
+            return self._spent.setdefault((scope, subject), {})
+        # Without a store nothing ever settles a job: one running total instead.
+        mine = job_id if self.store is not None else ""
+        return self._mine.setdefault((scope, subject), {}).setdefault(mine, {})
 
     def charge(
         self,
@@ -399,22 +421,20 @@ class Budgets:
         job_budget: float | None,
         provider: str | None,
         amount: float,
+        *,
+        reserved: float = 0.0,
     ) -> list[str]:
-        """Add ``amount``; the soft thresholds it crossed, described (empty: none)."""
+        """Add ``amount`` in place of the ``reserved`` estimate :meth:`check` held; the soft
+        thresholds it crossed, described (empty: none)."""
         crossed = []
         with self._lock:
             for scope, subject, rules in self._scopes(job_id, project, job_budget):
                 ledger = self._ledger(scope, subject)
-                if scope == "job":
-                    charges = self._spent.setdefault((scope, subject), {})
-                else:
-                    # Without a store nothing ever settles a job: one running total instead.
-                    mine = job_id if self.store is not None else ""
-                    charges = self._mine.setdefault((scope, subject), {}).setdefault(mine, {})
+                charges = self._charges(scope, subject, job_id)
                 for name, limit in rules.limits(provider):
-                    before = ledger.get(name, 0.0)
+                    before = ledger.get(name, 0.0) - reserved
                     after = before + amount
-                    charges[name] = charges.get(name, 0.0) + amount
+                    charges[name] = charges.get(name, 0.0) + amount - reserved
                     if limit.soft is not None and before <= limit.soft < after:
                         whose = f"{scope} {subject!r}" + (f", provider {name}" if name else "")
                         crossed.append(

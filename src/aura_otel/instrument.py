@@ -494,15 +494,19 @@ class stage(_Scope):
         if provider is None and job_handle is not None:
             provider = job_handle.tracer_provider
         self._job = job_handle
+        self._reserved = 0.0
         if self.estimated_cost is not None and job_handle is not None:
             # Before the span starts: a refused stage leaves no record, only the exception.
+            # A started stage holds its estimate until it ends (see Budgets.check).
             budgets.active().check(
                 job_handle.job_id,
                 job_handle.project_id,
                 job_handle.budget,
                 self.provider,
                 self.estimated_cost,
+                reserve=True,
             )
+            self._reserved = self.estimated_cost
         span = _tracer(provider).start_span(
             c.STAGE_SPAN_PREFIX + self.stage.value, attributes=self._attributes()
         )
@@ -532,11 +536,17 @@ class stage(_Scope):
         if job_handle is None or handle is None:
             return
         amount = handle._cost if handle._cost is not None else self.estimated_cost
-        if not amount:
+        reserved = getattr(self, "_reserved", 0.0)
+        if not amount and not reserved:
             return
         try:
             crossed = budgets.active().charge(
-                job_handle.job_id, job_handle.project_id, job_handle.budget, self.provider, amount
+                job_handle.job_id,
+                job_handle.project_id,
+                job_handle.budget,
+                self.provider,
+                amount or 0.0,
+                reserved=reserved,
             )
         except Exception:  # the ledger never breaks a stage
             logger.debug("aura-otel: charging a budget failed", exc_info=True)
