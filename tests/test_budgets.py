@@ -119,6 +119,26 @@ def test_an_explicit_cost_replaces_the_estimate_held_for_the_stage(
         assert ledger.spent("job", "job-b-settle") == pytest.approx(0.95)
 
 
+def test_a_cost_that_is_no_amount_neither_raises_nor_lifts_the_hard_limit(
+    pipeline: Pipeline, ledger: Budgets, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A NaN charged once would make every later check ``nan > limit``, always false; a
+    negative cost would hand money back. Such a cost is logged and the estimate stands."""
+    with job("job-b-nan", budget=1.00, tracer_provider=pipeline.provider):
+        for bad in [float("nan"), float("inf"), -5.0, None, "abc", 10**400]:
+            with stage("script", provider="openai", estimated_cost=0.10) as s:
+                s.set_cost(bad)  # type: ignore[arg-type]
+        assert ledger.spent("job", "job-b-nan") == pytest.approx(0.60)
+        with pytest.raises(BudgetExceeded), stage("tts", estimated_cost=0.50):
+            pass
+    assert caplog.text.count("is not an amount") == 6
+    for bad in [float("nan"), float("inf")]:
+        with pytest.raises(ValueError, match="non-negative amount"):
+            stage("tts", estimated_cost=bad)
+        with pytest.raises(ValueError, match="non-negative amount"):
+            job("job-b-nan", budget=bad)
+
+
 def test_a_soft_threshold_warns_logs_and_counts(
     pipeline: Pipeline, ledger: Budgets, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -16,6 +16,7 @@ import copy
 import functools
 import inspect
 import logging
+import math
 import uuid
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any, Self, TypeVar
@@ -58,6 +59,16 @@ def _tracer(provider: TracerProvider | None) -> trace.Tracer:
 
 def _is_scalar(value: Any) -> bool:
     return isinstance(value, (str, bool, int, float))
+
+
+def _is_amount(value: Any) -> bool:
+    """A finite, non-negative number (money: a cost, an estimate, a budget)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value) and value >= 0
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def metadata_attributes(metadata: Mapping[str, Any]) -> dict[str, AttributeValue]:
@@ -224,10 +235,19 @@ class StageHandle(_SpanHandle):
 
     def set_cost(self, amount: float, currency: str = "USD") -> None:
         """An explicit cost (it always wins over the price table, and over the estimate a
-        budget was charged with)."""
+        budget was charged with).
+
+        An amount that is not a finite non-negative number (None, NaN, a negative figure) is
+        logged and left out, so the estimate stands: charged to a budget, a NaN would make
+        every later hard check false, a negative cost would hand money back."""
+        if not _is_amount(amount):
+            logger.warning(
+                "aura-otel: set_cost(%r) is not an amount; the stage keeps its estimate", amount
+            )
+            return
         self._cost = float(amount)
         self.span.set_attributes(
-            {c.COST_AMOUNT: float(amount), c.COST_CURRENCY: currency, c.COST_SOURCE: "explicit"}
+            {c.COST_AMOUNT: self._cost, c.COST_CURRENCY: currency, c.COST_SOURCE: "explicit"}
         )
 
     def set_cache_hit(self, hit: bool = True) -> None:
@@ -356,9 +376,7 @@ class job(_Scope):
         metadata: Mapping[str, Any] | None = None,
         budget: float | None = None,
     ) -> None:
-        if budget is not None and (
-            isinstance(budget, bool) or not isinstance(budget, int | float) or budget < 0
-        ):
+        if budget is not None and not _is_amount(budget):
             raise ValueError(f"budget must be a non-negative amount, not {budget!r}")
         self.job_id = job_id
         self.correlation_id = correlation_id
@@ -447,11 +465,7 @@ class stage(_Scope):
         estimated_cost: float | None = None,
     ) -> None:
         text = str(name.value if isinstance(name, Stage) else name).lower()
-        if estimated_cost is not None and (
-            isinstance(estimated_cost, bool)
-            or not isinstance(estimated_cost, int | float)
-            or estimated_cost < 0
-        ):
+        if estimated_cost is not None and not _is_amount(estimated_cost):
             raise ValueError(
                 f"estimated_cost must be a non-negative amount, not {estimated_cost!r}"
             )
