@@ -98,6 +98,43 @@ def test_configure_reports_every_bad_variable_at_once(
     assert "2 configuration problem(s)" in str(info.value)
 
 
+def test_sdk_variables_that_would_raise_deep_inside_are_listed_with_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_otel_env: None
+) -> None:
+    """The SDK's span limits and the gRPC exporter's timeout raise a bare ValueError from
+    inside the SDK when they are not numbers; configure() names them with every other
+    problem instead."""
+    monkeypatch.setenv(c.ENV_ENUM_CASE, "shouting")
+    monkeypatch.setenv("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "long")
+    monkeypatch.setenv("OTEL_SPAN_EVENT_COUNT_LIMIT", "-3")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "soon")
+    with pytest.raises(ConfigurationError) as info:
+        configure(tmp_path, set_global=False, propagate_threads=False)
+    text = str(info.value)
+    assert text.startswith("4 configuration problem(s)")
+    for name in ["OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_SPAN_EVENT_COUNT_LIMIT"]:
+        assert name in text
+    assert "OTEL_EXPORTER_OTLP_TIMEOUT='soon'" in text
+    # 'unset' is the SDK's own word for no limit; http/protobuf reads a bad timeout leniently.
+    env = {"OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "unset", "OTEL_EXPORTER_OTLP_TIMEOUT": "soon"}
+    assert Settings.from_env({**env, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"})
+
+
+def test_an_endpoint_the_grpc_exporter_cannot_parse_is_a_configuration_error(
+    tmp_path: Path, no_otel_env: None
+) -> None:
+    with pytest.raises(ConfigurationError, match=r"http://\[::1"):
+        configure(
+            tmp_path,
+            otlp_endpoint="http://[::1",
+            otlp_protocol="grpc",
+            set_global=False,
+            propagate_threads=False,
+        )
+
+
 def test_explicit_arguments_win_over_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_otel_env: None
 ) -> None:

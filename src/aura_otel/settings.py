@@ -73,6 +73,31 @@ def _protocol(raw: str) -> str:
     return value
 
 
+def _span_limit(raw: str) -> int | None:
+    """A span limit as the SDK reads it: a whole number >= 0, or ``unset`` for none."""
+    if raw.strip().lower() == "unset":
+        return None
+    value = int(raw)
+    if value < 0:
+        raise ValueError
+    return value
+
+
+#: The SDK's span limits: ``TracerProvider()`` (and, for one of them, importing the SDK)
+#: raises a bare ValueError from deep inside when one is not a whole number.
+SPAN_LIMIT_VARIABLES = (
+    "OTEL_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    "OTEL_SPAN_EVENT_COUNT_LIMIT",
+    "OTEL_SPAN_LINK_COUNT_LIMIT",
+    "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT",
+    "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT",
+)
+SPAN_LIMIT_RULE = "a span limit must be a whole number >= 0 or 'unset'"
+
+
 ENUM_CASE_RULE = "enum case must be 'lower' or 'pascal'"
 PROTOCOL_RULE = "OTLP protocol must be 'http/protobuf' or 'grpc'"
 SECONDS_RULE = "must be a number of seconds >= 0"
@@ -281,6 +306,21 @@ class Settings:
             "metrics_off": (read.text("OTEL_METRICS_EXPORTER") or "").lower() == "none",
             "bsp_max_queue_size": bsp_max_queue_size(env),
         }
+        for name in SPAN_LIMIT_VARIABLES:
+            read.parsed(name, _span_limit, None, SPAN_LIMIT_RULE)
+        # The gRPC exporters read their timeout with a bare float() (http/protobuf falls back
+        # to its default instead): check it only where it would raise.
+        timeouts = {
+            name
+            for signal in ("traces", "metrics")
+            if values[f"{signal}_protocol"] == "grpc" and values[f"{signal}_endpoint"]
+            for name in (
+                f"OTEL_EXPORTER_OTLP_{signal.upper()}_TIMEOUT",
+                "OTEL_EXPORTER_OTLP_TIMEOUT",
+            )
+        }
+        for name in sorted(timeouts):
+            read.parsed(name, float, 0.0, "the OTLP timeout must be a number of seconds")
         if masking:
             from .masking import MaskingRules
 
@@ -357,14 +397,22 @@ def otlp_exporter(
     module, name = _EXPORTERS[(signal, proto)]
     exporter_class = getattr(importlib.import_module(module), name)
     if endpoint is None:
-        return exporter_class()
-    if proto == "grpc":
-        return exporter_class(endpoint=endpoint)
-    url = endpoint.rstrip("/")
-    for path in _PATHS.values():
-        if url.endswith(path):
-            url = url[: -len(path)]
-    return exporter_class(endpoint=url + _PATHS[signal])
+        given: dict[str, str] = {}
+    elif proto == "grpc":
+        given = {"endpoint": endpoint}
+    else:
+        url = endpoint.rstrip("/")
+        for path in _PATHS.values():
+            if url.endswith(path):
+                url = url[: -len(path)]
+        given = {"endpoint": url + _PATHS[signal]}
+    try:
+        return exporter_class(**given)
+    except ValueError as exc:  # e.g. an endpoint the gRPC exporter cannot parse
+        where = endpoint if endpoint is not None else settings.endpoint(signal)
+        raise ConfigurationError(
+            f"the OTLP {signal} exporter ({proto}) refused its settings (endpoint {where!r}): {exc}"
+        ) from None
 
 
 def _without_password(value: str) -> str:
