@@ -122,6 +122,40 @@ def test_an_installed_sdk_provider_is_extended_not_replaced(tmp_path: Path) -> N
     assert (tmp_path / "jobs" / "ext-1" / "telemetry.json").is_file()
 
 
+def test_configure_twice_keeps_one_pipeline_so_no_span_goes_out_twice(tmp_path: Path) -> None:
+    """The zero-code configurator and the app's own configure() (or a module imported twice)
+    both configure: the second call must not add a second pipeline to the same provider, which
+    would send every span to the backend twice and fold it twice."""
+    root = repr(str(Path(__file__).resolve().parent.parent))
+    result = run_app(
+        f"ROOT = {root}\n"
+        + textwrap.dedent(
+            """
+        import sys
+        sys.path.insert(0, ROOT)
+        from tests.otlp_receivers import http_receiver
+        import aura_otel
+        with http_receiver() as (url, received):
+            first = aura_otel.configure(otlp_endpoint=url, metrics=False)
+            second = aura_otel.configure(otlp_endpoint=url, metrics=False)
+            assert second is first
+            with aura_otel.job("twice-1"):
+                with aura_otel.stage("plan"):
+                    pass
+            first.shutdown()
+            print(sorted(s.name for s in received.spans), first.stats()["spans_received"])
+            third = aura_otel.configure(otlp_endpoint=url, metrics=False)  # after shutdown: anew
+            assert third is not first
+            third.shutdown()
+    """
+        ),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[0] == "['aura.job', 'aura.stage.plan'] 2"
+    assert "configure() was already called" in result.stderr
+
+
 def test_sampler_and_resource_variables_keep_their_meaning(tmp_path: Path) -> None:
     off = run_app(
         "import aura_otel\ntelemetry = aura_otel.configure()\n" + textwrap.dedent(PLAIN_API_JOB),

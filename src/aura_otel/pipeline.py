@@ -23,6 +23,8 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import threading
+import weakref
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,6 +76,7 @@ class Telemetry:
     #: Shared by OTLP forwarding and metrics: one budget for the backend per flush/shutdown.
     backend_deadline: SharedDeadline | None = None
     otlp_budget_millis: float = DEFAULT_SHUTDOWN_TIMEOUT_MILLIS
+    stopped: bool = field(default=False, repr=False)
 
     @property
     def jobs_dir(self) -> str | None:
@@ -103,6 +106,7 @@ class Telemetry:
     def shutdown(self) -> None:
         """Write every job file, then stop forwarding and metrics; together they wait for the
         OTLP backend at most ``otlp_shutdown_timeout``."""
+        self.stopped = True
         with self._backend_window(self.otlp_budget_millis):
             for processor in self.processors:
                 processor.shutdown()
@@ -126,6 +130,11 @@ class Telemetry:
         Empty when no endpoint is configured. The same figures are logged at shutdown.
         """
         return self.forwarding.stats() if self.forwarding is not None else {}
+
+
+#: The pipeline configure() built on each provider: a second call must not add another.
+_configured: weakref.WeakKeyDictionary[TracerProvider, Telemetry] = weakref.WeakKeyDictionary()
+_configure_lock = threading.RLock()
 
 
 def configure(
@@ -162,11 +171,70 @@ def configure(
     wait for the backend. ``store`` (default ``$AURA_OTEL_STORE``) is a ``postgresql://`` URL
     or a :class:`~aura_otel.stores.Store`: jobs then go to that shared store instead of
     ``jobs_dir`` (docs/stores.md).
+
+    Called again for a provider it already serves (the zero-code configurator ran, a module
+    is imported twice), it returns the running handle with a warning rather than add a second
+    pipeline that would fold and forward every span twice; after that handle's
+    ``shutdown()`` it configures anew.
     """
     settings = Settings.from_env(masking=masking is None)
     if settings.sdk_disabled:
         logger.info("aura-otel: OTEL_SDK_DISABLED is set; telemetry is off")
         return Telemetry(tracer_provider=None, exporter=None, enabled=False)
+    with _configure_lock:
+        provider, install_global = _tracer_provider(
+            tracer_provider, service_name, settings, set_global
+        )
+        running = _configured.get(provider)
+        if running is not None and not running.stopped:
+            logger.warning(
+                "aura-otel: configure() was already called for this TracerProvider; the "
+                "running pipeline (jobs in %s) is kept and these arguments are ignored. Call "
+                "shutdown() on its handle first to configure anew.",
+                running.jobs_dir,
+            )
+            return running
+        telemetry = _configure(
+            provider,
+            install_global,
+            settings,
+            jobs_dir=jobs_dir,
+            otlp_endpoint=otlp_endpoint,
+            otlp_protocol=otlp_protocol,
+            enum_case=enum_case,
+            masking=masking,
+            prices_file=prices_file,
+            pricing=pricing,
+            set_global=set_global,
+            propagate_threads=propagate_threads,
+            write_interval=write_interval,
+            metrics=metrics,
+            otlp_shutdown_timeout=otlp_shutdown_timeout,
+            store=store,
+        )
+        _configured[provider] = telemetry
+        return telemetry
+
+
+def _configure(
+    provider: TracerProvider,
+    install_global: bool,
+    settings: Settings,
+    *,
+    jobs_dir: str | os.PathLike[str] | None,
+    otlp_endpoint: str | None,
+    otlp_protocol: str | None,
+    enum_case: str | None,
+    masking: MaskingRules | None,
+    prices_file: str | os.PathLike[str] | None,
+    pricing: bool,
+    set_global: bool,
+    propagate_threads: bool,
+    write_interval: float | None,
+    metrics: bool | None,
+    otlp_shutdown_timeout: float | None,
+    store: str | Store | None,
+) -> Telemetry:
     budget_millis = _shutdown_budget_millis(otlp_shutdown_timeout)
     rules = masking if masking is not None else settings.masking_rules()
     pricer = load_price_table(prices_file or settings.prices_file) if pricing else None
@@ -177,7 +245,6 @@ def configure(
         if metrics is False or settings.metrics_off
         else otlp_exporter("metrics", otlp_endpoint, otlp_protocol, settings)
     )
-    provider, install_global = _tracer_provider(tracer_provider, service_name, settings, set_global)
     backend_deadline = SharedDeadline()
     job_metrics = (
         MetricsPipeline(
