@@ -382,6 +382,28 @@ def test_metadata_json_cannot_hold_is_written_representable_never_raised(traced)
     assert "deep" in meta
 
 
+def test_continue_job_takes_byte_headers_and_never_raises_on_a_bad_carrier(traced) -> None:
+    """Kafka and AMQP clients hand headers over as bytes, and a message may carry no context
+    at all: the worker's own code must run either way."""
+    from aura_otel import continue_job
+
+    pipeline, _ = traced
+    with job("carried", tracer_provider=pipeline.provider):
+        headers = inject_context({})
+    as_bytes = {key: value.encode() for key, value in headers.items()}
+    with continue_job(as_bytes) as job_id:
+        with stage("tts", tracer_provider=pipeline.provider):
+            pass
+    assert job_id == "carried"
+    for bad in [None, {"traceparent": 7}, {"traceparent": b"\xff\xfe"}, [("a", "b")]]:
+        with continue_job(bad) as job_id:  # type: ignore[arg-type]
+            with stage("tts", tracer_provider=pipeline.provider):
+                pass
+        assert job_id is None
+    pipeline.flush()
+    assert [r["stage"] for r in pipeline.read("carried")["records"]] == ["tts"]
+
+
 def test_unknown_stage_name_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown stage 'editing'"):
         stage("editing")

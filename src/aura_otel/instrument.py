@@ -670,6 +670,30 @@ def inject_context(carrier: MutableMapping[str, str] | None = None) -> MutableMa
     return carrier
 
 
+def _extract(carrier: Any) -> Context:
+    """The context a carrier holds; a carrier that holds none usable leaves the current one.
+
+    Message clients (Kafka, AMQP) give header values as bytes, which are decoded; a value of
+    any other type is skipped. A missing or malformed carrier is logged, never raised: the
+    worker's own code runs either way, in the current context.
+    """
+    try:
+        lowered: dict[str, str] = {}
+        for key, value in carrier.items():
+            if isinstance(value, bytes):
+                value = value.decode("utf-8", "replace")
+            if isinstance(value, str):
+                lowered[str(key).lower()] = value
+        return _PROPAGATOR.extract(lowered)
+    except Exception:
+        logger.warning(
+            "aura-otel: continue_job() got no usable context (%s); the work runs in the current one",
+            type(carrier).__name__,
+            exc_info=logger.isEnabledFor(logging.DEBUG),
+        )
+        return context.get_current()
+
+
 class continue_job(_Scope):
     """Continue a job started in another process: its spans join the same trace and job file.
 
@@ -680,8 +704,7 @@ class continue_job(_Scope):
         self.carrier = carrier
 
     def _open(self) -> str | None:
-        lowered = {str(k).lower(): v for k, v in self.carrier.items()}
-        ctx = _PROPAGATOR.extract(lowered)
+        ctx = _extract(self.carrier)
         self._attach(ctx)
         job_id = baggage.get_baggage(c.JOB_ID, ctx)
         return str(job_id) if job_id is not None else None
