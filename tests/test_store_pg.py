@@ -496,3 +496,38 @@ def test_a_search_no_job_id_can_hold_finds_nothing(tmp_path, pg_url):
             filters = JobFilter(search=search)
             assert store.lister().page(filters=filters).total == 0
             assert folder.lister().page(filters=filters).total == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_never_uses_the_parents_database_sessions(pg_url):
+    """A prefork worker gets connections of its own: a socket shared by two processes mixes
+    their messages. The parent's sessions stay usable after the child wrote and exited."""
+    store = PostgresStore(pg_url, min_size=1, max_size=1)
+    try:
+
+        def session() -> int:
+            with store.connection() as conn:
+                return int(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+
+        parent = session()
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report its session, store a job, leave as prefork workers do
+            code = 1
+            try:
+                os.close(read)
+                os.write(write, str(session()).encode())
+                store.merge("forked-child", {"a" * 16: {"k": "root", "s": 1, "e": 2}})
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write)
+        child = int(os.read(read, 64) or b"0")
+        os.close(read)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert child not in (0, parent)
+        assert session() == parent  # the parent's own session lives on
+        assert store.read_bytes("forked-child")
+    finally:
+        store.close()

@@ -23,10 +23,13 @@ the database is back.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
+import os
 import threading
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -154,7 +157,8 @@ class PostgresStore(Store):
         options = f"-c statement_timeout={max(1, int(statement_timeout * 1000))}"
         if not sync:  # acknowledge before the WAL reaches the disk (like --durability write)
             options += " -c synchronous_commit=off"
-        self.pool: ConnectionPool = psycopg_pool.ConnectionPool(
+        self._new_pool: Callable[[], ConnectionPool] = functools.partial(
+            psycopg_pool.ConnectionPool,
             url,
             min_size=min_size,
             max_size=max_size,
@@ -174,7 +178,19 @@ class PostgresStore(Store):
             reconnect_timeout=10.0,
             name="aura-otel",
         )
+        self.pool: ConnectionPool = self._new_pool()
+        #: Pools a forked child inherited: never used nor closed there (see _after_fork).
+        self._inherited: list[ConnectionPool] = []
         self._lock = threading.Lock()
+        if hasattr(os, "register_at_fork"):
+            ref = weakref.ref(self)
+
+            def after_fork_in_child() -> None:
+                store = ref()
+                if store is not None:
+                    store._after_fork()
+
+            os.register_at_fork(after_in_child=after_fork_in_child)
         self._failures = 0
         #: The driver's words for the last failure (for start-up errors and diagnostics).
         self.last_error = ""
@@ -195,6 +211,19 @@ class PostgresStore(Store):
 
     def __repr__(self) -> str:
         return f"PostgresStore({redact_url(self.url)!r})"
+
+    def _after_fork(self) -> None:
+        """A forked child (a prefork server's worker) gets its own connections. The inherited
+        ones are the parent's sessions: one socket used by two processes mixes their
+        messages. They are kept, never used nor closed (closing would end the parent's
+        sessions; psycopg leaves another process's connections alone when they are freed)."""
+        self._inherited.append(self.pool)
+        self._lock = threading.Lock()
+        self.pool = self._new_pool()
+        try:
+            self.pool.open(wait=False)
+        except Exception:  # the next request reports it, as any unreachable database
+            logger.warning("aura-otel: %s: reconnecting after fork failed", self.description)
 
     # -- connections -----------------------------------------------------------------------------
     @contextmanager
