@@ -26,7 +26,7 @@ from aura_otel.metrics import (
 )
 from aura_otel.schema import record_dict
 
-from .otlp_receivers import black_hole
+from .otlp_receivers import black_hole, http_receiver
 
 pytestmark = pytest.mark.usefixtures("no_otel_env")
 
@@ -242,3 +242,34 @@ def test_shutdown_against_a_black_hole_is_bounded(monkeypatch: pytest.MonkeyPatc
         pipeline.shutdown()  # returns although the export still hangs
         assert pipeline.shutdown() is True  # idempotent
         pipeline.recorder.record(_record("script", provider="p", tokens_in=5))  # harmless after
+
+
+@pytest.mark.parametrize("left_millis", [0.0, 5_000.0])
+def test_no_shutdown_is_started_once_the_backend_took_the_whole_budget(
+    left_millis: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the trace forwarding already waited the shared budget out, metrics start no
+    shutdown that would still be talking to the backend while the interpreter exits (gRPC's
+    core aborts the process then); with time left, the last metrics are sent."""
+    from aura_otel import metrics
+    from aura_otel.forwarding import SharedDeadline
+
+    started: list[str] = []
+    run_bounded = metrics.run_bounded
+
+    def watched(target: Any, timeout_millis: float, name: str) -> bool:
+        started.append(name)
+        return run_bounded(target, timeout_millis, name)
+
+    monkeypatch.setattr(metrics, "run_bounded", watched)  # observed, still run
+    with http_receiver() as (endpoint, received):
+        exporter = make_otlp_metric_exporter(endpoint, "http/protobuf")
+        assert exporter is not None
+        deadline = SharedDeadline()
+        pipeline = MetricsPipeline(exporter, export_interval_millis=600_000, deadline=deadline)
+        pipeline.recorder.record(_record("script", provider="p", tokens_in=5))
+        with deadline.window(left_millis):
+            finished = pipeline.shutdown()
+        assert finished is (left_millis > 0)
+        assert started == (["metrics-shutdown"] if left_millis else [])
+        assert bool(received.metrics) is (left_millis > 0)

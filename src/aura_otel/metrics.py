@@ -186,6 +186,14 @@ class MetricsPipeline:
             return True
         self._stopped = True
         budget = self._budget(self._shutdown_timeout_millis)
+        if budget <= 0:
+            # The backend took the whole budget already (the trace forwarding waited for it):
+            # a shutdown started now would still be talking to it, on a thread of its own,
+            # while the interpreter exits, which gRPC's core answers by aborting the process.
+            logger.warning(
+                "aura-otel: no time was left for the OTLP metrics backend; last metrics lost"
+            )
+            return False
         finished = run_bounded(
             lambda: self.meter_provider.shutdown(timeout_millis=int(budget)) is None or True,
             budget,
