@@ -515,3 +515,22 @@ def test_real_openai_client_instrumented_folds_into_its_stage(traced) -> None:
     assert (rec["stage"], rec["tokens_in"], rec["tokens_out"]) == ("script", 84, 34)
     assert rec["model_id"] == "gpt-4o-2024-08-06"
     assert rec["provider"] == "openai"
+
+
+def test_set_result_with_an_unknown_status_leaves_the_result_and_never_raises(
+    traced, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ "Every setter never raises into the pipeline": a status that is not ok/warn/error is
+    logged and left out; a valid call after it still counts."""
+    pipeline, _ = traced
+    with job("odd-result", tracer_provider=pipeline.provider):
+        with stage("tts") as s:
+            s.set_result("bogus", "half done")
+        with stage("render") as s:
+            s.set_result("bogus")
+            s.set_result("WARN", "degraded")
+    pipeline.flush()
+    tts, render = pipeline.read("odd-result")["records"]
+    assert tts["result_status"] == "ok" and tts.get("message") is None
+    assert render["result_status"] == "warn" and render["message"] == "degraded"
+    assert caplog.text.count("is not ok, warn or error") == 2

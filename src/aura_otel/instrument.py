@@ -260,8 +260,16 @@ class StageHandle(_SpanHandle):
         *,
         error_code: str | None = None,
     ) -> None:
-        """The operation's outcome: ``ok``, ``warn`` (degraded but usable) or ``error``."""
-        status = ResultStatus(str(status).lower())
+        """The operation's outcome: ``ok``, ``warn`` (degraded but usable) or ``error``; any
+        other status is logged and the call left out (a setter never raises into the stage)."""
+        try:
+            status = ResultStatus(str(status).lower())
+        except ValueError:
+            logger.warning(
+                "aura-otel: set_result(%r) is not ok, warn or error; the result is unchanged",
+                status,
+            )
+            return
         self._result_set = True
         attrs: dict[str, AttributeValue] = {c.RESULT_STATUS: status.value}
         if message is not None:
