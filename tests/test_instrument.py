@@ -534,3 +534,83 @@ def test_set_result_with_an_unknown_status_leaves_the_result_and_never_raises(
     assert tts["result_status"] == "ok" and tts.get("message") is None
     assert render["result_status"] == "warn" and render["message"] == "degraded"
     assert caplog.text.count("is not ok, warn or error") == 2
+
+
+def _spans_by_name(memory: InMemorySpanExporter) -> dict[str, list]:
+    named: dict[str, list] = {}
+    for span in memory.get_finished_spans():
+        named.setdefault(span.name, []).append(span)
+    return named
+
+
+def test_a_decorated_generator_is_one_stage_for_as_long_as_it_is_iterated(traced) -> None:
+    """A streaming stage (TTS chunks): its span covers the iteration, what its body does is
+    inside it, what the consumer does between chunks is not; a failure inside is the stage's
+    error, a consumer stopping early is no failure."""
+    pipeline, memory = traced
+    tracer = pipeline.provider.get_tracer("test")
+
+    @stage("tts")
+    def chunks(n: int):
+        for i in range(n):
+            with tracer.start_as_current_span("synthesize"):
+                pass
+            reply = yield f"chunk-{i}"
+            if reply == "boom":
+                raise RuntimeError("voice lost")
+        return "done"
+
+    with job("streamed", tracer_provider=pipeline.provider):
+        received = []
+        for chunk in chunks(3):
+            with tracer.start_as_current_span("consume"):
+                received.append(chunk)
+        stream = chunks(5)
+        assert next(stream) == "chunk-0"
+        stream.close()  # stopped early
+        failing = chunks(5)
+        next(failing)
+        with pytest.raises(RuntimeError, match="voice lost"):
+            failing.send("boom")
+    pipeline.flush()
+    assert received == ["chunk-0", "chunk-1", "chunk-2"]
+    named = _spans_by_name(memory)
+    first, early, failed = sorted(named["aura.stage.tts"], key=lambda s: s.start_time)
+    synthesized = [s for s in named["synthesize"] if s.parent.span_id == first.context.span_id]
+    assert len(synthesized) == 3
+    assert all(s.parent.span_id != first.context.span_id for s in named["consume"])
+    assert all(first.start_time <= s.start_time <= first.end_time for s in synthesized)
+    records = pipeline.read("streamed")["records"]
+    assert [r["result_status"] for r in records] == ["ok", "ok", "error"]
+    assert records[2]["message"] == "voice lost"
+
+
+def test_a_decorated_async_generator_is_one_stage_too(traced) -> None:
+    pipeline, memory = traced
+    tracer = pipeline.provider.get_tracer("test")
+
+    @stage("visuals")
+    async def frames(n: int):
+        for i in range(n):
+            with tracer.start_as_current_span("draw"):
+                await asyncio.sleep(0)
+            yield i
+
+    async def main() -> list[int]:
+        with job("drawn", tracer_provider=pipeline.provider):
+            out = []
+            async for frame in frames(3):
+                with tracer.start_as_current_span("show"):
+                    out.append(frame)
+            early = frames(4)
+            await early.__anext__()
+            await early.aclose()
+            return out
+
+    assert asyncio.run(main()) == [0, 1, 2]
+    pipeline.flush()
+    named = _spans_by_name(memory)
+    whole, early = sorted(named["aura.stage.visuals"], key=lambda s: s.start_time)
+    assert sum(s.parent.span_id == whole.context.span_id for s in named["draw"]) == 3
+    assert all(s.parent.span_id != whole.context.span_id for s in named["show"])
+    assert [r["result_status"] for r in pipeline.read("drawn")["records"]] == ["ok", "ok"]

@@ -18,7 +18,7 @@ import inspect
 import logging
 import math
 import uuid
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping, MutableMapping, Sequence
 from typing import Any, Self, TypeVar
 
 import orjson
@@ -337,7 +337,13 @@ class _Scope:
         self._close(exc)
 
     def __call__(self, fn: F) -> F:
-        """Use as a decorator: each call runs in a fresh scope (safe under concurrency)."""
+        """Use as a decorator: each call runs in a fresh scope (safe under concurrency). A
+        generator's scope lasts while it is iterated, and is current only while its body
+        runs (see :meth:`_generator`)."""
+        if inspect.isgeneratorfunction(fn):
+            return self._generator(fn)  # type: ignore[return-value]
+        if inspect.isasyncgenfunction(fn):
+            return self._async_generator(fn)  # type: ignore[return-value]
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
@@ -353,6 +359,106 @@ class _Scope:
                 return fn(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
+
+    def _paused(self) -> Context:
+        """Open the scope, then let its caller's context be current again: returns the
+        scope's context, for a generator to make current each time its body runs."""
+        self._open()
+        ctx = context.get_current()
+        self._detach()
+        return ctx
+
+    def _generator(self, fn: Callable[..., Generator[Any, Any, Any]]) -> Callable[..., Any]:
+        """A decorated generator: its span starts with the first item asked for and ends when
+        it is exhausted, fails (recorded as for a ``with`` block) or is closed early (not a
+        failure). Between items the consumer runs in its own context: what it does there is
+        not part of this stage or job."""
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+            scope = self._fresh()
+            gen = fn(*args, **kwargs)
+            ctx = scope._paused()
+            sent: Any = None
+            thrown: BaseException | None = None
+            try:
+                while True:
+                    token = context.attach(ctx)
+                    try:
+                        if thrown is not None:
+                            exc, thrown = thrown, None
+                            item = gen.throw(exc)
+                        else:
+                            item = gen.send(sent)
+                    finally:
+                        context.detach(token)
+                    try:
+                        sent = yield item
+                    except GeneratorExit:
+                        raise
+                    except BaseException as exc:  # thrown in by the consumer: the body's
+                        thrown = exc
+            except StopIteration as stop:
+                scope._close(None)
+                return stop.value
+            except GeneratorExit:
+                token = context.attach(ctx)
+                try:
+                    gen.close()
+                finally:
+                    context.detach(token)
+                scope._close(None)
+                raise
+            except BaseException as exc:
+                scope._close(exc)
+                raise
+
+        return wrapper
+
+    def _async_generator(
+        self, fn: Callable[..., AsyncGenerator[Any, Any]]
+    ) -> Callable[..., AsyncGenerator[Any, Any]]:
+        """:meth:`_generator` for ``async def`` generators."""
+
+        @functools.wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+            scope = self._fresh()
+            agen = fn(*args, **kwargs)
+            ctx = scope._paused()
+            sent: Any = None
+            thrown: BaseException | None = None
+            try:
+                while True:
+                    token = context.attach(ctx)
+                    try:
+                        if thrown is not None:
+                            exc, thrown = thrown, None
+                            item = await agen.athrow(exc)
+                        else:
+                            item = await agen.asend(sent)
+                    finally:
+                        context.detach(token)
+                    try:
+                        sent = yield item
+                    except GeneratorExit:
+                        raise
+                    except BaseException as exc:
+                        thrown = exc
+            except StopAsyncIteration:
+                scope._close(None)
+            except GeneratorExit:
+                token = context.attach(ctx)
+                try:
+                    await agen.aclose()
+                finally:
+                    context.detach(token)
+                scope._close(None)
+                raise
+            except BaseException as exc:
+                scope._close(exc)
+                raise
+
+        return wrapper
 
     def _attach(self, ctx: Context) -> None:
         self._token = context.attach(ctx)
