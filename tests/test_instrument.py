@@ -575,7 +575,7 @@ def test_a_decorated_generator_is_one_stage_for_as_long_as_it_is_iterated(traced
     pipeline.flush()
     assert received == ["chunk-0", "chunk-1", "chunk-2"]
     named = _spans_by_name(memory)
-    first, early, failed = sorted(named["aura.stage.tts"], key=lambda s: s.start_time)
+    first, _early, _failed = sorted(named["aura.stage.tts"], key=lambda s: s.start_time)
     synthesized = [s for s in named["synthesize"] if s.parent.span_id == first.context.span_id]
     assert len(synthesized) == 3
     assert all(s.parent.span_id != first.context.span_id for s in named["consume"])
@@ -610,7 +610,7 @@ def test_a_decorated_async_generator_is_one_stage_too(traced) -> None:
     assert asyncio.run(main()) == [0, 1, 2]
     pipeline.flush()
     named = _spans_by_name(memory)
-    whole, early = sorted(named["aura.stage.visuals"], key=lambda s: s.start_time)
+    whole, _early = sorted(named["aura.stage.visuals"], key=lambda s: s.start_time)
     assert sum(s.parent.span_id == whole.context.span_id for s in named["draw"]) == 3
     assert all(s.parent.span_id != whole.context.span_id for s in named["show"])
     assert [r["result_status"] for r in pipeline.read("drawn")["records"]] == ["ok", "ok"]

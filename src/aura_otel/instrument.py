@@ -12,13 +12,22 @@ tasks by itself, thread pools once ``configure()`` has enabled thread propagatio
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import inspect
 import logging
 import math
 import uuid
-from collections.abc import AsyncGenerator, Callable, Generator, Mapping, MutableMapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    Callable,
+    Generator,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
 from typing import Any, Self, TypeVar
 
 import orjson
@@ -303,6 +312,26 @@ class StageHandle(_SpanHandle):
 
 
 # -- the two context managers -------------------------------------------------------------------
+@contextlib.contextmanager
+def _current(ctx: Context) -> Iterator[None]:
+    """``ctx`` current for the block (a generator's body, between two of its items)."""
+    token = context.attach(ctx)
+    try:
+        yield
+    finally:
+        context.detach(token)
+
+
+def _relay(item: Any) -> Generator[Any, Any, tuple[Any, BaseException | None]]:
+    """Hand ``item`` to the consumer; (what it sent back, what it threw in for the body)."""
+    try:
+        return (yield item), None
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        return None, exc
+
+
 class _Scope:
     """Shared plumbing: sync/async context manager and decorator over one span."""
 
@@ -383,30 +412,15 @@ class _Scope:
             thrown: BaseException | None = None
             try:
                 while True:
-                    token = context.attach(ctx)
-                    try:
-                        if thrown is not None:
-                            exc, thrown = thrown, None
-                            item = gen.throw(exc)
-                        else:
-                            item = gen.send(sent)
-                    finally:
-                        context.detach(token)
-                    try:
-                        sent = yield item
-                    except GeneratorExit:
-                        raise
-                    except BaseException as exc:  # thrown in by the consumer: the body's
-                        thrown = exc
+                    with _current(ctx):
+                        item = gen.send(sent) if thrown is None else gen.throw(thrown)
+                    sent, thrown = yield from _relay(item)
             except StopIteration as stop:
                 scope._close(None)
                 return stop.value
             except GeneratorExit:
-                token = context.attach(ctx)
-                try:
+                with _current(ctx):
                     gen.close()
-                finally:
-                    context.detach(token)
                 scope._close(None)
                 raise
             except BaseException as exc:
@@ -429,29 +443,20 @@ class _Scope:
             thrown: BaseException | None = None
             try:
                 while True:
-                    token = context.attach(ctx)
-                    try:
-                        if thrown is not None:
-                            exc, thrown = thrown, None
-                            item = await agen.athrow(exc)
-                        else:
-                            item = await agen.asend(sent)
-                    finally:
-                        context.detach(token)
+                    with _current(ctx):
+                        item = await (agen.asend(sent) if thrown is None else agen.athrow(thrown))
+                    thrown = None
                     try:
                         sent = yield item
                     except GeneratorExit:
                         raise
-                    except BaseException as exc:
+                    except BaseException as exc:  # thrown in by the consumer: the body's
                         thrown = exc
             except StopAsyncIteration:
                 scope._close(None)
             except GeneratorExit:
-                token = context.attach(ctx)
-                try:
+                with _current(ctx):
                     await agen.aclose()
-                finally:
-                    context.detach(token)
                 scope._close(None)
                 raise
             except BaseException as exc:
