@@ -311,3 +311,9 @@ def test_odd_files_show_the_same_figures_in_the_list_the_report_and_the_page(
     assert figures.headline(mismatch)["total_cost"] == "unpriced"
     assert '<span class="card-value">unpriced</span>' in page
     assert re.search(r"\bunpriced\s*\n", listing)
+
+
+def test_a_cost_in_another_currency_is_never_shown_in_dollars() -> None:
+    assert figures.record_cost({"cost_estimate": 0.1, "currency": "EUR"}) == "0.1000 EUR"
+    assert figures.record_cost({"cost_estimate": 0.1, "currency": "usd"}) == "$0.1000"
+    assert figures.record_cost({"cost_estimate": 0.1}) == "$0.1000"

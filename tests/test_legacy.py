@@ -307,3 +307,18 @@ def test_effective_summary_of_a_running_job_counts_records_so_far() -> None:
     summary = legacy.effective_summary(running_job("r2"))
     assert summary["total_operations"] == 2
     assert summary["total_cost"] == 0.02
+
+
+def test_cost_by_provider_adds_dollars_only() -> None:
+    doc = collection(
+        "p4",
+        [
+            record("p4", "script", 0, 1, provider="X", cost_estimate=0.1, currency="EUR"),
+            record("p4", "tts", 1, 1, provider="X", cost_estimate=0.2),
+        ],
+        finished_s=2,
+    )
+    report = legacy.run_cost_report(doc)
+    assert report["costByProvider"] == {"X": 0.2}
+    assert report["totalCost"] == 0.2
+    assert legacy.cost_report(doc, budget=0.25).withinBudget is True

@@ -304,3 +304,18 @@ def test_collection_model_rejects_unknown_fields(examples: Path) -> None:
 def test_metadata_is_the_last_record_field() -> None:
     # fold._marked sets metadata on a copy of an ordered record and relies on this.
     assert RECORD_FIELDS[-1] == "metadata"
+
+
+def test_costs_in_another_currency_are_not_added_to_the_dollar_totals() -> None:
+    """0.1 EUR + 0.2 USD is not 0.3 USD: the summary (in USD) adds dollars only."""
+    base = {"job_id": "j", "correlation_id": "c", "latency_ms": 1, "result_status": "ok"}
+    recs = [
+        {**base, "stage": "script", "cost_estimate": 0.1, "currency": "EUR"},
+        {**base, "stage": "script", "cost_estimate": 0.2, "currency": "USD"},
+        {**base, "stage": "tts", "cost_estimate": 0.05, "currency": "usd"},
+        {**base, "stage": "render", "cost_estimate": 7.0, "currency": "GBP"},
+    ]
+    summary = summarize(recs)
+    assert summary["currency"] == "USD"
+    assert summary["total_cost"] == 0.25
+    assert summary["cost_by_stage"] == {"script": 0.2, "tts": 0.05, "render": 0.0}

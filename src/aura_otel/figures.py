@@ -26,6 +26,7 @@ from .schema import (
     Collection,
     ResultStatus,
     format_timestamp_http,
+    in_summary_currency,
     sum_money,
     summarize,
     to_dict,
@@ -272,7 +273,10 @@ def record_cost(record: Mapping[str, Any]) -> str:
     """A record's cost cell: ``unpriced`` when the price is unknown, else :func:`money`."""
     if is_unpriced(record):
         return PRICING_UNPRICED
-    return money(record.get("cost_estimate"))
+    amount = record.get("cost_estimate")
+    if amount is not None and not in_summary_currency(record):
+        return f"{amount:,.4f} {record.get('currency')}"  # never a $ on another currency
+    return money(amount)
 
 
 def total_cost(summary: Mapping[str, Any], unpriced: int, operations: int) -> str:
@@ -385,6 +389,7 @@ def within_budget(
     recs = records(doc)
     if any(str(r.get("message") or "").startswith(BUDGET_EXCEEDED_PREFIX) for r in recs):
         return False
+    recs = [r for r in recs if in_summary_currency(r)]  # the budget is in dollars
     costs = [r.get("cost_estimate") for r in recs if r.get("cost_estimate") is not None]
     if budget is not None and costs and sum_money(costs) > budget + 1e-12:
         return False

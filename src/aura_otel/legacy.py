@@ -30,7 +30,7 @@ from .figures import lower as _lower
 from .figures import record_status as _status
 from .figures import records as _records
 from .figures import timestamp as legacy_timestamp
-from .schema import DEFAULT_CURRENCY, ResultStatus, sum_money
+from .schema import DEFAULT_CURRENCY, ResultStatus, in_summary_currency, sum_money
 from .shapes import (
     Diagnostics,
     FailureDetail,
@@ -193,7 +193,9 @@ def cost_report(
         costByStage=_stage_breakdown(records, summary.get("cost_by_stage") or {}, total_cost),
         costByProvider={
             provider: sum_money(
-                r.get("cost_estimate") for r in records if r.get("provider") == provider
+                r.get("cost_estimate")
+                for r in records
+                if r.get("provider") == provider and in_summary_currency(r)
             )
             for provider in providers
         },

@@ -240,6 +240,21 @@ def sum_money(values: Iterable[float | int | None]) -> float:
     return result if math.isfinite(result) else sys.float_info.max
 
 
+def in_summary_currency(record: Mapping[str, Any]) -> bool:
+    """Whether a record's cost is in the summary's currency (USD; absent means USD).
+
+    The summary states one currency, and an amount in another cannot be added to dollars
+    without a rate (0.1 EUR + 0.2 USD is not 0.3 USD), so totals leave such a cost out; the
+    record keeps it, with its currency.
+    """
+    currency = record.get("currency")
+    return (
+        currency is None
+        or currency == DEFAULT_CURRENCY
+        or (isinstance(currency, str) and currency.strip().upper() == DEFAULT_CURRENCY)
+    )
+
+
 Timestamp = Annotated[
     datetime,
     AfterValidator(_to_utc),
@@ -402,6 +417,8 @@ def summarize(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             hits += 1
         retries += get("retries") or 0
         cost = get("cost_estimate")
+        if cost is not None and not in_summary_currency(rec):
+            cost = None  # not dollars: it cannot be added to a dollar total
         costs.append(cost)
         stage = get("stage", "")
         stage = (stage if stage.__class__ is str else str(stage)).lower()
