@@ -633,3 +633,40 @@ def test_usable_units_keeps_what_the_fold_makes_and_drops_what_it_never_would() 
         for sid, unit in made.items()
     }
     assert usable_units(plain) == plain
+
+
+def test_a_call_cost_in_another_currency_is_not_taken_for_dollars() -> None:
+    """A call's explicit cost keeps its currency; amounts in two currencies make no sum."""
+    from aura_otel.pricing import shipped_price_table
+
+    stage = FakeSpan("aura.stage.script", {**JOB, "aura.stage": "script"}, span_id=2, parent=1)
+
+    def call(span_id: int, cost: float, currency: str | None) -> FakeSpan:
+        attrs = {**JOB, "gen_ai.usage.input_tokens": 10, "gen_ai.usage.cost": cost}
+        if currency is not None:
+            attrs["aura.cost.currency"] = currency
+        return FakeSpan("chat", attrs, span_id=span_id, parent=2)
+
+    [rec] = assemble("job-1", fold_all([stage, call(3, 0.1, "EUR"), call(4, 0.2, "EUR")]))[
+        "records"
+    ]
+    assert (rec["cost_estimate"], rec["currency"]) == (0.3, "EUR")
+
+    [rec] = assemble("job-1", fold_all([stage, call(3, 0.1, "EUR"), call(4, 0.2, None)]))["records"]
+    assert "cost_estimate" not in rec and rec["currency"] == "USD"
+    assert rec["metadata"]["pricing"] == "unpriced"
+
+    priced = FakeSpan(
+        "chat",
+        {
+            **JOB,
+            "gen_ai.provider.name": "openai",
+            "gen_ai.request.model": "gpt-4o",
+            "gen_ai.usage.input_tokens": 1000,
+        },
+        span_id=5,
+        parent=2,
+    )
+    units = fold_all([stage, call(3, 0.1, "EUR"), priced])
+    [rec] = assemble("job-1", units, pricer=shipped_price_table())["records"]
+    assert "cost_estimate" not in rec and rec["metadata"]["pricing"] == "unpriced"

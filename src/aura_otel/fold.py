@@ -23,6 +23,7 @@ from . import conventions as c
 from ._util import BoundedCache, sdk_attributes
 from .figures import PRICING_CACHE_HIT, PRICING_EXPLICIT, PRICING_KEY, PRICING_UNPRICED, SAVED_KEY
 from .schema import (
+    DEFAULT_CURRENCY,
     MAX_INT,
     RESULT_STATUSES,
     SELECTION_SOURCES,
@@ -33,6 +34,7 @@ from .schema import (
     collection_dict,
     finite_number,
     format_timestamp_ns,
+    in_summary_currency,
     load_collection,
     record_dict,
     record_from,
@@ -168,6 +170,7 @@ _CHILD_KEYS = (
     ("tokens_in", "tin"),
     ("tokens_out", "tout"),
     ("cost_estimate", "cost"),
+    ("currency", "cur"),
 )
 
 # How the fold treats an attribute key, decided once per distinct key: a slot, metadata
@@ -534,9 +537,16 @@ class _CostParts:
         self.unpriced = 0
         self.skipped = 0  # usage left unestimated because pricing is off (no pricer)
         self.error: str | None = None
+        #: The currencies of the amounts: amounts in two currencies have no sum.
+        self.currencies: set[str] = set()
 
-    def add_explicit(self, amount: float) -> None:
+    def add_explicit(self, amount: float, currency: str | None = None) -> None:
         self.amounts.append(amount)
+        self.currencies.add(
+            DEFAULT_CURRENCY
+            if in_summary_currency({"currency": currency})
+            else str(currency).strip().upper()
+        )
 
     def add_usage(self, provider: str | None, model: str | None, usage: Mapping[str, Any]) -> None:
         if self.pricer is None:
@@ -552,9 +562,12 @@ class _CostParts:
             self.unpriced += 1
         else:
             self.amounts.append(quote.amount)
+            self.currencies.add(quote.currency)
             self.quote = quote
 
     def apply(self, rec: dict[str, Any]) -> None:
+        if len(self.currencies) > 1:  # 0.1 EUR + 0.2 USD: no amount in one currency
+            self.unpriced += 1
         if self.unpriced:
             extra = {UNPRICED_METADATA: UNPRICED_VALUE}
             if self.error is not None:
@@ -568,6 +581,7 @@ class _CostParts:
             rec["currency"] = self.quote.currency
             rec["pricing_version"] = self.quote.version
         else:  # every part was explicit: a consumer must not re-price it
+            rec["currency"] = next(iter(self.currencies), rec.get("currency"))
             rec["metadata"] = {**(rec.get("metadata") or {}), PRICING_KEY: PRICING_EXPLICIT}
 
 
@@ -593,7 +607,7 @@ def _price(
     if not own_usage:
         for child in children:
             if "cost" in child:
-                parts.add_explicit(child["cost"])
+                parts.add_explicit(child["cost"], child.get("cur"))
             elif _has_own_usage(
                 {"tokens_in": child.get("tin"), "tokens_out": child.get("tout")},
                 child.get("usage", {}),
@@ -605,7 +619,7 @@ def _price(
                 )
     elif children and all("cost" in ch for ch in children):
         for child in children:
-            parts.add_explicit(child["cost"])
+            parts.add_explicit(child["cost"], child.get("cur"))
     elif own_model is None and len({ch["model"] for ch in children if "model" in ch}) > 1:
         parts.unpriced += 1
     else:
@@ -818,6 +832,7 @@ _UNIT_FIELDS: dict[str, tuple[type, ...]] = {
     "tin": (int,),
     "tout": (int,),
     "cost": (int, float),
+    "cur": (str,),
     "b": (int, float),
     "fw": (int,),
     "usage": (dict,),
