@@ -265,3 +265,13 @@ def test_the_installed_command(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["amount"] == 0.021  # 2000 x 3/1M + 1000 x 15/1M
+
+
+def test_quote_of_an_absurd_quantity_prints_it(capsys: pytest.CaptureFixture[str]) -> None:
+    # 1e30 s x $0.05/s = 5e28: more digits to the cent than a default decimal context holds
+    code, out, _ = run(
+        ["prices", "quote", "--provider", "runway", "--model", "gen4_turbo", "--seconds", "1e30"],
+        capsys,
+    )
+    assert code == 0
+    assert "$50000000000000000000000000000.00 USD" in out

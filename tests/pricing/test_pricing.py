@@ -481,6 +481,35 @@ def test_override_errors_are_clear(tmp_path: Path, doc: Any, expected: str) -> N
     assert str(path) in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("big.json", '{"providers": {"acme": {"models": {"v": {"per_second": 1e400}}}}}'),
+        ("big.toml", "[providers.acme.models.v]\nper_second = 1e400\n"),
+    ],
+)
+def test_a_price_beyond_any_amount_a_file_can_hold_is_refused(
+    tmp_path: Path, name: str, text: str
+) -> None:
+    """1e400 is finite as a decimal, but no cost computed from it can be written."""
+    with pytest.raises(PricingError, match="per_second: a price must be a finite number"):
+        load_price_table(write(tmp_path, name, text))
+
+
+def test_absurd_quantities_are_priced_or_unpriced_never_a_crash(
+    table: PriceTable, tmp_path: Path
+) -> None:
+    """An amount of 1e20 dollars or more has more digits to the hundred-millionth than the
+    default decimal context holds (28); one beyond 1.8e308 is beyond any float."""
+    # 1e30 s x $0.05/s = 5e28
+    assert total(table, "runway", "gen4_turbo", duration_seconds=1e30) == Decimal("5e28")
+    huge = load_price_table(
+        write(tmp_path, "p.json", {"providers": {"acme": {"models": {"v": {"per_second": 1e300}}}}})
+    )
+    result = huge.price("acme", "v", {"duration_seconds": 1e10})
+    assert isinstance(result, Unpriced) and "too large" in result.reason
+
+
 def test_every_problem_of_a_file_is_listed_at_once(tmp_path: Path) -> None:
     path = write(
         tmp_path,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import tomllib
@@ -89,7 +90,8 @@ def _rate(value: Any, path: str, problems: _Problems) -> Decimal | None:
         if isinstance(value, Decimal)
         else Decimal(repr(value) if isinstance(value, float) else value)
     )
-    if not number.is_finite():
+    if not number.is_finite() or not math.isfinite(float(number)):
+        # 1e400 is a finite decimal, but no cost made from it can be written as a number.
         problems.add(path, f"a price must be a finite number, got {value}")
         return None
     if number < 0:

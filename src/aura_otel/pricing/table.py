@@ -4,8 +4,9 @@ quoting a usage with it; plus how a table's rates are described to people.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import TYPE_CHECKING, Any
 
 from .._util import BoundedCache
@@ -122,12 +123,21 @@ class PriceTable:
         if isinstance(result, Unpriced):
             return Unpriced(f"{prov.name}/{entry.id}: {result.reason}")
         total = sum((line.amount for line in result), Decimal(0))
+        # To the hundred-millionth, an amount of 1e20 or more has more digits than the default
+        # context's 28: give it the digits it needs (absurd usage, or an override's rates).
+        with localcontext() as ctx:
+            ctx.prec = max(ctx.prec, total.adjusted() + 10)
+            total = total.quantize(MONEY_QUANTUM, rounding=ROUND_HALF_UP)
+        if not math.isfinite(float(total)):
+            return Unpriced(
+                f"{prov.name}/{entry.id}: the amount {total:.3E} is too large to be a cost"
+            )
         return Estimate(
             provider=prov.name,
             model=entry.id,
             match=how,
             lines=tuple(result),
-            total=total.quantize(MONEY_QUANTUM, rounding=ROUND_HALF_UP),
+            total=total,
             currency=self.currency,
             version=self.version,
             notes=tuple(calc.notes),
@@ -223,8 +233,11 @@ def format_decimal(value: Decimal) -> str:
 
 def format_money(value: Decimal) -> str:
     """At least two decimals, never fewer digits than the exact value: 2.50, 0.00025, 10.00."""
-    if value == value.quantize(Decimal("0.01")):
-        return format(value.quantize(Decimal("0.01")), "f")
+    with localcontext() as ctx:  # to the cent, a huge amount needs more than 28 digits
+        ctx.prec = max(ctx.prec, value.adjusted() + 4)
+        cents = value.quantize(Decimal("0.01"))
+    if value == cents:
+        return format(cents, "f")
     return format_decimal(value)
 
 
