@@ -285,6 +285,19 @@ def test_provider_is_inferred_only_when_one_provider_has_the_model(table: PriceT
     assert isinstance(ambiguous, Unpriced) and "several providers" in ambiguous.reason
 
 
+def test_a_provider_prefix_names_the_provider_when_the_span_names_none(table: PriceTable) -> None:
+    """``openai/gpt-4o-2024-08-06`` (OpenRouter, LiteLLM ids) says whose model it is: OpenAI's,
+    not "OpenAI's or Azure's"."""
+    # 1000 x $2.50/1M + 500 x $10/1M = 0.0025 + 0.005
+    result = estimate(table, None, "openai/gpt-4o-2024-08-06", tokens_in=1000, tokens_out=500)
+    assert (result.provider, result.model, result.total) == ("openai", "gpt-4o", Decimal("0.0075"))
+    result = estimate(table, None, "Azure/gpt-4o", tokens_in=1000)
+    assert result.provider == "azure"
+    # a prefix that is no provider's name changes nothing: still ambiguous
+    unknown = table.price(None, "models/gpt-4o", {"tokens_in": 10})
+    assert isinstance(unknown, Unpriced) and "several providers" in unknown.reason
+
+
 def test_unknown_provider_or_model_is_unpriced_never_zero(table: PriceTable) -> None:
     for provider, model in (("acme-ai", "gpt-4o"), ("openai", "gpt-99-ultra"), ("openai", None)):
         assert (

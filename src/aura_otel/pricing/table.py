@@ -89,6 +89,10 @@ class PriceTable:
             if model is None or not model.strip():
                 return "no provider and no model"
             hits = [(p, *found) for p in self.providers.values() if (found := p.find_named(model))]
+            if len(hits) > 1 and "/" in model:
+                # ``openai/gpt-4o`` (OpenRouter, LiteLLM): the prefix names whose model it is.
+                named = self.provider(model.split("/", 1)[0])
+                hits = [hit for hit in hits if hit[0] is named] or hits
             if len(hits) == 1:
                 inferred, entry, how = hits[0]
                 return inferred, entry, f"{how}; provider inferred from the model"
