@@ -319,3 +319,18 @@ def test_costs_in_another_currency_are_not_added_to_the_dollar_totals() -> None:
     assert summary["currency"] == "USD"
     assert summary["total_cost"] == 0.25
     assert summary["cost_by_stage"] == {"script": 0.2, "tts": 0.05, "render": 0.0}
+
+
+def test_years_before_1000_keep_four_digits(examples: Path) -> None:
+    """strftime's %Y gives ``999`` on Linux: a valid file came back from to_dict invalid."""
+    doc = json.loads((examples / "reference-job.json").read_text())
+    doc["collection_started_at"] = "0999-01-01T00:00:00.000000Z"
+    doc["records"][0]["started_at"] = "0001-02-03T04:05:06.000007Z"
+    collection = load_collection(json.dumps(doc))
+    again = to_dict(collection)
+    assert again["collection_started_at"] == "0999-01-01T00:00:00.000000Z"
+    assert again["records"][0]["started_at"] == "0001-02-03T04:05:06.000007Z"
+    assert validation_errors(dumps(again)) == []
+    http = to_http(collection)
+    assert http["collection_started_at"] == "0999-01-01T00:00:00Z"
+    assert http["records"][0]["started_at"] == "0001-02-03T04:05:06.000007Z"

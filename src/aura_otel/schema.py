@@ -155,7 +155,8 @@ def format_timestamp(value: datetime) -> str:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # The year by hand: strftime's %Y gives "999", not "0999", on Linux.
+    return f"{value.year:04d}-{value:%m-%dT%H:%M:%S.%f}Z"
 
 
 def format_timestamp_http(value: datetime) -> str:
@@ -166,7 +167,7 @@ def format_timestamp_http(value: datetime) -> str:
     same instant alike. The file keeps six digits (:func:`format_timestamp`).
     """
     value = _to_utc(value)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    text = f"{value.year:04d}-{value:%m-%dT%H:%M:%S}"  # %Y is not zero-padded on Linux
     if value.microsecond:
         text += f".{value.microsecond:06d}".rstrip("0")
     return text + "Z"
