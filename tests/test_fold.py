@@ -9,6 +9,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from aura_otel.fold import assemble, fold_span
 from aura_otel.schema import (
+    RECORD_FIELDS,
     dumps,
     load_collection,
     parse_timestamp_ns,
@@ -670,3 +671,37 @@ def test_a_call_cost_in_another_currency_is_not_taken_for_dollars() -> None:
     units = fold_all([stage, call(3, 0.1, "EUR"), priced])
     [rec] = assemble("job-1", units, pricer=shipped_price_table())["records"]
     assert "cost_estimate" not in rec and rec["metadata"]["pricing"] == "unpriced"
+
+
+def test_a_stage_with_its_own_cost_still_counts_its_calls_tokens_and_model() -> None:
+    """set_cost() on the stage decides the cost only: the tokens, provider and model of the
+    LLM calls under it still fill the record (the summary's token totals and provider counts
+    were missing them)."""
+    stage = FakeSpan(
+        "aura.stage.script", {**JOB, "aura.stage": "script", "aura.cost.amount": 0.5}, span_id=2
+    )
+    llm = FakeSpan(
+        "chat gpt-4o",
+        {
+            **JOB,
+            "gen_ai.provider.name": "openai",
+            "gen_ai.request.model": "gpt-4o",
+            "gen_ai.usage.input_tokens": 100,
+            "gen_ai.usage.output_tokens": 10,
+            "gen_ai.usage.cache_read.input_tokens": 40,
+        },
+        span_id=4,
+        parent=2,
+    )
+    [rec] = assemble("job-1", fold_all([stage, llm]))["records"]
+    assert (rec["tokens_in"], rec["tokens_out"], rec["provider"], rec["model_id"]) == (
+        100,
+        10,
+        "openai",
+        "gpt-4o",
+    )
+    assert (rec["cost_estimate"], rec["metadata"]) == (
+        0.5,
+        {"cached_input_tokens": 40, "pricing": "explicit"},
+    )
+    assert list(rec) == [k for k in RECORD_FIELDS if k in rec]

@@ -639,7 +639,8 @@ def _build_record(unit: Unit, children: list[Unit], pricer: Pricer | None) -> di
     """
     built = unit["r"]
     unit_usage = unit.get("usage")
-    if built.get("cost_estimate") is not None:
+    explicit = built.get("cost_estimate") is not None
+    if explicit and not children:
         # The span gave its cost: it wins, whatever the table or a cache hit would say.
         return _marked(built, {PRICING_KEY: PRICING_EXPLICIT})
     if (
@@ -681,6 +682,8 @@ def _build_record(unit: Unit, children: list[Unit], pricer: Pricer | None) -> di
             **(rec.get("metadata") or {}),
             CACHED_TOKENS_METADATA: usage[CACHED_TOKENS_METADATA],
         }
+    if explicit:  # its calls gave their tokens and model; the cost is still the span's own
+        return _marked(record_from(rec), {PRICING_KEY: PRICING_EXPLICIT})
     if rec.get("cache_hit") is True:
         return _cache_hit(rec)
     return record_from(rec)
