@@ -539,14 +539,43 @@ class _CostParts:
         self.error: str | None = None
         #: The currencies of the amounts: amounts in two currencies have no sum.
         self.currencies: set[str] = set()
+        #: The explicit amounts and their currencies (a cache hit still paid for these).
+        self.explicit: list[float] = []
+        self.explicit_currencies: set[str] = set()
+        self.quoted: list[float] = []
 
     def add_explicit(self, amount: float, currency: str | None = None) -> None:
-        self.amounts.append(amount)
-        self.currencies.add(
+        code = (
             DEFAULT_CURRENCY
             if in_summary_currency({"currency": currency})
             else str(currency).strip().upper()
         )
+        self.amounts.append(amount)
+        self.currencies.add(code)
+        self.explicit.append(amount)
+        self.explicit_currencies.add(code)
+
+    def cache_hit(self, rec: dict[str, Any]) -> dict[str, Any] | None:
+        """A cache-hit record whose calls partly reported their own cost: those calls were
+        paid for (an explicit cost always wins), the table's price of the rest is the saving.
+        None when no call reported a cost (the plain cache-hit rule applies)."""
+        if not self.explicit or len(self.explicit_currencies) > 1:
+            return None
+        metadata = {
+            k: v
+            for k, v in (rec.get("metadata") or {}).items()
+            if k not in (PRICING_KEY, PRICING_ERROR_METADATA)
+        }
+        metadata[PRICING_KEY] = PRICING_EXPLICIT
+        if self.quoted and not self.unpriced and len(self.currencies) == 1:
+            saved = sum_money(self.quoted)
+            if saved:
+                metadata[SAVED_KEY] = saved
+        rec["cost_estimate"] = sum_money(self.explicit)
+        rec["currency"] = next(iter(self.explicit_currencies))
+        rec.pop("pricing_version", None)
+        rec["metadata"] = metadata
+        return record_from(rec)
 
     def add_usage(self, provider: str | None, model: str | None, usage: Mapping[str, Any]) -> None:
         if self.pricer is None:
@@ -562,6 +591,7 @@ class _CostParts:
             self.unpriced += 1
         else:
             self.amounts.append(quote.amount)
+            self.quoted.append(quote.amount)
             self.currencies.add(quote.currency)
             self.quote = quote
 
@@ -593,7 +623,7 @@ def _price(
     own_model: str | None,
     children: list[Unit],
     pricer: Pricer | None,
-) -> None:
+) -> _CostParts:
     """Fill a record's cost when its span gave none (see docs/pricing.md, "How a run is priced").
 
     - A stage with no usage of its own is an envelope: each GenAI call inside it is priced on
@@ -629,6 +659,7 @@ def _price(
             {**usage, "tokens_in": rec.get("tokens_in"), "tokens_out": rec.get("tokens_out")},
         )
     parts.apply(rec)
+    return parts
 
 
 def _build_record(unit: Unit, children: list[Unit], pricer: Pricer | None) -> dict[str, Any]:
@@ -673,8 +704,9 @@ def _build_record(unit: Unit, children: list[Unit], pricer: Pricer | None) -> di
             rec["provider"] = next((ch["provider"] for ch in children if "provider" in ch), None)
         if rec.get("model_id") is None:
             rec["model_id"] = next((ch["model"] for ch in children if "model" in ch), None)
+    parts = None
     if rec.get("cost_estimate") is None and (own_usage or children):
-        _price(
+        parts = _price(
             rec, usage, own_usage=own_usage, own_model=own_model, children=children, pricer=pricer
         )
     if usage.get(CACHED_TOKENS_METADATA) is not None:
@@ -685,7 +717,8 @@ def _build_record(unit: Unit, children: list[Unit], pricer: Pricer | None) -> di
     if explicit:  # its calls gave their tokens and model; the cost is still the span's own
         return _marked(record_from(rec), {PRICING_KEY: PRICING_EXPLICIT})
     if rec.get("cache_hit") is True:
-        return _cache_hit(rec)
+        paid = parts.cache_hit(rec) if parts is not None else None
+        return paid if paid is not None else _cache_hit(rec)
     return record_from(rec)
 
 

@@ -687,6 +687,24 @@ def test_a_cache_hit_costs_nothing_and_reports_what_it_saved(table: PriceTable) 
     assert report["totalCost"] == sum_money([paid["cost_estimate"], 0.02])
 
 
+@pytest.mark.parametrize("pricing", [True, False])
+def test_a_cache_hit_keeps_what_its_calls_reported_they_cost(
+    table: PriceTable, pricing: bool
+) -> None:
+    """An explicit cost always wins: a call under a cache-hit stage that reported $0.10 was
+    paid for (the record said $0 and counted it as saved). The saving is the rest."""
+    spans = SpanFactory()
+    with spans.stage("script", **{c.GEN_AI_PROVIDER_NAME: "openai", c.CACHE_HIT: True}):
+        with spans.span("chat 1", llm("gpt-4o", 1000, 0, **{"gen_ai.usage.cost": 0.1})):
+            pass
+        with spans.span("chat 2", llm("gpt-4o", 1000, 0)):
+            pass  # 1000 x 2.5/1M = 0.0025, what the cache saved
+    rec = one_record(spans, table if pricing else None)
+    assert rec["cost_estimate"] == 0.1 and "pricing_version" not in rec
+    expected = {"pricing": "explicit", "cost_saved": 0.0025} if pricing else {"pricing": "explicit"}
+    assert rec["metadata"] == expected
+
+
 def test_a_cache_hit_is_free_with_pricing_off() -> None:
     spans = SpanFactory()
     with spans.stage("script", **llm("gpt-4o", 1000, 500, **{c.CACHE_HIT: True})):
