@@ -705,3 +705,24 @@ def test_a_stage_with_its_own_cost_still_counts_its_calls_tokens_and_model() -> 
         {"cached_input_tokens": 40, "pricing": "explicit"},
     )
     assert list(rec) == [k for k in RECORD_FIELDS if k in rec]
+
+
+def test_an_unpriced_record_names_no_price_table() -> None:
+    """A span's aura.pricing.version names the table that produced a cost; with no cost (the
+    table could not price the usage) the record must not claim one did."""
+    from aura_otel.pricing import shipped_price_table
+
+    stage = FakeSpan(
+        "aura.stage.script",
+        {
+            **JOB,
+            "aura.stage": "script",
+            "aura.pricing.version": "2025.1.0",
+            "gen_ai.provider.name": "acme-ai",
+            "gen_ai.usage.input_tokens": 5,
+        },
+        span_id=2,
+    )
+    [rec] = assemble("job-1", fold_all([stage]), pricer=shipped_price_table())["records"]
+    assert rec["metadata"] == {"pricing": "unpriced"}
+    assert "cost_estimate" not in rec and "pricing_version" not in rec

@@ -603,6 +603,7 @@ class _CostParts:
             if self.error is not None:
                 extra[PRICING_ERROR_METADATA] = self.error
             rec["metadata"] = {**(rec.get("metadata") or {}), **extra}
+            rec.pop("pricing_version", None)  # no table produced a cost (the span may say one)
             return
         if self.skipped or not self.amounts:
             return  # pricing is off: only a complete set of explicit costs makes a cost
