@@ -79,8 +79,8 @@ def test_db_upgrade_command(pg_url):
     done = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert (
-        "schema at version 3 (0001_jobs_and_units.sql, 0002_job_id_search.sql, "
-        "0003_job_summaries.sql)" in done.stdout
+        "schema at version 4 (0001_jobs_and_units.sql, 0002_job_id_search.sql, "
+        "0003_job_summaries.sql, 0004_summaries_in_dollars.sql)" in done.stdout
     )
     check = subprocess.run(
         [*cmd, "--check"], check=False, capture_output=True, text=True, env=env, timeout=120

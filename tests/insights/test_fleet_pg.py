@@ -252,3 +252,52 @@ def test_a_number_no_summary_can_keep_never_breaks_a_write(pg_url: str) -> None:
         )
         source = store.job_source()
         assert [s.job_id for s in iter_summaries(source)] == ["job-ok"]
+
+
+def test_a_cost_in_another_currency_is_no_dollar_in_the_fleet_on_both_stores(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The fleet adds dollars only, as the files' summaries do; a database summarised by the
+    earlier rule (the euro counted as dollars) is summarised again when it is upgraded."""
+    from dataclasses import replace
+
+    import psycopg
+
+    from aura_otel.insights.source import summary_from_row, summary_row
+
+    from ..server.store_support import postgres_copy
+    from ..server_support import collection, record, write_doc
+
+    def job(job_id: str, currency: str) -> dict:
+        rec = record(job_id, "script", 0.1, 900, cost_estimate=0.25, currency=currency)
+        return collection(job_id, [rec], finished_s=2)
+
+    write_doc(tmp_path, job("in-dollars", "USD"))
+    write_doc(tmp_path, job("in-euros", "EUR"))
+    assert (
+        orjson.loads((tmp_path / "in-euros" / "telemetry.json").read_bytes())["summary"][
+            "total_cost"
+        ]
+        == 0
+    )
+    period = Filters(since=date(2026, 11, 20), until=date(2026, 11, 20))
+    expected = compute(_folder(tmp_path), period).to_json()
+    assert expected["totals"]["jobs"] == 2 and expected["totals"]["cost"] == 0.25
+    url = postgres_copy(request, tmp_path)
+    with PostgresStore(url) as store:
+        source = store.job_source()
+        assert compute(source, period, history=_history(source, period)).to_json() == expected
+    with psycopg.connect(url, autocommit=True) as conn:  # as schema 3 left it: euros counted
+        (row,) = conn.execute(
+            "SELECT summary FROM aura_otel.job_summaries WHERE job_id = 'in-euros'"
+        ).fetchone()
+        old = summary_from_row(orjson.loads(bytes(row)))
+        old = replace(old, ops=tuple(op._replace(cost=0.25) for op in old.ops))
+        conn.execute(
+            "UPDATE aura_otel.job_summaries SET summary = %s WHERE job_id = 'in-euros'",
+            (orjson.dumps(summary_row(old)),),
+        )
+        conn.execute("DELETE FROM aura_otel.schema_migrations WHERE version = 4")
+    with PostgresStore(url) as store:  # upgrades to 4: summarised again
+        source = store.job_source()
+        assert compute(source, period, history=_history(source, period)).to_json() == expected

@@ -25,7 +25,7 @@ import orjson
 
 from .. import figures
 from ..errors import AuraOtelError
-from ..schema import Collection, is_safe_job_id, load_collection, to_dict
+from ..schema import Collection, in_summary_currency, is_safe_job_id, load_collection, to_dict
 from ..store import _READ_FLAGS, JobStore, _open_regular, atomic_write_at
 from ..stores.base import Store
 
@@ -42,7 +42,7 @@ class Op(NamedTuple):
     model: str  # "" when unknown
     status: str  # ok | warn | error
     latency_ms: int
-    cost: float | None  # None: unpriced or no cost
+    cost: float | None  # None: unpriced, no cost, or a cost in another currency than USD
     retries: int
     cache_hit: bool
     saved: float
@@ -128,7 +128,10 @@ def summarize_doc(doc: Mapping[str, Any]) -> JobSummary | None:
                 model=str(rec.get("model_id") or ""),
                 status=figures.record_status(rec),
                 latency_ms=int(_number(rec.get("latency_ms")) or 0),
-                cost=None if unpriced else _number(rec.get("cost_estimate")),
+                # A cost in another currency is not added to dollars (as in the summary).
+                cost=None
+                if unpriced or not in_summary_currency(rec)
+                else _number(rec.get("cost_estimate")),
                 retries=int(_number(rec.get("retries")) or 0),
                 cache_hit=rec.get("cache_hit") is True,
                 saved=figures.cost_saved(rec),
@@ -317,7 +320,7 @@ def jobs_history(source: JobSource, job_ids: list[str]) -> list[JobSummary]:
 CACHE_FILE = ".aura-insights-cache.json"
 _CACHE_FORMAT = "aura-otel insights summaries"
 #: 2: summaries only of valid v1 documents of their own job (a cache of 1 may hold others).
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3
 #: Seconds between two saves of the cache file while jobs keep changing: a save writes every
 #: summary (tens of MB at 100k jobs), so it must not follow each new job.
 SAVE_INTERVAL = 60.0

@@ -66,7 +66,8 @@ SCHEMA = "aura_otel"
 _MIGRATION_LOCK = 0x6175726F  # "auro"
 #: The migration that adds the fleet view's summary tables: jobs stored before it are
 #: summarised right after it is applied.
-SUMMARIES_MIGRATION = "0003_"
+#: Migrations after which existing jobs are summarised again (by the package's Python).
+RESUMMARIZING_MIGRATIONS = ("0003_", "0004_")
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -308,9 +309,10 @@ class PostgresStore(Store):
                 done.append(name)
         if done:
             logger.info("aura-otel: applied migrations %s to %s", done, self.description)
-        if any(name.startswith(SUMMARIES_MIGRATION) for name in done):
-            # Jobs stored before the fleet view's summary tables existed: summarised once here
-            # (in batches, each its own transaction, so writers carry on meanwhile).
+        if any(name.startswith(RESUMMARIZING_MIGRATIONS) for name in done):
+            # Jobs stored before the fleet view's summary tables existed, or summarised by an
+            # older rule: summarised once here (in batches, each its own transaction, so
+            # writers carry on meanwhile).
             with self.connection() as conn:
                 count = summarize_stale(conn)
             logger.info("aura-otel: summarised %d existing job(s) for the fleet view", count)
