@@ -135,3 +135,11 @@ def test_show_prints_a_job_and_unknown_job_is_a_clear_error(tmp_path: Path, exam
     assert missing.returncode == 2 and "no telemetry for job 'ghost'" in missing.stderr
     unsafe = run("show", "../etc", "--jobs-dir", str(tmp_path))
     assert unsafe.returncode == 2 and "not a safe" in unsafe.stderr
+
+
+def test_bad_demo_speed_is_a_usage_error_not_a_traceback(tmp_path: Path) -> None:
+    for speed in ("-1", "nan", "inf", "1e308"):
+        result = run("demo", "--jobs-dir", str(tmp_path), "--speed", speed)
+        assert result.returncode == 2, (speed, result.stderr)
+        assert "--speed" in result.stderr and "Traceback" not in result.stderr, speed
+    assert list(tmp_path.iterdir()) == []  # refused before anything was written

@@ -16,6 +16,21 @@ from .pricing_cli import register as register_prices
 from .schema import STAGES, Stage, json_schema, validation_errors
 from .settings import Settings
 
+#: Far beyond any useful slow motion (the demo's longest pause, 0.15 s, becomes hours) and
+#: far below what ``time.sleep`` refuses.
+_MAX_SPEED = 100_000.0
+
+
+def _speed(text: str) -> float:
+    """A latency scale for ``demo --speed``: what ``time.sleep`` takes (finite, not negative)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= _MAX_SPEED:
+        raise argparse.ArgumentTypeError(f"{text} is not a number from 0 to {_MAX_SPEED:g}")
+    return value
+
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
@@ -212,7 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="STAGE",
         help=f"make this stage raise, to see a failed job ({', '.join(STAGES)})",
     )
-    demo.add_argument("--speed", type=float, default=1.0, help="scale the simulated latencies")
+    demo.add_argument(
+        "--speed", type=_speed, default=1.0, help="scale the simulated latencies (0: no pauses)"
+    )
     demo.add_argument("--enum-case", choices=("lower", "pascal"), help="enum spelling in the file")
     demo.set_defaults(func=_cmd_demo)
 
