@@ -143,3 +143,10 @@ def test_bad_demo_speed_is_a_usage_error_not_a_traceback(tmp_path: Path) -> None
         assert result.returncode == 2, (speed, result.stderr)
         assert "--speed" in result.stderr and "Traceback" not in result.stderr, speed
     assert list(tmp_path.iterdir()) == []  # refused before anything was written
+
+
+def test_serve_port_out_of_range_is_a_usage_error(tmp_path: Path) -> None:
+    for port in ("70000", "-1"):
+        result = run("serve", "--jobs-dir", str(tmp_path), "--port", port)
+        assert result.returncode == 2, (port, result.stderr)
+        assert "--port" in result.stderr and "Traceback" not in result.stderr, port
