@@ -150,3 +150,27 @@ def test_serve_port_out_of_range_is_a_usage_error(tmp_path: Path) -> None:
         result = run("serve", "--jobs-dir", str(tmp_path), "--port", port)
         assert result.returncode == 2, (port, result.stderr)
         assert "--port" in result.stderr and "Traceback" not in result.stderr, port
+
+
+def test_a_jobs_dir_that_is_a_file_is_one_clear_error(tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "jobs"
+    not_a_folder.write_text("a file, not the jobs folder")
+    for args in (
+        ("demo", "--speed", "0", "--job-id", "d-1"),
+        ("show", "d-1"),
+        ("serve", "--port", "0"),
+    ):
+        result = run(*args, "--jobs-dir", str(not_a_folder))
+        assert result.returncode == 2, (args, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert lines == [f"aura-otel: error: the jobs folder {not_a_folder} is not a folder"], args
+    assert not_a_folder.read_text() == "a file, not the jobs folder"
+
+
+def test_schema_output_to_a_missing_folder_is_one_clear_error(tmp_path: Path) -> None:
+    target = tmp_path / "missing" / "schema.json"
+    result = run("schema", "-o", str(target))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"aura-otel: error: cannot write {target}: No such file or directory"
+    ]

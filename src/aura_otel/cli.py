@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import conventions as c
-from .errors import AuraOtelError
+from .errors import AuraOtelError, ConfigurationError
 from .masking.logs import mask_line
 from .pricing_cli import register as register_prices
 from .schema import STAGES, Stage, json_schema, validation_errors
@@ -45,8 +45,10 @@ def _port(text: str) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
     from .schema import load_collection, to_dict
+    from .store import check_jobs_folder
     from .terminal import make_console, render
 
+    check_jobs_folder(args.jobs_dir or Settings.from_env(masking=False).jobs_dir)
     console = make_console()
     fail_at = Stage(args.fail_at) if args.fail_at else None
     result = run_demo(
@@ -76,7 +78,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_schema(args: argparse.Namespace) -> int:
     text = json.dumps(json_schema(), indent=2)
     if args.output:
-        Path(args.output).write_text(text + "\n", encoding="utf-8")
+        try:
+            Path(args.output).write_text(text + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise ConfigurationError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     else:
         print(text)
     return 0
@@ -120,7 +125,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     from .schema import to_dict
-    from .store import JobStore
+    from .store import JobStore, check_jobs_folder
     from .terminal import render
 
     settings = Settings.from_env(masking=False)
@@ -131,8 +136,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
         with open_store(target, migrate=False) if _is_pg(target) else open_store(target) as store:
             render(to_dict(store.read(args.job_id)), abandoned_after=settings.abandoned_after)
         return 0
+    jobs_dir = args.jobs_dir or settings.jobs_dir
+    check_jobs_folder(jobs_dir)
     render(
-        to_dict(JobStore(args.jobs_dir or settings.jobs_dir).read(args.job_id)),
+        to_dict(JobStore(jobs_dir).read(args.job_id)),
         abandoned_after=settings.abandoned_after,
     )
     return 0
@@ -146,10 +153,14 @@ def _is_pg(target: str) -> bool:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .server import run
+    from .store import check_jobs_folder
 
     settings = Settings.from_env(masking=False)
+    target = args.store or args.jobs_dir or settings.store or settings.jobs_dir
+    if not (args.store or (settings.store and not args.jobs_dir)):  # the jobs folder
+        check_jobs_folder(target)
     run(
-        jobs_dir=args.store or args.jobs_dir or settings.store or settings.jobs_dir,
+        jobs_dir=target,
         host=args.host,
         port=args.port,
         jaeger_url=args.jaeger_url or settings.jaeger_url,
@@ -330,6 +341,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except AuraOtelError as exc:
+        print(f"aura-otel: error: {mask_line(str(exc))}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file or folder the command needed: one line, no traceback
         print(f"aura-otel: error: {mask_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

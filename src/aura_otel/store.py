@@ -35,6 +35,7 @@ from typing import Any, Literal, TypedDict
 import orjson
 
 from .errors import (
+    ConfigurationError,
     CorruptTelemetryError,
     InvalidJobIdError,
     TelemetryNotFoundError,
@@ -349,6 +350,15 @@ class Journal:
     def sync(self) -> None:
         """Put what was appended on stable storage: a receiver acknowledges spans only after."""
         os.fdatasync(self._fd)
+
+
+def check_jobs_folder(jobs_dir: str | os.PathLike[str]) -> None:
+    """Refuse a jobs folder that names a file (or anything else but a folder) at start-up:
+    otherwise every write fails later, one logged error per job, and a reader shows nothing.
+    A folder that does not exist yet is fine: the first write makes it."""
+    path = Path(jobs_dir).expanduser()
+    if os.path.lexists(path) and not path.is_dir():
+        raise ConfigurationError(f"the jobs folder {path} is not a folder")
 
 
 class JobStore:
