@@ -42,6 +42,27 @@ def test_bad_settings_exit_2_with_the_reason(tmp_path):
     assert not (tmp_path / "jobs").exists()
 
 
+def test_a_jobs_dir_that_is_a_file_is_one_clear_error(tmp_path):
+    not_a_folder = tmp_path / "jobs"
+    not_a_folder.write_text("a file, not the jobs folder")
+    for workers in ("1", "2"):
+        result = collect(
+            "--jobs-dir",
+            str(not_a_folder),
+            "--http",
+            "127.0.0.1:0",
+            "--grpc",
+            "off",
+            "--workers",
+            workers,
+        )
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip().splitlines() == [
+            f"aura-otel: error: the jobs folder {not_a_folder} is not a folder"
+        ], workers
+    assert not_a_folder.read_text() == "a file, not the jobs folder"
+
+
 def test_a_busy_port_is_a_clear_error(tmp_path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -16,7 +16,7 @@ from ..masking import MaskingRules
 from ..pricing import load_price_table
 from ..server.security import check_bind
 from ..settings import otlp_exporter
-from ..store import JobStore
+from ..store import JobStore, check_jobs_folder
 from ..stores import is_postgres_url, open_store
 from .config import ReceiverConfig
 from .ingest import Ingestor, make_masking
@@ -61,6 +61,7 @@ def create_receiver(
         folder = config.jobs_dir
         if config.store:
             folder = open_store(config.store).root  # type: ignore[attr-defined]
+        check_jobs_folder(folder)
         book = JobBook(
             JobStore(folder),
             stats,
