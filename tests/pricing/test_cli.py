@@ -225,6 +225,22 @@ def test_negative_quantities_are_rejected_by_the_parser(capsys: pytest.CaptureFi
     assert "-5 is negative" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "usage",
+    [
+        ["--provider", "runway", "--model", "gen4_turbo", "--seconds", "1e25"],
+        ["--provider", "openai", "--model", "gpt-4o", "--tokens-in", "9" * 40],
+    ],
+)
+def test_a_usage_too_large_to_price_exits_2_with_the_reason(
+    usage: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(["prices", "quote", *usage], capsys)
+    assert code == 2 and out == ""
+    assert err.startswith("aura-otel prices quote: ") and "too large" in err
+    assert len(err.strip().splitlines()) == 1
+
+
 def _aura_otel_has_prices() -> bool:
     try:
         from aura_otel import cli
