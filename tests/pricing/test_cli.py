@@ -241,6 +241,26 @@ def test_a_usage_too_large_to_price_exits_2_with_the_reason(
     assert len(err.strip().splitlines()) == 1
 
 
+def test_a_price_file_that_is_a_fifo_is_refused_at_once(tmp_path: Path) -> None:
+    """Reading a FIFO nobody writes to would wait for good (a device such as /dev/zero would
+    never end): `prices`, `collect` and configure() must answer at once instead."""
+    fifo = tmp_path / "prices.json"
+    os.mkfifo(fifo)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    env.pop(c.ENV_PRICES_FILE, None)
+    for argv in (["prices", "--file", str(fifo)], ["prices", "--file", "/dev/zero"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "aura_otel.cli", *argv],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 2, result.stderr
+        assert "is not a regular file" in result.stderr and argv[-1] in result.stderr
+
+
 def _aura_otel_has_prices() -> bool:
     try:
         from aura_otel import cli

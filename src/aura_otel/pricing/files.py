@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -349,12 +350,29 @@ def shipped_price_table() -> PriceTable:
     return _build(parsed, origin)
 
 
+def _read_regular(file: Path, origin: str) -> bytes:
+    """The file's bytes, opened without blocking: a FIFO nobody writes to would hold the
+    caller (an application's configure(), the receiver's start) for good, and a device such as
+    /dev/zero would never end."""
+    fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError
+        if not stat.S_ISREG(mode):
+            raise PricingError(f"price file {origin} is not a regular file; not read")
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            return handle.read()
+    finally:
+        os.close(fd)
+
+
 def read_override(path: str | os.PathLike[str]) -> tuple[_ParsedTable, str, str]:
     """Parse and validate an override file: (table, origin for messages, content digest)."""
     file = Path(path)
     origin = str(file)
     try:
-        data = file.read_bytes()
+        data = _read_regular(file, origin)
     except FileNotFoundError:
         raise PricingError(f"price file {origin} does not exist") from None
     except IsADirectoryError:
