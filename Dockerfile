@@ -9,7 +9,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install . && useradd --system --uid 10001 --home-dir /nonexistent aura \
+# The postgres extra: the compose file's `postgres` profile points both services at PostgreSQL.
+RUN pip install '.[postgres]' && useradd --system --uid 10001 --home-dir /nonexistent aura \
     && mkdir -p /jobs && chown aura /jobs
 
 USER aura

@@ -703,6 +703,42 @@ def test_postgres_is_an_option_the_compose_binary_accepts(tmp_path: Path) -> Non
     assert settings.store == POSTGRES_ENV["AURA_OTEL_STORE"]
 
 
+def _image_extras() -> set[str]:
+    """The extras the Dockerfile's ``pip install`` of the package brings into the image."""
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    installs = re.findall(
+        r"pip install\s+(?:-\S+\s+)*['\"]?\.(?:\[([\w,\s-]*)\])?['\"]?(?:\s|$)", dockerfile
+    )
+    assert installs, "the Dockerfile does not pip install the package"
+    return {extra.strip() for group in installs for extra in group.split(",") if extra.strip()}
+
+
+def test_the_image_can_open_the_postgres_store_the_profile_gives_it(tmp_path: Path) -> None:
+    """With ``--profile postgres`` both aura-otel services get a postgresql:// store, which
+    needs the ``postgres`` extra (psycopg) in the image they run; without it they exit at
+    start ("pip install 'aura-otel[postgres]'") and restart for ever."""
+    result = _run_compose(
+        COMPOSE_FILE,
+        "--profile",
+        "postgres",
+        "config",
+        "--format",
+        "json",
+        env_extra=POSTGRES_ENV,
+        tmp_path=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    for name in ("fold-receiver", "aura-otel"):
+        assert services[name]["build"]["dockerfile"] == "Dockerfile"
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+        "optional-dependencies"
+    ]
+    assert "postgres" in extras and "postgres" in _image_extras()
+
+
 def test_scale_out_receivers_share_the_postgresql_store() -> None:
     """The comments of scale-out.yaml show how each fold receiver runs: on the shared store."""
     text = (CONFIG_DIR / "scale-out.yaml").read_text(encoding="utf-8")
