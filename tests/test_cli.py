@@ -174,3 +174,16 @@ def test_schema_output_to_a_missing_folder_is_one_clear_error(tmp_path: Path) ->
     assert result.stderr.strip().splitlines() == [
         f"aura-otel: error: cannot write {target}: No such file or directory"
     ]
+
+
+def test_demo_prints_a_serve_command_that_works_as_printed(tmp_path: Path) -> None:
+    """A jobs folder with a space or brackets in its name is shown quoted and unaltered."""
+    import shlex
+
+    jobs = tmp_path / "my jobs [v2]"
+    result = run("demo", "--jobs-dir", str(jobs), "--job-id", "d-q", "--speed", "0")
+    assert result.returncode == 0, result.stderr
+    line = next(ln for ln in result.stdout.splitlines() if "aura-otel serve" in ln)
+    words = shlex.split(line)
+    assert words[:3] == ["aura-otel", "serve", "--jobs-dir"] and Path(words[3]) == jobs
+    assert f"Telemetry file: {jobs / 'd-q' / 'telemetry.json'}" in result.stdout

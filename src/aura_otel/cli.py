@@ -43,6 +43,11 @@ def _port(text: str) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    import shlex
+    from urllib.parse import quote
+
+    from rich.markup import escape
+
     from .demo import run_demo
     from .schema import load_collection, to_dict
     from .store import check_jobs_folder
@@ -65,12 +70,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             f"[red]The job failed at the {fail_at.value if fail_at else '?'} stage, "
             "as --fail-at asked: the file records it.[/red]"
         )
-    jobs_dir = result.path.parent.parent
-    console.print(f"\nTelemetry file: [bold]{result.path}[/bold]")
+    # Paths are shown as they are (not read as Rich markup) and the command quoted for a shell,
+    # so that it runs as printed whatever the folder's name.
+    jobs_dir = shlex.quote(str(result.path.parent.parent))
+    console.print(f"\nTelemetry file: [bold]{escape(str(result.path))}[/bold]")
     console.print(
         "View it in the browser:\n"
-        f"  aura-otel serve --jobs-dir {jobs_dir}\n"
-        f"  then open http://127.0.0.1:8765/jobs/{result.job_id}/telemetry"
+        f"  aura-otel serve --jobs-dir {escape(jobs_dir)}\n"
+        f"  then open http://127.0.0.1:8765/jobs/{escape(quote(result.job_id))}/telemetry",
+        soft_wrap=True,
     )
     return 0
 
