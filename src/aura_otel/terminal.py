@@ -84,15 +84,17 @@ def _stage_table(doc: Mapping[str, Any]) -> Table:
         message = rec.get("message") or ""
         if rec.get("error_code"):
             message = f"[{rec['error_code']}] {message}".strip()
+        # Cells are Text, never markup: every word comes from the job's file, and a `[/]` in a
+        # message would stop the view (MarkupError) or a `[link=...]` restyle it.
         table.add_row(
-            stage,
+            Text(stage),
             Text(icon, style=_STATUS_COLOUR.get(status, "white")),
-            figures.seconds(rec.get("latency_ms") or 0, 2),
-            figures.record_cost(rec),
-            rec.get("provider") or figures.NOT_AVAILABLE,
-            rec.get("model_id") or figures.NOT_AVAILABLE,
-            figures.count(figures.record_tokens(rec)),
-            message,
+            Text(figures.seconds(rec.get("latency_ms") or 0, 2)),
+            Text(figures.record_cost(rec)),
+            Text(str(rec.get("provider") or figures.NOT_AVAILABLE)),
+            Text(str(rec.get("model_id") or figures.NOT_AVAILABLE)),
+            Text(figures.count(figures.record_tokens(rec))),
+            Text(str(message)),
         )
     return table
 
@@ -114,7 +116,7 @@ def _cost_bars(doc: Mapping[str, Any]) -> Table:
         filled = round(share * BAR_WIDTH)
         bar = Text("█" * filled, style="cyan") + Text("░" * (BAR_WIDTH - filled), style="dim")
         cost_text = figures.PRICING_UNPRICED if all_unpriced else money(cost)
-        table.add_row(str(stage), cost_text, bar, figures.percent(share * 100))
+        table.add_row(Text(str(stage)), Text(cost_text), bar, Text(figures.percent(share * 100)))
     return table
 
 
@@ -171,10 +173,10 @@ def render(
             lines.add_column(col, overflow="fold")
         for r in failures:
             lines.add_row(
-                str(r.get("stage")),
-                str(r.get("result_status")),
-                r.get("error_code") or "",
-                r.get("message") or "",
+                Text(str(r.get("stage"))),
+                Text(str(r.get("result_status"))),
+                Text(str(r.get("error_code") or "")),
+                Text(str(r.get("message") or "")),
             )
         parts.append(lines)
     console.print(Group(*parts))
