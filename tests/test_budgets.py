@@ -381,3 +381,27 @@ def test_an_unreachable_store_keeps_the_last_spend_and_never_fails_a_stage(
                 ledger.check("job-new", "alpha", None, "openai", 1.0)
         finally:
             pg_cluster.start()
+
+
+def test_a_budgets_file_that_is_a_fifo_or_a_device_is_refused_at_once(tmp_path: Path) -> None:
+    """Reading a FIFO nobody writes to waits for good, /dev/zero never ends: configure() and
+    `aura-otel serve` (which read $AURA_OTEL_BUDGETS_FILE at start) must fail at once instead."""
+    import os
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "budgets.json"
+    os.mkfifo(fifo)
+    src = Path(__file__).resolve().parents[1] / "src"
+    for name in (str(fifo), "/dev/zero"):
+        result = subprocess.run(
+            [sys.executable, "-m", "aura_otel.cli", "serve", "--jobs-dir", str(tmp_path)],
+            env={**os.environ, "PYTHONPATH": str(src), "AURA_OTEL_BUDGETS_FILE": name},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 2, result.stderr
+        assert f"budgets file {name} cannot be read" in result.stderr
+        assert "not a regular file" in result.stderr

@@ -140,9 +140,11 @@ class BudgetRules:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> BudgetRules:
+        from .store import read_named_file
+
         file = Path(path)
         try:
-            data = file.read_bytes()
+            data = read_named_file(file)  # a FIFO or device would hold configure() for good
         except OSError as exc:
             raise ConfigurationError(
                 f"budgets file {file} cannot be read: {exc.strerror or exc}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -96,18 +95,10 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 
 def _read_document(name: str) -> bytes:
-    """A file named on the command line, read as the server reads a job's: a FIFO or device
-    is refused at once (never waited on), a file past the size cap is refused unread. A link
-    given by name is followed: naming it is the user's choice."""
     from .settings import DEFAULT_MAX_FILE_BYTES
-    from .store import read_regular
+    from .store import read_named_file
 
-    path = Path(name).resolve()
-    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        return read_regular(folder, path.name, DEFAULT_MAX_FILE_BYTES)
-    finally:
-        os.close(folder)
+    return read_named_file(name, DEFAULT_MAX_FILE_BYTES)
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:

@@ -213,6 +213,19 @@ def read_regular(dir_fd: int, name: str, max_bytes: int | None = None) -> bytes:
         os.close(fd)
 
 
+def read_named_file(name: str | os.PathLike[str], max_bytes: int | None = None) -> bytes:
+    """A file a user named (on the command line, in a variable), read as the server reads a
+    job's: a FIFO or device is refused at once (never waited on, never read without end), a
+    file past ``max_bytes`` is refused unread. A link given by name is followed: naming it is
+    the user's choice."""
+    path = Path(name).resolve()
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return read_regular(folder, path.name, max_bytes)
+    finally:
+        os.close(folder)
+
+
 # Listing checks every folder name on every call; names rarely change, so remember verdicts.
 _safe_folder_name = functools.lru_cache(maxsize=1 << 17)(is_safe_job_id)
 
