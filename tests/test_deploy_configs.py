@@ -713,6 +713,27 @@ def _image_extras() -> set[str]:
     return {extra.strip() for group in installs for extra in group.split(",") if extra.strip()}
 
 
+def _dockerfile_env() -> dict[str, str]:
+    """The variables the Dockerfile's ENV lines set (``KEY=value`` form, continued lines)."""
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8").replace("\\\n", " ")
+    found: dict[str, str] = {}
+    for line in re.findall(r"^ENV\s+(.*)$", text, re.M):
+        found.update(dict(re.findall(r"(\w+)=(\S+)", line)))
+    return found
+
+
+def test_the_image_alone_serves_the_folder_it_prepares() -> None:
+    """`docker run -v ...:/jobs aura-otel:0.1.0` without compose's environment: the command's
+    jobs folder is $AURA_OTEL_JOBS_DIR, else ./jobs from the working directory; it must be
+    the /jobs folder the image makes and hands to its user (it was /jobs/jobs)."""
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    prepared = re.search(r"mkdir -p (\S+) && chown aura \1", dockerfile)
+    assert prepared, "the Dockerfile no longer prepares a jobs folder for its user"
+    workdir = re.findall(r"^WORKDIR\s+(\S+)$", dockerfile, re.M)[-1]
+    jobs_dir = _dockerfile_env().get("AURA_OTEL_JOBS_DIR") or str(Path(workdir) / "jobs")
+    assert jobs_dir == prepared.group(1)
+
+
 def test_the_image_can_open_the_postgres_store_the_profile_gives_it(tmp_path: Path) -> None:
     """With ``--profile postgres`` both aura-otel services get a postgresql:// store, which
     needs the ``postgres`` extra (psycopg) in the image they run; without it they exit at
