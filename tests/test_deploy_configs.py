@@ -573,6 +573,25 @@ def test_dashboard_graphs_cost_tokens_latency_and_errors() -> None:
     assert {"aura_stage", "gen_ai_provider_name"} <= dimensions
 
 
+def test_the_dashboard_service_filter_sees_the_services_job_label() -> None:
+    """The collector's prometheus exporter labels each series ``job=<service.name>``; the
+    dashboard lists and filters services by that label. Prometheus keeps a scraped ``job``
+    only with ``honor_labels: true``: otherwise it renames it ``exported_job`` and sets
+    ``job`` to the scrape job's name, and the Service list holds "otel-collector" alone."""
+    dashboards = json.dumps(_dashboards())
+    assert "label_values(traces_span_metrics_calls_total, job)" in dashboards
+    assert 'job=~\\"$service\\"' in dashboards
+    config = _load_yaml(CONFIG_DIR / "otel-collector.yaml")
+    port = config["exporters"]["prometheus"]["endpoint"].rsplit(":", 1)[1]
+    scrape = _load_yaml(CONFIG_DIR / "prometheus.yml")["scrape_configs"]
+    jobs = [
+        job
+        for job in scrape
+        if any(f"otel-collector:{port}" in s["targets"] for s in job["static_configs"])
+    ]
+    assert jobs and all(job.get("honor_labels") is True for job in jobs)
+
+
 # -- equivalence with the in-process masking rules ----------------------------------------------
 #: What the collector cannot do the way the process does: card and phone numbers need Luhn and
 #: digit-count checks, which are not regular expressions (the process masks them).
