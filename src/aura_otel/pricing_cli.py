@@ -250,15 +250,7 @@ def run_quote(args: argparse.Namespace) -> int:
     if table is None:
         return EXIT_USAGE
     provider, model = getattr(args, "provider", None), getattr(args, "model", None)
-    try:
-        result = table.price(provider, model, usage)
-    except ArithmeticError:  # decimal's 28 digits cannot hold the amount to the cent's fraction
-        print(
-            "aura-otel prices quote: the usage is too large to price (the amount would pass "
-            "the 28 significant digits money is computed with)",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+    result = table.price(provider, model, usage)
     as_json = getattr(args, "json", False)
     if isinstance(result, Estimate):
         if as_json:

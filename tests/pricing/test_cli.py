@@ -225,22 +225,6 @@ def test_negative_quantities_are_rejected_by_the_parser(capsys: pytest.CaptureFi
     assert "-5 is negative" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(
-    "usage",
-    [
-        ["--provider", "runway", "--model", "gen4_turbo", "--seconds", "1e25"],
-        ["--provider", "openai", "--model", "gpt-4o", "--tokens-in", "9" * 40],
-    ],
-)
-def test_a_usage_too_large_to_price_exits_2_with_the_reason(
-    usage: list[str], capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, out, err = run(["prices", "quote", *usage], capsys)
-    assert code == 2 and out == ""
-    assert err.startswith("aura-otel prices quote: ") and "too large" in err
-    assert len(err.strip().splitlines()) == 1
-
-
 def test_a_price_file_that_is_a_fifo_is_refused_at_once(tmp_path: Path) -> None:
     """Reading a FIFO nobody writes to would wait for good (a device such as /dev/zero would
     never end): `prices`, `collect` and configure() must answer at once instead."""
