@@ -783,3 +783,31 @@ def test_scale_out_receivers_share_the_postgresql_store() -> None:
     """The comments of scale-out.yaml show how each fold receiver runs: on the shared store."""
     text = (CONFIG_DIR / "scale-out.yaml").read_text(encoding="utf-8")
     assert "--store" in text and "postgresql://" in text
+
+
+def test_aura_otel_containers_write_the_jobs_folder_as_its_owner(tmp_path: Path) -> None:
+    """A bind-mounted ./jobs belongs to the host user (or to root, when Docker creates it):
+    the fold receiver and the server run as the user the operator names, 10001 (the image's)
+    when none is named."""
+
+    def users(env: dict[str, str]) -> dict[str, str | None]:
+        result = _run_compose(
+            COMPOSE_FILE,
+            "config",
+            "--format",
+            "json",
+            env_extra={**TOKEN_ENV, **env},
+            tmp_path=tmp_path,
+        )
+        assert result.returncode == 0, result.stderr
+        services = json.loads(result.stdout)["services"]
+        writers = [
+            name
+            for name, service in services.items()
+            if any(str(v.get("target")) == "/jobs" for v in service.get("volumes", []))
+        ]
+        assert sorted(writers) == ["aura-otel", "fold-receiver"]
+        return {name: services[name].get("user") for name in writers}
+
+    assert set(users({}).values()) == {"10001:10001"}
+    assert set(users({"AURA_OTEL_UID": "1000", "AURA_OTEL_GID": "1001"}).values()) == {"1000:1001"}
