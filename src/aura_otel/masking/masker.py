@@ -72,6 +72,7 @@ class MaskingStats(Counters):
         "target_errors",
         "log_records_failed",
         "values_made_representable",
+        "job_ids_left_out",
     )
 
 
@@ -106,7 +107,7 @@ _PASS, _SENSITIVE, _JSON, _SCAN, _RENAMED, _ID = (
 _TOKEN_PUNCTUATION: Final = frozenset("_-+/=.~%:")
 #: What an identifier looks like: one word (letters of any script), not too long.
 _MAX_ID_CHARS: Final = 256
-_ID_SHAPE: Final = re.compile(r"\S+")  # one word: any script, no white space
+_ID_SHAPE: Final = re.compile(r"\S+(?: \S+)*")  # words of any script, single spaces between
 #: Hex and UUID identifiers, which the long-hex rule would take for keys.
 _HEX_ID: Final = re.compile(r"[0-9a-fA-F\-]{32,}")
 #: Attribute values that carry no text (``str`` is scanned, anything else unknown is replaced).
@@ -429,7 +430,16 @@ class Batch:
             # Never masked in part: two job ids masked in part could become one and merge two
             # jobs. A job id is left out (the span then belongs to no job: counted, in no
             # file); a correlation or project id is replaced whole.
-            return (key, key, value, _DROPPED if key == c.JOB_ID else _FIXED, None)
+            if key != c.JOB_ID:
+                return (key, key, value, _FIXED, None)
+            count = self.masker.stats.add("job_ids_left_out")
+            if throttled(count):  # the id itself is not quoted: a secret rule found one in it
+                logger.warning(
+                    "aura-otel: a span's aura.job.id held a secret or is no identifier; it was "
+                    "left out, so the span belongs to no job (job_ids_left_out #%d)",
+                    count,
+                )
+            return (key, key, value, _DROPPED, None)
         if kind == _PASS:
             if vtype is str and not value.isascii():
                 return (key, key, value, _TEXTFIX, representable(value))
