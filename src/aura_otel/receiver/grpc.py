@@ -13,7 +13,7 @@ from __future__ import annotations
 import hmac
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -81,12 +81,12 @@ def _handler(receiver: FoldReceiver) -> Any:
                 grpc.StatusCode.UNAUTHENTICATED,
                 "this receiver requires 'authorization: Bearer <token>' metadata",
             )
-        data, stalled = _first_message(messages, context, config.receive_timeout)
+        data = _first_message(
+            messages, context, config.receive_timeout, lambda: stats.add("requests_stalled")
+        )
         if data is None:
-            if stalled:
-                stats.add("requests_stalled")
-            # Otherwise grpcio ended the call itself (a message over the size limit, the
-            # caller gone): it has answered already.
+            # Stalled (counted as the call was cancelled), or grpcio ended the call itself (a
+            # message over the size limit, the caller gone): it has answered already.
             _abort(context, grpc.StatusCode.CANCELLED, "no request message in time")
         refusal = receiver.admission.enter()
         if refusal is Refusal.BUSY:
@@ -151,24 +151,26 @@ def _handler(receiver: FoldReceiver) -> Any:
 
 
 def _first_message(
-    messages: Iterator[bytes], context: grpc.ServicerContext, timeout: float
-) -> tuple[bytes | None, bool]:
-    """(the call's request message, whether it stalled): None when it did not come within
-    ``timeout`` (the call is then cancelled: stalled), or grpcio ended the call first (a
-    message over the size limit, the caller gone)."""
-    expired = threading.Event()
+    messages: Iterator[bytes],
+    context: grpc.ServicerContext,
+    timeout: float,
+    on_stall: Callable[[], object],
+) -> bytes | None:
+    """The call's request message; None when it did not come within ``timeout`` (``on_stall``
+    is called, then the call cancelled: the stall is counted before the caller can see its
+    answer) or grpcio ended the call first (a message over the size limit, the caller gone)."""
 
     def expire() -> None:
-        expired.set()
+        on_stall()
         context.cancel()
 
     timer = threading.Timer(timeout, expire)
     timer.daemon = True
     timer.start()
     try:
-        return next(messages, None), False
+        return next(messages, None)
     except grpc.RpcError:
-        return None, expired.is_set()
+        return None
     finally:
         timer.cancel()
 
