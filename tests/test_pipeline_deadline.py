@@ -114,7 +114,10 @@ def test_shutdown_shares_one_budget_across_traces_and_metrics(
 ) -> None:
     dead_backend.shutdown()
     waits = _backend(dead_backend, given)
-    assert [name for name, _ in waits] == ["traces", "metrics"]
+    # Metrics get what the traces left, or start no wait at all when nothing is left (a
+    # shutdown still talking to the backend as the interpreter exits aborts it with gRPC).
+    assert [name for name, _ in waits] in (["traces"], ["traces", "metrics"]), waits
+    assert all(ms > 0 for name, ms in waits if name == "metrics"), waits
     assert sum(ms for _, ms in waits) <= BUDGET_S * 1000 + 5, waits
     # The v1 files are not the backend: they are written whatever the budget.
     assert (Path(dead_backend.jobs_dir or "") / "job-deadline" / "telemetry.json").is_file()
