@@ -775,6 +775,23 @@ def test_json_metadata_is_masked_recursively_and_escapes_do_not_hide_secrets() -
     assert out.attributes["aura.meta_json.clean"] == '{"a": 1, "b": "c"}'  # untouched byte for byte
 
 
+def test_json_metadata_numbers_are_masked_as_the_same_text_would_be() -> None:
+    # A card number written as a JSON number: the same text under any other key is masked,
+    # and decoding the metadata must not hand the number back untouched.
+    provider, _, exporter = _pipeline()
+    text = '{"card": 4111111111111111, "n": 4, "order": 1764361234}'
+    with provider.get_tracer("t").start_as_current_span("s") as span:
+        span.set_attribute("aura.meta_json.payment", text)
+        span.set_attribute("payment", text)
+    (out,) = exporter.get_finished_spans()
+    assert "4111111111111111" not in out.attributes["payment"]
+    assert orjson.loads(out.attributes["aura.meta_json.payment"]) == {
+        "card": REDACTED,
+        "n": 4,
+        "order": 1764361234,
+    }
+
+
 def test_metadata_keys_holding_secrets_are_masked() -> None:
     provider, _, exporter = _pipeline()
     with provider.get_tracer("t").start_as_current_span("s") as span:

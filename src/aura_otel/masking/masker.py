@@ -302,6 +302,11 @@ class Masker:
             raise _TooLarge
         if isinstance(node, str):
             return self.mask_text(node, keep)
+        if type(node) is int:
+            # A number is text of the document too: a card number written as one was found
+            # by the scan of the text, and must not come back out of the decoded document.
+            digits = str(node)
+            return node if self.mask_text(digits, keep) == digits else REDACTED
         if isinstance(node, list):
             return [self._mask_json(item, keep, depth + 1, budget) for item in node]
         if isinstance(node, dict):
