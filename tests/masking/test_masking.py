@@ -141,6 +141,25 @@ def test_benign_corpus_survives_untouched(masker: Masker) -> None:
     assert false_positives == []
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app:Xk9?q#7Lm2@db.internal:5432/app",  # libpq reads it as written
+        "redis://default:Zq#4vT9?pW@cache:6379/0",
+    ],
+)
+def test_url_passwords_holding_question_marks_or_hashes_are_masked(
+    masker: Masker, url: str
+) -> None:
+    # Generated passwords often hold ? and #; libpq takes everything up to the @ as the
+    # user and password, so such a DSN works and is logged as it was written.
+    scheme, rest = url.split("://")
+    host = rest.split("@")[1]
+    assert masker.mask_text(f"connect to {url} failed") == (
+        f"connect to {scheme}://{REDACTED}@{host} failed"
+    )
+
+
 # -- key words --------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("key", "words"),

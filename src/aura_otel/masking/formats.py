@@ -300,7 +300,7 @@ def builtin_rules(
         ),
         Rule(
             "url_credentials",
-            r"""(?P<url_scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<url_cred>[^\s/?#@:"'<>]*:[^\s/?#"'<>]+)@""",
+            r"""(?P<url_scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<url_cred>[^\s/?#@:"'<>]*:[^\s/"'<>]+)@""",
             Action.URL,
         ),
         Rule(
