@@ -136,6 +136,14 @@ def test_a_password_in_the_query_string_never_reaches_a_message(pg_cluster):
         ("postgresql://app:s[cr]et@db/jobs", "postgresql://app:***@db/jobs"),
         ("postgresql://app@db/jobs?password=se#cret", "postgresql://app@db/jobs?password=***"),
         ("postgresql://app:pw@[::1]:5432,h2/jobs", "postgresql://app:***@[::1]:5432,h2/jobs"),
+        # A base64 password ('/' and '+') not percent-encoded: libpq then refuses the URL, and
+        # the error line that quotes it must not show the password either.
+        ("postgresql://app:Ab3/xY9+kQ@db:5432/jobs", "postgresql://app:***@db:5432/jobs"),
+        (
+            "postgresql://app:a/b@c@db/jobs?sslmode=require",
+            "postgresql://app:***@db/jobs?sslmode=require",
+        ),
+        ("postgresql://db:5432/jobs?user=me@corp", "postgresql://db:5432/jobs?user=me@corp"),
     ],
 )
 def test_store_urls_are_shown_without_passwords(url, shown):

@@ -52,6 +52,12 @@ def redact_url(url: str) -> str:
         return url
     user_info = ""
     stop = next((i for i, ch in enumerate(rest) if ch in "@/"), -1)
+    if stop >= 0 and rest[stop] == "/":
+        # A password with a '/' not percent-encoded (base64): libpq refuses such a URL, and
+        # the error that quotes it must not show the password; an '@' before the parameters
+        # still ends a user and password.
+        query_start = rest.find("?")
+        stop = rest.rfind("@", 0, len(rest) if query_start < 0 else query_start)
     if stop >= 0 and rest[stop] == "@":
         user, colon, _password = rest[:stop].partition(":")
         user_info = f"{user}:***@" if colon else rest[: stop + 1]
