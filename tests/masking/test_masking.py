@@ -256,6 +256,31 @@ def test_numbers_under_sensitive_quantity_keys_and_booleans_are_kept() -> None:
     assert out.attributes["pin_password"] == REDACTED
 
 
+def test_a_number_named_after_its_credential_is_the_credential_not_a_quantity(
+    masker: Masker,
+) -> None:
+    # "PIN number", "SSN number": the number is the secret itself; "num_keys" counts keys.
+    provider, _, exporter = _pipeline()
+    with provider.get_tracer("t").start_as_current_span("s") as span:
+        span.set_attribute("customer.ssn_number", 123456789)
+        span.set_attribute("card.pin_number", 4821)
+        span.set_attribute("card.pin_num", "4821")
+        span.set_attribute("otp_number", 482193)
+        span.set_attribute("num_keys", 3)
+        span.set_attribute("number_of_tokens", 12)
+        span.set_attribute("pin_count", 2)
+    (out,) = exporter.get_finished_spans()
+    for key in ("customer.ssn_number", "card.pin_number", "card.pin_num", "otp_number"):
+        assert out.attributes[key] == REDACTED, key
+    assert out.attributes["num_keys"] == 3
+    assert out.attributes["number_of_tokens"] == 12
+    assert out.attributes["pin_count"] == 2
+    assert masker.mask_text("ssn_number: 123456789, pin_number=4821") == (
+        f"ssn_number: {REDACTED}, pin_number={REDACTED}"
+    )
+    assert masker.mask_text("num_keys=3") == "num_keys=3"
+
+
 def test_structural_identifiers_are_never_masked_even_when_they_look_like_hex() -> None:
     provider, _, exporter = _pipeline()
     hex_id = "0123456789abcdef0123456789abcdef"

@@ -139,6 +139,8 @@ QUERY_KEY_WORDS: Final = frozenset({"sig", "signature", "auth"})
 #: Query parameters that are sensitive as a whole key only: an OAuth ``?code=`` is a one-time
 #: credential, ``?error_code=`` is not.
 QUERY_KEYS: Final = frozenset({"code"})
+#: Words that end the name of a credential they are (``pin_number``), not a quantity.
+_NAMING_WORDS: Final = frozenset({"number", "num"})
 #: A number under a sensitive key whose words also name a quantity is a quantity, not a
 #: credential (``llm.token_count.total``): it is kept.
 QUANTITY_WORDS: Final = frozenset(
@@ -195,7 +197,7 @@ class KeyRule:
 
     @staticmethod
     def names_quantity(key: str) -> bool:
-        return not QUANTITY_WORDS.isdisjoint(key_words(key))
+        return not QUANTITY_WORDS.isdisjoint(_describing(key_words(key)))
 
     def text_words(self) -> tuple[str, ...]:
         """Words a sensitive key contains (the first word of each extra key stands for it):
@@ -212,7 +214,7 @@ class KeyRule:
 def words_sensitive(words: tuple[str, ...]) -> bool:
     """The built-in decision on a key's words (extra keys and allow-lists aside)."""
     found = SENSITIVE_KEY_WORDS.intersection(words)
-    if found and (not found <= WEAK_KEY_WORDS or DESCRIPTOR_WORDS.isdisjoint(words)):
+    if found and (not found <= WEAK_KEY_WORDS or DESCRIPTOR_WORDS.isdisjoint(_describing(words))):
         return True
     if any(_contains_run(words, run) for run in SENSITIVE_KEY_PHRASES):
         return True
@@ -221,6 +223,15 @@ def words_sensitive(words: tuple[str, ...]) -> bool:
         for word in words
         for suffix in GLUED_SUFFIXES
     )
+
+
+def _describing(words: tuple[str, ...]) -> tuple[str, ...]:
+    """The words that may describe or count a credential: a last ``number`` (or ``num``)
+    names the credential itself, as in ``pin_number`` and ``ssn_number``, while ``num_keys``
+    counts keys."""
+    if words and words[-1] in _NAMING_WORDS:
+        return words[:-1]
+    return words
 
 
 def _contains_run(words: tuple[str, ...], run: tuple[str, ...]) -> bool:
