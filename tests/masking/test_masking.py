@@ -281,6 +281,18 @@ def test_a_number_named_after_its_credential_is_the_credential_not_a_quantity(
     assert masker.mask_text("num_keys=3") == "num_keys=3"
 
 
+def test_a_token_split_by_a_space_is_no_identifier(masker: Masker) -> None:
+    # Spaces make an id of words (promo off); they must not make a token two harmless words.
+    for value in (
+        "job ghp_aB3dE5fG7hJ9kL1m N2pQ4rS6tU8vW0xYz1234",
+        "sk-proj-Tq8vLr2X w9ZmN4bPc7YhK1sJd3FgA6eR",
+        "AKIAIOSF ODNN7EXAMPLE",
+    ):
+        assert not masker.is_identifier(value), value
+    for value in ("promo off", "Promo video 12", "a1b2c3d4e5f60718 29304a5b6c7d8e9f"):
+        assert masker.is_identifier(value), value
+
+
 def test_structural_identifiers_are_never_masked_even_when_they_look_like_hex() -> None:
     provider, _, exporter = _pipeline()
     hex_id = "0123456789abcdef0123456789abcdef"

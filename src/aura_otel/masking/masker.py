@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import logging
 import re
 import sys
@@ -239,12 +240,24 @@ class Masker:
         if known is None:
             known = _ID_SHAPE.fullmatch(value) is not None and (
                 _HEX_ID.fullmatch(value) is not None
-                or self._secrets_only().mask_text(value) == value
+                or (self._secrets_only().mask_text(value) == value and not self._split(value))
             )
             if len(self._ids) >= _CACHE_LIMIT:
                 self._ids.clear()
             self._ids[value] = known
         return known
+
+    def _split(self, value: str) -> bool:
+        """Whether a space splits a secret in two (``ghp_aB3dE5 fG7hJ9...``): each half is
+        harmless alone, the id is not. Two hex halves make a hex id, which is one."""
+        words = value.split(" ")
+        if len(words) < 2:
+            return False
+        secrets = self._secrets_only()
+        for joined in ("".join(words), *(a + b for a, b in itertools.pairwise(words))):
+            if _HEX_ID.fullmatch(joined) is None and secrets.mask_text(joined) != joined:
+                return True
+        return False
 
     def _secrets_only(self) -> Masker:
         """This masker's rules without the PII categories (compiled once, then shared)."""
