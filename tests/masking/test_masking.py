@@ -160,6 +160,23 @@ def test_url_passwords_holding_question_marks_or_hashes_are_masked(
     )
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Ruby's Hash#inspect (an exception message from a Ruby service), Ruby 3.4's, PHP arrays
+        ('{"password"=>"hunter2x", "user"=>"bob"}', '{"password"=>"[REDACTED]", "user"=>"bob"}'),
+        ('{:api_key=>"hunter2x"}', '{:api_key=>"[REDACTED]"}'),
+        ('{"password" => "hunter2x"}', '{"password" => "[REDACTED]"}'),
+        ("'db_password' => 'hunter2x',", "'db_password' => '[REDACTED]',"),
+        ("token=>hunter2x", "token=>[REDACTED]"),
+    ],
+)
+def test_hash_arrows_separate_a_key_from_its_value(
+    masker: Masker, text: str, expected: str
+) -> None:
+    assert masker.mask_text(text) == expected
+
+
 # -- key words --------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("key", "words"),
