@@ -161,6 +161,22 @@ def test_url_passwords_holding_question_marks_or_hashes_are_masked(
 
 
 @pytest.mark.parametrize(
+    "text",
+    [
+        # a URL inside a URL (OAuth redirects, a login's next=), a form body logged encoded
+        "https://auth.example.com/login?next=%2Fcb%3Faccess_token%3DXk9f2LmQ8vR3tYp1ZwB7nC4h",
+        "body=grant_type%3Dpassword%26username%3Dbob%26password%3DXk9f2LmQ8vR3tYp1ZwB7nC4h",
+        "token%3DXk9f2LmQ8vR3tYp1ZwB7nC4h",
+        "q=%7B%22api_key%22%3A%22Xk9f2LmQ8vR3tYp1ZwB7nC4h%22%7D",
+    ],
+)
+def test_url_encoded_key_values_are_masked(masker: Masker, text: str) -> None:
+    masked = masker.mask_text(text)
+    assert "Xk9f2LmQ8vR3tYp1ZwB7nC4h" not in masked
+    assert REDACTED in masked
+
+
+@pytest.mark.parametrize(
     ("text", "expected"),
     [
         # Ruby's Hash#inspect (an exception message from a Ruby service), Ruby 3.4's, PHP arrays

@@ -339,7 +339,7 @@ def builtin_rules(
         ),
         Rule(
             "key_value",
-            rf"""(?P<kv_key>{key})(?P<kv_sep>["']?\s*(?:=>|[:=])\s*)(?P<kv_val>{_KV_VALUE})""",
+            rf"""(?P<kv_key>{key})(?P<kv_sep>(?:["']|%2[27])?\s*(?:=>|[:=]|%3[AaDd])\s*)(?P<kv_val>{_KV_VALUE})""",
             Action.KEY_VALUE,
         ),
         Rule(
