@@ -404,6 +404,17 @@ def test_continue_job_takes_byte_headers_and_never_raises_on_a_bad_carrier(trace
     assert [r["stage"] for r in pipeline.read("carried")["records"]] == ["tts"]
 
 
+def test_an_id_holding_a_secret_is_not_propagated_in_baggage(traced) -> None:
+    """The span replaces such an id whole; the baggage header, sent with every outgoing
+    request, must not carry it either."""
+    pipeline, _ = traced
+    token = "ghp_aB3dE5fG7hJ9kL1mN2pQ4rS6tU8vW0xYz1234"
+    with job("carried", correlation_id=f"corr {token}", tracer_provider=pipeline.provider):
+        headers = inject_context({})
+    assert "aB3dE5fG7hJ9kL1m" not in json.dumps(headers)
+    assert "carried" in headers["baggage"]
+
+
 def test_unknown_stage_name_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown stage 'editing'"):
         stage("editing")

@@ -43,6 +43,7 @@ from . import budgets
 from . import conventions as c
 from .errors import InvalidJobIdError, JobValidationError
 from .fold import plain_attributes
+from .masking.logs import current_masker
 from .schema import STAGES, ResultStatus, SelectionSource, Stage, validate_job_id
 from .values import representable
 
@@ -526,8 +527,11 @@ class job(_Scope):
         if self.metadata:
             attrs.update(metadata_attributes(self.metadata))
         ctx = context.get_current()
+        masker = current_masker()
         for key in (c.JOB_ID, c.CORRELATION_ID, c.PROJECT_ID):
-            if key in attrs:
+            # An id that holds a secret is replaced (or left out) in the span; the baggage
+            # header goes with every outgoing request, so it stays in the process too.
+            if key in attrs and masker.is_identifier(attrs[key]):
                 ctx = baggage.set_baggage(key, attrs[key], ctx)
         span = _tracer(self.tracer_provider).start_span(
             c.JOB_SPAN_NAME, context=ctx, attributes=attrs

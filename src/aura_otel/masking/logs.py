@@ -74,17 +74,23 @@ def mask_line(text: str) -> str:
 
     With the rules of the masking processor that took over the logs, else those of the
     environment (``AURA_OTEL_MASK_*``; the built-in ones if it cannot be read)."""
+    return current_masker().mask_text(text)
+
+
+def current_masker() -> Masker:
+    """The masker of the processor that took over the logs, else one with the rules of the
+    environment (``AURA_OTEL_MASK_*``; the built-in ones if it cannot be read)."""
     installed = _by_prefix.get("aura_otel")
     if installed is not None and installed._masker is not None:
-        return installed.masker.mask_text(text)
+        return installed.masker
     from .masker import Masker
     from .settings import MaskingRules
 
     try:
         rules = MaskingRules.from_env()
-    except Exception:  # a bad variable is reported elsewhere; this line is still masked
+    except Exception:  # a bad variable is reported elsewhere; this text is still masked
         rules = MaskingRules()
-    return Masker(rules).mask_text(text)  # compiled once per rules, then shared
+    return Masker(rules)  # compiled once per rules, then shared
 
 
 _factory_lock = threading.Lock()
