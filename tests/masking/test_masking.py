@@ -160,6 +160,17 @@ def test_url_passwords_holding_question_marks_or_hashes_are_masked(
     )
 
 
+def test_a_yaml_block_value_under_a_sensitive_key_is_masked_whole(masker: Masker) -> None:
+    # A Kubernetes Secret or Helm values file quoted in an error: the value is the block.
+    text = (
+        "stringData:\n  password: |\n    Hunter2pass\n    second line\n"
+        "  private_key: >-\n    Zq4vT9pWx\n\n    Lm2Xk9\n  user: bob\n"
+    )
+    assert masker.mask_text(text) == (
+        f"stringData:\n  password: {REDACTED}\n  private_key: {REDACTED}\n  user: bob\n"
+    )
+
+
 @pytest.mark.parametrize(
     "text",
     [

@@ -68,6 +68,29 @@ def _line_value_end(data: bytes, start: int) -> int:
     return stop.start() if stop else len(data)
 
 
+#: A YAML block scalar's indicator (``|``, ``>-``, ``|2+``): the value is on the lines below.
+_BLOCK_SCALAR = re.compile(rb"[|>](?:[1-9]?[+-]?|[+-][1-9])")
+
+
+def _block_end(data: bytes, key_start: int, end: int) -> int:
+    """Where a YAML block scalar ends: before the first non-blank line indented no deeper
+    than its key's line."""
+    line_start = data.rfind(b"\n", 0, key_start) + 1
+    head = data[line_start:key_start]
+    indent = len(head) - len(head.lstrip(b" \t"))
+    while True:
+        newline = data.find(b"\n", end)
+        if newline < 0:
+            return end
+        following = data.find(b"\n", newline + 1)
+        line_end = len(data) if following < 0 else following
+        line = data[newline + 1 : line_end]
+        content = line.lstrip(b" \t")
+        if content and len(line) - len(content) <= indent:
+            return end
+        end = line_end
+
+
 def _redact_quoted(value: bytes) -> bytes:
     if len(value) >= 2 and value[:1] in (b'"', b"'") and value[-1:] == value[:1]:
         return value[:1] + REDACTED_B + value[:1]
@@ -322,6 +345,8 @@ class Scanner:
             return None, end  # token_count: 812 is a quantity, as it is in an attribute
         if key_words(key)[-1] in _COOKIE_WORDS and value[:1] not in (b'"', b"'"):
             end = _line_value_end(data, value_start)  # "a=1; b=2": every pair is secret
+        elif _BLOCK_SCALAR.fullmatch(value):
+            end = _block_end(data, key_start, end)  # YAML "password: |": the lines below
         end = self._extent(data, value_start, end)
         return data[spans[0][0] : sep_end] + _redact_quoted(data[value_start:end]), end
 
