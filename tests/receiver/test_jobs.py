@@ -707,3 +707,50 @@ def test_a_folder_in_place_of_the_file_is_given_up_after_the_spans_are_journaled
         assert receiver.counters()["journal_errors"] >= 1
         journaled = set(JobStore(jobs).read_journal("taken-1"))
         assert {f"{span.context.span_id:016x}" for span in late} <= journaled
+
+
+def test_a_file_that_failed_after_its_journal_is_rewritten_after_a_kill(tmp_path, monkeypatch):
+    """A nearly full disk takes a job's small journal append but not its whole file: the
+    round's sync lets the log go, yet the file lacks acknowledged spans. Killed then (kill -9),
+    the next start must still rewrite that file."""
+    import errno
+    import os
+
+    from aura_otel.receiver.jobs import JobBook
+    from aura_otel.receiver.stats import ReceiverStats
+    from aura_otel.store import Journal
+
+    from .support import stop_writer
+
+    jobs = tmp_path / "jobs"
+    store = JobStore(jobs)
+    units = {}
+    for span in demo_job_spans("behind-1"):
+        item = fold_span(span)
+        units[item.span_id] = item.unit
+    first, late = dict(list(units.items())[:2]), dict(list(units.items())[2:])
+    book = JobBook(store, ReceiverStats(), quiet_period=60, idle_timeout=60)
+    book.start()
+    stop_writer(book)  # the test writes the rounds itself
+    book.append_request({"behind-1": first})
+    book.write_dirty()
+
+    def disk_full(journal, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Journal, "write_telemetry", disk_full)
+    book.append_request({"behind-1": dict(late)})  # answered 200: in the synced log
+    book.write_dirty()
+    book.write_dirty()  # the file is retried, and fails again
+    assert set(late) <= set(store.read_journal("behind-1"))
+    # kill -9: the process's descriptors (and the locks on its segments) go, nothing else
+    for segment in {book._wal._current, *book._retiring, *book._stranded}:
+        os.close(segment.fd)
+    monkeypatch.undo()  # the disk has room again
+    again = JobBook(store, ReceiverStats())
+    again.recover()
+    assert again.stop() is True
+    doc = telemetry(jobs, "behind-1")
+    assert [r["stage"] for r in doc["records"]] == ["brief", "script", "tts"]
+    assert doc["collection_ended_at"] is not None  # the root, acknowledged late, is in
+    assert not list(jobs.glob(".aura-receiver-wal.*"))

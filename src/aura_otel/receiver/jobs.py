@@ -75,6 +75,10 @@ SOFT_PENDING_BYTES = MAX_PENDING_BYTES // 2
 ROOM_WAIT_SECONDS = 1.0
 
 
+#: A log line's entry for a job whose journal holds its units but whose file failed: a start
+#: that replays it rewrites the file.
+_REWRITE = journal_line({})
+
 #: A request's journal line for one job, and the units it encodes.
 _Held = tuple[bytes, dict[str, Unit]]
 
@@ -312,8 +316,11 @@ class JobBook:
                                 continue
                             if journaled:
                                 # Its lines reached the journal (the sync below covers them):
-                                # only its file is retried, nothing appended twice.
+                                # only its file is retried, nothing appended twice. The log
+                                # keeps a line without units for it, so that a start after a
+                                # crash still rewrites the file (its segments go meanwhile).
                                 self._requeue(job_id, job, None)
+                                carried.append((job_id, _REWRITE))
                             else:
                                 self._requeue(job_id, job, lines)
                                 carried.extend((job_id, line) for line, _ in lines or ())
@@ -484,7 +491,7 @@ class JobBook:
         now = self.clock()
         with self._lock:
             for job_id in sorted(rewrite | set(replay)):
-                if job_id in replay:
+                if replay.get(job_id):  # not a line without units: its file only is behind
                     self._hold_locked(job_id, journal_line(replay[job_id]), replay[job_id])
                 if job_id not in self._open:
                     self._open[job_id] = _Open(now)
