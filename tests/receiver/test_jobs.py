@@ -754,3 +754,37 @@ def test_a_file_that_failed_after_its_journal_is_rewritten_after_a_kill(tmp_path
     assert [r["stage"] for r in doc["records"]] == ["brief", "script", "tts"]
     assert doc["collection_ended_at"] is not None  # the root, acknowledged late, is in
     assert not list(jobs.glob(".aura-receiver-wal.*"))
+
+
+@pytest.mark.parametrize("plant", ["link", "fifo"])
+def test_a_journal_that_is_not_a_file_refuses_the_spans_instead_of_losing_them(
+    tmp_path, receiver, plant
+):
+    """The job's folder is a folder but its journal's name is taken by a link or a FIFO: no
+    writer will ever journal the job, so its spans are refused in the answer (partial
+    success), never acknowledged and then dropped by the writer."""
+    import os
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceResponse,
+    )
+
+    jobs = tmp_path / "jobs"
+    (jobs / "planted-2").mkdir(parents=True)
+    journal = jobs / "planted-2" / ".aura-units.jsonl"
+    if plant == "link":
+        journal.symlink_to(tmp_path / "elsewhere")
+    else:
+        os.mkfifo(journal)
+    spans = demo_job_spans("planted-2")
+    response = httpx.post(
+        receiver.url("http") + "/v1/traces",
+        content=encode(spans).SerializeToString(),
+        headers={"Content-Type": "application/x-protobuf"},
+        timeout=30,
+    )
+    assert response.status_code == 200
+    partial = ExportTraceServiceResponse.FromString(response.content).partial_success
+    assert partial.rejected_spans == len(spans)
+    receiver.flush()
+    assert not (tmp_path / "elsewhere").exists()

@@ -206,15 +206,25 @@ class JobBook:
         return refused
 
     def _unusable(self, job_id: str) -> bool:
-        """The job's folder is something else (a file, a link): checked without creating
+        """The job's folder is something else (a file, a link), or its journal is (a link, a
+        FIFO: the writer would drop spans already acknowledged): checked without creating
         anything, so the request path stays free of file system metadata work."""
+        folder = f"{self.store.root}/{job_id}"
         try:
-            st = os.lstat(f"{self.store.root}/{job_id}")
+            st = os.lstat(folder)
         except FileNotFoundError:
             return False
         except OSError:
             return True
-        return not stat.S_ISDIR(st.st_mode)
+        if not stat.S_ISDIR(st.st_mode):
+            return True
+        try:
+            st = os.lstat(f"{folder}/{JOURNAL_FILE}")
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True
+        return not stat.S_ISREG(st.st_mode)
 
     def dirty_jobs(self) -> int:
         with self._lock:
