@@ -788,3 +788,31 @@ def test_a_journal_that_is_not_a_file_refuses_the_spans_instead_of_losing_them(
     assert partial.rejected_spans == len(spans)
     receiver.flush()
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_second_replay_of_a_job_still_open_from_the_first_is_written(tmp_path):
+    """The supervisor of ``--workers N`` keeps one book and replays each dead worker's log
+    into it: a job the first replay left open (no root yet) is in it again, with more units,
+    when a second worker dies. Those units go into the journal before the log goes."""
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    units = {}
+    for span in demo_job_spans("twice-dead-1"):
+        item = fold_span(span)
+        units[item.span_id] = item.unit
+    first, rest = dict(list(units.items())[:2]), dict(list(units.items())[2:])
+
+    from aura_otel.receiver.jobs import JobBook
+    from aura_otel.receiver.stats import ReceiverStats
+
+    supervisor = JobBook(JobStore(jobs), ReceiverStats())
+    dead = jobs / ".aura-receiver-wal.1-deadbeef.0"
+    dead.write_bytes(wal.encode({"twice-dead-1": journal_line(first)}))
+    assert supervisor.recover() == 1
+    assert supervisor.is_open("twice-dead-1")  # its root has not arrived yet
+    dead = jobs / ".aura-receiver-wal.2-deadbeef.0"
+    dead.write_bytes(wal.encode({"twice-dead-1": journal_line(rest)}))
+    assert supervisor.recover() == 1
+    assert not dead.exists()
+    assert set(JobStore(jobs).read_journal("twice-dead-1")) == set(units)
+    assert telemetry(jobs, "twice-dead-1")["collection_ended_at"] is not None

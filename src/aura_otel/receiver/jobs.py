@@ -503,8 +503,12 @@ class JobBook:
             for job_id in sorted(rewrite | set(replay)):
                 if replay.get(job_id):  # not a line without units: its file only is behind
                     self._hold_locked(job_id, journal_line(replay[job_id]), replay[job_id])
-                if job_id not in self._open:
+                job = self._open.get(job_id)
+                if job is None:
                     self._open[job_id] = _Open(now)
+                    self._dirty += 1
+                elif not job.dirty:  # left open by an earlier replay (the supervisor's book)
+                    job.dirty = True
                     self._dirty += 1
         recovered = len(rewrite | set(replay))
         self.stats.add("jobs_recovered", recovered)
