@@ -249,3 +249,68 @@ def test_a_worker_restart_that_fails_is_retried_and_the_supervisor_goes_on(tmp_p
     assert fresh is not dead and fresh.poll() is None and attempts == [0, 0]
     fresh.kill()
     fresh.wait()
+
+
+def test_a_stop_after_a_replay_that_could_not_write_a_file_writes_it_or_says_so(
+    tmp_path, monkeypatch
+):
+    """A worker died; the supervisor's replay of its log got the spans into the journal but
+    not the file (a nearly full disk). A clean stop later must not claim every acknowledged
+    span is in its job's file while that file lacks them."""
+    import errno
+    import os
+    import subprocess
+    import sys
+
+    from aura_otel.fold import fold_span
+    from aura_otel.receiver import wal
+    from aura_otel.receiver.config import ReceiverConfig
+    from aura_otel.receiver.jobs import JobBook
+    from aura_otel.receiver.stats import ReceiverStats
+    from aura_otel.receiver.workers import Supervisor
+    from aura_otel.store import JobStore, Journal, journal_line
+
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    units = {}
+    for span in demo_job_spans("left-1"):
+        item = fold_span(span)
+        units[item.span_id] = item.unit
+    (jobs / ".aura-receiver-wal.1-deadbeef.0").write_bytes(
+        wal.encode({"left-1": journal_line(units)})
+    )
+    dead = subprocess.Popen([sys.executable, "-c", "raise SystemExit(-9)"])
+    dead.wait()
+    code = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    fresh: list[subprocess.Popen[str]] = []
+
+    def spawn(slot):
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        fresh.append(proc)
+        return proc
+
+    supervisor = Supervisor(ReceiverConfig(jobs_dir=str(jobs)), 1, stop_timeout=600)
+    supervisor._book = JobBook(JobStore(jobs), ReceiverStats())
+    supervisor._procs = [dead]
+    supervisor._spawn = spawn  # type: ignore[method-assign]
+
+    def disk_full(journal, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Journal, "write_telemetry", disk_full)
+    supervisor.restart_dead()  # the replay: journaled, the file failed
+    monkeypatch.undo()  # room again
+    assert not (jobs / "left-1" / "telemetry.json").exists()
+    assert supervisor.stop() is True  # the workers are gone: the log is replayed again
+    for proc in fresh:
+        assert proc.stdout is not None
+        proc.stdout.close()
+    doc = orjson.loads((jobs / "left-1" / "telemetry.json").read_bytes())
+    assert doc["summary"]["total_operations"] == 3
+    assert not list(jobs.glob(".aura-receiver-wal.*"))

@@ -219,6 +219,16 @@ class Supervisor:
         finally:
             watchdog.cancel()
         clean = not stuck and all(code == 0 for code in codes)
+        book = self._book
+        if clean and book is not None and book.dirty_jobs():
+            # A replay of a dead worker's log could not write everything (a full disk then):
+            # its segments are still there, and no worker is left to hold one, so replaying
+            # them now writes those jobs, or the stop says it is not clean.
+            try:
+                book.recover()
+            except Exception:
+                logger.exception("aura-otel: the last replay of a dead worker's log failed")
+            clean = book.dirty_jobs() == 0
         if self._loads is not None:
             self._loads.close()
             os.close(self._loads.fd)
