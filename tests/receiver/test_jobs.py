@@ -6,6 +6,8 @@ by explicit flushes: nothing here depends on timing.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -816,3 +818,83 @@ def test_a_second_replay_of_a_job_still_open_from_the_first_is_written(tmp_path)
     assert not dead.exists()
     assert set(JobStore(jobs).read_journal("twice-dead-1")) == set(units)
     assert telemetry(jobs, "twice-dead-1")["collection_ended_at"] is not None
+
+
+def test_a_job_folder_the_receiver_may_not_write_refuses_the_spans_instead_of_losing_them(
+    tmp_path,
+):
+    """An in-process exporter running as another user made the job's folder: the receiver
+    (the real command) cannot create the journal in it, so it refuses the job's spans in its
+    answer instead of acknowledging them and then dropping them."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceResponse,
+    )
+
+    from .support import SRC
+
+    prefix: list[str] = []
+    base = tmp_path
+    if os.geteuid() == 0:  # root may write anywhere: the receiver runs as nobody instead
+        if shutil.which("setpriv") is None:
+            pytest.skip("needs setpriv to run the receiver as another user")
+        prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        base = Path(tempfile.mkdtemp())  # tmp_path's parents are closed to other users
+    try:
+        jobs = base / "jobs"
+        (jobs / "theirs-1").mkdir(parents=True)
+        if prefix:
+            os.chown(base, 65534, 65534)
+            os.chown(jobs, 65534, 65534)  # the jobs folder is the receiver's, the job's is not
+        else:
+            (jobs / "theirs-1").chmod(0o555)
+        proc = subprocess.Popen(
+            [
+                *prefix,
+                sys.executable,
+                "-m",
+                "aura_otel.cli",
+                "collect",
+                "--jobs-dir",
+                str(jobs),
+                "--http",
+                "127.0.0.1:0",
+                "--grpc",
+                "off",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(SRC)},
+        )
+        try:
+            url = ""
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if line.startswith("OTLP/HTTP listening on "):
+                    url = line.split(" on ", 1)[1].strip()
+                    break
+            assert url, "aura-otel collect did not start"
+            spans = demo_job_spans("theirs-1")
+            response = httpx.post(
+                url,
+                content=encode(spans).SerializeToString(),
+                headers={"Content-Type": "application/x-protobuf"},
+                timeout=30,
+            )
+        finally:
+            proc.terminate()
+            proc.wait(60)
+        assert response.status_code == 200
+        partial = ExportTraceServiceResponse.FromString(response.content).partial_success
+        assert partial.rejected_spans == len(spans)
+        assert proc.returncode == 0
+    finally:
+        (jobs / "theirs-1").chmod(0o755)
+        if base is not tmp_path:
+            shutil.rmtree(base)

@@ -206,9 +206,10 @@ class JobBook:
         return refused
 
     def _unusable(self, job_id: str) -> bool:
-        """The job's folder is something else (a file, a link), or its journal is (a link, a
-        FIFO: the writer would drop spans already acknowledged): checked without creating
-        anything, so the request path stays free of file system metadata work."""
+        """The job's folder is something else (a file, a link) or not ours to write, or its
+        journal is (a link, a FIFO, another user's file): the writer would drop spans already
+        acknowledged. Checked without creating anything, so the request path stays free of
+        file system metadata work."""
         folder = f"{self.store.root}/{job_id}"
         try:
             st = os.lstat(folder)
@@ -218,13 +219,18 @@ class JobBook:
             return True
         if not stat.S_ISDIR(st.st_mode):
             return True
+        # Made by another user (an in-process exporter running as someone else): the writer
+        # could create no journal in it.
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return True
+        journal = f"{folder}/{JOURNAL_FILE}"
         try:
-            st = os.lstat(f"{folder}/{JOURNAL_FILE}")
+            st = os.lstat(journal)
         except FileNotFoundError:
             return False
         except OSError:
             return True
-        return not stat.S_ISREG(st.st_mode)
+        return not stat.S_ISREG(st.st_mode) or not os.access(journal, os.R_OK | os.W_OK)
 
     def dirty_jobs(self) -> int:
         with self._lock:
