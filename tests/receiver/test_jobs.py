@@ -898,3 +898,33 @@ def test_a_job_folder_the_receiver_may_not_write_refuses_the_spans_instead_of_lo
         (jobs / "theirs-1").chmod(0o755)
         if base is not tmp_path:
             shutil.rmtree(base)
+
+
+def test_a_start_replays_more_dead_segments_than_it_may_open_files(tmp_path):
+    """A disk that failed for long leaves thousands of segments; a service's descriptor limit
+    is often 1024. The start replays them all, a batch at a time, instead of failing."""
+    import os
+    import resource
+
+    from aura_otel.receiver import jobs as jobs_module
+    from aura_otel.receiver.jobs import JobBook
+    from aura_otel.receiver.stats import ReceiverStats
+
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    item = fold_span(demo_job_spans("many-0")[0])
+    count = 2 * jobs_module.RECOVERY_BATCH + 10
+    for n in range(count):
+        (jobs / f".aura-receiver-wal.{n + 10}-deadbeef.0").write_bytes(
+            wal.encode({f"many-{n}": journal_line({item.span_id: item.unit})})
+        )
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    room = len(os.listdir("/proc/self/fd")) + jobs_module.RECOVERY_BATCH + 64
+    book = JobBook(JobStore(jobs), ReceiverStats())
+    resource.setrlimit(resource.RLIMIT_NOFILE, (room, hard))
+    try:
+        assert book.recover() == count
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert not list(jobs.glob(".aura-receiver-wal.*"))
+    assert all((jobs / f"many-{n}" / "telemetry.json").is_file() for n in range(count))

@@ -63,6 +63,8 @@ PERMANENT_ERRNOS = frozenset(
     }
 )
 _LOG_FIRST = 20
+#: Dead receivers' log segments a start replays at a time (one descriptor each meanwhile).
+RECOVERY_BATCH = 256
 #: Bytes of journal lines acknowledged but not yet in their journals, at most (held with the
 #: units they encode, about 4-5x that in memory): past it requests are answered "retry later"
 #: until the writer catches up.
@@ -481,44 +483,56 @@ class JobBook:
         Reads the log segments nobody holds (their receiver is gone; a live worker's are
         locked and left alone), puts their units in the journals, rewrites those jobs' files,
         syncs, and only then deletes the segments. Nothing else is scanned: a clean stop
-        leaves no segment, so a restart after one costs nothing.
+        leaves no segment, so a restart after one costs nothing. Segments are taken
+        ``RECOVERY_BATCH`` at a time, each batch deleted before the next: a folder holding
+        thousands (a disk that failed for long) needs no descriptor for each at once.
         """
         root = str(self.store.root)
         for path, fd in wal.orphans(root, wal.STAGING_PREFIX):  # empty: never written to
             Path(path).unlink(missing_ok=True)
             os.close(fd)
-        found = wal.orphans(root, wal.WAL_PREFIX) + wal.orphans(root, TOUCHED_PREFIX)
-        if not found:
-            return 0
-        replay: dict[str, dict[str, Unit]] = {}
-        rewrite: set[str] = set()
-        for path, fd in found:
-            data = wal.read_all(fd)
-            if Path(path).name.startswith(wal.WAL_PREFIX):
-                for job_id, units in wal.decode(data):
-                    replay.setdefault(job_id, {}).update(units)
-            else:
-                rewrite.update(
-                    line
-                    for line in data.decode("utf-8", "replace").splitlines()
-                    if is_safe_job_id(line)
-                )
-        rewrite = {j for j in rewrite if (self.store.root / j / JOURNAL_FILE).is_file()}
-        now = self.clock()
-        with self._lock:
-            for job_id in sorted(rewrite | set(replay)):
-                if replay.get(job_id):  # not a line without units: its file only is behind
-                    self._hold_locked(job_id, journal_line(replay[job_id]), replay[job_id])
-                job = self._open.get(job_id)
-                if job is None:
-                    self._open[job_id] = _Open(now)
-                    self._dirty += 1
-                elif not job.dirty:  # left open by an earlier replay (the supervisor's book)
-                    job.dirty = True
-                    self._dirty += 1
-        recovered = len(rewrite | set(replay))
-        self.stats.add("jobs_recovered", recovered)
+        recovered = 0
+        while True:
+            found = wal.orphans(root, wal.WAL_PREFIX, RECOVERY_BATCH)
+            found += wal.orphans(root, TOUCHED_PREFIX, RECOVERY_BATCH - len(found))
+            if not found:
+                return recovered
+            count, deleted = self._replay(found)
+            recovered += count
+            if not deleted or len(found) < RECOVERY_BATCH:
+                return recovered  # what is kept waits for the next start
+
+    def _replay(self, found: list[tuple[str, int]]) -> tuple[int, bool]:
+        """(jobs rewritten, segments deleted) for one batch of :meth:`recover`."""
         try:
+            replay: dict[str, dict[str, Unit]] = {}
+            rewrite: set[str] = set()
+            for path, fd in found:
+                data = wal.read_all(fd)
+                if Path(path).name.startswith(wal.WAL_PREFIX):
+                    for job_id, units in wal.decode(data):
+                        replay.setdefault(job_id, {}).update(units)
+                else:
+                    rewrite.update(
+                        line
+                        for line in data.decode("utf-8", "replace").splitlines()
+                        if is_safe_job_id(line)
+                    )
+            rewrite = {j for j in rewrite if (self.store.root / j / JOURNAL_FILE).is_file()}
+            now = self.clock()
+            with self._lock:
+                for job_id in sorted(rewrite | set(replay)):
+                    if replay.get(job_id):  # not a line without units: its file only is behind
+                        self._hold_locked(job_id, journal_line(replay[job_id]), replay[job_id])
+                    job = self._open.get(job_id)
+                    if job is None:
+                        self._open[job_id] = _Open(now)
+                        self._dirty += 1
+                    elif not job.dirty:  # left open by an earlier replay (the supervisor's book)
+                        job.dirty = True
+                        self._dirty += 1
+            recovered = len(rewrite | set(replay))
+            self.stats.add("jobs_recovered", recovered)
             if recovered:
                 logger.info(
                     "aura-otel: replaying %d job(s) a stopped receiver had not written", recovered
@@ -527,10 +541,11 @@ class JobBook:
             if self.dirty_jobs() == 0 and not self._sync_failed and not self._unsynced:
                 for path, _ in found:
                     Path(path).unlink(missing_ok=True)
+                return recovered, True
+            return recovered, False
         finally:
             for _, fd in found:
                 os.close(fd)
-        return recovered
 
     def start(self) -> None:
         Path(self.store.root).mkdir(parents=True, exist_ok=True)

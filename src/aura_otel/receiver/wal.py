@@ -217,9 +217,12 @@ class WriteAheadLog:
                         os.close(segment.fd)
 
 
-def orphans(root: str, prefix: str) -> list[tuple[str, int]]:
-    """Files named ``prefix…`` nobody holds (their receiver died), opened and locked."""
-    found = []
+def orphans(root: str, prefix: str, limit: int | None = None) -> list[tuple[str, int]]:
+    """Files named ``prefix…`` nobody holds (their receiver died), opened and locked; at
+    most ``limit`` of them."""
+    found: list[tuple[str, int]] = []
+    if limit is not None and limit <= 0:
+        return found
     try:
         entries = [e for e in os.scandir(root) if e.name.startswith(prefix)]
     except FileNotFoundError:
@@ -237,6 +240,8 @@ def orphans(root: str, prefix: str) -> list[tuple[str, int]]:
             os.close(fd)  # a live receiver's segment
             continue
         found.append((entry.path, fd))
+        if limit is not None and len(found) >= limit:
+            break
     return found
 
 
