@@ -746,7 +746,7 @@ def test_a_file_that_failed_after_its_journal_is_rewritten_after_a_kill(tmp_path
     book.write_dirty()  # the file is retried, and fails again
     assert set(late) <= set(store.read_journal("behind-1"))
     # kill -9: the process's descriptors (and the locks on its segments) go, nothing else
-    for segment in {book._wal._current, *book._retiring, *book._stranded}:
+    for segment in {book._wal._current, *book._retiring}:
         os.close(segment.fd)
     monkeypatch.undo()  # the disk has room again
     again = JobBook(store, ReceiverStats())
@@ -928,3 +928,44 @@ def test_a_start_replays_more_dead_segments_than_it_may_open_files(tmp_path):
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert not list(jobs.glob(".aura-receiver-wal.*"))
     assert all((jobs / f"many-{n}" / "telemetry.json").is_file() for n in range(count))
+
+
+def test_rounds_whose_sync_fails_hold_no_descriptor_each(tmp_path, monkeypatch):
+    """A disk whose syncs fail for minutes: each round's segments stay for a replay, but
+    this process lets go of them, instead of running out of descriptors (and then failing
+    every round and request, even once the disk is back)."""
+    import errno
+    import os
+
+    from aura_otel.receiver.jobs import JobBook
+    from aura_otel.receiver.stats import ReceiverStats
+
+    from .support import stop_writer
+
+    jobs = tmp_path / "jobs"
+    store = JobStore(jobs)
+    book = JobBook(store, ReceiverStats(), quiet_period=60, idle_timeout=60)
+    book.start()
+    stop_writer(book)
+
+    def failing(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(wal, "sync_file_system", failing)
+    acknowledged = set()
+    for n in range(60):
+        span_id = f"{n:016x}"
+        book.append_request({"eio-1": {span_id: {"s": 1, "e": 2, "p": "f" * 16}}})
+        acknowledged.add(span_id)
+        book.write_dirty()
+        if n == 9:
+            held = len(os.listdir("/proc/self/fd"))
+    assert len(os.listdir("/proc/self/fd")) < held + 10  # 50 rounds later
+    monkeypatch.undo()
+    assert book.stop() is False  # the failed syncs: kept for the next start
+    assert len(list(jobs.glob(".aura-receiver-wal.*"))) >= 50
+    again = JobBook(store, ReceiverStats())
+    again.recover()
+    assert again.stop() is True
+    assert acknowledged <= set(store.read_journal("eio-1"))
+    assert not list(jobs.glob(".aura-receiver-wal.*"))

@@ -150,8 +150,6 @@ class JobBook:
         self._retiring: list[wal.Segment] = []
         #: Journals written in this round, not yet synced.
         self._unsynced = False
-        #: Segments behind journals whose sync failed: kept for the next start to replay.
-        self._stranded: list[wal.Segment] = []
         #: A sync failed: what was journaled before it needs a replay (see write_dirty).
         self._sync_failed = False
         #: Set by :meth:`stop`: a request still arriving is refused (retry later), not held.
@@ -370,7 +368,10 @@ class JobBook:
                             # later sync would not say so: the journals written since the last
                             # good sync cannot be trusted, so the segments behind them stay
                             # until a start replays them (a union: harmless twice).
-                            self._stranded.extend(self._retiring)
+                            # Let go of (closed, not deleted): a disk failing for long must
+                            # not cost this process a descriptor per round.
+                            if self._wal is not None:
+                                self._wal.release(self._retiring)
                             self._retiring = []
                             self._sync_failed = True
                             self._count_error("journal_errors", "syncing the journals failed")
@@ -582,8 +583,8 @@ class JobBook:
         )
         if self._wal is not None:
             # With units still unjournaled (a failing disk) the log stays for the next start.
-            self._wal.close(remove=clean, keep=[*self._retiring, *self._stranded])
-            self._retiring, self._stranded = [], []
+            self._wal.close(remove=clean, keep=self._retiring)
+            self._retiring = []
             self._wal = None
         return clean
 

@@ -198,6 +198,16 @@ class WriteAheadLog:
                 Path(segment.path).unlink(missing_ok=True)
                 os.close(segment.fd)
 
+    def release(self, segments: list[Segment]) -> None:
+        """Close segments that must stay for a replay (their journals' sync failed): a
+        request still waiting to sync a line in one answers "retry later", and the next start
+        (or the supervisor's next replay) can lock them."""
+        for segment in segments:
+            with segment.lock:
+                if not segment.closed:
+                    segment.closed = True
+                    os.close(segment.fd)
+
     def close(self, *, remove: bool, keep: Sequence[Segment] = ()) -> None:
         """Remove the current segment when it is empty of anything unwritten (a clean stop);
         otherwise sync it and let go of it and of ``keep`` (segments not retired), so that the
