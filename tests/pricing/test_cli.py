@@ -295,3 +295,24 @@ def test_quote_of_an_absurd_quantity_prints_it(capsys: pytest.CaptureFixture[str
     )
     assert code == 0
     assert "$50000000000000000000000000000.00 USD" in out
+
+
+def test_a_secret_pasted_into_a_price_file_is_not_quoted_back(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The problems quote the file's values; a key pasted into a price field stays masked on
+    stderr and in the error configure() raises into the host."""
+    from aura_otel.errors import PricingError
+    from aura_otel.pricing import load_price_table
+
+    token = "ghp_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5"
+    bad = tmp_path / "prices.json"
+    bad.write_text(
+        '{"version": "x", "providers": {"openai": {"models": {"gpt-x": '
+        f'{{"input_per_1m": "{token}", "output_per_1m": 1}}}}}}}}}}'
+    )
+    code, _, err = run(["prices", "--file", str(bad)], capsys)
+    assert code == 2 and "a price must be a number" in err and token not in err
+    with pytest.raises(PricingError) as info:
+        load_price_table(bad)
+    assert "input_per_1m" in str(info.value) and token not in str(info.value)

@@ -82,9 +82,18 @@ class _Problems:
         raise PricingError(f"invalid price file {self.origin}:\n  {text}")
 
 
+def _shown(value: Any) -> str:
+    """A value of the file as a problem quotes it, masked: the problems reach the host (an
+    exception from ``configure()``) and stderr, and a key pasted into the wrong field must not
+    leave with them."""
+    from ..masking.logs import mask_line  # here: masking needs much that needs pricing
+
+    return mask_line(repr(value))
+
+
 def _rate(value: Any, path: str, problems: _Problems) -> Decimal | None:
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
-        problems.add(path, f"a price must be a number, got {type(value).__name__} {value!r}")
+        problems.add(path, f"a price must be a number, got {type(value).__name__} {_shown(value)}")
         return None
     number = (
         value
@@ -137,7 +146,7 @@ def _image_prices(value: Any, path: str, problems: _Problems) -> ImagePrices | N
         size = normalize_size(str(raw_size))
         spath = f"{path}.{raw_size}"
         if size != WILDCARD and not _SIZE.match(size):
-            problems.add(spath, f"size {raw_size!r} must look like 1024x1024 (or be '*')")
+            problems.add(spath, f"size {_shown(raw_size)} must look like 1024x1024 (or be '*')")
             continue
         if isinstance(by_size, Mapping):
             qualities: dict[str, Decimal] = {}
@@ -187,7 +196,8 @@ def _parse_model(model_id: str, raw: Any, path: str, problems: _Problems) -> Mod
         default_size = normalize_size(default_size)
         if not isinstance(images, dict) or default_size not in images:
             problems.add(
-                f"{path}.default_size", f"{default_size!r} is not one of the sizes in per_image"
+                f"{path}.default_size",
+                f"{_shown(default_size)} is not one of the sizes in per_image",
             )
     if default_quality is not None:
         default_quality = default_quality.lower()
@@ -198,7 +208,8 @@ def _parse_model(model_id: str, raw: Any, path: str, problems: _Problems) -> Mod
         )
         if default_quality not in qualities:
             problems.add(
-                f"{path}.default_quality", f"{default_quality!r} is not a quality in per_image"
+                f"{path}.default_quality",
+                f"{_shown(default_quality)} is not a quality in per_image",
             )
     return ModelPrice(
         id=model_id,
@@ -220,7 +231,8 @@ def _parse_table(doc: Any, problems: _Problems, *, shipped: bool) -> _ParsedTabl
     _unknown(doc, _TABLE_FIELDS, "", "field", problems)
     if "format" in doc and doc["format"] != TABLE_FORMAT:
         problems.add(
-            "format", f"unsupported format {doc['format']!r} (this version reads {TABLE_FORMAT})"
+            "format",
+            f"unsupported format {_shown(doc['format'])} (this version reads {TABLE_FORMAT})",
         )
     version = _text(doc.get("version"), "version", problems)
     as_of = _text(doc.get("as_of"), "as_of", problems)
@@ -228,10 +240,10 @@ def _parse_table(doc: Any, problems: _Problems, *, shipped: bool) -> _ParsedTabl
         try:
             date.fromisoformat(as_of)
         except ValueError:
-            problems.add("as_of", f"{as_of!r} is not a date (YYYY-MM-DD)")
+            problems.add("as_of", f"{_shown(as_of)} is not a date (YYYY-MM-DD)")
     currency = _text(doc.get("currency"), "currency", problems)
     if currency is not None and not re.fullmatch(r"[A-Z]{3}", currency):
-        problems.add("currency", f"{currency!r} is not an ISO 4217 code such as USD")
+        problems.add("currency", f"{_shown(currency)} is not an ISO 4217 code such as USD")
     if shipped:
         for name, value in (("version", version), ("as_of", as_of), ("currency", currency)):
             if value is None:
