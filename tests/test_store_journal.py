@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
+import pytest
 from opentelemetry.trace import Status, StatusCode
 
 from aura_otel import conventions as c
@@ -79,3 +80,30 @@ def test_lines_encoded_once_append_as_units_do(tmp_path: Path) -> None:
     assert units == {"r1": ROOT_UNIT, "s1": STAGE_UNIT}
     assert end == size == (tmp_path / "jobs" / "lines-1" / JOURNAL_FILE).stat().st_size
     assert store.read_journal("lines-1") == units
+
+
+def test_a_journal_larger_than_one_read_is_read_whole_and_never_cut(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Linux returns at most ~2 GiB from one read: a journal is read in as many reads as it
+    takes (here chunks of 7 bytes), and the torn-tail repair cuts only a line that really is
+    torn at the end of the file, never where one read happened to stop."""
+    from aura_otel import store as store_module
+    from aura_otel.receiver import wal
+
+    monkeypatch.setattr(store_module, "READ_CHUNK", 7)
+    store = JobStore(tmp_path / "jobs")
+    units = {f"s{i}": {**STAGE_UNIT, "s": 100 + i} for i in range(40)}
+    with store.journal("big-1") as journal:
+        size = journal.append_lines(b"".join(journal_line({k: v}) for k, v in units.items()))
+        got, end = journal.read_from(0)
+    path = tmp_path / "jobs" / "big-1" / JOURNAL_FILE
+    assert got == units and end == size == path.stat().st_size
+    assert store.read_journal("big-1") == units
+    with path.open("rb") as handle:
+        assert wal.read_all(handle.fileno()) == path.read_bytes()
+    with path.open("ab") as handle:  # a writer killed mid-line: that line, and only it, goes
+        handle.write(b'{"v":1,"units":[["torn"')
+    with store.journal("big-1") as journal:
+        got, end = journal.read_from(0)
+    assert got == units and end == size == path.stat().st_size

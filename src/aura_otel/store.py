@@ -182,6 +182,25 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
         os.close(dir_fd)
 
 
+#: The most one read asks for: Linux returns at most ~2 GiB from one ``read``/``pread``, and
+#: a short read taken for the end of a journal would cut it there (its torn-tail repair).
+READ_CHUNK = 1 << 26
+
+
+def pread_all(fd: int, size: int, offset: int = 0) -> bytes:
+    """``size`` bytes from ``offset``, in as many reads as that takes; fewer only at the end
+    of the file."""
+    chunks = []
+    while size > 0:
+        chunk = os.pread(fd, min(size, READ_CHUNK), offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size -= len(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
 def read_regular(dir_fd: int, name: str, max_bytes: int | None = None) -> bytes:
     """The bytes of the regular file ``name`` in ``dir_fd``, never blocking on a FIFO.
 
@@ -308,10 +327,12 @@ class Journal:
                 self.damaged = True
             self._size = size
             return {}, size
-        data = os.pread(self._fd, size - offset, offset)
+        data = pread_all(self._fd, size - offset, offset)
         end = data.rfind(b"\n") + 1
-        if end < len(data):
+        if end < len(data) and offset + len(data) == size:  # the last line is torn: cut it
             os.ftruncate(self._fd, offset + end)
+            size = offset + end
+        elif offset + len(data) < size:  # cut short under us: read the rest next time
             size = offset + end
         units, damaged = _parse_units(data[:end])
         if damaged:
@@ -539,7 +560,7 @@ class JobStore:
             size = os.fstat(fd).st_size
             if self.max_file_bytes is not None and size > 4 * self.max_file_bytes:
                 return {}
-            data = os.pread(fd, size, 0)
+            data = pread_all(fd, size)
             return parse_units(data[: data.rfind(b"\n") + 1])
         finally:
             os.close(fd)

@@ -33,7 +33,7 @@ import orjson
 
 from ..fold import Unit
 from ..schema import is_safe_job_id
-from ..store import parse_units
+from ..store import parse_units, pread_all
 
 logger = logging.getLogger("aura_otel.receiver")
 
@@ -256,4 +256,4 @@ def orphans(root: str, prefix: str, limit: int | None = None) -> list[tuple[str,
 
 
 def read_all(fd: int) -> bytes:
-    return os.pread(fd, os.fstat(fd).st_size, 0)
+    return pread_all(fd, os.fstat(fd).st_size)
