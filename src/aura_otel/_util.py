@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import argparse
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -122,3 +123,25 @@ def re2_matcher_public(regex: Any) -> Callable[[bytes, int, int], tuple[int, int
         return None if found is None else found.span()
 
     return match
+
+
+_N = TypeVar("_N", int, float)
+
+
+def number_argument(
+    convert: Callable[[str], _N], noun: str, low: _N, high: _N | None, out_of_range: str
+) -> Callable[[str], _N]:
+    """An argparse ``type`` for a number from ``low`` to ``high`` (None: no bound): bad text
+    and out-of-range values are usage errors, never a traceback where the value is used
+    (NaN is out of every range)."""
+
+    def parse(text: str) -> _N:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if not (low <= value and (high is None or value <= high)):
+            raise argparse.ArgumentTypeError(f"{text} {out_of_range}")
+        return value
+
+    return parse

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import conventions as c
+from ._util import number_argument
 from .errors import AuraOtelError, ConfigurationError
 from .masking.logs import mask_line
 from .pricing_cli import register as register_prices
@@ -20,25 +21,11 @@ from .settings import Settings
 _MAX_SPEED = 100_000.0
 
 
-def _speed(text: str) -> float:
-    """A latency scale for ``demo --speed``: what ``time.sleep`` takes (finite, not negative)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value <= _MAX_SPEED:
-        raise argparse.ArgumentTypeError(f"{text} is not a number from 0 to {_MAX_SPEED:g}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text} is not a port number (0-65535)")
-    return value
+#: A latency scale for ``demo --speed``: what ``time.sleep`` takes (finite, not negative).
+_speed = number_argument(
+    float, "a number", 0.0, _MAX_SPEED, f"is not a number from 0 to {_MAX_SPEED:g}"
+)
+_port = number_argument(int, "a port number", 0, 65535, "is not a port number (0-65535)")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import conventions as c
+from ._util import number_argument
 from .errors import PricingError
 from .pricing import (
     MONEY_QUANTUM,
@@ -33,24 +34,10 @@ from .pricing import (
 EXIT_OK, EXIT_UNPRICED, EXIT_USAGE = 0, 1, 2
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} is not a finite number >= 0")
-    return value
+_count = number_argument(int, "a whole number", 0, None, "is negative")
+_seconds = number_argument(
+    float, "a number", 0.0, sys.float_info.max, "is not a finite number >= 0"
+)
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
