@@ -96,9 +96,19 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _resolved_compose(tmp_path: Path) -> dict[str, Any]:
+def _resolved_compose(
+    tmp_path: Path, *options: str, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The compose file as the real binary resolves it (``options`` before ``config``, such
+    as a profile; ``env`` on top of the token)."""
     result = _run_compose(
-        COMPOSE_FILE, "config", "--format", "json", env_extra=TOKEN_ENV, tmp_path=tmp_path
+        COMPOSE_FILE,
+        *options,
+        "config",
+        "--format",
+        "json",
+        env_extra={**TOKEN_ENV, **(env or {})},
+        tmp_path=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -184,18 +194,10 @@ def test_every_published_port_binds_loopback_by_default(tmp_path: Path) -> None:
 
 
 def test_bind_address_can_be_overridden_deliberately(tmp_path: Path) -> None:
-    result = _run_compose(
-        COMPOSE_FILE,
-        "config",
-        "--format",
-        "json",
-        env_extra={**TOKEN_ENV, "AURA_OTEL_BIND_ADDRESS": "10.1.2.3"},
-        tmp_path=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr
+    resolved = _resolved_compose(tmp_path, env={"AURA_OTEL_BIND_ADDRESS": "10.1.2.3"})
     ips = {
         port["host_ip"]
-        for service in json.loads(result.stdout)["services"].values()
+        for service in resolved["services"].values()
         for port in service.get("ports", [])
     }
     assert ips == {"10.1.2.3"}
@@ -693,18 +695,7 @@ def test_postgres_is_an_option_the_compose_binary_accepts(tmp_path: Path) -> Non
     plain = _resolved_compose(tmp_path)["services"]
     assert "postgres" not in plain
     assert plain["fold-receiver"]["environment"]["AURA_OTEL_STORE"] == ""
-    result = _run_compose(
-        COMPOSE_FILE,
-        "--profile",
-        "postgres",
-        "config",
-        "--format",
-        "json",
-        env_extra=POSTGRES_ENV,
-        tmp_path=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr
-    services = json.loads(result.stdout)["services"]
+    services = _resolved_compose(tmp_path, "--profile", "postgres", env=POSTGRES_ENV)["services"]
     database = services["postgres"]
     assert _PINNED.match(database["image"])
     assert not database.get("ports"), "the database must not be published"
@@ -757,18 +748,7 @@ def test_the_image_can_open_the_postgres_store_the_profile_gives_it(tmp_path: Pa
     """With ``--profile postgres`` both aura-otel services get a postgresql:// store, which
     needs the ``postgres`` extra (psycopg) in the image they run; without it they exit at
     start ("pip install 'aura-otel[postgres]'") and restart for ever."""
-    result = _run_compose(
-        COMPOSE_FILE,
-        "--profile",
-        "postgres",
-        "config",
-        "--format",
-        "json",
-        env_extra=POSTGRES_ENV,
-        tmp_path=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr
-    services = json.loads(result.stdout)["services"]
+    services = _resolved_compose(tmp_path, "--profile", "postgres", env=POSTGRES_ENV)["services"]
     for name in ("fold-receiver", "aura-otel"):
         assert services[name]["build"]["dockerfile"] == "Dockerfile"
     import tomllib
@@ -791,16 +771,7 @@ def test_aura_otel_containers_write_the_jobs_folder_as_its_owner(tmp_path: Path)
     when none is named."""
 
     def users(env: dict[str, str]) -> dict[str, str | None]:
-        result = _run_compose(
-            COMPOSE_FILE,
-            "config",
-            "--format",
-            "json",
-            env_extra={**TOKEN_ENV, **env},
-            tmp_path=tmp_path,
-        )
-        assert result.returncode == 0, result.stderr
-        services = json.loads(result.stdout)["services"]
+        services = _resolved_compose(tmp_path, env=env)["services"]
         writers = [
             name
             for name, service in services.items()
