@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import httpx
 import pytest
 from opentelemetry import trace
@@ -38,6 +41,37 @@ def test_demo_job_is_byte_identical(tmp_path, monkeypatch, protocol, fail_at):
     assert telemetry_bytes(tmp_path / "received", "demo-job-1") == local
 
 
+def _wire_twin(spans: list, stand_ins: list) -> Any:
+    """The OTLP request of ``stand_ins`` (the same job with a value ``encode`` can hold in
+    place of the odd one) carrying ``spans``' ids and times: the wire body of the very spans
+    folded in-process, once the stand-in value's bytes are replaced."""
+    request = encode(stand_ins)
+    for rs in request.resource_spans:
+        for ss in rs.scope_spans:
+            for sent, span in zip(ss.spans, spans, strict=True):
+                sent.trace_id = span.context.trace_id.to_bytes(16, "big")
+                sent.span_id = span.context.span_id.to_bytes(8, "big")
+                if span.parent is not None:
+                    sent.parent_span_id = span.parent.span_id.to_bytes(8, "big")
+                sent.start_time_unix_nano = span.start_time
+                sent.end_time_unix_nano = span.end_time
+    return request
+
+
+def _received(jobs_dir: Path, body: bytes, content_type: str, job_id: str) -> bytes:
+    """The file a real receiver writes for one OTLP/HTTP request (which it must accept)."""
+    with running_receiver(jobs_dir, grpc=None) as receiver:
+        response = httpx.post(
+            receiver.url("http") + "/v1/traces",
+            content=body,
+            headers={"Content-Type": content_type},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        receiver.flush()
+    return telemetry_bytes(jobs_dir, job_id)
+
+
 #: What a JavaScript service sends for a string cut in the middle of an emoji: protobufjs
 #: writes the lone surrogate as its three (invalid UTF-8) bytes, ``JSON.stringify`` as an escape.
 _LONE_SURROGATE_ON_THE_WIRE = {"protobuf": b"\xed\xa0\xbd", "json": b"\\ud83d"}
@@ -64,32 +98,13 @@ def test_a_lone_surrogate_costs_only_itself_as_in_process(tmp_path, encoding):
     assert "clip-\ufffd.mp4".encode() in expected
 
     placeholder = "clip-@S@.mp4"  # as long as the surrogate's bytes: length prefixes hold
-    request = encode(demo_job_spans("cut-emoji-1", secret=placeholder))
-    # The wire body of the very spans folded above (encode() refuses the surrogate itself).
-    for rs in request.resource_spans:
-        for ss in rs.scope_spans:
-            for sent, span in zip(ss.spans, spans, strict=True):
-                sent.trace_id = span.context.trace_id.to_bytes(16, "big")
-                sent.span_id = span.context.span_id.to_bytes(8, "big")
-                if span.parent is not None:
-                    sent.parent_span_id = span.parent.span_id.to_bytes(8, "big")
-                sent.start_time_unix_nano = span.start_time
-                sent.end_time_unix_nano = span.end_time
+    request = _wire_twin(spans, demo_job_spans("cut-emoji-1", secret=placeholder))
     if encoding == "json":
         body, content_type = otlp_json_request(request), "application/json"
     else:
         body, content_type = request.SerializeToString(), "application/x-protobuf"
     body = body.replace(b"@S@", _LONE_SURROGATE_ON_THE_WIRE[encoding])
-    with running_receiver(tmp_path / "received", grpc=None) as receiver:
-        response = httpx.post(
-            receiver.url("http") + "/v1/traces",
-            content=body,
-            headers={"Content-Type": content_type},
-            timeout=30,
-        )
-        assert response.status_code == 200, response.text
-        receiver.flush()
-    assert telemetry_bytes(tmp_path / "received", "cut-emoji-1") == expected
+    assert _received(tmp_path / "received", body, content_type, "cut-emoji-1") == expected
 
 
 @pytest.mark.parametrize(
@@ -119,25 +134,6 @@ def test_an_integer_past_int64_in_otlp_json_costs_only_itself(tmp_path, on_the_w
     expected = telemetry_bytes(tmp_path / "local", "big-int-1")
     assert f'"{value}"'.encode() in expected
 
-    # The wire body of the very spans folded above (encode() refuses the integer itself).
-    request = encode(demo_job_spans("big-int-1", secret=12345))
-    for rs in request.resource_spans:
-        for ss in rs.scope_spans:
-            for sent, span in zip(ss.spans, spans, strict=True):
-                sent.trace_id = span.context.trace_id.to_bytes(16, "big")
-                sent.span_id = span.context.span_id.to_bytes(8, "big")
-                if span.parent is not None:
-                    sent.parent_span_id = span.parent.span_id.to_bytes(8, "big")
-                sent.start_time_unix_nano = span.start_time
-                sent.end_time_unix_nano = span.end_time
+    request = _wire_twin(spans, demo_job_spans("big-int-1", secret=12345))
     body = otlp_json_request(request).replace(b'"intValue":"12345"', b'"intValue":' + on_the_wire)
-    with running_receiver(tmp_path / "received", grpc=None) as receiver:
-        response = httpx.post(
-            receiver.url("http") + "/v1/traces",
-            content=body,
-            headers={"Content-Type": "application/json"},
-            timeout=30,
-        )
-        assert response.status_code == 200, response.text
-        receiver.flush()
-    assert telemetry_bytes(tmp_path / "received", "big-int-1") == expected
+    assert _received(tmp_path / "received", body, "application/json", "big-int-1") == expected
