@@ -28,7 +28,7 @@ from .support import (
 )
 
 
-def send(receiver, spans) -> None:
+def send(receiver, spans) -> httpx.Response:
     response = httpx.post(
         receiver.url("http") + "/v1/traces",
         content=encode(spans).SerializeToString(),
@@ -36,6 +36,7 @@ def send(receiver, spans) -> None:
         timeout=30,
     )
     assert response.status_code == 200
+    return response
 
 
 @pytest.fixture
@@ -779,13 +780,7 @@ def test_a_journal_that_is_not_a_file_refuses_the_spans_instead_of_losing_them(
     else:
         os.mkfifo(journal)
     spans = demo_job_spans("planted-2")
-    response = httpx.post(
-        receiver.url("http") + "/v1/traces",
-        content=encode(spans).SerializeToString(),
-        headers={"Content-Type": "application/x-protobuf"},
-        timeout=30,
-    )
-    assert response.status_code == 200
+    response = send(receiver, spans)
     partial = ExportTraceServiceResponse.FromString(response.content).partial_success
     assert partial.rejected_spans == len(spans)
     receiver.flush()
