@@ -331,3 +331,16 @@ def post_job(receiver: FoldReceiver, job_id: str) -> httpx.Response:
         headers={"Content-Type": "application/x-protobuf"},
         timeout=120,
     )
+
+
+def folded_units(spans: list[Any]) -> dict[str, Any]:
+    """``spans`` as the fold makes them, units by span id: what a receiver's log and a
+    job's journal hold."""
+    from aura_otel.fold import fold_span
+
+    units: dict[str, Any] = {}
+    for span in spans:
+        item = fold_span(span)
+        assert item is not None
+        units[item.span_id] = item.unit
+    return units

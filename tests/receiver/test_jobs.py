@@ -20,6 +20,7 @@ from .support import (
     ManualClock,
     demo_job_spans,
     encode,
+    folded_units,
     record_spans,
     running_receiver,
     telemetry,
@@ -213,10 +214,7 @@ def test_a_dead_receivers_log_is_replayed_before_listening(tmp_path):
     jobs = tmp_path / "jobs"
     jobs.mkdir()
     spans = demo_job_spans("replay-1")
-    units = {}
-    for span in spans:
-        item = fold_span(span)
-        units[item.span_id] = item.unit
+    units = folded_units(spans)
     first, rest = dict(list(units.items())[:2]), dict(list(units.items())[2:])
     dead = jobs / ".aura-receiver-wal.1-deadbeef.0"
     dead.write_bytes(
@@ -370,10 +368,7 @@ def test_a_replay_whose_sync_fails_keeps_the_dead_receivers_log(tmp_path, monkey
 
     jobs = tmp_path / "jobs"
     jobs.mkdir()
-    units = {}
-    for span in demo_job_spans("replay-sync-1"):
-        item = fold_span(span)
-        units[item.span_id] = item.unit
+    units = folded_units(demo_job_spans("replay-sync-1"))
     dead = jobs / ".aura-receiver-wal.1-deadbeef.0"
     dead.write_bytes(wal.encode({"replay-sync-1": journal_line(units)}))
 
@@ -727,10 +722,7 @@ def test_a_file_that_failed_after_its_journal_is_rewritten_after_a_kill(tmp_path
 
     jobs = tmp_path / "jobs"
     store = JobStore(jobs)
-    units = {}
-    for span in demo_job_spans("behind-1"):
-        item = fold_span(span)
-        units[item.span_id] = item.unit
+    units = folded_units(demo_job_spans("behind-1"))
     first, late = dict(list(units.items())[:2]), dict(list(units.items())[2:])
     book = JobBook(store, ReceiverStats(), quiet_period=60, idle_timeout=60)
     book.start()
@@ -793,10 +785,7 @@ def test_a_second_replay_of_a_job_still_open_from_the_first_is_written(tmp_path)
     when a second worker dies. Those units go into the journal before the log goes."""
     jobs = tmp_path / "jobs"
     jobs.mkdir()
-    units = {}
-    for span in demo_job_spans("twice-dead-1"):
-        item = fold_span(span)
-        units[item.span_id] = item.unit
+    units = folded_units(demo_job_spans("twice-dead-1"))
     first, rest = dict(list(units.items())[:2]), dict(list(units.items())[2:])
 
     from aura_otel.receiver.jobs import JobBook

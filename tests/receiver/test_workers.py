@@ -19,7 +19,14 @@ from aura_otel import conventions as c
 from aura_otel.receiver.cli import STOPPED
 from aura_otel.receiver.http import REQUESTS_PER_CONNECTION
 
-from .support import CollectProcess, demo_job_spans, encode, running_receiver, wait_for
+from .support import (
+    CollectProcess,
+    demo_job_spans,
+    encode,
+    folded_units,
+    running_receiver,
+    wait_for,
+)
 
 
 def _refused(host_port: tuple[str, int]) -> bool:
@@ -262,7 +269,6 @@ def test_a_stop_after_a_replay_that_could_not_write_a_file_writes_it_or_says_so(
     import subprocess
     import sys
 
-    from aura_otel.fold import fold_span
     from aura_otel.receiver import wal
     from aura_otel.receiver.config import ReceiverConfig
     from aura_otel.receiver.jobs import JobBook
@@ -272,10 +278,7 @@ def test_a_stop_after_a_replay_that_could_not_write_a_file_writes_it_or_says_so(
 
     jobs = tmp_path / "jobs"
     jobs.mkdir()
-    units = {}
-    for span in demo_job_spans("left-1"):
-        item = fold_span(span)
-        units[item.span_id] = item.unit
+    units = folded_units(demo_job_spans("left-1"))
     (jobs / ".aura-receiver-wal.1-deadbeef.0").write_bytes(
         wal.encode({"left-1": journal_line(units)})
     )
