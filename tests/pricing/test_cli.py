@@ -225,22 +225,27 @@ def test_negative_quantities_are_rejected_by_the_parser(capsys: pytest.CaptureFi
     assert "-5 is negative" in capsys.readouterr().err
 
 
+def _command(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """The ``aura-otel`` command of this checkout, run as a process (no override file)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    env.pop(c.ENV_PRICES_FILE, None)
+    return subprocess.run(
+        [sys.executable, "-m", "aura_otel.cli", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
 def test_a_price_file_that_is_a_fifo_is_refused_at_once(tmp_path: Path) -> None:
     """Reading a FIFO nobody writes to would wait for good (a device such as /dev/zero would
     never end): `prices`, `collect` and configure() must answer at once instead."""
     fifo = tmp_path / "prices.json"
     os.mkfifo(fifo)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
-    env.pop(c.ENV_PRICES_FILE, None)
     for argv in (["prices", "--file", str(fifo)], ["prices", "--file", "/dev/zero"]):
-        result = subprocess.run(
-            [sys.executable, "-m", "aura_otel.cli", *argv],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-            check=False,
-        )
+        result = _command(argv)
         assert result.returncode == 2, result.stderr
         assert "is not a regular file" in result.stderr and argv[-1] in result.stderr
 
@@ -258,13 +263,8 @@ def _aura_otel_has_prices() -> bool:
     not _aura_otel_has_prices(), reason="the aura-otel command does not register prices yet"
 )
 def test_the_installed_command(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
-    env.pop(c.ENV_PRICES_FILE, None)
-    result = subprocess.run(
+    result = _command(
         [
-            sys.executable,
-            "-c",
-            "import sys; from aura_otel.cli import main; sys.exit(main(sys.argv[1:]))",
             "prices",
             "quote",
             "--provider",
@@ -276,12 +276,7 @@ def test_the_installed_command(tmp_path: Path) -> None:
             "--tokens-out",
             "1000",
             "--json",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
+        ]
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["amount"] == 0.021  # 2000 x 3/1M + 1000 x 15/1M
