@@ -10,8 +10,11 @@ that logger was created.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import TYPE_CHECKING, Any
+
+from .. import conventions as c
 
 if TYPE_CHECKING:
     from .masker import Masker
@@ -83,6 +86,10 @@ def current_masker() -> Masker:
     installed = _by_prefix.get("aura_otel")
     if installed is not None and installed._masker is not None:
         return installed.masker
+    global _fallback
+    key = tuple(os.environ.get(name) for name in _MASK_VARIABLES)
+    if _fallback is not None and _fallback[0] == key:
+        return _fallback[1]  # every job's start asks (its baggage): rules are read once
     from .masker import Masker
     from .settings import MaskingRules
 
@@ -90,7 +97,20 @@ def current_masker() -> Masker:
         rules = MaskingRules.from_env()
     except Exception:  # a bad variable is reported elsewhere; this text is still masked
         rules = MaskingRules()
-    return Masker(rules)  # compiled once per rules, then shared
+    masker = Masker(rules)  # compiled once per rules, then shared
+    _fallback = (key, masker)
+    return masker
+
+
+_MASK_VARIABLES = (
+    c.ENV_MASK_EXTRA_PATTERNS,
+    c.ENV_MASK_EXTRA_KEYS,
+    c.ENV_MASK_ALLOW_KEYS,
+    c.ENV_MASK_PII,
+    c.ENV_MASK_MAX_VALUE_LENGTH,
+)
+#: The environment's masking variables and the masker made from them, while they hold.
+_fallback: tuple[tuple[str | None, ...], Masker] | None = None
 
 
 _factory_lock = threading.Lock()
